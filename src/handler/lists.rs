@@ -1,0 +1,1 @@
+//! rsync include/exclude list writing. (Stub.)

@@ -1,0 +1,54 @@
+//! Sync handlers: turn a [`Batch`] into work at the destination.
+//!
+//! A handler runs on a worker thread, never on the event loop, and may block.
+//! It reports failure with a [`HandlerError`]; the daemon then puts the batch
+//! back into the queue, so a handler never needs to retry by itself.
+
+pub mod lists;
+pub mod mirror;
+pub mod rsync;
+pub mod template;
+
+use crate::batch::Batch;
+use std::io;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    #[error("{path}: {source}")]
+    Io { path: String, source: io::Error },
+    #[error("cannot start {program}: {source}")]
+    Spawn { program: String, source: io::Error },
+    #[error("{program} exited with code {code}")]
+    Exit { program: String, code: i32 },
+    #[error("{program} was killed by signal {signal}")]
+    Signal { program: String, signal: i32 },
+    #[error("{0}")]
+    Other(String),
+}
+
+impl HandlerError {
+    pub fn io(path: impl AsRef<std::path::Path>, source: io::Error) -> Self {
+        HandlerError::Io {
+            path: crate::path::display_os(path.as_ref()),
+            source,
+        }
+    }
+}
+
+/// What a successful run did, for the one info line per batch.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Exit code of the external program, if one ran (0 also when ignored).
+    pub exit_code: Option<i32>,
+    /// Files copied, entries deleted, renames done (built-in mirror only).
+    pub copied: u64,
+    pub deleted: u64,
+    pub renamed: u64,
+}
+
+pub trait Handler: Send {
+    /// Short name for logs: "mirror", "rsyncdirect", ….
+    fn name(&self) -> &str;
+    /// Makes the destination equal to the source for every op in `batch`.
+    fn run(&mut self, batch: &Batch) -> Result<Report, HandlerError>;
+}

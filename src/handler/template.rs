@@ -1,0 +1,1 @@
+//! Handler argument templates. (Stub.)

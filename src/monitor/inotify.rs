@@ -1,0 +1,1 @@
+//! inotify backend. (Stub.)

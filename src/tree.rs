@@ -1,0 +1,1 @@
+//! The watched tree. (Stub.)
