@@ -404,7 +404,10 @@ mod tests {
         let mut out = Vec::new();
         tree.process(&mut mon, &[ev("n", EventKind::Created, true, 0)], &mut out)
             .expect("process");
-        assert!(mon.watched.contains(b"n/m".as_slice()), "nested dir watched");
+        assert!(
+            mon.watched.contains(b"n/m".as_slice()),
+            "nested dir watched"
+        );
         assert!(out.contains(&Change::Subtree {
             path: b"n".to_vec(),
             instant: false

@@ -308,3 +308,120 @@ impl Monitor for InotifyMonitor {
         self.subtree_keys(rel)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    fn setup() -> (tempfile::TempDir, InotifyMonitor) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().canonicalize().expect("canonical");
+        let mon = InotifyMonitor::new(&root).expect("inotify");
+        (dir, mon)
+    }
+
+    /// Reads until `want` holds for the events collected so far.
+    fn collect_until(
+        mon: &mut InotifyMonitor,
+        want: impl Fn(&[RawEvent]) -> bool,
+    ) -> Vec<RawEvent> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut all = Vec::new();
+        while Instant::now() < deadline {
+            mon.read_events(&mut all).expect("read");
+            if want(&all) {
+                return all;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        panic!("timed out; events so far: {all:?}");
+    }
+
+    fn has(evs: &[RawEvent], path: &str, kind: EventKind) -> bool {
+        evs.iter()
+            .any(|e| e.path == path.as_bytes() && e.kind == kind)
+    }
+
+    #[test]
+    fn events_carry_paths_relative_to_the_root() {
+        let (dir, mut mon) = setup();
+        std::fs::create_dir(dir.path().join("sub")).expect("mkdir");
+        mon.add_watch(b"").expect("watch root");
+        mon.add_watch(b"sub").expect("watch sub");
+        std::fs::write(dir.path().join("sub/f"), b"x").expect("write");
+        std::fs::remove_file(dir.path().join("sub/f")).expect("rm");
+        let evs = collect_until(&mut mon, |e| has(e, "sub/f", EventKind::Removed));
+        assert!(has(&evs, "sub/f", EventKind::Created));
+        assert!(has(&evs, "sub/f", EventKind::Modified));
+    }
+
+    #[test]
+    fn a_renamed_directory_reports_later_events_under_its_new_name() {
+        let (dir, mut mon) = setup();
+        std::fs::create_dir_all(dir.path().join("a/deep")).expect("mkdir");
+        for p in [&b""[..], b"a", b"a/deep"] {
+            mon.add_watch(p).expect("watch");
+        }
+        std::fs::rename(dir.path().join("a"), dir.path().join("b")).expect("rename");
+        // Written right after the rename: the record sits behind the move in
+        // the same kernel queue and must already say `b/...`.
+        std::fs::write(dir.path().join("b/deep/f"), b"x").expect("write");
+        let evs = collect_until(&mut mon, |e| has(e, "b/deep/f", EventKind::Created));
+        let from = evs
+            .iter()
+            .find(|e| e.kind == EventKind::MovedFrom)
+            .expect("moved from");
+        let to = evs
+            .iter()
+            .find(|e| e.kind == EventKind::MovedTo)
+            .expect("moved to");
+        assert_eq!(
+            (from.path.as_slice(), to.path.as_slice()),
+            (&b"a"[..], &b"b"[..])
+        );
+        assert_eq!(from.cookie, to.cookie);
+        assert!(
+            !evs.iter().any(|e| e.path.starts_with(b"a/")),
+            "stale path: {evs:?}"
+        );
+        assert_eq!(
+            mon.watched_under(b"b"),
+            vec![b"b".to_vec(), b"b/deep".to_vec()]
+        );
+        assert!(mon.watched_under(b"a").is_empty());
+    }
+
+    #[test]
+    fn forgotten_and_deleted_directories_leave_no_ghosts() {
+        let (dir, mut mon) = setup();
+        std::fs::create_dir_all(dir.path().join("g/h")).expect("mkdir");
+        for p in [&b""[..], b"g", b"g/h"] {
+            mon.add_watch(p).expect("watch");
+        }
+        std::fs::remove_dir_all(dir.path().join("g")).expect("rm");
+        let _ = collect_until(&mut mon, |e| has(e, "g", EventKind::Removed));
+        mon.forget_subtree(b"g");
+        assert_eq!(mon.watch_count(), 1);
+        // Re-created under the old name: watched afresh, events flow.
+        std::fs::create_dir(dir.path().join("g")).expect("mkdir");
+        mon.add_watch(b"g").expect("watch");
+        std::fs::write(dir.path().join("g/new"), b"").expect("write");
+        let _ = collect_until(&mut mon, |e| has(e, "g/new", EventKind::Created));
+    }
+
+    #[test]
+    fn watching_a_missing_dir_or_a_symlink_is_gone_not_fatal() {
+        let (dir, mut mon) = setup();
+        std::os::unix::fs::symlink("/tmp", dir.path().join("l")).expect("symlink");
+        assert!(matches!(
+            mon.add_watch(b"missing"),
+            Err(MonitorError::Gone { .. })
+        ));
+        assert!(matches!(
+            mon.add_watch(b"l"),
+            Err(MonitorError::Gone { .. })
+        ));
+        assert_eq!(mon.watch_count(), 0);
+    }
+}
