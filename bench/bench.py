@@ -1,0 +1,1014 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark of livesync, clsync and lsyncd (stdlib only).
+
+Runs the same workloads through every tool in one go, each tool as a fresh
+daemon mirroring a local source tree into a local destination with zero
+delays, and prints a Markdown table (stdout) plus JSON (bench/out/results.json).
+
+Workloads:
+  latency  write one small file, poll DST every 1 ms until it arrives
+  storm    create many files in many dirs, rename some dirs/files, delete some;
+           time until DST equals SRC, CPU spent, paths never synced (lost)
+  startup  big tree: time from exec to "DST equals SRC" and to "a probe file
+           written in the deepest dir arrived"; idle RSS afterwards
+  rename   rename a directory holding many files: time until DST reflects it,
+           CPU, bytes written, and whether DST renamed or copied the files
+
+Every process the bench starts runs in its own session (= process group); all
+of them, and any descendants they left behind, are killed on exit, on error
+and on Ctrl-C. See bench/README.md for what each figure means exactly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import random
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import ctypes
+from pathlib import Path
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+HERE = Path(__file__).resolve().parent
+NOW = time.monotonic
+COMMANDS: dict = {}  # tool -> argv actually run (first run), for the JSON
+
+# --------------------------------------------------------------------------
+# sizes
+
+FULL = dict(
+    latency_runs=15,
+    storm_files=20000,
+    storm_dirs=200,
+    startup_dirs=5000,
+    startup_files=50000,
+    rename_files=5000,
+    timeout=120.0,
+)
+QUICK = dict(
+    latency_runs=5,
+    storm_files=2000,
+    storm_dirs=20,
+    startup_dirs=500,
+    startup_files=5000,
+    rename_files=500,
+    timeout=15.0,
+)
+WORKLOADS = ["latency", "storm", "startup", "rename"]
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------
+# /proc helpers
+
+
+def proc_stat(pid: int) -> dict | None:
+    """Fields of /proc/PID/stat we use, or None when the process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    # comm may contain spaces and parentheses: split after the last ')'.
+    rest = raw[raw.rindex(b")") + 2 :].split()
+    return dict(
+        state=rest[0].decode(),
+        ppid=int(rest[1]),
+        utime=int(rest[11]),
+        stime=int(rest[12]),
+        cutime=int(rest[13]),
+        cstime=int(rest[14]),
+        starttime=int(rest[19]),
+    )
+
+
+def descendants(pid: int) -> list[tuple[int, int]]:
+    """Live descendants of pid as (pid, starttime), found by ppid links."""
+    children: dict[int, list[int]] = {}
+    start: dict[int, int] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        st = proc_stat(int(name))
+        if st is None:
+            continue
+        children.setdefault(st["ppid"], []).append(int(name))
+        start[int(name)] = st["starttime"]
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        for c in children.get(p, []):
+            out.append((c, start[c]))
+            todo.append(c)
+    return out
+
+
+def cpu_tree(pid: int) -> tuple[float, float] | None:
+    """(daemon s, children s): the daemon's own utime+stime (all its threads),
+    and its children's: cutime+cstime of the daemon (children it reaped, which
+    already include their own reaped children) plus utime+stime+cutime+cstime
+    of descendants still alive. Nothing is counted twice: a live process's time
+    enters its parent's cutime only when it is reaped."""
+    st = proc_stat(pid)
+    if st is None:
+        return None
+    own = st["utime"] + st["stime"]
+    kids = st["cutime"] + st["cstime"]
+    for d, _ in descendants(pid):
+        ds = proc_stat(d)
+        if ds is not None:
+            kids += ds["utime"] + ds["stime"] + ds["cutime"] + ds["cstime"]
+    return own / CLK_TCK, kids / CLK_TCK
+
+
+def io_write_bytes(pid: int) -> int | None:
+    """write_bytes from /proc/PID/io of the daemon (includes reaped children)
+    plus live descendants: bytes the processes caused to be sent to storage."""
+    total = 0
+    for p in [pid] + [d for d, _ in descendants(pid)]:
+        try:
+            with open(f"/proc/{p}/io") as f:
+                for line in f:
+                    if line.startswith("write_bytes:"):
+                        total += int(line.split()[1])
+        except OSError:
+            if p == pid:
+                return None
+    return total
+
+
+def rss_kib(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+# --------------------------------------------------------------------------
+# processes
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGKILL if the bench itself dies hard."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+class Daemon:
+    """One tool process in its own session; stop() kills it and everything it
+    spawned (also descendants that moved to process groups of their own)."""
+
+    running: list["Daemon"] = []
+
+    def __init__(self, argv: list[str], logpath: Path):
+        self.argv = argv
+        self.logpath = logpath
+        self.logf = open(logpath, "wb")
+        self.logf.write(("$ " + " ".join(argv) + "\n").encode())
+        self.logf.flush()
+        self.t_exec = NOW()
+        self.proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=self.logf,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+        self.pid = self.proc.pid
+        Daemon.running.append(self)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def children_alive(self) -> bool:
+        return bool(descendants(self.pid))
+
+    def wait_children_gone(self, timeout: float) -> bool:
+        deadline = NOW() + timeout
+        while NOW() < deadline:
+            if not self.children_alive():
+                return True
+            time.sleep(0.01)
+        return False
+
+    def log_tail(self, n: int = 15) -> str:
+        try:
+            lines = self.logpath.read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        return "\n".join(lines[-n:])
+
+    def _signal_all(self, kids: list[tuple[int, int]], sig: int) -> None:
+        try:
+            os.killpg(self.pid, sig)  # start_new_session: pgid == pid
+        except ProcessLookupError:
+            pass
+        for pid, start in kids:  # descendants that left the group
+            st = proc_stat(pid)
+            if st is not None and st["starttime"] == start:
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+
+    def stop(self) -> None:
+        if self not in Daemon.running:
+            return
+        kids = descendants(self.pid) if self.alive() else []
+        self._signal_all(kids, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=3.0)
+        except subprocess.TimeoutExpired:
+            kids = list(set(kids) | set(descendants(self.pid)))
+        # whatever is left of the group or of the descendants seen: no mercy
+        self._signal_all(kids, signal.SIGKILL)
+        try:
+            self.proc.wait(timeout=5.0)
+        except subprocess.TimeoutExpired:
+            log(f"pid {self.pid} did not die")
+        Daemon.running.remove(self)
+        self.logf.close()
+
+    @classmethod
+    def stop_all(cls) -> None:
+        for d in list(cls.running):
+            try:
+                d.stop()
+            except Exception as e:  # keep killing the others
+                log(f"cleanup of pid {d.pid} failed: {e}")
+
+
+# --------------------------------------------------------------------------
+# tools
+
+
+def lua_str(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+class Tool:
+    name = ""
+    ratio_base = False
+
+    def argv(self, src: Path, dst: Path, work: Path) -> list[str]:
+        raise NotImplementedError
+
+    def version(self) -> str:
+        return ""
+
+
+class Livesync(Tool):
+    def __init__(self, binary: str, rsync: bool):
+        self.binary = binary
+        self.rsync = rsync
+        self.name = "livesync-rsync" if rsync else "livesync"
+
+    def argv(self, src, dst, work):
+        a = [self.binary]
+        if self.rsync:
+            a += ["-M", "rsyncdirect", "-S", shutil.which("rsync") or "/usr/bin/rsync"]
+        return a + ["-W", str(src), "-D", str(dst), "-t0", "-w0"]
+
+    def version(self):
+        return first_line([self.binary, "--version"])
+
+
+class Clsync(Tool):
+    name = "clsync"
+
+    def argv(self, src, dst, work):
+        lists = work / "clsync-lists"
+        lists.mkdir(mode=0o700, exist_ok=True)  # clsync refuses a lists dir others can read
+        os.chmod(lists, 0o700)
+        return [
+            "clsync",
+            "-H", "/NULL/",          # read no config file
+            "-u", "0", "-g", "0",    # stay root like the other tools (the default drops to nobody)
+            "-l", "bench",
+            "-M", "rsyncdirect",
+            "-S", shutil.which("rsync") or "/usr/bin/rsync",
+            "-W", str(src),
+            "-D", str(dst),
+            "-L", str(lists),        # include/exclude lists go to our workdir
+            "-t0", "-w0",
+            "-x", "23", "-x", "24",  # vanished files: what the man page recommends
+            "--retries", "0",        # retry forever instead of dying on a failed rsync
+        ]
+
+    def version(self):
+        return first_line(["clsync", "-V"]).replace("Info: ", "")
+
+
+class Lsyncd(Tool):
+    name = "lsyncd"
+
+    def argv(self, src, dst, work):
+        conf = work / "lsyncd.conf.lua"
+        conf.write_text(
+            "settings {\n"
+            "  nodaemon = true,\n"
+            "  insist = true,\n"
+            f"  statusFile = {lua_str(str(work / 'lsyncd.status'))},\n"
+            f"  logfile = {lua_str(str(work / 'lsyncd.log'))},\n"
+            "}\n"
+            "sync {\n"
+            "  default.rsync,\n"
+            f"  source = {lua_str(str(src))},\n"
+            f"  target = {lua_str(str(dst))},\n"
+            "  delay = 0,\n"
+            "}\n"
+        )
+        return ["lsyncd", "-nodaemon", str(conf)]
+
+    def version(self):
+        return first_line(["lsyncd", "-version"])
+
+
+def first_line(argv: list[str]) -> str:
+    try:
+        r = subprocess.run(argv, capture_output=True, timeout=10, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"unavailable ({e})"
+    out = (r.stdout + r.stderr).decode(errors="replace").strip().splitlines()
+    return out[0].strip() if out else f"exit {r.returncode}"
+
+
+# --------------------------------------------------------------------------
+# trees
+
+
+def snapshot(root: Path) -> dict[bytes, tuple[str, int]]:
+    """path -> (type, size) for everything under root, via find(1) (fast, C).
+    Directory sizes are filesystem details and are ignored."""
+    r = subprocess.run(
+        ["find", str(root), "-mindepth", "1", "-printf", r"%y %s %P\0"],
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+    )
+    out: dict[bytes, tuple[str, int]] = {}
+    for rec in r.stdout.split(b"\0"):
+        if not rec:
+            continue
+        typ, size, path = rec.split(b" ", 2)
+        t = typ.decode()
+        out[path] = (t, 0 if t == "d" else int(size))
+    return out
+
+
+def diff_paths(a: dict, b: dict) -> list[bytes]:
+    keys = a.keys() | b.keys()
+    return sorted(k for k in keys if a.get(k) != b.get(k))
+
+
+def wait_equal(src_snap: dict, dst: Path, daemon: Daemon, timeout: float) -> dict:
+    """Poll DST until it equals src_snap. Returns t_equal (monotonic, end of the
+    walk that saw equality), walks, max walk duration; or converged=False with
+    the differing paths of the last walk. Polls at most half the time (the
+    pause between walks is at least one walk long) to leave CPU to the tool."""
+    deadline = NOW() + timeout
+    walks, max_walk = 0, 0.0
+    while True:
+        t0 = NOW()
+        snap = snapshot(dst)
+        t1 = NOW()
+        walks += 1
+        max_walk = max(max_walk, t1 - t0)
+        if snap == src_snap:
+            return dict(converged=True, t_equal=t1, walks=walks, max_walk_s=max_walk)
+        if not daemon.alive():
+            return dict(converged=False, died=daemon.proc.returncode,
+                        diff=diff_paths(src_snap, snapshot(dst)), walks=walks, max_walk_s=max_walk)
+        if t1 > deadline:
+            return dict(converged=False, died=None, diff=diff_paths(src_snap, snap), walks=walks,
+                        max_walk_s=max_walk)
+        time.sleep(max(0.005, t1 - t0))
+
+
+def wait_file(path: Path, size: int, timeout: float, poll: float = 0.001) -> float | None:
+    """Tight poll (default 1 ms) for path to exist with the given size; returns
+    the monotonic time it was seen, or None on timeout."""
+    deadline = NOW() + timeout
+    while True:
+        try:
+            if os.lstat(path).st_size == size:
+                return NOW()
+        except FileNotFoundError:
+            pass
+        t = NOW()
+        if t > deadline:
+            return None
+        time.sleep(poll)
+
+
+def write_file(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+def payload(rng: random.Random, lo: int, hi: int) -> bytes:
+    return b"x" * rng.randint(lo, hi)
+
+
+def fresh_dir(p: Path) -> Path:
+    if p.exists():
+        shutil.rmtree(p)
+    p.mkdir(parents=True)
+    return p
+
+
+# --------------------------------------------------------------------------
+# bring-up shared by the workloads
+
+
+class RunFailed(Exception):
+    def __init__(self, msg: str, daemon: Daemon | None = None):
+        tail = daemon.log_tail() if daemon else ""
+        super().__init__(msg + (("\n--- log tail ---\n" + tail) if tail else ""))
+        self.short = msg
+
+
+def bring_up(tool: Tool, src: Path, dst: Path, work: Path, logname: str, timeout: float,
+             probe_dir: Path | None = None) -> tuple[Daemon, dict]:
+    """Start the tool on src -> dst and wait until it is really working: DST
+    equals SRC (initial sync done) and a probe file written afterwards arrives
+    (the watches are in place). Returns the daemon and the timings."""
+    src_snap = snapshot(src)
+    argv = tool.argv(src, dst, work)
+    COMMANDS.setdefault(tool.name, argv)
+    if isinstance(tool, Lsyncd):
+        COMMANDS.setdefault("lsyncd.conf.lua", (work / "lsyncd.conf.lua").read_text())
+    d = Daemon(argv, work / logname)
+    w = wait_equal(src_snap, dst, d, timeout)
+    if not w["converged"]:
+        why = f"exited with {w['died']}" if w.get("died") is not None else f"timeout {timeout:.0f}s"
+        raise RunFailed(f"initial sync incomplete ({why}; {len(w['diff'])} paths differ)", d)
+    t_synced = w["t_equal"]
+    probe = (probe_dir or src) / "bench-probe"
+    data = b"probe\n"
+    write_file(probe, data)
+    t_write = NOW()
+    t_arrived = wait_file(dst / probe.relative_to(src), len(data), timeout)
+    if t_arrived is None:
+        raise RunFailed(f"probe {probe.relative_to(src)} never arrived within {timeout:.0f}s", d)
+    return d, dict(
+        start_to_synced_s=t_synced - d.t_exec,
+        start_to_probe_s=t_arrived - d.t_exec,
+        probe_latency_s=t_arrived - t_write,
+        sync_walk_s=w["max_walk_s"],
+    )
+
+
+def settle(d: Daemon, quiet: float = 0.5, timeout: float = 10.0) -> None:
+    """Wait until the daemon has no children and burned no CPU for `quiet` s."""
+    deadline = NOW() + timeout
+    last = cpu_tree(d.pid)
+    since = NOW()
+    while NOW() < deadline:
+        time.sleep(0.1)
+        cur = cpu_tree(d.pid)
+        if cur is None:
+            return
+        if cur != last or d.children_alive():
+            last, since = cur, NOW()
+        elif NOW() - since >= quiet:
+            return
+
+
+# --------------------------------------------------------------------------
+# workloads
+
+
+def wl_latency(tool: Tool, work: Path, sz: dict) -> dict:
+    src, dst = fresh_dir(work / "src"), fresh_dir(work / "dst")
+    rng = random.Random(1)
+    for i in range(10):
+        write_file(src / f"seed{i}", payload(rng, 10, 1000))
+    d, up = bring_up(tool, src, dst, work, "latency.log", sz["timeout"])
+    try:
+        settle(d)
+        samples, lost = [], 0
+        data = b"y" * 100
+        for i in range(sz["latency_runs"]):
+            name = f"lat{i:03d}"
+            write_file(src / name, data)
+            t0 = NOW()  # the write is complete (closed)
+            t1 = wait_file(dst / name, len(data), 10.0)
+            if t1 is None:
+                lost += 1
+            else:
+                samples.append(t1 - t0)
+            settle(d, quiet=0.1, timeout=2.0)
+        if not samples:
+            raise RunFailed("no write ever arrived", d)
+        s = sorted(samples)
+        return dict(
+            median_ms=statistics.median(s) * 1e3,
+            p90_ms=s[max(0, math.ceil(0.9 * len(s)) - 1)] * 1e3,
+            min_ms=s[0] * 1e3,
+            max_ms=s[-1] * 1e3,
+            samples_ms=[x * 1e3 for x in samples],
+            not_arrived=lost,
+        )
+    finally:
+        d.stop()
+
+
+def storm(src: Path, nfiles: int, ndirs: int, seed: int = 7) -> dict:
+    """The storm, deterministic for a seed: ndirs dirs (a tenth of them nested
+    in another), nfiles files spread over them, then ~10% of the dirs renamed,
+    ~5% of the files renamed (some across dirs), ~5% rewritten with another
+    size, ~5% deleted and ~5% of the dirs deleted with their contents."""
+    rng = random.Random(seed)
+    dirs: list[Path] = []
+    nested = max(1, ndirs // 10)
+    for i in range(ndirs - nested):
+        dirs.append(src / f"d{i:03d}")
+    for j in range(nested):
+        dirs.append(dirs[j * ((ndirs - nested) // nested)] / f"n{j:03d}")
+    per = nfiles // len(dirs)
+    extra = nfiles - per * len(dirs)
+    files: list[Path] = []
+    ops = 0
+    for k, dpath in enumerate(dirs):
+        dpath.mkdir()
+        ops += 1
+        for f in range(per + (1 if k < extra else 0)):
+            p = dpath / f"f{f:04d}.dat"
+            write_file(p, payload(rng, 0, 2000))
+            files.append(p)
+            ops += 1
+    # rename ~10% of the top-level dirs (carrying their files and nested dirs)
+    top = [p for p in dirs if p.parent == src]
+    renamed = rng.sample(top, max(1, len(top) // 10))
+    remap: dict[Path, Path] = {}
+    for p in renamed:
+        q = p.with_name("r" + p.name[1:])
+        os.rename(p, q)
+        remap[p] = q
+        ops += 1
+
+    def moved(p: Path) -> Path:
+        for a, b in remap.items():
+            if p == a or a in p.parents:
+                return b / p.relative_to(a)
+        return p
+
+    files = [moved(p) for p in files]
+    dirs = [moved(p) for p in dirs]
+    # rename ~5% of the files: 4 in 5 within their dir, 1 in 5 into another dir
+    idx = rng.sample(range(len(files)), max(1, len(files) // 20))
+    for n, i in enumerate(idx):
+        p = files[i]
+        if n % 5 == 4:
+            q = rng.choice(dirs) / f"m{n:05d}.dat"
+        else:
+            q = p.with_name(p.stem + ".renamed")
+        os.rename(p, q)
+        files[i] = q
+        ops += 1
+    # rewrite ~5% with a new size
+    for i in rng.sample(range(len(files)), max(1, len(files) // 20)):
+        write_file(files[i], payload(rng, 2001, 4000))
+        ops += 1
+    # delete ~5% of the files, then ~5% of the dirs (non-nested ones)
+    for i in sorted(rng.sample(range(len(files)), max(1, len(files) // 20)), reverse=True):
+        os.unlink(files[i])
+        del files[i]
+        ops += 1
+    gone = rng.sample([p for p in dirs if p.parent == src], max(1, len(dirs) // 20))
+    for p in gone:
+        shutil.rmtree(p)
+        ops += 1
+    return dict(ops=ops)
+
+
+def wl_storm(tool: Tool, work: Path, sz: dict) -> dict:
+    src, dst = fresh_dir(work / "src"), fresh_dir(work / "dst")
+    d, up = bring_up(tool, src, dst, work, "storm.log", sz["timeout"])
+    try:
+        settle(d)
+        cpu0 = cpu_tree(d.pid)
+        t0 = NOW()
+        info = storm(src, sz["storm_files"], sz["storm_dirs"])
+        t_end = NOW()
+        src_snap = snapshot(src)
+        w = wait_equal(src_snap, dst, d, sz["timeout"])
+        res = dict(storm_s=t_end - t0, storm_ops=info["ops"], src_paths=len(src_snap),
+                   walk_s=w["max_walk_s"])
+        if w["converged"]:
+            d.wait_children_gone(5.0)
+            res.update(converged=True, converge_s=w["t_equal"] - t_end, lost=0)
+        else:
+            res.update(converged=False, converge_s=None, lost=len(w["diff"]),
+                       lost_sample=[p.decode(errors="backslashreplace") for p in w["diff"][:10]])
+            if w.get("died") is not None:
+                res["died"] = w["died"]
+                res["log_tail"] = d.log_tail()
+        cpu1 = cpu_tree(d.pid)
+        if cpu0 and cpu1:
+            res.update(cpu_daemon_s=cpu1[0] - cpu0[0], cpu_children_s=cpu1[1] - cpu0[1])
+        return res
+    finally:
+        d.stop()
+
+
+def build_tree(root: Path, ndirs: int, nfiles: int, fanout: int = 10) -> Path:
+    """ndirs dirs breadth-first with the given fanout, nfiles small files spread
+    evenly; returns the deepest directory (the last one created)."""
+    rng = random.Random(3)
+    dirs: list[Path] = []
+    frontier = [root]
+    while len(dirs) < ndirs:
+        nxt = []
+        for parent in frontier:
+            for i in range(fanout):
+                if len(dirs) >= ndirs:
+                    break
+                p = parent / f"d{i}"
+                p.mkdir()
+                dirs.append(p)
+                nxt.append(p)
+        frontier = nxt
+    per, extra = divmod(nfiles, len(dirs))
+    for k, dpath in enumerate(dirs):
+        for f in range(per + (1 if k < extra else 0)):
+            write_file(dpath / f"f{f:03d}", payload(rng, 50, 250))
+    return dirs[-1]
+
+
+def wl_startup(tool: Tool, work: Path, sz: dict, shared: dict) -> dict:
+    src = shared["startup_src"]
+    deepest = shared["startup_deepest"]
+    dst = fresh_dir(work / "dst")
+    probe = deepest / "bench-probe"
+    if probe.exists():
+        probe.unlink()
+    d, up = bring_up(tool, src, dst, work, "startup.log", sz["timeout"], probe_dir=deepest)
+    try:
+        settle(d, quiet=1.0)
+        rss = rss_kib(d.pid)
+        cpu = cpu_tree(d.pid)
+        return dict(
+            start_to_synced_s=up["start_to_synced_s"],
+            start_to_probe_s=up["start_to_probe_s"],
+            probe_latency_s=up["probe_latency_s"],
+            walk_s=up["sync_walk_s"],
+            idle_rss_mib=rss / 1024 if rss is not None else None,
+            cpu_daemon_s=cpu[0] if cpu else None,
+            cpu_children_s=cpu[1] if cpu else None,
+        )
+    finally:
+        d.stop()
+        if probe.exists():
+            probe.unlink()
+
+
+def file_ids(d: Path) -> dict[str, tuple[int, int]]:
+    out = {}
+    with os.scandir(d) as it:
+        for e in it:
+            st = e.stat(follow_symlinks=False)
+            out[e.name] = (st.st_ino, st.st_ctime_ns)
+    return out
+
+
+def wl_rename(tool: Tool, work: Path, sz: dict) -> dict:
+    src, dst = fresh_dir(work / "src"), fresh_dir(work / "dst")
+    rng = random.Random(5)
+    big = src / "big"
+    big.mkdir()
+    for i in range(sz["rename_files"]):
+        write_file(big / f"f{i:05d}", payload(rng, 100, 4000))
+    write_file(src / "other", b"o")
+    d, up = bring_up(tool, src, dst, work, "rename.log", sz["timeout"])
+    try:
+        settle(d)
+        before = file_ids(dst / "big")
+        cpu0, io0 = cpu_tree(d.pid), io_write_bytes(d.pid)
+        os.rename(big, src / "big-renamed")
+        t0 = NOW()
+        src_snap = snapshot(src)
+        w = wait_equal(src_snap, dst, d, sz["timeout"])
+        res = dict(files=len(before), walk_s=w["max_walk_s"])
+        if not w["converged"]:
+            res.update(converged=False, converge_s=None, lost=len(w["diff"]))
+        else:
+            d.wait_children_gone(5.0)
+            settle(d, quiet=0.3, timeout=5.0)
+            after = file_ids(dst / "big-renamed")
+            kept = sum(1 for k, v in after.items() if before.get(k) == v)
+            share = kept / max(1, len(after))
+            how = "renamed" if share >= 0.99 else "copied" if share <= 0.01 else f"mixed ({share:.0%} kept)"
+            res.update(converged=True, converge_s=w["t_equal"] - t0, lost=0, inodes_kept=kept,
+                       dst_effect=how)
+        cpu1, io1 = cpu_tree(d.pid), io_write_bytes(d.pid)
+        if cpu0 and cpu1:
+            res.update(cpu_daemon_s=cpu1[0] - cpu0[0], cpu_children_s=cpu1[1] - cpu0[1])
+        if io0 is not None and io1 is not None:
+            res["write_mib"] = (io1 - io0) / 2**20
+        return res
+    finally:
+        d.stop()
+
+
+# --------------------------------------------------------------------------
+# report
+
+ROWS = [
+    # (workload, key, label, format, lower-is-better numeric)
+    ("latency", "median_ms", "write→mirrored latency, median (ms)", "{:.1f}", True),
+    ("latency", "p90_ms", "write→mirrored latency, p90 (ms)", "{:.1f}", True),
+    ("storm", "converge_s", "storm: end of storm → DST == SRC (s)", "{:.2f}", True),
+    ("storm", "lost", "storm: paths differing at the end (lost changes)", "{:d}", False),
+    ("storm", "cpu_daemon_s", "storm: daemon CPU (s)", "{:.2f}", True),
+    ("storm", "cpu_children_s", "storm: children CPU (s)", "{:.2f}", True),
+    ("startup", "start_to_synced_s", "startup: exec → DST == SRC (s)", "{:.2f}", True),
+    ("startup", "start_to_probe_s", "startup: exec → probe in deepest dir arrived (s)", "{:.2f}", True),
+    ("startup", "idle_rss_mib", "startup: idle RSS of the daemon (MiB)", "{:.1f}", True),
+    ("rename", "converge_s", "dir rename: time until DST reflects it (s)", "{:.3f}", True),
+    ("rename", "cpu_daemon_s", "dir rename: daemon CPU (s)", "{:.2f}", True),
+    ("rename", "cpu_children_s", "dir rename: children CPU (s)", "{:.2f}", True),
+    ("rename", "write_mib", "dir rename: bytes written to storage (MiB)", "{:.2f}", True),
+    ("rename", "dst_effect", "dir rename: what DST did", "{}", False),
+]
+
+
+def cell(res: dict | None, key: str, fmt: str) -> str:
+    if res is None:
+        return "—"
+    if "error" in res:
+        return "failed"
+    if key == "converge_s" and res.get("converged") is False:
+        return "did not converge" if res.get("died") is None else "daemon died"
+    v = res.get(key)
+    if v is None:
+        return "—"
+    return fmt.format(v)
+
+
+def value(res: dict | None, key: str):
+    if not res or "error" in res:
+        return None
+    if key == "converge_s" and res.get("converged") is False:
+        return None
+    v = res.get(key)
+    return v if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def ratio(ra: dict | None, rb: dict | None, key: str) -> str:
+    a, b = value(ra, key), value(rb, key)
+    if key == "converge_s" and a is not None and rb and rb.get("converged") is False:
+        return "n/a (DNC)"
+    if a is None or b is None:
+        return "—"
+    # CPU times come in clock ticks: below two ticks a ratio is noise
+    floor = 2.0 / CLK_TCK if key.startswith("cpu_") else 0.0
+    if b <= floor:
+        return "—"
+    return f"{a / b:.2f}"
+
+
+RATIOS = [("livesync", "clsync"), ("livesync", "lsyncd"), ("livesync-rsync", "clsync")]
+
+
+def table(results: dict, tools: list[str]) -> str:
+    ratios = [(a, b) for a, b in RATIOS if a in tools and b in tools]
+    head = ["metric"] + tools + [f"{a} / {b}" for a, b in ratios]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
+    for wl, key, label, fmt, numeric in ROWS:
+        if wl not in results:
+            continue
+        row = [label]
+        for t in tools:
+            row.append(cell(results[wl].get(t), key, fmt))
+        for a, b in ratios:
+            row.append(ratio(results[wl].get(a), results[wl].get(b), key) if numeric else "")
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------
+# environment
+
+
+class InotifyLimit:
+    """Raise fs.inotify.max_user_watches for the run when root and needed."""
+
+    PATH = "/proc/sys/fs/inotify/max_user_watches"
+
+    def __init__(self, need: int):
+        self.old = None
+        try:
+            cur = int(Path(self.PATH).read_text())
+        except OSError:
+            return
+        if cur >= need:
+            return
+        if os.geteuid() != 0:
+            log(f"warning: {self.PATH} is {cur}, the bench needs ~{need}; run as root or raise it")
+            return
+        Path(self.PATH).write_text(str(need))
+        self.old = cur
+        log(f"raised {self.PATH} {cur} -> {need} for the run")
+
+    def restore(self) -> None:
+        if self.old is not None:
+            Path(self.PATH).write_text(str(self.old))
+            log(f"restored {self.PATH} to {self.old}")
+            self.old = None
+
+
+def read_int(path: str):
+    try:
+        return int(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def environment(tools: list[Tool]) -> dict:
+    return dict(
+        kernel=platform.release(),
+        cpus=os.cpu_count(),
+        python=platform.python_version(),
+        loadavg_start=os.getloadavg(),
+        rsync=first_line(["rsync", "--version"]),
+        inotify=dict(
+            max_user_watches=read_int("/proc/sys/fs/inotify/max_user_watches"),
+            max_user_instances=read_int("/proc/sys/fs/inotify/max_user_instances"),
+            max_queued_events=read_int("/proc/sys/fs/inotify/max_queued_events"),
+        ),
+        versions={t.name: t.version() for t in tools},
+    )
+
+
+# --------------------------------------------------------------------------
+# main
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small sizes, a smoke run in under 2 minutes")
+    ap.add_argument("--livesync", default=str(HERE.parent / "target" / "release" / "livesync"),
+                    help="livesync binary (default: target/release/livesync)")
+    ap.add_argument("--tools", default="livesync,livesync-rsync,clsync,lsyncd",
+                    help="comma-separated subset of livesync,livesync-rsync,clsync,lsyncd")
+    ap.add_argument("--workloads", default=",".join(WORKLOADS),
+                    help="comma-separated subset of " + ",".join(WORKLOADS))
+    ap.add_argument("--workdir", help="where to build trees (default: a new dir under /tmp, removed after)")
+    ap.add_argument("--timeout", type=float, help="convergence timeout in seconds (default 120, quick 15)")
+    ap.add_argument("--runs", type=int, help="latency runs (default 15, quick 5)")
+    ap.add_argument("--out", default=str(HERE / "out" / "results.json"), help="JSON output path")
+    ap.add_argument("--keep", action="store_true", help="keep the workdir and logs")
+    args = ap.parse_args()
+
+    sz = dict(QUICK if args.quick else FULL)
+    if args.timeout:
+        sz["timeout"] = args.timeout
+    if args.runs:
+        sz["latency_runs"] = args.runs
+
+    wanted = [t.strip() for t in args.tools.split(",") if t.strip()]
+    workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
+    for w in workloads:
+        if w not in WORKLOADS:
+            ap.error(f"unknown workload {w!r}")
+    all_tools: dict[str, Tool] = {
+        "livesync": Livesync(args.livesync, rsync=False),
+        "livesync-rsync": Livesync(args.livesync, rsync=True),
+        "clsync": Clsync(),
+        "lsyncd": Lsyncd(),
+    }
+    tools: list[Tool] = []
+    skipped: dict[str, str] = {}
+    for name in wanted:
+        if name not in all_tools:
+            ap.error(f"unknown tool {name!r}")
+        t = all_tools[name]
+        exe = t.binary if isinstance(t, Livesync) else t.name
+        if (os.sep in exe and not os.access(exe, os.X_OK)) or (os.sep not in exe and not shutil.which(exe)):
+            skipped[name] = f"{exe} not found"
+            log(f"skipping {name}: {exe} not found")
+            continue
+        tools.append(t)
+    if not tools:
+        log("no tool to run")
+        return 2
+
+    # SIGTERM/SIGHUP behave like Ctrl-C so the finally blocks run.
+    def on_signal(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+
+    own_workdir = args.workdir is None
+    base = Path(tempfile.mkdtemp(prefix="livesync-bench-", dir="/tmp")) if own_workdir \
+        else Path(args.workdir).resolve()
+    base.mkdir(parents=True, exist_ok=True)
+    limit = InotifyLimit(sz["startup_dirs"] + sz["storm_dirs"] + 10000)
+    out_path = Path(args.out)
+    logs_out = out_path.parent / "logs"
+    results: dict[str, dict] = {w: {} for w in workloads}
+    env = environment(tools)
+    t_begin = NOW()
+    interrupted = False
+    try:
+        shared: dict = {}
+        for wl in workloads:
+            if wl == "startup":
+                log(f"building startup tree: {sz['startup_dirs']} dirs, {sz['startup_files']} files")
+                src = fresh_dir(base / "startup-src")
+                shared["startup_src"] = src
+                shared["startup_deepest"] = build_tree(src, sz["startup_dirs"], sz["startup_files"])
+                snapshot(src)  # warm the cache the same way for every tool
+            for t in tools:
+                work = fresh_dir(base / f"{wl}-{t.name}")
+                os.sync()  # no writeback left over from the previous run
+                log(f"{wl}: {t.name} ...")
+                try:
+                    if wl == "latency":
+                        r = wl_latency(t, work, sz)
+                    elif wl == "storm":
+                        r = wl_storm(t, work, sz)
+                    elif wl == "startup":
+                        r = wl_startup(t, work, sz, shared)
+                    else:
+                        r = wl_rename(t, work, sz)
+                except RunFailed as e:
+                    r = dict(error=e.short, detail=str(e))
+                    log(f"{wl}: {t.name} FAILED: {e}")
+                Daemon.stop_all()
+                results[wl][t.name] = r
+                summary = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()
+                           if k not in ("samples_ms", "lost_sample", "log_tail", "detail")}
+                log(f"{wl}: {t.name}: {summary}")
+                # keep the tool's log when something went wrong
+                if "error" in r or r.get("converged") is False:
+                    logs_out.mkdir(parents=True, exist_ok=True)
+                    for f in work.glob("*.log"):
+                        shutil.copy(f, logs_out / f"{wl}-{t.name}-{f.name}")
+                if not args.keep:
+                    shutil.rmtree(work, ignore_errors=True)
+            if wl == "startup" and not args.keep:
+                shutil.rmtree(base / "startup-src", ignore_errors=True)
+    except KeyboardInterrupt:
+        interrupted = True
+        log("interrupted; cleaning up")
+    finally:
+        Daemon.stop_all()
+        limit.restore()
+        if own_workdir and not args.keep:
+            shutil.rmtree(base, ignore_errors=True)
+
+    names = [t.name for t in tools]
+    env["loadavg_end"] = os.getloadavg()
+    doc = dict(
+        mode="quick" if args.quick else "full",
+        command=" ".join(sys.argv),
+        sizes=sz,
+        elapsed_s=NOW() - t_begin,
+        interrupted=interrupted,
+        environment=env,
+        skipped=skipped,
+        commands=COMMANDS,
+        results=results,
+    )
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(doc, indent=2) + "\n")
+    print(f"## livesync vs clsync vs lsyncd ({doc['mode']} sizes, {env['cpus']} CPUs, "
+          f"kernel {env['kernel']})\n")
+    print(table(results, names))
+    if skipped:
+        print("\nskipped: " + ", ".join(f"{k} ({v})" for k, v in skipped.items()))
+    failed = [(wl, t, r["error"]) for wl, rs in results.items() for t, r in rs.items() if "error" in r]
+    for wl, t, e in failed:
+        print(f"\n{wl} / {t} failed: {e}")
+    log(f"JSON written to {out_path}; took {doc['elapsed_s']:.0f}s")
+    return 130 if interrupted else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
