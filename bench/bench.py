@@ -741,6 +741,7 @@ ROWS = [
     # (workload, key, label, format, lower-is-better numeric)
     ("latency", "median_ms", "write→mirrored latency, median (ms)", "{:.1f}", True),
     ("latency", "p90_ms", "write→mirrored latency, p90 (ms)", "{:.1f}", True),
+    ("storm", "storm_s", "storm: time the writer took for the storm (s)", "{:.2f}", False),
     ("storm", "converge_s", "storm: end of storm → DST == SRC (s)", "{:.2f}", True),
     ("storm", "lost", "storm: paths differing at the end (lost changes)", "{:d}", False),
     ("storm", "cpu_daemon_s", "storm: daemon CPU (s)", "{:.2f}", True),
