@@ -561,6 +561,15 @@ mod tests {
         }
     }
 
+    #[track_caller]
+    fn sample(name: &str) -> Spec {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/rules/");
+        match Rules::from_file(Path::new(&format!("{dir}{name}"))) {
+            Ok(rules) => Spec { rules },
+            Err(e) => panic!("sample should parse: {e}"),
+        }
+    }
+
     /// The error message parsing `text` gives (it must fail).
     #[track_caller]
     fn parse_error(text: impl AsRef<[u8]>) -> String {
@@ -1109,6 +1118,98 @@ mod tests {
     fn to_text_is_canonical_rules_text() {
         let r = rules("# c\r\n+f^a$\r\n\n-*").rules;
         assert_eq!(r.to_text(), b"+f^a$\n-*\n");
+    }
+
+    // ---- sample files ----
+
+    #[test]
+    fn sample_webroot_skips_php_sessions_and_caches() {
+        sample("webroot.rules")
+            .file_passes("index.php")
+            .file_passes("src/Cache.php")
+            .file_passes("lib/sessions.php")
+            .file_passes("assess_me.txt")
+            .dir_allows("", "wms")
+            .dir_allows("wp-content/uploads", "wms")
+            .file_fails("sess_0123abcd")
+            .file_fails("tmp/sess_0123abcd")
+            .dir_allows("storage/framework/sessions", "")
+            .file_fails("storage/framework/sessions/x")
+            .dir_allows("var/cache", "")
+            .file_fails("var/cache/prod/url_matching.php")
+            .dir_allows("wp-content/cache", "")
+            .dir_allows(".cache", "");
+    }
+
+    #[test]
+    fn sample_pwdb_syncs_only_the_password_database_and_sshd_config() {
+        sample("pwdb.rules")
+            .file_passes("passwd")
+            .file_passes("group")
+            .file_passes("shadow")
+            .file_passes("ssh/sshd_config")
+            .file_fails("passwd-")
+            .file_fails("hosts")
+            .file_fails("ssh/ssh_host_ed25519_key")
+            .file_fails("sub/passwd")
+            .dir_allows("", "wm")
+            .dir_allows("ssh", "wm")
+            .dir_allows("apt", "");
+    }
+
+    #[test]
+    fn sample_authorized_keys_syncs_only_authorized_keys() {
+        sample("authorized_keys.rules")
+            .file_passes("alice/.ssh/authorized_keys")
+            .file_passes("bob/.ssh/authorized_keys2")
+            .file_passes(b"\xe9mile/.ssh/authorized_keys")
+            .file_fails("alice/.ssh/id_ed25519")
+            .file_fails("alice/.ssh/authorized_keys.bak")
+            .file_fails("alice/.bashrc")
+            .file_fails("alice/x/.ssh/authorized_keys")
+            .dir_allows("", "wm")
+            .dir_allows("alice", "wm")
+            .dir_allows("alice/.ssh", "wm")
+            .dir_allows("alice/Documents", "");
+    }
+
+    #[test]
+    fn sample_lxc_skips_session_dirs_and_tmp_files() {
+        sample("lxc.rules")
+            .file_passes("web1/rootfs/etc/passwd")
+            .dir_allows("web1/rootfs/var/lib/php", "wms")
+            .dir_allows("web1/rootfs/var/lib/php/sessions", "")
+            .dir_allows("web1/rootfs/var/lib/php/sess", "")
+            .dir_allows("web1/rootfs/var/lib/php/session", "")
+            .dir_allows("web1/rootfs/var/lib/php/sessionsx", "wms")
+            .file_passes("web1/rootfs/var/lib/php/sessions.conf")
+            .file_fails("web1/rootfs/tmp/x")
+            .file_fails("web1/rootfs/var/tmp/cache/y")
+            // The tmp directory itself is still walked and synced.
+            .dir_allows("web1/rootfs/tmp", "wms")
+            // Rules judge one path at a time: a file inside an excluded
+            // directory passes by itself; it is kept out because the
+            // directory is never walked or watched.
+            .file_passes("web1/rootfs/var/lib/php/sessions/sess_1");
+    }
+
+    #[test]
+    fn every_sample_file_is_tested() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/rules");
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "authorized_keys.rules",
+                "lxc.rules",
+                "pwdb.rules",
+                "webroot.rules"
+            ]
+        );
     }
 
     // ---- properties ----
