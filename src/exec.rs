@@ -154,9 +154,7 @@ impl Spec {
             .stdout(Stdio::inherit())
             .stderr(Stdio::inherit())
             .process_group(0);
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| spawn_error(program, name.clone(), e))?;
+        let mut child = spawn(&mut cmd).map_err(|e| spawn_error(program, name.clone(), e))?;
         let pid = child.id();
         let wait_err = |source| ExecError::Wait {
             program: name.clone(),
@@ -219,6 +217,23 @@ pub fn run(
         grace: DEFAULT_GRACE,
     }
     .run()
+}
+
+/// Spawns, retrying briefly on ETXTBSY: an executable that was just written
+/// (a replaced binary, a script) can be "busy" for a moment while another
+/// thread's fork still holds the writer's descriptor.
+fn spawn(cmd: &mut Command) -> io::Result<std::process::Child> {
+    let mut delay = Duration::from_millis(5);
+    for _ in 0..5 {
+        match cmd.spawn() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
+                std::thread::sleep(delay);
+                delay *= 2;
+            }
+            r => return r,
+        }
+    }
+    cmd.spawn()
 }
 
 fn spawn_error(program: &OsStr, name: String, e: io::Error) -> ExecError {

@@ -206,6 +206,15 @@ impl Includes {
             .collect()
     }
 
+    /// The recursively included paths (the root is the empty path), sorted,
+    /// without those below another: where excluded paths can hide.
+    pub fn subtrees(&self) -> Vec<&[u8]> {
+        self.entries()
+            .filter(|(_, c)| c.subtree)
+            .map(|(p, _)| p)
+            .collect()
+    }
+
     /// Every path that gets a line (for [`Separator::needed`]).
     pub fn paths(&self) -> impl Iterator<Item = &[u8]> {
         self.entries().map(|(p, _)| p)
@@ -583,6 +592,9 @@ mod tests {
             stat(&[b"a", b"c"], &[b"a/b"]),
         );
         assert_eq!(inc.op_paths(), vec![&b"a/b"[..], b"c"]);
+        assert_eq!(inc.subtrees(), vec![&b"a/b"[..], b"c"]);
+        let dir = Includes::from_batch(&batch(vec![sync(b"a", false)]), stat(&[b"a"], &[]));
+        assert!(dir.subtrees().is_empty());
     }
 
     #[test]
