@@ -448,6 +448,14 @@ fn private_list_dir_is_0700_and_list_files_0600_and_removed() {
     cfg.keep_lists = true;
     let mut h = RsyncDirect::new(cfg).unwrap();
     let dir = h.lists_dir().to_path_buf();
+    // Kept lists outlive the handler: clean up even when an assert fails.
+    struct Cleanup(PathBuf);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+    let _cleanup = Cleanup(dir.clone());
     run(&mut h, vec![sync(b"f", false)]);
     let files = list_files(&dir);
     assert_eq!(files.len(), 2, "{files:?}");
@@ -461,7 +469,6 @@ fn private_list_dir_is_0700_and_list_files_0600_and_removed() {
     assert_eq!(fs::read(incl).unwrap(), b"/f\n/f/***\n");
     drop(h);
     assert!(dir.exists(), "kept lists must survive the handler");
-    fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
