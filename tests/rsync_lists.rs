@@ -541,11 +541,11 @@ fn set_mtime(root: &Path, rel: &[u8], secs: u64, nanos: u32) {
 }
 
 /// clsync's default arguments compare mtimes in whole seconds, so an edit
-/// that keeps the size within the same second is skipped; this pins that
-/// (clsync-compatible) behaviour and shows the fix a user can apply through
-/// the template: `--modify-window=-1` compares nanoseconds.
+/// that keeps the size within the same second is skipped and lost. Our
+/// default adds `--modify-window=-1` (nanoseconds); a template that spells
+/// out clsync's exact arguments shows the loss.
 #[test]
-fn same_size_edit_in_the_same_second_needs_modify_window() {
+fn same_size_edit_in_the_same_second_is_synced_by_default() {
     if !have_rsync() {
         return;
     }
@@ -563,14 +563,18 @@ fn same_size_edit_in_the_same_second_needs_modify_window() {
         run(&mut h, vec![sync(b"f", false)]);
         fs::read(at(dst, b"f")).unwrap()
     };
-    assert_eq!(edit(&[]), b"v1");
+    assert_eq!(edit(&[]), b"v2");
     assert_eq!(
         edit(&[
-            "%RSYNC-ARGS%",
-            "--modify-window=-1",
+            "-aH",
+            "--delete",
+            "--include-from",
+            "%INCLUDE-LIST-PATH%",
+            "--exclude=*",
             "%watch-dir%/",
             "%destination-dir%/"
         ]),
-        b"v2"
+        b"v1",
+        "clsync's exact arguments miss the edit"
     );
 }

@@ -152,9 +152,13 @@ impl RsyncDirect {
     }
 
     /// clsync's default arguments without the program and the two trees
-    /// (what `%RSYNC-ARGS%` stands for).
+    /// (what `%RSYNC-ARGS%` stands for), plus `--modify-window=-1`: rsync's
+    /// quick check compares whole seconds by default, so a same-size edit
+    /// within the second of the previous sync would be skipped and lost
+    /// (clsync loses it); with -1 rsync compares nanoseconds.
     fn default_args(&self, incl: &Path, excl: Option<&Path>, sep: Separator) -> Vec<OsString> {
-        let mut a: Vec<OsString> = vec!["-aH".into(), "--delete".into()];
+        let mut a: Vec<OsString> =
+            vec!["-aH".into(), "--delete".into(), "--modify-window=-1".into()];
         if sep == Separator::Nul {
             a.push("--from0".into());
         }
@@ -608,7 +612,7 @@ mod tests {
     }
 
     #[test]
-    fn default_argv_is_clsyncs() {
+    fn default_argv_is_clsyncs_plus_a_nanosecond_quick_check() {
         let fake = Fake::new(0);
         let src = tempfile::tempdir().unwrap();
         let mut h = handler(&fake, src.path(), "/dst");
@@ -616,16 +620,17 @@ mod tests {
         let r = h.run(&batch(vec![sync(b"", true)])).unwrap();
         assert_eq!(r.exit_code, Some(0));
         let argv = strs(&fake.argv());
-        assert_eq!(argv.len(), 9, "{argv:?}");
+        assert_eq!(argv.len(), 10, "{argv:?}");
         assert_eq!(argv[0], "-aH");
         assert_eq!(argv[1], "--delete");
-        assert_eq!(argv[2], "--exclude-from");
-        assert!(argv[3].starts_with(lists.to_str().unwrap()), "{argv:?}");
-        assert_eq!(argv[4], "--include-from");
-        assert!(argv[5].starts_with(lists.to_str().unwrap()), "{argv:?}");
-        assert_eq!(argv[6], "--exclude=*");
-        assert_eq!(argv[7], format!("{}/", src.path().display()));
-        assert_eq!(argv[8], "/dst/");
+        assert_eq!(argv[2], "--modify-window=-1");
+        assert_eq!(argv[3], "--exclude-from");
+        assert!(argv[4].starts_with(lists.to_str().unwrap()), "{argv:?}");
+        assert_eq!(argv[5], "--include-from");
+        assert!(argv[6].starts_with(lists.to_str().unwrap()), "{argv:?}");
+        assert_eq!(argv[7], "--exclude=*");
+        assert_eq!(argv[8], format!("{}/", src.path().display()));
+        assert_eq!(argv[9], "/dst/");
         assert_eq!(fake.list(1), b"");
         assert_eq!(fake.list(2), b"/***\n");
     }
@@ -640,10 +645,10 @@ mod tests {
         h.set_excluded(vec![b"tmp".to_vec(), b"elsewhere/x".to_vec()]);
         h.run(&batch(vec![sync(b"", true)])).unwrap();
         let argv = strs(&fake.argv());
-        assert_eq!(argv[..2], ["-aH", "--delete"]);
-        assert_eq!(argv[2], "--include-from");
+        assert_eq!(argv[..3], ["-aH", "--delete", "--modify-window=-1"]);
+        assert_eq!(argv[3], "--include-from");
         assert_eq!(
-            argv[4..],
+            argv[5..],
             [
                 "--exclude=*",
                 &format!("{}/", src.path().display()),
@@ -660,7 +665,16 @@ mod tests {
         let mut h = handler(&fake, src.path(), "d");
         h.run(&batch(vec![sync(b"a\nb", false)])).unwrap();
         let argv = strs(&fake.argv());
-        assert_eq!(argv[..4], ["-aH", "--delete", "--from0", "--exclude-from"]);
+        assert_eq!(
+            argv[..5],
+            [
+                "-aH",
+                "--delete",
+                "--modify-window=-1",
+                "--from0",
+                "--exclude-from"
+            ]
+        );
         assert_eq!(fake.list(2), b"/a\nb\0/a\nb/***\0");
     }
 
@@ -685,10 +699,13 @@ mod tests {
             .unwrap();
         let argv = strs(&fake.argv());
         let n = argv.len();
-        assert_eq!(argv[..3], ["-aH", "--delete", "--exclude-from"]);
-        assert_eq!(argv[6], "--exclude=*");
         assert_eq!(
-            argv[7..n],
+            argv[..4],
+            ["-aH", "--delete", "--modify-window=-1", "--exclude-from"]
+        );
+        assert_eq!(argv[7], "--exclude=*");
+        assert_eq!(
+            argv[8..n],
             [
                 "-l=lab".to_string(),
                 "x/y".into(),
