@@ -60,6 +60,8 @@
 //! directory costs one `rename` plus an `lstat` compare per entry below it.
 
 mod sys;
+#[cfg(test)]
+mod tests;
 
 use super::{Handler, HandlerError, Report};
 use crate::batch::{Batch, Op};
