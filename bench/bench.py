@@ -53,6 +53,8 @@ FULL = dict(
     startup_files=50000,
     rename_files=5000,
     timeout=120.0,
+    stall=15.0,
+    repeat=3,
 )
 QUICK = dict(
     latency_runs=5,
@@ -62,6 +64,8 @@ QUICK = dict(
     startup_files=5000,
     rename_files=500,
     timeout=15.0,
+    stall=5.0,
+    repeat=1,
 )
 WORKLOADS = ["latency", "storm", "startup", "rename"]
 
@@ -380,13 +384,19 @@ def diff_paths(a: dict, b: dict) -> list[bytes]:
     return sorted(k for k in keys if a.get(k) != b.get(k))
 
 
-def wait_equal(src_snap: dict, dst: Path, daemon: Daemon, timeout: float) -> dict:
+def wait_equal(src_snap: dict, dst: Path, daemon: Daemon, timeout: float,
+               stall: float = 0.0) -> dict:
     """Poll DST until it equals src_snap. Returns t_equal (monotonic, end of the
     walk that saw equality), walks, max walk duration; or converged=False with
     the differing paths of the last walk. Polls at most half the time (the
-    pause between walks is at least one walk long) to leave CPU to the tool."""
+    pause between walks is at least one walk long) to leave CPU to the tool.
+
+    With stall > 0, gives up early when for `stall` seconds DST did not change
+    and neither the daemon nor any child of it used CPU: with zero delays a
+    tool in that state has nothing left that would ever fix DST."""
     deadline = NOW() + timeout
     walks, max_walk = 0, 0.0
+    last_snap, last_cpu, quiet_since = None, None, NOW()
     while True:
         t0 = NOW()
         snap = snapshot(dst)
@@ -398,9 +408,16 @@ def wait_equal(src_snap: dict, dst: Path, daemon: Daemon, timeout: float) -> dic
         if not daemon.alive():
             return dict(converged=False, died=daemon.proc.returncode,
                         diff=diff_paths(src_snap, snapshot(dst)), walks=walks, max_walk_s=max_walk)
+        if stall > 0:
+            cpu = cpu_tree(daemon.pid)
+            if snap != last_snap or cpu != last_cpu or daemon.children_alive():
+                last_snap, last_cpu, quiet_since = snap, cpu, t1
+            elif t1 - quiet_since >= stall:
+                return dict(converged=False, died=None, stalled=True,
+                            diff=diff_paths(src_snap, snap), walks=walks, max_walk_s=max_walk)
         if t1 > deadline:
-            return dict(converged=False, died=None, diff=diff_paths(src_snap, snap), walks=walks,
-                        max_walk_s=max_walk)
+            return dict(converged=False, died=None, stalled=False, diff=diff_paths(src_snap, snap),
+                        walks=walks, max_walk_s=max_walk)
         time.sleep(max(0.005, t1 - t0))
 
 
@@ -615,7 +632,7 @@ def wl_storm(tool: Tool, work: Path, sz: dict) -> dict:
         info = storm(src, sz["storm_files"], sz["storm_dirs"])
         t_end = NOW()
         src_snap = snapshot(src)
-        w = wait_equal(src_snap, dst, d, sz["timeout"])
+        w = wait_equal(src_snap, dst, d, sz["timeout"], sz["stall"])
         res = dict(storm_s=t_end - t0, storm_ops=info["ops"], src_paths=len(src_snap),
                    walk_s=w["max_walk_s"])
         if w["converged"]:
@@ -623,6 +640,7 @@ def wl_storm(tool: Tool, work: Path, sz: dict) -> dict:
             res.update(converged=True, converge_s=w["t_equal"] - t_end, lost=0)
         else:
             res.update(converged=False, converge_s=None, lost=len(w["diff"]),
+                       stalled=w.get("stalled"),
                        lost_sample=[p.decode(errors="backslashreplace") for p in w["diff"][:10]])
             if w.get("died") is not None:
                 res["died"] = w["died"]
@@ -711,10 +729,15 @@ def wl_rename(tool: Tool, work: Path, sz: dict) -> dict:
         os.rename(big, src / "big-renamed")
         t0 = NOW()
         src_snap = snapshot(src)
-        w = wait_equal(src_snap, dst, d, sz["timeout"])
+        w = wait_equal(src_snap, dst, d, sz["timeout"], sz["stall"])
         res = dict(files=len(before), walk_s=w["max_walk_s"])
         if not w["converged"]:
-            res.update(converged=False, converge_s=None, lost=len(w["diff"]))
+            res.update(converged=False, converge_s=None, lost=len(w["diff"]),
+                       stalled=w.get("stalled"),
+                       lost_sample=[p.decode(errors="backslashreplace") for p in w["diff"][:10]])
+            if w.get("died") is not None:
+                res["died"] = w["died"]
+                res["log_tail"] = d.log_tail()
         else:
             d.wait_children_gone(5.0)
             settle(d, quiet=0.3, timeout=5.0)
@@ -763,7 +786,12 @@ def cell(res: dict | None, key: str, fmt: str) -> str:
     if "error" in res:
         return "failed"
     if key == "converge_s" and res.get("converged") is False:
-        return "did not converge" if res.get("died") is None else "daemon died"
+        if res.get("died") is not None:
+            return "daemon died"
+        total = len(res.get("runs", [])) - res.get("failed_runs", 0)
+        if total > 1:
+            return f"did not converge in {total - res.get('converged_runs', 0)}/{total} runs"
+        return "did not converge"
     v = res.get(key)
     if v is None:
         return "—"
@@ -869,6 +897,70 @@ def environment(tools: list[Tool]) -> dict:
 # main
 
 
+def run_one(wl: str, t: Tool, base: Path, sz: dict, shared: dict, logs_out: Path, keep: bool,
+            tag: str) -> dict:
+    work = fresh_dir(base / f"{wl}-{t.name}")
+    os.sync()  # no writeback left over from the previous run
+    log(f"{wl}: {t.name}{tag} ...")
+    try:
+        if wl == "latency":
+            r = wl_latency(t, work, sz)
+        elif wl == "storm":
+            r = wl_storm(t, work, sz)
+        elif wl == "startup":
+            r = wl_startup(t, work, sz, shared)
+        else:
+            r = wl_rename(t, work, sz)
+    except RunFailed as e:
+        r = dict(error=e.short, detail=str(e))
+        log(f"{wl}: {t.name} FAILED: {e}")
+    finally:
+        Daemon.stop_all()
+    summary = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()
+               if k not in ("samples_ms", "lost_sample", "log_tail", "detail")}
+    log(f"{wl}: {t.name}{tag}: {summary}")
+    # keep the tool's log when something went wrong
+    if "error" in r or r.get("converged") is False:
+        logs_out.mkdir(parents=True, exist_ok=True)
+        for f in work.glob("*.log"):
+            shutil.copy(f, logs_out / f"{wl}-{t.name}-{f.name}")
+    if not keep:
+        shutil.rmtree(work, ignore_errors=True)
+    return r
+
+
+def aggregate(rs: list[dict]) -> dict:
+    """One figure per metric from repeated runs: the median of each number over
+    the runs that did not fail; converged only if every run converged (then
+    converge_s is the median), lost = the worst run; every run is kept in
+    `runs`."""
+    if len(rs) == 1:
+        return rs[0]
+    ok = [r for r in rs if "error" not in r]
+    if not ok:
+        return dict(rs[0], runs=rs)
+    out: dict = dict(runs=rs, failed_runs=len(rs) - len(ok))
+    keys = {k for r in ok for k in r}
+    for k in keys:
+        vals = [r[k] for r in ok if k in r and r[k] is not None]
+        nums = [v for v in vals if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        if nums and len(nums) == len(vals):
+            out[k] = statistics.median(nums)
+        elif vals and all(isinstance(v, str) for v in vals):
+            out[k] = vals[0] if len(set(vals)) == 1 else " / ".join(sorted(set(vals)))
+    if any("converged" in r for r in ok):
+        conv = all(r.get("converged") for r in ok)
+        out["converged"] = conv
+        out["converged_runs"] = sum(1 for r in ok if r.get("converged"))
+        out["lost"] = max(r.get("lost", 0) for r in ok)
+        if not conv:
+            out["converge_s"] = None
+            out["stalled"] = any(r.get("stalled") for r in ok)
+            if any(r.get("died") is not None for r in ok):
+                out["died"] = next(r["died"] for r in ok if r.get("died") is not None)
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="small sizes, a smoke run in under 2 minutes")
@@ -881,6 +973,12 @@ def main() -> int:
     ap.add_argument("--workdir", help="where to build trees (default: a new dir under /tmp, removed after)")
     ap.add_argument("--timeout", type=float, help="convergence timeout in seconds (default 120, quick 15)")
     ap.add_argument("--runs", type=int, help="latency runs (default 15, quick 5)")
+    ap.add_argument("--repeat", type=int,
+                    help="runs of storm/startup/rename per tool, round robin; the table shows "
+                         "the median (default 3, quick 1)")
+    ap.add_argument("--stall", type=float,
+                    help="give up on convergence after this long without any change in DST or "
+                         "CPU use by the tool; 0 waits for the whole timeout (default 15, quick 5)")
     ap.add_argument("--out", default=str(HERE / "out" / "results.json"), help="JSON output path")
     ap.add_argument("--keep", action="store_true", help="keep the workdir and logs")
     args = ap.parse_args()
@@ -890,6 +988,10 @@ def main() -> int:
         sz["timeout"] = args.timeout
     if args.runs:
         sz["latency_runs"] = args.runs
+    if args.repeat:
+        sz["repeat"] = max(1, args.repeat)
+    if args.stall is not None:
+        sz["stall"] = args.stall
 
     wanted = [t.strip() for t in args.tools.split(",") if t.strip()]
     workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
@@ -945,34 +1047,15 @@ def main() -> int:
                 shared["startup_src"] = src
                 shared["startup_deepest"] = build_tree(src, sz["startup_dirs"], sz["startup_files"])
                 snapshot(src)  # warm the cache the same way for every tool
-            for t in tools:
-                work = fresh_dir(base / f"{wl}-{t.name}")
-                os.sync()  # no writeback left over from the previous run
-                log(f"{wl}: {t.name} ...")
-                try:
-                    if wl == "latency":
-                        r = wl_latency(t, work, sz)
-                    elif wl == "storm":
-                        r = wl_storm(t, work, sz)
-                    elif wl == "startup":
-                        r = wl_startup(t, work, sz, shared)
-                    else:
-                        r = wl_rename(t, work, sz)
-                except RunFailed as e:
-                    r = dict(error=e.short, detail=str(e))
-                    log(f"{wl}: {t.name} FAILED: {e}")
-                Daemon.stop_all()
-                results[wl][t.name] = r
-                summary = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()
-                           if k not in ("samples_ms", "lost_sample", "log_tail", "detail")}
-                log(f"{wl}: {t.name}: {summary}")
-                # keep the tool's log when something went wrong
-                if "error" in r or r.get("converged") is False:
-                    logs_out.mkdir(parents=True, exist_ok=True)
-                    for f in work.glob("*.log"):
-                        shutil.copy(f, logs_out / f"{wl}-{t.name}-{f.name}")
-                if not args.keep:
-                    shutil.rmtree(work, ignore_errors=True)
+            runs: dict[str, list[dict]] = {t.name: [] for t in tools}
+            reps = 1 if wl == "latency" else sz["repeat"]
+            for rep in range(reps):
+                for t in tools:
+                    r = run_one(wl, t, base, sz, shared, logs_out, args.keep,
+                                f" ({rep + 1}/{reps})" if reps > 1 else "")
+                    runs[t.name].append(r)
+            for name, rs in runs.items():
+                results[wl][name] = aggregate(rs)
             if wl == "startup" and not args.keep:
                 shutil.rmtree(base / "startup-src", ignore_errors=True)
     except KeyboardInterrupt:
