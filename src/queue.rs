@@ -225,13 +225,15 @@ impl Queue {
             }
             Change::Modified { path, is_dir, size } => {
                 let lane = self.lane_for(is_dir, size);
-                self.add(now, &path, Entry::new(now, lane, true, false), false);
+                let existed = !self.dst_lacks(&path);
+                self.add(now, &path, Entry::new(now, lane, existed, false), false);
             }
             Change::Removed { path, is_dir } => self.removed(now, &path, is_dir),
             Change::Moved { from, to, is_dir } => self.moved(now, from, to, is_dir),
             Change::Subtree { path, instant } => {
                 let lane = if instant { Lane::Instant } else { Lane::Normal };
-                self.add(now, &path, Entry::new(now, lane, true, true), false);
+                let existed = !self.dst_lacks(&path);
+                self.add(now, &path, Entry::new(now, lane, existed, true), false);
             }
         }
         self.settle();
@@ -412,10 +414,11 @@ impl Queue {
             self.add(now, path, gone, false);
             return;
         }
+        let lacks = self.dst_lacks(path);
         // Whatever was pending below is covered by deleting the whole path.
         let children = self.take_below(path);
         let old = self.take(path);
-        let may_exist = old.as_ref().map_or(true, |e| e.existed)
+        let may_exist = old.as_ref().map_or(!lacks, |e| e.existed)
             || children.iter().any(|(_, c)| c.existed)
             || self.move_into(path)
             || self.inflight_touches(path);
@@ -443,6 +446,8 @@ impl Queue {
             }
             return;
         }
+        let from_lacks = self.dst_lacks(&from);
+        let to_lacks = self.dst_lacks(&to);
         let from_entry = self.take(&from);
         let cover = self
             .covering(&from)
@@ -454,12 +459,12 @@ impl Queue {
             || match (&from_entry, &cover) {
                 (Some(e), _) => e.existed,
                 (None, Some(c)) => c.existed,
-                (None, None) => true,
+                (None, None) => !from_lacks,
             };
         // The rename replaces whatever `to` was.
         let to_entry = self.take(&to);
         let to_children = self.take_below(&to);
-        let to_existed = to_entry.as_ref().map_or(true, |e| e.existed)
+        let to_existed = to_entry.as_ref().map_or(!to_lacks, |e| e.existed)
             || to_children.iter().any(|(_, c)| c.existed)
             || self.move_into(&to);
 
@@ -601,6 +606,23 @@ impl Queue {
             return Some(0);
         }
         path::ancestors(p).find(|a| rec(a)).map(<[u8]>::len)
+    }
+
+    /// The destination cannot hold `p`: the nearest pending entry above it
+    /// is a directory the destination does not hold (created in this
+    /// window), that no pending rename fills and no batch in flight touches.
+    fn dst_lacks(&self, p: &[u8]) -> bool {
+        let mut a = p;
+        while !a.is_empty() {
+            a = path::parent(a);
+            if let Some(e) = self.entries.get(a) {
+                return !a.is_empty()
+                    && !e.existed
+                    && !self.move_into(a)
+                    && !self.inflight_touches(a);
+            }
+        }
+        false
     }
 
     /// A pending rename lands at or below `p`.
@@ -1103,6 +1125,25 @@ mod tests {
             4    remove d/f
             5    remove d dir
             5    len => 0
+            2000 pop => none
+        ");
+    }
+
+    #[test]
+    fn anything_inside_a_new_dir_vanishes_with_it() {
+        // Renames and moves-in below a dir the destination does not hold
+        // cannot reach the destination either.
+        run("
+            0    create d dir
+            1    create d/tmp
+            2    move d/tmp d/f
+            3    modify d/in
+            4    subtree d/sub
+            5    remove d/f
+            6    remove d/in
+            7    remove d/sub dir
+            8    remove d dir
+            8    len => 0
             2000 pop => none
         ");
     }
@@ -1931,6 +1972,8 @@ mod proptests {
         dst: Tree,
         version: u32,
         mode: Mode,
+        /// Actions only touch what lies below this dir (root: everything).
+        scope: Vec<u8>,
         flight: Option<(Batch, usize)>,
         // What the windows should be, tracked from the outside.
         start: [Option<Instant>; 3],
@@ -1944,21 +1987,47 @@ mod proptests {
             self.version
         }
 
-        fn nodes(&self) -> Vec<Vec<u8>> {
-            self.src.keys().cloned().collect()
+        fn new(cfg: QueueConfig, mode: Mode) -> Self {
+            World {
+                q: Queue::new(cfg.clone()),
+                cfg,
+                now: Instant::now(),
+                src: Tree::new(),
+                dst: Tree::new(),
+                version: 0,
+                mode,
+                scope: Vec::new(),
+                flight: None,
+                start: [None; 3],
+                last_finished: None,
+                hold: None,
+            }
         }
 
-        /// Dirs that may receive a child (root included, depth limited).
-        fn parents(&self) -> Vec<Vec<u8>> {
-            let mut v = vec![Vec::new()];
+        /// Entries the actions may pick (strictly inside the scope).
+        fn nodes(&self) -> Vec<Vec<u8>> {
+            self.src
+                .range(below(&self.scope))
+                .map(|(k, _)| k.clone())
+                .collect()
+        }
+
+        /// Dirs inside the scope, the scope itself included.
+        fn dirs(&self) -> Vec<Vec<u8>> {
+            let mut v = vec![self.scope.clone()];
             v.extend(
                 self.src
-                    .iter()
-                    .filter(|(k, n)| {
-                        matches!(n, Node::Dir(_)) && k.iter().filter(|&&b| b == b'/').count() < 2
-                    })
+                    .range(below(&self.scope))
+                    .filter(|(_, n)| matches!(n, Node::Dir(_)))
                     .map(|(k, _)| k.clone()),
             );
+            v
+        }
+
+        /// Dirs that may receive a child (depth limited).
+        fn parents(&self) -> Vec<Vec<u8>> {
+            let mut v = self.dirs();
+            v.retain(|k| k.iter().filter(|&&b| b == b'/').count() < 2);
             v
         }
 
@@ -2252,13 +2321,7 @@ mod proptests {
                     }
                 }
                 Act::Rescan { target, instant } => {
-                    let mut ds: Vec<Vec<u8>> = vec![Vec::new()];
-                    ds.extend(
-                        self.src
-                            .iter()
-                            .filter(|(_, n)| matches!(n, Node::Dir(_)))
-                            .map(|(k, _)| k.clone()),
-                    );
+                    let ds = self.dirs();
                     let p = ds[target % ds.len()].clone();
                     self.push(Change::Subtree { path: p, instant });
                 }
@@ -2320,19 +2383,7 @@ mod proptests {
         mode: Mode,
         acts: Vec<Act>,
     ) -> Result<(), TestCaseError> {
-        let mut w = World {
-            q: Queue::new(cfg.clone()),
-            cfg,
-            now: Instant::now(),
-            src: Tree::new(),
-            dst: Tree::new(),
-            version: 0,
-            mode,
-            flight: None,
-            start: [None; 3],
-            last_finished: None,
-            hold: None,
-        };
+        let mut w = World::new(cfg, mode);
         for (parent, name, dir) in init {
             let ps = w.parents();
             let p = path::join(&ps[parent % ps.len()], NAMES[name].as_bytes());
@@ -2394,6 +2445,36 @@ mod proptests {
             acts in proptest::collection::vec(act(), 0..80),
         ) {
             converge(cfg, init, initial_sync, Mode::Resync, acts)?;
+        }
+
+        #[test]
+        fn a_tree_created_and_destroyed_in_one_window_costs_nothing(
+            acts in proptest::collection::vec(act(), 0..60),
+            one_event in any::<bool>(),
+        ) {
+            let cfg = QueueConfig {
+                delay: Duration::from_millis(1000),
+                delay_big: Duration::from_millis(1000),
+                big_threshold: 50,
+                interval: Duration::ZERO,
+            };
+            let mut w = World::new(cfg, Mode::Bare);
+            w.src.insert(b"n".to_vec(), Node::Dir(0));
+            w.push(Change::Created { path: b"n".to_vec(), is_dir: true, size: 0 });
+            w.scope = b"n".to_vec();
+            for a in &acts {
+                if !matches!(a, Act::Pop | Act::Step | Act::Finish | Act::Fail { .. }) {
+                    w.run(a)?;
+                }
+            }
+            w.scope = Vec::new();
+            if one_event {
+                w.run(&Act::MoveOut { target: 0 })?;
+            } else {
+                w.run(&Act::Remove { target: 0 })?;
+            }
+            prop_assert!(w.src.is_empty());
+            prop_assert!(w.q.is_empty(), "left behind: {}", tests::show(&w.q.pop_all()));
         }
 
         #[test]
