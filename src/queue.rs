@@ -25,6 +25,19 @@
 //! After a failure every lane waits for the retry's `not_before`, so the
 //! failed ops still run before anything that came after them, and a failing
 //! destination is not hammered while it backs off.
+//!
+//! What callers must keep true (the promise above rests on it):
+//! - [`Change::Created`] means the path did not exist in the source just
+//!   before (inotify's `IN_CREATE`). Something moved in from outside the tree
+//!   may replace an existing entry: send `Modified` for a file, `Subtree` for
+//!   a directory, never `Created`.
+//! - Push every change the monitor has already queued before calling
+//!   [`Queue::finished`]: the handler may have seen those changes, and a
+//!   `Created` that arrives after `finished` is taken as new to the destination.
+//! - Run batches one at a time, in the order they were popped: renames are
+//!   replayed in order, and a batch may rely on the renames of the one before.
+//! - Call `finished` once for every popped batch (success or failure), and
+//!   [`Queue::requeue`] as well when it failed.
 
 use crate::batch::{Batch, Lane, Op};
 use crate::path;
@@ -263,8 +276,9 @@ impl Queue {
     }
 
     /// A sync ended at `now` (successfully or not): the `-w` interval counts
-    /// from here. Call it exactly once for every popped batch; the queue
-    /// forgets the paths in flight when the last one has finished.
+    /// from here. Call it exactly once for every popped batch, after pushing
+    /// the changes the monitor has already queued; the queue forgets the
+    /// paths in flight when the last one has finished.
     pub fn finished(&mut self, now: Instant) {
         self.last_finished = Some(self.last_finished.map_or(now, |t| t.max(now)));
         self.inflight_batches = self.inflight_batches.saturating_sub(1);
@@ -575,17 +589,17 @@ impl Queue {
         if self.inflight.is_empty() {
             return;
         }
-        let mut hits: Vec<(Vec<u8>, bool)> = self
+        let mut hits: Vec<Vec<u8>> = self
             .inflight
             .range(below(from))
-            .map(|(k, &r)| (k.clone(), r))
+            .map(|(k, _)| k.clone())
             .collect();
-        if let Some(&r) = self.inflight.get(from) {
-            hits.push((from.to_vec(), r));
+        if self.inflight.contains_key(from) {
+            hits.push(from.to_vec());
         }
         let over = self.inflight.get(&b""[..]) == Some(&true)
             || path::ancestors(from).any(|a| self.inflight.get(a) == Some(&true));
-        for (p, _) in hits {
+        for p in hits {
             let q = path::rebase(&p, from, to);
             self.add(now, &q, Entry::new(now, Lane::Normal, true, true), true);
         }
