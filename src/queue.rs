@@ -1543,6 +1543,35 @@ mod tests {
         ");
     }
 
+    #[test]
+    fn regression_retried_rename_may_move_a_new_file_so_both_sides_resync() {
+        // The failed run renamed a→b, then a new `a` appeared: replaying the
+        // bare rename would put the new file at b.
+        run("
+            0    move a b
+            1000 pop => normal#0: move a b
+            1100 create a
+            1200 finished
+            1200 fail 1200
+            1200 pop => instant#1: move a b, sync* a, sync* b
+        ");
+    }
+
+    #[test]
+    fn regression_new_dir_made_as_a_parent_by_another_lane_is_not_cancelled() {
+        // The handler of `sync* b/x` creates b at the destination, so b can
+        // no longer vanish without an op.
+        run("
+            0    create b dir
+            0    subtree b/x instant
+            0    pop => instant#0: sync* b/x
+            10   finished
+            20   remove b/x dir
+            20   remove b dir
+            1000 pop => normal#0: sync* b
+        ");
+    }
+
     // ----- batches in flight ----------------------------------------------------
 
     #[test]
@@ -2437,7 +2466,7 @@ mod proptests {
     proptest! {
         // PROPTEST_CASES=20000 for a deep run; the default keeps `cargo test` quick.
         #![proptest_config(ProptestConfig {
-            cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(400),
+            cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(300),
             ..ProptestConfig::default()
         })]
 
