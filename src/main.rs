@@ -1,1 +1,40 @@
-fn main(){}
+//! The `livesync` binary: parse the command line, build the Config, call
+//! `daemon::run`, and turn the outcome into the documented exit code.
+
+use clap::Parser;
+use livesync::config::{cli::Args, Config};
+use std::process::ExitCode;
+
+/// Exit code for bad usage or input (nothing was touched).
+const EXIT_USAGE: u8 = 2;
+
+fn main() -> ExitCode {
+    let args = match Args::try_parse() {
+        Ok(a) => a,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                let _ = e.print();
+                return ExitCode::SUCCESS;
+            }
+            // clap's first line says what is wrong; the usage block after it
+            // is noise in a log.
+            let rendered = e.render().to_string();
+            let first = rendered.lines().next().unwrap_or("invalid arguments");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            eprintln!("livesync: error: {first} (see livesync --help)");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let cfg = match Config::from_args(args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("livesync: error: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    match livesync::daemon::run(cfg) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(1)),
+    }
+}

@@ -20,15 +20,33 @@ pub struct QueueConfig {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Change {
     /// A new entry appeared (`size` is its size when seen; 0 for dirs).
-    Created { path: Vec<u8>, is_dir: bool, size: u64 },
+    Created {
+        path: Vec<u8>,
+        is_dir: bool,
+        size: u64,
+    },
     /// Content or metadata of an existing entry changed.
-    Modified { path: Vec<u8>, is_dir: bool, size: u64 },
-    Removed { path: Vec<u8>, is_dir: bool },
+    Modified {
+        path: Vec<u8>,
+        is_dir: bool,
+        size: u64,
+    },
+    Removed {
+        path: Vec<u8>,
+        is_dir: bool,
+    },
     /// A rename inside the tree.
-    Moved { from: Vec<u8>, to: Vec<u8>, is_dir: bool },
+    Moved {
+        from: Vec<u8>,
+        to: Vec<u8>,
+        is_dir: bool,
+    },
     /// Sync the whole subtree at `path` (a dir created or moved in, a rescan,
     /// the initial sync with `path` empty). `instant`: no collect window.
-    Subtree { path: Vec<u8>, instant: bool },
+    Subtree {
+        path: Vec<u8>,
+        instant: bool,
+    },
 }
 
 #[derive(Debug)]

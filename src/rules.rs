@@ -19,9 +19,16 @@ pub enum Action {
 #[derive(Debug, thiserror::Error)]
 pub enum RulesError {
     #[error("{origin}:{line}: {message}")]
-    Bad { origin: String, line: usize, message: String },
+    Bad {
+        origin: String,
+        line: usize,
+        message: String,
+    },
     #[error("cannot read rules file {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 #[derive(Clone, Debug, Default)]

@@ -1,1 +1,513 @@
-//! The watched tree. (Stub.)
+//! The watched tree: which directories are walked and watched, and how the
+//! backend's raw events become the queue's changes.
+//!
+//! The tree asks the [`Rules`] which directories to walk (descend into) and
+//! monitor (watch), and which paths to sync. When a directory is created or
+//! moved in, it adds the watch *first and then lists the directory*, because
+//! files can appear in it before the watch exists; the new directory is then
+//! queued as a whole subtree, so whatever the listing raced with is synced.
+//! Directories deleted or moved out are forgotten (no ghost watches), and a
+//! directory re-created under an old name is watched afresh. Rename halves are
+//! paired by cookie; an unpaired half becomes a delete or a create. A lost
+//! event (queue overflow) becomes a rescan of the subtree.
+//!
+//! The tree does no syncing and no batching, and it never follows symlinks.
+
+use crate::monitor::{EventKind, Monitor, MonitorError, RawEvent};
+use crate::path;
+use crate::queue::Change;
+use crate::rules::{Action, Kind, Rules};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TreeError {
+    #[error("the watch dir {0} was deleted, moved or unmounted; restart livesync once it is back")]
+    RootGone(String),
+    #[error(transparent)]
+    Monitor(#[from] MonitorError),
+}
+
+/// Counters for logs and status.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TreeStats {
+    pub rescans: u64,
+    pub watch_failures: u64,
+}
+
+pub struct Tree {
+    root: PathBuf,
+    rules: Arc<Rules>,
+    big_threshold: u64,
+    /// A `MovedFrom` that was the last event of a read: its `MovedTo` may
+    /// be in the next one.
+    held: Option<RawEvent>,
+    pub stats: TreeStats,
+}
+
+impl Tree {
+    /// `root` is the canonical watch dir; `big_threshold` is `-B` (0 = off),
+    /// used to tell the queue each changed file's size.
+    pub fn new(root: PathBuf, rules: Arc<Rules>, big_threshold: u64) -> Self {
+        Tree {
+            root,
+            rules,
+            big_threshold,
+            held: None,
+            stats: TreeStats::default(),
+        }
+    }
+
+    pub fn set_rules(&mut self, rules: Arc<Rules>) {
+        self.rules = rules;
+    }
+
+    fn walkable(&self, rel: &[u8]) -> bool {
+        self.rules.permits(rel, Kind::Dir, Action::Walk)
+    }
+
+    fn monitorable(&self, rel: &[u8]) -> bool {
+        self.rules.permits(rel, Kind::Dir, Action::Monitor)
+    }
+
+    fn syncable(&self, rel: &[u8], is_dir: bool) -> bool {
+        let kind = if is_dir { Kind::Dir } else { Kind::File };
+        self.rules.permits(rel, kind, Action::Sync)
+    }
+
+    /// Watches `rel` and every directory below it that the rules let us walk
+    /// and monitor, each watch added before its directory is listed. With
+    /// `strict` (at start), a watch-limit error is returned; otherwise it is
+    /// logged loudly and the walk goes on (the subtree is still synced, just
+    /// not watched). Returns how many directories were visited.
+    pub fn watch_subtree(
+        &mut self,
+        mon: &mut dyn Monitor,
+        rel: &[u8],
+        strict: bool,
+    ) -> Result<usize, MonitorError> {
+        let mut stack = vec![rel.to_vec()];
+        let mut visited = 0usize;
+        let mut limit_logged = false;
+        while let Some(dir) = stack.pop() {
+            if !self.walkable(&dir) {
+                continue;
+            }
+            visited += 1;
+            if self.monitorable(&dir) {
+                match mon.add_watch(&dir) {
+                    Ok(()) => {}
+                    Err(MonitorError::Gone { .. }) => continue,
+                    Err(e @ MonitorError::WatchLimit { .. }) if strict => return Err(e),
+                    Err(e) => {
+                        self.stats.watch_failures += 1;
+                        if !limit_logged {
+                            log::error!("{e}; changes below it are synced only by rescans");
+                            limit_logged = matches!(e, MonitorError::WatchLimit { .. });
+                        }
+                    }
+                }
+            }
+            let abs = path::abs(&self.root, &dir);
+            let entries = match std::fs::read_dir(&abs) {
+                Ok(it) => it,
+                Err(e) => {
+                    if e.kind() != std::io::ErrorKind::NotFound
+                        && e.raw_os_error() != Some(libc::ENOTDIR)
+                    {
+                        log::warn!("cannot list {}: {e}", path::display_os(&abs));
+                    }
+                    continue;
+                }
+            };
+            for entry in entries.flatten() {
+                // d_type from readdir; never follows symlinks.
+                let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+                if is_dir {
+                    stack.push(path::join(&dir, entry.file_name().as_bytes()));
+                }
+            }
+        }
+        Ok(visited)
+    }
+
+    fn size_of(&self, rel: &[u8]) -> u64 {
+        if self.big_threshold == 0 {
+            return 0;
+        }
+        std::fs::symlink_metadata(path::abs(&self.root, rel))
+            .map(|m| if m.file_type().is_file() { m.size() } else { 0 })
+            .unwrap_or(0)
+    }
+
+    /// A directory appeared (created or moved in): watch it, list it, and
+    /// queue it whole.
+    fn dir_appeared(&mut self, mon: &mut dyn Monitor, rel: &[u8], out: &mut Vec<Change>) {
+        if self.walkable(rel) {
+            // Errors were logged; the subtree is queued either way.
+            let _ = self.watch_subtree(mon, rel, false);
+        }
+        if self.syncable(rel, true) || self.walkable(rel) {
+            out.push(Change::Created {
+                path: rel.to_vec(),
+                is_dir: true,
+                size: 0,
+            });
+            out.push(Change::Subtree {
+                path: rel.to_vec(),
+                instant: false,
+            });
+        }
+    }
+
+    fn entry_appeared(
+        &mut self,
+        mon: &mut dyn Monitor,
+        rel: &[u8],
+        is_dir: bool,
+        out: &mut Vec<Change>,
+    ) {
+        if is_dir {
+            self.dir_appeared(mon, rel, out);
+        } else if self.syncable(rel, false) {
+            out.push(Change::Created {
+                path: rel.to_vec(),
+                is_dir: false,
+                size: self.size_of(rel),
+            });
+        }
+    }
+
+    fn entry_gone(
+        &mut self,
+        mon: &mut dyn Monitor,
+        rel: &[u8],
+        is_dir: bool,
+        out: &mut Vec<Change>,
+    ) {
+        if is_dir {
+            mon.forget_subtree(rel);
+        }
+        if self.syncable(rel, is_dir) {
+            out.push(Change::Removed {
+                path: rel.to_vec(),
+                is_dir,
+            });
+        }
+    }
+
+    fn moved(
+        &mut self,
+        mon: &mut dyn Monitor,
+        from: &[u8],
+        to: &[u8],
+        is_dir: bool,
+        out: &mut Vec<Change>,
+    ) {
+        let from_ok = self.syncable(from, is_dir);
+        let to_ok = self.syncable(to, is_dir);
+        if is_dir {
+            // The backend re-labelled the subtree's watches already; the rules
+            // may see the new place differently.
+            if !self.walkable(to) {
+                mon.forget_subtree(to);
+            } else if !self.rules.is_empty() {
+                let _ = self.watch_subtree(mon, to, false);
+            }
+        }
+        match (from_ok, to_ok) {
+            (true, true) => out.push(Change::Moved {
+                from: from.to_vec(),
+                to: to.to_vec(),
+                is_dir,
+            }),
+            (true, false) => out.push(Change::Removed {
+                path: from.to_vec(),
+                is_dir,
+            }),
+            (false, true) => {
+                out.push(Change::Created {
+                    path: to.to_vec(),
+                    is_dir,
+                    size: if is_dir { 0 } else { self.size_of(to) },
+                });
+                if is_dir {
+                    out.push(Change::Subtree {
+                        path: to.to_vec(),
+                        instant: false,
+                    });
+                }
+            }
+            (false, false) => {}
+        }
+    }
+
+    /// Lost events below `rel`: drop watches of directories that are gone,
+    /// watch what is new, and queue the subtree in the instant lane.
+    pub fn rescan(&mut self, mon: &mut dyn Monitor, rel: &[u8], out: &mut Vec<Change>) {
+        self.stats.rescans += 1;
+        for watched in mon.watched_under(rel) {
+            let abs = path::abs(&self.root, &watched);
+            let still_dir = std::fs::symlink_metadata(&abs)
+                .map(|m| m.is_dir())
+                .unwrap_or(false);
+            if !still_dir {
+                mon.forget_subtree(&watched);
+            }
+        }
+        let _ = self.watch_subtree(mon, rel, false);
+        out.push(Change::Subtree {
+            path: rel.to_vec(),
+            instant: true,
+        });
+    }
+
+    /// Whether a `MovedFrom` waits for its pair; the caller should read the
+    /// backend once more shortly and then call [`Tree::flush_held`].
+    pub fn has_held(&self) -> bool {
+        self.held.is_some()
+    }
+
+    /// The held `MovedFrom` found no pair: it left the tree.
+    pub fn flush_held(&mut self, mon: &mut dyn Monitor, out: &mut Vec<Change>) {
+        if let Some(ev) = self.held.take() {
+            self.entry_gone(mon, &ev.path, ev.is_dir, out);
+        }
+    }
+
+    /// Turns raw events into changes, in order, adding and forgetting
+    /// watches as directories come and go.
+    pub fn process(
+        &mut self,
+        mon: &mut dyn Monitor,
+        events: &[RawEvent],
+        out: &mut Vec<Change>,
+    ) -> Result<(), TreeError> {
+        for ev in events {
+            if let Some(held) = self.held.take() {
+                if ev.kind == EventKind::MovedTo && ev.cookie != 0 && ev.cookie == held.cookie {
+                    self.moved(mon, &held.path, &ev.path, ev.is_dir, out);
+                    continue;
+                }
+                // Pairs arrive back to back; anything else in between means
+                // the first half left the tree.
+                self.entry_gone(mon, &held.path, held.is_dir, out);
+            }
+            match ev.kind {
+                EventKind::Rescan => {
+                    log::warn!(
+                        "inotify queue overflow below {}: events were lost; rescanning (raise fs.inotify.max_queued_events to make this rarer)",
+                        path::display(&ev.path)
+                    );
+                    self.rescan(mon, &ev.path, out);
+                }
+                EventKind::WatchGone => {
+                    if ev.path.is_empty() {
+                        return Err(TreeError::RootGone(path::display_os(&self.root)));
+                    }
+                    mon.forget_subtree(&ev.path);
+                    self.rescan(mon, path::parent(&ev.path), out);
+                }
+                EventKind::MovedFrom => self.held = Some(ev.clone()),
+                EventKind::MovedTo | EventKind::Created => {
+                    self.entry_appeared(mon, &ev.path, ev.is_dir, out)
+                }
+                EventKind::Removed => self.entry_gone(mon, &ev.path, ev.is_dir, out),
+                EventKind::Modified | EventKind::Attrib => {
+                    if self.syncable(&ev.path, ev.is_dir) {
+                        out.push(Change::Modified {
+                            path: ev.path.clone(),
+                            is_dir: ev.is_dir,
+                            size: if ev.is_dir { 0 } else { self.size_of(&ev.path) },
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    /// A backend that records which directories are watched.
+    #[derive(Default)]
+    struct FakeMonitor {
+        watched: BTreeSet<Vec<u8>>,
+    }
+
+    impl Monitor for FakeMonitor {
+        fn add_watch(&mut self, rel: &[u8]) -> Result<(), MonitorError> {
+            self.watched.insert(rel.to_vec());
+            Ok(())
+        }
+        fn forget_subtree(&mut self, rel: &[u8]) {
+            self.watched.retain(|p| !path::is_under(p, rel));
+        }
+        fn read_events(&mut self, _out: &mut Vec<RawEvent>) -> Result<(), MonitorError> {
+            Ok(())
+        }
+        fn fd(&self) -> std::os::fd::RawFd {
+            -1
+        }
+        fn watch_count(&self) -> usize {
+            self.watched.len()
+        }
+        fn watched_under(&self, rel: &[u8]) -> Vec<Vec<u8>> {
+            self.watched
+                .iter()
+                .filter(|p| path::is_under(p, rel))
+                .cloned()
+                .collect()
+        }
+    }
+
+    fn ev(path: &str, kind: EventKind, is_dir: bool, cookie: u32) -> RawEvent {
+        RawEvent {
+            path: path.as_bytes().to_vec(),
+            kind,
+            is_dir,
+            cookie,
+        }
+    }
+
+    fn setup() -> (tempfile::TempDir, Tree, FakeMonitor) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().canonicalize().expect("canonical");
+        let tree = Tree::new(root, Arc::new(Rules::allow_all()), 0);
+        (dir, tree, FakeMonitor::default())
+    }
+
+    #[test]
+    fn initial_walk_watches_every_directory() {
+        let (dir, mut tree, mut mon) = setup();
+        std::fs::create_dir_all(dir.path().join("a/b/c")).expect("mkdir");
+        std::fs::create_dir_all(dir.path().join("d")).expect("mkdir");
+        std::fs::write(dir.path().join("a/file"), b"x").expect("write");
+        std::os::unix::fs::symlink("/", dir.path().join("link")).expect("symlink");
+        let n = tree.watch_subtree(&mut mon, b"", true).expect("walk");
+        assert_eq!(n, 5);
+        let got: Vec<&[u8]> = mon.watched.iter().map(|p| p.as_slice()).collect();
+        assert_eq!(got, vec![&b""[..], b"a", b"a/b", b"a/b/c", b"d"]);
+    }
+
+    #[test]
+    fn new_directory_is_watched_listed_and_queued_whole() {
+        let (dir, mut tree, mut mon) = setup();
+        // The nested dir exists before the tree hears of its parent.
+        std::fs::create_dir_all(dir.path().join("n/m")).expect("mkdir");
+        let mut out = Vec::new();
+        tree.process(&mut mon, &[ev("n", EventKind::Created, true, 0)], &mut out)
+            .expect("process");
+        assert!(
+            mon.watched.contains(b"n/m".as_slice()),
+            "nested dir watched"
+        );
+        assert!(out.contains(&Change::Subtree {
+            path: b"n".to_vec(),
+            instant: false
+        }));
+    }
+
+    #[test]
+    fn paired_move_is_one_move_and_unpaired_halves_are_delete_and_create() {
+        let (_dir, mut tree, mut mon) = setup();
+        let mut out = Vec::new();
+        let evs = [
+            ev("a", EventKind::MovedFrom, false, 7),
+            ev("b", EventKind::MovedTo, false, 7),
+            ev("c", EventKind::MovedFrom, false, 8),
+            ev("d", EventKind::Created, false, 0),
+        ];
+        tree.process(&mut mon, &evs, &mut out).expect("process");
+        assert_eq!(
+            out,
+            vec![
+                Change::Moved {
+                    from: b"a".to_vec(),
+                    to: b"b".to_vec(),
+                    is_dir: false
+                },
+                Change::Removed {
+                    path: b"c".to_vec(),
+                    is_dir: false
+                },
+                Change::Created {
+                    path: b"d".to_vec(),
+                    is_dir: false,
+                    size: 0
+                },
+            ]
+        );
+        out.clear();
+        tree.process(
+            &mut mon,
+            &[ev("e", EventKind::MovedFrom, false, 9)],
+            &mut out,
+        )
+        .expect("process");
+        assert!(tree.has_held() && out.is_empty());
+        tree.flush_held(&mut mon, &mut out);
+        assert_eq!(
+            out,
+            vec![Change::Removed {
+                path: b"e".to_vec(),
+                is_dir: false
+            }]
+        );
+    }
+
+    #[test]
+    fn removed_directory_is_forgotten_and_recreated_one_is_watched_again() {
+        let (dir, mut tree, mut mon) = setup();
+        std::fs::create_dir_all(dir.path().join("g/h")).expect("mkdir");
+        tree.watch_subtree(&mut mon, b"", true).expect("walk");
+        let mut out = Vec::new();
+        std::fs::remove_dir_all(dir.path().join("g")).expect("rm");
+        tree.process(&mut mon, &[ev("g", EventKind::Removed, true, 0)], &mut out)
+            .expect("process");
+        assert!(
+            !mon.watched.iter().any(|p| path::is_under(p, b"g")),
+            "no ghost watches"
+        );
+        std::fs::create_dir_all(dir.path().join("g")).expect("mkdir");
+        tree.process(&mut mon, &[ev("g", EventKind::Created, true, 0)], &mut out)
+            .expect("process");
+        assert!(mon.watched.contains(b"g".as_slice()));
+    }
+
+    #[test]
+    fn overflow_rescans_and_drops_vanished_watches() {
+        let (dir, mut tree, mut mon) = setup();
+        std::fs::create_dir_all(dir.path().join("x")).expect("mkdir");
+        tree.watch_subtree(&mut mon, b"", true).expect("walk");
+        std::fs::remove_dir(dir.path().join("x")).expect("rmdir");
+        std::fs::create_dir(dir.path().join("y")).expect("mkdir");
+        let mut out = Vec::new();
+        tree.process(&mut mon, &[ev("", EventKind::Rescan, true, 0)], &mut out)
+            .expect("process");
+        assert!(!mon.watched.contains(b"x".as_slice()));
+        assert!(mon.watched.contains(b"y".as_slice()));
+        assert_eq!(
+            out,
+            vec![Change::Subtree {
+                path: Vec::new(),
+                instant: true
+            }]
+        );
+        assert_eq!(tree.stats.rescans, 1);
+    }
+
+    #[test]
+    fn root_gone_is_an_error() {
+        let (_dir, mut tree, mut mon) = setup();
+        let mut out = Vec::new();
+        let err = tree.process(&mut mon, &[ev("", EventKind::WatchGone, true, 0)], &mut out);
+        assert!(matches!(err, Err(TreeError::RootGone(_))));
+    }
+}

@@ -1,1 +1,359 @@
-//! Command line and configuration. (Stub.)
+//! Command line and configuration: raw arguments ([`cli::Args`]) become a
+//! validated, typed [`Config`] exactly once.
+//!
+//! Validation reads the filesystem (the watch dir must exist, the destination
+//! must not lie inside it) but changes nothing: a bad input is reported as one
+//! [`ConfigError`] line before anything is created or touched.
+
+pub mod cli;
+
+use crate::path;
+use crate::queue::QueueConfig;
+use crate::rules::Rules;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How a batch is handed on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// The built-in engine: copies, renames and deletes by itself.
+    Mirror,
+    /// rsync with clsync's argv.
+    RsyncDirect,
+}
+
+/// Where the destination lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Destination {
+    /// A local directory, absolute and with symlinks resolved as far as it
+    /// exists.
+    Local(PathBuf),
+    /// `host:path` or `rsync://…`: handed to the handler as given.
+    Remote(OsString),
+}
+
+impl Destination {
+    pub fn as_os_str(&self) -> &OsStr {
+        match self {
+            Destination::Local(p) => p.as_os_str(),
+            Destination::Remote(s) => s,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("watch dir {path}: {reason}")]
+    WatchDir { path: String, reason: String },
+    #[error("destination {path}: {reason}")]
+    Destination { path: String, reason: String },
+    #[error("{0}")]
+    Rules(#[from] crate::rules::RulesError),
+    #[error("unknown mode {0:?}: use mirror or rsyncdirect")]
+    Mode(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Resolved settings.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Canonical watch dir.
+    pub watch_dir: PathBuf,
+    pub destination: Option<Destination>,
+    pub mode: Mode,
+    /// `-S`, resolved to the mode's default when not given.
+    pub handler_program: Option<OsString>,
+    pub handler_args: Vec<OsString>,
+    pub rules: Arc<Rules>,
+    pub rules_file: Option<PathBuf>,
+    pub queue: QueueConfig,
+    /// 0 = forever.
+    pub retries: u32,
+    pub ignore_exit: Vec<i32>,
+    pub label: String,
+    pub lists_dir: Option<PathBuf>,
+    pub keep_lists: bool,
+    pub log_level: log::LevelFilter,
+}
+
+fn seconds(name: &str, v: f64) -> Result<Duration, ConfigError> {
+    if !v.is_finite() || !(0.0..=1.0e9).contains(&v) {
+        return Err(ConfigError::Invalid(format!(
+            "{name} must be a number of seconds between 0 and 1e9, not {v}"
+        )));
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+/// True for `host:path` and `rsync://…`: a colon before the first slash.
+fn is_remote(dest: &OsStr) -> bool {
+    let b = dest.as_bytes();
+    let first_slash = b.iter().position(|&c| c == b'/').unwrap_or(b.len());
+    b[..first_slash].contains(&b':')
+}
+
+/// The absolute form of a path that may not exist yet: its deepest existing
+/// ancestor canonicalised, the rest appended.
+fn resolve_maybe_missing(p: &Path) -> std::io::Result<PathBuf> {
+    let abs = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir()?.join(p)
+    };
+    let mut existing = abs.as_path();
+    let mut rest: Vec<&OsStr> = Vec::new();
+    loop {
+        match existing.canonicalize() {
+            Ok(c) => {
+                let mut out = c;
+                for part in rest.iter().rev() {
+                    match part.as_bytes() {
+                        b"." => {}
+                        b".." => {
+                            out.pop();
+                        }
+                        _ => out.push(part),
+                    }
+                }
+                return Ok(out);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let (Some(parent), Some(name)) = (existing.parent(), existing.file_name()) else {
+                    return Err(e);
+                };
+                rest.push(name);
+                existing = parent;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+impl Config {
+    pub fn from_args(a: cli::Args) -> Result<Config, ConfigError> {
+        let watch_dir = a
+            .watch_dir
+            .canonicalize()
+            .map_err(|e| ConfigError::WatchDir {
+                path: path::display_os(&a.watch_dir),
+                reason: match e.kind() {
+                    std::io::ErrorKind::NotFound => {
+                        "does not exist; create it or fix -W".to_string()
+                    }
+                    _ => format!("{e}; check the path and its permissions"),
+                },
+            })?;
+        if !watch_dir.is_dir() {
+            return Err(ConfigError::WatchDir {
+                path: path::display_os(&a.watch_dir),
+                reason: "is not a directory; -W takes the directory to mirror".to_string(),
+            });
+        }
+
+        let mode = match a.mode.as_deref() {
+            None | Some("mirror") => Mode::Mirror,
+            Some("rsyncdirect") => Mode::RsyncDirect,
+            Some(other) => return Err(ConfigError::Mode(other.to_string())),
+        };
+
+        let destination = match &a.destination {
+            None => None,
+            Some(d) if d.is_empty() => {
+                return Err(ConfigError::Invalid("-D must not be empty".to_string()));
+            }
+            Some(d) if is_remote(d) => {
+                if mode == Mode::Mirror {
+                    return Err(ConfigError::Destination {
+                        path: path::display(d.as_bytes()),
+                        reason: "is remote; the built-in mirror writes local dirs only: use -M rsyncdirect".to_string(),
+                    });
+                }
+                Some(Destination::Remote(d.clone()))
+            }
+            Some(d) => {
+                let shown = path::display(d.as_bytes());
+                let resolved =
+                    resolve_maybe_missing(Path::new(d)).map_err(|e| ConfigError::Destination {
+                        path: shown.clone(),
+                        reason: format!("{e}; check the path"),
+                    })?;
+                if resolved.starts_with(&watch_dir) {
+                    return Err(ConfigError::Destination {
+                        path: shown,
+                        reason: format!(
+                            "is inside the watch dir {}: it would mirror into itself; choose a destination outside it",
+                            path::display_os(&watch_dir)
+                        ),
+                    });
+                }
+                if watch_dir.starts_with(&resolved) {
+                    return Err(ConfigError::Destination {
+                        path: shown,
+                        reason: format!(
+                            "contains the watch dir {}: mirroring would delete the source; choose a destination outside it",
+                            path::display_os(&watch_dir)
+                        ),
+                    });
+                }
+                if resolved.exists() && !resolved.is_dir() {
+                    return Err(ConfigError::Destination {
+                        path: shown,
+                        reason: "exists and is not a directory".to_string(),
+                    });
+                }
+                Some(Destination::Local(resolved))
+            }
+        };
+        if destination.is_none() {
+            return Err(ConfigError::Invalid(
+                "no destination: give -D DIR (the built-in mirror and rsyncdirect need one)"
+                    .to_string(),
+            ));
+        }
+
+        let handler_program = match (&mode, &a.sync_handler) {
+            (_, Some(p)) => Some(p.clone()),
+            (Mode::RsyncDirect, None) => Some(OsString::from("rsync")),
+            (Mode::Mirror, None) => None,
+        };
+        if mode == Mode::Mirror && a.sync_handler.is_some() {
+            return Err(ConfigError::Invalid(
+                "-S names a handler program, which the built-in mirror does not use; add -M rsyncdirect or drop -S".to_string(),
+            ));
+        }
+
+        let rules = match &a.rules_file {
+            Some(f) => Rules::from_file(f)?,
+            None => Rules::allow_all(),
+        };
+
+        let queue = QueueConfig {
+            delay: seconds("-t", a.delay_collect)?,
+            delay_big: seconds("-T", a.delay_collect_bigfile)?,
+            big_threshold: a.threshold_bigfile,
+            interval: seconds("-w", a.delay_sync)?,
+        };
+
+        let mut ignore_exit = a.ignore_exitcode.clone();
+        if mode == Mode::RsyncDirect && !ignore_exit.contains(&24) {
+            ignore_exit.push(24);
+        }
+
+        if let Some(l) = &a.lists_dir {
+            if !l.is_dir() {
+                return Err(ConfigError::Invalid(format!(
+                    "lists dir {} is not a directory; create it or drop -L",
+                    path::display_os(l)
+                )));
+            }
+        }
+
+        let debug: u32 = a.debug.iter().map(|&d| u32::from(d)).sum();
+        let log_level = if a.quiet {
+            log::LevelFilter::Error
+        } else {
+            match debug {
+                0 => log::LevelFilter::Info,
+                1 => log::LevelFilter::Debug,
+                _ => log::LevelFilter::Trace,
+            }
+        };
+
+        Ok(Config {
+            watch_dir,
+            destination,
+            mode,
+            handler_program,
+            handler_args: a.handler_args,
+            rules: Arc::new(rules),
+            rules_file: a.rules_file,
+            queue,
+            retries: a.retries,
+            ignore_exit,
+            label: a.label,
+            lists_dir: a.lists_dir,
+            keep_lists: a.dont_unlink_lists,
+            log_level,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn parse(args: &[&str]) -> Result<Config, ConfigError> {
+        let mut v = vec!["livesync"];
+        v.extend_from_slice(args);
+        Config::from_args(cli::Args::try_parse_from(v).expect("clap"))
+    }
+
+    #[test]
+    fn destination_inside_or_around_watch_dir_is_refused() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let src = t.path().join("src");
+        std::fs::create_dir(&src).expect("mkdir");
+        let s = src.to_str().expect("utf8");
+        let inside = format!("{s}/sub/dst");
+        let err = parse(&["-W", s, "-D", &inside]).expect_err("inside");
+        assert!(err.to_string().contains("inside the watch dir"), "{err}");
+        let err = parse(&["-W", s, "-D", s]).expect_err("same");
+        assert!(err.to_string().contains("inside the watch dir"), "{err}");
+        let parent = t.path().to_str().expect("utf8");
+        let err = parse(&["-W", s, "-D", parent]).expect_err("parent");
+        assert!(err.to_string().contains("contains the watch dir"), "{err}");
+        assert!(
+            !src.join("sub").exists(),
+            "validation must not create anything"
+        );
+    }
+
+    #[test]
+    fn mirror_is_the_default_and_rsync_gets_its_defaults() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let s = t.path().to_str().expect("utf8");
+        let d = "/nonexistent-livesync-dst";
+        let c = parse(&["-W", s, "-D", d]).expect("ok");
+        assert_eq!(c.mode, Mode::Mirror);
+        assert_eq!(c.destination, Some(Destination::Local(PathBuf::from(d))));
+        let c = parse(&["-W", s, "-D", "host:/x", "-M", "rsyncdirect"]).expect("ok");
+        assert_eq!(c.handler_program, Some(OsString::from("rsync")));
+        assert_eq!(c.ignore_exit, vec![24]);
+        assert_eq!(
+            c.destination,
+            Some(Destination::Remote(OsString::from("host:/x")))
+        );
+        assert!(
+            parse(&["-W", s, "-D", "host:/x"]).is_err(),
+            "mirror cannot write remote"
+        );
+        assert!(matches!(
+            parse(&["-W", s, "-D", d, "-M", "bogus"]),
+            Err(ConfigError::Mode(_))
+        ));
+    }
+
+    #[test]
+    fn missing_or_file_watch_dir_is_refused() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let f = t.path().join("f");
+        std::fs::write(&f, b"").expect("write");
+        let err = parse(&["-W", f.to_str().expect("utf8"), "-D", "/x"]).expect_err("file");
+        assert!(err.to_string().contains("not a directory"));
+        let err = parse(&["-W", "/nonexistent-livesync-src", "-D", "/x"]).expect_err("missing");
+        assert!(err.to_string().contains("does not exist"));
+    }
+
+    #[test]
+    fn remote_detection() {
+        assert!(is_remote(OsStr::new("host:/p")));
+        assert!(is_remote(OsStr::new("rsync://h/m")));
+        assert!(!is_remote(OsStr::new("/a:b")));
+        assert!(!is_remote(OsStr::new("./a:b")));
+    }
+}

@@ -15,7 +15,11 @@ pub struct Mirror {
 impl Mirror {
     /// `src` and `dst` are absolute, canonical directories.
     pub fn new(src: PathBuf, dst: PathBuf, rules: Arc<Rules>) -> Self {
-        Mirror { _src: src, _dst: dst, _rules: rules }
+        Mirror {
+            _src: src,
+            _dst: dst,
+            _rules: rules,
+        }
     }
 }
 

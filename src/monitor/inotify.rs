@@ -1,1 +1,427 @@
-//! inotify backend. (Stub.)
+//! The inotify backend (Linux).
+//!
+//! Owns one inotify instance and the two-way map between its watch
+//! descriptors and directory paths relative to the watch root. It turns the
+//! kernel's records into [`RawEvent`]s and keeps that map right on its own
+//! when a watched directory is renamed inside the tree (a paired
+//! `IN_MOVED_FROM`/`IN_MOVED_TO` for a directory re-labels the whole
+//! subtree *before* any later record is translated, so events that follow a
+//! rename in the same read already carry the new path). It decides nothing
+//! about which directories to watch: that is the tree's job.
+//!
+//! Watches are added with `IN_DONT_FOLLOW | IN_ONLYDIR`, so a symlink in the
+//! tree is never followed to a directory outside it.
+
+use super::{EventKind, Monitor, MonitorError, RawEvent};
+use crate::path;
+use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsStr;
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// How many bytes one read may take from the kernel queue.
+const READ_BUFFER: usize = 256 * 1024;
+/// Moves whose `IN_MOVED_FROM` we have seen but whose `IN_MOVED_TO` has not
+/// come yet; old entries are dropped so a move out of the tree cannot grow
+/// this without bound.
+const MAX_PENDING_DIR_MOVES: usize = 1024;
+
+pub struct InotifyMonitor {
+    root: PathBuf,
+    inotify: Inotify,
+    by_wd: HashMap<i32, Vec<u8>>,
+    by_path: BTreeMap<Vec<u8>, WatchDescriptor>,
+    /// cookie → source path of a directory whose move is half seen.
+    dir_moves: Vec<(u32, Vec<u8>)>,
+    buf: Vec<u8>,
+}
+
+fn mask() -> WatchMask {
+    WatchMask::CREATE
+        | WatchMask::DELETE
+        | WatchMask::MODIFY
+        | WatchMask::CLOSE_WRITE
+        | WatchMask::ATTRIB
+        | WatchMask::MOVED_FROM
+        | WatchMask::MOVED_TO
+        | WatchMask::DELETE_SELF
+        | WatchMask::MOVE_SELF
+        | WatchMask::DONT_FOLLOW
+        | WatchMask::ONLYDIR
+        | WatchMask::EXCL_UNLINK
+}
+
+fn read_sysctl(name: &str) -> String {
+    std::fs::read_to_string(format!("/proc/sys/fs/inotify/{name}"))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".to_string())
+}
+
+impl InotifyMonitor {
+    /// Starts an inotify instance for the tree at `root` (absolute). No
+    /// directory is watched until [`Monitor::add_watch`] is called.
+    pub fn new(root: &Path) -> Result<Self, MonitorError> {
+        let inotify = Inotify::init().map_err(|e| match e.raw_os_error() {
+            Some(libc::EMFILE) | Some(libc::ENFILE) => MonitorError::InstanceLimit { source: e },
+            _ => MonitorError::Watch {
+                path: path::display_os(root),
+                source: e,
+            },
+        })?;
+        Ok(InotifyMonitor {
+            root: root.to_path_buf(),
+            inotify,
+            by_wd: HashMap::new(),
+            by_path: BTreeMap::new(),
+            dir_moves: Vec::new(),
+            buf: vec![0; READ_BUFFER],
+        })
+    }
+
+    /// Every watched path at or below `rel`.
+    fn subtree_keys(&self, rel: &[u8]) -> Vec<Vec<u8>> {
+        self.by_path
+            .range(rel.to_vec()..)
+            .take_while(|(k, _)| k.starts_with(rel))
+            .filter(|(k, _)| path::is_under(k, rel))
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// Re-labels `from` and everything below it as `to`.
+    fn relabel(&mut self, from: &[u8], to: &[u8]) {
+        if from == to {
+            return;
+        }
+        // Whatever was watched at the target name is gone now (replaced).
+        for k in self.subtree_keys(to) {
+            if !path::is_under(&k, from) {
+                self.drop_path(&k, false);
+            }
+        }
+        for k in self.subtree_keys(from) {
+            if let Some(wd) = self.by_path.remove(&k) {
+                let new = path::rebase(&k, from, to);
+                self.by_wd.insert(wd.get_watch_descriptor_id(), new.clone());
+                self.by_path.insert(new, wd);
+            }
+        }
+    }
+
+    /// Forgets one path; with `rm`, also tells the kernel.
+    fn drop_path(&mut self, rel: &[u8], rm: bool) {
+        if let Some(wd) = self.by_path.remove(rel) {
+            self.by_wd.remove(&wd.get_watch_descriptor_id());
+            if rm {
+                // EINVAL means the kernel already dropped it (the dir is gone).
+                let _ = self.inotify.watches().remove(wd);
+            }
+        }
+    }
+
+    fn translate(
+        &mut self,
+        wd: i32,
+        mask: EventMask,
+        cookie: u32,
+        name: Option<&OsStr>,
+        out: &mut Vec<RawEvent>,
+    ) {
+        if mask.contains(EventMask::Q_OVERFLOW) {
+            out.push(RawEvent {
+                path: Vec::new(),
+                kind: EventKind::Rescan,
+                is_dir: true,
+                cookie: 0,
+            });
+            return;
+        }
+        let Some(dir) = self.by_wd.get(&wd) else {
+            // A watch we already forgot (its IN_IGNORED, or late events of a
+            // directory moved out of the tree).
+            return;
+        };
+        let is_dir = mask.contains(EventMask::ISDIR);
+        if mask.contains(EventMask::IGNORED) {
+            // The kernel removed this watch: the dir was deleted or its
+            // filesystem unmounted. Forget it only if the path still maps to
+            // this very watch (it may have been re-created and re-watched).
+            let dir = dir.clone();
+            if self.by_path.get(&dir).map(|w| w.get_watch_descriptor_id()) == Some(wd) {
+                self.by_path.remove(&dir);
+            }
+            self.by_wd.remove(&wd);
+            return;
+        }
+        if mask.intersects(EventMask::DELETE_SELF | EventMask::MOVE_SELF | EventMask::UNMOUNT) {
+            if dir.is_empty() || mask.contains(EventMask::UNMOUNT) {
+                out.push(RawEvent {
+                    path: dir.clone(),
+                    kind: EventKind::WatchGone,
+                    is_dir: true,
+                    cookie: 0,
+                });
+            }
+            // Otherwise the parent's IN_DELETE / IN_MOVED_FROM tells the story.
+            return;
+        }
+        let Some(name) = name else { return };
+        let full = path::join(dir, name.as_bytes());
+        let kind = if mask.contains(EventMask::MOVED_FROM) {
+            if is_dir {
+                if self.dir_moves.len() >= MAX_PENDING_DIR_MOVES {
+                    self.dir_moves.remove(0);
+                }
+                self.dir_moves.push((cookie, full.clone()));
+            }
+            EventKind::MovedFrom
+        } else if mask.contains(EventMask::MOVED_TO) {
+            if is_dir {
+                if let Some(i) = self.dir_moves.iter().position(|(c, _)| *c == cookie) {
+                    let (_, from) = self.dir_moves.remove(i);
+                    self.relabel(&from, &full);
+                }
+            }
+            EventKind::MovedTo
+        } else if mask.contains(EventMask::CREATE) {
+            EventKind::Created
+        } else if mask.contains(EventMask::DELETE) {
+            EventKind::Removed
+        } else if mask.intersects(EventMask::MODIFY | EventMask::CLOSE_WRITE) {
+            EventKind::Modified
+        } else if mask.contains(EventMask::ATTRIB) {
+            EventKind::Attrib
+        } else {
+            return;
+        };
+        out.push(RawEvent {
+            path: full,
+            kind,
+            is_dir,
+            cookie,
+        });
+    }
+}
+
+impl Monitor for InotifyMonitor {
+    fn add_watch(&mut self, rel: &[u8]) -> Result<(), MonitorError> {
+        let abs = path::abs(&self.root, rel);
+        let wd = match self.inotify.watches().add(&abs, mask()) {
+            Ok(wd) => wd,
+            Err(e) => {
+                return Err(match e.raw_os_error() {
+                    Some(libc::ENOSPC) => MonitorError::WatchLimit {
+                        path: path::display_os(&abs),
+                        limit: read_sysctl("max_user_watches"),
+                    },
+                    Some(libc::ENOENT) | Some(libc::ENOTDIR) | Some(libc::ELOOP) => {
+                        MonitorError::Gone {
+                            path: path::display_os(&abs),
+                        }
+                    }
+                    _ => MonitorError::Watch {
+                        path: path::display_os(&abs),
+                        source: e,
+                    },
+                })
+            }
+        };
+        let id = wd.get_watch_descriptor_id();
+        if let Some(old) = self.by_wd.get(&id).cloned() {
+            if old != rel {
+                // The same directory was watched under another name: a move we
+                // could not pair. Its subtree follows it.
+                self.relabel(&old, rel);
+            }
+        }
+        if let Some(prev) = self.by_path.get(rel) {
+            let prev_id = prev.get_watch_descriptor_id();
+            if prev_id != id {
+                // A stale watch of a directory that was replaced at this path.
+                self.by_wd.remove(&prev_id);
+            }
+        }
+        self.by_wd.insert(id, rel.to_vec());
+        self.by_path.insert(rel.to_vec(), wd);
+        Ok(())
+    }
+
+    fn forget_subtree(&mut self, rel: &[u8]) {
+        for k in self.subtree_keys(rel) {
+            self.drop_path(&k, true);
+        }
+    }
+
+    fn read_events(&mut self, out: &mut Vec<RawEvent>) -> Result<(), MonitorError> {
+        loop {
+            let mut buf = std::mem::take(&mut self.buf);
+            let records: Vec<(i32, EventMask, u32, Option<std::ffi::OsString>)> =
+                match self.inotify.read_events(&mut buf) {
+                    Ok(events) => events
+                        .map(|e| {
+                            (
+                                e.wd.get_watch_descriptor_id(),
+                                e.mask,
+                                e.cookie,
+                                e.name.map(|n| n.to_os_string()),
+                            )
+                        })
+                        .collect(),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        self.buf = buf;
+                        return Ok(());
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                        self.buf = buf;
+                        continue;
+                    }
+                    Err(e) => {
+                        self.buf = buf;
+                        return Err(MonitorError::Read(e));
+                    }
+                };
+            self.buf = buf;
+            for (wd, mask, cookie, name) in records {
+                self.translate(wd, mask, cookie, name.as_deref(), out);
+            }
+            // Hand back what we have so the caller can act on it (and add
+            // watches for new dirs promptly); it calls us again while the fd
+            // stays readable.
+            if out.len() >= 4096 {
+                return Ok(());
+            }
+        }
+    }
+
+    fn fd(&self) -> RawFd {
+        self.inotify.as_raw_fd()
+    }
+
+    fn watch_count(&self) -> usize {
+        self.by_path.len()
+    }
+
+    fn watched_under(&self, rel: &[u8]) -> Vec<Vec<u8>> {
+        self.subtree_keys(rel)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    fn setup() -> (tempfile::TempDir, InotifyMonitor) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().canonicalize().expect("canonical");
+        let mon = InotifyMonitor::new(&root).expect("inotify");
+        (dir, mon)
+    }
+
+    /// Reads until `want` holds for the events collected so far.
+    fn collect_until(
+        mon: &mut InotifyMonitor,
+        want: impl Fn(&[RawEvent]) -> bool,
+    ) -> Vec<RawEvent> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut all = Vec::new();
+        while Instant::now() < deadline {
+            mon.read_events(&mut all).expect("read");
+            if want(&all) {
+                return all;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        panic!("timed out; events so far: {all:?}");
+    }
+
+    fn has(evs: &[RawEvent], path: &str, kind: EventKind) -> bool {
+        evs.iter()
+            .any(|e| e.path == path.as_bytes() && e.kind == kind)
+    }
+
+    #[test]
+    fn events_carry_paths_relative_to_the_root() {
+        let (dir, mut mon) = setup();
+        std::fs::create_dir(dir.path().join("sub")).expect("mkdir");
+        mon.add_watch(b"").expect("watch root");
+        mon.add_watch(b"sub").expect("watch sub");
+        std::fs::write(dir.path().join("sub/f"), b"x").expect("write");
+        std::fs::remove_file(dir.path().join("sub/f")).expect("rm");
+        let evs = collect_until(&mut mon, |e| has(e, "sub/f", EventKind::Removed));
+        assert!(has(&evs, "sub/f", EventKind::Created));
+        assert!(has(&evs, "sub/f", EventKind::Modified));
+    }
+
+    #[test]
+    fn a_renamed_directory_reports_later_events_under_its_new_name() {
+        let (dir, mut mon) = setup();
+        std::fs::create_dir_all(dir.path().join("a/deep")).expect("mkdir");
+        for p in [&b""[..], b"a", b"a/deep"] {
+            mon.add_watch(p).expect("watch");
+        }
+        std::fs::rename(dir.path().join("a"), dir.path().join("b")).expect("rename");
+        // Written right after the rename: the record sits behind the move in
+        // the same kernel queue and must already say `b/...`.
+        std::fs::write(dir.path().join("b/deep/f"), b"x").expect("write");
+        let evs = collect_until(&mut mon, |e| has(e, "b/deep/f", EventKind::Created));
+        let from = evs
+            .iter()
+            .find(|e| e.kind == EventKind::MovedFrom)
+            .expect("moved from");
+        let to = evs
+            .iter()
+            .find(|e| e.kind == EventKind::MovedTo)
+            .expect("moved to");
+        assert_eq!(
+            (from.path.as_slice(), to.path.as_slice()),
+            (&b"a"[..], &b"b"[..])
+        );
+        assert_eq!(from.cookie, to.cookie);
+        assert!(
+            !evs.iter().any(|e| e.path.starts_with(b"a/")),
+            "stale path: {evs:?}"
+        );
+        assert_eq!(
+            mon.watched_under(b"b"),
+            vec![b"b".to_vec(), b"b/deep".to_vec()]
+        );
+        assert!(mon.watched_under(b"a").is_empty());
+    }
+
+    #[test]
+    fn forgotten_and_deleted_directories_leave_no_ghosts() {
+        let (dir, mut mon) = setup();
+        std::fs::create_dir_all(dir.path().join("g/h")).expect("mkdir");
+        for p in [&b""[..], b"g", b"g/h"] {
+            mon.add_watch(p).expect("watch");
+        }
+        std::fs::remove_dir_all(dir.path().join("g")).expect("rm");
+        let _ = collect_until(&mut mon, |e| has(e, "g", EventKind::Removed));
+        mon.forget_subtree(b"g");
+        assert_eq!(mon.watch_count(), 1);
+        // Re-created under the old name: watched afresh, events flow.
+        std::fs::create_dir(dir.path().join("g")).expect("mkdir");
+        mon.add_watch(b"g").expect("watch");
+        std::fs::write(dir.path().join("g/new"), b"").expect("write");
+        let _ = collect_until(&mut mon, |e| has(e, "g/new", EventKind::Created));
+    }
+
+    #[test]
+    fn watching_a_missing_dir_or_a_symlink_is_gone_not_fatal() {
+        let (dir, mut mon) = setup();
+        std::os::unix::fs::symlink("/tmp", dir.path().join("l")).expect("symlink");
+        assert!(matches!(
+            mon.add_watch(b"missing"),
+            Err(MonitorError::Gone { .. })
+        ));
+        assert!(matches!(
+            mon.add_watch(b"l"),
+            Err(MonitorError::Gone { .. })
+        ));
+        assert_eq!(mon.watch_count(), 0);
+    }
+}

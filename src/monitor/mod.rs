@@ -2,8 +2,8 @@
 //!
 //! A backend turns the kernel's notifications into [`RawEvent`]s whose paths
 //! are relative to the watch root (raw bytes). It keeps the map from its own
-//! watch handles to paths (and keeps it right across directory renames when
-//! told), but it decides nothing: which directories to watch is the tree's
+//! watch handles to paths (and keeps it right across directory renames it
+//! sees), but it decides nothing: which directories to watch is the tree's
 //! business, batching is the queue's.
 
 pub mod inotify;
@@ -65,12 +65,12 @@ pub trait Monitor {
     /// Forgets `rel` and every watched directory below it (they were removed
     /// or moved out of the tree).
     fn forget_subtree(&mut self, rel: &[u8]);
-    /// The watched directory `from` (and everything below it) is now `to`.
-    fn rename_subtree(&mut self, from: &[u8], to: &[u8]);
     /// Appends whatever events are ready, without blocking.
     fn read_events(&mut self, out: &mut Vec<RawEvent>) -> Result<(), MonitorError>;
     /// A descriptor that polls readable when events are ready.
     fn fd(&self) -> RawFd;
     /// How many directories are watched.
     fn watch_count(&self) -> usize;
+    /// Every watched directory at or below `rel`.
+    fn watched_under(&self, rel: &[u8]) -> Vec<Vec<u8>>;
 }
