@@ -482,6 +482,59 @@ fn rules_exclude(mode: Mode) {
     assert_eq!(env.dst_read("keep.txt").as_deref(), Some(&b"k"[..]));
 }
 
+/// SIGTERM syncs what is still waiting in a delay window, then exits 0.
+fn sigterm_flushes_pending(mode: Mode) {
+    let env = TestEnv::new();
+    env.write("initial", "i");
+    let mut d = start(&env, mode, &["-t30", "-w0"]);
+    env.write("pending", "waits for the 30 s window");
+    // Also gives the daemon time to read the event before the signal.
+    assert_stays(
+        Duration::from_millis(500),
+        "pending absent inside the -t30 window",
+        || !env.dst_has("pending"),
+    );
+    let st = d
+        .signal_and_wait(libc::SIGTERM, secs(10.0))
+        .expect("no exit within 10 s of SIGTERM");
+    assert_eq!(
+        st.code(),
+        Some(0),
+        "SIGTERM exit status {st}\n{}",
+        d.context()
+    );
+    assert_eq!(
+        env.diff(),
+        None,
+        "pending change not synced before exit\n{}",
+        d.context()
+    );
+}
+
+/// Files bigger than `-B` wait for the `-T` window; small ones go by `-t`.
+fn big_files_use_their_own_window(mode: Mode) {
+    let env = TestEnv::new();
+    let mut d = start(&env, mode, &["-t0", "-w0", "-B", "4096", "-T", "2"]);
+    let t0 = Instant::now();
+    env.write("big.bin", vec![7u8; 64 * 1024]);
+    env.write("small.txt", "small");
+    d.wait_until(SYNC, "small.txt synced at once", || {
+        env.dst_has("small.txt")
+    });
+    if t0.elapsed() < Duration::from_millis(1500) {
+        assert!(
+            !env.dst_has("big.bin"),
+            "big.bin was synced by the -t lane\n{}",
+            d.context()
+        );
+    }
+    d.wait_until(secs(8.0), "big.bin synced after the -T window", || {
+        env.dst_read("big.bin")
+            .is_some_and(|c| c.len() == 64 * 1024)
+    });
+    d.wait_synced(&env, SYNC);
+}
+
 // ---------------------------------------------------------------------------
 // Mode-specific and process-level tests
 // ---------------------------------------------------------------------------
@@ -608,4 +661,6 @@ both_modes!(
     changes_during_initial_sync,
     delay_window,
     rules_exclude,
+    sigterm_flushes_pending,
+    big_files_use_their_own_window,
 );
