@@ -133,6 +133,37 @@ fn resolve_maybe_missing(p: &Path) -> std::io::Result<PathBuf> {
     }
 }
 
+/// Checks that `program` can be run: a name without a slash must be found in
+/// `PATH`, a path must be an executable file. Returns where it was found.
+pub fn find_program(program: &OsStr) -> Result<PathBuf, ConfigError> {
+    use std::os::unix::fs::PermissionsExt;
+    let shown = path::display(program.as_bytes());
+    let executable = |p: &Path| {
+        std::fs::metadata(p)
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false)
+    };
+    if program.as_bytes().contains(&b'/') {
+        let p = PathBuf::from(program);
+        if executable(&p) {
+            return Ok(p);
+        }
+        return Err(ConfigError::Invalid(format!(
+            "sync handler {shown} is not an executable file; fix -S"
+        )));
+    }
+    let search = std::env::var_os("PATH").unwrap_or_else(|| OsString::from("/usr/bin:/bin"));
+    for dir in std::env::split_paths(&search) {
+        let candidate = dir.join(program);
+        if executable(&candidate) {
+            return Ok(candidate);
+        }
+    }
+    Err(ConfigError::Invalid(format!(
+        "sync handler {shown} is not in PATH; install it (e.g. apt-get install {shown}) or give its path with -S"
+    )))
+}
+
 impl Config {
     pub fn from_args(a: cli::Args) -> Result<Config, ConfigError> {
         let watch_dir = a
@@ -220,6 +251,9 @@ impl Config {
             (Mode::RsyncDirect, None) => Some(OsString::from("rsync")),
             (Mode::Mirror, None) => None,
         };
+        if let Some(p) = &handler_program {
+            find_program(p)?;
+        }
         if mode == Mode::Mirror && a.sync_handler.is_some() {
             return Err(ConfigError::Invalid(
                 "-S names a handler program, which the built-in mirror does not use; add -M rsyncdirect or drop -S".to_string(),
@@ -321,8 +355,18 @@ mod tests {
         let c = parse(&["-W", s, "-D", d]).expect("ok");
         assert_eq!(c.mode, Mode::Mirror);
         assert_eq!(c.destination, Some(Destination::Local(PathBuf::from(d))));
-        let c = parse(&["-W", s, "-D", "host:/x", "-M", "rsyncdirect"]).expect("ok");
-        assert_eq!(c.handler_program, Some(OsString::from("rsync")));
+        let c = parse(&[
+            "-W",
+            s,
+            "-D",
+            "host:/x",
+            "-M",
+            "rsyncdirect",
+            "-S",
+            "/bin/sh",
+        ])
+        .expect("ok");
+        assert_eq!(c.handler_program, Some(OsString::from("/bin/sh")));
         assert_eq!(c.ignore_exit, vec![24]);
         assert_eq!(
             c.destination,
@@ -347,6 +391,16 @@ mod tests {
         assert!(err.to_string().contains("not a directory"));
         let err = parse(&["-W", "/nonexistent-livesync-src", "-D", "/x"]).expect_err("missing");
         assert!(err.to_string().contains("does not exist"));
+    }
+
+    #[test]
+    fn handler_program_must_be_runnable() {
+        assert!(find_program(OsStr::new("sh")).is_ok());
+        assert!(find_program(OsStr::new("/bin/sh")).is_ok());
+        let e = find_program(OsStr::new("no-such-livesync-tool")).expect_err("missing");
+        assert!(e.to_string().contains("not in PATH"), "{e}");
+        let e = find_program(OsStr::new("/etc/passwd")).expect_err("not executable");
+        assert!(e.to_string().contains("not an executable"), "{e}");
     }
 
     #[test]

@@ -219,20 +219,17 @@ fn build_handler(cfg: &Config) -> Result<Box<dyn Handler>, DaemonError> {
             )))
         }
         Mode::RsyncDirect => {
-            let rc = RsyncConfig {
-                program: cfg
-                    .handler_program
-                    .clone()
-                    .unwrap_or_else(|| "rsync".into()),
-                args: cfg.handler_args.clone(),
-                src: cfg.watch_dir.clone(),
-                dst: dest.as_os_str().to_os_string(),
-                lists_dir: cfg.lists_dir.clone(),
-                keep_lists: cfg.keep_lists,
-                ignore_exit: cfg.ignore_exit.clone(),
-                label: cfg.label.clone(),
-                rules: Arc::clone(&cfg.rules),
-            };
+            let program = cfg
+                .handler_program
+                .clone()
+                .unwrap_or_else(|| "rsync".into());
+            let mut rc = RsyncConfig::new(program, cfg.watch_dir.clone(), dest.as_os_str());
+            rc.args = cfg.handler_args.clone();
+            rc.lists_dir = cfg.lists_dir.clone();
+            rc.keep_lists = cfg.keep_lists;
+            rc.ignore_exit = cfg.ignore_exit.clone();
+            rc.label = cfg.label.clone();
+            rc.rules = Arc::clone(&cfg.rules);
             Ok(Box::new(RsyncDirect::new(rc)?))
         }
     }

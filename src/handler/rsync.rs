@@ -1,11 +1,37 @@
-//! rsyncdirect. (Stub: API only.)
+//! rsyncdirect: sync a batch by running rsync with include/exclude lists.
+//!
+//! This module owns clsync's `rsyncdirect` mode: for each batch it writes
+//! the include list (and the exclude list unless `--rsync-prefer-include`)
+//! from [`super::lists`], runs rsync through [`crate::exec`] with clsync's
+//! default arguments
+//! `-aH --delete --exclude-from EXCL --include-from INCL --exclude=* SRC/ DST/`
+//! (or the user's template, rendered by [`super::template`]), judges the
+//! exit code, and removes the list files. List files live in `-L`'s
+//! directory or in a private 0700 directory made once per handler; each is
+//! created exclusively, without following symlinks, mode 0600.
+//!
+//! When rules are in force it walks the recursively synced subtrees (lstat
+//! only, never following symlinks) to find what the rules refuse to sync, so
+//! that rsync skips it; it does not otherwise read or change the trees, and
+//! it never retries: a failure goes back to the daemon, which re-queues.
 
+use super::lists::{self, Excludes, Includes, Separator, SourceKind};
+use super::template::{Context, Macro, Template};
 use super::{Handler, HandlerError, Report};
 use crate::batch::Batch;
-use crate::rules::Rules;
-use std::ffi::OsString;
-use std::path::PathBuf;
+use crate::exec::{self, ExecError, Outcome};
+use crate::path;
+use crate::rules::{Action, Kind, Rules};
+use std::collections::hash_map::RandomState;
+use std::ffi::{OsStr, OsString};
+use std::fs::{self, DirBuilder, OpenOptions};
+use std::hash::{BuildHasher, Hasher};
+use std::io::{self, Write};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Everything rsyncdirect needs, resolved from the command line.
 #[derive(Clone, Debug)]
@@ -27,15 +53,262 @@ pub struct RsyncConfig {
     /// `-l`: the label.
     pub label: String,
     pub rules: Arc<Rules>,
+    /// `--rsync-prefer-include`: no exclude-list file; exclusions go into
+    /// the include list as `- /path` lines.
+    pub prefer_include: bool,
+    /// `--rsync-inclimit`: at most this many include lines per rsync run
+    /// (a soft limit: ancestors are repeated in every part); 0 = no limit.
+    pub inclimit: usize,
+    /// `-k`: kill rsync's process group after this long; None = no limit.
+    pub timeout: Option<Duration>,
+}
+
+impl RsyncConfig {
+    /// clsync's defaults for everything but the program and the two trees.
+    pub fn new(
+        program: impl Into<OsString>,
+        src: impl Into<PathBuf>,
+        dst: impl Into<OsString>,
+    ) -> Self {
+        RsyncConfig {
+            program: program.into(),
+            args: Vec::new(),
+            src: src.into(),
+            dst: dst.into(),
+            lists_dir: None,
+            keep_lists: false,
+            ignore_exit: vec![24],
+            label: "nolabel".to_string(),
+            rules: Arc::new(Rules::allow_all()),
+            prefer_include: false,
+            inclimit: 20000,
+            timeout: Some(Duration::from_secs(86400)),
+        }
+    }
+}
+
+/// Where list files are written.
+#[derive(Debug)]
+enum ListDir {
+    /// `-L`: the user's directory; left in place.
+    Given(PathBuf),
+    /// Made by us; removed on drop unless lists are kept.
+    Private(PathBuf),
+}
+
+impl ListDir {
+    fn path(&self) -> &Path {
+        match self {
+            ListDir::Given(p) | ListDir::Private(p) => p,
+        }
+    }
 }
 
 pub struct RsyncDirect {
-    _cfg: RsyncConfig,
+    cfg: RsyncConfig,
+    /// None = clsync's default arguments.
+    template: Option<Template>,
+    lists: ListDir,
+    /// Makes list file names unique within this handler.
+    seq: u64,
+    /// Exclusions handed in by the daemon, on top of what the walk finds.
+    excluded: Vec<Vec<u8>>,
 }
 
 impl RsyncDirect {
     pub fn new(cfg: RsyncConfig) -> Result<Self, HandlerError> {
-        Ok(RsyncDirect { _cfg: cfg })
+        let template = if cfg.args.is_empty() {
+            None
+        } else {
+            Some(Template::parse(&cfg.args).map_err(|e| HandlerError::Other(e.to_string()))?)
+        };
+        let lists = match &cfg.lists_dir {
+            Some(d) => ListDir::Given(d.clone()),
+            None => ListDir::Private(private_dir(&std::env::temp_dir())?),
+        };
+        Ok(RsyncDirect {
+            cfg,
+            template,
+            lists,
+            seq: 0,
+            excluded: Vec::new(),
+        })
+    }
+
+    /// The directory list files are written to.
+    pub fn lists_dir(&self) -> &Path {
+        self.lists.path()
+    }
+
+    /// Paths (relative to the watch dir) that must never be synced, as
+    /// collected by the daemon; they are added to the exclude list of every
+    /// later run where they matter.
+    pub fn set_excluded(&mut self, paths: Vec<Vec<u8>>) {
+        self.excluded = paths;
+    }
+
+    fn program_name(&self) -> String {
+        path::display(self.cfg.program.as_bytes())
+    }
+
+    /// clsync's default arguments without the program and the two trees
+    /// (what `%RSYNC-ARGS%` stands for), plus `--modify-window=-1`: rsync's
+    /// quick check compares whole seconds by default, so a same-size edit
+    /// within the second of the previous sync would be skipped and lost
+    /// (clsync loses it); with -1 rsync compares nanoseconds.
+    fn default_args(&self, incl: &Path, excl: Option<&Path>, sep: Separator) -> Vec<OsString> {
+        let mut a: Vec<OsString> =
+            vec!["-aH".into(), "--delete".into(), "--modify-window=-1".into()];
+        if sep == Separator::Nul {
+            a.push("--from0".into());
+        }
+        if let Some(excl) = excl {
+            a.push("--exclude-from".into());
+            a.push(excl.into());
+        }
+        a.push("--include-from".into());
+        a.push(incl.into());
+        a.push("--exclude=*".into());
+        a
+    }
+
+    /// The paths the rules refuse to sync within what `inc` covers: each op
+    /// path itself, and everything below the recursively included ones
+    /// (without descending into a refused directory).
+    fn rule_exclusions(&self, inc: &Includes) -> Vec<Vec<u8>> {
+        if self.cfg.rules.is_empty() {
+            return Vec::new();
+        }
+        let rules = &self.cfg.rules;
+        let mut out = Vec::new();
+        for p in inc.op_paths() {
+            if let Some(kind) = lstat_kind(&self.cfg.src, p) {
+                if !p.is_empty() && !rules.permits(p, rule_kind(kind), Action::Sync) {
+                    out.push(p.to_vec());
+                }
+            }
+        }
+        for root in inc.subtrees() {
+            if out.iter().any(|x| path::is_under(root, x)) {
+                continue;
+            }
+            out.extend(excluded_below(&self.cfg.src, root, |p, k| {
+                rules.permits(p, k, Action::Sync)
+            }));
+        }
+        out
+    }
+
+    fn run_part(&mut self, inc: &Includes, ex: &Excludes) -> Result<Outcome, HandlerError> {
+        let tpl = self.template.as_ref();
+        let literal_from0 =
+            tpl.is_some_and(|t| t.has_literal_arg(b"--from0") || t.has_literal_arg(b"-0"));
+        let can_add_from0 = tpl.map_or(true, |t| t.uses(Macro::RsyncArgs));
+        let needed = Separator::needed(inc.paths().chain(ex.paths()));
+        let sep = if literal_from0 || (can_add_from0 && needed == Separator::Nul) {
+            Separator::Nul
+        } else {
+            Separator::Newline
+        };
+        if needed == Separator::Nul && sep == Separator::Newline {
+            log::warn!(
+                "some paths contain a line break and the handler arguments have no --from0 or \
+                 %RSYNC-ARGS%: writing them to the lists with '?' in place of the line break"
+            );
+        }
+
+        let prefer_include = self.cfg.prefer_include;
+        let want_excl_file = !prefer_include || tpl.is_some_and(|t| t.uses(Macro::ExcludeListPath));
+        let inline = prefer_include.then_some(ex);
+        let dir = self.lists.path();
+        let (label, keep) = (self.cfg.label.as_str(), self.cfg.keep_lists);
+        // The exclude list is written first: with default arguments its
+        // file comes first on rsync's command line too.
+        let excl = if want_excl_file {
+            let bytes = lists::render_excludes(ex, sep);
+            Some(write_list(
+                dir,
+                &mut self.seq,
+                label,
+                keep,
+                "exclude",
+                &bytes,
+            )?)
+        } else {
+            None
+        };
+        let bytes = lists::render_includes(inc, inline, sep);
+        let incl = write_list(dir, &mut self.seq, label, keep, "include", &bytes)?;
+
+        let file_excl = if prefer_include {
+            None
+        } else {
+            excl.as_ref().map(|f| f.path.as_path())
+        };
+        let rsync_args = self.default_args(&incl.path, file_excl, sep);
+        let mut argv = vec![self.cfg.program.clone()];
+        match tpl {
+            None => {
+                argv.extend(rsync_args);
+                argv.push(dir_arg(self.cfg.src.as_os_str()));
+                argv.push(dir_arg(&self.cfg.dst));
+            }
+            Some(t) => {
+                let include_list: Vec<OsString> = inc
+                    .op_paths()
+                    .into_iter()
+                    .map(|p| {
+                        if p.is_empty() {
+                            ".".into()
+                        } else {
+                            OsString::from_vec(p.to_vec())
+                        }
+                    })
+                    .collect();
+                let label = OsString::from(&self.cfg.label);
+                let ctx = Context {
+                    include_list_path: Some(incl.path.as_os_str()),
+                    exclude_list_path: excl.as_ref().map(|f| f.path.as_os_str()),
+                    rsync_args: &rsync_args,
+                    label: Some(&label),
+                    watch_dir: Some(self.cfg.src.as_os_str()),
+                    destination_dir: Some(&self.cfg.dst),
+                    include_list: &include_list,
+                };
+                argv.extend(t.render(&ctx));
+            }
+        }
+        log::debug!(
+            "running {}",
+            argv.iter()
+                .map(|a| path::display(a.as_bytes()))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        let spec = exec::Spec {
+            timeout: self.cfg.timeout,
+            ..exec::Spec::new(argv)
+        };
+        let outcome = spec.run().map_err(|e| self.spawn_error(e))?;
+        // `incl` and `excl` are removed here (unless kept).
+        drop((incl, excl));
+        Ok(outcome)
+    }
+
+    fn spawn_error(&self, e: ExecError) -> HandlerError {
+        let program = self.program_name();
+        let source = match e {
+            ExecError::NotInPath { .. } => io::Error::new(
+                io::ErrorKind::NotFound,
+                "not found in PATH; install it or pass -S /path/to/rsync",
+            ),
+            ExecError::NoSuchFile { .. } => io::Error::new(
+                io::ErrorKind::NotFound,
+                "no such file; install rsync or pass -S /path/to/rsync",
+            ),
+            e => e.into_io(),
+        };
+        HandlerError::Spawn { program, source }
     }
 }
 
@@ -43,7 +316,535 @@ impl Handler for RsyncDirect {
     fn name(&self) -> &str {
         "rsyncdirect"
     }
-    fn run(&mut self, _batch: &Batch) -> Result<Report, HandlerError> {
-        Err(HandlerError::Other("not implemented".into()))
+
+    fn run(&mut self, batch: &Batch) -> Result<Report, HandlerError> {
+        if batch.is_empty() {
+            return Ok(Report::default());
+        }
+        let src = self.cfg.src.clone();
+        let inc = Includes::from_batch(batch, |p| lstat_kind(&src, p));
+        let mut excluded = self.rule_exclusions(&inc);
+        excluded.extend(self.excluded.iter().cloned());
+        let ex = Excludes::new(excluded).relevant_to(&inc);
+
+        let mut code = None;
+        for part in inc.split(self.cfg.inclimit) {
+            let outcome = self.run_part(&part, &ex)?;
+            let program = self.program_name();
+            match outcome {
+                o if o.success(&self.cfg.ignore_exit) => {
+                    let c = o.code().unwrap_or(0);
+                    if c != 0 {
+                        log::info!("{program} exited with code {c}, which is set to be ignored");
+                    }
+                    // Keep the first non-zero (ignored) code for the report.
+                    if code.map_or(true, |old| old == 0) {
+                        code = Some(c);
+                    }
+                }
+                Outcome::Exited(c) => return Err(HandlerError::Exit { program, code: c }),
+                Outcome::Signaled(s) => return Err(HandlerError::Signal { program, signal: s }),
+                Outcome::TimedOut { after, .. } => {
+                    return Err(HandlerError::Other(format!(
+                        "{program} was still running after {:.0?} (the sync timeout, -k) and was \
+                         killed with its process group",
+                        after
+                    )))
+                }
+            }
+        }
+        Ok(Report {
+            exit_code: code,
+            ..Report::default()
+        })
+    }
+}
+
+impl Drop for RsyncDirect {
+    fn drop(&mut self) {
+        if let ListDir::Private(dir) = &self.lists {
+            if self.cfg.keep_lists {
+                log::info!("list files kept in {}", path::display_os(dir));
+            } else if let Err(e) = fs::remove_dir_all(dir) {
+                log::warn!("cannot remove {}: {e}", path::display_os(dir));
+            }
+        }
+    }
+}
+
+/// A list file on disk; removed when dropped unless kept.
+struct ListFile {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl Drop for ListFile {
+    fn drop(&mut self) {
+        if !self.keep {
+            if let Err(e) = fs::remove_file(&self.path) {
+                log::warn!(
+                    "cannot remove list file {}: {e}",
+                    path::display_os(&self.path)
+                );
+            }
+        }
+    }
+}
+
+/// Writes one list file in `dir`: exclusive create, no symlink following,
+/// mode 0600. `seq` makes names unique within a handler.
+fn write_list(
+    dir: &Path,
+    seq: &mut u64,
+    label: &str,
+    keep: bool,
+    kind: &str,
+    contents: &[u8],
+) -> Result<ListFile, HandlerError> {
+    let label: String = label
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    for _ in 0..100 {
+        *seq += 1;
+        let p = dir.join(format!("{label}.{}.{}.{kind}", std::process::id(), seq));
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&p);
+        let mut file = match file {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(list_error(dir, e)),
+        };
+        // Created by us from here on: removed on every way out.
+        let guard = ListFile { path: p, keep };
+        file.set_permissions(fs::Permissions::from_mode(0o600))
+            .and_then(|()| file.write_all(contents))
+            .map_err(|e| HandlerError::io(&guard.path, e))?;
+        return Ok(guard);
+    }
+    Err(HandlerError::Other(format!(
+        "cannot create a list file in {}: too many name clashes",
+        path::display_os(dir)
+    )))
+}
+
+fn list_error(dir: &Path, e: io::Error) -> HandlerError {
+    HandlerError::Other(format!(
+        "cannot create a list file in {}: {e}; make sure the directory exists and is writable \
+         (or fix -L)",
+        path::display_os(dir)
+    ))
+}
+
+/// Makes a fresh 0700 directory with a random name under `parent`.
+fn private_dir(parent: &Path) -> Result<PathBuf, HandlerError> {
+    let mut last = None;
+    for _ in 0..100 {
+        let mut h = RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        let name = format!("livesync-lists-{:016x}", h.finish());
+        let p = parent.join(name);
+        match DirBuilder::new().mode(0o700).create(&p) {
+            Ok(()) => {
+                // The umask may have taken bits away; set exactly 0700.
+                fs::set_permissions(&p, fs::Permissions::from_mode(0o700))
+                    .map_err(|e| HandlerError::io(&p, e))?;
+                return Ok(p);
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(e) => return Err(list_error(parent, e)),
+        }
+    }
+    Err(list_error(
+        parent,
+        last.unwrap_or_else(|| io::Error::other("no free name")),
+    ))
+}
+
+/// `dir/` for rsync (a trailing slash means "the contents"), and `./-x/`
+/// for a relative name that would otherwise read as an option.
+fn dir_arg(dir: &OsStr) -> OsString {
+    let b = dir.as_bytes();
+    let mut out = Vec::with_capacity(b.len() + 3);
+    if b.first() == Some(&b'-') {
+        out.extend_from_slice(b"./");
+    }
+    out.extend_from_slice(b);
+    if b.last() != Some(&b'/') {
+        out.push(b'/');
+    }
+    OsString::from_vec(out)
+}
+
+/// lstat of a source path: None when it is gone.
+fn lstat_kind(src: &Path, rel: &[u8]) -> Option<SourceKind> {
+    match fs::symlink_metadata(path::abs(src, rel)) {
+        Ok(m) if m.is_dir() => Some(SourceKind::Dir),
+        Ok(_) => Some(SourceKind::File),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => None,
+        // Unreadable: name it anyway (files and gone paths get the same
+        // lines) and let rsync report the problem.
+        Err(_) => Some(SourceKind::File),
+    }
+}
+
+fn rule_kind(k: SourceKind) -> Kind {
+    match k {
+        SourceKind::Dir => Kind::Dir,
+        SourceKind::File => Kind::File,
+    }
+}
+
+/// Walks the source below `root` (lstat only) and returns every path that
+/// `permits` refuses, without descending into a refused directory.
+/// Unreadable or vanished directories are skipped: rsync reports them.
+pub fn excluded_below(
+    src: &Path,
+    root: &[u8],
+    mut permits: impl FnMut(&[u8], Kind) -> bool,
+) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_vec()];
+    while let Some(dir) = stack.pop() {
+        let entries = match fs::read_dir(path::abs(src, &dir)) {
+            Ok(e) => e,
+            Err(e) => {
+                log::debug!("not listing {}: {e}", path::display(&dir));
+                continue;
+            }
+        };
+        for entry in entries.flatten() {
+            let rel = path::join(&dir, entry.file_name().as_bytes());
+            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+            let kind = if is_dir { Kind::Dir } else { Kind::File };
+            if !permits(&rel, kind) {
+                out.push(rel);
+            } else if is_dir {
+                stack.push(rel);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::{Lane, Op};
+
+    fn batch(ops: Vec<Op>) -> Batch {
+        Batch {
+            ops,
+            lane: Lane::Normal,
+            attempt: 0,
+        }
+    }
+
+    fn sync(p: &[u8], recursive: bool) -> Op {
+        Op::Sync {
+            path: p.to_vec(),
+            recursive,
+        }
+    }
+
+    /// A fake rsync: a script that records its argv (NUL separated) and a
+    /// copy of every file it is given (`list1`, `list2`, … across runs),
+    /// then exits with a fixed code.
+    struct Fake {
+        dir: tempfile::TempDir,
+    }
+
+    impl Fake {
+        fn new(exit: i32) -> Fake {
+            let dir = tempfile::tempdir().unwrap();
+            let script = dir.path().join("fake-rsync");
+            let rec = dir.path().join("rec");
+            fs::create_dir(&rec).unwrap();
+            fs::write(
+                &script,
+                format!(
+                    "#!/bin/sh\nfor a in \"$@\"; do printf '%s\\0' \"$a\" >> '{rec}/argv'; \
+                     if [ -f \"$a\" ]; then n=$(ls '{rec}' | grep -c '^list'); n=$((n+1)); cp \"$a\" '{rec}/list'$n; fi; done\nexit {exit}\n",
+                    rec = rec.display()
+                ),
+            )
+            .unwrap();
+            fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+            Fake { dir }
+        }
+
+        fn program(&self) -> OsString {
+            self.dir.path().join("fake-rsync").into_os_string()
+        }
+
+        fn argv(&self) -> Vec<Vec<u8>> {
+            let b = fs::read(self.dir.path().join("rec/argv")).unwrap();
+            let mut v: Vec<Vec<u8>> = b.split(|&c| c == 0).map(<[u8]>::to_vec).collect();
+            v.pop();
+            v
+        }
+
+        fn list(&self, n: usize) -> Vec<u8> {
+            fs::read(self.dir.path().join(format!("rec/list{n}"))).unwrap()
+        }
+    }
+
+    fn handler(fake: &Fake, src: &Path, dst: &str) -> RsyncDirect {
+        RsyncDirect::new(RsyncConfig::new(fake.program(), src, dst)).unwrap()
+    }
+
+    fn strs(v: &[Vec<u8>]) -> Vec<String> {
+        v.iter()
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn default_argv_is_clsyncs_plus_a_nanosecond_quick_check() {
+        let fake = Fake::new(0);
+        let src = tempfile::tempdir().unwrap();
+        let mut h = handler(&fake, src.path(), "/dst");
+        let lists = h.lists_dir().to_path_buf();
+        let r = h.run(&batch(vec![sync(b"", true)])).unwrap();
+        assert_eq!(r.exit_code, Some(0));
+        let argv = strs(&fake.argv());
+        assert_eq!(argv.len(), 10, "{argv:?}");
+        assert_eq!(argv[0], "-aH");
+        assert_eq!(argv[1], "--delete");
+        assert_eq!(argv[2], "--modify-window=-1");
+        assert_eq!(argv[3], "--exclude-from");
+        assert!(argv[4].starts_with(lists.to_str().unwrap()), "{argv:?}");
+        assert_eq!(argv[5], "--include-from");
+        assert!(argv[6].starts_with(lists.to_str().unwrap()), "{argv:?}");
+        assert_eq!(argv[7], "--exclude=*");
+        assert_eq!(argv[8], format!("{}/", src.path().display()));
+        assert_eq!(argv[9], "/dst/");
+        assert_eq!(fake.list(1), b"");
+        assert_eq!(fake.list(2), b"/***\n");
+    }
+
+    #[test]
+    fn prefer_include_has_no_exclude_list() {
+        let fake = Fake::new(0);
+        let src = tempfile::tempdir().unwrap();
+        let mut cfg = RsyncConfig::new(fake.program(), src.path(), "host:/d/");
+        cfg.prefer_include = true;
+        let mut h = RsyncDirect::new(cfg).unwrap();
+        h.set_excluded(vec![b"tmp".to_vec(), b"elsewhere/x".to_vec()]);
+        h.run(&batch(vec![sync(b"", true)])).unwrap();
+        let argv = strs(&fake.argv());
+        assert_eq!(argv[..3], ["-aH", "--delete", "--modify-window=-1"]);
+        assert_eq!(argv[3], "--include-from");
+        assert_eq!(
+            argv[5..],
+            [
+                "--exclude=*",
+                &format!("{}/", src.path().display()),
+                "host:/d/"
+            ]
+        );
+        assert_eq!(fake.list(1), b"- /elsewhere/x\n- /tmp\n/***\n");
+    }
+
+    #[test]
+    fn line_breaks_switch_to_from0() {
+        let fake = Fake::new(0);
+        let src = tempfile::tempdir().unwrap();
+        let mut h = handler(&fake, src.path(), "d");
+        h.run(&batch(vec![sync(b"a\nb", false)])).unwrap();
+        let argv = strs(&fake.argv());
+        assert_eq!(
+            argv[..5],
+            [
+                "-aH",
+                "--delete",
+                "--modify-window=-1",
+                "--from0",
+                "--exclude-from"
+            ]
+        );
+        assert_eq!(fake.list(2), b"/a\nb\0/a\nb/***\0");
+    }
+
+    #[test]
+    fn template_is_rendered() {
+        let fake = Fake::new(0);
+        let src = tempfile::tempdir().unwrap();
+        let mut cfg = RsyncConfig::new(fake.program(), src.path(), "-odd");
+        cfg.args = [
+            "%RSYNC-ARGS%",
+            "-l=%label%",
+            "%INCLUDE-LIST%",
+            "%watch-dir%/",
+            "%destination-dir%/",
+        ]
+        .iter()
+        .map(OsString::from)
+        .collect();
+        cfg.label = "lab".into();
+        let mut h = RsyncDirect::new(cfg).unwrap();
+        h.run(&batch(vec![sync(b"x/y", false), sync(b"z", true)]))
+            .unwrap();
+        let argv = strs(&fake.argv());
+        let n = argv.len();
+        assert_eq!(
+            argv[..4],
+            ["-aH", "--delete", "--modify-window=-1", "--exclude-from"]
+        );
+        assert_eq!(argv[7], "--exclude=*");
+        assert_eq!(
+            argv[8..n],
+            [
+                "-l=lab".to_string(),
+                "x/y".into(),
+                "z".into(),
+                format!("{}/", src.path().display()),
+                "-odd/".into()
+            ]
+        );
+    }
+
+    #[test]
+    fn template_without_from0_gets_question_marks() {
+        let fake = Fake::new(0);
+        let src = tempfile::tempdir().unwrap();
+        let mut cfg = RsyncConfig::new(fake.program(), src.path(), "d");
+        cfg.args = vec!["--include-from".into(), "%INCLUDE-LIST-PATH%".into()];
+        let mut h = RsyncDirect::new(cfg).unwrap();
+        h.run(&batch(vec![sync(b"a\nb", false)])).unwrap();
+        assert_eq!(fake.list(1), b"/a?b\n/a?b/***\n");
+    }
+
+    #[test]
+    fn bad_template_is_refused_at_start() {
+        let mut cfg = RsyncConfig::new("rsync", "/src", "d");
+        cfg.args = vec!["--x=%RSYNC-ARGS%".into()];
+        let e = RsyncDirect::new(cfg).err().unwrap();
+        assert!(e.to_string().contains("RSYNC-ARGS"), "{e}");
+    }
+
+    #[test]
+    fn exit_codes_are_judged() {
+        let src = tempfile::tempdir().unwrap();
+        let fake = Fake::new(24);
+        let r = handler(&fake, src.path(), "d")
+            .run(&batch(vec![sync(b"f", false)]))
+            .unwrap();
+        assert_eq!(r.exit_code, Some(24));
+
+        let fake = Fake::new(23);
+        let e = handler(&fake, src.path(), "d")
+            .run(&batch(vec![sync(b"f", false)]))
+            .unwrap_err();
+        assert!(matches!(e, HandlerError::Exit { code: 23, .. }), "{e:?}");
+
+        let mut cfg = RsyncConfig::new(fake.program(), src.path(), "d");
+        cfg.ignore_exit = vec![23, 24];
+        let r = RsyncDirect::new(cfg)
+            .unwrap()
+            .run(&batch(vec![sync(b"f", false)]))
+            .unwrap();
+        assert_eq!(r.exit_code, Some(23));
+    }
+
+    #[test]
+    fn missing_rsync_says_what_to_do() {
+        let src = tempfile::tempdir().unwrap();
+        let mut h =
+            RsyncDirect::new(RsyncConfig::new("livesync-no-such-rsync", src.path(), "d")).unwrap();
+        let e = h.run(&batch(vec![sync(b"f", false)])).unwrap_err();
+        assert!(matches!(e, HandlerError::Spawn { .. }), "{e:?}");
+        let msg = e.to_string();
+        assert!(msg.contains("livesync-no-such-rsync"), "{msg}");
+        assert!(
+            msg.contains("install it or pass -S /path/to/rsync"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn empty_batch_runs_nothing() {
+        let src = tempfile::tempdir().unwrap();
+        let mut h =
+            RsyncDirect::new(RsyncConfig::new("livesync-no-such-rsync", src.path(), "d")).unwrap();
+        assert_eq!(h.run(&batch(vec![])).unwrap(), Report::default());
+    }
+
+    #[test]
+    fn inclimit_runs_once_per_part() {
+        let fake = Fake::new(0);
+        let src = tempfile::tempdir().unwrap();
+        let mut cfg = RsyncConfig::new(fake.program(), src.path(), "d");
+        cfg.inclimit = 4;
+        let mut h = RsyncDirect::new(cfg).unwrap();
+        h.run(&batch(vec![
+            sync(b"a/1", false),
+            sync(b"a/2", false),
+            sync(b"a/3", false),
+        ]))
+        .unwrap();
+        let argv = strs(&fake.argv());
+        assert_eq!(argv.iter().filter(|a| *a == "-aH").count(), 3, "{argv:?}");
+        assert_eq!(fake.list(2), b"/a\n/a/1\n/a/1/***\n");
+        assert_eq!(fake.list(6), b"/a\n/a/3\n/a/3/***\n");
+    }
+
+    #[test]
+    fn private_dir_is_0700_and_removed_on_drop() {
+        let src = tempfile::tempdir().unwrap();
+        let h = RsyncDirect::new(RsyncConfig::new("rsync", src.path(), "d")).unwrap();
+        let dir = h.lists_dir().to_path_buf();
+        let mode = fs::symlink_metadata(&dir).unwrap().permissions().mode();
+        assert_eq!(mode & 0o7777, 0o700);
+        drop(h);
+        assert!(!dir.exists());
+    }
+
+    #[test]
+    fn excluded_below_skips_refused_dirs_and_does_not_follow_links() {
+        let src = tempfile::tempdir().unwrap();
+        let s = src.path();
+        fs::create_dir_all(s.join("a/tmp/deep")).unwrap();
+        fs::write(s.join("a/tmp/deep/x.tmp"), "").unwrap();
+        fs::write(s.join("a/k.tmp"), "").unwrap();
+        fs::write(s.join("a/keep"), "").unwrap();
+        fs::create_dir(s.join("other")).unwrap();
+        fs::write(s.join("other/o.tmp"), "").unwrap();
+        std::os::unix::fs::symlink(s.join("other"), s.join("a/link")).unwrap();
+        let mut seen = Vec::new();
+        let got = excluded_below(s, b"a", |p, k| {
+            seen.push(p.to_vec());
+            !(p.ends_with(b".tmp") || (k == Kind::Dir && p.ends_with(b"tmp")))
+        });
+        assert_eq!(got, vec![b"a/k.tmp".to_vec(), b"a/tmp".to_vec()]);
+        assert!(
+            !seen.iter().any(|p| p.starts_with(b"a/tmp/")),
+            "descended into a refused dir"
+        );
+        assert!(
+            !seen.iter().any(|p| p.starts_with(b"a/link/")),
+            "followed a symlink"
+        );
+        assert!(excluded_below(s, b"gone", |_, _| false).is_empty());
+    }
+
+    #[test]
+    fn dir_arg_adds_one_slash_and_guards_dashes() {
+        assert_eq!(dir_arg(OsStr::new("/s")), "/s/");
+        assert_eq!(dir_arg(OsStr::new("/")), "/");
+        assert_eq!(dir_arg(OsStr::new("h:/d/")), "h:/d/");
+        assert_eq!(dir_arg(OsStr::new("-x")), "./-x/");
     }
 }

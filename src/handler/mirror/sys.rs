@@ -1,0 +1,371 @@
+//! Descriptor-relative file system calls for the mirror engine.
+//!
+//! Every call here names an entry as (open directory descriptor, one name
+//! without a slash) and none of them follows a symbolic link: directories are
+//! opened with `O_DIRECTORY | O_NOFOLLOW`, files with `O_NOFOLLOW`, and
+//! metadata is read and written with `AT_SYMLINK_NOFOLLOW` (glibc implements
+//! `fchmodat(AT_SYMLINK_NOFOLLOW)` through an `O_PATH` descriptor, so a mode
+//! change can never land on a link's target). This module holds no policy: it
+//! does not know about rules, reports or which side (source or destination) a
+//! descriptor belongs to, and it returns every error to the caller as an
+//! `io::Error`.
+
+use nix::dir::Dir;
+use nix::errno::Errno;
+use nix::fcntl::{self, AtFlags, OFlag};
+use nix::sys::stat::{self, FchmodatFlags, Mode, SFlag, UtimensatFlags};
+use nix::sys::time::TimeSpec;
+use nix::unistd::{self, Gid, Uid, UnlinkatFlags};
+use std::fs::File;
+use std::hash::{BuildHasher, Hasher};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStringExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Every temporary name this engine creates starts with this.
+pub const TEMP_PREFIX: &[u8] = b".livesync.";
+
+/// How many bytes of the target's name a temporary name carries (for a
+/// human looking at a directory mid-copy; uniqueness comes from the suffix).
+const TEMP_NAME_BYTES: usize = 40;
+
+fn err(e: Errno) -> io::Error {
+    io::Error::from_raw_os_error(e as i32)
+}
+
+/// Takes ownership of a descriptor a successful system call just returned.
+fn owned(fd: RawFd) -> OwnedFd {
+    // SAFETY: `fd` was returned by a successful open/openat a moment ago and
+    // nothing else holds it, so this is its only owner.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+/// The errno of `e`, if it carries one.
+pub fn errno(e: &io::Error) -> Option<Errno> {
+    e.raw_os_error().map(Errno::from_raw)
+}
+
+/// True when `e` says the entry is not there as a directory/file any more:
+/// missing, a component is not a directory, or it is a symbolic link that we
+/// refused to follow.
+pub fn is_gone(e: &io::Error) -> bool {
+    matches!(
+        errno(e),
+        Some(Errno::ENOENT | Errno::ENOTDIR | Errno::ELOOP)
+    )
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileType {
+    Regular,
+    Dir,
+    Symlink,
+    Fifo,
+    Socket,
+    CharDev,
+    BlockDev,
+}
+
+impl FileType {
+    pub fn name(self) -> &'static str {
+        match self {
+            FileType::Regular => "file",
+            FileType::Dir => "directory",
+            FileType::Symlink => "symlink",
+            FileType::Fifo => "fifo",
+            FileType::Socket => "socket",
+            FileType::CharDev => "character device",
+            FileType::BlockDev => "block device",
+        }
+    }
+
+    fn sflag(self) -> SFlag {
+        match self {
+            FileType::Regular => SFlag::S_IFREG,
+            FileType::Dir => SFlag::S_IFDIR,
+            FileType::Symlink => SFlag::S_IFLNK,
+            FileType::Fifo => SFlag::S_IFIFO,
+            FileType::Socket => SFlag::S_IFSOCK,
+            FileType::CharDev => SFlag::S_IFCHR,
+            FileType::BlockDev => SFlag::S_IFBLK,
+        }
+    }
+}
+
+/// What an `lstat` says about one entry, in the engine's terms.
+#[derive(Clone, Copy, Debug)]
+pub struct Meta {
+    pub ftype: FileType,
+    /// Permission bits including setuid/setgid/sticky (`mode & 0o7777`).
+    pub perm: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub size: u64,
+    pub atime: TimeSpec,
+    pub mtime: TimeSpec,
+    pub rdev: u64,
+    pub dev: u64,
+    pub ino: u64,
+}
+
+impl Meta {
+    fn from_stat(st: &libc::stat) -> io::Result<Meta> {
+        let ftype = match st.st_mode & libc::S_IFMT {
+            libc::S_IFREG => FileType::Regular,
+            libc::S_IFDIR => FileType::Dir,
+            libc::S_IFLNK => FileType::Symlink,
+            libc::S_IFIFO => FileType::Fifo,
+            libc::S_IFSOCK => FileType::Socket,
+            libc::S_IFCHR => FileType::CharDev,
+            libc::S_IFBLK => FileType::BlockDev,
+            other => {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    format!("unknown file type {other:#o}"),
+                ))
+            }
+        };
+        Ok(Meta {
+            ftype,
+            perm: st.st_mode & 0o7777,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            size: st.st_size as u64,
+            atime: TimeSpec::new(st.st_atime, st.st_atime_nsec),
+            mtime: TimeSpec::new(st.st_mtime, st.st_mtime_nsec),
+            rdev: st.st_rdev,
+            dev: st.st_dev,
+            ino: st.st_ino,
+        })
+    }
+
+    pub fn is_dir(&self) -> bool {
+        self.ftype == FileType::Dir
+    }
+
+    /// Device and inode: what identifies the entry on this machine.
+    pub fn id(&self) -> (u64, u64) {
+        (self.dev, self.ino)
+    }
+}
+
+/// Opens a watch root (`src` or `dst` as configured: this one may be reached
+/// through symbolic links, the user chose it).
+pub fn open_root(path: &Path) -> io::Result<OwnedFd> {
+    let fd = fcntl::open(
+        path,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(err)?;
+    Ok(owned(fd))
+}
+
+/// Opens the directory `name` inside `dir`, refusing anything that is not a
+/// real directory (a symlink gives `ELOOP`, a file `ENOTDIR`).
+pub fn open_dir(dir: RawFd, name: &[u8]) -> io::Result<OwnedFd> {
+    let fd = fcntl::openat(
+        Some(dir),
+        name,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(err)?;
+    Ok(owned(fd))
+}
+
+/// `lstat` of `name` inside `dir`; `None` when it does not exist.
+pub fn lstat_at(dir: RawFd, name: &[u8]) -> io::Result<Option<Meta>> {
+    match stat::fstatat(Some(dir), name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(st) => Meta::from_stat(&st).map(Some),
+        Err(Errno::ENOENT) => Ok(None),
+        Err(e) => Err(err(e)),
+    }
+}
+
+pub fn fstat(fd: RawFd) -> io::Result<Meta> {
+    let st = stat::fstat(fd).map_err(err)?;
+    Meta::from_stat(&st)
+}
+
+/// The names in the directory `dir` (without `.` and `..`), sorted bytewise.
+/// Reads through a fresh open file description so that a directory descriptor
+/// can be listed any number of times.
+pub fn read_names(dir: RawFd) -> io::Result<Vec<Vec<u8>>> {
+    let fd = open_dir(dir, b".")?;
+    let mut stream = Dir::from(fd).map_err(err)?;
+    let mut names = Vec::new();
+    for entry in stream.iter() {
+        let entry = entry.map_err(err)?;
+        let name = entry.file_name().to_bytes();
+        if name != b"." && name != b".." {
+            names.push(name.to_vec());
+        }
+    }
+    names.sort_unstable();
+    Ok(names)
+}
+
+/// Opens a source file for reading without following a symlink and without
+/// blocking if it turned into a fifo since it was looked at.
+pub fn open_read(dir: RawFd, name: &[u8]) -> io::Result<File> {
+    let fd = fcntl::openat(
+        Some(dir),
+        name,
+        OFlag::O_RDONLY
+            | OFlag::O_NOFOLLOW
+            | OFlag::O_NONBLOCK
+            | OFlag::O_NOCTTY
+            | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(err)?;
+    Ok(File::from(owned(fd)))
+}
+
+/// An unpredictable number for temporary names: std's `RandomState` is
+/// seeded from the OS once per thread, so this costs no system call. A
+/// collision only costs a retry (`O_EXCL`).
+fn random_u64() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.finish()
+}
+
+/// `.livesync.<start of name>.<16 hex digits>`: a sibling name for building
+/// `name` before renaming it into place.
+pub fn temp_name(name: &[u8]) -> Vec<u8> {
+    let keep = &name[..name.len().min(TEMP_NAME_BYTES)];
+    let mut out = Vec::with_capacity(TEMP_PREFIX.len() + keep.len() + 17);
+    out.extend_from_slice(TEMP_PREFIX);
+    out.extend_from_slice(keep);
+    out.extend_from_slice(format!(".{:016x}", random_u64()).as_bytes());
+    out
+}
+
+/// Runs `make(temp)` with fresh temporary names until one does not collide
+/// (`EEXIST`); returns the name that worked.
+pub fn with_temp_name<T>(
+    name: &[u8],
+    mut make: impl FnMut(&[u8]) -> io::Result<T>,
+) -> io::Result<(Vec<u8>, T)> {
+    let mut last = io::Error::from_raw_os_error(libc::EEXIST);
+    for _ in 0..16 {
+        let temp = temp_name(name);
+        match make(&temp) {
+            Ok(v) => return Ok((temp, v)),
+            Err(e) if errno(&e) == Some(Errno::EEXIST) => last = e,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last)
+}
+
+/// Creates a new temporary file next to `name` in `dir`: `O_EXCL`, mode 0600.
+pub fn create_temp_file(dir: RawFd, name: &[u8]) -> io::Result<(Vec<u8>, File)> {
+    with_temp_name(name, |temp| {
+        let fd = fcntl::openat(
+            Some(dir),
+            temp,
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o600),
+        )
+        .map_err(err)?;
+        Ok(File::from(owned(fd)))
+    })
+}
+
+pub fn unlink(dir: RawFd, name: &[u8]) -> io::Result<()> {
+    unistd::unlinkat(Some(dir), name, UnlinkatFlags::NoRemoveDir).map_err(err)
+}
+
+pub fn rmdir(dir: RawFd, name: &[u8]) -> io::Result<()> {
+    unistd::unlinkat(Some(dir), name, UnlinkatFlags::RemoveDir).map_err(err)
+}
+
+pub fn mkdir(dir: RawFd, name: &[u8], perm: u32) -> io::Result<()> {
+    stat::mkdirat(Some(dir), name, Mode::from_bits_truncate(perm)).map_err(err)
+}
+
+pub fn rename(from_dir: RawFd, from: &[u8], to_dir: RawFd, to: &[u8]) -> io::Result<()> {
+    fcntl::renameat(Some(from_dir), from, Some(to_dir), to).map_err(err)
+}
+
+/// The target of the symlink `name`, as raw bytes.
+pub fn readlink(dir: RawFd, name: &[u8]) -> io::Result<Vec<u8>> {
+    fcntl::readlinkat(Some(dir), name)
+        .map(OsStringExt::into_vec)
+        .map_err(err)
+}
+
+pub fn symlink(target: &[u8], dir: RawFd, name: &[u8]) -> io::Result<()> {
+    unistd::symlinkat(target, Some(dir), name).map_err(err)
+}
+
+/// Creates a fifo, socket or device node (permissions are fixed afterwards:
+/// `mknod` applies the umask).
+pub fn mknod(dir: RawFd, name: &[u8], ftype: FileType, rdev: u64) -> io::Result<()> {
+    stat::mknodat(
+        Some(dir),
+        name,
+        ftype.sflag(),
+        Mode::from_bits_truncate(0o600),
+        rdev,
+    )
+    .map_err(err)
+}
+
+fn ids(uid: u32, gid: u32) -> (Option<Uid>, Option<Gid>) {
+    (Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
+}
+
+pub fn fchown(fd: RawFd, uid: u32, gid: u32) -> io::Result<()> {
+    let (u, g) = ids(uid, gid);
+    unistd::fchown(fd, u, g).map_err(err)
+}
+
+pub fn fchmod(fd: RawFd, perm: u32) -> io::Result<()> {
+    stat::fchmod(fd, Mode::from_bits_truncate(perm)).map_err(err)
+}
+
+pub fn futimens(fd: RawFd, atime: &TimeSpec, mtime: &TimeSpec) -> io::Result<()> {
+    stat::futimens(fd, atime, mtime).map_err(err)
+}
+
+/// `lchown` relative to `dir`.
+pub fn chown_at(dir: RawFd, name: &[u8], uid: u32, gid: u32) -> io::Result<()> {
+    let (u, g) = ids(uid, gid);
+    unistd::fchownat(Some(dir), name, u, g, AtFlags::AT_SYMLINK_NOFOLLOW).map_err(err)
+}
+
+/// `chmod` of `name` in `dir` that never follows a symlink (never call it on
+/// a symlink: Linux links have no mode and this fails with `EOPNOTSUPP`).
+pub fn chmod_at(dir: RawFd, name: &[u8], perm: u32) -> io::Result<()> {
+    stat::fchmodat(
+        Some(dir),
+        name,
+        Mode::from_bits_truncate(perm),
+        FchmodatFlags::NoFollowSymlink,
+    )
+    .map_err(err)
+}
+
+/// `lutimes` relative to `dir`, nanosecond precision.
+pub fn utimes_at(dir: RawFd, name: &[u8], atime: &TimeSpec, mtime: &TimeSpec) -> io::Result<()> {
+    stat::utimensat(
+        Some(dir),
+        name,
+        atime,
+        mtime,
+        UtimensatFlags::NoFollowSymlink,
+    )
+    .map_err(err)
+}
+
+/// The raw descriptor of anything that has one (shorthand for call sites).
+pub fn raw(fd: &impl AsRawFd) -> RawFd {
+    fd.as_raw_fd()
+}
