@@ -855,7 +855,7 @@ mod tests {
     //! 0    create f            # also: modify P [dir] [big], remove P [dir],
     //! 10   remove f            #       move A B [dir], subtree P [instant] (`.` = root)
     //! 2000 pop => none         # pop => LANE#ATTEMPT: op, op   (op: move A B | sync P | sync* P)
-    //! 2000 due => none         # due => MS, len => N, oldest => MS, popall => …,
+    //! 2000 due => none         # due => MS, len => N, oldest => MS, inflight => N, popall => …,
     //!                          # finished, fail NOT_BEFORE (requeue the last popped batch)
     //! ```
     use super::*;
@@ -996,6 +996,11 @@ mod tests {
                         "{ctx}"
                     )
                 }
+                "inflight" => assert_eq!(
+                    q.in_flight().to_string(),
+                    want.expect("=> expected count"),
+                    "{ctx}"
+                ),
                 "finished" => q.finished(now),
                 "fail" => {
                     let nb = at(w[2].parse().expect("not_before in ms"));
@@ -1585,8 +1590,10 @@ mod tests {
             1003 remove d/f
             1004 remove d dir
             2004 pop => normal#0: sync* d
+            2004 inflight => 2
             2100 finished
             2100 finished
+            2100 inflight => 0
             2200 create g
             2201 remove g
             5000 pop => none
