@@ -142,19 +142,28 @@ impl Tree {
             .unwrap_or(0)
     }
 
-    /// A directory appeared (created or moved in): watch it, list it, and
-    /// queue it whole.
-    fn dir_appeared(&mut self, mon: &mut dyn Monitor, rel: &[u8], out: &mut Vec<Change>) {
+    /// A directory appeared: watch it, list it, and queue it whole. `created`
+    /// says it is new (`IN_CREATE`); one moved in may replace an entry the
+    /// destination has, so it is only queued as a subtree.
+    fn dir_appeared(
+        &mut self,
+        mon: &mut dyn Monitor,
+        rel: &[u8],
+        created: bool,
+        out: &mut Vec<Change>,
+    ) {
         if self.walkable(rel) {
             // Errors were logged; the subtree is queued either way.
             let _ = self.watch_subtree(mon, rel, false);
         }
         if self.syncable(rel, true) || self.walkable(rel) {
-            out.push(Change::Created {
-                path: rel.to_vec(),
-                is_dir: true,
-                size: 0,
-            });
+            if created {
+                out.push(Change::Created {
+                    path: rel.to_vec(),
+                    is_dir: true,
+                    size: 0,
+                });
+            }
             out.push(Change::Subtree {
                 path: rel.to_vec(),
                 instant: false,
@@ -162,20 +171,34 @@ impl Tree {
         }
     }
 
+    /// An entry appeared. `created` (`IN_CREATE`) means nothing was at this
+    /// path just before; an entry moved in may replace one, so it is
+    /// reported as modified, never as created (the queue would otherwise
+    /// cancel it against a later delete and leave the old one behind).
     fn entry_appeared(
         &mut self,
         mon: &mut dyn Monitor,
         rel: &[u8],
         is_dir: bool,
+        created: bool,
         out: &mut Vec<Change>,
     ) {
         if is_dir {
-            self.dir_appeared(mon, rel, out);
+            self.dir_appeared(mon, rel, created, out);
         } else if self.syncable(rel, false) {
-            out.push(Change::Created {
-                path: rel.to_vec(),
-                is_dir: false,
-                size: self.size_of(rel),
+            let (path, size) = (rel.to_vec(), self.size_of(rel));
+            out.push(if created {
+                Change::Created {
+                    path,
+                    is_dir: false,
+                    size,
+                }
+            } else {
+                Change::Modified {
+                    path,
+                    is_dir: false,
+                    size,
+                }
             });
         }
     }
@@ -227,19 +250,8 @@ impl Tree {
                 path: from.to_vec(),
                 is_dir,
             }),
-            (false, true) => {
-                out.push(Change::Created {
-                    path: to.to_vec(),
-                    is_dir,
-                    size: if is_dir { 0 } else { self.size_of(to) },
-                });
-                if is_dir {
-                    out.push(Change::Subtree {
-                        path: to.to_vec(),
-                        instant: false,
-                    });
-                }
-            }
+            // Excluded before, included now: like a move in from outside.
+            (false, true) => self.entry_appeared(mon, to, is_dir, false, out),
             (false, false) => {}
         }
     }
@@ -311,9 +323,8 @@ impl Tree {
                     self.rescan(mon, path::parent(&ev.path), out);
                 }
                 EventKind::MovedFrom => self.held = Some(ev.clone()),
-                EventKind::MovedTo | EventKind::Created => {
-                    self.entry_appeared(mon, &ev.path, ev.is_dir, out)
-                }
+                EventKind::Created => self.entry_appeared(mon, &ev.path, ev.is_dir, true, out),
+                EventKind::MovedTo => self.entry_appeared(mon, &ev.path, ev.is_dir, false, out),
                 EventKind::Removed => self.entry_gone(mon, &ev.path, ev.is_dir, out),
                 EventKind::Modified | EventKind::Attrib => {
                     if self.syncable(&ev.path, ev.is_dir) {
@@ -443,6 +454,18 @@ mod tests {
                     size: 0
                 },
             ]
+        );
+        // Moved in from outside: it may replace an entry, so not "created".
+        out.clear();
+        tree.process(&mut mon, &[ev("m", EventKind::MovedTo, false, 3)], &mut out)
+            .expect("process");
+        assert_eq!(
+            out,
+            vec![Change::Modified {
+                path: b"m".to_vec(),
+                is_dir: false,
+                size: 0
+            }]
         );
         out.clear();
         tree.process(

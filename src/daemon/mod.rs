@@ -363,9 +363,13 @@ impl Daemon {
                 ::log::info!("stop signal: syncing what is pending, then exiting (send it again to exit at once)");
             }
 
+            // Collect a finished batch first and only then read the kernel:
+            // every event the handler's run could have raced with is queued
+            // by then, and the queue must see it before `finished()`.
+            let done = self.worker.try_done();
             self.drain_events()?;
 
-            if let Some(done) = self.worker.try_done() {
+            if let Some(done) = done {
                 let was_final = self.final_flush;
                 let failed = done.result.is_err();
                 self.finish(done)?;

@@ -1,0 +1,192 @@
+//! Bad input through the real binary: each case must exit 2 with a one-line
+//! error on stderr (clap's own usage tail, if any, is ignored) that names what
+//! is wrong, and must leave the filesystem untouched (the destination is not
+//! created). Also checks that `--help` carries examples. These runs never get
+//! as far as watching anything, so they take no test lock.
+
+mod common;
+
+use common::*;
+use std::ffi::OsString;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// The error text without clap's trailing usage/tip block: everything up to
+/// the first blank line, minus clap's indented "[possible values: …]" hints.
+fn error_lines(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .filter(|l| {
+            !l.trim_start().starts_with("[possible values") && !l.trim_start().starts_with("tip:")
+        })
+        .collect()
+}
+
+/// Runs `livesync ARGS` expecting a usage error: exit 2, one error line
+/// (returned), and `must_not_exist` not created.
+fn expect_usage_error(args: &[OsString], must_not_exist: &Path) -> String {
+    let run = run_livesync(args, secs(10.0));
+    let lines = error_lines(&run.stderr);
+    assert_eq!(
+        run.code,
+        Some(2),
+        "expected exit 2 for {args:?}\nstdout: {}\nstderr: {}",
+        run.stdout,
+        run.stderr
+    );
+    assert_eq!(
+        lines.len(),
+        1,
+        "expected exactly one error line for {args:?}, got:\n{}",
+        run.stderr
+    );
+    assert!(
+        !must_not_exist.exists(),
+        "{} was created by a failing run",
+        must_not_exist.display()
+    );
+    lines[0].to_string()
+}
+
+fn os(parts: &[&dyn AsRef<std::ffi::OsStr>]) -> Vec<OsString> {
+    parts.iter().map(|p| p.as_ref().to_os_string()).collect()
+}
+
+struct Case {
+    env: TestEnv,
+    newdst: PathBuf,
+}
+
+/// A temp tree with a source holding one file and a destination path that does not exist yet.
+fn case() -> Case {
+    let env = TestEnv::new();
+    env.write("f", "f");
+    let newdst = env.root.join("not-yet");
+    Case { env, newdst }
+}
+
+#[test]
+fn unknown_option_is_exit_2() {
+    let c = case();
+    let line = expect_usage_error(
+        &os(&[&"--no-such-option", &"-W", &c.env.src, &"-D", &c.newdst]),
+        &c.newdst,
+    );
+    assert!(
+        line.contains("--no-such-option"),
+        "error does not name the option: {line}"
+    );
+}
+
+#[test]
+fn missing_watch_dir_is_exit_2() {
+    let c = case();
+    let missing = c.env.root.join("no-such-dir");
+    let line = expect_usage_error(&os(&[&"-W", &missing, &"-D", &c.newdst]), &c.newdst);
+    assert!(
+        line.contains("no-such-dir"),
+        "error does not name the missing path: {line}"
+    );
+}
+
+#[test]
+fn watch_dir_that_is_a_file_is_exit_2() {
+    let c = case();
+    let file = c.env.src_path("f");
+    let line = expect_usage_error(&os(&[&"-W", &file, &"-D", &c.newdst]), &c.newdst);
+    assert!(
+        line.contains(&*file.to_string_lossy()),
+        "error does not name the path: {line}"
+    );
+    assert_eq!(fs::read(&file).unwrap(), b"f");
+}
+
+#[test]
+fn destination_inside_watch_dir_is_exit_2() {
+    let c = case();
+    let inside = c.env.src_path("mirror-here");
+    expect_usage_error(&os(&[&"-W", &c.env.src, &"-D", &inside]), &inside);
+    let deeper = c.env.src_path("a/b/c");
+    expect_usage_error(
+        &os(&[&"-W", &c.env.src, &"-D", &deeper]),
+        &c.env.src_path("a"),
+    );
+    // Spelled through `..` it is still inside.
+    let sneaky = c.env.src.join("../src/sneaky");
+    expect_usage_error(
+        &os(&[&"-W", &c.env.src, &"-D", &sneaky]),
+        &c.env.src_path("sneaky"),
+    );
+    // The source tree itself was not touched.
+    let names: Vec<_> = fs::read_dir(&c.env.src)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, vec![OsString::from("f")]);
+}
+
+#[test]
+fn destination_equal_to_watch_dir_is_exit_2() {
+    let c = case();
+    expect_usage_error(&os(&[&"-W", &c.env.src, &"-D", &c.env.src]), &c.newdst);
+    let names: Vec<_> = fs::read_dir(&c.env.src)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, vec![OsString::from("f")]);
+}
+
+#[test]
+fn bad_regex_in_rules_names_file_and_line() {
+    let c = case();
+    let rules = c.env.root.join("bad.rules");
+    fs::write(&rules, "# comment\n+f\\.txt$\n-f(unclosed\n+*\n").unwrap();
+    let line = expect_usage_error(
+        &os(&[&"-W", &c.env.src, &"-D", &c.newdst, &"-R", &rules]),
+        &c.newdst,
+    );
+    let want = format!("{}:3", rules.display());
+    assert!(line.contains(&want), "error does not name {want}: {line}");
+}
+
+#[test]
+fn missing_rules_file_is_exit_2() {
+    let c = case();
+    let rules = c.env.root.join("absent.rules");
+    let line = expect_usage_error(
+        &os(&[&"-W", &c.env.src, &"-D", &c.newdst, &"-R", &rules]),
+        &c.newdst,
+    );
+    assert!(
+        line.contains("absent.rules"),
+        "error does not name the rules file: {line}"
+    );
+}
+
+#[test]
+fn unknown_mode_is_exit_2() {
+    let c = case();
+    let line = expect_usage_error(
+        &os(&[&"-W", &c.env.src, &"-D", &c.newdst, &"-M", &"no-such-mode"]),
+        &c.newdst,
+    );
+    assert!(
+        line.contains("no-such-mode"),
+        "error does not name the mode: {line}"
+    );
+}
+
+#[test]
+fn help_mentions_examples() {
+    let run = run_livesync(&["--help"], secs(10.0));
+    assert_eq!(run.code, Some(0), "--help failed: {}", run.stderr);
+    assert!(
+        run.stdout.to_lowercase().contains("example"),
+        "--help has no examples:\n{}",
+        run.stdout
+    );
+    for flag in ["-W", "-D", "-M", "-R", "-t"] {
+        assert!(run.stdout.contains(flag), "--help does not mention {flag}");
+    }
+}

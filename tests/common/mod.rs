@@ -1,0 +1,732 @@
+//! Shared helpers for the integration tests: temporary source/destination
+//! trees (`TestEnv`), the real `livesync` binary as a child that is always
+//! killed (`Daemon`), condition polling with deadlines (`wait_until`,
+//! `assert_stays`), a byte-exact tree comparison (`tree_diff`) and tool
+//! checks (`require_tool`, `require_root`).
+//!
+//! These helpers never sleep to "give the daemon time": every wait polls a
+//! condition against a deadline and, on timeout, panics with what was still
+//! wrong plus the daemon's log. They never follow symlinks and never pass file
+//! names through a shell. They must not contain test logic of their own.
+
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::collections::BTreeSet;
+use std::ffi::{OsStr, OsString};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Path of the daemon binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_livesync");
+
+/// Lock file that orders daemon tests against the test that changes global
+/// inotify sysctls: daemons hold it shared, tests/overflow.rs exclusively.
+pub const LOCK_FILE: &str = "/tmp/livesync-tests.lock";
+
+/// How often conditions are polled.
+pub const POLL: Duration = Duration::from_millis(20);
+
+/// Shorthand for a number of seconds (fractions allowed).
+pub fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s)
+}
+
+/// True when running in CI (`CI=true`): missing prerequisites fail instead of skipping.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Whether `tool` is an executable on `PATH`. When it is missing the test is
+/// skipped (returns false, with a note on stderr), except under `CI=true`,
+/// where a missing tool is a failure.
+pub fn require_tool(tool: &str) -> bool {
+    if which(tool).is_some() {
+        return true;
+    }
+    if in_ci() {
+        panic!("required tool `{tool}` is not on PATH (CI=true: refusing to skip)");
+    }
+    eprintln!("SKIPPED: `{tool}` is not on PATH");
+    false
+}
+
+/// Whether the tests run as root; same skip/fail policy as `require_tool`.
+pub fn require_root(why: &str) -> bool {
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    if in_ci() {
+        panic!("this test needs root ({why}) and CI=true: refusing to skip");
+    }
+    eprintln!("SKIPPED: needs root ({why})");
+    false
+}
+
+/// The full path of an executable `tool` found on `PATH`.
+pub fn which(tool: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(tool))
+        .find(|p| fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
+}
+
+/// A relative path given as bytes, turned into a `Path` without loss.
+pub fn rel(bytes: &[u8]) -> &Path {
+    Path::new(OsStr::from_bytes(bytes))
+}
+
+/// Bytes shown with escapes (`\n`, `\xff`), for messages.
+pub fn show(bytes: &[u8]) -> String {
+    bytes.escape_ascii().to_string()
+}
+
+// ---------------------------------------------------------------------------
+// TestEnv
+// ---------------------------------------------------------------------------
+
+/// A temporary root holding `src/` (watched), `dst/` (destination) and
+/// `outside/` (a sibling for moving things into and out of the tree). All
+/// paths are canonical, so the daemon sees the same spelling as the test.
+pub struct TestEnv {
+    _tmp: tempfile::TempDir,
+    pub root: PathBuf,
+    pub src: PathBuf,
+    pub dst: PathBuf,
+    pub outside: PathBuf,
+}
+
+impl TestEnv {
+    pub fn new() -> TestEnv {
+        let tmp = tempfile::Builder::new()
+            .prefix("livesync-test-")
+            .tempdir()
+            .expect("create temp dir");
+        let root = tmp.path().canonicalize().expect("canonicalise temp dir");
+        let env = TestEnv {
+            src: root.join("src"),
+            dst: root.join("dst"),
+            outside: root.join("outside"),
+            root,
+            _tmp: tmp,
+        };
+        for d in [&env.src, &env.dst, &env.outside] {
+            fs::create_dir(d).unwrap_or_else(|e| panic!("mkdir {}: {e}", d.display()));
+        }
+        env
+    }
+
+    /// Absolute path of `rel` under the source tree.
+    pub fn src_path(&self, rel_path: impl AsRef<[u8]>) -> PathBuf {
+        self.src.join(rel(rel_path.as_ref()))
+    }
+
+    /// Absolute path of `rel` under the destination tree.
+    pub fn dst_path(&self, rel_path: impl AsRef<[u8]>) -> PathBuf {
+        self.dst.join(rel(rel_path.as_ref()))
+    }
+
+    /// Absolute path of `rel` under the outside area.
+    pub fn outside_path(&self, rel_path: impl AsRef<[u8]>) -> PathBuf {
+        self.outside.join(rel(rel_path.as_ref()))
+    }
+
+    /// Writes a source file (parents must exist).
+    pub fn write(&self, rel_path: impl AsRef<[u8]>, content: impl AsRef<[u8]>) {
+        let p = self.src_path(rel_path);
+        fs::write(&p, content).unwrap_or_else(|e| panic!("write {}: {e}", p.display()));
+    }
+
+    /// `mkdir -p` in the source tree.
+    pub fn mkdir_p(&self, rel_path: impl AsRef<[u8]>) {
+        let p = self.src_path(rel_path);
+        fs::create_dir_all(&p).unwrap_or_else(|e| panic!("mkdir -p {}: {e}", p.display()));
+    }
+
+    /// Whether something (anything, links not followed) exists at `rel` in the destination.
+    pub fn dst_has(&self, rel_path: impl AsRef<[u8]>) -> bool {
+        fs::symlink_metadata(self.dst_path(rel_path)).is_ok()
+    }
+
+    /// Contents of a destination file, if it is a readable regular file.
+    pub fn dst_read(&self, rel_path: impl AsRef<[u8]>) -> Option<Vec<u8>> {
+        let p = self.dst_path(rel_path);
+        let md = fs::symlink_metadata(&p).ok()?;
+        if !md.is_file() {
+            return None;
+        }
+        fs::read(&p).ok()
+    }
+
+    /// `tree_diff(src, dst)`.
+    pub fn diff(&self) -> Option<String> {
+        tree_diff(&self.src, &self.dst)
+    }
+}
+
+impl Default for TestEnv {
+    fn default() -> Self {
+        TestEnv::new()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Waiting
+// ---------------------------------------------------------------------------
+
+/// What a polled condition returns: `None` when satisfied, otherwise why not.
+pub trait Pending {
+    fn pending(self) -> Option<String>;
+}
+
+impl Pending for bool {
+    fn pending(self) -> Option<String> {
+        if self {
+            None
+        } else {
+            Some("condition is still false".to_string())
+        }
+    }
+}
+
+/// `None` means done (this is what `tree_diff` returns when trees are equal).
+impl Pending for Option<String> {
+    fn pending(self) -> Option<String> {
+        self
+    }
+}
+
+/// Polls `cond` every `POLL` until it is satisfied or `timeout` has passed;
+/// `Err` carries the last reason it was not.
+pub fn poll_until<R: Pending>(
+    timeout: Duration,
+    mut cond: impl FnMut() -> R,
+) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let reason = match cond().pending() {
+            None => return Ok(()),
+            Some(r) => r,
+        };
+        if Instant::now() >= deadline {
+            return Err(reason);
+        }
+        thread::sleep(POLL);
+    }
+}
+
+/// Like `poll_until`, but panics with `what` and the last reason on timeout.
+pub fn wait_until<R: Pending>(timeout: Duration, what: &str, cond: impl FnMut() -> R) {
+    if let Err(reason) = poll_until(timeout, cond) {
+        panic!("timed out after {timeout:?} waiting for: {what}\n{reason}");
+    }
+}
+
+/// Asserts that `cond` holds at every poll during `period` (a negative check
+/// done by polling, e.g. "not synced before the delay window ends").
+pub fn assert_stays(period: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    loop {
+        assert!(cond(), "{what}: broken after {:?}", start.elapsed());
+        if start.elapsed() >= period {
+            return;
+        }
+        thread::sleep(POLL);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Daemon
+// ---------------------------------------------------------------------------
+
+/// Whether a daemon takes the shared test lock (see `LOCK_FILE`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Locking {
+    /// Hold `LOCK_FILE` shared while running (the normal case).
+    Shared,
+    /// The caller already holds the lock exclusively (tests/overflow.rs).
+    CallerHoldsExclusive,
+}
+
+/// The `livesync` binary running as `livesync -W src -D dst ARGS...`, with
+/// stdout and stderr captured into one log buffer. Dropping it sends SIGTERM,
+/// waits up to 5 s, then SIGKILLs.
+pub struct Daemon {
+    child: Option<Child>,
+    log: Arc<Mutex<Vec<u8>>>,
+    argv: Vec<OsString>,
+    _lock: Option<File>,
+}
+
+/// Opens `LOCK_FILE` and takes `op` (`LOCK_SH`/`LOCK_EX`), blocking.
+pub fn take_lock(op: libc::c_int) -> File {
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o666)
+        .open(LOCK_FILE)
+        .unwrap_or_else(|e| panic!("open {LOCK_FILE}: {e}"));
+    loop {
+        let rc = unsafe { libc::flock(f.as_raw_fd(), op) };
+        if rc == 0 {
+            return f;
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            panic!("flock {LOCK_FILE}: {err}");
+        }
+    }
+}
+
+fn spawn_reader(mut from: impl Read + Send + 'static, into: Arc<Mutex<Vec<u8>>>) {
+    thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        loop {
+            match from.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => into
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend_from_slice(&buf[..n]),
+            }
+        }
+    });
+}
+
+impl Daemon {
+    /// Starts `livesync -W <src> -D <dst> ARGS...` holding the shared test lock.
+    pub fn start<S: AsRef<OsStr>>(env: &TestEnv, args: &[S]) -> Daemon {
+        Daemon::start_with(env, args, Locking::Shared)
+    }
+
+    pub fn start_with<S: AsRef<OsStr>>(env: &TestEnv, args: &[S], locking: Locking) -> Daemon {
+        let lock = match locking {
+            Locking::Shared => Some(take_lock(libc::LOCK_SH)),
+            Locking::CallerHoldsExclusive => None,
+        };
+        let mut argv: Vec<OsString> = vec![
+            "-W".into(),
+            env.src.clone().into(),
+            "-D".into(),
+            env.dst.clone().into(),
+        ];
+        argv.extend(args.iter().map(|a| a.as_ref().to_os_string()));
+        if std::env::var_os("LIVESYNC_TEST_DEBUG").is_some() {
+            argv.extend(["-d".into(), "-d".into()]);
+        }
+        let mut child = Command::new(BIN)
+            .args(&argv)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {BIN}: {e}"));
+        let log = Arc::new(Mutex::new(Vec::new()));
+        spawn_reader(child.stdout.take().expect("piped stdout"), log.clone());
+        spawn_reader(child.stderr.take().expect("piped stderr"), log.clone());
+        Daemon {
+            child: Some(child),
+            log,
+            argv,
+            _lock: lock,
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().map_or(0, |c| c.id() as i32)
+    }
+
+    /// Everything the daemon wrote so far (stdout and stderr interleaved).
+    pub fn log(&self) -> String {
+        String::from_utf8_lossy(&self.log.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
+    }
+
+    /// The last `max` bytes of the log, for failure messages.
+    pub fn log_tail(&self, max: usize) -> String {
+        let log = self.log();
+        if log.len() <= max {
+            return log;
+        }
+        let mut start = log.len() - max;
+        while !log.is_char_boundary(start) {
+            start += 1;
+        }
+        format!("[... {start} bytes elided ...]\n{}", &log[start..])
+    }
+
+    /// Describes the command line and the log tail, for failure messages.
+    pub fn context(&mut self) -> String {
+        let status = match self.child.as_mut().map(|c| c.try_wait()) {
+            Some(Ok(Some(st))) => format!("EXITED: {st}"),
+            Some(Ok(None)) => "still running".to_string(),
+            Some(Err(e)) => format!("unknown ({e})"),
+            None => "stopped".to_string(),
+        };
+        let argv: Vec<String> = self.argv.iter().map(|a| show(a.as_bytes())).collect();
+        format!(
+            "daemon: livesync {}\nstatus: {status}\n--- daemon log (tail) ---\n{}\n--- end of log ---",
+            argv.join(" "),
+            self.log_tail(16 * 1024)
+        )
+    }
+
+    /// Panics if the daemon has exited.
+    pub fn assert_running(&mut self) {
+        if let Some(Ok(Some(st))) = self.child.as_mut().map(|c| c.try_wait()) {
+            panic!("livesync exited unexpectedly ({st})\n{}", self.context());
+        }
+    }
+
+    /// Polls `cond`; fails fast if the daemon dies; panics with its log on timeout.
+    pub fn wait_until<R: Pending>(
+        &mut self,
+        timeout: Duration,
+        what: &str,
+        mut cond: impl FnMut() -> R,
+    ) {
+        let mut died = None;
+        let res = poll_until(timeout, || {
+            if let Some(Ok(Some(st))) = self.child.as_mut().map(|c| c.try_wait()) {
+                died = Some(st);
+                return None; // stop polling; reported below
+            }
+            cond().pending()
+        });
+        if let Some(st) = died {
+            // One last look: the condition may have become true just before exit.
+            panic!(
+                "livesync exited ({st}) while waiting for: {what}\n{}",
+                self.context()
+            );
+        }
+        if let Err(reason) = res {
+            panic!(
+                "timed out after {timeout:?} waiting for: {what}\n{reason}\n{}",
+                self.context()
+            );
+        }
+    }
+
+    /// Waits until the destination equals the source (see `tree_diff`).
+    pub fn wait_synced(&mut self, env: &TestEnv, timeout: Duration) {
+        self.wait_until(timeout, "destination equal to source", || env.diff());
+    }
+
+    /// Like `wait_synced` but returns the failure text instead of panicking.
+    pub fn try_wait_synced(&mut self, env: &TestEnv, timeout: Duration) -> Result<(), String> {
+        let mut died = None;
+        let res = poll_until(timeout, || {
+            if let Some(Ok(Some(st))) = self.child.as_mut().map(|c| c.try_wait()) {
+                died = Some(st);
+                return None;
+            }
+            env.diff()
+        });
+        if let Some(st) = died {
+            return Err(format!("livesync exited ({st})\n{}", self.context()));
+        }
+        res.map_err(|reason| {
+            format!(
+                "not synced after {timeout:?}:\n{reason}\n{}",
+                self.context()
+            )
+        })
+    }
+
+    /// Waits until the log contains `needle`.
+    pub fn wait_for_log(&mut self, timeout: Duration, needle: &str) {
+        let log = self.log.clone();
+        let what = format!("log line containing {needle:?}");
+        self.wait_until(timeout, &what, || {
+            String::from_utf8_lossy(&log.lock().unwrap_or_else(|p| p.into_inner())).contains(needle)
+        });
+    }
+
+    /// Sends `sig` and waits (up to `timeout`) for the exit status.
+    pub fn signal_and_wait(&mut self, sig: libc::c_int, timeout: Duration) -> Option<ExitStatus> {
+        let child = self.child.as_mut()?;
+        if let Ok(Some(st)) = child.try_wait() {
+            return Some(st);
+        }
+        unsafe { libc::kill(child.id() as i32, sig) };
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(st)) = child.try_wait() {
+                return Some(st);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            thread::sleep(POLL);
+        }
+    }
+
+    /// SIGTERM, wait up to 5 s, SIGKILL; returns the exit status of a clean stop.
+    pub fn stop(&mut self) -> Option<ExitStatus> {
+        let st = self.signal_and_wait(libc::SIGTERM, secs(5.0));
+        if let Some(mut child) = self.child.take() {
+            if st.is_none() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        st
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Tree comparison
+// ---------------------------------------------------------------------------
+
+const MAX_REPORTED: usize = 25;
+
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+enum EntryKind {
+    File,
+    Dir,
+    Symlink,
+    Other,
+}
+
+fn kind_of(md: &fs::Metadata) -> EntryKind {
+    let ft = md.file_type();
+    if ft.is_symlink() {
+        EntryKind::Symlink
+    } else if ft.is_dir() {
+        EntryKind::Dir
+    } else if ft.is_file() {
+        EntryKind::File
+    } else {
+        EntryKind::Other
+    }
+}
+
+fn names(dir: &Path) -> io::Result<BTreeSet<Vec<u8>>> {
+    let mut out = BTreeSet::new();
+    for e in fs::read_dir(dir)? {
+        out.insert(e?.file_name().as_bytes().to_vec());
+    }
+    Ok(out)
+}
+
+fn join_rel(parent: &[u8], name: &[u8]) -> Vec<u8> {
+    if parent.is_empty() {
+        name.to_vec()
+    } else {
+        [parent, b"/", name].concat()
+    }
+}
+
+/// Compares two trees without following symlinks: entry names (as bytes),
+/// types, permission bits (not for symlinks, not for the two roots), sizes
+/// and contents of files, targets of symlinks. `None` when equal; otherwise a
+/// listing of (up to 25) differences, `a` is called "src" and `b` "dst".
+pub fn tree_diff(a: &Path, b: &Path) -> Option<String> {
+    let mut out = Vec::new();
+    let mut count = 0usize;
+    diff_dir(a, b, b"", &mut out, &mut count);
+    if count == 0 {
+        return None;
+    }
+    let mut s = format!(
+        "{count} difference(s) between src {} and dst {}:\n",
+        a.display(),
+        b.display()
+    );
+    for line in &out {
+        s.push_str("  ");
+        s.push_str(line);
+        s.push('\n');
+    }
+    if count > out.len() {
+        s.push_str(&format!("  ... and {} more\n", count - out.len()));
+    }
+    Some(s)
+}
+
+fn diff_dir(a_root: &Path, b_root: &Path, dir: &[u8], out: &mut Vec<String>, count: &mut usize) {
+    let mut report = |msg: String, out: &mut Vec<String>| {
+        *count += 1;
+        if out.len() < MAX_REPORTED {
+            out.push(msg);
+        }
+    };
+    let (na, nb) = match (names(&a_root.join(rel(dir))), names(&b_root.join(rel(dir)))) {
+        (Ok(na), Ok(nb)) => (na, nb),
+        (ea, eb) => {
+            let e = ea
+                .err()
+                .or(eb.err())
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            report(format!("{:?}: cannot list: {e}", show(dir)), out);
+            return;
+        }
+    };
+    let mut subdirs = Vec::new();
+    for name in na.union(&nb) {
+        let p = join_rel(dir, name);
+        let shown = show(&p);
+        let pa = a_root.join(rel(&p));
+        let pb = b_root.join(rel(&p));
+        let (ma, mb) = match (fs::symlink_metadata(&pa), fs::symlink_metadata(&pb)) {
+            (Ok(ma), Ok(mb)) => (ma, mb),
+            (Ok(ma), Err(_)) => {
+                report(
+                    format!("{shown:?}: missing in dst (src has {:?})", kind_of(&ma)),
+                    out,
+                );
+                continue;
+            }
+            (Err(_), Ok(mb)) => {
+                report(
+                    format!(
+                        "{shown:?}: extra in dst ({:?}), absent in src",
+                        kind_of(&mb)
+                    ),
+                    out,
+                );
+                continue;
+            }
+            (Err(_), Err(_)) => continue, // vanished from both while listing
+        };
+        let (ka, kb) = (kind_of(&ma), kind_of(&mb));
+        if ka != kb {
+            report(
+                format!("{shown:?}: type differs: src {ka:?}, dst {kb:?}"),
+                out,
+            );
+            continue;
+        }
+        if ka != EntryKind::Symlink && ma.mode() & 0o7777 != mb.mode() & 0o7777 {
+            report(
+                format!(
+                    "{shown:?}: mode differs: src {:o}, dst {:o}",
+                    ma.mode() & 0o7777,
+                    mb.mode() & 0o7777
+                ),
+                out,
+            );
+        }
+        match ka {
+            EntryKind::Dir => subdirs.push(p),
+            EntryKind::File => {
+                if ma.len() != mb.len() {
+                    report(
+                        format!(
+                            "{shown:?}: size differs: src {}, dst {}",
+                            ma.len(),
+                            mb.len()
+                        ),
+                        out,
+                    );
+                } else {
+                    match (fs::read(&pa), fs::read(&pb)) {
+                        (Ok(ca), Ok(cb)) if ca != cb => report(
+                            format!("{shown:?}: contents differ (same size {})", ma.len()),
+                            out,
+                        ),
+                        (Ok(_), Ok(_)) => {}
+                        (ra, rb) => report(
+                            format!(
+                                "{shown:?}: cannot read: src {:?}, dst {:?}",
+                                ra.err(),
+                                rb.err()
+                            ),
+                            out,
+                        ),
+                    }
+                }
+            }
+            EntryKind::Symlink => match (fs::read_link(&pa), fs::read_link(&pb)) {
+                (Ok(ta), Ok(tb)) if ta != tb => report(
+                    format!(
+                        "{shown:?}: symlink target differs: src {:?}, dst {:?}",
+                        show(ta.as_os_str().as_bytes()),
+                        show(tb.as_os_str().as_bytes())
+                    ),
+                    out,
+                ),
+                (Ok(_), Ok(_)) => {}
+                (ra, rb) => report(
+                    format!("{shown:?}: cannot readlink: {:?} {:?}", ra.err(), rb.err()),
+                    out,
+                ),
+            },
+            EntryKind::Other => {}
+        }
+    }
+    for d in subdirs {
+        diff_dir(a_root, b_root, &d, out, count);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Running the binary for one-shot checks (no daemon lifetime)
+// ---------------------------------------------------------------------------
+
+/// Output of a finished run of the binary.
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `livesync ARGS...` to completion (killing it after `timeout`).
+pub fn run_livesync<S: AsRef<OsStr>>(args: &[S], timeout: Duration) -> Run {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {BIN}: {e}"));
+    let out = Arc::new(Mutex::new(Vec::new()));
+    let err = Arc::new(Mutex::new(Vec::new()));
+    spawn_reader(child.stdout.take().expect("piped stdout"), out.clone());
+    spawn_reader(child.stderr.take().expect("piped stderr"), err.clone());
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait for livesync") {
+            break st;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "livesync {:?} did not exit within {timeout:?}; stderr so far:\n{}",
+                args.iter()
+                    .map(|a| a.as_ref().to_os_string())
+                    .collect::<Vec<_>>(),
+                String::from_utf8_lossy(&err.lock().unwrap())
+            );
+        }
+        thread::sleep(POLL);
+    };
+    // The pipes close when the process exits; give the readers a moment to drain.
+    let _ = poll_until(secs(2.0), || {
+        Arc::strong_count(&out) == 1 && Arc::strong_count(&err) == 1
+    });
+    let stdout = String::from_utf8_lossy(&out.lock().unwrap()).into_owned();
+    let stderr = String::from_utf8_lossy(&err.lock().unwrap()).into_owned();
+    Run {
+        code: status.code(),
+        stdout,
+        stderr,
+    }
+}
