@@ -637,6 +637,7 @@ def wl_storm(tool: Tool, work: Path, sz: dict) -> dict:
                    walk_s=w["max_walk_s"])
         if w["converged"]:
             d.wait_children_gone(5.0)
+            settle(d, quiet=0.3, timeout=5.0)
             res.update(converged=True, converge_s=w["t_equal"] - t_end, lost=0)
         else:
             res.update(converged=False, converge_s=None, lost=len(w["diff"]),
@@ -647,7 +648,8 @@ def wl_storm(tool: Tool, work: Path, sz: dict) -> dict:
                 res["log_tail"] = d.log_tail()
         cpu1 = cpu_tree(d.pid)
         if cpu0 and cpu1:
-            res.update(cpu_daemon_s=cpu1[0] - cpu0[0], cpu_children_s=cpu1[1] - cpu0[1])
+            res.update(cpu_daemon_s=cpu1[0] - cpu0[0], cpu_children_s=cpu1[1] - cpu0[1],
+                       cpu_total_s=cpu1[0] - cpu0[0] + cpu1[1] - cpu0[1])
         return res
     finally:
         d.stop()
@@ -739,17 +741,23 @@ def wl_rename(tool: Tool, work: Path, sz: dict) -> dict:
                 res["died"] = w["died"]
                 res["log_tail"] = d.log_tail()
         else:
+            res.update(converged=True, converge_s=w["t_equal"] - t0, lost=0)
             d.wait_children_gone(5.0)
             settle(d, quiet=0.3, timeout=5.0)
+        # judged on whatever DST/big-renamed holds, converged or not
+        try:
             after = file_ids(dst / "big-renamed")
+        except FileNotFoundError:
+            after = {}
+        if after:
             kept = sum(1 for k, v in after.items() if before.get(k) == v)
-            share = kept / max(1, len(after))
-            how = "renamed" if share >= 0.99 else "copied" if share <= 0.01 else f"mixed ({share:.0%} kept)"
-            res.update(converged=True, converge_s=w["t_equal"] - t0, lost=0, inodes_kept=kept,
-                       dst_effect=how)
+            share = kept / len(after)
+            res.update(inodes_kept=kept, dst_effect="renamed" if share >= 0.99 else
+                       "copied" if share <= 0.01 else f"mixed ({share:.0%} kept)")
         cpu1, io1 = cpu_tree(d.pid), io_write_bytes(d.pid)
         if cpu0 and cpu1:
-            res.update(cpu_daemon_s=cpu1[0] - cpu0[0], cpu_children_s=cpu1[1] - cpu0[1])
+            res.update(cpu_daemon_s=cpu1[0] - cpu0[0], cpu_children_s=cpu1[1] - cpu0[1],
+                       cpu_total_s=cpu1[0] - cpu0[0] + cpu1[1] - cpu0[1])
         if io0 is not None and io1 is not None:
             res["write_mib"] = (io1 - io0) / 2**20
         return res
@@ -767,14 +775,16 @@ ROWS = [
     ("storm", "storm_s", "storm: time the writer took for the storm (s)", "{:.2f}", False),
     ("storm", "converge_s", "storm: end of storm → DST == SRC (s)", "{:.2f}", True),
     ("storm", "lost", "storm: paths differing at the end (lost changes)", "{:d}", False),
-    ("storm", "cpu_daemon_s", "storm: daemon CPU (s)", "{:.2f}", True),
-    ("storm", "cpu_children_s", "storm: children CPU (s)", "{:.2f}", True),
+    ("storm", "cpu_total_s", "storm: CPU, daemon + children (s)", "{:.2f}", True),
+    ("storm", "cpu_daemon_s", "storm: … of which the daemon (s)", "{:.2f}", False),
+    ("storm", "cpu_children_s", "storm: … of which its children (s)", "{:.2f}", False),
     ("startup", "start_to_synced_s", "startup: exec → DST == SRC (s)", "{:.2f}", True),
     ("startup", "start_to_probe_s", "startup: exec → probe in deepest dir arrived (s)", "{:.2f}", True),
     ("startup", "idle_rss_mib", "startup: idle RSS of the daemon (MiB)", "{:.1f}", True),
     ("rename", "converge_s", "dir rename: time until DST reflects it (s)", "{:.3f}", True),
-    ("rename", "cpu_daemon_s", "dir rename: daemon CPU (s)", "{:.2f}", True),
-    ("rename", "cpu_children_s", "dir rename: children CPU (s)", "{:.2f}", True),
+    ("rename", "cpu_total_s", "dir rename: CPU, daemon + children (s)", "{:.2f}", True),
+    ("rename", "cpu_daemon_s", "dir rename: … of which the daemon (s)", "{:.2f}", False),
+    ("rename", "cpu_children_s", "dir rename: … of which its children (s)", "{:.2f}", False),
     ("rename", "write_mib", "dir rename: bytes written to storage (MiB)", "{:.2f}", True),
     ("rename", "dst_effect", "dir rename: what DST did", "{}", False),
 ]
@@ -817,7 +827,8 @@ def ratio(ra: dict | None, rb: dict | None, key: str) -> str:
     floor = 2.0 / CLK_TCK if key.startswith("cpu_") else 0.0
     if b <= floor:
         return "—"
-    return f"{a / b:.2f}"
+    r = a / b
+    return "0" if r == 0 else f"{r:.2g}" if r < 0.1 else f"{r:.2f}"
 
 
 RATIOS = [("livesync", "clsync"), ("livesync", "lsyncd"), ("livesync-rsync", "clsync")]
