@@ -699,6 +699,7 @@ def wl_startup(tool: Tool, work: Path, sz: dict, shared: dict) -> dict:
             idle_rss_mib=rss / 1024 if rss is not None else None,
             cpu_daemon_s=cpu[0] if cpu else None,
             cpu_children_s=cpu[1] if cpu else None,
+            cpu_total_s=cpu[0] + cpu[1] if cpu else None,
         )
     finally:
         d.stop()
@@ -780,6 +781,7 @@ ROWS = [
     ("storm", "cpu_children_s", "storm: … of which its children (s)", "{:.2f}", False),
     ("startup", "start_to_synced_s", "startup: exec → DST == SRC (s)", "{:.2f}", True),
     ("startup", "start_to_probe_s", "startup: exec → probe in deepest dir arrived (s)", "{:.2f}", True),
+    ("startup", "cpu_total_s", "startup: CPU from exec to idle, daemon + children (s)", "{:.2f}", True),
     ("startup", "idle_rss_mib", "startup: idle RSS of the daemon (MiB)", "{:.1f}", True),
     ("rename", "converge_s", "dir rename: time until DST reflects it (s)", "{:.3f}", True),
     ("rename", "cpu_total_s", "dir rename: CPU, daemon + children (s)", "{:.2f}", True),
