@@ -384,6 +384,16 @@ def diff_paths(a: dict, b: dict) -> list[bytes]:
     return sorted(k for k in keys if a.get(k) != b.get(k))
 
 
+def diff_kinds(src: dict, dst: dict) -> dict:
+    """How DST differs: paths missing from it, extra in it, or there with
+    another type or size."""
+    return dict(
+        missing=sum(1 for k in src if k not in dst),
+        extra=sum(1 for k in dst if k not in src),
+        wrong=sum(1 for k in src if k in dst and src[k] != dst[k]),
+    )
+
+
 def wait_equal(src_snap: dict, dst: Path, daemon: Daemon, timeout: float,
                stall: float = 0.0) -> dict:
     """Poll DST until it equals src_snap. Returns t_equal (monotonic, end of the
@@ -406,18 +416,19 @@ def wait_equal(src_snap: dict, dst: Path, daemon: Daemon, timeout: float,
         if snap == src_snap:
             return dict(converged=True, t_equal=t1, walks=walks, max_walk_s=max_walk)
         if not daemon.alive():
-            return dict(converged=False, died=daemon.proc.returncode,
-                        diff=diff_paths(src_snap, snapshot(dst)), walks=walks, max_walk_s=max_walk)
+            snap = snapshot(dst)
+            return dict(converged=False, died=daemon.proc.returncode, diff=diff_paths(src_snap, snap),
+                        kinds=diff_kinds(src_snap, snap), walks=walks, max_walk_s=max_walk)
         if stall > 0:
             cpu = cpu_tree(daemon.pid)
             if snap != last_snap or cpu != last_cpu or daemon.children_alive():
                 last_snap, last_cpu, quiet_since = snap, cpu, t1
             elif t1 - quiet_since >= stall:
-                return dict(converged=False, died=None, stalled=True,
-                            diff=diff_paths(src_snap, snap), walks=walks, max_walk_s=max_walk)
+                return dict(converged=False, died=None, stalled=True, diff=diff_paths(src_snap, snap),
+                            kinds=diff_kinds(src_snap, snap), walks=walks, max_walk_s=max_walk)
         if t1 > deadline:
             return dict(converged=False, died=None, stalled=False, diff=diff_paths(src_snap, snap),
-                        walks=walks, max_walk_s=max_walk)
+                        kinds=diff_kinds(src_snap, snap), walks=walks, max_walk_s=max_walk)
         time.sleep(max(0.005, t1 - t0))
 
 
@@ -641,7 +652,7 @@ def wl_storm(tool: Tool, work: Path, sz: dict) -> dict:
             res.update(converged=True, converge_s=w["t_equal"] - t_end, lost=0)
         else:
             res.update(converged=False, converge_s=None, lost=len(w["diff"]),
-                       stalled=w.get("stalled"),
+                       stalled=w.get("stalled"), lost_kinds=w["kinds"],
                        lost_sample=[p.decode(errors="backslashreplace") for p in w["diff"][:10]])
             if w.get("died") is not None:
                 res["died"] = w["died"]
@@ -736,7 +747,7 @@ def wl_rename(tool: Tool, work: Path, sz: dict) -> dict:
         res = dict(files=len(before), walk_s=w["max_walk_s"])
         if not w["converged"]:
             res.update(converged=False, converge_s=None, lost=len(w["diff"]),
-                       stalled=w.get("stalled"),
+                       stalled=w.get("stalled"), lost_kinds=w["kinds"],
                        lost_sample=[p.decode(errors="backslashreplace") for p in w["diff"][:10]])
             if w.get("died") is not None:
                 res["died"] = w["died"]
@@ -784,6 +795,7 @@ ROWS = [
     ("startup", "cpu_total_s", "startup: CPU from exec to idle, daemon + children (s)", "{:.2f}", True),
     ("startup", "idle_rss_mib", "startup: idle RSS of the daemon (MiB)", "{:.1f}", True),
     ("rename", "converge_s", "dir rename: time until DST reflects it (s)", "{:.3f}", True),
+    ("rename", "lost", "dir rename: paths differing at the end (lost changes)", "{:d}", False),
     ("rename", "cpu_total_s", "dir rename: CPU, daemon + children (s)", "{:.2f}", True),
     ("rename", "cpu_daemon_s", "dir rename: … of which the daemon (s)", "{:.2f}", False),
     ("rename", "cpu_children_s", "dir rename: … of which its children (s)", "{:.2f}", False),
@@ -807,6 +819,11 @@ def cell(res: dict | None, key: str, fmt: str) -> str:
     v = res.get(key)
     if v is None:
         return "—"
+    if key == "lost" and v and res.get("lost_kinds"):
+        k = res["lost_kinds"]
+        parts = [f"{k[n]} {label}" for n, label in
+                 (("missing", "missing"), ("extra", "stale"), ("wrong", "wrong size/type")) if k.get(n)]
+        return f"{v} ({', '.join(parts)})"
     return fmt.format(v)
 
 
@@ -965,7 +982,10 @@ def aggregate(rs: list[dict]) -> dict:
         conv = all(r.get("converged") for r in ok)
         out["converged"] = conv
         out["converged_runs"] = sum(1 for r in ok if r.get("converged"))
-        out["lost"] = max(r.get("lost", 0) for r in ok)
+        worst = max(ok, key=lambda r: r.get("lost", 0))
+        out["lost"] = worst.get("lost", 0)
+        if "lost_kinds" in worst:
+            out["lost_kinds"] = worst["lost_kinds"]
         if not conv:
             out["converge_s"] = None
             out["stalled"] = any(r.get("stalled") for r in ok)
