@@ -232,11 +232,14 @@ impl Tree {
         let from_ok = self.syncable(from, is_dir);
         let to_ok = self.syncable(to, is_dir);
         if is_dir {
-            // The backend re-labelled the subtree's watches already; the rules
-            // may see the new place differently.
+            // The backend re-labelled the subtree's watches already. But when
+            // the directory was created or moved in just before this rename,
+            // in the same read, our watch attempt found it gone and nothing
+            // was re-labelled: watch it at its new name now. The rules may
+            // also see the new place differently.
             if !self.walkable(to) {
                 mon.forget_subtree(to);
-            } else if !self.rules.is_empty() {
+            } else if !self.rules.is_empty() || (self.monitorable(to) && !mon.is_watched(to)) {
                 let _ = self.watch_subtree(mon, to, false);
             }
         }
@@ -346,14 +349,23 @@ mod tests {
     use super::*;
     use std::collections::BTreeSet;
 
-    /// A backend that records which directories are watched.
+    /// A backend that records which directories are watched; like the
+    /// kernel, it refuses to watch what is not a directory (any more).
     #[derive(Default)]
     struct FakeMonitor {
+        root: PathBuf,
         watched: BTreeSet<Vec<u8>>,
     }
 
     impl Monitor for FakeMonitor {
         fn add_watch(&mut self, rel: &[u8]) -> Result<(), MonitorError> {
+            let is_dir =
+                std::fs::symlink_metadata(path::abs(&self.root, rel)).is_ok_and(|m| m.is_dir());
+            if !is_dir {
+                return Err(MonitorError::Gone {
+                    path: path::display(rel),
+                });
+            }
             self.watched.insert(rel.to_vec());
             Ok(())
         }
@@ -376,6 +388,9 @@ mod tests {
                 .cloned()
                 .collect()
         }
+        fn is_watched(&self, rel: &[u8]) -> bool {
+            self.watched.contains(rel)
+        }
     }
 
     fn ev(path: &str, kind: EventKind, is_dir: bool, cookie: u32) -> RawEvent {
@@ -390,8 +405,12 @@ mod tests {
     fn setup() -> (tempfile::TempDir, Tree, FakeMonitor) {
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path().canonicalize().expect("canonical");
-        let tree = Tree::new(root, Arc::new(Rules::allow_all()), 0);
-        (dir, tree, FakeMonitor::default())
+        let tree = Tree::new(root.clone(), Arc::new(Rules::allow_all()), 0);
+        let mon = FakeMonitor {
+            root,
+            ..FakeMonitor::default()
+        };
+        (dir, tree, mon)
     }
 
     #[test]
@@ -483,6 +502,30 @@ mod tests {
                 is_dir: false
             }]
         );
+    }
+
+    /// Regression: `mkdir d; mv d e` read in one go. The watch attempt for
+    /// `d` finds it gone and the backend had nothing to re-label, so `e` must
+    /// be watched when the move is processed, or every later change inside
+    /// it is lost.
+    #[test]
+    fn a_directory_renamed_right_after_creation_is_watched_at_its_new_name() {
+        let (dir, mut tree, mut mon) = setup();
+        std::fs::create_dir_all(dir.path().join("e/sub")).expect("mkdir");
+        let mut out = Vec::new();
+        let evs = [
+            ev("d", EventKind::Created, true, 0),
+            ev("d", EventKind::MovedFrom, true, 5),
+            ev("e", EventKind::MovedTo, true, 5),
+        ];
+        tree.process(&mut mon, &evs, &mut out).expect("process");
+        assert!(
+            mon.watched.contains(b"e".as_slice()),
+            "e watched: {:?}",
+            mon.watched
+        );
+        assert!(mon.watched.contains(b"e/sub".as_slice()));
+        assert!(!mon.watched.contains(b"d".as_slice()));
     }
 
     #[test]
