@@ -927,6 +927,19 @@ def environment(tools: list[Tool]) -> dict:
 # main
 
 
+def cpu_pressure() -> float | None:
+    """Share of the last 10 s in which some runnable task waited for a CPU
+    (/proc/pressure/cpu "some avg10"): how busy the shared machine was."""
+    try:
+        with open("/proc/pressure/cpu") as f:
+            for line in f:
+                if line.startswith("some"):
+                    return float(line.split()[1].split("=")[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 def run_one(wl: str, t: Tool, base: Path, sz: dict, shared: dict, logs_out: Path, keep: bool,
             tag: str) -> dict:
     work = fresh_dir(base / f"{wl}-{t.name}")
@@ -946,6 +959,8 @@ def run_one(wl: str, t: Tool, base: Path, sz: dict, shared: dict, logs_out: Path
         log(f"{wl}: {t.name} FAILED: {e}")
     finally:
         Daemon.stop_all()
+    r["cpu_pressure_pct"] = cpu_pressure()
+    r["loadavg"] = os.getloadavg()[0]
     summary = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()
                if k not in ("samples_ms", "lost_sample", "log_tail", "detail")}
     log(f"{wl}: {t.name}{tag}: {summary}")
@@ -1118,6 +1133,14 @@ def main() -> int:
     print(f"## livesync vs clsync vs lsyncd ({doc['mode']} sizes, {env['cpus']} CPUs, "
           f"kernel {env['kernel']})\n")
     print(table(results, names))
+    loads = [r.get("loadavg") for rs in results.values() for res in rs.values()
+             for r in res.get("runs", [res]) if r.get("loadavg") is not None]
+    press = [r.get("cpu_pressure_pct") for rs in results.values() for res in rs.values()
+             for r in res.get("runs", [res]) if r.get("cpu_pressure_pct") is not None]
+    if loads:
+        print(f"\nMachine load after each run: 1-min loadavg {min(loads):.1f}–{max(loads):.1f}"
+              + (f", CPU pressure (some, avg10) median {statistics.median(press):.0f}%" if press else "")
+              + f"; sizes: {doc['mode']}, {sz['repeat']} run(s) per tool for storm/startup/rename.")
     if skipped:
         print("\nskipped: " + ", ".join(f"{k} ({v})" for k, v in skipped.items()))
     failed = [(wl, t, r["error"]) for wl, rs in results.items() for t, r in rs.items() if "error" in r]
