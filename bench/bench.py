@@ -307,7 +307,8 @@ class Clsync(Tool):
         return [
             "clsync",
             "-H", "/NULL/",          # read no config file
-            "-u", "0", "-g", "0",    # stay root like the other tools (the default drops to nobody)
+            # keep our uid/gid like the other tools (as root it would drop to nobody)
+            "-u", str(os.getuid()), "-g", str(os.getgid()),
             "-l", "bench",
             "-M", "rsyncdirect",
             "-S", shutil.which("rsync") or "/usr/bin/rsync",
