@@ -178,6 +178,42 @@ fn unknown_mode_is_exit_2() {
 }
 
 #[test]
+fn sync_handler_that_cannot_run_is_exit_2() {
+    let c = case();
+    let missing = c.env.root.join("no-such-rsync");
+    let line = expect_usage_error(
+        &os(&[
+            &"-W",
+            &c.env.src,
+            &"-D",
+            &c.newdst,
+            &"-M",
+            &"rsyncdirect",
+            &"-S",
+            &missing,
+        ]),
+        &c.newdst,
+    );
+    assert!(
+        line.contains("no-such-rsync"),
+        "error does not name the handler: {line}"
+    );
+}
+
+#[test]
+fn bad_number_for_delay_is_exit_2() {
+    let c = case();
+    let line = expect_usage_error(
+        &os(&[&"-W", &c.env.src, &"-D", &c.newdst, &"-t", &"soon"]),
+        &c.newdst,
+    );
+    assert!(
+        line.contains("soon"),
+        "error does not name the bad value: {line}"
+    );
+}
+
+#[test]
 fn help_mentions_examples() {
     let run = run_livesync(&["--help"], secs(10.0));
     assert_eq!(run.code, Some(0), "--help failed: {}", run.stderr);
