@@ -213,6 +213,59 @@ fn bad_number_for_delay_is_exit_2() {
     );
 }
 
+/// At start, running out of inotify watches is exit 3 with a message naming
+/// `fs.inotify.max_user_watches`. The limit is lowered only for the daemon:
+/// it runs in a fresh user namespace whose own `max_inotify_watches` is set
+/// to 4 (user-namespaced since Linux 5.11) before exec, so nothing global
+/// changes. Skipped when user namespaces are not available here.
+#[test]
+fn watch_limit_at_start_is_exit_3_naming_the_sysctl() {
+    use std::os::unix::process::CommandExt;
+    let c = case();
+    for i in 0..10 {
+        c.env.mkdir_p(format!("d{i}/sub"));
+    }
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.arg("-W").arg(&c.env.src).arg("-D").arg(&c.newdst);
+    const LIMIT_FILE: &std::ffi::CStr = c"/proc/sys/user/max_inotify_watches";
+    // SAFETY: runs in the forked child before exec; only async-signal-safe
+    // calls (unshare, open, write, close) on data prepared before the fork.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::unshare(libc::CLONE_NEWUSER) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let fd = libc::open(LIMIT_FILE.as_ptr(), libc::O_WRONLY);
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let v = b"4\n";
+            let n = libc::write(fd, v.as_ptr().cast(), v.len());
+            libc::close(fd);
+            if n != v.len() as isize {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let run = match try_run_command(cmd, secs(10.0)) {
+        Ok(run) => run,
+        Err(e) => {
+            // A kernel policy, not a missing tool: skipped even under CI.
+            eprintln!("SKIPPED: cannot lower the watch limit in a user namespace: {e}");
+            return;
+        }
+    };
+    assert_eq!(run.code, Some(3), "expected exit 3\nstderr: {}", run.stderr);
+    assert!(!c.newdst.exists(), "destination created although the start failed");
+    let lines = error_lines(&run.stderr);
+    assert!(
+        lines.iter().any(|l| l.contains("max_user_watches")),
+        "no stderr line names fs.inotify.max_user_watches:\n{}",
+        run.stderr
+    );
+}
+
 #[test]
 fn help_mentions_examples() {
     let run = run_livesync(&["--help"], secs(10.0));

@@ -689,30 +689,38 @@ pub struct Run {
 
 /// Runs `livesync ARGS...` to completion (killing it after `timeout`).
 pub fn run_livesync<S: AsRef<OsStr>>(args: &[S], timeout: Duration) -> Run {
-    let mut child = Command::new(BIN)
-        .args(args)
+    let mut cmd = Command::new(BIN);
+    cmd.args(args);
+    run_command(cmd, timeout)
+}
+
+/// Runs a prepared command to completion with captured output (killing it
+/// after `timeout`); panics if it cannot be spawned.
+pub fn run_command(cmd: Command, timeout: Duration) -> Run {
+    try_run_command(cmd, timeout).unwrap_or_else(|e| panic!("spawn {BIN}: {e}"))
+}
+
+/// Like `run_command`, but a failure to spawn is returned.
+pub fn try_run_command(mut cmd: Command, timeout: Duration) -> io::Result<Run> {
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {BIN}: {e}"));
+        .spawn()?;
     let out = Arc::new(Mutex::new(Vec::new()));
     let err = Arc::new(Mutex::new(Vec::new()));
     spawn_reader(child.stdout.take().expect("piped stdout"), out.clone());
     spawn_reader(child.stderr.take().expect("piped stderr"), err.clone());
     let deadline = Instant::now() + timeout;
     let status = loop {
-        if let Some(st) = child.try_wait().expect("wait for livesync") {
+        if let Some(st) = child.try_wait()? {
             break st;
         }
         if Instant::now() >= deadline {
             let _ = child.kill();
             let _ = child.wait();
             panic!(
-                "livesync {:?} did not exit within {timeout:?}; stderr so far:\n{}",
-                args.iter()
-                    .map(|a| a.as_ref().to_os_string())
-                    .collect::<Vec<_>>(),
+                "{cmd:?} did not exit within {timeout:?}; stderr so far:\n{}",
                 String::from_utf8_lossy(&err.lock().unwrap())
             );
         }
@@ -724,9 +732,9 @@ pub fn run_livesync<S: AsRef<OsStr>>(args: &[S], timeout: Duration) -> Run {
     });
     let stdout = String::from_utf8_lossy(&out.lock().unwrap()).into_owned();
     let stderr = String::from_utf8_lossy(&err.lock().unwrap()).into_owned();
-    Run {
+    Ok(Run {
         code: status.code(),
         stdout,
         stderr,
-    }
+    })
 }
