@@ -257,7 +257,10 @@ fn watch_limit_at_start_is_exit_3_naming_the_sysctl() {
         }
     };
     assert_eq!(run.code, Some(3), "expected exit 3\nstderr: {}", run.stderr);
-    assert!(!c.newdst.exists(), "destination created although the start failed");
+    assert!(
+        !c.newdst.exists(),
+        "destination created although the start failed"
+    );
     let lines = error_lines(&run.stderr);
     assert!(
         lines.iter().any(|l| l.contains("max_user_watches")),

@@ -592,6 +592,40 @@ fn rsyncdirect_failing_handler_is_retried() {
     );
 }
 
+/// With `-r 1` a batch that fails is not retried: the daemon exits 1 and says why.
+#[test]
+fn rsyncdirect_gives_up_after_r_tries_with_exit_1() {
+    if !require_tool("rsync") {
+        return;
+    }
+    let env = TestEnv::new();
+    env.write("f", "f");
+    let script = env.root.join("always-fails");
+    fs::write(&script, "#!/bin/sh\nexit 12\n").unwrap();
+    chmod(&script, 0o755);
+    let mut d = Daemon::start(
+        &env,
+        &[
+            "-M",
+            "rsyncdirect",
+            "-t0",
+            "-w0",
+            "-r",
+            "1",
+            "-S",
+            script.to_str().unwrap(),
+        ],
+    );
+    let st = d.wait_exit(Duration::from_secs(20));
+    assert_eq!(st.code(), Some(1), "exit status {st}\n{}", d.context());
+    let log = d.log();
+    assert!(
+        log.lines().any(|l| l.contains("12")),
+        "the log does not say the handler failed with exit code 12\n{}",
+        d.context()
+    );
+}
+
 #[test]
 fn sigterm_exits_cleanly() {
     let env = TestEnv::new();

@@ -470,6 +470,25 @@ impl Daemon {
         }
     }
 
+    /// Waits (polling) for the daemon to exit on its own; panics on timeout.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let mut status = None;
+        let res = poll_until(timeout, || {
+            status = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            status.is_some()
+        });
+        match (res, status) {
+            (Ok(()), Some(st)) => st,
+            _ => panic!(
+                "livesync did not exit within {timeout:?}\n{}",
+                self.context()
+            ),
+        }
+    }
+
     /// SIGTERM, wait up to 5 s, SIGKILL; returns the exit status of a clean stop.
     pub fn stop(&mut self) -> Option<ExitStatus> {
         let st = self.signal_and_wait(libc::SIGTERM, secs(5.0));
