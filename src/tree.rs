@@ -232,15 +232,17 @@ impl Tree {
         let from_ok = self.syncable(from, is_dir);
         let to_ok = self.syncable(to, is_dir);
         if is_dir {
-            // The backend re-labelled the subtree's watches already. But when
-            // the directory was created or moved in just before this rename,
-            // in the same read, our watch attempt found it gone and nothing
-            // was re-labelled: watch it at its new name now. The rules may
-            // also see the new place differently.
-            if !self.walkable(to) {
-                mon.forget_subtree(to);
-            } else if !self.rules.is_empty() || (self.monitorable(to) && !mon.is_watched(to)) {
+            // The backend re-labelled the subtree's watches already, but that
+            // is not enough: a directory inside it that appeared just before
+            // the rename may have been gone from its old name by the time we
+            // tried to watch it (or the rename may be of a directory we never
+            // got to watch at all). Walk the new place again; watches that
+            // exist are kept as they are. The rules may also see the new
+            // place differently.
+            if self.walkable(to) {
                 let _ = self.watch_subtree(mon, to, false);
+            } else {
+                mon.forget_subtree(to);
             }
         }
         match (from_ok, to_ok) {
@@ -507,7 +509,8 @@ mod tests {
     /// Regression: `mkdir d; mv d e` read in one go. The watch attempt for
     /// `d` finds it gone and the backend had nothing to re-label, so `e` must
     /// be watched when the move is processed, or every later change inside
-    /// it is lost.
+    /// it is lost. The same holds for a directory that appeared inside a
+    /// watched one just before that one was renamed (`e/sub` here).
     #[test]
     fn a_directory_renamed_right_after_creation_is_watched_at_its_new_name() {
         let (dir, mut tree, mut mon) = setup();
@@ -526,6 +529,27 @@ mod tests {
         );
         assert!(mon.watched.contains(b"e/sub".as_slice()));
         assert!(!mon.watched.contains(b"d".as_slice()));
+    }
+
+    /// Regression (torture, seed 1 under load): `P/sub` moved in, then `P`
+    /// renamed to `Q` before we got to watch `P/sub`. The backend re-labels
+    /// `P` as `Q`, but `Q/sub` was never watched; the move must walk `Q`.
+    #[test]
+    fn a_renamed_directory_is_walked_again_for_unwatched_subdirectories() {
+        let (dir, mut tree, mut mon) = setup();
+        std::fs::create_dir_all(dir.path().join("Q/sub")).expect("mkdir");
+        mon.watched.insert(b"Q".to_vec()); // as re-labelled by the backend
+        let mut out = Vec::new();
+        let evs = [
+            ev("P", EventKind::MovedFrom, true, 6),
+            ev("Q", EventKind::MovedTo, true, 6),
+        ];
+        tree.process(&mut mon, &evs, &mut out).expect("process");
+        assert!(
+            mon.watched.contains(b"Q/sub".as_slice()),
+            "{:?}",
+            mon.watched
+        );
     }
 
     #[test]

@@ -270,6 +270,17 @@ impl Daemon {
             if self.raw.is_empty() {
                 break;
             }
+            if ::log::log_enabled!(::log::Level::Trace) {
+                for ev in &self.raw {
+                    ::log::trace!(
+                        "event {:?} {} dir={} cookie={}",
+                        ev.kind,
+                        path::display(&ev.path),
+                        ev.is_dir,
+                        ev.cookie
+                    );
+                }
+            }
             self.tree
                 .process(&mut self.monitor, &self.raw, &mut self.changes)?;
             let now = Instant::now();
