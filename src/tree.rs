@@ -142,19 +142,28 @@ impl Tree {
             .unwrap_or(0)
     }
 
-    /// A directory appeared (created or moved in): watch it, list it, and
-    /// queue it whole.
-    fn dir_appeared(&mut self, mon: &mut dyn Monitor, rel: &[u8], out: &mut Vec<Change>) {
+    /// A directory appeared: watch it, list it, and queue it whole. `created`
+    /// says it is new (`IN_CREATE`); one moved in may replace an entry the
+    /// destination has, so it is only queued as a subtree.
+    fn dir_appeared(
+        &mut self,
+        mon: &mut dyn Monitor,
+        rel: &[u8],
+        created: bool,
+        out: &mut Vec<Change>,
+    ) {
         if self.walkable(rel) {
             // Errors were logged; the subtree is queued either way.
             let _ = self.watch_subtree(mon, rel, false);
         }
         if self.syncable(rel, true) || self.walkable(rel) {
-            out.push(Change::Created {
-                path: rel.to_vec(),
-                is_dir: true,
-                size: 0,
-            });
+            if created {
+                out.push(Change::Created {
+                    path: rel.to_vec(),
+                    is_dir: true,
+                    size: 0,
+                });
+            }
             out.push(Change::Subtree {
                 path: rel.to_vec(),
                 instant: false,
@@ -162,20 +171,34 @@ impl Tree {
         }
     }
 
+    /// An entry appeared. `created` (`IN_CREATE`) means nothing was at this
+    /// path just before; an entry moved in may replace one, so it is
+    /// reported as modified, never as created (the queue would otherwise
+    /// cancel it against a later delete and leave the old one behind).
     fn entry_appeared(
         &mut self,
         mon: &mut dyn Monitor,
         rel: &[u8],
         is_dir: bool,
+        created: bool,
         out: &mut Vec<Change>,
     ) {
         if is_dir {
-            self.dir_appeared(mon, rel, out);
+            self.dir_appeared(mon, rel, created, out);
         } else if self.syncable(rel, false) {
-            out.push(Change::Created {
-                path: rel.to_vec(),
-                is_dir: false,
-                size: self.size_of(rel),
+            let (path, size) = (rel.to_vec(), self.size_of(rel));
+            out.push(if created {
+                Change::Created {
+                    path,
+                    is_dir: false,
+                    size,
+                }
+            } else {
+                Change::Modified {
+                    path,
+                    is_dir: false,
+                    size,
+                }
             });
         }
     }
@@ -209,12 +232,17 @@ impl Tree {
         let from_ok = self.syncable(from, is_dir);
         let to_ok = self.syncable(to, is_dir);
         if is_dir {
-            // The backend re-labelled the subtree's watches already; the rules
-            // may see the new place differently.
-            if !self.walkable(to) {
-                mon.forget_subtree(to);
-            } else if !self.rules.is_empty() {
+            // The backend re-labelled the subtree's watches already, but that
+            // is not enough: a directory inside it that appeared just before
+            // the rename may have been gone from its old name by the time we
+            // tried to watch it (or the rename may be of a directory we never
+            // got to watch at all). Walk the new place again; watches that
+            // exist are kept as they are. The rules may also see the new
+            // place differently.
+            if self.walkable(to) {
                 let _ = self.watch_subtree(mon, to, false);
+            } else {
+                mon.forget_subtree(to);
             }
         }
         match (from_ok, to_ok) {
@@ -227,19 +255,8 @@ impl Tree {
                 path: from.to_vec(),
                 is_dir,
             }),
-            (false, true) => {
-                out.push(Change::Created {
-                    path: to.to_vec(),
-                    is_dir,
-                    size: if is_dir { 0 } else { self.size_of(to) },
-                });
-                if is_dir {
-                    out.push(Change::Subtree {
-                        path: to.to_vec(),
-                        instant: false,
-                    });
-                }
-            }
+            // Excluded before, included now: like a move in from outside.
+            (false, true) => self.entry_appeared(mon, to, is_dir, false, out),
             (false, false) => {}
         }
     }
@@ -311,9 +328,8 @@ impl Tree {
                     self.rescan(mon, path::parent(&ev.path), out);
                 }
                 EventKind::MovedFrom => self.held = Some(ev.clone()),
-                EventKind::MovedTo | EventKind::Created => {
-                    self.entry_appeared(mon, &ev.path, ev.is_dir, out)
-                }
+                EventKind::Created => self.entry_appeared(mon, &ev.path, ev.is_dir, true, out),
+                EventKind::MovedTo => self.entry_appeared(mon, &ev.path, ev.is_dir, false, out),
                 EventKind::Removed => self.entry_gone(mon, &ev.path, ev.is_dir, out),
                 EventKind::Modified | EventKind::Attrib => {
                     if self.syncable(&ev.path, ev.is_dir) {
@@ -335,14 +351,23 @@ mod tests {
     use super::*;
     use std::collections::BTreeSet;
 
-    /// A backend that records which directories are watched.
+    /// A backend that records which directories are watched; like the
+    /// kernel, it refuses to watch what is not a directory (any more).
     #[derive(Default)]
     struct FakeMonitor {
+        root: PathBuf,
         watched: BTreeSet<Vec<u8>>,
     }
 
     impl Monitor for FakeMonitor {
         fn add_watch(&mut self, rel: &[u8]) -> Result<(), MonitorError> {
+            let is_dir =
+                std::fs::symlink_metadata(path::abs(&self.root, rel)).is_ok_and(|m| m.is_dir());
+            if !is_dir {
+                return Err(MonitorError::Gone {
+                    path: path::display(rel),
+                });
+            }
             self.watched.insert(rel.to_vec());
             Ok(())
         }
@@ -365,6 +390,9 @@ mod tests {
                 .cloned()
                 .collect()
         }
+        fn is_watched(&self, rel: &[u8]) -> bool {
+            self.watched.contains(rel)
+        }
     }
 
     fn ev(path: &str, kind: EventKind, is_dir: bool, cookie: u32) -> RawEvent {
@@ -379,8 +407,12 @@ mod tests {
     fn setup() -> (tempfile::TempDir, Tree, FakeMonitor) {
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path().canonicalize().expect("canonical");
-        let tree = Tree::new(root, Arc::new(Rules::allow_all()), 0);
-        (dir, tree, FakeMonitor::default())
+        let tree = Tree::new(root.clone(), Arc::new(Rules::allow_all()), 0);
+        let mon = FakeMonitor {
+            root,
+            ..FakeMonitor::default()
+        };
+        (dir, tree, mon)
     }
 
     #[test]
@@ -444,6 +476,18 @@ mod tests {
                 },
             ]
         );
+        // Moved in from outside: it may replace an entry, so not "created".
+        out.clear();
+        tree.process(&mut mon, &[ev("m", EventKind::MovedTo, false, 3)], &mut out)
+            .expect("process");
+        assert_eq!(
+            out,
+            vec![Change::Modified {
+                path: b"m".to_vec(),
+                is_dir: false,
+                size: 0
+            }]
+        );
         out.clear();
         tree.process(
             &mut mon,
@@ -459,6 +503,52 @@ mod tests {
                 path: b"e".to_vec(),
                 is_dir: false
             }]
+        );
+    }
+
+    /// Regression: `mkdir d; mv d e` read in one go. The watch attempt for
+    /// `d` finds it gone and the backend had nothing to re-label, so `e` must
+    /// be watched when the move is processed, or every later change inside
+    /// it is lost. The same holds for a directory that appeared inside a
+    /// watched one just before that one was renamed (`e/sub` here).
+    #[test]
+    fn a_directory_renamed_right_after_creation_is_watched_at_its_new_name() {
+        let (dir, mut tree, mut mon) = setup();
+        std::fs::create_dir_all(dir.path().join("e/sub")).expect("mkdir");
+        let mut out = Vec::new();
+        let evs = [
+            ev("d", EventKind::Created, true, 0),
+            ev("d", EventKind::MovedFrom, true, 5),
+            ev("e", EventKind::MovedTo, true, 5),
+        ];
+        tree.process(&mut mon, &evs, &mut out).expect("process");
+        assert!(
+            mon.watched.contains(b"e".as_slice()),
+            "e watched: {:?}",
+            mon.watched
+        );
+        assert!(mon.watched.contains(b"e/sub".as_slice()));
+        assert!(!mon.watched.contains(b"d".as_slice()));
+    }
+
+    /// Regression (torture, seed 1 under load): `P/sub` moved in, then `P`
+    /// renamed to `Q` before we got to watch `P/sub`. The backend re-labels
+    /// `P` as `Q`, but `Q/sub` was never watched; the move must walk `Q`.
+    #[test]
+    fn a_renamed_directory_is_walked_again_for_unwatched_subdirectories() {
+        let (dir, mut tree, mut mon) = setup();
+        std::fs::create_dir_all(dir.path().join("Q/sub")).expect("mkdir");
+        mon.watched.insert(b"Q".to_vec()); // as re-labelled by the backend
+        let mut out = Vec::new();
+        let evs = [
+            ev("P", EventKind::MovedFrom, true, 6),
+            ev("Q", EventKind::MovedTo, true, 6),
+        ];
+        tree.process(&mut mon, &evs, &mut out).expect("process");
+        assert!(
+            mon.watched.contains(b"Q/sub".as_slice()),
+            "{:?}",
+            mon.watched
         );
     }
 

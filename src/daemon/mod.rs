@@ -270,6 +270,17 @@ impl Daemon {
             if self.raw.is_empty() {
                 break;
             }
+            if ::log::log_enabled!(::log::Level::Trace) {
+                for ev in &self.raw {
+                    ::log::trace!(
+                        "event {:?} {} dir={} cookie={}",
+                        ev.kind,
+                        path::display(&ev.path),
+                        ev.is_dir,
+                        ev.cookie
+                    );
+                }
+            }
             self.tree
                 .process(&mut self.monitor, &self.raw, &mut self.changes)?;
             let now = Instant::now();
@@ -363,9 +374,13 @@ impl Daemon {
                 ::log::info!("stop signal: syncing what is pending, then exiting (send it again to exit at once)");
             }
 
+            // Collect a finished batch first and only then read the kernel:
+            // every event the handler's run could have raced with is queued
+            // by then, and the queue must see it before `finished()`.
+            let done = self.worker.try_done();
             self.drain_events()?;
 
-            if let Some(done) = self.worker.try_done() {
+            if let Some(done) = done {
                 let was_final = self.final_flush;
                 let failed = done.result.is_err();
                 self.finish(done)?;

@@ -307,6 +307,10 @@ impl Monitor for InotifyMonitor {
     fn watched_under(&self, rel: &[u8]) -> Vec<Vec<u8>> {
         self.subtree_keys(rel)
     }
+
+    fn is_watched(&self, rel: &[u8]) -> bool {
+        self.by_path.contains_key(rel)
+    }
 }
 
 #[cfg(test)]

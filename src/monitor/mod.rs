@@ -73,4 +73,6 @@ pub trait Monitor {
     fn watch_count(&self) -> usize;
     /// Every watched directory at or below `rel`.
     fn watched_under(&self, rel: &[u8]) -> Vec<Vec<u8>>;
+    /// Whether the directory `rel` itself is watched.
+    fn is_watched(&self, rel: &[u8]) -> bool;
 }
