@@ -32,12 +32,13 @@ impl Mode {
     }
 }
 
-/// Starts the daemon in `mode` with `extra` args and waits for the initial sync.
+/// Starts the daemon in `mode` with `extra` args and waits until it is live:
+/// initial sync done and live changes flowing (see `Daemon::wait_live`).
 fn start(env: &TestEnv, mode: Mode, extra: &[&str]) -> Daemon {
     let mut args = mode.args();
     args.extend_from_slice(extra);
     let mut d = Daemon::start(env, &args);
-    d.wait_synced(env, SYNC);
+    d.wait_live(env, SYNC);
     d
 }
 
@@ -486,7 +487,12 @@ fn rules_exclude(mode: Mode) {
 fn sigterm_flushes_pending(mode: Mode) {
     let env = TestEnv::new();
     env.write("initial", "i");
-    let mut d = start(&env, mode, &["-t30", "-w0"]);
+    let mut args = mode.args();
+    args.extend(["-t30", "-w0"]);
+    let mut d = Daemon::start(&env, &args);
+    // Not `start`: its sentinel would wait 30 s. A non-empty source that is
+    // synced proves the watches are in place (they come before the initial sync).
+    d.wait_synced(&env, SYNC);
     env.write("pending", "waits for the 30 s window");
     // Also gives the daemon time to read the event before the signal.
     assert_stays(
@@ -511,27 +517,39 @@ fn sigterm_flushes_pending(mode: Mode) {
     );
 }
 
-/// Files bigger than `-B` wait for the `-T` window; small ones go by `-t`.
+/// Changes to files bigger than `-B` wait for the `-T` window; small files
+/// go by `-t`. (A big file is judged by its size when the change is seen;
+/// a new file is seen at size 0, so this checks changes to existing ones.)
 fn big_files_use_their_own_window(mode: Mode) {
     let env = TestEnv::new();
-    let mut d = start(&env, mode, &["-t0", "-w0", "-B", "4096", "-T", "2"]);
-    let t0 = Instant::now();
     env.write("big.bin", vec![7u8; 64 * 1024]);
     env.write("small.txt", "small");
-    d.wait_until(SYNC, "small.txt synced at once", || {
-        env.dst_has("small.txt")
+    let mut d = start(&env, mode, &["-t0", "-w0", "-B", "4096", "-T", "2"]);
+    let t0 = Instant::now();
+    let mut f = fs::OpenOptions::new()
+        .append(true)
+        .open(env.src_path("big.bin"))
+        .unwrap();
+    std::io::Write::write_all(&mut f, b"appended").unwrap();
+    drop(f);
+    env.write("small.txt", "small, changed");
+    d.wait_until(SYNC, "small.txt change synced at once", || {
+        env.dst_read("small.txt").as_deref() == Some(b"small, changed")
     });
+    let big_len = 64 * 1024 + 8;
+    let big_synced = || env.dst_read("big.bin").is_some_and(|c| c.len() == big_len);
     if t0.elapsed() < Duration::from_millis(1500) {
         assert!(
-            !env.dst_has("big.bin"),
-            "big.bin was synced by the -t lane\n{}",
+            !big_synced(),
+            "big.bin change was synced by the -t lane\n{}",
             d.context()
         );
     }
-    d.wait_until(secs(8.0), "big.bin synced after the -T window", || {
-        env.dst_read("big.bin")
-            .is_some_and(|c| c.len() == 64 * 1024)
-    });
+    d.wait_until(
+        secs(8.0),
+        "big.bin change synced after the -T window",
+        big_synced,
+    );
     d.wait_synced(&env, SYNC);
 }
 
@@ -645,6 +663,7 @@ fn sigterm_exits_cleanly() {
 #[test]
 fn sigint_exits_cleanly() {
     let env = TestEnv::new();
+    env.write("f", "f");
     let mut d = start_now(&env, Mode::Mirror);
     let st = d
         .signal_and_wait(libc::SIGINT, secs(5.0))

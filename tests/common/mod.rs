@@ -421,6 +421,22 @@ impl Daemon {
         self.wait_until(timeout, "destination equal to source", || env.diff());
     }
 
+    /// Waits until the daemon is live: the destination equals the source (the
+    /// initial sync is done) and a sentinel file created in the source then
+    /// arrives and its removal arrives too (so the daemon is watching; with
+    /// an empty source, "equal" alone would hold before it even started).
+    pub fn wait_live(&mut self, env: &TestEnv, timeout: Duration) {
+        const SENTINEL: &str = ".livesync-test-live";
+        self.wait_synced(env, timeout);
+        env.write(SENTINEL, "sentinel");
+        self.wait_until(timeout, "sentinel file synced", || env.dst_has(SENTINEL));
+        fs::remove_file(env.src_path(SENTINEL)).unwrap_or_else(|e| panic!("remove sentinel: {e}"));
+        self.wait_until(timeout, "sentinel removal synced", || {
+            !env.dst_has(SENTINEL)
+        });
+        self.wait_synced(env, timeout);
+    }
+
     /// Like `wait_synced` but returns the failure text instead of panicking.
     pub fn try_wait_synced(&mut self, env: &TestEnv, timeout: Duration) -> Result<(), String> {
         let mut died = None;
