@@ -483,6 +483,50 @@ fn rules_exclude(mode: Mode) {
     assert_eq!(env.dst_read("keep.txt").as_deref(), Some(&b"k"[..]));
 }
 
+/// The initial sync makes a stale destination equal: extras deleted (also
+/// deep ones), changed files replaced, type clashes resolved.
+fn initial_sync_replaces_stale_destination(mode: Mode) {
+    let env = TestEnv::new();
+    env.mkdir_p("d/sub");
+    env.write("d/sub/f", "fresh");
+    env.write("changed", "new contents, longer than before");
+    env.write("was-dir", "now a file");
+    env.mkdir_p("was-file");
+    let stale = |p: &str| env.dst.join(p);
+    fs::create_dir_all(stale("d/sub/old-dir/deeper")).unwrap();
+    fs::write(stale("d/sub/old-dir/deeper/x"), "x").unwrap();
+    fs::write(stale("extra"), "extra").unwrap();
+    fs::write(stale("changed"), "old").unwrap();
+    fs::create_dir_all(stale("was-dir/inner")).unwrap();
+    fs::write(stale("was-dir/inner/y"), "y").unwrap();
+    fs::write(stale("was-file"), "a file where a dir belongs").unwrap();
+    symlink("nowhere", stale("d/stale-link")).unwrap();
+    let mut d = start_now(&env, mode);
+    d.wait_synced(&env, SYNC);
+}
+
+/// FIFOs are recreated, not read (reading one would block the sync forever).
+fn fifos_are_recreated(mode: Mode) {
+    let env = TestEnv::new();
+    let mkfifo = |p: &Path| {
+        let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+        assert_eq!(
+            unsafe { libc::mkfifo(c.as_ptr(), 0o640) },
+            0,
+            "mkfifo {}",
+            p.display()
+        );
+    };
+    mkfifo(&env.src_path("before"));
+    env.write("f", "f");
+    let mut d = start_now(&env, mode);
+    mkfifo(&env.src_path("live"));
+    env.write("after", "after the fifo");
+    d.wait_synced(&env, SYNC);
+    fs::remove_file(env.src_path("before")).unwrap();
+    d.wait_synced(&env, SYNC);
+}
+
 /// SIGTERM syncs what is still waiting in a delay window, then exits 0.
 fn sigterm_flushes_pending(mode: Mode) {
     let env = TestEnv::new();
@@ -716,4 +760,6 @@ both_modes!(
     rules_exclude,
     sigterm_flushes_pending,
     big_files_use_their_own_window,
+    initial_sync_replaces_stale_destination,
+    fifos_are_recreated,
 );

@@ -609,31 +609,28 @@ fn diff_dir(a_root: &Path, b_root: &Path, dir: &[u8], out: &mut Vec<String>, cou
                 .or(eb.err())
                 .map(|e| e.to_string())
                 .unwrap_or_default();
-            report(format!("{:?}: cannot list: {e}", show(dir)), out);
+            report(format!("\"{}\": cannot list: {e}", show(dir)), out);
             return;
         }
     };
     let mut subdirs = Vec::new();
     for name in na.union(&nb) {
         let p = join_rel(dir, name);
-        let shown = show(&p);
+        let shown = format!("\"{}\"", show(&p));
         let pa = a_root.join(rel(&p));
         let pb = b_root.join(rel(&p));
         let (ma, mb) = match (fs::symlink_metadata(&pa), fs::symlink_metadata(&pb)) {
             (Ok(ma), Ok(mb)) => (ma, mb),
             (Ok(ma), Err(_)) => {
                 report(
-                    format!("{shown:?}: missing in dst (src has {:?})", kind_of(&ma)),
+                    format!("{shown}: missing in dst (src has {:?})", kind_of(&ma)),
                     out,
                 );
                 continue;
             }
             (Err(_), Ok(mb)) => {
                 report(
-                    format!(
-                        "{shown:?}: extra in dst ({:?}), absent in src",
-                        kind_of(&mb)
-                    ),
+                    format!("{shown}: extra in dst ({:?}), absent in src", kind_of(&mb)),
                     out,
                 );
                 continue;
@@ -643,7 +640,7 @@ fn diff_dir(a_root: &Path, b_root: &Path, dir: &[u8], out: &mut Vec<String>, cou
         let (ka, kb) = (kind_of(&ma), kind_of(&mb));
         if ka != kb {
             report(
-                format!("{shown:?}: type differs: src {ka:?}, dst {kb:?}"),
+                format!("{shown}: type differs: src {ka:?}, dst {kb:?}"),
                 out,
             );
             continue;
@@ -651,7 +648,7 @@ fn diff_dir(a_root: &Path, b_root: &Path, dir: &[u8], out: &mut Vec<String>, cou
         if ka != EntryKind::Symlink && ma.mode() & 0o7777 != mb.mode() & 0o7777 {
             report(
                 format!(
-                    "{shown:?}: mode differs: src {:o}, dst {:o}",
+                    "{shown}: mode differs: src {:o}, dst {:o}",
                     ma.mode() & 0o7777,
                     mb.mode() & 0o7777
                 ),
@@ -663,23 +660,19 @@ fn diff_dir(a_root: &Path, b_root: &Path, dir: &[u8], out: &mut Vec<String>, cou
             EntryKind::File => {
                 if ma.len() != mb.len() {
                     report(
-                        format!(
-                            "{shown:?}: size differs: src {}, dst {}",
-                            ma.len(),
-                            mb.len()
-                        ),
+                        format!("{shown}: size differs: src {}, dst {}", ma.len(), mb.len()),
                         out,
                     );
                 } else {
                     match (fs::read(&pa), fs::read(&pb)) {
                         (Ok(ca), Ok(cb)) if ca != cb => report(
-                            format!("{shown:?}: contents differ (same size {})", ma.len()),
+                            format!("{shown}: contents differ (same size {})", ma.len()),
                             out,
                         ),
                         (Ok(_), Ok(_)) => {}
                         (ra, rb) => report(
                             format!(
-                                "{shown:?}: cannot read: src {:?}, dst {:?}",
+                                "{shown}: cannot read: src {:?}, dst {:?}",
                                 ra.err(),
                                 rb.err()
                             ),
@@ -691,7 +684,7 @@ fn diff_dir(a_root: &Path, b_root: &Path, dir: &[u8], out: &mut Vec<String>, cou
             EntryKind::Symlink => match (fs::read_link(&pa), fs::read_link(&pb)) {
                 (Ok(ta), Ok(tb)) if ta != tb => report(
                     format!(
-                        "{shown:?}: symlink target differs: src {:?}, dst {:?}",
+                        "{shown}: symlink target differs: src \"{}\", dst \"{}\"",
                         show(ta.as_os_str().as_bytes()),
                         show(tb.as_os_str().as_bytes())
                     ),
@@ -699,7 +692,7 @@ fn diff_dir(a_root: &Path, b_root: &Path, dir: &[u8], out: &mut Vec<String>, cou
                 ),
                 (Ok(_), Ok(_)) => {}
                 (ra, rb) => report(
-                    format!("{shown:?}: cannot readlink: {:?} {:?}", ra.err(), rb.err()),
+                    format!("{shown}: cannot readlink: {:?} {:?}", ra.err(), rb.err()),
                     out,
                 ),
             },
