@@ -378,6 +378,60 @@ fn weird_names(mode: Mode) {
     assert!(env.dst_has("star*") && env.dst_has("***") && env.dst_has("dir ***"));
 }
 
+/// Names at the limits: 255 bytes (NAME_MAX, so a temp name cannot just
+/// add to it), a path over 2,000 bytes deep, and names that look like a sync
+/// tool's own temporaries.
+fn names_at_the_limits(mode: Mode) {
+    let env = TestEnv::new();
+    let long = "L".repeat(255);
+    let mut d = start_now(&env, mode);
+    env.write(&long, "longest name");
+    let long_dir = "D".repeat(255);
+    env.mkdir_p(&long_dir);
+    env.write(format!("{long_dir}/{long}"), "inside");
+    let mut deep = String::new();
+    for i in 0..10 {
+        deep.push_str(&format!("{i}{}/", "d".repeat(200)));
+    }
+    env.mkdir_p(&deep);
+    env.write(format!("{deep}leaf"), "deep");
+    for name in [
+        ".livesync.x.0123456789abcdef",
+        ".livesync.",
+        ".x.AbC123",
+        ".~tmp~",
+    ] {
+        env.write(name, name);
+    }
+    d.wait_synced(&env, SYNC);
+    env.write(&long, "changed");
+    env.write(format!("{deep}leaf"), "changed too");
+    fs::remove_file(env.src_path(".livesync.x.0123456789abcdef")).unwrap();
+    d.wait_synced(&env, SYNC);
+}
+
+/// A dir moved out keeps its inotify watch (watches follow inodes): moved
+/// back in under another name, it must be synced under the new name only.
+fn dir_moved_out_and_back_in(mode: Mode) {
+    let env = TestEnv::new();
+    env.mkdir_p("d/sub");
+    env.write("d/sub/f", "f");
+    let mut d = start_now(&env, mode);
+    fs::rename(env.src_path("d"), env.outside_path("d")).unwrap();
+    fs::write(env.outside_path("d/sub/while-outside"), "w").unwrap();
+    d.wait_synced(&env, SYNC);
+    fs::rename(env.outside_path("d"), env.src_path("back")).unwrap();
+    d.wait_synced(&env, SYNC);
+    env.write("back/sub/after", "a");
+    env.write("back/sub/f", "changed");
+    d.wait_synced(&env, SYNC);
+    // Out and in again, fast, under the old name.
+    fs::rename(env.src_path("back"), env.outside_path("again")).unwrap();
+    fs::rename(env.outside_path("again"), env.src_path("d")).unwrap();
+    env.write("d/sub/last", "l");
+    d.wait_synced(&env, SYNC);
+}
+
 /// Changes made while the initial sync is running are synced after it.
 fn changes_during_initial_sync(mode: Mode) {
     let env = TestEnv::new();
@@ -762,4 +816,6 @@ both_modes!(
     big_files_use_their_own_window,
     initial_sync_replaces_stale_destination,
     fifos_are_recreated,
+    names_at_the_limits,
+    dir_moved_out_and_back_in,
 );
