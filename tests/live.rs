@@ -492,7 +492,7 @@ fn rules_exclude(mode: Mode) {
     let rules = env.root.join("rules");
     fs::write(
         &rules,
-        "# skip editor droppings and caches\n-f\\.tmp$\n-d(^|/)cache$\n+*\n",
+        "# skip editor droppings and caches\n-f\\.tmp$\n-d(^|/)cache$\n-d(^|/)\\[x\\]\\*$\n+*\n",
     )
     .unwrap();
     env.write("keep.txt", "k");
@@ -515,8 +515,27 @@ fn rules_exclude(mode: Mode) {
     env.write("cache/late", "excluded");
     env.write("late.txt", "included");
     env.write("sub/late.txt", "included");
+    // An excluded dir whose name is a glob matching the included names around it.
+    env.mkdir_p("[x]*/in");
+    env.write("[x]*/in/f", "excluded");
+    for glob_victim in ["x", "xyz", "[x]", "x*"] {
+        env.write(glob_victim, "included");
+    }
+    env.mkdir_p("new/deeper");
+    env.write("new/deeper/a.tmp", "excluded");
+    env.write("new/deeper/a.txt", "included");
     d.wait_until(SYNC, "included files synced", || {
-        env.dst_has("late.txt") && env.dst_has("sub/late.txt")
+        [
+            "late.txt",
+            "sub/late.txt",
+            "x",
+            "xyz",
+            "[x]",
+            "x*",
+            "new/deeper/a.txt",
+        ]
+        .iter()
+        .all(|p| env.dst_has(p))
     });
     // The excluded ones were written first; give them the same chance to show up.
     env.write("marker", "m");
@@ -527,6 +546,8 @@ fn rules_exclude(mode: Mode) {
         "cache",
         "late.tmp",
         "sub/late.tmp",
+        "[x]*",
+        "new/deeper/a.tmp",
     ] {
         assert!(
             !env.dst_has(excluded),
