@@ -435,9 +435,19 @@ impl Daemon {
     }
 }
 
-/// Runs livesync with a validated configuration until it is stopped.
+/// Runs livesync with a validated configuration until it is stopped. Every
+/// error is logged (one line) before it is returned.
 pub fn run(cfg: Config) -> Result<(), DaemonError> {
     log::init(cfg.log_level);
+    let result = start_and_run(cfg);
+    match &result {
+        Err(e) => ::log::error!("{e}"),
+        Ok(()) => ::log::info!("exiting"),
+    }
+    result
+}
+
+fn start_and_run(cfg: Config) -> Result<(), DaemonError> {
     let signals = Signals::install()?;
     let mut monitor = InotifyMonitor::new(&cfg.watch_dir)?;
     let mut tree = Tree::new(
@@ -482,11 +492,5 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
         stopping: false,
         final_flush: false,
     };
-    let result = daemon.run();
-    if let Err(e) = &result {
-        ::log::error!("{e}");
-    } else {
-        ::log::info!("exiting");
-    }
-    result
+    daemon.run()
 }
