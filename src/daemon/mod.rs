@@ -31,6 +31,8 @@ use std::time::{Duration, Instant};
 
 /// How long an unpaired `IN_MOVED_FROM` waits for its `IN_MOVED_TO`.
 const MOVE_PAIR_WAIT: Duration = Duration::from_millis(2);
+/// How many reads of the kernel queue one turn of the loop may do.
+const MAX_READS_PER_TURN: usize = 64;
 /// Longest wait between retries of a failing batch.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
@@ -253,7 +255,9 @@ struct Daemon {
 impl Daemon {
     /// Reads every ready kernel event into the queue.
     fn drain_events(&mut self) -> Result<(), DaemonError> {
-        loop {
+        // Bounded, so that an endless storm cannot starve the start of due
+        // batches; the fd stays readable and the next poll returns at once.
+        for _ in 0..MAX_READS_PER_TURN {
             self.raw.clear();
             self.monitor.read_events(&mut self.raw)?;
             if self.raw.is_empty() && self.tree.has_held() {
@@ -435,9 +439,19 @@ impl Daemon {
     }
 }
 
-/// Runs livesync with a validated configuration until it is stopped.
+/// Runs livesync with a validated configuration until it is stopped. Every
+/// error is logged (one line) before it is returned.
 pub fn run(cfg: Config) -> Result<(), DaemonError> {
     log::init(cfg.log_level);
+    let result = start_and_run(cfg);
+    match &result {
+        Err(e) => ::log::error!("{e}"),
+        Ok(()) => ::log::info!("exiting"),
+    }
+    result
+}
+
+fn start_and_run(cfg: Config) -> Result<(), DaemonError> {
     let signals = Signals::install()?;
     let mut monitor = InotifyMonitor::new(&cfg.watch_dir)?;
     let mut tree = Tree::new(
@@ -482,11 +496,5 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
         stopping: false,
         final_flush: false,
     };
-    let result = daemon.run();
-    if let Err(e) = &result {
-        ::log::error!("{e}");
-    } else {
-        ::log::info!("exiting");
-    }
-    result
+    daemon.run()
 }
