@@ -795,6 +795,24 @@ fn sigint_exits_cleanly() {
     );
 }
 
+/// Fractional windows are accepted and honoured: `-t0.6`.
+#[test]
+fn fractional_delay_window() {
+    let env = TestEnv::new();
+    let mut d = start(&env, Mode::Mirror, &["-t0.6", "-w0"]);
+    let t0 = Instant::now();
+    env.write("late", "late");
+    assert_stays(
+        Duration::from_millis(200),
+        "late absent before the 0.6 s window",
+        || !env.dst_has("late"),
+    );
+    let left = Duration::from_secs(3).saturating_sub(t0.elapsed());
+    d.wait_until(left, "late in dst soon after the 0.6 s window", || {
+        env.dst_has("late")
+    });
+}
+
 /// No `-M` with `-D`: the built-in mirror runs (no rsync needed).
 #[test]
 fn default_mode_is_mirror_when_d_given() {
