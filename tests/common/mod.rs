@@ -402,7 +402,6 @@ impl Daemon {
             cond().pending()
         });
         if let Some(st) = died {
-            // One last look: the condition may have become true just before exit.
             panic!(
                 "livesync exited ({st}) while waiting for: {what}\n{}",
                 self.context()
