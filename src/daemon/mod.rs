@@ -20,7 +20,7 @@ use crate::monitor::inotify::InotifyMonitor;
 use crate::monitor::{Monitor, MonitorError, RawEvent};
 use crate::path;
 use crate::queue::{Change, Queue};
-use crate::tree::{Tree, TreeError};
+use crate::tree::{Tree, TreeError, UNWATCHED_RESCAN};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
@@ -31,6 +31,8 @@ use std::time::{Duration, Instant};
 
 /// How long an unpaired `IN_MOVED_FROM` waits for its `IN_MOVED_TO`.
 const MOVE_PAIR_WAIT: Duration = Duration::from_millis(2);
+/// Stack of the worker thread that runs handlers.
+const WORKER_STACK: usize = 256 << 20;
 /// How many reads of the kernel queue one turn of the loop may do.
 const MAX_READS_PER_TURN: usize = 64;
 /// Longest wait between retries of a failing batch.
@@ -93,6 +95,9 @@ impl Worker {
         let (results, from_worker) = mpsc::channel::<Done>();
         std::thread::Builder::new()
             .name("livesync-worker".into())
+            // The mirror walks a subtree depth-first; paths may be up to
+            // PATH_MAX deep (about 2,000 levels). Reserved, not committed.
+            .stack_size(WORKER_STACK)
             .spawn(move || {
                 for batch in jobs {
                     let start = Instant::now();
@@ -250,6 +255,8 @@ struct Daemon {
     stopping: bool,
     /// The batch that flushes pending changes at shutdown has been started.
     final_flush: bool,
+    /// When directories the watch limit left unwatched were last rescanned.
+    last_unwatched_rescan: Instant,
 }
 
 impl Daemon {
@@ -400,6 +407,14 @@ impl Daemon {
             }
 
             let now = Instant::now();
+            if self.tree.has_unwatched() && now >= self.last_unwatched_rescan + UNWATCHED_RESCAN {
+                self.last_unwatched_rescan = now;
+                self.tree
+                    .rescan_unwatched(&mut self.monitor, &mut self.changes);
+                for c in self.changes.drain(..) {
+                    self.queue.push(now, c);
+                }
+            }
             if !self.worker.busy {
                 if self.stopping {
                     match self.queue.pop_all() {
@@ -419,13 +434,20 @@ impl Daemon {
                 }
             }
 
-            let timeout = if self.worker.busy || self.stopping {
+            let batch_due = if self.worker.busy || self.stopping {
                 None
             } else {
-                self.queue
-                    .next_due()
-                    .map(|due| due.saturating_duration_since(Instant::now()))
+                self.queue.next_due()
             };
+            let rescan_due = self
+                .tree
+                .has_unwatched()
+                .then(|| self.last_unwatched_rescan + UNWATCHED_RESCAN);
+            let timeout = [batch_due, rescan_due]
+                .into_iter()
+                .flatten()
+                .min()
+                .map(|due| due.saturating_duration_since(Instant::now()));
             let fds = [
                 self.monitor.fd(),
                 self.worker.wake.as_raw_fd(),
@@ -451,7 +473,31 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
     result
 }
 
+/// Raises the soft limit of open files to the hard limit: the mirror holds
+/// two directory descriptors per level of a deep tree, and inotify itself
+/// needs none per watch, so the default soft limit of 1,024 is the only one
+/// a deep tree could hit.
+fn raise_open_file_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read/write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                ::log::debug!(
+                    "cannot raise the open-file limit: {}",
+                    io::Error::last_os_error()
+                );
+            }
+        }
+    }
+}
+
 fn start_and_run(cfg: Config) -> Result<(), DaemonError> {
+    raise_open_file_limit();
     let signals = Signals::install()?;
     let mut monitor = InotifyMonitor::new(&cfg.watch_dir)?;
     let mut tree = Tree::new(
@@ -495,6 +541,7 @@ fn start_and_run(cfg: Config) -> Result<(), DaemonError> {
         changes: Vec::new(),
         stopping: false,
         final_flush: false,
+        last_unwatched_rescan: Instant::now(),
     };
     daemon.run()
 }

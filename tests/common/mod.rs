@@ -309,6 +309,17 @@ impl Daemon {
     }
 
     pub fn start_with<S: AsRef<OsStr>>(env: &TestEnv, args: &[S], locking: Locking) -> Daemon {
+        Daemon::start_prepared(env, args, locking, |_| {})
+    }
+
+    /// Like `start_with`, letting `prepare` adjust the command first (for
+    /// example a `pre_exec` that enters a namespace).
+    pub fn start_prepared<S: AsRef<OsStr>>(
+        env: &TestEnv,
+        args: &[S],
+        locking: Locking,
+        prepare: impl FnOnce(&mut Command),
+    ) -> Daemon {
         let lock = match locking {
             Locking::Shared => Some(take_lock(libc::LOCK_SH)),
             Locking::CallerHoldsExclusive => None,
@@ -323,7 +334,9 @@ impl Daemon {
         if std::env::var_os("LIVESYNC_TEST_DEBUG").is_some() {
             argv.extend(["-d".into(), "-d".into()]);
         }
-        let mut child = Command::new(BIN)
+        let mut cmd = Command::new(BIN);
+        prepare(&mut cmd);
+        let mut child = cmd
             .args(&argv)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
