@@ -1,15 +1,26 @@
-//! Command line and configuration: raw arguments ([`cli::Args`]) become a
-//! validated, typed [`Config`] exactly once.
+//! Command line and configuration: raw arguments ([`cli::Args`]) and the
+//! config file ([`file`]) become a validated, typed [`Config`] exactly once.
 //!
-//! Validation reads the filesystem (the watch dir must exist, the destination
-//! must not lie inside it) but changes nothing: a bad input is reported as one
-//! [`ConfigError`] line before anything is created or touched.
+//! Precedence is decided here: the command line beats the config file option
+//! by option (clap's `value_source`), the file beats the defaults. The
+//! file's options are turned into clap words, put in front of the command
+//! line's own words and parsed again, so a value from the file is checked by
+//! exactly the parser that checks the command line.
+//!
+//! Validation reads the filesystem (the config file, the watch dir must
+//! exist, the destination must not lie inside it) but changes nothing: a bad
+//! input is reported as one [`ConfigError`] line before anything is created
+//! or touched. Nothing here logs (the logger is not installed yet): warnings
+//! are handed on in [`Config::warnings`].
 
 pub mod cli;
+pub mod file;
 
 use crate::path;
 use crate::queue::QueueConfig;
 use crate::rules::Rules;
+use clap::{CommandFactory, Parser};
+use file::ConfigFile;
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -55,6 +66,8 @@ pub enum ConfigError {
     #[error("unknown mode {0:?}: use mirror or rsyncdirect")]
     Mode(String),
     #[error("{0}")]
+    File(#[from] file::FileError),
+    #[error("{0}")]
     Invalid(String),
 }
 
@@ -78,6 +91,111 @@ pub struct Config {
     pub lists_dir: Option<PathBuf>,
     pub keep_lists: bool,
     pub log_level: log::LevelFilter,
+    /// Handler arguments for the initial sync (the config file's `---`
+    /// key); empty when not set. Not used by the daemon yet.
+    pub initial_handler_args: Vec<OsString>,
+    /// `--custom-signals` as left in force: (signal number, config block),
+    /// in order of first mention. Every block exists in `config_file`.
+    pub custom_signals: Vec<(i32, String)>,
+    /// The config file that was read, if any.
+    pub config_file: Option<PathBuf>,
+    /// The block of `config_file` that settings were taken from, if any.
+    pub config_block: Option<String>,
+    /// Things worth a warning found while reading the configuration (one
+    /// line each, e.g. `file:line: removed trailing whitespace …`). The
+    /// caller logs them once the logger is up.
+    pub warnings: Vec<String>,
+}
+
+/// What reading the config file gave besides option values.
+#[derive(Default)]
+struct FromFile {
+    file: Option<ConfigFile>,
+    block: Option<String>,
+    initial_handler_args: Vec<OsString>,
+    warnings: Vec<String>,
+}
+
+/// Reads the config file the command line asks for (or the first default
+/// one found in `search`) and returns the arguments again with the file's
+/// values put under the command line's.
+fn merge_config_file(
+    a: cli::Args,
+    search: &[PathBuf],
+) -> Result<(cli::Args, FromFile), ConfigError> {
+    let mut out = FromFile::default();
+    let loaded = match &a.config_file {
+        Some(p) if p.as_os_str() == file::NO_FILE => None,
+        Some(p) if p.as_os_str().is_empty() => {
+            return Err(ConfigError::Invalid(
+                "-H must name a config file (or /NULL/ to read none)".to_string(),
+            ))
+        }
+        Some(p) => Some(ConfigFile::load(p)?),
+        None => file::find_default(search, &mut out.warnings)?,
+    };
+    let Some(f) = loaded else {
+        return Ok((a, out));
+    };
+    out.warnings.extend(f.warnings().iter().cloned());
+    let explicit = a.config_file.is_some() || a.given.gave("config-block");
+    if f.block(&a.config_block).is_none() && !explicit {
+        out.warnings.push(format!(
+            "{}: no [{}] block, so no settings were taken from it; choose a block with -K or give -H /NULL/",
+            path::display_os(f.path()),
+            a.config_block
+        ));
+        out.file = Some(f);
+        return Ok((a, out));
+    }
+    let settings = f.settings(&a.config_block, a.config_block_inherits.as_deref())?;
+    let from_file = file::file_args(&settings, &cli::Args::command(), &a.given)?;
+    let mut argv: Vec<OsString> = vec![OsString::from("livesync")];
+    argv.extend(from_file.words);
+    argv.extend(a.given.words().iter().cloned());
+    if let Some(h) = from_file.handler_args.filter(|h| !h.is_empty()) {
+        argv.push(cli::HANDLER_ARGS.into());
+        argv.extend(h);
+    }
+    let merged = cli::Args::try_parse_from(&argv).map_err(|e| {
+        let rendered = e.render().to_string();
+        let first = rendered.lines().next().unwrap_or("invalid arguments");
+        ConfigError::Invalid(format!(
+            "{} [{}] and the command line do not combine: {}; fix one of them",
+            path::display_os(f.path()),
+            a.config_block,
+            first.strip_prefix("error: ").unwrap_or(first)
+        ))
+    })?;
+    out.block = Some(a.config_block.clone());
+    out.initial_handler_args = from_file.initial_handler_args;
+    drop(settings);
+    out.file = Some(f);
+    Ok((merged, out))
+}
+
+/// `--custom-signals` as left in force, each block checked against the
+/// config file (it must exist and its inheritance must resolve).
+fn custom_signals(
+    a: &cli::Args,
+    file: Option<&ConfigFile>,
+) -> Result<Vec<(i32, String)>, ConfigError> {
+    let signals = cli::fold_custom_signals(&a.custom_signals);
+    for (sig, block) in &signals {
+        let Some(f) = file else {
+            return Err(ConfigError::Invalid(format!(
+                "--custom-signals: signal {sig} names config block [{block}], but no config file was read; give -H FILE or drop --custom-signals"
+            )));
+        };
+        if f.block(block).is_none() {
+            return Err(ConfigError::Invalid(format!(
+                "--custom-signals: signal {sig} names config block [{block}], which {} does not have; add the block or fix --custom-signals",
+                path::display_os(f.path())
+            )));
+        }
+        f.chain(block, None)?;
+    }
+    Ok(signals)
 }
 
 fn seconds(name: &str, v: f64) -> Result<Duration, ConfigError> {
@@ -165,12 +283,27 @@ pub fn find_program(program: &OsStr) -> Result<PathBuf, ConfigError> {
 }
 
 impl Config {
+    /// Builds the configuration from the command line and the config file
+    /// it names (or the first default config file, see [`file`]).
     pub fn from_args(a: cli::Args) -> Result<Config, ConfigError> {
-        let watch_dir = a
-            .watch_dir
+        let home = std::env::var_os("HOME").map(PathBuf::from);
+        Config::from_args_searching(a, &file::default_paths(home.as_deref()))
+    }
+
+    /// [`Config::from_args`] with the default config file looked for in
+    /// `search` instead (used when `-H` is not given).
+    pub fn from_args_searching(a: cli::Args, search: &[PathBuf]) -> Result<Config, ConfigError> {
+        let (a, from_file) = merge_config_file(a, search)?;
+        let custom_signals = custom_signals(&a, from_file.file.as_ref())?;
+        let Some(watch_dir_arg) = a.watch_dir.clone() else {
+            return Err(ConfigError::Invalid(
+                "no watch dir: give -W DIR, or set watch-dir in the config file".to_string(),
+            ));
+        };
+        let watch_dir = watch_dir_arg
             .canonicalize()
             .map_err(|e| ConfigError::WatchDir {
-                path: path::display_os(&a.watch_dir),
+                path: path::display_os(&watch_dir_arg),
                 reason: match e.kind() {
                     std::io::ErrorKind::NotFound => {
                         "does not exist; create it or fix -W".to_string()
@@ -180,7 +313,7 @@ impl Config {
             })?;
         if !watch_dir.is_dir() {
             return Err(ConfigError::WatchDir {
-                path: path::display_os(&a.watch_dir),
+                path: path::display_os(&watch_dir_arg),
                 reason: "is not a directory; -W takes the directory to mirror".to_string(),
             });
         }
@@ -312,6 +445,11 @@ impl Config {
             lists_dir: a.lists_dir,
             keep_lists: a.dont_unlink_lists,
             log_level,
+            initial_handler_args: from_file.initial_handler_args,
+            custom_signals,
+            config_file: from_file.file.map(|f| f.path().to_path_buf()),
+            config_block: from_file.block,
+            warnings: from_file.warnings,
         })
     }
 }
@@ -322,7 +460,7 @@ mod tests {
     use clap::Parser;
 
     fn parse(args: &[&str]) -> Result<Config, ConfigError> {
-        let mut v = vec!["livesync"];
+        let mut v = vec!["livesync", "-H", "/NULL/"];
         v.extend_from_slice(args);
         Config::from_args(cli::Args::try_parse_from(v).expect("clap"))
     }
