@@ -548,4 +548,466 @@ mod tests {
         assert!(!is_remote(OsStr::new("/a:b")));
         assert!(!is_remote(OsStr::new("./a:b")));
     }
+
+    /// A temp tree for config file tests: `src`, `src2`, `dst`, `dst2`, two
+    /// rules files, two lists dirs.
+    struct Fx {
+        t: tempfile::TempDir,
+    }
+
+    impl Fx {
+        fn new() -> Fx {
+            let t = tempfile::tempdir().expect("tempdir");
+            for d in ["src", "src2", "lists1", "lists2"] {
+                std::fs::create_dir(t.path().join(d)).expect("mkdir");
+            }
+            for r in ["r1", "r2"] {
+                std::fs::write(t.path().join(r), "-f\\.tmp$\n").expect("write rules");
+            }
+            Fx { t }
+        }
+
+        fn p(&self, name: &str) -> String {
+            self.t.path().join(name).to_str().expect("utf8").to_string()
+        }
+
+        /// Writes `text` as the config file and runs `livesync -H it ARGS`.
+        fn run(&self, text: &str, args: &[&str]) -> Result<Config, ConfigError> {
+            let conf = self.p("test.conf");
+            std::fs::write(&conf, text).expect("write conf");
+            let mut v: Vec<&str> = vec!["livesync", "-H", &conf];
+            v.extend_from_slice(args);
+            Config::from_args_searching(cli::Args::try_parse_from(v).expect("clap"), &[])
+        }
+    }
+
+    /// One option's precedence case: `file` is the option's line in the
+    /// config file, `cli` its command line words.
+    struct Case {
+        key: &'static str,
+        file: String,
+        /// The file line when the command line also gives the option (for a
+        /// flag: one that unsets it, so the command line visibly wins).
+        file_under_cli: Option<String>,
+        cli: Vec<String>,
+        /// Extra lines the option needs in the file (e.g. a mode).
+        extra: &'static str,
+        probe: fn(&Config) -> String,
+        default: String,
+        from_file: String,
+        from_cli: String,
+    }
+
+    fn outcome(r: Result<Config, ConfigError>, probe: fn(&Config) -> String) -> String {
+        match r {
+            Ok(c) => probe(&c),
+            Err(e) => format!("error: {e}"),
+        }
+    }
+
+    #[test]
+    fn command_line_beats_file_beats_default_for_every_option() {
+        let fx = Fx::new();
+        let (src, src2) = (fx.p("src"), fx.p("src2"));
+        let (dst, dst2) = (fx.p("dst"), fx.p("dst2"));
+        let s = |v: &str| v.to_string();
+        let dbg = |v: &dyn std::fmt::Debug| format!("{v:?}");
+        let case = |key: &'static str,
+                    file: String,
+                    cli: &[&str],
+                    probe: fn(&Config) -> String,
+                    [default, from_file, from_cli]: [String; 3]| Case {
+            key,
+            file,
+            file_under_cli: None,
+            cli: cli.iter().map(|a| a.to_string()).collect(),
+            extra: "",
+            probe,
+            default,
+            from_file,
+            from_cli,
+        };
+        let cases = vec![
+            case(
+                "watch-dir",
+                format!("watch-dir = {src}"),
+                &["-W", &src2],
+                |c| path::display_os(&c.watch_dir),
+                [
+                    s("error: no watch dir: give -W DIR, or set watch-dir in the config file"),
+                    src.clone(),
+                    src2.clone(),
+                ],
+            ),
+            case(
+                "destination-dir",
+                format!("destination-dir = {dst}"),
+                &["-D", &dst2],
+                |c| format!("{:?}", c.destination),
+                [
+                    s("error: no destination: give -D DIR (the built-in mirror and rsyncdirect need one)"),
+                    dbg(&Some(Destination::Local(PathBuf::from(&dst)))),
+                    dbg(&Some(Destination::Local(PathBuf::from(&dst2)))),
+                ],
+            ),
+            case(
+                "mode",
+                s("mode = rsyncdirect"),
+                &["-M", "mirror"],
+                |c| format!("{:?}", c.mode),
+                [s("Mirror"), s("RsyncDirect"), s("Mirror")],
+            ),
+            Case {
+                extra: "mode = rsyncdirect",
+                ..case(
+                    "sync-handler",
+                    s("sync-handler = /bin/true"),
+                    &["-S", "/bin/sh"],
+                    |c| format!("{:?}", c.handler_program),
+                    [s("Some(\"rsync\")"), s("Some(\"/bin/true\")"), s("Some(\"/bin/sh\")")],
+                )
+            },
+            case(
+                "rules-file",
+                format!("rules-file = {}", fx.p("r1")),
+                &["-R", &fx.p("r2")],
+                |c| format!("{:?}", c.rules_file),
+                [
+                    s("None"),
+                    dbg(&Some(PathBuf::from(fx.p("r1")))),
+                    dbg(&Some(PathBuf::from(fx.p("r2")))),
+                ],
+            ),
+            // The command line's value equals the default: value_source, not
+            // the value, decides.
+            case(
+                "delay-collect",
+                s("delay-collect = 5"),
+                &["-t", "30"],
+                |c| format!("{:?}", c.queue.delay),
+                [s("30s"), s("5s"), s("30s")],
+            ),
+            case(
+                "delay-collect-bigfile",
+                s("delay-collect-bigfile = 60"),
+                &["-T", "7"],
+                |c| format!("{:?}", c.queue.delay_big),
+                [s("1800s"), s("60s"), s("7s")],
+            ),
+            case(
+                "threshold-bigfile",
+                s("threshold-bigfile = 0"),
+                &["-B", "10"],
+                |c| c.queue.big_threshold.to_string(),
+                [s("134217728"), s("0"), s("10")],
+            ),
+            case(
+                "delay-sync",
+                s("delay-sync = 0.5"),
+                &["-w", "3"],
+                |c| format!("{:?}", c.queue.interval),
+                [s("30s"), s("500ms"), s("3s")],
+            ),
+            case(
+                "retries",
+                s("retries = 3"),
+                &["-r", "0"],
+                |c| c.retries.to_string(),
+                [s("0"), s("3"), s("0")],
+            ),
+            // A repeatable option: the command line's list replaces the file's.
+            case(
+                "ignore-exitcode",
+                s("ignore-exitcode = 23,24"),
+                &["-x", "7"],
+                |c| format!("{:?}", c.ignore_exit),
+                [s("[]"), s("[23, 24]"), s("[7]")],
+            ),
+            case(
+                "label",
+                s("label = from-file"),
+                &["-l", "from-cli"],
+                |c| c.label.clone(),
+                [s("nolabel"), s("from-file"), s("from-cli")],
+            ),
+            case(
+                "lists-dir",
+                format!("lists-dir = {}", fx.p("lists1")),
+                &["-L", &fx.p("lists2")],
+                |c| format!("{:?}", c.lists_dir),
+                [
+                    s("None"),
+                    dbg(&Some(PathBuf::from(fx.p("lists1")))),
+                    dbg(&Some(PathBuf::from(fx.p("lists2")))),
+                ],
+            ),
+            Case {
+                file_under_cli: Some(s("dont-unlink-lists = 0")),
+                ..case(
+                    "dont-unlink-lists",
+                    s("dont-unlink-lists = 1"),
+                    &["-U"],
+                    |c| c.keep_lists.to_string(),
+                    [s("false"), s("true"), s("true")],
+                )
+            },
+            case(
+                "debug",
+                s("debug = 2"),
+                &["-d"],
+                |c| c.log_level.to_string(),
+                [s("INFO"), s("TRACE"), s("DEBUG")],
+            ),
+            Case {
+                file_under_cli: Some(s("quiet = off")),
+                ..case(
+                    "quiet",
+                    s("quiet = 1"),
+                    &["-q"],
+                    |c| c.log_level.to_string(),
+                    [s("INFO"), s("ERROR"), s("ERROR")],
+                )
+            },
+            case(
+                "custom-signals",
+                s("custom-signals = 29:t,USR1:t"),
+                &["--custom-signals", "28:t"],
+                |c| format!("{:?}", c.custom_signals),
+                [
+                    s("[]"),
+                    format!("[(29, \"t\"), ({}, \"t\")]", libc::SIGUSR1),
+                    s("[(28, \"t\")]"),
+                ],
+            ),
+            // The handler arguments: the command line's `--` replaces the file's.
+            case(
+                "--",
+                s("-- = -a 'b c'"),
+                &["--", "x"],
+                |c| format!("{:?}", c.handler_args),
+                [s("[]"), s("[\"-a\", \"b c\"]"), s("[\"x\"]")],
+            ),
+        ];
+        let base = |skip: &str| {
+            let mut lines = String::new();
+            if skip != "watch-dir" {
+                lines += &format!("watch-dir = {src}\n");
+            }
+            if skip != "destination-dir" {
+                lines += &format!("destination-dir = {dst}\n");
+            }
+            lines
+        };
+        for c in &cases {
+            let block = |line: &str| format!("[t]\n{}{}\n{line}\n", base(c.key), c.extra);
+            let k = ["-K", "t"];
+            let got = outcome(fx.run(&block(""), &k), c.probe);
+            assert_eq!(got, c.default, "{}: default", c.key);
+            let got = outcome(fx.run(&block(&c.file), &k), c.probe);
+            assert_eq!(got, c.from_file, "{}: the file beats the default", c.key);
+            let mut args: Vec<&str> = k.to_vec();
+            args.extend(c.cli.iter().map(String::as_str));
+            let under = c.file_under_cli.as_ref().unwrap_or(&c.file);
+            let got = outcome(fx.run(&block(under), &args), c.probe);
+            assert_eq!(
+                got, c.from_cli,
+                "{}: the command line beats the file",
+                c.key
+            );
+        }
+        // Every option is covered here, or in its own test below.
+        let covered: Vec<&str> = cases.iter().map(|c| c.key).collect();
+        let own_tests = ["config-file", "config-block", "config-block-inherits"];
+        for arg in cli::Args::command().get_arguments() {
+            let name = arg.get_long().unwrap_or("--");
+            assert!(
+                covered.contains(&name) || own_tests.contains(&name),
+                "option {name} has no precedence case"
+            );
+        }
+    }
+
+    const BLOCKS: &str = "\
+[one]
+config-block-inherits = dirs
+label = one
+[two]
+config-block-inherits = dirs
+label = two
+[t]
+config-block-inherits = one
+";
+
+    /// `text` after a block [dirs] that sets the watch dir and destination.
+    fn with_dirs(fx: &Fx, text: &str) -> String {
+        format!(
+            "[dirs]\nwatch-dir = {}\ndestination-dir = {}\n{text}",
+            fx.p("src"),
+            fx.p("dst"),
+        )
+    }
+
+    #[test]
+    fn config_block_and_its_parent_from_the_command_line() {
+        let fx = Fx::new();
+        let text = with_dirs(&fx, BLOCKS);
+        let label = |args: &[&str]| fx.run(&text, args).map(|c| c.label);
+        assert_eq!(label(&["-K", "t"]).expect("t"), "one");
+        assert_eq!(label(&["-K", "two"]).expect("two"), "two");
+        assert_eq!(
+            label(&["-K", "t", "--config-block-inherits", "two"]).expect("t→two"),
+            "two"
+        );
+        let c = fx.run(&text, &["-K", "two"]).expect("ok");
+        assert_eq!(c.config_block.as_deref(), Some("two"));
+        assert_eq!(c.config_file, Some(PathBuf::from(fx.p("test.conf"))));
+        let e = fx.run(&text, &["-K", "three"]).expect_err("missing");
+        assert!(matches!(e, ConfigError::File(_)), "{e}");
+        assert!(e.to_string().contains("has no block [three]"), "{e}");
+        // With -H, a missing [default] is an error too.
+        let e = fx.run(&text, &[]).expect_err("no default");
+        assert!(e.to_string().contains("has no block [default]"), "{e}");
+    }
+
+    #[test]
+    fn config_file_flag_reads_or_refuses() {
+        let fx = Fx::new();
+        let missing = fx.p("missing.conf");
+        let e = Config::from_args_searching(
+            cli::Args::try_parse_from(["livesync", "-H", &missing]).expect("clap"),
+            &[],
+        )
+        .expect_err("missing");
+        assert!(matches!(e, ConfigError::File(_)), "{e}");
+        assert!(
+            e.to_string().contains("missing.conf: cannot read it"),
+            "{e}"
+        );
+        let e = fx.run(
+            "[default]\nwatch-dir = /nonexistent-livesync-src\n",
+            &["-D", "/x"],
+        );
+        let e = e.expect_err("bad watch dir from the file");
+        assert!(
+            e.to_string()
+                .contains("/nonexistent-livesync-src: does not exist"),
+            "{e}"
+        );
+        let e = fx
+            .run("[default]\n\ndelay-sync = later\n", &[])
+            .expect_err("bad");
+        assert!(
+            e.to_string()
+                .starts_with(&format!("{}:3: delay-sync = later", fx.p("test.conf"))),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn default_config_files_are_searched_unless_h_is_given() {
+        let fx = Fx::new();
+        let home = fx.p("home.conf");
+        let etc = fx.p("etc.conf");
+        let absent = fx.p("absent.conf");
+        let dirs = format!(
+            "watch-dir = {}\ndestination-dir = {}\n",
+            fx.p("src"),
+            fx.p("dst")
+        );
+        std::fs::write(&home, format!("[default]\n{dirs}label = home \n")).expect("write");
+        std::fs::write(&etc, format!("[default]\n{dirs}label = etc\n")).expect("write");
+        let search = [
+            PathBuf::from(&absent),
+            PathBuf::from(&home),
+            PathBuf::from(&etc),
+        ];
+        let run = |args: &[&str]| {
+            let mut v = vec!["livesync"];
+            v.extend_from_slice(args);
+            Config::from_args_searching(cli::Args::try_parse_from(v).expect("clap"), &search)
+        };
+        let c = run(&[]).expect("home");
+        assert_eq!(
+            c.label, "home",
+            "the first readable file is the only one read"
+        );
+        assert_eq!(c.config_file, Some(PathBuf::from(&home)));
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        assert!(
+            c.warnings[0].starts_with(&format!("{home}:4: ")),
+            "{:?}",
+            c.warnings
+        );
+        let c = run(&["-H", &etc]).expect("etc");
+        assert_eq!(c.label, "etc", "-H replaces the search");
+        let e = run(&["-H", "/NULL/"]).expect_err("nothing read");
+        assert!(e.to_string().contains("no watch dir"), "{e}");
+        let c = run(&["-H", "/NULL/", "-W", &fx.p("src"), "-D", "/x"]).expect("null");
+        assert_eq!((c.label.as_str(), c.config_file), ("nolabel", None));
+        // A default file without the block is passed over, with a warning.
+        std::fs::write(&home, "[other]\nlabel = x\n").expect("write");
+        let c = run(&["-W", &fx.p("src"), "-D", "/x"]).expect("no [default]");
+        assert_eq!(c.label, "nolabel");
+        assert!(
+            c.warnings.iter().any(|w| w.contains("no [default] block")),
+            "{:?}",
+            c.warnings
+        );
+        // ... unless -K asked for it.
+        let e = run(&["-K", "mine"]).expect_err("-K");
+        assert!(e.to_string().contains("has no block [mine]"), "{e}");
+        // A default file that is read but broken is an error.
+        std::fs::write(&home, "[default]\nlabel\n").expect("write");
+        let e = run(&[]).expect_err("broken");
+        assert!(e.to_string().starts_with(&format!("{home}:2: ")), "{e}");
+    }
+
+    #[test]
+    fn command_line_values_reach_file_references() {
+        let fx = Fx::new();
+        let text = format!(
+            "[default]\nwatch-dir = {}\ndestination-dir = {}/%label%\n",
+            fx.p("src"),
+            fx.p("backups")
+        );
+        let c = fx.run(&text, &["-l", "web"]).expect("ok");
+        assert_eq!(
+            c.destination,
+            Some(Destination::Local(PathBuf::from(fx.p("backups/web"))))
+        );
+    }
+
+    #[test]
+    fn initial_handler_args_and_custom_signal_blocks() {
+        let fx = Fx::new();
+        let text = with_dirs(&fx, "[t]\nconfig-block-inherits = dirs\n--- = -r --init\n");
+        let c = fx.run(&text, &["-K", "t"]).expect("ok");
+        assert_eq!(
+            c.initial_handler_args,
+            vec![OsString::from("-r"), OsString::from("--init")]
+        );
+        assert!(c.handler_args.is_empty());
+        let c = fx
+            .run(
+                &text,
+                &["-K", "t", "--custom-signals", "29:dirs,28:t,0,27:t"],
+            )
+            .expect("signals");
+        assert_eq!(c.custom_signals, vec![(27, "t".to_string())]);
+        let e = fx
+            .run(&text, &["-K", "t", "--custom-signals", "29:nope"])
+            .expect_err("missing block");
+        assert!(
+            e.to_string()
+                .contains("signal 29 names config block [nope]"),
+            "{e}"
+        );
+        let e = Config::from_args_searching(
+            cli::Args::try_parse_from(["livesync", "-H", "/NULL/", "--custom-signals", "29:x"])
+                .expect("clap"),
+            &[],
+        )
+        .expect_err("no file");
+        assert!(e.to_string().contains("no config file was read"), "{e}");
+    }
 }
