@@ -28,6 +28,9 @@ Examples:
   Skip PHP sessions and caches with a rules file:
     livesync -W /srv/www -D /backup/www -R /etc/livesync/webroot.rules
 
+  Take the settings from block [www] of a config file, but collect for 5 s:
+    livesync -H /etc/livesync/livesync.conf -K www -t5
+
 Rules file lines are `[+-][fdwmsW*]regex`, matched against the path relative
 to the watch dir without a leading slash (the root is the empty string); the
 first matching rule decides, and a path no rule matches is permitted.

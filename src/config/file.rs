@@ -71,7 +71,14 @@
 //!   it; `0`, `false`, `no`, `off` or empty leaves it unset.
 //! * a repeatable option (`ignore-exitcode`, `debug`, `custom-signals`): a
 //!   comma-separated list, `ignore-exitcode = 23,24`, as if the option were
-//!   given once per item (glib allows a key only once per block).
+//!   given once per item (glib allows a key only once per block). Blanks
+//!   around items and empty items are ignored.
+//!
+//! `custom-signals = SIGNAL:BLOCK[,…]` names blocks of the same file (they
+//! must exist and their inheritance must resolve); SIGNAL is a number or a
+//! name (`USR1`, `RTMIN+2`), `0` clears the list so far, and signals that
+//! cannot be caught, report crashes or that livesync itself uses (HUP, INT,
+//! QUIT, TERM, CHLD) are refused.
 //!
 //! Three keys are special:
 //!
@@ -105,7 +112,7 @@
 //! or in the chain the reference sits does not matter, so a parent block's
 //! `lists-dir = /dev/shm/%label%` sees the child's (or the command line's)
 //! `label`. A repeatable option's value is its comma list; `%config-file%`
-//! is the file being read unless `-H` gave one.
+//! is the file being read and `%config-block%` the block chosen with `-K`.
 //!
 //! A name that is not an option is an error (write `%%` for a literal `%`),
 //! as is an option that is not set anywhere and has no default, and a
@@ -1708,5 +1715,53 @@ rules-file = 50%-off
         );
         let e = ConfigFile::load(t.path()).expect_err("dir");
         assert!(e.to_string().contains("not a regular file"), "{e}");
+    }
+
+    /// The example in the module docs does what the docs say.
+    #[test]
+    fn the_documented_example() {
+        let text = "\
+# /etc/livesync/livesync.conf
+[default]
+watch-dir       = /srv/www
+destination-dir = /backup/www
+delay-collect   = 5
+label           = www
+lists-dir       = /run/livesync-%label%
+
+[rsync]
+config-block-inherits = default
+mode            = rsyncdirect
+destination-dir = backup.example.org:/srv/www
+ignore-exitcode = 23,24
+-- = %RSYNC-ARGS% --bwlimit=2000 %watch-dir%/ %destination-dir%/
+";
+        let a = args_of(text, "rsync", &["-K", "rsync", "-t", "1"]).expect("args");
+        let words: Vec<String> = a
+            .words
+            .iter()
+            .map(|w| w.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            words,
+            [
+                "--mode=rsyncdirect",
+                "--destination-dir=backup.example.org:/srv/www",
+                "--ignore-exitcode=23",
+                "--ignore-exitcode=24",
+                "--watch-dir=/srv/www",
+                "--label=www",
+                "--lists-dir=/run/livesync-www",
+            ]
+        );
+        assert_eq!(
+            a.handler_args,
+            Some(os(&[
+                "%RSYNC-ARGS%",
+                "--bwlimit=2000",
+                "%watch-dir%/",
+                "%destination-dir%/"
+            ]))
+        );
     }
 }
