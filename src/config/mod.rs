@@ -135,6 +135,25 @@ fn merge_config_file(
         None => file::find_default(search, &mut out.warnings)?,
     };
     let Some(f) = loaded else {
+        let block_asked = a.given.gave("config-block") || a.given.gave("config-block-inherits");
+        if block_asked && a.config_file.is_none() {
+            let tried: Vec<String> = search.iter().map(|p| path::display_os(p)).collect();
+            return Err(ConfigError::Invalid(format!(
+                "-K {}: no config file was found (tried {}); give the file with -H",
+                a.config_block,
+                if tried.is_empty() {
+                    "none".to_string()
+                } else {
+                    tried.join(", ")
+                }
+            )));
+        }
+        if block_asked {
+            out.warnings.push(
+                "-K and --config-block-inherits have no effect with -H /NULL/ (no config file is read)"
+                    .to_string(),
+            );
+        }
         return Ok((a, out));
     };
     out.warnings.extend(f.warnings().iter().cloned());
@@ -956,6 +975,26 @@ config-block-inherits = one
         // ... unless -K asked for it.
         let e = run(&["-K", "mine"]).expect_err("-K");
         assert!(e.to_string().contains("has no block [mine]"), "{e}");
+        // -K with no file at all: an error; with -H /NULL/: a warning.
+        let e = Config::from_args_searching(
+            cli::Args::try_parse_from(["livesync", "-K", "mine"]).expect("clap"),
+            &[PathBuf::from(&absent)],
+        )
+        .expect_err("-K without a file");
+        assert!(
+            e.to_string().contains(&format!(
+                "-K mine: no config file was found (tried {absent})"
+            )),
+            "{e}"
+        );
+        let c = run(&["-H", "/NULL/", "-K", "mine", "-W", &fx.p("src"), "-D", "/x"]).expect("null");
+        assert!(
+            c.warnings
+                .iter()
+                .any(|w| w.contains("no effect with -H /NULL/")),
+            "{:?}",
+            c.warnings
+        );
         // A default file that is read but broken is an error.
         std::fs::write(&home, "[default]\nlabel\n").expect("write");
         let e = run(&[]).expect_err("broken");
