@@ -512,15 +512,24 @@ impl ConfigFile {
                 ));
             };
             let key_bytes = trim_end(&t[..eq]);
+            if key_bytes.is_empty() {
+                return Err(syntax(
+                    line,
+                    format!(
+                        "`{}` has no option name before the `=`; write `option = value`",
+                        shown(trim_end(t))
+                    ),
+                ));
+            }
             let key = std::str::from_utf8(key_bytes)
                 .ok()
-                .filter(|k| !k.is_empty())
+                .filter(|k| !k.chars().any(char::is_control))
                 .ok_or_else(|| {
                     syntax(
                         line,
                         format!(
-                            "`{}` has no option name before the `=`; write `option = value`",
-                            shown(trim_end(t))
+                            "option name {} has bytes no option name has; keys are long option names such as watch-dir",
+                            shown(key_bytes)
                         ),
                     )
                 })?
@@ -604,7 +613,7 @@ impl ConfigFile {
             self.error(
                 None,
                 ErrorKind::MissingBlock {
-                    block: name.to_string(),
+                    block: shown(name.as_bytes()),
                     have: self.block_names(),
                 },
             )
@@ -635,7 +644,7 @@ impl ConfigFile {
                     line,
                     ErrorKind::MissingParent {
                         block: child,
-                        parent: pname,
+                        parent: shown(pname.as_bytes()),
                         have: self.block_names(),
                         via: if line.is_some() {
                             "its config-block-inherits line"
@@ -995,11 +1004,22 @@ impl<'s, 'a> Resolver<'s, 'a> {
     }
 }
 
-/// The first line of a clap error, without the `error: ` prefix.
+/// The first line of a clap error, without the `error: ` prefix, control
+/// characters (which it may quote from the value) escaped.
 fn clap_reason(e: &clap::Error) -> String {
     let rendered = e.render().to_string();
     let first = rendered.lines().next().unwrap_or("invalid value");
-    first.strip_prefix("error: ").unwrap_or(first).to_string()
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    first
+        .chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// Turns `settings` into clap words for `cmd`, leaving out every option
@@ -1296,6 +1316,7 @@ mod tests {
             ("[a[b]\n", 1, "brackets"),
             ("[default]\nlabel x\n", 2, "expected `option = value`"),
             ("[default]\n = x\n", 2, "no option name"),
+            ("[default]\nla\x1bbel = x\n", 2, "la\\x1bbel has bytes"),
             ("# c\nlabel = x\n[default]\n", 2, "before any [block]"),
             (
                 "[a]\nlabel = x\n\nlabel = y\n",
@@ -1579,6 +1600,7 @@ rules-file = 50%-off
             ("ignore-exitcode = 23,x", "invalid value 'x'"),
             ("custom-signals = 9:b", "SIGKILL"),
             ("threshold-bigfile = 1e3", "1e3"),
+            ("delay-sync = 1\r2", "1\\r2"),
         ];
         for (line, needle) in cases {
             let text = format!("[b]\n# padding\n{line}\n");
