@@ -227,6 +227,7 @@ fn watch_limit_at_start_is_exit_3_naming_the_sysctl() {
         c.env.mkdir_p(format!("d{i}/sub"));
     }
     let mut cmd = std::process::Command::new(BIN);
+    cmd.args(["-H", "/NULL/"]);
     cmd.arg("-W").arg(&c.env.src).arg("-D").arg(&c.newdst);
     const LIMIT_FILE: &std::ffi::CStr = c"/proc/sys/user/max_inotify_watches";
     // SAFETY: runs in the forked child before exec; only async-signal-safe

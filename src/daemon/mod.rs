@@ -465,6 +465,9 @@ impl Daemon {
 /// error is logged (one line) before it is returned.
 pub fn run(cfg: Config) -> Result<(), DaemonError> {
     log::init(cfg.log_level);
+    for w in &cfg.warnings {
+        ::log::warn!("{w}");
+    }
     let result = start_and_run(cfg);
     match &result {
         Err(e) => ::log::error!("{e}"),

@@ -324,7 +324,10 @@ impl Daemon {
             Locking::Shared => Some(take_lock(libc::LOCK_SH)),
             Locking::CallerHoldsExclusive => None,
         };
+        // -H /NULL/: no config file of the host may leak into a test.
         let mut argv: Vec<OsString> = vec![
+            "-H".into(),
+            "/NULL/".into(),
             "-W".into(),
             env.src.clone().into(),
             "-D".into(),
@@ -730,7 +733,8 @@ pub struct Run {
 /// Runs `livesync ARGS...` to completion (killing it after `timeout`).
 pub fn run_livesync<S: AsRef<OsStr>>(args: &[S], timeout: Duration) -> Run {
     let mut cmd = Command::new(BIN);
-    cmd.args(args);
+    // -H /NULL/: no config file of the host may leak into a test.
+    cmd.args(["-H", "/NULL/"]).args(args);
     run_command(cmd, timeout)
 }
 
