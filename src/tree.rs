@@ -17,10 +17,16 @@ use crate::monitor::{EventKind, Monitor, MonitorError, RawEvent};
 use crate::path;
 use crate::queue::Change;
 use crate::rules::{Action, Kind, Rules};
+use std::collections::BTreeSet;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
+
+/// How often directories that could not be watched (watch limit) are
+/// rescanned and watching them is tried again.
+pub const UNWATCHED_RESCAN: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum TreeError {
@@ -44,6 +50,12 @@ pub struct Tree {
     /// A `MovedFrom` that was the last event of a read: its `MovedTo` may
     /// be in the next one.
     held: Option<RawEvent>,
+    /// Directories that could not be watched because the watch limit was
+    /// reached (nothing below them is watched either); rescanned every
+    /// [`UNWATCHED_RESCAN`] until watching them works.
+    unwatched: BTreeSet<Vec<u8>>,
+    /// The watch-limit error was logged loudly once already.
+    limit_reported: bool,
     pub stats: TreeStats,
 }
 
@@ -56,6 +68,8 @@ impl Tree {
             rules,
             big_threshold,
             held: None,
+            unwatched: BTreeSet::new(),
+            limit_reported: false,
             stats: TreeStats::default(),
         }
     }
@@ -90,7 +104,6 @@ impl Tree {
     ) -> Result<usize, MonitorError> {
         let mut stack = vec![rel.to_vec()];
         let mut visited = 0usize;
-        let mut limit_logged = false;
         while let Some(dir) = stack.pop() {
             if !self.walkable(&dir) {
                 continue;
@@ -101,12 +114,25 @@ impl Tree {
                     Ok(()) => {}
                     Err(MonitorError::Gone { .. }) => continue,
                     Err(e @ MonitorError::WatchLimit { .. }) if strict => return Err(e),
+                    Err(e @ MonitorError::WatchLimit { .. }) => {
+                        // Nothing below can be watched either: remember the
+                        // subtree, rescan it periodically, and try again then.
+                        self.stats.watch_failures += 1;
+                        if self.limit_reported {
+                            log::debug!("{e}");
+                        } else {
+                            log::error!(
+                                "{e}; until then the directories that cannot be watched are rescanned every {} s",
+                                UNWATCHED_RESCAN.as_secs()
+                            );
+                            self.limit_reported = true;
+                        }
+                        self.unwatched.insert(dir);
+                        continue;
+                    }
                     Err(e) => {
                         self.stats.watch_failures += 1;
-                        if !limit_logged {
-                            log::error!("{e}; changes below it are synced only by rescans");
-                            limit_logged = matches!(e, MonitorError::WatchLimit { .. });
-                        }
+                        log::error!("{e}; changes below it are synced only by rescans");
                     }
                 }
             }
@@ -232,15 +258,17 @@ impl Tree {
         let from_ok = self.syncable(from, is_dir);
         let to_ok = self.syncable(to, is_dir);
         if is_dir {
-            // The backend re-labelled the subtree's watches already. But when
-            // the directory was created or moved in just before this rename,
-            // in the same read, our watch attempt found it gone and nothing
-            // was re-labelled: watch it at its new name now. The rules may
-            // also see the new place differently.
-            if !self.walkable(to) {
-                mon.forget_subtree(to);
-            } else if !self.rules.is_empty() || (self.monitorable(to) && !mon.is_watched(to)) {
+            // The backend re-labelled the subtree's watches already, but that
+            // is not enough: a directory inside it that appeared just before
+            // the rename may have been gone from its old name by the time we
+            // tried to watch it (or the rename may be of a directory we never
+            // got to watch at all). Walk the new place again; watches that
+            // exist are kept as they are. The rules may also see the new
+            // place differently.
+            if self.walkable(to) {
                 let _ = self.watch_subtree(mon, to, false);
+            } else {
+                mon.forget_subtree(to);
             }
         }
         match (from_ok, to_ok) {
@@ -277,6 +305,36 @@ impl Tree {
             path: rel.to_vec(),
             instant: true,
         });
+    }
+
+    /// Whether some directories could not be watched (the watch limit).
+    pub fn has_unwatched(&self) -> bool {
+        !self.unwatched.is_empty()
+    }
+
+    /// Tries again to watch the directories the watch limit kept us from
+    /// watching, and queues each of them as a subtree (instant), since
+    /// changes below them were not seen. A directory that is gone is dropped:
+    /// the event that took it away is handled on its own.
+    pub fn rescan_unwatched(&mut self, mon: &mut dyn Monitor, out: &mut Vec<Change>) {
+        let roots = std::mem::take(&mut self.unwatched);
+        for dir in roots {
+            let abs = path::abs(&self.root, &dir);
+            if !std::fs::symlink_metadata(&abs).is_ok_and(|m| m.is_dir()) {
+                continue;
+            }
+            let _ = self.watch_subtree(mon, &dir, false);
+            out.push(Change::Subtree {
+                path: dir,
+                instant: true,
+            });
+        }
+        if self.unwatched.is_empty() && self.limit_reported {
+            log::info!(
+                "the inotify watch limit no longer stops us: every directory is watched again"
+            );
+            self.limit_reported = false;
+        }
     }
 
     /// Whether a `MovedFrom` waits for its pair; the caller should read the
@@ -347,7 +405,6 @@ impl Tree {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeSet;
 
     /// A backend that records which directories are watched; like the
     /// kernel, it refuses to watch what is not a directory (any more).
@@ -507,7 +564,8 @@ mod tests {
     /// Regression: `mkdir d; mv d e` read in one go. The watch attempt for
     /// `d` finds it gone and the backend had nothing to re-label, so `e` must
     /// be watched when the move is processed, or every later change inside
-    /// it is lost.
+    /// it is lost. The same holds for a directory that appeared inside a
+    /// watched one just before that one was renamed (`e/sub` here).
     #[test]
     fn a_directory_renamed_right_after_creation_is_watched_at_its_new_name() {
         let (dir, mut tree, mut mon) = setup();
@@ -526,6 +584,27 @@ mod tests {
         );
         assert!(mon.watched.contains(b"e/sub".as_slice()));
         assert!(!mon.watched.contains(b"d".as_slice()));
+    }
+
+    /// Regression (torture, seed 1 under load): `P/sub` moved in, then `P`
+    /// renamed to `Q` before we got to watch `P/sub`. The backend re-labels
+    /// `P` as `Q`, but `Q/sub` was never watched; the move must walk `Q`.
+    #[test]
+    fn a_renamed_directory_is_walked_again_for_unwatched_subdirectories() {
+        let (dir, mut tree, mut mon) = setup();
+        std::fs::create_dir_all(dir.path().join("Q/sub")).expect("mkdir");
+        mon.watched.insert(b"Q".to_vec()); // as re-labelled by the backend
+        let mut out = Vec::new();
+        let evs = [
+            ev("P", EventKind::MovedFrom, true, 6),
+            ev("Q", EventKind::MovedTo, true, 6),
+        ];
+        tree.process(&mut mon, &evs, &mut out).expect("process");
+        assert!(
+            mon.watched.contains(b"Q/sub".as_slice()),
+            "{:?}",
+            mon.watched
+        );
     }
 
     #[test]

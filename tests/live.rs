@@ -32,12 +32,13 @@ impl Mode {
     }
 }
 
-/// Starts the daemon in `mode` with `extra` args and waits for the initial sync.
+/// Starts the daemon in `mode` with `extra` args and waits until it is live:
+/// initial sync done and live changes flowing (see `Daemon::wait_live`).
 fn start(env: &TestEnv, mode: Mode, extra: &[&str]) -> Daemon {
     let mut args = mode.args();
     args.extend_from_slice(extra);
     let mut d = Daemon::start(env, &args);
-    d.wait_synced(env, SYNC);
+    d.wait_live(env, SYNC);
     d
 }
 
@@ -377,6 +378,60 @@ fn weird_names(mode: Mode) {
     assert!(env.dst_has("star*") && env.dst_has("***") && env.dst_has("dir ***"));
 }
 
+/// Names at the limits: 255 bytes (NAME_MAX, so a temp name cannot just
+/// add to it), a path over 2,000 bytes deep, and names that look like a sync
+/// tool's own temporaries.
+fn names_at_the_limits(mode: Mode) {
+    let env = TestEnv::new();
+    let long = "L".repeat(255);
+    let mut d = start_now(&env, mode);
+    env.write(&long, "longest name");
+    let long_dir = "D".repeat(255);
+    env.mkdir_p(&long_dir);
+    env.write(format!("{long_dir}/{long}"), "inside");
+    let mut deep = String::new();
+    for i in 0..10 {
+        deep.push_str(&format!("{i}{}/", "d".repeat(200)));
+    }
+    env.mkdir_p(&deep);
+    env.write(format!("{deep}leaf"), "deep");
+    for name in [
+        ".livesync.x.0123456789abcdef",
+        ".livesync.",
+        ".x.AbC123",
+        ".~tmp~",
+    ] {
+        env.write(name, name);
+    }
+    d.wait_synced(&env, SYNC);
+    env.write(&long, "changed");
+    env.write(format!("{deep}leaf"), "changed too");
+    fs::remove_file(env.src_path(".livesync.x.0123456789abcdef")).unwrap();
+    d.wait_synced(&env, SYNC);
+}
+
+/// A dir moved out keeps its inotify watch (watches follow inodes): moved
+/// back in under another name, it must be synced under the new name only.
+fn dir_moved_out_and_back_in(mode: Mode) {
+    let env = TestEnv::new();
+    env.mkdir_p("d/sub");
+    env.write("d/sub/f", "f");
+    let mut d = start_now(&env, mode);
+    fs::rename(env.src_path("d"), env.outside_path("d")).unwrap();
+    fs::write(env.outside_path("d/sub/while-outside"), "w").unwrap();
+    d.wait_synced(&env, SYNC);
+    fs::rename(env.outside_path("d"), env.src_path("back")).unwrap();
+    d.wait_synced(&env, SYNC);
+    env.write("back/sub/after", "a");
+    env.write("back/sub/f", "changed");
+    d.wait_synced(&env, SYNC);
+    // Out and in again, fast, under the old name.
+    fs::rename(env.src_path("back"), env.outside_path("again")).unwrap();
+    fs::rename(env.outside_path("again"), env.src_path("d")).unwrap();
+    env.write("d/sub/last", "l");
+    d.wait_synced(&env, SYNC);
+}
+
 /// Changes made while the initial sync is running are synced after it.
 fn changes_during_initial_sync(mode: Mode) {
     let env = TestEnv::new();
@@ -437,7 +492,7 @@ fn rules_exclude(mode: Mode) {
     let rules = env.root.join("rules");
     fs::write(
         &rules,
-        "# skip editor droppings and caches\n-f\\.tmp$\n-d(^|/)cache$\n+*\n",
+        "# skip editor droppings and caches\n-f\\.tmp$\n-d(^|/)cache$\n-d(^|/)\\[x\\]\\*$\n+*\n",
     )
     .unwrap();
     env.write("keep.txt", "k");
@@ -460,8 +515,27 @@ fn rules_exclude(mode: Mode) {
     env.write("cache/late", "excluded");
     env.write("late.txt", "included");
     env.write("sub/late.txt", "included");
+    // An excluded dir whose name is a glob matching the included names around it.
+    env.mkdir_p("[x]*/in");
+    env.write("[x]*/in/f", "excluded");
+    for glob_victim in ["x", "xyz", "[x]", "x*"] {
+        env.write(glob_victim, "included");
+    }
+    env.mkdir_p("new/deeper");
+    env.write("new/deeper/a.tmp", "excluded");
+    env.write("new/deeper/a.txt", "included");
     d.wait_until(SYNC, "included files synced", || {
-        env.dst_has("late.txt") && env.dst_has("sub/late.txt")
+        [
+            "late.txt",
+            "sub/late.txt",
+            "x",
+            "xyz",
+            "[x]",
+            "x*",
+            "new/deeper/a.txt",
+        ]
+        .iter()
+        .all(|p| env.dst_has(p))
     });
     // The excluded ones were written first; give them the same chance to show up.
     env.write("marker", "m");
@@ -472,6 +546,8 @@ fn rules_exclude(mode: Mode) {
         "cache",
         "late.tmp",
         "sub/late.tmp",
+        "[x]*",
+        "new/deeper/a.tmp",
     ] {
         assert!(
             !env.dst_has(excluded),
@@ -482,11 +558,60 @@ fn rules_exclude(mode: Mode) {
     assert_eq!(env.dst_read("keep.txt").as_deref(), Some(&b"k"[..]));
 }
 
+/// The initial sync makes a stale destination equal: extras deleted (also
+/// deep ones), changed files replaced, type clashes resolved.
+fn initial_sync_replaces_stale_destination(mode: Mode) {
+    let env = TestEnv::new();
+    env.mkdir_p("d/sub");
+    env.write("d/sub/f", "fresh");
+    env.write("changed", "new contents, longer than before");
+    env.write("was-dir", "now a file");
+    env.mkdir_p("was-file");
+    let stale = |p: &str| env.dst.join(p);
+    fs::create_dir_all(stale("d/sub/old-dir/deeper")).unwrap();
+    fs::write(stale("d/sub/old-dir/deeper/x"), "x").unwrap();
+    fs::write(stale("extra"), "extra").unwrap();
+    fs::write(stale("changed"), "old").unwrap();
+    fs::create_dir_all(stale("was-dir/inner")).unwrap();
+    fs::write(stale("was-dir/inner/y"), "y").unwrap();
+    fs::write(stale("was-file"), "a file where a dir belongs").unwrap();
+    symlink("nowhere", stale("d/stale-link")).unwrap();
+    let mut d = start_now(&env, mode);
+    d.wait_synced(&env, SYNC);
+}
+
+/// FIFOs are recreated, not read (reading one would block the sync forever).
+fn fifos_are_recreated(mode: Mode) {
+    let env = TestEnv::new();
+    let mkfifo = |p: &Path| {
+        let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+        assert_eq!(
+            unsafe { libc::mkfifo(c.as_ptr(), 0o640) },
+            0,
+            "mkfifo {}",
+            p.display()
+        );
+    };
+    mkfifo(&env.src_path("before"));
+    env.write("f", "f");
+    let mut d = start_now(&env, mode);
+    mkfifo(&env.src_path("live"));
+    env.write("after", "after the fifo");
+    d.wait_synced(&env, SYNC);
+    fs::remove_file(env.src_path("before")).unwrap();
+    d.wait_synced(&env, SYNC);
+}
+
 /// SIGTERM syncs what is still waiting in a delay window, then exits 0.
 fn sigterm_flushes_pending(mode: Mode) {
     let env = TestEnv::new();
     env.write("initial", "i");
-    let mut d = start(&env, mode, &["-t30", "-w0"]);
+    let mut args = mode.args();
+    args.extend(["-t30", "-w0"]);
+    let mut d = Daemon::start(&env, &args);
+    // Not `start`: its sentinel would wait 30 s. A non-empty source that is
+    // synced proves the watches are in place (they come before the initial sync).
+    d.wait_synced(&env, SYNC);
     env.write("pending", "waits for the 30 s window");
     // Also gives the daemon time to read the event before the signal.
     assert_stays(
@@ -511,27 +636,39 @@ fn sigterm_flushes_pending(mode: Mode) {
     );
 }
 
-/// Files bigger than `-B` wait for the `-T` window; small ones go by `-t`.
+/// Changes to files bigger than `-B` wait for the `-T` window; small files
+/// go by `-t`. (A big file is judged by its size when the change is seen;
+/// a new file is seen at size 0, so this checks changes to existing ones.)
 fn big_files_use_their_own_window(mode: Mode) {
     let env = TestEnv::new();
-    let mut d = start(&env, mode, &["-t0", "-w0", "-B", "4096", "-T", "2"]);
-    let t0 = Instant::now();
     env.write("big.bin", vec![7u8; 64 * 1024]);
     env.write("small.txt", "small");
-    d.wait_until(SYNC, "small.txt synced at once", || {
-        env.dst_has("small.txt")
+    let mut d = start(&env, mode, &["-t0", "-w0", "-B", "4096", "-T", "2"]);
+    let t0 = Instant::now();
+    let mut f = fs::OpenOptions::new()
+        .append(true)
+        .open(env.src_path("big.bin"))
+        .unwrap();
+    std::io::Write::write_all(&mut f, b"appended").unwrap();
+    drop(f);
+    env.write("small.txt", "small, changed");
+    d.wait_until(SYNC, "small.txt change synced at once", || {
+        env.dst_read("small.txt").as_deref() == Some(b"small, changed")
     });
+    let big_len = 64 * 1024 + 8;
+    let big_synced = || env.dst_read("big.bin").is_some_and(|c| c.len() == big_len);
     if t0.elapsed() < Duration::from_millis(1500) {
         assert!(
-            !env.dst_has("big.bin"),
-            "big.bin was synced by the -t lane\n{}",
+            !big_synced(),
+            "big.bin change was synced by the -t lane\n{}",
             d.context()
         );
     }
-    d.wait_until(secs(8.0), "big.bin synced after the -T window", || {
-        env.dst_read("big.bin")
-            .is_some_and(|c| c.len() == 64 * 1024)
-    });
+    d.wait_until(
+        secs(8.0),
+        "big.bin change synced after the -T window",
+        big_synced,
+    );
     d.wait_synced(&env, SYNC);
 }
 
@@ -592,6 +729,40 @@ fn rsyncdirect_failing_handler_is_retried() {
     );
 }
 
+/// With `-r 1` a batch that fails is not retried: the daemon exits 1 and says why.
+#[test]
+fn rsyncdirect_gives_up_after_r_tries_with_exit_1() {
+    if !require_tool("rsync") {
+        return;
+    }
+    let env = TestEnv::new();
+    env.write("f", "f");
+    let script = env.root.join("always-fails");
+    fs::write(&script, "#!/bin/sh\nexit 12\n").unwrap();
+    chmod(&script, 0o755);
+    let mut d = Daemon::start(
+        &env,
+        &[
+            "-M",
+            "rsyncdirect",
+            "-t0",
+            "-w0",
+            "-r",
+            "1",
+            "-S",
+            script.to_str().unwrap(),
+        ],
+    );
+    let st = d.wait_exit(Duration::from_secs(20));
+    assert_eq!(st.code(), Some(1), "exit status {st}\n{}", d.context());
+    let log = d.log();
+    assert!(
+        log.lines().any(|l| l.contains("12")),
+        "the log does not say the handler failed with exit code 12\n{}",
+        d.context()
+    );
+}
+
 #[test]
 fn sigterm_exits_cleanly() {
     let env = TestEnv::new();
@@ -611,6 +782,7 @@ fn sigterm_exits_cleanly() {
 #[test]
 fn sigint_exits_cleanly() {
     let env = TestEnv::new();
+    env.write("f", "f");
     let mut d = start_now(&env, Mode::Mirror);
     let st = d
         .signal_and_wait(libc::SIGINT, secs(5.0))
@@ -621,6 +793,24 @@ fn sigint_exits_cleanly() {
         "SIGINT exit status {st}\n{}",
         d.context()
     );
+}
+
+/// Fractional windows are accepted and honoured: `-t0.6`.
+#[test]
+fn fractional_delay_window() {
+    let env = TestEnv::new();
+    let mut d = start(&env, Mode::Mirror, &["-t0.6", "-w0"]);
+    let t0 = Instant::now();
+    env.write("late", "late");
+    assert_stays(
+        Duration::from_millis(200),
+        "late absent before the 0.6 s window",
+        || !env.dst_has("late"),
+    );
+    let left = Duration::from_secs(3).saturating_sub(t0.elapsed());
+    d.wait_until(left, "late in dst soon after the 0.6 s window", || {
+        env.dst_has("late")
+    });
 }
 
 /// No `-M` with `-D`: the built-in mirror runs (no rsync needed).
@@ -663,4 +853,8 @@ both_modes!(
     rules_exclude,
     sigterm_flushes_pending,
     big_files_use_their_own_window,
+    initial_sync_replaces_stale_destination,
+    fifos_are_recreated,
+    names_at_the_limits,
+    dir_moved_out_and_back_in,
 );

@@ -1,7 +1,8 @@
 //! inotify queue overflow: with `fs.inotify.max_queued_events` lowered to 16
-//! for the daemon's inotify instance, a burst of 1,000 creates must overflow
-//! the kernel queue; the daemon must log a warning containing "overflow",
-//! rescan, and still deliver every file.
+//! for the daemon's inotify instance, a burst of 1,000 creates (plus 200
+//! deletions and a dir rename) must overflow the kernel queue; the daemon
+//! must log a warning containing "overflow", rescan, and end with the
+//! destination equal to the source. Runs for mirror, then rsyncdirect.
 //!
 //! Needs root (skipped otherwise, failed under CI=true). The sysctl is global
 //! and is read when an inotify instance is created, so this test: takes the
@@ -58,13 +59,15 @@ impl Drop for SysctlGuard {
     }
 }
 
-#[test]
-fn queue_overflow_rescans_and_loses_nothing() {
-    if !require_root("writes fs.inotify.max_queued_events") {
-        return;
-    }
+/// One run in `mode`: a burst of 1,000 creates plus deletions and a dir
+/// rename, all while the kernel queue holds 16 events.
+fn overflow_case(mode: &str) {
     let env = TestEnv::new();
     env.mkdir_p("burst");
+    env.mkdir_p("old/sub");
+    for i in 0..200 {
+        env.write(format!("old/sub/gone-{i:03}"), "to be deleted in the burst");
+    }
     env.write("before", "initial");
 
     let exclusive = take_lock(libc::LOCK_EX);
@@ -77,7 +80,7 @@ fn queue_overflow_rescans_and_loses_nothing() {
     };
     let mut d = Daemon::start_with(
         &env,
-        &["-M", "mirror", "-t0", "-w0"],
+        &["-M", mode, "-t0", "-w0"],
         Locking::CallerHoldsExclusive,
     );
     // Restore as soon as the daemon's inotify instance certainly exists:
@@ -86,12 +89,29 @@ fn queue_overflow_rescans_and_loses_nothing() {
     guard.restore();
     drop(exclusive);
     if let Err(e) = synced {
-        panic!("initial sync: {e}");
+        panic!("[{mode}] initial sync: {e}");
     }
 
     for i in 0..1000 {
         env.write(format!("burst/file-{i:04}"), format!("{i}"));
     }
+    for i in 0..200 {
+        fs::remove_file(env.src_path(format!("old/sub/gone-{i:03}"))).unwrap();
+    }
+    fs::rename(env.src_path("old"), env.src_path("renamed")).unwrap();
+    env.write("renamed/sub/after", "after the burst");
     d.wait_synced(&env, Duration::from_secs(60));
     d.wait_for_log(Duration::from_secs(5), "overflow");
+}
+
+/// The only test in this binary (the sysctl is global): both handlers in turn.
+#[test]
+fn queue_overflow_rescans_and_loses_nothing() {
+    if !require_root("writes fs.inotify.max_queued_events") {
+        return;
+    }
+    overflow_case("mirror");
+    if require_tool("rsync") {
+        overflow_case("rsyncdirect");
+    }
 }

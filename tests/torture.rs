@@ -719,3 +719,73 @@ fn walk(abs: &Path, relp: &[u8], out: &mut BTreeMap<Vec<u8>, K>) {
         }
     }
 }
+
+/// `tree_diff` is what every torture verdict rests on: it must see each kind
+/// of difference, including ones a size or name-as-UTF-8 check would miss.
+#[test]
+fn tree_diff_sees_every_kind_of_difference() {
+    let env = TestEnv::new();
+    let (a, b) = (&env.src, &env.dst);
+    let both = |p: &[u8], content: &[u8]| {
+        fs::write(a.join(rel(p)), content).unwrap();
+        fs::write(b.join(rel(p)), content).unwrap();
+    };
+    assert_eq!(tree_diff(a, b), None);
+    both(b"same", b"x");
+    both(b"name \xff\n*", b"y");
+    assert_eq!(tree_diff(a, b), None, "equal trees reported different");
+
+    let expect = |what: &str, needle: &str| {
+        let d = tree_diff(a, b).unwrap_or_else(|| panic!("{what}: no difference reported"));
+        assert!(
+            d.contains(needle),
+            "{what}: report does not mention {needle:?}:\n{d}"
+        );
+    };
+    fs::write(b.join("same"), "z").unwrap();
+    expect("same size, other bytes", "contents differ");
+    fs::write(b.join("same"), "x").unwrap();
+
+    fs::set_permissions(a.join("same"), fs::Permissions::from_mode(0o600)).unwrap();
+    fs::set_permissions(b.join("same"), fs::Permissions::from_mode(0o640)).unwrap();
+    expect("mode", "mode differs");
+    fs::set_permissions(b.join("same"), fs::Permissions::from_mode(0o600)).unwrap();
+
+    fs::write(b.join(rel(b"name \xff\n*")), "yy").unwrap();
+    expect(
+        "size under a non-UTF-8 name",
+        r#""name \xff\n*": size differs"#,
+    );
+    fs::write(b.join(rel(b"name \xff\n*")), "y").unwrap();
+
+    symlink("t1", a.join("l")).unwrap();
+    symlink("t2", b.join("l")).unwrap();
+    expect("symlink target", "symlink target differs");
+    fs::remove_file(b.join("l")).unwrap();
+    fs::write(b.join("l"), "t1").unwrap();
+    expect("symlink vs file", "type differs");
+    fs::remove_file(b.join("l")).unwrap();
+    symlink("t1", b.join("l")).unwrap();
+
+    fs::create_dir_all(a.join("d/e")).unwrap();
+    fs::create_dir_all(b.join("d/e")).unwrap();
+    fs::write(a.join("d/e/deep"), "").unwrap();
+    expect("missing deep file", "missing in dst");
+    fs::write(b.join("d/e/deep"), "").unwrap();
+    fs::write(b.join("d/extra"), "").unwrap();
+    expect("extra file", "extra in dst");
+    fs::remove_file(b.join("d/extra")).unwrap();
+
+    // Links are compared, never followed: differing targets' contents don't matter.
+    fs::create_dir(a.join("ta")).unwrap();
+    fs::create_dir(b.join("ta")).unwrap();
+    fs::write(a.join("ta/t"), "1").unwrap();
+    fs::write(b.join("ta/t"), "1").unwrap();
+    symlink("ta", a.join("dirlink")).unwrap();
+    symlink("ta", b.join("dirlink")).unwrap();
+    assert_eq!(
+        tree_diff(a, b),
+        None,
+        "trees made equal again are still reported different"
+    );
+}

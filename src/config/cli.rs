@@ -1,10 +1,17 @@
 //! The raw command line, as clap parses it, with clsync's spellings.
 //!
 //! These are the user's words, unvalidated; [`super::Config::from_args`]
-//! turns them into resolved settings. Nothing here touches the filesystem.
+//! merges the config file under them and turns them into resolved settings.
+//! Besides the typed fields, [`Args::given`] records which options were given
+//! on the command line and their raw values ([`CommandLine`]), so that the
+//! command line can beat the config file option by option. Nothing here
+//! touches the filesystem.
 
-use clap::{ArgAction, Parser};
+use clap::parser::ValueSource;
+use clap::{ArgAction, ArgMatches, CommandFactory, FromArgMatches, Parser};
+use std::collections::BTreeMap;
 use std::ffi::OsString;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
 
 const EXAMPLES: &str = "\
@@ -21,9 +28,18 @@ Examples:
   Skip PHP sessions and caches with a rules file:
     livesync -W /srv/www -D /backup/www -R /etc/livesync/webroot.rules
 
+  Take the settings from block [www] of a config file, but collect for 5 s:
+    livesync -H /etc/livesync/livesync.conf -K www -t5
+
 Rules file lines are `[+-][fdwmsW*]regex`, matched against the path relative
 to the watch dir without a leading slash (the root is the empty string); the
 first matching rule decides, and a path no rule matches is permitted.
+
+Config file: INI blocks of `option = value` lines (long option names without
+dashes), read from -H FILE or else from the first readable of
+~/.livesync.conf, /etc/livesync/livesync.conf, ~/.clsync.conf,
+/etc/clsync/clsync.conf (-H /NULL/ reads none); -K picks the block
+(default: [default]). The command line beats the file, option by option.
 
 Exit codes: 0 success; 1 runtime failure (e.g. a sync handler kept failing
 past --retries); 2 bad usage or input (nothing was touched); 3 the inotify
@@ -40,14 +56,20 @@ watch limit was reached at start (raise fs.inotify.max_user_watches).";
     max_term_width = 100
 )]
 pub struct Args {
-    /// Directory to watch and mirror.
+    /// What was given on the command line itself (filled from clap's
+    /// matches). It must stay the FIRST field: the derive builds fields in
+    /// order and removes each option's values from the matches as it goes.
+    #[command(flatten)]
+    pub given: CommandLine,
+
+    /// Directory to watch and mirror (or `watch-dir` in the config file).
     #[arg(
         short = 'W',
         long = "watch-dir",
         value_name = "DIR",
         help_heading = "Where"
     )]
-    pub watch_dir: PathBuf,
+    pub watch_dir: Option<PathBuf>,
 
     /// Destination: a local directory (created if missing), or for rsync
     /// modes also `host:path` or `rsync://host/module/path`.
@@ -177,9 +199,276 @@ pub struct Args {
     #[arg(short = 'q', long = "quiet", help_heading = "Logging")]
     pub quiet: bool,
 
+    /// Config file to read instead of the default ones; `/NULL/` reads no
+    /// config file at all.
+    #[arg(
+        short = 'H',
+        long = "config-file",
+        value_name = "FILE",
+        help_heading = "Config file"
+    )]
+    pub config_file: Option<PathBuf>,
+
+    /// Block of the config file to use.
+    #[arg(
+        short = 'K',
+        long = "config-block",
+        value_name = "NAME",
+        default_value = "default",
+        help_heading = "Config file"
+    )]
+    pub config_block: String,
+
+    /// Parent block for the chosen block, instead of its own
+    /// `config-block-inherits` line (an empty NAME: no parent).
+    #[arg(
+        long = "config-block-inherits",
+        value_name = "NAME",
+        help_heading = "Config file"
+    )]
+    pub config_block_inherits: Option<String>,
+
+    /// `SIGNAL:BLOCK[,SIGNAL:BLOCK...]`: on SIGNAL (a number or a name such
+    /// as USR1 or RTMIN+1), switch to that config block; `0` clears the list
+    /// so far (repeatable).
+    #[arg(long = "custom-signals", value_name = "SPEC", value_parser = parse_custom_signals, action = ArgAction::Append, help_heading = "Config file")]
+    pub custom_signals: Vec<SignalSpec>,
+
     /// Arguments for the sync handler (after `--`).
     #[arg(last = true, value_name = "HANDLER ARGS")]
     pub handler_args: Vec<OsString>,
+}
+
+/// The options given on the command line itself (not defaults), with their
+/// raw values as clap saw them, and the same again as clap words
+/// (`--long=value`, `--flag`, then `--` and the handler arguments).
+///
+/// Filled by clap through `#[command(flatten)]`; it adds no arguments of its
+/// own. The words let [`super::Config::from_args`] put config-file options
+/// in front of the command line and parse once more, so every value goes
+/// through the same clap validation wherever it came from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CommandLine {
+    /// Long option name (handler arguments: `--`) → raw values in order
+    /// (empty for a flag).
+    given: BTreeMap<String, Vec<OsString>>,
+    words: Vec<OsString>,
+}
+
+/// Name under which [`CommandLine`] records the handler arguments.
+pub const HANDLER_ARGS: &str = "--";
+
+impl CommandLine {
+    /// Whether option `long` (a long name without dashes, or `--` for the
+    /// handler arguments) was given on the command line.
+    pub fn gave(&self, long: &str) -> bool {
+        self.given.contains_key(long)
+    }
+
+    /// The raw values option `long` was given on the command line with.
+    pub fn raw(&self, long: &str) -> Option<&[OsString]> {
+        self.given.get(long).map(Vec::as_slice)
+    }
+
+    /// The command line again, as clap words without the program name.
+    pub fn words(&self) -> &[OsString] {
+        &self.words
+    }
+
+    fn capture(m: &ArgMatches) -> CommandLine {
+        let cmd = Args::command();
+        let mut out = CommandLine::default();
+        let mut tail: Vec<OsString> = Vec::new();
+        for arg in cmd.get_arguments() {
+            let id = arg.get_id().as_str();
+            if m.value_source(id) != Some(ValueSource::CommandLine) {
+                continue;
+            }
+            let raw: Vec<OsString> = if arg.get_action().takes_values() {
+                m.get_raw(id)
+                    .map(|vals| vals.map(|v| v.to_os_string()).collect())
+                    .unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            if arg.is_positional() {
+                // Only the handler arguments are positional (`last = true`).
+                tail.push(HANDLER_ARGS.into());
+                tail.extend(raw.iter().cloned());
+                out.given.insert(HANDLER_ARGS.to_string(), raw);
+                continue;
+            }
+            let Some(long) = arg.get_long() else {
+                continue; // every option has a long name (tested)
+            };
+            if arg.get_action().takes_values() {
+                for v in &raw {
+                    let mut w = format!("--{long}=").into_bytes();
+                    w.extend_from_slice(v.as_bytes());
+                    out.words.push(OsString::from_vec(w));
+                }
+            } else {
+                let times = match arg.get_action() {
+                    ArgAction::Count => usize::from(m.get_count(id)),
+                    _ => 1,
+                };
+                for _ in 0..times {
+                    out.words.push(format!("--{long}").into());
+                }
+            }
+            out.given.insert(long.to_string(), raw);
+        }
+        out.words.extend(tail);
+        out
+    }
+}
+
+impl FromArgMatches for CommandLine {
+    fn from_arg_matches(m: &ArgMatches) -> Result<Self, clap::Error> {
+        Ok(CommandLine::capture(m))
+    }
+
+    fn update_from_arg_matches(&mut self, m: &ArgMatches) -> Result<(), clap::Error> {
+        *self = CommandLine::capture(m);
+        Ok(())
+    }
+}
+
+impl clap::Args for CommandLine {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        cmd
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        cmd
+    }
+}
+
+/// One item of a `--custom-signals` list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SignalEntry {
+    /// `0`: forget the custom signals given so far.
+    Reset,
+    /// `SIGNAL:BLOCK`.
+    Block(i32, String),
+}
+
+/// One `--custom-signals` value, parsed and checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignalSpec(pub Vec<SignalEntry>);
+
+/// Signals a custom block cannot take: SIGKILL and SIGSTOP cannot be caught,
+/// the fault signals must keep their default action, and livesync itself
+/// stops on HUP/INT/QUIT/TERM and reaps children on CHLD.
+const RESERVED_SIGNALS: [(i32, &str); 11] = [
+    (libc::SIGKILL, "SIGKILL cannot be caught"),
+    (libc::SIGSTOP, "SIGSTOP cannot be caught"),
+    (libc::SIGSEGV, "SIGSEGV reports a crash"),
+    (libc::SIGBUS, "SIGBUS reports a crash"),
+    (libc::SIGFPE, "SIGFPE reports a crash"),
+    (libc::SIGILL, "SIGILL reports a crash"),
+    (libc::SIGHUP, "livesync uses SIGHUP itself"),
+    (libc::SIGINT, "livesync uses SIGINT itself"),
+    (libc::SIGQUIT, "livesync uses SIGQUIT itself"),
+    (libc::SIGTERM, "livesync uses SIGTERM itself"),
+    (libc::SIGCHLD, "livesync uses SIGCHLD itself"),
+];
+
+/// A signal number, or a name with or without `SIG` (`USR1`, `SIGUSR1`,
+/// `RTMIN`, `RTMIN+3`, `RTMAX-1`).
+fn parse_signal(s: &str) -> Result<i32, String> {
+    let bad = || format!("{s:?} is not a signal number or name (e.g. 29, USR1 or RTMIN+1)");
+    let n = if s.bytes().all(|b| b.is_ascii_digit()) && !s.is_empty() {
+        s.parse::<i32>()
+            .map_err(|_| format!("signal {s:?} is out of range"))?
+    } else {
+        let upper = s.to_ascii_uppercase();
+        let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
+        let offset = |rest: &str, sign: char| -> Result<i32, String> {
+            match rest.strip_prefix(sign) {
+                None if rest.is_empty() => Ok(0),
+                Some(n) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => {
+                    n.parse::<i32>().map_err(|_| bad())
+                }
+                _ => Err(bad()),
+            }
+        };
+        if let Some(rest) = bare.strip_prefix("RTMIN") {
+            libc::SIGRTMIN() + offset(rest, '+')?
+        } else if let Some(rest) = bare.strip_prefix("RTMAX") {
+            libc::SIGRTMAX() - offset(rest, '-')?
+        } else {
+            format!("SIG{bare}")
+                .parse::<nix::sys::signal::Signal>()
+                .map(|sig| sig as i32)
+                .map_err(|_| bad())?
+        }
+    };
+    if n == 0 {
+        return Ok(0);
+    }
+    let max = libc::SIGRTMAX();
+    if !(1..=max).contains(&n) {
+        return Err(format!("signal {n} is out of range 1..={max}"));
+    }
+    if let Some((_, why)) = RESERVED_SIGNALS.iter().find(|(sig, _)| *sig == n) {
+        return Err(format!("signal {n}: {why}; choose another signal"));
+    }
+    Ok(n)
+}
+
+/// Parses `SIGNAL:BLOCK[,SIGNAL:BLOCK...]`, where a lone `0` resets.
+pub fn parse_custom_signals(spec: &str) -> Result<SignalSpec, String> {
+    let mut out = Vec::new();
+    for item in spec.split(',') {
+        let item = item.trim();
+        if item.is_empty() {
+            return Err(format!(
+                "empty item in {spec:?}; write SIGNAL:BLOCK[,SIGNAL:BLOCK...]"
+            ));
+        }
+        match item.split_once(':') {
+            None if parse_signal(item) == Ok(0) => out.push(SignalEntry::Reset),
+            None => {
+                return Err(format!(
+                    "{item:?} has no block: write SIGNAL:BLOCK (or 0 to reset)"
+                ))
+            }
+            Some((sig, block)) => {
+                let n = parse_signal(sig.trim())?;
+                if n == 0 {
+                    return Err(format!(
+                        "signal 0 resets the list and takes no block: write 0, not {item:?}"
+                    ));
+                }
+                let block = block.trim();
+                if block.is_empty() || block.contains([':', '[', ']']) {
+                    return Err(format!(
+                        "{item:?}: the block name after the colon is empty or malformed"
+                    ));
+                }
+                out.push(SignalEntry::Block(n, block.to_string()));
+            }
+        }
+    }
+    Ok(SignalSpec(out))
+}
+
+/// The custom signals that a list of `--custom-signals` values leaves in
+/// force, in order of first mention: `0` forgets what came before, and a
+/// signal mentioned again takes its new block.
+pub fn fold_custom_signals(specs: &[SignalSpec]) -> Vec<(i32, String)> {
+    let mut out: Vec<(i32, String)> = Vec::new();
+    for entry in specs.iter().flat_map(|s| s.0.iter()) {
+        match entry {
+            SignalEntry::Reset => out.clear(),
+            SignalEntry::Block(n, block) => match out.iter_mut().find(|(sig, _)| sig == n) {
+                Some(slot) => slot.1 = block.clone(),
+                None => out.push((*n, block.clone())),
+            },
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -245,5 +534,163 @@ mod tests {
         let help = Args::command().render_long_help().to_string();
         assert!(help.contains("Examples:"));
         assert!(help.contains("livesync -W /srv/www -D /backup/www"));
+    }
+
+    fn given(args: &[&str]) -> CommandLine {
+        let mut v = vec!["livesync"];
+        v.extend_from_slice(args);
+        Args::try_parse_from(v).expect("parse").given
+    }
+
+    fn strs(words: &[OsString]) -> Vec<String> {
+        words
+            .iter()
+            .map(|w| w.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn every_option_has_a_long_name() {
+        for arg in Args::command().get_arguments() {
+            assert!(
+                arg.is_positional() || arg.get_long().is_some(),
+                "{} has no long name: the config file could not set it",
+                arg.get_id()
+            );
+        }
+    }
+
+    #[test]
+    fn command_line_records_what_was_given_and_nothing_else() {
+        let g = given(&[
+            "-W", "/s", "-x24", "-x", "23", "-q", "-d", "-d3", "-t", "30", "--", "-a", "b c",
+        ]);
+        assert!(g.gave("watch-dir") && g.gave("quiet") && g.gave("debug"));
+        assert!(
+            g.gave("delay-collect"),
+            "given at its default value still counts"
+        );
+        assert!(g.gave(HANDLER_ARGS));
+        for not in ["destination-dir", "label", "delay-sync", "config-block"] {
+            assert!(!g.gave(not), "{not} was not given");
+        }
+        assert_eq!(
+            g.raw("ignore-exitcode"),
+            Some(&[OsString::from("24"), OsString::from("23")][..])
+        );
+        assert_eq!(
+            strs(g.words()),
+            [
+                "--watch-dir=/s",
+                "--delay-collect=30",
+                "--ignore-exitcode=24",
+                "--ignore-exitcode=23",
+                "--debug=1",
+                "--debug=3",
+                "--quiet",
+                "--",
+                "-a",
+                "b c"
+            ]
+        );
+        assert_eq!(given(&[]), CommandLine::default());
+    }
+
+    #[test]
+    fn command_line_words_parse_back_to_the_same_values() {
+        let argv = [
+            "livesync",
+            "-W",
+            "/s",
+            "-D",
+            "h:/d",
+            "-M",
+            "rsyncdirect",
+            "-S",
+            "/bin/true",
+            "-R",
+            "/r",
+            "-t0.5",
+            "-T",
+            "5",
+            "-B0",
+            "-w1",
+            "-r3",
+            "-x",
+            "23",
+            "-l",
+            "lab",
+            "-L",
+            "/l",
+            "-U",
+            "-d",
+            "-d2",
+            "-q",
+            "-H",
+            "/c",
+            "-K",
+            "k",
+            "--config-block-inherits",
+            "p",
+            "--custom-signals",
+            "29:a",
+            "--",
+            "-a",
+            "%RSYNC-ARGS%",
+        ];
+        let a = Args::try_parse_from(argv).expect("parse");
+        let mut again = vec![OsString::from("livesync")];
+        again.extend(a.given.words().iter().cloned());
+        let b = Args::try_parse_from(again).expect("parse again");
+        assert_eq!(format!("{:?}", a), format!("{:?}", b));
+    }
+
+    #[test]
+    fn custom_signals_parse() {
+        let spec = |s: &str| parse_custom_signals(s).map(|v| v.0);
+        assert_eq!(
+            spec("29:debug, USR2:normal,SIGRTMIN:rt,rtmin+2:r2,RTMAX-1:m").expect("ok"),
+            [
+                SignalEntry::Block(29, "debug".into()),
+                SignalEntry::Block(libc::SIGUSR2, "normal".into()),
+                SignalEntry::Block(libc::SIGRTMIN(), "rt".into()),
+                SignalEntry::Block(libc::SIGRTMIN() + 2, "r2".into()),
+                SignalEntry::Block(libc::SIGRTMAX() - 1, "m".into()),
+            ]
+        );
+        assert_eq!(spec("0").expect("reset"), [SignalEntry::Reset]);
+        for (bad, needle) in [
+            ("9:x", "SIGKILL cannot be caught"),
+            ("15:x", "livesync uses SIGTERM"),
+            ("29", "has no block"),
+            ("29:", "block name"),
+            ("0:x", "takes no block"),
+            ("29:a,,28:b", "empty item"),
+            ("NOPE:x", "not a signal"),
+            ("999:x", "out of range"),
+            ("RTMAX+1:x", "not a signal"),
+            ("RTMIN+99:x", "out of range"),
+        ] {
+            let e = spec(bad).expect_err(bad);
+            assert!(e.contains(needle), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn custom_signals_fold_with_resets_and_replacements() {
+        let specs = |v: &[&str]| -> Vec<SignalSpec> {
+            v.iter()
+                .map(|s| parse_custom_signals(s).expect("spec"))
+                .collect()
+        };
+        assert_eq!(
+            fold_custom_signals(&specs(&["29:a,28:b", "29:c"])),
+            [(29, "c".to_string()), (28, "b".to_string())]
+        );
+        assert_eq!(
+            fold_custom_signals(&specs(&["29:a", "0,28:b"])),
+            [(28, "b".to_string())]
+        );
+        assert!(fold_custom_signals(&specs(&["29:a", "0"])).is_empty());
     }
 }

@@ -1,15 +1,26 @@
-//! Command line and configuration: raw arguments ([`cli::Args`]) become a
-//! validated, typed [`Config`] exactly once.
+//! Command line and configuration: raw arguments ([`cli::Args`]) and the
+//! config file ([`file`]) become a validated, typed [`Config`] exactly once.
 //!
-//! Validation reads the filesystem (the watch dir must exist, the destination
-//! must not lie inside it) but changes nothing: a bad input is reported as one
-//! [`ConfigError`] line before anything is created or touched.
+//! Precedence is decided here: the command line beats the config file option
+//! by option (clap's `value_source`), the file beats the defaults. The
+//! file's options are turned into clap words, put in front of the command
+//! line's own words and parsed again, so a value from the file is checked by
+//! exactly the parser that checks the command line.
+//!
+//! Validation reads the filesystem (the config file, the watch dir must
+//! exist, the destination must not lie inside it) but changes nothing: a bad
+//! input is reported as one [`ConfigError`] line before anything is created
+//! or touched. Nothing here logs (the logger is not installed yet): warnings
+//! are handed on in [`Config::warnings`].
 
 pub mod cli;
+pub mod file;
 
 use crate::path;
 use crate::queue::QueueConfig;
 use crate::rules::Rules;
+use clap::{CommandFactory, Parser};
+use file::ConfigFile;
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -55,6 +66,8 @@ pub enum ConfigError {
     #[error("unknown mode {0:?}: use mirror or rsyncdirect")]
     Mode(String),
     #[error("{0}")]
+    File(#[from] file::FileError),
+    #[error("{0}")]
     Invalid(String),
 }
 
@@ -78,6 +91,130 @@ pub struct Config {
     pub lists_dir: Option<PathBuf>,
     pub keep_lists: bool,
     pub log_level: log::LevelFilter,
+    /// Handler arguments for the initial sync (the config file's `---`
+    /// key); empty when not set. Not used by the daemon yet.
+    pub initial_handler_args: Vec<OsString>,
+    /// `--custom-signals` as left in force: (signal number, config block),
+    /// in order of first mention. Every block exists in `config_file`.
+    pub custom_signals: Vec<(i32, String)>,
+    /// The config file that was read, if any.
+    pub config_file: Option<PathBuf>,
+    /// The block of `config_file` that settings were taken from, if any.
+    pub config_block: Option<String>,
+    /// Things worth a warning found while reading the configuration (one
+    /// line each, e.g. `file:line: removed trailing whitespace …`). The
+    /// caller logs them once the logger is up.
+    pub warnings: Vec<String>,
+}
+
+/// What reading the config file gave besides option values.
+#[derive(Default)]
+struct FromFile {
+    file: Option<ConfigFile>,
+    block: Option<String>,
+    initial_handler_args: Vec<OsString>,
+    warnings: Vec<String>,
+}
+
+/// Reads the config file the command line asks for (or the first default
+/// one found in `search`) and returns the arguments again with the file's
+/// values put under the command line's.
+fn merge_config_file(
+    a: cli::Args,
+    search: &[PathBuf],
+) -> Result<(cli::Args, FromFile), ConfigError> {
+    let mut out = FromFile::default();
+    let loaded = match &a.config_file {
+        Some(p) if p.as_os_str() == file::NO_FILE => None,
+        Some(p) if p.as_os_str().is_empty() => {
+            return Err(ConfigError::Invalid(
+                "-H must name a config file (or /NULL/ to read none)".to_string(),
+            ))
+        }
+        Some(p) => Some(ConfigFile::load(p)?),
+        None => file::find_default(search, &mut out.warnings)?,
+    };
+    let Some(f) = loaded else {
+        let block_asked = a.given.gave("config-block") || a.given.gave("config-block-inherits");
+        if block_asked && a.config_file.is_none() {
+            let tried: Vec<String> = search.iter().map(|p| path::display_os(p)).collect();
+            return Err(ConfigError::Invalid(format!(
+                "-K {}: no config file was found (tried {}); give the file with -H",
+                a.config_block,
+                if tried.is_empty() {
+                    "none".to_string()
+                } else {
+                    tried.join(", ")
+                }
+            )));
+        }
+        if block_asked {
+            out.warnings.push(
+                "-K and --config-block-inherits have no effect with -H /NULL/ (no config file is read)"
+                    .to_string(),
+            );
+        }
+        return Ok((a, out));
+    };
+    out.warnings.extend(f.warnings().iter().cloned());
+    let explicit = a.config_file.is_some() || a.given.gave("config-block");
+    if f.block(&a.config_block).is_none() && !explicit {
+        out.warnings.push(format!(
+            "{}: no [{}] block, so no settings were taken from it; choose a block with -K or give -H /NULL/",
+            path::display_os(f.path()),
+            a.config_block
+        ));
+        out.file = Some(f);
+        return Ok((a, out));
+    }
+    let settings = f.settings(&a.config_block, a.config_block_inherits.as_deref())?;
+    let from_file = file::file_args(&settings, &cli::Args::command(), &a.given)?;
+    let mut argv: Vec<OsString> = vec![OsString::from("livesync")];
+    argv.extend(from_file.words);
+    argv.extend(a.given.words().iter().cloned());
+    if let Some(h) = from_file.handler_args.filter(|h| !h.is_empty()) {
+        argv.push(cli::HANDLER_ARGS.into());
+        argv.extend(h);
+    }
+    let merged = cli::Args::try_parse_from(&argv).map_err(|e| {
+        let rendered = e.render().to_string();
+        let first = rendered.lines().next().unwrap_or("invalid arguments");
+        ConfigError::Invalid(format!(
+            "{} [{}] and the command line do not combine: {}; fix one of them",
+            path::display_os(f.path()),
+            a.config_block,
+            first.strip_prefix("error: ").unwrap_or(first)
+        ))
+    })?;
+    out.block = Some(a.config_block.clone());
+    out.initial_handler_args = from_file.initial_handler_args;
+    drop(settings);
+    out.file = Some(f);
+    Ok((merged, out))
+}
+
+/// `--custom-signals` as left in force, each block checked against the
+/// config file (it must exist and its inheritance must resolve).
+fn custom_signals(
+    a: &cli::Args,
+    file: Option<&ConfigFile>,
+) -> Result<Vec<(i32, String)>, ConfigError> {
+    let signals = cli::fold_custom_signals(&a.custom_signals);
+    for (sig, block) in &signals {
+        let Some(f) = file else {
+            return Err(ConfigError::Invalid(format!(
+                "--custom-signals: signal {sig} names config block [{block}], but no config file was read; give -H FILE or drop --custom-signals"
+            )));
+        };
+        if f.block(block).is_none() {
+            return Err(ConfigError::Invalid(format!(
+                "--custom-signals: signal {sig} names config block [{block}], which {} does not have; add the block or fix --custom-signals",
+                path::display_os(f.path())
+            )));
+        }
+        f.chain(block, None)?;
+    }
+    Ok(signals)
 }
 
 fn seconds(name: &str, v: f64) -> Result<Duration, ConfigError> {
@@ -165,12 +302,27 @@ pub fn find_program(program: &OsStr) -> Result<PathBuf, ConfigError> {
 }
 
 impl Config {
+    /// Builds the configuration from the command line and the config file
+    /// it names (or the first default config file, see [`file`]).
     pub fn from_args(a: cli::Args) -> Result<Config, ConfigError> {
-        let watch_dir = a
-            .watch_dir
+        let home = std::env::var_os("HOME").map(PathBuf::from);
+        Config::from_args_searching(a, &file::default_paths(home.as_deref()))
+    }
+
+    /// [`Config::from_args`] with the default config file looked for in
+    /// `search` instead (used when `-H` is not given).
+    pub fn from_args_searching(a: cli::Args, search: &[PathBuf]) -> Result<Config, ConfigError> {
+        let (a, from_file) = merge_config_file(a, search)?;
+        let custom_signals = custom_signals(&a, from_file.file.as_ref())?;
+        let Some(watch_dir_arg) = a.watch_dir.clone() else {
+            return Err(ConfigError::Invalid(
+                "no watch dir: give -W DIR, or set watch-dir in the config file".to_string(),
+            ));
+        };
+        let watch_dir = watch_dir_arg
             .canonicalize()
             .map_err(|e| ConfigError::WatchDir {
-                path: path::display_os(&a.watch_dir),
+                path: path::display_os(&watch_dir_arg),
                 reason: match e.kind() {
                     std::io::ErrorKind::NotFound => {
                         "does not exist; create it or fix -W".to_string()
@@ -180,7 +332,7 @@ impl Config {
             })?;
         if !watch_dir.is_dir() {
             return Err(ConfigError::WatchDir {
-                path: path::display_os(&a.watch_dir),
+                path: path::display_os(&watch_dir_arg),
                 reason: "is not a directory; -W takes the directory to mirror".to_string(),
             });
         }
@@ -312,6 +464,11 @@ impl Config {
             lists_dir: a.lists_dir,
             keep_lists: a.dont_unlink_lists,
             log_level,
+            initial_handler_args: from_file.initial_handler_args,
+            custom_signals,
+            config_file: from_file.file.map(|f| f.path().to_path_buf()),
+            config_block: from_file.block,
+            warnings: from_file.warnings,
         })
     }
 }
@@ -322,7 +479,7 @@ mod tests {
     use clap::Parser;
 
     fn parse(args: &[&str]) -> Result<Config, ConfigError> {
-        let mut v = vec!["livesync"];
+        let mut v = vec!["livesync", "-H", "/NULL/"];
         v.extend_from_slice(args);
         Config::from_args(cli::Args::try_parse_from(v).expect("clap"))
     }
@@ -409,5 +566,487 @@ mod tests {
         assert!(is_remote(OsStr::new("rsync://h/m")));
         assert!(!is_remote(OsStr::new("/a:b")));
         assert!(!is_remote(OsStr::new("./a:b")));
+    }
+
+    /// A temp tree for config file tests: `src`, `src2`, `dst`, `dst2`, two
+    /// rules files, two lists dirs.
+    struct Fx {
+        t: tempfile::TempDir,
+    }
+
+    impl Fx {
+        fn new() -> Fx {
+            let t = tempfile::tempdir().expect("tempdir");
+            for d in ["src", "src2", "lists1", "lists2"] {
+                std::fs::create_dir(t.path().join(d)).expect("mkdir");
+            }
+            for r in ["r1", "r2"] {
+                std::fs::write(t.path().join(r), "-f\\.tmp$\n").expect("write rules");
+            }
+            Fx { t }
+        }
+
+        fn p(&self, name: &str) -> String {
+            self.t.path().join(name).to_str().expect("utf8").to_string()
+        }
+
+        /// Writes `text` as the config file and runs `livesync -H it ARGS`.
+        fn run(&self, text: &str, args: &[&str]) -> Result<Config, ConfigError> {
+            let conf = self.p("test.conf");
+            std::fs::write(&conf, text).expect("write conf");
+            let mut v: Vec<&str> = vec!["livesync", "-H", &conf];
+            v.extend_from_slice(args);
+            Config::from_args_searching(cli::Args::try_parse_from(v).expect("clap"), &[])
+        }
+    }
+
+    /// One option's precedence case: `file` is the option's line in the
+    /// config file, `cli` its command line words.
+    struct Case {
+        key: &'static str,
+        file: String,
+        /// The file line when the command line also gives the option (for a
+        /// flag: one that unsets it, so the command line visibly wins).
+        file_under_cli: Option<String>,
+        cli: Vec<String>,
+        /// Extra lines the option needs in the file (e.g. a mode).
+        extra: &'static str,
+        probe: fn(&Config) -> String,
+        default: String,
+        from_file: String,
+        from_cli: String,
+    }
+
+    fn outcome(r: Result<Config, ConfigError>, probe: fn(&Config) -> String) -> String {
+        match r {
+            Ok(c) => probe(&c),
+            Err(e) => format!("error: {e}"),
+        }
+    }
+
+    #[test]
+    fn command_line_beats_file_beats_default_for_every_option() {
+        let fx = Fx::new();
+        let (src, src2) = (fx.p("src"), fx.p("src2"));
+        let (dst, dst2) = (fx.p("dst"), fx.p("dst2"));
+        let s = |v: &str| v.to_string();
+        let dbg = |v: &dyn std::fmt::Debug| format!("{v:?}");
+        let case = |key: &'static str,
+                    file: String,
+                    cli: &[&str],
+                    probe: fn(&Config) -> String,
+                    [default, from_file, from_cli]: [String; 3]| Case {
+            key,
+            file,
+            file_under_cli: None,
+            cli: cli.iter().map(|a| a.to_string()).collect(),
+            extra: "",
+            probe,
+            default,
+            from_file,
+            from_cli,
+        };
+        let cases = vec![
+            case(
+                "watch-dir",
+                format!("watch-dir = {src}"),
+                &["-W", &src2],
+                |c| path::display_os(&c.watch_dir),
+                [
+                    s("error: no watch dir: give -W DIR, or set watch-dir in the config file"),
+                    src.clone(),
+                    src2.clone(),
+                ],
+            ),
+            case(
+                "destination-dir",
+                format!("destination-dir = {dst}"),
+                &["-D", &dst2],
+                |c| format!("{:?}", c.destination),
+                [
+                    s("error: no destination: give -D DIR (the built-in mirror and rsyncdirect need one)"),
+                    dbg(&Some(Destination::Local(PathBuf::from(&dst)))),
+                    dbg(&Some(Destination::Local(PathBuf::from(&dst2)))),
+                ],
+            ),
+            case(
+                "mode",
+                s("mode = rsyncdirect"),
+                &["-M", "mirror"],
+                |c| format!("{:?}", c.mode),
+                [s("Mirror"), s("RsyncDirect"), s("Mirror")],
+            ),
+            Case {
+                extra: "mode = rsyncdirect",
+                ..case(
+                    "sync-handler",
+                    s("sync-handler = /bin/true"),
+                    &["-S", "/bin/sh"],
+                    |c| format!("{:?}", c.handler_program),
+                    [s("Some(\"rsync\")"), s("Some(\"/bin/true\")"), s("Some(\"/bin/sh\")")],
+                )
+            },
+            case(
+                "rules-file",
+                format!("rules-file = {}", fx.p("r1")),
+                &["-R", &fx.p("r2")],
+                |c| format!("{:?}", c.rules_file),
+                [
+                    s("None"),
+                    dbg(&Some(PathBuf::from(fx.p("r1")))),
+                    dbg(&Some(PathBuf::from(fx.p("r2")))),
+                ],
+            ),
+            // The command line's value equals the default: value_source, not
+            // the value, decides.
+            case(
+                "delay-collect",
+                s("delay-collect = 5"),
+                &["-t", "30"],
+                |c| format!("{:?}", c.queue.delay),
+                [s("30s"), s("5s"), s("30s")],
+            ),
+            case(
+                "delay-collect-bigfile",
+                s("delay-collect-bigfile = 60"),
+                &["-T", "7"],
+                |c| format!("{:?}", c.queue.delay_big),
+                [s("1800s"), s("60s"), s("7s")],
+            ),
+            case(
+                "threshold-bigfile",
+                s("threshold-bigfile = 0"),
+                &["-B", "10"],
+                |c| c.queue.big_threshold.to_string(),
+                [s("134217728"), s("0"), s("10")],
+            ),
+            case(
+                "delay-sync",
+                s("delay-sync = 0.5"),
+                &["-w", "3"],
+                |c| format!("{:?}", c.queue.interval),
+                [s("30s"), s("500ms"), s("3s")],
+            ),
+            case(
+                "retries",
+                s("retries = 3"),
+                &["-r", "0"],
+                |c| c.retries.to_string(),
+                [s("0"), s("3"), s("0")],
+            ),
+            // A repeatable option: the command line's list replaces the file's.
+            case(
+                "ignore-exitcode",
+                s("ignore-exitcode = 23,24"),
+                &["-x", "7"],
+                |c| format!("{:?}", c.ignore_exit),
+                [s("[]"), s("[23, 24]"), s("[7]")],
+            ),
+            case(
+                "label",
+                s("label = from-file"),
+                &["-l", "from-cli"],
+                |c| c.label.clone(),
+                [s("nolabel"), s("from-file"), s("from-cli")],
+            ),
+            case(
+                "lists-dir",
+                format!("lists-dir = {}", fx.p("lists1")),
+                &["-L", &fx.p("lists2")],
+                |c| format!("{:?}", c.lists_dir),
+                [
+                    s("None"),
+                    dbg(&Some(PathBuf::from(fx.p("lists1")))),
+                    dbg(&Some(PathBuf::from(fx.p("lists2")))),
+                ],
+            ),
+            Case {
+                file_under_cli: Some(s("dont-unlink-lists = 0")),
+                ..case(
+                    "dont-unlink-lists",
+                    s("dont-unlink-lists = 1"),
+                    &["-U"],
+                    |c| c.keep_lists.to_string(),
+                    [s("false"), s("true"), s("true")],
+                )
+            },
+            case(
+                "debug",
+                s("debug = 2"),
+                &["-d"],
+                |c| c.log_level.to_string(),
+                [s("INFO"), s("TRACE"), s("DEBUG")],
+            ),
+            Case {
+                file_under_cli: Some(s("quiet = off")),
+                ..case(
+                    "quiet",
+                    s("quiet = 1"),
+                    &["-q"],
+                    |c| c.log_level.to_string(),
+                    [s("INFO"), s("ERROR"), s("ERROR")],
+                )
+            },
+            case(
+                "custom-signals",
+                s("custom-signals = 29:t,USR1:t"),
+                &["--custom-signals", "28:t"],
+                |c| format!("{:?}", c.custom_signals),
+                [
+                    s("[]"),
+                    format!("[(29, \"t\"), ({}, \"t\")]", libc::SIGUSR1),
+                    s("[(28, \"t\")]"),
+                ],
+            ),
+            // The handler arguments: the command line's `--` replaces the file's.
+            case(
+                "--",
+                s("-- = -a 'b c'"),
+                &["--", "x"],
+                |c| format!("{:?}", c.handler_args),
+                [s("[]"), s("[\"-a\", \"b c\"]"), s("[\"x\"]")],
+            ),
+        ];
+        let base = |skip: &str| {
+            let mut lines = String::new();
+            if skip != "watch-dir" {
+                lines += &format!("watch-dir = {src}\n");
+            }
+            if skip != "destination-dir" {
+                lines += &format!("destination-dir = {dst}\n");
+            }
+            lines
+        };
+        for c in &cases {
+            let block = |line: &str| format!("[t]\n{}{}\n{line}\n", base(c.key), c.extra);
+            let k = ["-K", "t"];
+            let got = outcome(fx.run(&block(""), &k), c.probe);
+            assert_eq!(got, c.default, "{}: default", c.key);
+            let got = outcome(fx.run(&block(&c.file), &k), c.probe);
+            assert_eq!(got, c.from_file, "{}: the file beats the default", c.key);
+            let mut args: Vec<&str> = k.to_vec();
+            args.extend(c.cli.iter().map(String::as_str));
+            let under = c.file_under_cli.as_ref().unwrap_or(&c.file);
+            let got = outcome(fx.run(&block(under), &args), c.probe);
+            assert_eq!(
+                got, c.from_cli,
+                "{}: the command line beats the file",
+                c.key
+            );
+        }
+        // Every option is covered here, or in its own test below.
+        let covered: Vec<&str> = cases.iter().map(|c| c.key).collect();
+        let own_tests = ["config-file", "config-block", "config-block-inherits"];
+        for arg in cli::Args::command().get_arguments() {
+            let name = arg.get_long().unwrap_or("--");
+            assert!(
+                covered.contains(&name) || own_tests.contains(&name),
+                "option {name} has no precedence case"
+            );
+        }
+    }
+
+    const BLOCKS: &str = "\
+[one]
+config-block-inherits = dirs
+label = one
+[two]
+config-block-inherits = dirs
+label = two
+[t]
+config-block-inherits = one
+";
+
+    /// `text` after a block [dirs] that sets the watch dir and destination.
+    fn with_dirs(fx: &Fx, text: &str) -> String {
+        format!(
+            "[dirs]\nwatch-dir = {}\ndestination-dir = {}\n{text}",
+            fx.p("src"),
+            fx.p("dst"),
+        )
+    }
+
+    #[test]
+    fn config_block_and_its_parent_from_the_command_line() {
+        let fx = Fx::new();
+        let text = with_dirs(&fx, BLOCKS);
+        let label = |args: &[&str]| fx.run(&text, args).map(|c| c.label);
+        assert_eq!(label(&["-K", "t"]).expect("t"), "one");
+        assert_eq!(label(&["-K", "two"]).expect("two"), "two");
+        assert_eq!(
+            label(&["-K", "t", "--config-block-inherits", "two"]).expect("t→two"),
+            "two"
+        );
+        let c = fx.run(&text, &["-K", "two"]).expect("ok");
+        assert_eq!(c.config_block.as_deref(), Some("two"));
+        assert_eq!(c.config_file, Some(PathBuf::from(fx.p("test.conf"))));
+        let e = fx.run(&text, &["-K", "three"]).expect_err("missing");
+        assert!(matches!(e, ConfigError::File(_)), "{e}");
+        assert!(e.to_string().contains("has no block [three]"), "{e}");
+        // With -H, a missing [default] is an error too.
+        let e = fx.run(&text, &[]).expect_err("no default");
+        assert!(e.to_string().contains("has no block [default]"), "{e}");
+    }
+
+    #[test]
+    fn config_file_flag_reads_or_refuses() {
+        let fx = Fx::new();
+        let missing = fx.p("missing.conf");
+        let e = Config::from_args_searching(
+            cli::Args::try_parse_from(["livesync", "-H", &missing]).expect("clap"),
+            &[],
+        )
+        .expect_err("missing");
+        assert!(matches!(e, ConfigError::File(_)), "{e}");
+        assert!(
+            e.to_string().contains("missing.conf: cannot read it"),
+            "{e}"
+        );
+        let e = fx.run(
+            "[default]\nwatch-dir = /nonexistent-livesync-src\n",
+            &["-D", "/x"],
+        );
+        let e = e.expect_err("bad watch dir from the file");
+        assert!(
+            e.to_string()
+                .contains("/nonexistent-livesync-src: does not exist"),
+            "{e}"
+        );
+        let e = fx
+            .run("[default]\n\ndelay-sync = later\n", &[])
+            .expect_err("bad");
+        assert!(
+            e.to_string()
+                .starts_with(&format!("{}:3: delay-sync = later", fx.p("test.conf"))),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn default_config_files_are_searched_unless_h_is_given() {
+        let fx = Fx::new();
+        let home = fx.p("home.conf");
+        let etc = fx.p("etc.conf");
+        let absent = fx.p("absent.conf");
+        let dirs = format!(
+            "watch-dir = {}\ndestination-dir = {}\n",
+            fx.p("src"),
+            fx.p("dst")
+        );
+        std::fs::write(&home, format!("[default]\n{dirs}label = home \n")).expect("write");
+        std::fs::write(&etc, format!("[default]\n{dirs}label = etc\n")).expect("write");
+        let search = [
+            PathBuf::from(&absent),
+            PathBuf::from(&home),
+            PathBuf::from(&etc),
+        ];
+        let run = |args: &[&str]| {
+            let mut v = vec!["livesync"];
+            v.extend_from_slice(args);
+            Config::from_args_searching(cli::Args::try_parse_from(v).expect("clap"), &search)
+        };
+        let c = run(&[]).expect("home");
+        assert_eq!(
+            c.label, "home",
+            "the first readable file is the only one read"
+        );
+        assert_eq!(c.config_file, Some(PathBuf::from(&home)));
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        assert!(
+            c.warnings[0].starts_with(&format!("{home}:4: ")),
+            "{:?}",
+            c.warnings
+        );
+        let c = run(&["-H", &etc]).expect("etc");
+        assert_eq!(c.label, "etc", "-H replaces the search");
+        let e = run(&["-H", "/NULL/"]).expect_err("nothing read");
+        assert!(e.to_string().contains("no watch dir"), "{e}");
+        let c = run(&["-H", "/NULL/", "-W", &fx.p("src"), "-D", "/x"]).expect("null");
+        assert_eq!((c.label.as_str(), c.config_file), ("nolabel", None));
+        // A default file without the block is passed over, with a warning.
+        std::fs::write(&home, "[other]\nlabel = x\n").expect("write");
+        let c = run(&["-W", &fx.p("src"), "-D", "/x"]).expect("no [default]");
+        assert_eq!(c.label, "nolabel");
+        assert!(
+            c.warnings.iter().any(|w| w.contains("no [default] block")),
+            "{:?}",
+            c.warnings
+        );
+        // ... unless -K asked for it.
+        let e = run(&["-K", "mine"]).expect_err("-K");
+        assert!(e.to_string().contains("has no block [mine]"), "{e}");
+        // -K with no file at all: an error; with -H /NULL/: a warning.
+        let e = Config::from_args_searching(
+            cli::Args::try_parse_from(["livesync", "-K", "mine"]).expect("clap"),
+            &[PathBuf::from(&absent)],
+        )
+        .expect_err("-K without a file");
+        assert!(
+            e.to_string().contains(&format!(
+                "-K mine: no config file was found (tried {absent})"
+            )),
+            "{e}"
+        );
+        let c = run(&["-H", "/NULL/", "-K", "mine", "-W", &fx.p("src"), "-D", "/x"]).expect("null");
+        assert!(
+            c.warnings
+                .iter()
+                .any(|w| w.contains("no effect with -H /NULL/")),
+            "{:?}",
+            c.warnings
+        );
+        // A default file that is read but broken is an error.
+        std::fs::write(&home, "[default]\nlabel\n").expect("write");
+        let e = run(&[]).expect_err("broken");
+        assert!(e.to_string().starts_with(&format!("{home}:2: ")), "{e}");
+    }
+
+    #[test]
+    fn command_line_values_reach_file_references() {
+        let fx = Fx::new();
+        let text = format!(
+            "[default]\nwatch-dir = {}\ndestination-dir = {}/%label%\n",
+            fx.p("src"),
+            fx.p("backups")
+        );
+        let c = fx.run(&text, &["-l", "web"]).expect("ok");
+        assert_eq!(
+            c.destination,
+            Some(Destination::Local(PathBuf::from(fx.p("backups/web"))))
+        );
+    }
+
+    #[test]
+    fn initial_handler_args_and_custom_signal_blocks() {
+        let fx = Fx::new();
+        let text = with_dirs(&fx, "[t]\nconfig-block-inherits = dirs\n--- = -r --init\n");
+        let c = fx.run(&text, &["-K", "t"]).expect("ok");
+        assert_eq!(
+            c.initial_handler_args,
+            vec![OsString::from("-r"), OsString::from("--init")]
+        );
+        assert!(c.handler_args.is_empty());
+        let c = fx
+            .run(
+                &text,
+                &["-K", "t", "--custom-signals", "29:dirs,28:t,0,27:t"],
+            )
+            .expect("signals");
+        assert_eq!(c.custom_signals, vec![(27, "t".to_string())]);
+        let e = fx
+            .run(&text, &["-K", "t", "--custom-signals", "29:nope"])
+            .expect_err("missing block");
+        assert!(
+            e.to_string()
+                .contains("signal 29 names config block [nope]"),
+            "{e}"
+        );
+        let e = Config::from_args_searching(
+            cli::Args::try_parse_from(["livesync", "-H", "/NULL/", "--custom-signals", "29:x"])
+                .expect("clap"),
+            &[],
+        )
+        .expect_err("no file");
+        assert!(e.to_string().contains("no config file was read"), "{e}");
     }
 }

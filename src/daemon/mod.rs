@@ -20,7 +20,7 @@ use crate::monitor::inotify::InotifyMonitor;
 use crate::monitor::{Monitor, MonitorError, RawEvent};
 use crate::path;
 use crate::queue::{Change, Queue};
-use crate::tree::{Tree, TreeError};
+use crate::tree::{Tree, TreeError, UNWATCHED_RESCAN};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
@@ -31,6 +31,10 @@ use std::time::{Duration, Instant};
 
 /// How long an unpaired `IN_MOVED_FROM` waits for its `IN_MOVED_TO`.
 const MOVE_PAIR_WAIT: Duration = Duration::from_millis(2);
+/// Stack of the worker thread that runs handlers.
+const WORKER_STACK: usize = 256 << 20;
+/// How many reads of the kernel queue one turn of the loop may do.
+const MAX_READS_PER_TURN: usize = 64;
 /// Longest wait between retries of a failing batch.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
@@ -91,6 +95,9 @@ impl Worker {
         let (results, from_worker) = mpsc::channel::<Done>();
         std::thread::Builder::new()
             .name("livesync-worker".into())
+            // The mirror walks a subtree depth-first; paths may be up to
+            // PATH_MAX deep (about 2,000 levels). Reserved, not committed.
+            .stack_size(WORKER_STACK)
             .spawn(move || {
                 for batch in jobs {
                     let start = Instant::now();
@@ -248,12 +255,16 @@ struct Daemon {
     stopping: bool,
     /// The batch that flushes pending changes at shutdown has been started.
     final_flush: bool,
+    /// When directories the watch limit left unwatched were last rescanned.
+    last_unwatched_rescan: Instant,
 }
 
 impl Daemon {
     /// Reads every ready kernel event into the queue.
     fn drain_events(&mut self) -> Result<(), DaemonError> {
-        loop {
+        // Bounded, so that an endless storm cannot starve the start of due
+        // batches; the fd stays readable and the next poll returns at once.
+        for _ in 0..MAX_READS_PER_TURN {
             self.raw.clear();
             self.monitor.read_events(&mut self.raw)?;
             if self.raw.is_empty() && self.tree.has_held() {
@@ -269,6 +280,17 @@ impl Daemon {
             }
             if self.raw.is_empty() {
                 break;
+            }
+            if ::log::log_enabled!(::log::Level::Trace) {
+                for ev in &self.raw {
+                    ::log::trace!(
+                        "event {:?} {} dir={} cookie={}",
+                        ev.kind,
+                        path::display(&ev.path),
+                        ev.is_dir,
+                        ev.cookie
+                    );
+                }
             }
             self.tree
                 .process(&mut self.monitor, &self.raw, &mut self.changes)?;
@@ -385,6 +407,14 @@ impl Daemon {
             }
 
             let now = Instant::now();
+            if self.tree.has_unwatched() && now >= self.last_unwatched_rescan + UNWATCHED_RESCAN {
+                self.last_unwatched_rescan = now;
+                self.tree
+                    .rescan_unwatched(&mut self.monitor, &mut self.changes);
+                for c in self.changes.drain(..) {
+                    self.queue.push(now, c);
+                }
+            }
             if !self.worker.busy {
                 if self.stopping {
                     match self.queue.pop_all() {
@@ -404,13 +434,20 @@ impl Daemon {
                 }
             }
 
-            let timeout = if self.worker.busy || self.stopping {
+            let batch_due = if self.worker.busy || self.stopping {
                 None
             } else {
-                self.queue
-                    .next_due()
-                    .map(|due| due.saturating_duration_since(Instant::now()))
+                self.queue.next_due()
             };
+            let rescan_due = self
+                .tree
+                .has_unwatched()
+                .then(|| self.last_unwatched_rescan + UNWATCHED_RESCAN);
+            let timeout = [batch_due, rescan_due]
+                .into_iter()
+                .flatten()
+                .min()
+                .map(|due| due.saturating_duration_since(Instant::now()));
             let fds = [
                 self.monitor.fd(),
                 self.worker.wake.as_raw_fd(),
@@ -424,9 +461,46 @@ impl Daemon {
     }
 }
 
-/// Runs livesync with a validated configuration until it is stopped.
+/// Runs livesync with a validated configuration until it is stopped. Every
+/// error is logged (one line) before it is returned.
 pub fn run(cfg: Config) -> Result<(), DaemonError> {
     log::init(cfg.log_level);
+    for w in &cfg.warnings {
+        ::log::warn!("{w}");
+    }
+    let result = start_and_run(cfg);
+    match &result {
+        Err(e) => ::log::error!("{e}"),
+        Ok(()) => ::log::info!("exiting"),
+    }
+    result
+}
+
+/// Raises the soft limit of open files to the hard limit: the mirror holds
+/// two directory descriptors per level of a deep tree, and inotify itself
+/// needs none per watch, so the default soft limit of 1,024 is the only one
+/// a deep tree could hit.
+fn raise_open_file_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read/write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                ::log::debug!(
+                    "cannot raise the open-file limit: {}",
+                    io::Error::last_os_error()
+                );
+            }
+        }
+    }
+}
+
+fn start_and_run(cfg: Config) -> Result<(), DaemonError> {
+    raise_open_file_limit();
     let signals = Signals::install()?;
     let mut monitor = InotifyMonitor::new(&cfg.watch_dir)?;
     let mut tree = Tree::new(
@@ -470,12 +544,7 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
         changes: Vec::new(),
         stopping: false,
         final_flush: false,
+        last_unwatched_rescan: Instant::now(),
     };
-    let result = daemon.run();
-    if let Err(e) = &result {
-        ::log::error!("{e}");
-    } else {
-        ::log::info!("exiting");
-    }
-    result
+    daemon.run()
 }

@@ -309,11 +309,25 @@ impl Daemon {
     }
 
     pub fn start_with<S: AsRef<OsStr>>(env: &TestEnv, args: &[S], locking: Locking) -> Daemon {
+        Daemon::start_prepared(env, args, locking, |_| {})
+    }
+
+    /// Like `start_with`, letting `prepare` adjust the command first (for
+    /// example a `pre_exec` that enters a namespace).
+    pub fn start_prepared<S: AsRef<OsStr>>(
+        env: &TestEnv,
+        args: &[S],
+        locking: Locking,
+        prepare: impl FnOnce(&mut Command),
+    ) -> Daemon {
         let lock = match locking {
             Locking::Shared => Some(take_lock(libc::LOCK_SH)),
             Locking::CallerHoldsExclusive => None,
         };
+        // -H /NULL/: no config file of the host may leak into a test.
         let mut argv: Vec<OsString> = vec![
+            "-H".into(),
+            "/NULL/".into(),
             "-W".into(),
             env.src.clone().into(),
             "-D".into(),
@@ -323,7 +337,9 @@ impl Daemon {
         if std::env::var_os("LIVESYNC_TEST_DEBUG").is_some() {
             argv.extend(["-d".into(), "-d".into()]);
         }
-        let mut child = Command::new(BIN)
+        let mut cmd = Command::new(BIN);
+        prepare(&mut cmd);
+        let mut child = cmd
             .args(&argv)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -402,7 +418,6 @@ impl Daemon {
             cond().pending()
         });
         if let Some(st) = died {
-            // One last look: the condition may have become true just before exit.
             panic!(
                 "livesync exited ({st}) while waiting for: {what}\n{}",
                 self.context()
@@ -419,6 +434,22 @@ impl Daemon {
     /// Waits until the destination equals the source (see `tree_diff`).
     pub fn wait_synced(&mut self, env: &TestEnv, timeout: Duration) {
         self.wait_until(timeout, "destination equal to source", || env.diff());
+    }
+
+    /// Waits until the daemon is live: the destination equals the source (the
+    /// initial sync is done) and a sentinel file created in the source then
+    /// arrives and its removal arrives too (so the daemon is watching; with
+    /// an empty source, "equal" alone would hold before it even started).
+    pub fn wait_live(&mut self, env: &TestEnv, timeout: Duration) {
+        const SENTINEL: &str = ".livesync-test-live";
+        self.wait_synced(env, timeout);
+        env.write(SENTINEL, "sentinel");
+        self.wait_until(timeout, "sentinel file synced", || env.dst_has(SENTINEL));
+        fs::remove_file(env.src_path(SENTINEL)).unwrap_or_else(|e| panic!("remove sentinel: {e}"));
+        self.wait_until(timeout, "sentinel removal synced", || {
+            !env.dst_has(SENTINEL)
+        });
+        self.wait_synced(env, timeout);
     }
 
     /// Like `wait_synced` but returns the failure text instead of panicking.
@@ -467,6 +498,25 @@ impl Daemon {
                 return None;
             }
             thread::sleep(POLL);
+        }
+    }
+
+    /// Waits (polling) for the daemon to exit on its own; panics on timeout.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let mut status = None;
+        let res = poll_until(timeout, || {
+            status = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            status.is_some()
+        });
+        match (res, status) {
+            (Ok(()), Some(st)) => st,
+            _ => panic!(
+                "livesync did not exit within {timeout:?}\n{}",
+                self.context()
+            ),
         }
     }
 
@@ -574,31 +624,28 @@ fn diff_dir(a_root: &Path, b_root: &Path, dir: &[u8], out: &mut Vec<String>, cou
                 .or(eb.err())
                 .map(|e| e.to_string())
                 .unwrap_or_default();
-            report(format!("{:?}: cannot list: {e}", show(dir)), out);
+            report(format!("\"{}\": cannot list: {e}", show(dir)), out);
             return;
         }
     };
     let mut subdirs = Vec::new();
     for name in na.union(&nb) {
         let p = join_rel(dir, name);
-        let shown = show(&p);
+        let shown = format!("\"{}\"", show(&p));
         let pa = a_root.join(rel(&p));
         let pb = b_root.join(rel(&p));
         let (ma, mb) = match (fs::symlink_metadata(&pa), fs::symlink_metadata(&pb)) {
             (Ok(ma), Ok(mb)) => (ma, mb),
             (Ok(ma), Err(_)) => {
                 report(
-                    format!("{shown:?}: missing in dst (src has {:?})", kind_of(&ma)),
+                    format!("{shown}: missing in dst (src has {:?})", kind_of(&ma)),
                     out,
                 );
                 continue;
             }
             (Err(_), Ok(mb)) => {
                 report(
-                    format!(
-                        "{shown:?}: extra in dst ({:?}), absent in src",
-                        kind_of(&mb)
-                    ),
+                    format!("{shown}: extra in dst ({:?}), absent in src", kind_of(&mb)),
                     out,
                 );
                 continue;
@@ -608,7 +655,7 @@ fn diff_dir(a_root: &Path, b_root: &Path, dir: &[u8], out: &mut Vec<String>, cou
         let (ka, kb) = (kind_of(&ma), kind_of(&mb));
         if ka != kb {
             report(
-                format!("{shown:?}: type differs: src {ka:?}, dst {kb:?}"),
+                format!("{shown}: type differs: src {ka:?}, dst {kb:?}"),
                 out,
             );
             continue;
@@ -616,7 +663,7 @@ fn diff_dir(a_root: &Path, b_root: &Path, dir: &[u8], out: &mut Vec<String>, cou
         if ka != EntryKind::Symlink && ma.mode() & 0o7777 != mb.mode() & 0o7777 {
             report(
                 format!(
-                    "{shown:?}: mode differs: src {:o}, dst {:o}",
+                    "{shown}: mode differs: src {:o}, dst {:o}",
                     ma.mode() & 0o7777,
                     mb.mode() & 0o7777
                 ),
@@ -628,23 +675,19 @@ fn diff_dir(a_root: &Path, b_root: &Path, dir: &[u8], out: &mut Vec<String>, cou
             EntryKind::File => {
                 if ma.len() != mb.len() {
                     report(
-                        format!(
-                            "{shown:?}: size differs: src {}, dst {}",
-                            ma.len(),
-                            mb.len()
-                        ),
+                        format!("{shown}: size differs: src {}, dst {}", ma.len(), mb.len()),
                         out,
                     );
                 } else {
                     match (fs::read(&pa), fs::read(&pb)) {
                         (Ok(ca), Ok(cb)) if ca != cb => report(
-                            format!("{shown:?}: contents differ (same size {})", ma.len()),
+                            format!("{shown}: contents differ (same size {})", ma.len()),
                             out,
                         ),
                         (Ok(_), Ok(_)) => {}
                         (ra, rb) => report(
                             format!(
-                                "{shown:?}: cannot read: src {:?}, dst {:?}",
+                                "{shown}: cannot read: src {:?}, dst {:?}",
                                 ra.err(),
                                 rb.err()
                             ),
@@ -656,7 +699,7 @@ fn diff_dir(a_root: &Path, b_root: &Path, dir: &[u8], out: &mut Vec<String>, cou
             EntryKind::Symlink => match (fs::read_link(&pa), fs::read_link(&pb)) {
                 (Ok(ta), Ok(tb)) if ta != tb => report(
                     format!(
-                        "{shown:?}: symlink target differs: src {:?}, dst {:?}",
+                        "{shown}: symlink target differs: src \"{}\", dst \"{}\"",
                         show(ta.as_os_str().as_bytes()),
                         show(tb.as_os_str().as_bytes())
                     ),
@@ -664,7 +707,7 @@ fn diff_dir(a_root: &Path, b_root: &Path, dir: &[u8], out: &mut Vec<String>, cou
                 ),
                 (Ok(_), Ok(_)) => {}
                 (ra, rb) => report(
-                    format!("{shown:?}: cannot readlink: {:?} {:?}", ra.err(), rb.err()),
+                    format!("{shown}: cannot readlink: {:?} {:?}", ra.err(), rb.err()),
                     out,
                 ),
             },
@@ -689,30 +732,39 @@ pub struct Run {
 
 /// Runs `livesync ARGS...` to completion (killing it after `timeout`).
 pub fn run_livesync<S: AsRef<OsStr>>(args: &[S], timeout: Duration) -> Run {
-    let mut child = Command::new(BIN)
-        .args(args)
+    let mut cmd = Command::new(BIN);
+    // -H /NULL/: no config file of the host may leak into a test.
+    cmd.args(["-H", "/NULL/"]).args(args);
+    run_command(cmd, timeout)
+}
+
+/// Runs a prepared command to completion with captured output (killing it
+/// after `timeout`); panics if it cannot be spawned.
+pub fn run_command(cmd: Command, timeout: Duration) -> Run {
+    try_run_command(cmd, timeout).unwrap_or_else(|e| panic!("spawn {BIN}: {e}"))
+}
+
+/// Like `run_command`, but a failure to spawn is returned.
+pub fn try_run_command(mut cmd: Command, timeout: Duration) -> io::Result<Run> {
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {BIN}: {e}"));
+        .spawn()?;
     let out = Arc::new(Mutex::new(Vec::new()));
     let err = Arc::new(Mutex::new(Vec::new()));
     spawn_reader(child.stdout.take().expect("piped stdout"), out.clone());
     spawn_reader(child.stderr.take().expect("piped stderr"), err.clone());
     let deadline = Instant::now() + timeout;
     let status = loop {
-        if let Some(st) = child.try_wait().expect("wait for livesync") {
+        if let Some(st) = child.try_wait()? {
             break st;
         }
         if Instant::now() >= deadline {
             let _ = child.kill();
             let _ = child.wait();
             panic!(
-                "livesync {:?} did not exit within {timeout:?}; stderr so far:\n{}",
-                args.iter()
-                    .map(|a| a.as_ref().to_os_string())
-                    .collect::<Vec<_>>(),
+                "{cmd:?} did not exit within {timeout:?}; stderr so far:\n{}",
                 String::from_utf8_lossy(&err.lock().unwrap())
             );
         }
@@ -724,9 +776,9 @@ pub fn run_livesync<S: AsRef<OsStr>>(args: &[S], timeout: Duration) -> Run {
     });
     let stdout = String::from_utf8_lossy(&out.lock().unwrap()).into_owned();
     let stderr = String::from_utf8_lossy(&err.lock().unwrap()).into_owned();
-    Run {
+    Ok(Run {
         code: status.code(),
         stdout,
         stderr,
-    }
+    })
 }

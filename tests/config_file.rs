@@ -1,0 +1,228 @@
+//! The config file through the real binary: a block given with `-H FILE -K
+//! BLOCK` supplies the watch dir, the destination and the delays of a
+//! running mirror; a bad key stops livesync with exit 2 and one line naming
+//! `file:line`; `-H /NULL/` reads no file even when `~/.livesync.conf` is
+//! there. Every child is killed at the end, whatever happens.
+
+mod common;
+
+use common::*;
+use std::ffi::OsString;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// A started `livesync`, with stderr going to a file; killed on drop.
+struct Running {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Running {
+    /// Starts `livesync ARGS` with `HOME=home`.
+    fn start(args: &[OsString], home: &Path, log: PathBuf) -> Running {
+        let err = File::create(&log).unwrap_or_else(|e| panic!("create {}: {e}", log.display()));
+        let child = Command::new(BIN)
+            .args(args)
+            .env("HOME", home)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {BIN}: {e}"));
+        Running { child, log }
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits for the exit, up to `timeout`.
+    fn wait(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return Some(st);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Polls `cond` until `timeout`, failing at once if livesync exits.
+    fn wait_for(&mut self, timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+        let res = poll_until(timeout, || {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return Some(format!("livesync exited ({st})"));
+            }
+            if cond() {
+                None
+            } else {
+                Some("not yet".to_string())
+            }
+        });
+        if let Err(why) = res {
+            panic!(
+                "waiting for {what}: {why}\n--- livesync log ---\n{}",
+                self.log()
+            );
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `livesync ARGS` with `HOME=home` to its end (at most 10 s):
+/// (exit code, stderr).
+fn run_to_end(args: &[OsString], home: &Path) -> (Option<i32>, String) {
+    let log = home.join(format!("run-{}.log", std::process::id()));
+    let mut r = Running::start(args, home, log);
+    let st = r
+        .wait(secs(10.0))
+        .unwrap_or_else(|| panic!("livesync {args:?} did not exit\n{}", r.log()));
+    (st.code(), r.log())
+}
+
+/// The single error line of a failed run (asserting there is exactly one).
+fn one_line(stderr: &str) -> &str {
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "expected one error line, got:\n{stderr}");
+    lines[0]
+}
+
+fn os(parts: &[&dyn AsRef<std::ffi::OsStr>]) -> Vec<OsString> {
+    parts.iter().map(|p| p.as_ref().to_os_string()).collect()
+}
+
+#[test]
+fn a_config_block_drives_a_live_mirror() {
+    let env = TestEnv::new();
+    env.write("before", "old");
+    let conf = env.root.join("livesync.conf");
+    // [default] would fail (no such watch dir): only -K fast is used. The
+    // delays are the file's: with the defaults (30 s) "after" would not
+    // arrive within the deadline below.
+    fs::write(
+        &conf,
+        format!(
+            "# test config\n\
+             [default]\n\
+             watch-dir = {root}/no-such-dir\n\
+             \n\
+             [base]\n\
+             destination-dir = {dst}\n\
+             delay-sync = 0\n\
+             \n\
+             [fast]\n\
+             config-block-inherits = base\n\
+             watch-dir = {src}\n\
+             delay-collect = 0\n",
+            root = env.root.display(),
+            src = env.src.display(),
+            dst = env.dst.display(),
+        ),
+    )
+    .expect("write config");
+    let _lock = take_lock(libc::LOCK_SH);
+    let mut d = Running::start(
+        &os(&[&"-H", &conf, &"-K", &"fast"]),
+        &env.root,
+        env.root.join("daemon.log"),
+    );
+    d.wait_for(secs(20.0), "the initial sync of `before`", || {
+        env.dst_read("before").as_deref() == Some(b"old")
+    });
+    env.write("after", "new");
+    d.wait_for(secs(10.0), "`after` to be mirrored", || {
+        env.dst_read("after").as_deref() == Some(b"new")
+    });
+    // SAFETY: kill(2) on our own child's pid.
+    let rc = unsafe { libc::kill(d.child.id() as libc::pid_t, libc::SIGTERM) };
+    assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
+    let st = d.wait(secs(10.0));
+    assert!(
+        st.is_some_and(|s| s.success()),
+        "livesync did not exit cleanly on SIGTERM ({st:?})\n{}",
+        d.log()
+    );
+}
+
+#[test]
+fn a_bad_key_is_exit_2_naming_file_and_line() {
+    let env = TestEnv::new();
+    let newdst = env.root.join("not-yet");
+    let conf = env.root.join("bad.conf");
+    fs::write(
+        &conf,
+        format!(
+            "[default]\nwatch-dir = {}\ndestination-dir = {}\nwatchdir = /oops\n",
+            env.src.display(),
+            newdst.display()
+        ),
+    )
+    .expect("write config");
+    let (code, stderr) = run_to_end(&os(&[&"-H", &conf]), &env.root);
+    assert_eq!(code, Some(2), "{stderr}");
+    let line = one_line(&stderr);
+    assert!(
+        line.contains(&format!("{}:4: unknown option `watchdir`", conf.display())),
+        "{line}"
+    );
+    assert!(line.contains("did you mean `watch-dir`?"), "{line}");
+    assert!(!newdst.exists(), "a failing run created the destination");
+}
+
+#[test]
+fn a_missing_config_file_is_exit_2() {
+    let env = TestEnv::new();
+    let missing = env.root.join("missing.conf");
+    let (code, stderr) = run_to_end(&os(&[&"-H", &missing]), &env.root);
+    assert_eq!(code, Some(2), "{stderr}");
+    let line = one_line(&stderr);
+    assert!(
+        line.contains(&format!("{}: cannot read it", missing.display())),
+        "{line}"
+    );
+}
+
+#[test]
+fn null_config_file_ignores_the_default_files() {
+    let env = TestEnv::new();
+    let newdst = env.root.join("not-yet");
+    let missing_src = env.root.join("no-such-src");
+    // HOME is the temp root: its .livesync.conf is the first default file.
+    fs::write(
+        env.root.join(".livesync.conf"),
+        "[default]\nbogus-key = 1\n",
+    )
+    .expect("write config");
+    let args = |extra: &[&dyn AsRef<std::ffi::OsStr>]| {
+        let mut v = os(extra);
+        v.extend(os(&[&"-W", &missing_src, &"-D", &newdst]));
+        v
+    };
+    // Without -H the default file is read, and refused.
+    let (code, stderr) = run_to_end(&args(&[]), &env.root);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        one_line(&stderr).contains(".livesync.conf:2: unknown option `bogus-key`"),
+        "{stderr}"
+    );
+    // With -H /NULL/ it is not: the run gets as far as the missing watch dir.
+    let (code, stderr) = run_to_end(&args(&[&"-H", &"/NULL/"]), &env.root);
+    assert_eq!(code, Some(2), "{stderr}");
+    let line = one_line(&stderr);
+    assert!(
+        line.contains("no-such-src") && !line.contains(".livesync.conf"),
+        "{line}"
+    );
+    assert!(!newdst.exists());
+}
