@@ -288,7 +288,7 @@ class Livesync(Tool):
         self.name = "livesync-rsync" if rsync else "livesync"
 
     def argv(self, src, dst, work):
-        a = [self.binary]
+        a = [self.binary, "-H", "/NULL/"]  # read no config file, as for clsync
         if self.rsync:
             a += ["-M", "rsyncdirect", "-S", shutil.which("rsync") or "/usr/bin/rsync"]
         return a + ["-W", str(src), "-D", str(dst), "-t0", "-w0"]
