@@ -46,7 +46,6 @@ use std::fmt::Write as _;
 use std::fs;
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -66,12 +65,16 @@ const MAX_READ_PER_SERVICE: usize = 64 * 1024;
 const MAX_ACCEPTS_PER_SERVICE: usize = 64;
 /// Attempts at a fresh private directory name before giving up.
 const TEMP_DIR_ATTEMPTS: u32 = 64;
+/// Length of the private directory's name, `.ls` and eight hex digits.
+const TEMP_NAME_LEN: usize = 11;
 
 /// Why the control socket could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum SocketError {
     #[error("control socket {path}: a file that is not a socket is in the way; remove it or choose another --socket path")]
     NotASocket { path: String },
+    #[error("control socket {path}: not a file path; give --socket a path such as /run/livesync/NAME.sock")]
+    NoFileName { path: String },
     #[error("control socket {path}: another process is listening on it; stop that livesync or choose another --socket path")]
     InUse { path: String },
     #[error("control socket {path}: the path is {len} bytes, longer than a unix socket address allows (at most {max} here); choose a shorter --socket path")]
@@ -428,7 +431,7 @@ fn make_temp_dir(parent: &Path, path: &Path) -> Result<TempDir, SocketError> {
     let pid = std::process::id();
     for _ in 0..TEMP_DIR_ATTEMPTS {
         let seq = SEQ.fetch_add(1, Ordering::Relaxed);
-        let name = format!(".ls{:x}", (pid << 8) ^ seq);
+        let name = format!(".ls{:08x}", (pid << 8) ^ seq);
         let dir = parent.join(name);
         match fs::DirBuilder::new().mode(0o700).create(&dir) {
             Ok(()) => return Ok(TempDir(dir)),
@@ -450,7 +453,8 @@ fn make_temp_dir(parent: &Path, path: &Path) -> Result<TempDir, SocketError> {
 
 impl ControlSocket {
     /// Creates the control socket at `path`, owned by `owner` (uid, gid) if
-    /// given, with permission bits `mode` (e.g. [`DEFAULT_MODE`]).
+    /// given, with permission bits `mode` (e.g. [`DEFAULT_MODE`]; only the
+    /// 0o777 bits are used). Connecting needs write permission on it.
     ///
     /// A socket file left by a dead process is replaced; a socket someone
     /// still listens on, or any other kind of file (a symlink included), is
@@ -463,8 +467,18 @@ impl ControlSocket {
         owner: Option<(u32, u32)>,
         mode: u32,
     ) -> Result<ControlSocket, SocketError> {
-        let max = max_socket_path();
+        if path.file_name().is_none() {
+            return Err(SocketError::NoFileName { path: disp(path) });
+        }
+        let parent = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        // The socket is first made at PARENT/.lsXXXXXXXX/s, which must fit
+        // the address too.
         let len = path.as_os_str().len();
+        let tmp_len = parent.as_os_str().len() + 1 + TEMP_NAME_LEN + 2;
+        let max = max_socket_path().saturating_sub(tmp_len.saturating_sub(len));
         if len > max {
             return Err(SocketError::TooLong {
                 path: disp(path),
@@ -472,30 +486,16 @@ impl ControlSocket {
                 max,
             });
         }
-        if path.file_name().is_none() {
-            return Err(SocketError::NotASocket { path: disp(path) });
-        }
         remove_stale(path)?;
 
-        let parent = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
         let dir = make_temp_dir(parent, path)?;
         let tmp = dir.0.join("s");
-        if tmp.as_os_str().as_bytes().len() > max {
-            return Err(SocketError::TooLong {
-                path: disp(path),
-                len: tmp.as_os_str().len(),
-                max,
-            });
-        }
         let listener = UnixListener::bind(&tmp).map_err(io_err(path, "cannot create it"))?;
         if let Some((uid, gid)) = owner {
             std::os::unix::fs::lchown(&tmp, Some(uid), Some(gid))
                 .map_err(io_err(path, "cannot change its owner (--socket-own)"))?;
         }
-        fs::set_permissions(&tmp, fs::Permissions::from_mode(mode & 0o7777))
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(mode & 0o777))
             .map_err(io_err(path, "cannot set its mode (--socket-mod)"))?;
         let meta = fs::symlink_metadata(&tmp).map_err(io_err(path, "cannot stat it"))?;
         match fs::hard_link(&tmp, path) {
@@ -1364,6 +1364,43 @@ mod tests {
             }
             other => panic!("expected TooLong, got {:?}", other.map(|_| ())),
         }
+    }
+
+    #[test]
+    fn path_length_limit_counts_the_private_directory() {
+        let max = max_socket_path();
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().as_os_str().len();
+        // A long name: the private dir is shorter, the full limit applies.
+        let fits = dir.path().join("n".repeat(max - base - 1));
+        assert_eq!(fits.as_os_str().len(), max);
+        let s = ControlSocket::bind(&fits, None, DEFAULT_MODE).unwrap();
+        UnixStream::connect(s.path()).unwrap();
+        let over = dir.path().join("n".repeat(max - base));
+        assert!(matches!(
+            ControlSocket::bind(&over, None, DEFAULT_MODE),
+            Err(SocketError::TooLong { len, max: m, .. }) if len == max + 1 && m == max
+        ));
+        // A short name in a deep directory: the private dir is what must fit.
+        let deep = dir.path().join("d".repeat(max - base - 8));
+        fs::create_dir(&deep).unwrap();
+        let short = deep.join("a");
+        match ControlSocket::bind(&short, None, DEFAULT_MODE) {
+            Err(e @ SocketError::TooLong { .. }) => {
+                let want = format!("at most {} here", max - (TEMP_NAME_LEN + 2 - 1));
+                assert!(e.to_string().contains(&want), "{e}");
+            }
+            other => panic!("expected TooLong, got {:?}", other.map(|_| ())),
+        }
+        assert_eq!(fs::read_dir(&deep).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_path_without_a_file_name_is_refused() {
+        assert!(matches!(
+            ControlSocket::bind(Path::new("/"), None, DEFAULT_MODE),
+            Err(SocketError::NoFileName { .. })
+        ));
     }
 
     #[test]
