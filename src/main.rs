@@ -1,5 +1,6 @@
 //! The `livesync` binary: parse the command line, build the Config, call
-//! `daemon::run`, and turn the outcome into the documented exit code.
+//! `daemon::run`, and turn the outcome into the documented exit code; or,
+//! for `livesync ctl ...`, hand over to the control socket's client.
 
 use clap::Parser;
 use livesync::config::{cli::Args, Config};
@@ -9,6 +10,13 @@ use std::process::ExitCode;
 const EXIT_USAGE: u8 = 2;
 
 fn main() -> ExitCode {
+    // `livesync ctl SOCKET COMMAND`: the control socket's client, not the daemon.
+    let mut argv = std::env::args_os().skip(1);
+    if argv.next().is_some_and(|a| a == "ctl") {
+        let rest: Vec<_> = argv.collect();
+        let code = livesync::ctl::run(&rest, &mut std::io::stdout(), &mut std::io::stderr());
+        return ExitCode::from(code);
+    }
     let args = match Args::try_parse() {
         Ok(a) => a,
         Err(e) => {
