@@ -542,8 +542,8 @@ def wl_latency(tool: Tool, work: Path, sz: dict) -> dict:
         data = b"y" * 100
         for i in range(sz["latency_runs"]):
             name = f"lat{i:03d}"
+            t0 = NOW()  # from the start of the write: a tool may copy before close()
             write_file(src / name, data)
-            t0 = NOW()  # the write is complete (closed)
             t1 = wait_file(dst / name, len(data), 10.0)
             if t1 is None:
                 lost += 1
@@ -848,7 +848,11 @@ def ratio(ra: dict | None, rb: dict | None, key: str) -> str:
     if b <= floor:
         return "—"
     r = a / b
-    return "0" if r == 0 else f"{r:.2g}" if r < 0.1 else f"{r:.2f}"
+    if r == 0:
+        return "0"
+    if r < 0.001:
+        return "<0.001"
+    return f"{r:.2g}" if r < 0.1 else f"{r:.2f}"
 
 
 RATIOS = [("livesync", "clsync"), ("livesync", "lsyncd"), ("livesync-rsync", "clsync")]
@@ -941,9 +945,13 @@ def cpu_pressure() -> float | None:
     return None
 
 
-def run_one(wl: str, t: Tool, base: Path, sz: dict, shared: dict, logs_out: Path, keep: bool,
+def run_one(wl: str, t: Tool, work: Path, sz: dict, shared: dict, logs_out: Path,
             tag: str) -> dict:
-    work = fresh_dir(base / f"{wl}-{t.name}")
+    """One run of one workload by one tool in its own fresh `work` dir. Nothing
+    is deleted between runs: on ext4, the first burst of file creations after a
+    big deletion costs several times the kernel time of the next one, and that
+    would land on whichever tool runs next."""
+    work = fresh_dir(work)
     os.sync()  # no writeback left over from the previous run
     log(f"{wl}: {t.name}{tag} ...")
     try:
@@ -970,8 +978,6 @@ def run_one(wl: str, t: Tool, base: Path, sz: dict, shared: dict, logs_out: Path
         logs_out.mkdir(parents=True, exist_ok=True)
         for f in work.glob("*.log"):
             shutil.copy(f, logs_out / f"{wl}-{t.name}-{f.name}")
-    if not keep:
-        shutil.rmtree(work, ignore_errors=True)
     return r
 
 
@@ -1010,6 +1016,37 @@ def aggregate(rs: list[dict]) -> dict:
     return out
 
 
+def disk_need(sz: dict, ntools: int, workloads: list[str]) -> tuple[int, int]:
+    """Files and bytes the run leaves on disk before its final cleanup (every
+    small file takes one 4 KiB block)."""
+    runs = ntools * sz["repeat"]
+    files = max(sz["startup_files"], sz["storm_files"]) + sz["startup_dirs"]  # the priming tree
+    if "latency" in workloads:
+        files += ntools * 2 * (10 + sz["latency_runs"] + 1)
+    if "storm" in workloads:
+        files += runs * 2 * (sz["storm_files"] + sz["storm_dirs"])
+    if "startup" in workloads:
+        files += (runs + 1) * (sz["startup_files"] + sz["startup_dirs"])
+    if "rename" in workloads:
+        files += runs * 2 * (sz["rename_files"] + 2)
+    return files, files * 4096
+
+
+def fs_type_of(path: Path) -> str:
+    """Filesystem type and options of the mount holding path (/proc/mounts)."""
+    best, found = "", "unknown"
+    try:
+        with open("/proc/mounts") as f:
+            for line in f:
+                dev, mnt, typ, opts = line.split()[:4]
+                mnt = mnt.replace("\\040", " ")
+                if (str(path) == mnt or str(path).startswith(mnt.rstrip("/") + "/")) and len(mnt) > len(best):
+                    best, found = mnt, f"{typ} ({opts})"
+    except OSError:
+        pass
+    return found
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="small sizes, a smoke run in under 2 minutes")
@@ -1019,7 +1056,8 @@ def main() -> int:
                     help="comma-separated subset of livesync,livesync-rsync,clsync,lsyncd")
     ap.add_argument("--workloads", default=",".join(WORKLOADS),
                     help="comma-separated subset of " + ",".join(WORKLOADS))
-    ap.add_argument("--workdir", help="where to build trees (default: a new dir under /tmp, removed after)")
+    ap.add_argument("--workdir", help="where to build the trees: a new dir is made in it (default: in /tmp), "
+                         "removed at the end unless --keep")
     ap.add_argument("--timeout", type=float, help="convergence timeout in seconds (default 120, quick 15)")
     ap.add_argument("--runs", type=int, help="latency runs (default 15, quick 5)")
     ap.add_argument("--repeat", type=int,
@@ -1077,9 +1115,20 @@ def main() -> int:
     signal.signal(signal.SIGHUP, on_signal)
 
     own_workdir = args.workdir is None
-    base = Path(tempfile.mkdtemp(prefix="livesync-bench-", dir="/tmp")) if own_workdir \
-        else Path(args.workdir).resolve()
-    base.mkdir(parents=True, exist_ok=True)
+    if own_workdir:
+        base = Path(tempfile.mkdtemp(prefix="livesync-bench-", dir="/tmp"))
+    else:
+        base = Path(args.workdir).resolve()
+        base.mkdir(parents=True, exist_ok=True)
+        base = Path(tempfile.mkdtemp(prefix="livesync-bench-", dir=base))
+    need_files, need_bytes = disk_need(sz, len(tools), workloads)
+    st = os.statvfs(base)
+    if st.f_bavail * st.f_frsize < need_bytes * 1.2 or st.f_favail < need_files * 1.2:
+        log(f"not enough room in {base}: the run keeps every tree until the end and needs about "
+            f"{need_bytes / 2**30:.1f} GiB and {need_files} inodes; use --workdir elsewhere or --quick")
+        shutil.rmtree(base, ignore_errors=True)
+        return 2
+    fs_type = fs_type_of(base)
     limit = InotifyLimit(sz["startup_dirs"] + sz["storm_dirs"] + 10000)
     out_path = Path(args.out)
     logs_out = out_path.parent / "logs"
@@ -1089,6 +1138,10 @@ def main() -> int:
     interrupted = False
     try:
         shared: dict = {}
+        n_prime = max(sz["startup_files"], sz["storm_files"])
+        log(f"priming the filesystem with {n_prime} files (absorbs the cost of earlier deletions)")
+        build_tree(fresh_dir(base / "prime"), max(sz["startup_dirs"], sz["storm_dirs"]), n_prime)
+        os.sync()
         for wl in workloads:
             if wl == "startup":
                 log(f"building startup tree: {sz['startup_dirs']} dirs, {sz['startup_files']} files")
@@ -1100,24 +1153,27 @@ def main() -> int:
             reps = 1 if wl == "latency" else sz["repeat"]
             for rep in range(reps):
                 for t in tools:
-                    r = run_one(wl, t, base, sz, shared, logs_out, args.keep,
+                    r = run_one(wl, t, base / f"{wl}-{t.name}-{rep + 1}", sz, shared, logs_out,
                                 f" ({rep + 1}/{reps})" if reps > 1 else "")
                     runs[t.name].append(r)
             for name, rs in runs.items():
                 results[wl][name] = aggregate(rs)
-            if wl == "startup" and not args.keep:
-                shutil.rmtree(base / "startup-src", ignore_errors=True)
     except KeyboardInterrupt:
         interrupted = True
         log("interrupted; cleaning up")
     finally:
         Daemon.stop_all()
         limit.restore()
-        if own_workdir and not args.keep:
+        if args.keep:
+            log(f"kept {base}")
+        else:
+            log(f"removing {base}")
             shutil.rmtree(base, ignore_errors=True)
 
     names = [t.name for t in tools]
     env["loadavg_end"] = os.getloadavg()
+    env["workdir"] = str(base)
+    env["workdir_fs"] = fs_type
     doc = dict(
         mode="quick" if args.quick else "full",
         command=" ".join(sys.argv),
@@ -1141,7 +1197,8 @@ def main() -> int:
     if loads:
         print(f"\nMachine load after each run: 1-min loadavg {min(loads):.1f}–{max(loads):.1f}"
               + (f", CPU pressure (some, avg10) median {statistics.median(press):.0f}%" if press else "")
-              + f"; sizes: {doc['mode']}, {sz['repeat']} run(s) per tool for storm/startup/rename.")
+              + f"; sizes: {doc['mode']}, {sz['repeat']} run(s) per tool for storm/startup/rename; "
+              f"workdir on {fs_type.split(' ')[0]}.")
     if skipped:
         print("\nskipped: " + ", ".join(f"{k} ({v})" for k, v in skipped.items()))
     failed = [(wl, t, r["error"]) for wl, rs in results.items() for t, r in rs.items() if "error" in r]
