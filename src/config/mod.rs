@@ -36,6 +36,15 @@ pub enum Mode {
     RsyncDirect,
 }
 
+/// Where log lines go (`-Y`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    Stderr,
+    Stdout,
+    /// Datagrams to `/dev/log` (RFC 3164, facility daemon).
+    Syslog,
+}
+
 /// Where the destination lives.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Destination {
@@ -101,6 +110,29 @@ pub struct Config {
     pub config_file: Option<PathBuf>,
     /// The block of `config_file` that settings were taken from, if any.
     pub config_block: Option<String>,
+    /// `-z`: where to write our pid.
+    pub pid_file: Option<PathBuf>,
+    /// `--status-file`.
+    pub status_file: Option<PathBuf>,
+    /// `--standby-file`: while it exists, syncs are held.
+    pub standby_file: Option<PathBuf>,
+    pub exit_on_no_events: bool,
+    pub only_initialsync: bool,
+    pub skip_initialsync: bool,
+    /// `--max-iterations`: 0 = no limit; N = the initial sync and at most
+    /// N-1 handler runs after it.
+    pub max_iterations: u32,
+    pub sync_on_quit: bool,
+    pub pre_exit_hook: Option<OsString>,
+    pub exit_hook: Option<OsString>,
+    /// `--ignore-failures`: never give up on a failing batch.
+    pub ignore_failures: bool,
+    /// `-k`: None = no limit.
+    pub timeout_sync: Option<Duration>,
+    /// `-b`.
+    pub background: bool,
+    /// `-Y`.
+    pub output: Output,
     /// Things worth a warning found while reading the configuration (one
     /// line each, e.g. `file:line: removed trailing whitespace …`). The
     /// caller logs them once the logger is up.
@@ -270,6 +302,27 @@ fn resolve_maybe_missing(p: &Path) -> std::io::Result<PathBuf> {
     }
 }
 
+/// `p` made absolute against the current directory (unchanged if that
+/// cannot be read): `-b` moves the daemon to `/`.
+fn absolute(p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        return p.to_path_buf();
+    }
+    std::env::current_dir()
+        .map(|d| d.join(p))
+        .unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// A program as given: a bare name stays (looked up in PATH when run), a
+/// relative path becomes absolute.
+fn program_path(p: &OsStr) -> OsString {
+    if p.as_bytes().contains(&b'/') {
+        absolute(Path::new(p)).into_os_string()
+    } else {
+        p.to_os_string()
+    }
+}
+
 /// Checks that `program` can be run: a name without a slash must be found in
 /// `PATH`, a path must be an executable file. Returns where it was found.
 pub fn find_program(program: &OsStr) -> Result<PathBuf, ConfigError> {
@@ -399,7 +452,7 @@ impl Config {
         }
 
         let handler_program = match (&mode, &a.sync_handler) {
-            (_, Some(p)) => Some(p.clone()),
+            (_, Some(p)) => Some(program_path(p)),
             (Mode::RsyncDirect, None) => Some(OsString::from("rsync")),
             (Mode::Mirror, None) => None,
         };
@@ -438,6 +491,72 @@ impl Config {
             }
         }
 
+        if a.only_initialsync && a.skip_initialsync {
+            return Err(ConfigError::Invalid(
+                "--only-initialsync and --skip-initialsync together would sync nothing; drop one"
+                    .to_string(),
+            ));
+        }
+        if a.only_initialsync && a.exit_on_no_events {
+            return Err(ConfigError::Invalid(
+                "--only-initialsync and --exit-on-no-events are two ways to end; choose one"
+                    .to_string(),
+            ));
+        }
+        match a.threading.as_str() {
+            "off" => {}
+            "safe" | "full" => {
+                return Err(ConfigError::Invalid(format!(
+                    "-p {}: parallel handlers are not implemented yet; use -p off (the default)",
+                    a.threading
+                )))
+            }
+            other => {
+                return Err(ConfigError::Invalid(format!(
+                    "-p {other:?}: unknown threading mode; use off (safe and full are not implemented yet)"
+                )))
+            }
+        }
+        for (name, hook) in [
+            ("--pre-exit-hook", &a.pre_exit_hook),
+            ("--exit-hook", &a.exit_hook),
+        ] {
+            if let Some(h) = hook {
+                if h.is_empty() {
+                    return Err(ConfigError::Invalid(format!("{name} must name a program")));
+                }
+                if find_program(h).is_err() {
+                    return Err(ConfigError::Invalid(format!(
+                        "{name} {}: not an executable file (or not in PATH); fix {name}",
+                        path::display(h.as_bytes())
+                    )));
+                }
+            }
+        }
+        let control_file =
+            |name: &str, p: &Option<PathBuf>| -> Result<Option<PathBuf>, ConfigError> {
+                match p {
+                    None => Ok(None),
+                    Some(p) if p.as_os_str().is_empty() => {
+                        Err(ConfigError::Invalid(format!("{name} must name a file")))
+                    }
+                    Some(p) => resolve_maybe_missing(p).map(Some).map_err(|e| {
+                        ConfigError::Invalid(format!(
+                            "{name} {}: {e}; check the path",
+                            path::display_os(p)
+                        ))
+                    }),
+                }
+            };
+        let pid_file = control_file("--pid-file", &a.pid_file)?;
+        let status_file = control_file("--status-file", &a.status_file)?;
+        let standby_file = control_file("--standby-file", &a.standby_file)?;
+        let output = match a.output.as_str() {
+            "stdout" => Output::Stdout,
+            "syslog" => Output::Syslog,
+            _ => Output::Stderr,
+        };
+
         let debug: u32 = a.debug.iter().map(|&d| u32::from(d)).sum();
         let log_level = if a.quiet {
             log::LevelFilter::Error
@@ -461,7 +580,7 @@ impl Config {
             retries: a.retries,
             ignore_exit,
             label: a.label,
-            lists_dir: a.lists_dir,
+            lists_dir: a.lists_dir.map(|l| absolute(&l)),
             keep_lists: a.dont_unlink_lists,
             log_level,
             initial_handler_args: from_file.initial_handler_args,
@@ -469,6 +588,20 @@ impl Config {
             config_file: from_file.file.map(|f| f.path().to_path_buf()),
             config_block: from_file.block,
             warnings: from_file.warnings,
+            pid_file,
+            status_file,
+            standby_file,
+            exit_on_no_events: a.exit_on_no_events,
+            only_initialsync: a.only_initialsync,
+            skip_initialsync: a.skip_initialsync,
+            max_iterations: a.max_iterations,
+            sync_on_quit: a.sync_on_quit,
+            pre_exit_hook: a.pre_exit_hook.map(|h| program_path(&h)),
+            exit_hook: a.exit_hook.map(|h| program_path(&h)),
+            ignore_failures: a.ignore_failures,
+            timeout_sync: (a.timeout_sync > 0).then(|| Duration::from_secs(a.timeout_sync)),
+            background: a.background.unwrap_or(false),
+            output,
         })
     }
 }
@@ -796,6 +929,145 @@ mod tests {
                     s("[]"),
                     format!("[(29, \"t\"), ({}, \"t\")]", libc::SIGUSR1),
                     s("[(28, \"t\")]"),
+                ],
+            ),
+            case(
+                "pid-file",
+                format!("pid-file = {}", fx.p("a.pid")),
+                &["-z", &fx.p("b.pid")],
+                |c| format!("{:?}", c.pid_file),
+                [
+                    s("None"),
+                    dbg(&Some(PathBuf::from(fx.p("a.pid")))),
+                    dbg(&Some(PathBuf::from(fx.p("b.pid")))),
+                ],
+            ),
+            case(
+                "status-file",
+                format!("status-file = {}", fx.p("a.st")),
+                &["--status-file", &fx.p("b.st")],
+                |c| format!("{:?}", c.status_file),
+                [
+                    s("None"),
+                    dbg(&Some(PathBuf::from(fx.p("a.st")))),
+                    dbg(&Some(PathBuf::from(fx.p("b.st")))),
+                ],
+            ),
+            case(
+                "standby-file",
+                format!("standby-file = {}", fx.p("a.sb")),
+                &["--standby-file", &fx.p("b.sb")],
+                |c| format!("{:?}", c.standby_file),
+                [
+                    s("None"),
+                    dbg(&Some(PathBuf::from(fx.p("a.sb")))),
+                    dbg(&Some(PathBuf::from(fx.p("b.sb")))),
+                ],
+            ),
+            Case {
+                file_under_cli: Some(s("exit-on-no-events = 0")),
+                ..case(
+                    "exit-on-no-events",
+                    s("exit-on-no-events = 1"),
+                    &["--exit-on-no-events"],
+                    |c| c.exit_on_no_events.to_string(),
+                    [s("false"), s("true"), s("true")],
+                )
+            },
+            Case {
+                file_under_cli: Some(s("only-initialsync = 0")),
+                ..case(
+                    "only-initialsync",
+                    s("only-initialsync = 1"),
+                    &["--only-initialsync"],
+                    |c| c.only_initialsync.to_string(),
+                    [s("false"), s("true"), s("true")],
+                )
+            },
+            Case {
+                file_under_cli: Some(s("skip-initialsync = 0")),
+                ..case(
+                    "skip-initialsync",
+                    s("skip-initialsync = 1"),
+                    &["--skip-initialsync"],
+                    |c| c.skip_initialsync.to_string(),
+                    [s("false"), s("true"), s("true")],
+                )
+            },
+            Case {
+                file_under_cli: Some(s("sync-on-quit = 0")),
+                ..case(
+                    "sync-on-quit",
+                    s("sync-on-quit = 1"),
+                    &["--sync-on-quit"],
+                    |c| c.sync_on_quit.to_string(),
+                    [s("false"), s("true"), s("true")],
+                )
+            },
+            Case {
+                file_under_cli: Some(s("ignore-failures = 0")),
+                ..case(
+                    "ignore-failures",
+                    s("ignore-failures = 1"),
+                    &["--ignore-failures"],
+                    |c| c.ignore_failures.to_string(),
+                    [s("false"), s("true"), s("true")],
+                )
+            },
+            case(
+                "max-iterations",
+                s("max-iterations = 20"),
+                &["--max-iterations", "3"],
+                |c| c.max_iterations.to_string(),
+                [s("0"), s("20"), s("3")],
+            ),
+            case(
+                "pre-exit-hook",
+                s("pre-exit-hook = /bin/true"),
+                &["--pre-exit-hook", "/bin/false"],
+                |c| format!("{:?}", c.pre_exit_hook),
+                [s("None"), s("Some(\"/bin/true\")"), s("Some(\"/bin/false\")")],
+            ),
+            case(
+                "exit-hook",
+                s("exit-hook = /bin/true"),
+                &["--exit-hook", "/bin/false"],
+                |c| format!("{:?}", c.exit_hook),
+                [s("None"), s("Some(\"/bin/true\")"), s("Some(\"/bin/false\")")],
+            ),
+            case(
+                "timeout-sync",
+                s("timeout-sync = 0"),
+                &["-k", "5"],
+                |c| format!("{:?}", c.timeout_sync),
+                [s("Some(86400s)"), s("None"), s("Some(5s)")],
+            ),
+            Case {
+                file_under_cli: Some(s("background = 1")),
+                ..case(
+                    "background",
+                    s("background = 1"),
+                    &["-b0"],
+                    |c| c.background.to_string(),
+                    [s("false"), s("true"), s("false")],
+                )
+            },
+            case(
+                "output",
+                s("output = syslog"),
+                &["-Y", "stdout"],
+                |c| format!("{:?}", c.output),
+                [s("Stderr"), s("Syslog"), s("Stdout")],
+            ),
+            case(
+                "threading",
+                s("threading = safe"),
+                &["-p", "off"],
+                |_| "ok".to_string(),
+                [
+                    s("ok"),
+                    s("error: -p safe: parallel handlers are not implemented yet; use -p off (the default)"),
+                    s("ok"),
                 ],
             ),
             // The handler arguments: the command line's `--` replaces the file's.
