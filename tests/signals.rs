@@ -275,3 +275,30 @@ fn background_daemon_writes_its_pid_file_and_cleans_up() {
     assert!(!pid_file.exists(), "pid file removed");
     assert!(!status.exists(), "status file removed");
 }
+
+#[test]
+fn background_startup_errors_reach_the_terminal_and_the_exit_code() {
+    let env = TestEnv::new();
+    let pid_file = env.root.join("taken.pid");
+    // pid 1 always runs: the daemon must refuse this pid file.
+    fs::write(&pid_file, "1\n").expect("write");
+    let r = run_livesync(
+        &[
+            "-W",
+            &os(&env.src),
+            "-D",
+            &os(&env.dst),
+            "-b",
+            "-z",
+            &os(&pid_file),
+        ],
+        LONG,
+    );
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("names process 1, which is running"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(read(&pid_file), "1\n", "left alone");
+}

@@ -1,12 +1,14 @@
 //! `-b`: becoming a real daemon.
 //!
 //! [`daemonize`] forks; the parent waits until the child reports that it is
-//! up (pid file written, watches set) and then exits 0, or exits 1 if the
-//! child ends first, so `livesync -b` returns only once the daemon runs (what
-//! init systems expect of a forking service). The child starts a new session,
-//! changes to `/` and points stdin, stdout and stderr at `/dev/null`. It must
-//! be called while the process has a single thread (before the worker is
-//! started).
+//! up (pid file written, watches set) and then exits 0, or, if the child
+//! ends first, exits with the child's exit code (1 if it had none), so
+//! `livesync -b` returns only once the daemon runs (what init systems expect
+//! of a forking service). The child starts a new session and changes to `/`;
+//! it keeps stdout and stderr until it is up, so that a startup error still
+//! reaches the terminal, and then points stdin, stdout and stderr at
+//! `/dev/null`. It must be called while the process has a single thread
+//! (before the worker is started).
 
 use std::io::{self, Read, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -25,9 +27,13 @@ impl Ready {
         self.0.is_some()
     }
 
-    /// Tells the waiting parent that startup succeeded.
+    /// Detaches from the terminal's stdio and tells the waiting parent
+    /// that startup succeeded.
     pub fn notify(&mut self) {
         if let Some(mut f) = self.0.take() {
+            if let Err(e) = null_stdio() {
+                log::warn!("{e}");
+            }
             let _ = f.write_all(b"1");
         }
     }
@@ -36,6 +42,27 @@ impl Ready {
 fn last_err(what: &str) -> io::Error {
     let e = io::Error::last_os_error();
     io::Error::new(e.kind(), format!("{what}: {e}"))
+}
+
+/// Points stdin, stdout and stderr at `/dev/null`.
+fn null_stdio() -> io::Result<()> {
+    // SAFETY: plain syscalls on the standard descriptors.
+    unsafe {
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
+        if null < 0 {
+            return Err(last_err("open /dev/null"));
+        }
+        let mut result = Ok(());
+        for fd in 0..3 {
+            if fd != null && libc::dup2(null, fd) < 0 {
+                result = Err(last_err("redirect stdio to /dev/null"));
+            }
+        }
+        if null > 2 {
+            libc::close(null);
+        }
+        result
+    }
 }
 
 /// Forks into the background (see the module docs). Returns in the child
@@ -61,16 +88,6 @@ pub fn daemonize() -> io::Result<Ready> {
                 }
                 if libc::chdir(c"/".as_ptr()) != 0 {
                     return Err(last_err("chdir /"));
-                }
-                let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
-                if null < 0 {
-                    return Err(last_err("open /dev/null"));
-                }
-                for fd in 0..3 {
-                    libc::dup2(null, fd);
-                }
-                if null > 2 {
-                    libc::close(null);
                 }
             }
             Ok(Ready(Some(std::fs::File::from(wr))))
