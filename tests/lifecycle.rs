@@ -480,3 +480,77 @@ fn ignore_failures_keeps_retrying_where_retries_would_give_up() {
         }
     }
 }
+
+/// A tmpfs mounted at `at` for the life of the guard.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path) -> Tmpfs {
+        use std::ffi::CString;
+        use std::os::unix::ffi::OsStrExt;
+        let target = CString::new(at.as_os_str().as_bytes()).expect("path");
+        let rc = unsafe {
+            libc::mount(
+                c"none".as_ptr(),
+                target.as_ptr(),
+                c"tmpfs".as_ptr(),
+                0,
+                std::ptr::null(),
+            )
+        };
+        assert_eq!(rc, 0, "mount tmpfs: {}", std::io::Error::last_os_error());
+        Tmpfs(at.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        use std::ffi::CString;
+        use std::os::unix::ffi::OsStrExt;
+        let target = CString::new(self.0.as_os_str().as_bytes()).expect("path");
+        unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+    }
+}
+
+#[test]
+fn one_file_system_and_exclude_mount_points_stop_at_mount_points() {
+    if !require_root("mounting a tmpfs inside the watch dir") {
+        return;
+    }
+    for exclude in [false, true] {
+        let env = TestEnv::new();
+        env.mkdir_p("mnt");
+        env.write("top", "t");
+        let _m = Tmpfs::mount(&env.src_path("mnt"));
+        env.mkdir_p("mnt/sub");
+        env.write("mnt/sub/f", "other fs");
+        let flag = if exclude { "-X" } else { "--one-file-system" };
+        let r = run_livesync(
+            &[
+                "-W",
+                &os(&env.src),
+                "-D",
+                &os(&env.dst),
+                "--only-initialsync",
+                flag,
+            ],
+            LONG,
+        );
+        assert_eq!(r.code, Some(0), "{}", r.stderr);
+        assert!(env.dst_has("top"));
+        assert!(
+            !env.dst_has("mnt/sub"),
+            "{flag}: nothing below the mount point"
+        );
+        assert_eq!(
+            env.dst_has("mnt"),
+            !exclude,
+            "{flag}: the mount point itself"
+        );
+        // The same run watches no directory of the other filesystem.
+        let mut d = Daemon::start(&env, &["-t0", "-w0", "-d", flag]);
+        d.wait_for_log(LONG, "initial sync done");
+        let log = d.log();
+        assert!(log.contains("watching 1 directory"), "{}", d.context());
+    }
+}

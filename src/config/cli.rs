@@ -346,6 +346,16 @@ pub struct Args {
     )]
     pub threading: String,
 
+    /// Don't cross into other filesystems: the mount points under the watch
+    /// dir (found at start and on SIGHUP) are synced as empty directories
+    /// and not walked, watched or synced below.
+    #[arg(long = "one-file-system", help_heading = "How")]
+    pub one_file_system: bool,
+
+    /// Like --one-file-system, and leave the mount points themselves out.
+    #[arg(short = 'X', long = "exclude-mount-points", help_heading = "How")]
+    pub exclude_mount_points: bool,
+
     /// Arguments for the sync handler (after `--`).
     #[arg(last = true, value_name = "HANDLER ARGS")]
     pub handler_args: Vec<OsString>,

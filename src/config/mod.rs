@@ -131,6 +131,11 @@ pub struct Config {
     pub timeout_sync: Option<Duration>,
     /// `-b`.
     pub background: bool,
+    /// `--one-file-system`: mount points found under the watch dir are
+    /// kept out by rules put in front of the user's (see `rules`).
+    pub one_file_system: bool,
+    /// `-X`: the same, the mount points themselves included.
+    pub exclude_mount_points: bool,
     /// `-Y`.
     pub output: Output,
     /// Things worth a warning found while reading the configuration (one
@@ -323,6 +328,80 @@ fn program_path(p: &OsStr) -> OsString {
     }
 }
 
+/// Decodes the octal escapes (`\\040` …) of a /proc/self/mountinfo field.
+fn unescape_mountinfo(field: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(field.len());
+    let mut i = 0;
+    while i < field.len() {
+        let oct = field
+            .get(i + 1..i + 4)
+            .filter(|d| field[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match oct {
+            Some(d) => {
+                let v = d.iter().fold(0u32, |v, c| v * 8 + u32::from(c - b'0'));
+                out.push(v as u8);
+                i += 4;
+            }
+            None => {
+                out.push(field[i]);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// The mount points strictly below `root`, relative to it, from the text of
+/// /proc/self/mountinfo (its fifth field).
+fn mount_points_under(root: &Path, mountinfo: &[u8]) -> Vec<Vec<u8>> {
+    let root = root.as_os_str().as_bytes();
+    let mut out: Vec<Vec<u8>> = mountinfo
+        .split(|&b| b == b'\n')
+        .filter_map(|line| line.split(|&b| b == b' ').nth(4))
+        .map(unescape_mountinfo)
+        .filter_map(|m| {
+            let rest = m.strip_prefix(root)?;
+            let rel = if root == b"/" {
+                rest
+            } else {
+                rest.strip_prefix(b"/")?
+            };
+            (!rel.is_empty()).then(|| rel.to_vec())
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Rules lines that keep the walk, the watches and the syncs out of each
+/// mount point (`exclude`: the mount point itself too).
+fn mount_rules(points: &[Vec<u8>], exclude: bool) -> Vec<u8> {
+    let mut text = Vec::new();
+    for p in points {
+        let mut re = b"^".to_vec();
+        for &b in p {
+            if b.is_ascii_alphanumeric() || b == b'/' || b == b'_' {
+                re.push(b);
+            } else {
+                re.extend_from_slice(format!("\\x{b:02x}").as_bytes());
+            }
+        }
+        if exclude {
+            text.extend_from_slice(b"-*");
+            text.extend_from_slice(&re);
+            text.extend_from_slice(b"(/|$)\n");
+        } else {
+            text.extend_from_slice(b"-W");
+            text.extend_from_slice(&re);
+            text.extend_from_slice(b"$\n-*");
+            text.extend_from_slice(&re);
+            text.extend_from_slice(b"/\n");
+        }
+    }
+    text
+}
+
 /// Checks that `program` can be run: a name without a slash must be found in
 /// `PATH`, a path must be an executable file. Returns where it was found.
 pub fn find_program(program: &OsStr) -> Result<PathBuf, ConfigError> {
@@ -465,10 +544,23 @@ impl Config {
             ));
         }
 
-        let rules = match &a.rules_file {
+        let mut rules = match &a.rules_file {
             Some(f) => Rules::from_file(f)?,
             None => Rules::allow_all(),
         };
+        if a.one_file_system || a.exclude_mount_points {
+            let mountinfo = std::fs::read("/proc/self/mountinfo").map_err(|e| {
+                ConfigError::Invalid(format!(
+                    "--one-file-system/-X: cannot read /proc/self/mountinfo: {e}"
+                ))
+            })?;
+            let points = mount_points_under(&watch_dir, &mountinfo);
+            if !points.is_empty() {
+                let mut text = mount_rules(&points, a.exclude_mount_points);
+                text.extend_from_slice(&rules.to_text());
+                rules = Rules::parse(&text, "the rules file with mount point exclusions")?;
+            }
+        }
 
         let queue = QueueConfig {
             delay: seconds("-t", a.delay_collect)?,
@@ -601,6 +693,8 @@ impl Config {
             ignore_failures: a.ignore_failures,
             timeout_sync: (a.timeout_sync > 0).then(|| Duration::from_secs(a.timeout_sync)),
             background: a.background.unwrap_or(false),
+            one_file_system: a.one_file_system,
+            exclude_mount_points: a.exclude_mount_points,
             output,
         })
     }
@@ -691,6 +785,39 @@ mod tests {
         assert!(e.to_string().contains("not in PATH"), "{e}");
         let e = find_program(OsStr::new("/etc/passwd")).expect_err("not executable");
         assert!(e.to_string().contains("not an executable"), "{e}");
+    }
+
+    #[test]
+    fn mount_points_become_rules() {
+        let info = b"22 1 0:21 / / rw shared:1 - ext4 /dev/sda rw\n\
+            30 22 0:30 / /srv/www/a\\040b rw - tmpfs none rw\n\
+            31 22 0:31 / /srv/www/c/d rw - tmpfs none rw\n\
+            32 22 0:32 / /srv/wwwx rw - tmpfs none rw\n\
+            33 22 0:33 / /srv/www rw - tmpfs none rw\n";
+        let pts = mount_points_under(Path::new("/srv/www"), info);
+        assert_eq!(pts, [b"a b".to_vec(), b"c/d".to_vec()]);
+        let rules = Rules::parse(&mount_rules(&pts, false), "t").expect("rules");
+        use crate::rules::{Action, Kind};
+        assert!(!rules.permits(b"a b", Kind::Dir, Action::Walk));
+        assert!(!rules.permits(b"a b", Kind::Dir, Action::Monitor));
+        assert!(rules.permits(b"a b", Kind::Dir, Action::Sync));
+        assert!(!rules.permits(b"a b/f", Kind::File, Action::Sync));
+        assert!(!rules.permits(b"c/d/e", Kind::Dir, Action::Sync));
+        assert!(rules.permits(b"c", Kind::Dir, Action::Walk));
+        assert!(rules.permits(b"a bc", Kind::Dir, Action::Walk));
+        let rules = Rules::parse(&mount_rules(&pts, true), "t").expect("rules");
+        assert!(!rules.permits(b"a b", Kind::Dir, Action::Sync));
+        assert!(!rules.permits(b"c/d/x", Kind::File, Action::Sync));
+        assert!(rules.permits(b"c/dd", Kind::File, Action::Sync));
+        assert_eq!(
+            mount_points_under(Path::new("/"), info),
+            [
+                b"srv/www".to_vec(),
+                b"srv/www/a b".to_vec(),
+                b"srv/www/c/d".to_vec(),
+                b"srv/wwwx".to_vec()
+            ]
+        );
     }
 
     #[test]
@@ -1059,6 +1186,26 @@ mod tests {
                 |c| format!("{:?}", c.output),
                 [s("Stderr"), s("Syslog"), s("Stdout")],
             ),
+            Case {
+                file_under_cli: Some(s("one-file-system = 0")),
+                ..case(
+                    "one-file-system",
+                    s("one-file-system = 1"),
+                    &["--one-file-system"],
+                    |c| c.one_file_system.to_string(),
+                    [s("false"), s("true"), s("true")],
+                )
+            },
+            Case {
+                file_under_cli: Some(s("exclude-mount-points = 0")),
+                ..case(
+                    "exclude-mount-points",
+                    s("exclude-mount-points = 1"),
+                    &["-X"],
+                    |c| c.exclude_mount_points.to_string(),
+                    [s("false"), s("true"), s("true")],
+                )
+            },
             case(
                 "threading",
                 s("threading = safe"),
