@@ -554,3 +554,26 @@ fn one_file_system_and_exclude_mount_points_stop_at_mount_points() {
         assert!(log.contains("watching 1 directory"), "{}", d.context());
     }
 }
+
+#[test]
+fn modification_signature_skips_changes_outside_the_mask() {
+    let env = TestEnv::new();
+    env.write("a", "1");
+    let mut d = Daemon::start(&env, &["-t0", "-w0", "--modification-signature", "mode"]);
+    d.wait_live(&env, LONG);
+    // First change after start: synced, and its signature remembered.
+    env.write("a", "2");
+    d.wait_until(LONG, "a = 2", || {
+        env.dst_read("a").as_deref() == Some(&b"2"[..])
+    });
+    // Same mode: not synced.
+    env.write("a", "3");
+    env.write("marker", "m");
+    d.wait_until(LONG, "marker synced", || env.dst_has("marker"));
+    assert_stays(Duration::from_millis(500), "a not resynced", || {
+        env.dst_read("a").as_deref() == Some(&b"2"[..])
+    });
+    // A mode change is in the mask: synced, with the content as it is now.
+    fs::set_permissions(env.src_path("a"), fs::Permissions::from_mode(0o600)).expect("chmod");
+    d.wait_synced(&env, LONG);
+}

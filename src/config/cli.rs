@@ -356,6 +356,22 @@ pub struct Args {
     #[arg(short = 'X', long = "exclude-mount-points", help_heading = "How")]
     pub exclude_mount_points: bool,
 
+    /// Don't sync a file or dir whose listed lstat fields did not change
+    /// since it was last synced: a comma list of dev, ino, mode, uid, gid,
+    /// rdev, size, atime, mtime, ctime, blksize, blocks, nlink (`*`: the
+    /// first ten).
+    #[arg(
+        long = "modification-signature",
+        value_name = "FIELDS",
+        help_heading = "How"
+    )]
+    pub modification_signature: Option<String>,
+
+    /// Syscalls to skip: `mon_stat` (no lstat for sizes: the big-file lane
+    /// -B/-T is off). Empty: none.
+    #[arg(long = "cancel-syscalls", value_name = "LIST", help_heading = "How")]
+    pub cancel_syscalls: Option<String>,
+
     /// Arguments for the sync handler (after `--`).
     #[arg(last = true, value_name = "HANDLER ARGS")]
     pub handler_args: Vec<OsString>,

@@ -190,7 +190,6 @@ const MAX_SIZE: u64 = 1 << 20;
 const CLSYNC_ONLY: &[&str] = &[
     "add-permitted-hook-files",
     "auto-add-rules-w",
-    "cancel-syscalls",
     "cgroup-group-name",
     "check-execvp-arguments",
     "chroot",
@@ -214,7 +213,6 @@ const CLSYNC_ONLY: &[&str] = &[
     "gid",
     "have-recursive-sync",
     "inherit-capabilities",
-    "modification-signature",
     "monitor",
     "mountpoints",
     "permit-mprotect",

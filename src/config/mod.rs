@@ -136,6 +136,11 @@ pub struct Config {
     pub one_file_system: bool,
     /// `-X`: the same, the mount points themselves included.
     pub exclude_mount_points: bool,
+    /// `--modification-signature`: the lstat fields compared (None = off).
+    pub modification_signature: Option<Vec<crate::daemon::signature::Field>>,
+    /// `--cancel-syscalls=mon_stat`: sizes are not looked at (the big-file
+    /// lane is off: `queue.big_threshold` is 0).
+    pub cancel_mon_stat: bool,
     /// `-Y`.
     pub output: Output,
     /// Things worth a warning found while reading the configuration (one
@@ -562,10 +567,41 @@ impl Config {
             }
         }
 
+        let modification_signature = match &a.modification_signature {
+            None => None,
+            Some(m) => crate::daemon::signature::parse_mask(m).map_err(ConfigError::Invalid)?,
+        };
+        let mut cancel_mon_stat = false;
+        for item in a
+            .cancel_syscalls
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|i| !i.is_empty())
+        {
+            match item {
+                "mon_stat" => cancel_mon_stat = true,
+                other => {
+                    return Err(ConfigError::Invalid(format!(
+                        "--cancel-syscalls: unknown value {other:?}; the only one is mon_stat"
+                    )))
+                }
+            }
+        }
+        if cancel_mon_stat && modification_signature.is_some() {
+            return Err(ConfigError::Invalid(
+                "--cancel-syscalls=mon_stat and --modification-signature exclude each other (the signature needs lstat); drop one".to_string(),
+            ));
+        }
         let queue = QueueConfig {
             delay: seconds("-t", a.delay_collect)?,
             delay_big: seconds("-T", a.delay_collect_bigfile)?,
-            big_threshold: a.threshold_bigfile,
+            big_threshold: if cancel_mon_stat {
+                0
+            } else {
+                a.threshold_bigfile
+            },
             interval: seconds("-w", a.delay_sync)?,
         };
 
@@ -694,6 +730,8 @@ impl Config {
             timeout_sync: (a.timeout_sync > 0).then(|| Duration::from_secs(a.timeout_sync)),
             background: a.background.unwrap_or(false),
             one_file_system: a.one_file_system,
+            modification_signature,
+            cancel_mon_stat,
             exclude_mount_points: a.exclude_mount_points,
             output,
         })
@@ -1206,6 +1244,20 @@ mod tests {
                     [s("false"), s("true"), s("true")],
                 )
             },
+            case(
+                "modification-signature",
+                s("modification-signature = uid,gid"),
+                &["--modification-signature", "size"],
+                |c| format!("{:?}", c.modification_signature),
+                [s("None"), s("Some([Uid, Gid])"), s("Some([Size])")],
+            ),
+            case(
+                "cancel-syscalls",
+                s("cancel-syscalls = mon_stat"),
+                &["--cancel-syscalls="],
+                |c| format!("{} {}", c.cancel_mon_stat, c.queue.big_threshold),
+                [s("false 134217728"), s("true 0"), s("false 134217728")],
+            ),
             case(
                 "threading",
                 s("threading = safe"),

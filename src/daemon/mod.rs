@@ -68,6 +68,7 @@ pub mod background;
 pub mod files;
 pub mod log;
 pub mod procs;
+pub mod signature;
 
 use crate::batch::{Batch, Op};
 use crate::config::{cli, Config, Destination, Mode};
@@ -489,6 +490,8 @@ struct Daemon {
     killed: bool,
     /// When to SIGKILL handler groups that ignored our SIGTERM.
     kill_deadline: Option<Instant>,
+    /// `--modification-signature`.
+    signatures: Option<signature::Signatures>,
 }
 
 /// How often the standby file is looked at while it holds syncs (and, at
@@ -637,7 +640,18 @@ impl Daemon {
         ]
     }
 
-    fn start_batch(&mut self, batch: Batch) -> Result<(), DaemonError> {
+    fn start_batch(&mut self, mut batch: Batch) -> Result<(), DaemonError> {
+        if let Some(sigs) = self.signatures.as_mut() {
+            let dropped = sigs.filter(&mut batch);
+            if dropped > 0 {
+                ::log::debug!("--modification-signature: {dropped} unchanged path(s) not synced");
+            }
+            if batch.is_empty() {
+                // Nothing left to run: the popped batch is done already.
+                self.queue.finished(Instant::now());
+                return Ok(());
+            }
+        }
         ::log::debug!(
             "starting a batch of {} op(s) ({} lane)",
             batch.len(),
@@ -1012,6 +1026,12 @@ impl Daemon {
         self.tree.set_rules(Arc::clone(&new.rules));
         let queue = self.cfg.queue.clone();
         let (pid, status) = (self.cfg.pid_file.clone(), self.cfg.status_file.clone());
+        if new.modification_signature != self.cfg.modification_signature {
+            self.signatures = new
+                .modification_signature
+                .clone()
+                .map(|m| signature::Signatures::new(&new.watch_dir, m));
+        }
         self.cfg = new;
         self.cfg.queue = queue;
         self.cfg.pid_file = pid;
@@ -1268,7 +1288,13 @@ fn start_and_run(cfg: Config) -> Result<(), DaemonError> {
         ending: None,
         killed: false,
         kill_deadline: None,
+        signatures: None,
     };
+    daemon.signatures = daemon
+        .cfg
+        .modification_signature
+        .clone()
+        .map(|m| signature::Signatures::new(&daemon.cfg.watch_dir, m));
     ready.notify();
     let result = daemon.run();
     if result.is_ok() {
