@@ -577,3 +577,25 @@ fn modification_signature_skips_changes_outside_the_mask() {
     fs::set_permissions(env.src_path("a"), fs::Permissions::from_mode(0o600)).expect("chmod");
     d.wait_synced(&env, LONG);
 }
+
+#[test]
+fn output_stdout_moves_the_log_off_stderr() {
+    let env = TestEnv::new();
+    env.write("a", "a");
+    let r = run_livesync(
+        &[
+            "-W",
+            &os(&env.src),
+            "-D",
+            &os(&env.dst),
+            "--only-initialsync",
+            "-Y",
+            "stdout",
+        ],
+        LONG,
+    );
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(r.stdout.contains("initial sync done"), "{}", r.stdout);
+    assert_eq!(r.stderr, "");
+    assert_eq!(env.diff(), None);
+}

@@ -43,6 +43,8 @@
 //!   synced (a failure now ends the run with exit 1); the exit hook; exit 0.
 //!   A second TERM/INT kills running handlers and exits 0 at once, without
 //!   syncing or hooks.
+//! - The standby file (and a pause) holds the syncs of the way out too;
+//!   remove it, or send a second TERM, to get out.
 //!
 //! Hooks run as `PROGRAM LABEL` with `CLSYNC_STATUS` (and the other
 //! variables handlers get) in their environment, under the `-k` timeout,
@@ -1151,6 +1153,12 @@ impl Daemon {
             .flatten()
             .min()
             .map(|due| due.saturating_duration_since(Instant::now()));
+            // The control socket (src/daemon/socket.rs) plugs in here: its
+            // listener and client fds join `fds`, and after the poll each
+            // complete command maps onto `self.control(Control::…)` (resync,
+            // pause, resume, die, quit; `Control::Die` returning true means
+            // return Ok(()) now) and a status request answers from
+            // `self.snapshot()`.
             let fds = [
                 self.monitor.fd(),
                 self.worker.wake.as_raw_fd(),
