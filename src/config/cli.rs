@@ -308,8 +308,9 @@ pub struct Args {
     #[arg(long = "ignore-failures", help_heading = "Failures")]
     pub ignore_failures: bool,
 
-    /// Kill a sync handler (its whole process group) that runs longer than
-    /// SECS and count it as a failed try; 0 = no limit.
+    /// Kill a sync handler or hook (its whole process group) that runs
+    /// longer than SECS and count it as a failed try; 0 = no limit. The
+    /// built-in mirror runs no child and is not limited.
     #[arg(
         short = 'k',
         long = "timeout-sync",
