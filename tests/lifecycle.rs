@@ -466,9 +466,16 @@ fn ignore_failures_keeps_retrying_where_retries_would_give_up() {
         if ignore {
             args.push("--ignore-failures");
         }
+        let status = env.root.join("status");
+        let status_arg = os(&status);
+        args.extend(["--status-file", &status_arg]);
         let mut d = Daemon::start(&env, &args);
         if ignore {
+            d.wait_until(LONG, "status synchandler error", || {
+                read(&status) == "synchandler error\n"
+            });
             d.wait_synced(&env, Duration::from_secs(30));
+            d.wait_until(LONG, "status running", || read(&status) == "running\n");
             assert_eq!(lines(&count).len(), 4);
             d.assert_running();
         } else {
@@ -598,4 +605,48 @@ fn output_stdout_moves_the_log_off_stderr() {
     assert!(r.stdout.contains("initial sync done"), "{}", r.stdout);
     assert_eq!(r.stderr, "");
     assert_eq!(env.diff(), None);
+}
+
+#[test]
+fn max_iterations_with_exit_on_no_events_runs_the_server_move_sequence() {
+    // clsync's "moving a web server" example: sync while live, then the
+    // pre-exit hook (stop the server), one more sync, the exit hook.
+    let env = TestEnv::new();
+    env.write("a", "a");
+    let log = env.root.join("hooks.log");
+    let exit = hook(&env, "exit", &log);
+    let pre = script(
+        &env,
+        "pre.sh",
+        &format!(
+            "echo \"pre $# $1 $CLSYNC_STATUS $LIVESYNC_STATUS\" >> '{}'\necho stopped > '{}'",
+            log.display(),
+            env.src_path("stopped").display()
+        ),
+    );
+    let r = run_livesync(
+        &[
+            "-W",
+            &os(&env.src),
+            "-D",
+            &os(&env.dst),
+            "--exit-on-no-events",
+            "--max-iterations",
+            "20",
+            "--pre-exit-hook",
+            &os(&pre),
+            "--exit-hook",
+            &os(&exit),
+        ],
+        LONG,
+    );
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert_eq!(env.diff(), None, "the pre-exit hook's change was synced");
+    assert_eq!(
+        lines(&log),
+        [
+            "pre 1 nolabel preexit preexit",
+            "exit 1 nolabel exiting exiting"
+        ]
+    );
 }

@@ -57,6 +57,12 @@ fn alive(pid: i32) -> bool {
 
 #[test]
 fn term_syncs_a_pending_change_then_runs_the_exit_hook() {
+    for sig in [libc::SIGTERM, libc::SIGINT] {
+        stop_syncs_a_pending_change_then_runs_the_exit_hook(sig);
+    }
+}
+
+fn stop_syncs_a_pending_change_then_runs_the_exit_hook(sig: libc::c_int) {
     let env = TestEnv::new();
     let (status, log) = (env.root.join("status"), env.root.join("hooks.log"));
     let (pre, exit) = (hook(&env, "pre", &log), hook(&env, "exit", &log));
@@ -78,8 +84,8 @@ fn term_syncs_a_pending_change_then_runs_the_exit_hook() {
     assert_stays(Duration::from_millis(300), "held by -t30", || {
         !env.dst_has("pending")
     });
-    let st = d.signal_and_wait(libc::SIGTERM, LONG).expect("exited");
-    assert_eq!(st.code(), Some(0), "{}", d.context());
+    let st = d.signal_and_wait(sig, LONG).expect("exited");
+    assert_eq!(st.code(), Some(0), "signal {sig}: {}", d.context());
     assert_eq!(env.dst_read("pending").as_deref(), Some(&b"p"[..]));
     // TERM is a hard stop: no pre-exit hook, but the exit hook runs.
     assert_eq!(lines(&log), ["exit nolabel exiting"]);
@@ -301,4 +307,54 @@ fn background_startup_errors_reach_the_terminal_and_the_exit_code() {
         r.stderr
     );
     assert_eq!(read(&pid_file), "1\n", "left alone");
+}
+
+#[test]
+fn a_failing_last_sync_at_term_exits_1_without_the_exit_hook() {
+    if !require_tool("rsync") {
+        return;
+    }
+    let env = TestEnv::new();
+    let (status, log) = (env.root.join("status"), env.root.join("hooks.log"));
+    let exit = hook(&env, "exit", &log);
+    let broken = env.root.join("broken");
+    // Syncs until the marker file exists, then fails.
+    let h = script(
+        &env,
+        "breaks.sh",
+        &format!(
+            "if [ -e '{}' ]; then exit 12; fi\nexec rsync \"$@\"",
+            broken.display()
+        ),
+    );
+    let mut d = Daemon::start(
+        &env,
+        &[
+            "-M",
+            "rsyncdirect",
+            "-S",
+            &os(&h),
+            "-t30",
+            "-w0",
+            "--status-file",
+            &os(&status),
+            "--exit-hook",
+            &os(&exit),
+        ],
+    );
+    d.wait_until(LONG, "status running", || read(&status) == "running\n");
+    fs::write(&broken, "").expect("marker");
+    env.write("pending", "p");
+    let st = d.signal_and_wait(libc::SIGTERM, LONG).expect("exited");
+    assert_eq!(st.code(), Some(1), "{}", d.context());
+    assert!(
+        d.log().contains("the last sync before exiting failed"),
+        "{}",
+        d.context()
+    );
+    assert!(
+        lines(&log).is_empty(),
+        "no exit hook after a failed last sync"
+    );
+    assert!(!status.exists(), "status file removed even so");
 }
