@@ -650,3 +650,96 @@ fn max_iterations_with_exit_on_no_events_runs_the_server_move_sequence() {
         ]
     );
 }
+
+#[test]
+fn output_syslog_sends_rfc3164_datagrams_to_dev_log() {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::net::UnixDatagram;
+    use std::os::unix::process::CommandExt;
+    if !require_root("a private mount namespace with our own /dev/log") {
+        return;
+    }
+    let env = TestEnv::new();
+    env.write("a", "a");
+    // A stand-in for /dev: our syslog socket, and /dev/null bound in.
+    let dev = env.root.join("dev");
+    fs::create_dir(&dev).expect("mkdir");
+    fs::write(dev.join("null"), "").expect("null placeholder");
+    let server = UnixDatagram::bind(dev.join("log")).expect("bind");
+    let c = |p: &Path| CString::new(p.as_os_str().as_bytes()).expect("path");
+    let (dev_c, null_c) = (c(&dev), c(&dev.join("null")));
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.args(["-H", "/NULL/", "-W", &os(&env.src), "-D", &os(&env.dst)])
+        .args(["--only-initialsync", "-Y", "syslog", "-l", "sys"]);
+    // SAFETY: between fork and exec we only make syscalls on data prepared
+    // before the fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            let fail = || Err(std::io::Error::last_os_error());
+            if libc::unshare(libc::CLONE_NEWNS) != 0 {
+                return fail();
+            }
+            let none = std::ptr::null();
+            if libc::mount(
+                none,
+                c"/".as_ptr(),
+                none,
+                libc::MS_REC | libc::MS_PRIVATE,
+                none.cast(),
+            ) != 0
+            {
+                return fail();
+            }
+            if libc::mount(
+                c"/dev/null".as_ptr(),
+                null_c.as_ptr(),
+                none,
+                libc::MS_BIND,
+                none.cast(),
+            ) != 0
+            {
+                return fail();
+            }
+            if libc::mount(
+                dev_c.as_ptr(),
+                c"/dev".as_ptr(),
+                none,
+                libc::MS_BIND,
+                none.cast(),
+            ) != 0
+            {
+                return fail();
+            }
+            Ok(())
+        });
+    }
+    let r = run_command(cmd, LONG);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert_eq!(r.stderr, "", "nothing on stderr with -Y syslog");
+    assert_eq!(env.diff(), None);
+    // The daemon has exited: everything it sent is queued on the socket.
+    server
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = server.recv(&mut buf) {
+        got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    let done = got
+        .iter()
+        .find(|m| m.contains("initial sync done"))
+        .unwrap_or_else(|| panic!("no 'initial sync done' record in {got:?}"));
+    // <30> = facility daemon (3) * 8 + info (6); then "Mmm dd hh:mm:ss".
+    assert!(done.starts_with("<30>"), "{done}");
+    let ts = done.get(4..19).unwrap_or_default().as_bytes();
+    assert!(
+        ts.len() == 15 && ts[3] == b' ' && ts[6] == b' ' && ts[9] == b':',
+        "{done}"
+    );
+    assert!(
+        done[19..].starts_with(" livesync[") && done.contains("]: initial sync done"),
+        "{done}"
+    );
+}
