@@ -254,6 +254,28 @@ pub struct Args {
     )]
     pub status_file: Option<PathBuf>,
 
+    /// Control socket: a unix socket answering `livesync ctl` (status,
+    /// resync, pause, resume, quit, …).
+    #[arg(long = "socket", value_name = "PATH", help_heading = "Control files")]
+    pub socket: Option<PathBuf>,
+
+    /// Owner of the control socket: USER[:GROUP], names or numbers.
+    #[arg(
+        long = "socket-own",
+        value_name = "USER[:GROUP]",
+        help_heading = "Control files"
+    )]
+    pub socket_own: Option<String>,
+
+    /// Mode of the control socket, in octal.
+    #[arg(
+        long = "socket-mod",
+        value_name = "MODE",
+        default_value = "600",
+        help_heading = "Control files"
+    )]
+    pub socket_mod: String,
+
     /// While FILE exists, hold every sync (events are still collected).
     #[arg(
         long = "standby-file",

@@ -116,6 +116,10 @@ pub struct Config {
     pub status_file: Option<PathBuf>,
     /// `--standby-file`: while it exists, syncs are held.
     pub standby_file: Option<PathBuf>,
+    /// `--socket`: the control socket's path, owner (uid, gid) and mode.
+    pub socket: Option<PathBuf>,
+    pub socket_owner: Option<(u32, u32)>,
+    pub socket_mode: u32,
     pub exit_on_no_events: bool,
     pub only_initialsync: bool,
     pub skip_initialsync: bool,
@@ -438,6 +442,42 @@ pub fn find_program(program: &OsStr) -> Result<PathBuf, ConfigError> {
     )))
 }
 
+/// `USER[:GROUP]` (names or numbers) → (uid, gid); the group defaults to
+/// the user's primary group.
+fn resolve_owner(spec: &str) -> Result<(u32, u32), ConfigError> {
+    use nix::unistd::{Group, User};
+    let bad = |what: String| ConfigError::Invalid(format!("--socket-own {spec:?}: {what}"));
+    let (user, group) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let (uid, primary) = match user.parse::<u32>() {
+        Ok(n) => (
+            n,
+            User::from_uid(n.into())
+                .ok()
+                .flatten()
+                .map(|u| u.gid.as_raw()),
+        ),
+        Err(_) => match User::from_name(user) {
+            Ok(Some(u)) => (u.uid.as_raw(), Some(u.gid.as_raw())),
+            _ => return Err(bad(format!("no user {user:?}; give a user name or uid"))),
+        },
+    };
+    let gid = match group {
+        Some(g) => match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => match Group::from_name(g) {
+                Ok(Some(gr)) => gr.gid.as_raw(),
+                _ => return Err(bad(format!("no group {g:?}; give a group name or gid"))),
+            },
+        },
+        None => primary
+            .ok_or_else(|| bad("the user has no primary group; give USER:GROUP".to_string()))?,
+    };
+    Ok((uid, gid))
+}
+
 impl Config {
     /// Builds the configuration from the command line and the config file
     /// it names (or the first default config file, see [`file`]).
@@ -679,6 +719,17 @@ impl Config {
         let pid_file = control_file("--pid-file", &a.pid_file)?;
         let status_file = control_file("--status-file", &a.status_file)?;
         let standby_file = control_file("--standby-file", &a.standby_file)?;
+        let socket = control_file("--socket", &a.socket)?;
+        let socket_owner = a.socket_own.as_deref().map(resolve_owner).transpose()?;
+        let socket_mode = u32::from_str_radix(&a.socket_mod, 8)
+            .ok()
+            .filter(|m| *m <= 0o777)
+            .ok_or_else(|| {
+                ConfigError::Invalid(format!(
+                    "--socket-mod {:?} is not an octal mode like 600 or 660",
+                    a.socket_mod
+                ))
+            })?;
         let output = match a.output.as_str() {
             "stdout" => Output::Stdout,
             "syslog" => Output::Syslog,
@@ -719,6 +770,9 @@ impl Config {
             pid_file,
             status_file,
             standby_file,
+            socket,
+            socket_owner,
+            socket_mode,
             exit_on_no_events: a.exit_on_no_events,
             only_initialsync: a.only_initialsync,
             skip_initialsync: a.skip_initialsync,

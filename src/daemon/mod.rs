@@ -71,8 +71,9 @@ pub mod files;
 pub mod log;
 pub mod procs;
 pub mod signature;
+pub mod socket;
 
-use crate::batch::{Batch, Op};
+use crate::batch::{Batch, Lane, Op};
 use crate::config::{cli, Config, Destination, Mode};
 use crate::exec;
 use crate::handler::mirror::Mirror;
@@ -494,6 +495,20 @@ struct Daemon {
     kill_deadline: Option<Instant>,
     /// `--modification-signature`.
     signatures: Option<signature::Signatures>,
+    /// `--socket`.
+    socket: Option<socket::ControlSocket>,
+    counters: Counters,
+    last_sync: Option<socket::LastSync>,
+}
+
+/// What the loop counts, for `status` on the control socket.
+#[derive(Clone, Debug, Default)]
+struct Counters {
+    events: u64,
+    batches: u64,
+    paths_synced: u64,
+    failures: u64,
+    retries: u64,
 }
 
 /// How often the standby file is looked at while it holds syncs (and, at
@@ -533,6 +548,7 @@ impl Daemon {
             if self.raw.is_empty() {
                 break;
             }
+            self.counters.events += self.raw.len() as u64;
             if ::log::log_enabled!(::log::Level::Trace) {
                 for ev in &self.raw {
                     ::log::trace!(
@@ -591,7 +607,6 @@ impl Daemon {
     }
 
     /// What the loop is doing now (for the control socket's status command).
-    #[allow(dead_code)] // called by the control socket once it lands
     fn snapshot(&self) -> Snapshot {
         Snapshot {
             status: self.status,
@@ -733,8 +748,22 @@ impl Daemon {
             self.iterations += 1;
         }
         self.queue.finished(now);
+        self.counters.batches += 1;
+        self.last_sync = Some(socket::LastSync {
+            finished_unix_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            duration_ms: elapsed.as_millis() as u64,
+            exit_code: match &result {
+                Ok(r) => r.exit_code,
+                Err(HandlerError::Exit { code, .. }) => Some(*code),
+                Err(_) => None,
+            },
+            ok: result.is_ok(),
+        });
         match result {
             Ok(report) => {
+                self.counters.paths_synced += n as u64;
                 self.retry_at = None;
                 if was_initial {
                     self.initial_done = true;
@@ -801,6 +830,8 @@ impl Daemon {
                     },
                     backoff.as_secs_f64()
                 );
+                self.counters.failures += 1;
+                self.counters.retries += 1;
                 // `requeue` counts this failure in the batch's attempt.
                 self.retry_at = Some(now + backoff);
                 self.queue.requeue(now, batch, now + backoff);
@@ -1056,6 +1087,78 @@ impl Daemon {
         ::log::info!("reloaded; syncing the whole tree under the new rules");
     }
 
+    /// Answers the control socket's clients and acts on their orders.
+    /// Returns true when livesync must exit at once.
+    fn serve_socket(&mut self) -> bool {
+        let Some(mut sock) = self.socket.take() else {
+            return false;
+        };
+        let commands = {
+            let me = &*self;
+            sock.service(&|| me.socket_status())
+        };
+        self.socket = Some(sock);
+        for c in commands {
+            let exit_now = match c {
+                socket::Command::Resync => self.control(Control::Resync),
+                socket::Command::Pause => self.control(Control::Pause),
+                socket::Command::Resume => self.control(Control::Resume),
+                socket::Command::Quit => self.control(Control::Quit),
+                socket::Command::Die => self.control(Control::Die),
+                socket::Command::Dump => {
+                    ::log::info!("state: {}", self.socket_status().to_json());
+                    false
+                }
+                socket::Command::Set(key, _) => {
+                    ::log::warn!("control socket: set {key}: not supported");
+                    false
+                }
+            };
+            if exit_now {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// The `status` reply of the control socket.
+    fn socket_status(&self) -> socket::Status {
+        let snap = self.snapshot();
+        let now = Instant::now();
+        socket::Status {
+            state: snap.status.as_str().to_string(),
+            queue: Lane::ALL
+                .iter()
+                .map(|&l| (l.name().to_string(), self.queue.lane_len(l)))
+                .collect(),
+            oldest_pending_age_ms: self
+                .queue
+                .oldest()
+                .map(|t| now.saturating_duration_since(t).as_millis() as u64),
+            last_sync: self.last_sync.clone(),
+            counters: vec![
+                ("events".into(), self.counters.events),
+                ("batches".into(), self.counters.batches),
+                ("paths_synced".into(), self.counters.paths_synced),
+                ("failures".into(), self.counters.failures),
+                ("retries".into(), self.counters.retries),
+                ("rescans".into(), self.tree.stats.rescans),
+                ("pending".into(), snap.pending as u64),
+                ("iterations".into(), snap.iterations),
+            ],
+            watch_dir: path::display_os(&self.cfg.watch_dir),
+            destination: self
+                .cfg
+                .destination
+                .as_ref()
+                .map(|d| path::display(d.as_os_str().as_bytes()))
+                .unwrap_or_default(),
+            label: self.cfg.label.clone(),
+            pid: std::process::id(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        }
+    }
+
     fn run(&mut self) -> Result<(), DaemonError> {
         loop {
             if self.signals.stop.swap(false, Ordering::SeqCst) && self.control(Control::Stop) {
@@ -1159,14 +1262,20 @@ impl Daemon {
             // pause, resume, die, quit; `Control::Die` returning true means
             // return Ok(()) now) and a status request answers from
             // `self.snapshot()`.
-            let fds = [
+            let mut fds = vec![
                 self.monitor.fd(),
                 self.worker.wake.as_raw_fd(),
                 self.signals.wake.as_raw_fd(),
             ];
+            if let Some(sock) = &self.socket {
+                fds.extend(sock.fds());
+            }
             let ready = wait_readable(&fds, timeout).map_err(io_err("poll"))?;
             if ready[2] {
                 self.signals.drain();
+            }
+            if ready[3..].iter().any(|&r| r) && self.serve_socket() {
+                return Ok(());
             }
         }
     }
@@ -1229,6 +1338,13 @@ fn start_and_run(cfg: Config) -> Result<(), DaemonError> {
         f.set(Status::Starting);
     }
     let signals = Signals::install()?;
+    let socket = match &cfg.socket {
+        Some(p) => Some(
+            socket::ControlSocket::bind(p, cfg.socket_owner, cfg.socket_mode)
+                .map_err(|e| DaemonError::GaveUp(format!("control socket: {e}")))?,
+        ),
+        None => None,
+    };
     let mut monitor = InotifyMonitor::new(&cfg.watch_dir)?;
     let mut tree = Tree::new(
         cfg.watch_dir.clone(),
@@ -1297,6 +1413,9 @@ fn start_and_run(cfg: Config) -> Result<(), DaemonError> {
         killed: false,
         kill_deadline: None,
         signatures: None,
+        socket,
+        counters: Counters::default(),
+        last_sync: None,
     };
     daemon.signatures = daemon
         .cfg
