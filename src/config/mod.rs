@@ -1173,6 +1173,31 @@ mod tests {
                 ],
             ),
             case(
+                "socket",
+                format!("socket = {}", fx.p("a.sock")),
+                &["--socket", &fx.p("b.sock")],
+                |c| format!("{:?}", c.socket),
+                [
+                    s("None"),
+                    dbg(&Some(PathBuf::from(fx.p("a.sock")))),
+                    dbg(&Some(PathBuf::from(fx.p("b.sock")))),
+                ],
+            ),
+            case(
+                "socket-own",
+                s("socket-own = 0:0"),
+                &["--socket-own", "65534:65534"],
+                |c| format!("{:?}", c.socket_owner),
+                [s("None"), s("Some((0, 0))"), s("Some((65534, 65534))")],
+            ),
+            case(
+                "socket-mod",
+                s("socket-mod = 660"),
+                &["--socket-mod", "640"],
+                |c| format!("{:o}", c.socket_mode),
+                [s("600"), s("660"), s("640")],
+            ),
+            case(
                 "standby-file",
                 format!("standby-file = {}", fx.p("a.sb")),
                 &["--standby-file", &fx.p("b.sb")],
