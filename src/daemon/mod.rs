@@ -5,8 +5,8 @@
 //! The loop is single-threaded and reads top to bottom: act on signals (and
 //! control requests), collect finished work, drain kernel events into the
 //! queue, start the next due batch (or the next step of the way out), then
-//! wait (poll) on the backend's fd, the signal pipe and the worker's wake
-//! pipe, with a timeout at the next deadline. Batches and hooks run on the
+//! wait (poll) on the backend's fd, the signal pipe, the worker's wake
+//! pipe and the control socket, with a timeout at the next deadline. Batches and hooks run on the
 //! worker thread, so the kernel queue keeps being drained while a handler
 //! copies, rsync runs or a hook runs. A failed batch goes back to the queue
 //! with backoff; nothing is dropped.
@@ -64,7 +64,9 @@
 //! watches the new rules allow and syncs the whole tree at once. The watch
 //! dir, destination, pid/status files and the delay windows stay as they
 //! were (a restart changes them). SIGUSR2 syncs the whole tree at once.
-//! The control socket plugs in at [`Control`] and [`Snapshot`].
+//! The control socket (`--socket`, see `socket.rs`) is polled with the
+//! other fds; its orders go through [`Control`] like the signals, and its
+//! `status` reply is built from [`Snapshot`] and the loop's counters.
 
 pub mod background;
 pub mod files;
