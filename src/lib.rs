@@ -6,10 +6,6 @@
 
 pub mod batch; // the unit of work handed from the queue to a handler
 pub mod config; // command line (clap) and the validated, typed Config
-                // The control socket server lives in daemon/; declared here until the
-                // integrator adds `pub mod socket;` to daemon/mod.rs (then drop these lines).
-#[path = "daemon/socket.rs"]
-pub mod control_socket; // the control socket: line protocol, status JSON, peer checks
 pub mod ctl; // `livesync ctl SOCKET COMMAND`: the control socket's client
 pub mod daemon; // the event loop, signals, logging: process-global state lives here
 pub mod exec; // child processes: argv only, process group, exit codes

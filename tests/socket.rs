@@ -4,7 +4,7 @@
 //! checks the refusal of another uid (as root only: the client runs as
 //! `nobody`). It does not test the daemon's wiring of the socket.
 
-use livesync::control_socket::{Command, ControlSocket, LastSync, Status, DEFAULT_MODE};
+use livesync::daemon::socket::{Command, ControlSocket, LastSync, Status, DEFAULT_MODE};
 use std::fs;
 use std::io::{Read, Write};
 use std::os::fd::RawFd;

@@ -234,6 +234,167 @@ pub struct Args {
     #[arg(long = "custom-signals", value_name = "SPEC", value_parser = parse_custom_signals, action = ArgAction::Append, help_heading = "Config file")]
     pub custom_signals: Vec<SignalSpec>,
 
+    /// Write livesync's pid to FILE once it runs (after the fork with -b);
+    /// refused if FILE names a running process; removed at exit.
+    #[arg(
+        short = 'z',
+        long = "pid-file",
+        value_name = "FILE",
+        help_heading = "Control files"
+    )]
+    pub pid_file: Option<PathBuf>,
+
+    /// Keep the current state in FILE (starting, initsync, running,
+    /// synchandler error, hold on, rehashing, preexit, terminating,
+    /// exiting), replaced atomically; removed at exit.
+    #[arg(
+        long = "status-file",
+        value_name = "FILE",
+        help_heading = "Control files"
+    )]
+    pub status_file: Option<PathBuf>,
+
+    /// Control socket: a unix socket answering `livesync ctl` (status,
+    /// resync, pause, resume, quit, …).
+    #[arg(long = "socket", value_name = "PATH", help_heading = "Control files")]
+    pub socket: Option<PathBuf>,
+
+    /// Owner of the control socket: USER[:GROUP], names or numbers.
+    #[arg(
+        long = "socket-own",
+        value_name = "USER[:GROUP]",
+        help_heading = "Control files"
+    )]
+    pub socket_own: Option<String>,
+
+    /// Mode of the control socket, in octal.
+    #[arg(
+        long = "socket-mod",
+        value_name = "MODE",
+        default_value = "600",
+        help_heading = "Control files"
+    )]
+    pub socket_mod: String,
+
+    /// While FILE exists, hold every sync (events are still collected).
+    #[arg(
+        long = "standby-file",
+        value_name = "FILE",
+        help_heading = "Control files"
+    )]
+    pub standby_file: Option<PathBuf>,
+
+    /// After the initial sync, sync until nothing is pending, run the hooks
+    /// and exit 0.
+    #[arg(long = "exit-on-no-events", help_heading = "Ending")]
+    pub exit_on_no_events: bool,
+
+    /// Do the initial sync, run the hooks and exit 0, watching nothing.
+    #[arg(long = "only-initialsync", help_heading = "Ending")]
+    pub only_initialsync: bool,
+
+    /// Skip the initial sync: sync only what changes from now on.
+    #[arg(long = "skip-initialsync", help_heading = "Ending")]
+    pub skip_initialsync: bool,
+
+    /// Stop after the initial sync and N-1 syncs after it (0 = no limit);
+    /// see the man page for what counts.
+    #[arg(
+        long = "max-iterations",
+        value_name = "N",
+        default_value = "0",
+        help_heading = "Ending"
+    )]
+    pub max_iterations: u32,
+
+    /// On SIGQUIT, sync once more after the pre-exit hook.
+    #[arg(long = "sync-on-quit", help_heading = "Ending")]
+    pub sync_on_quit: bool,
+
+    /// Program run as `PROGRAM LABEL` before the last sync of a soft exit
+    /// (--exit-on-no-events, --max-iterations, SIGQUIT).
+    #[arg(
+        long = "pre-exit-hook",
+        value_name = "PROGRAM",
+        help_heading = "Ending"
+    )]
+    pub pre_exit_hook: Option<OsString>,
+
+    /// Program run as `PROGRAM LABEL` when livesync exits after a completed
+    /// initial sync.
+    #[arg(long = "exit-hook", value_name = "PROGRAM", help_heading = "Ending")]
+    pub exit_hook: Option<OsString>,
+
+    /// Don't exit when syncs keep failing past --retries: keep retrying
+    /// the batch (with backoff); nothing is dropped.
+    #[arg(long = "ignore-failures", help_heading = "Failures")]
+    pub ignore_failures: bool,
+
+    /// Kill a sync handler or hook (its whole process group) that runs
+    /// longer than SECS and count it as a failed try; 0 = no limit. The
+    /// built-in mirror runs no child and is not limited.
+    #[arg(
+        short = 'k',
+        long = "timeout-sync",
+        value_name = "SECS",
+        default_value = "86400",
+        help_heading = "Failures"
+    )]
+    pub timeout_sync: u64,
+
+    /// Run in the background as a daemon (fork, setsid, stdio to
+    /// /dev/null, chdir /); -b0 or --background=off: stay in front.
+    #[arg(short = 'b', long = "background", value_name = "BOOL", num_args = 0..=1, default_missing_value = "1", value_parser = clap::builder::BoolishValueParser::new(), help_heading = "Process")]
+    pub background: Option<bool>,
+
+    /// Where log lines go: stderr, stdout or syslog.
+    #[arg(
+        short = 'Y',
+        long = "output",
+        value_name = "WHERE",
+        default_value = "stderr",
+        value_parser = ["stderr", "stdout", "syslog"],
+        help_heading = "Logging"
+    )]
+    pub output: String,
+
+    /// Threading mode for handlers; only `off` (one batch at a time) is
+    /// implemented.
+    #[arg(
+        short = 'p',
+        long = "threading",
+        value_name = "MODE",
+        default_value = "off",
+        help_heading = "Process"
+    )]
+    pub threading: String,
+
+    /// Don't cross into other filesystems: the mount points under the watch
+    /// dir (found at start and on SIGHUP) are synced as empty directories
+    /// and not walked, watched or synced below.
+    #[arg(long = "one-file-system", help_heading = "How")]
+    pub one_file_system: bool,
+
+    /// Like --one-file-system, and leave the mount points themselves out.
+    #[arg(short = 'X', long = "exclude-mount-points", help_heading = "How")]
+    pub exclude_mount_points: bool,
+
+    /// Don't sync a file or dir whose listed lstat fields did not change
+    /// since it was last synced: a comma list of dev, ino, mode, uid, gid,
+    /// rdev, size, atime, mtime, ctime, blksize, blocks, nlink (`*`: the
+    /// first ten).
+    #[arg(
+        long = "modification-signature",
+        value_name = "FIELDS",
+        help_heading = "How"
+    )]
+    pub modification_signature: Option<String>,
+
+    /// Syscalls to skip: `mon_stat` (no lstat for sizes: the big-file lane
+    /// -B/-T is off). Empty: none.
+    #[arg(long = "cancel-syscalls", value_name = "LIST", help_heading = "How")]
+    pub cancel_syscalls: Option<String>,
+
     /// Arguments for the sync handler (after `--`).
     #[arg(last = true, value_name = "HANDLER ARGS")]
     pub handler_args: Vec<OsString>,

@@ -190,8 +190,6 @@ const MAX_SIZE: u64 = 1 << 20;
 const CLSYNC_ONLY: &[&str] = &[
     "add-permitted-hook-files",
     "auto-add-rules-w",
-    "background",
-    "cancel-syscalls",
     "cgroup-group-name",
     "check-execvp-arguments",
     "chroot",
@@ -207,9 +205,6 @@ const CLSYNC_ONLY: &[&str] = &[
     "detach-miscellanea",
     "detach-network",
     "dump-dir",
-    "exclude-mount-points",
-    "exit-hook",
-    "exit-on-no-events",
     "exit-on-sync-skipping",
     "forbid-devices",
     "forget-privthread-info",
@@ -217,19 +212,11 @@ const CLSYNC_ONLY: &[&str] = &[
     "full-initialsync",
     "gid",
     "have-recursive-sync",
-    "ignore-failures",
     "inherit-capabilities",
-    "max-iterations",
-    "modification-signature",
     "monitor",
     "mountpoints",
-    "one-file-system",
-    "only-initialsync",
-    "output",
     "permit-mprotect",
-    "pid-file",
     "pivot-root",
-    "pre-exit-hook",
     "preserve-capabilities",
     "privileged-gid",
     "privileged-uid",
@@ -238,20 +225,11 @@ const CLSYNC_ONLY: &[&str] = &[
     "seccomp-filter",
     "secure-splitting",
     "shm-mprotect",
-    "skip-initialsync",
-    "socket",
     "socket-auth",
-    "socket-mod",
-    "socket-own",
     "splitting",
-    "standby-file",
-    "status-file",
     "sync-handler-gid",
     "sync-handler-uid",
-    "sync-on-quit",
     "synclist-simplify",
-    "threading",
-    "timeout-sync",
     "uid",
     "verbose",
 ];
@@ -1627,7 +1605,7 @@ rules-file = 50%-off
             ("W = /x", "write `watch-dir = …`"),
             ("-t = 1", "write `delay-collect = …`"),
             (
-                "background = 1",
+                "chroot = /x",
                 "clsync option that livesync does not support",
             ),
             ("frobnicate = 1", "long option names without dashes"),
@@ -1641,7 +1619,7 @@ rules-file = 50%-off
             assert!(s.contains(needle), "{line}: {s}");
         }
         // Even in a parent block, and even when the command line gives it.
-        let text = "[p]\nbackground = 1\n[b]\nconfig-block-inherits = p\n";
+        let text = "[p]\nchroot = /x\n[b]\nconfig-block-inherits = p\n";
         let e = err_of(args_of(text, "b", &[]));
         line_err(&e, 2);
         let e = err_of(args_of("[b]\nwatchdir = /x\n", "b", &["-W", "/y"]));

@@ -36,6 +36,15 @@ pub enum Mode {
     RsyncDirect,
 }
 
+/// Where log lines go (`-Y`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    Stderr,
+    Stdout,
+    /// Datagrams to `/dev/log` (RFC 3164, facility daemon).
+    Syslog,
+}
+
 /// Where the destination lives.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Destination {
@@ -101,6 +110,43 @@ pub struct Config {
     pub config_file: Option<PathBuf>,
     /// The block of `config_file` that settings were taken from, if any.
     pub config_block: Option<String>,
+    /// `-z`: where to write our pid.
+    pub pid_file: Option<PathBuf>,
+    /// `--status-file`.
+    pub status_file: Option<PathBuf>,
+    /// `--standby-file`: while it exists, syncs are held.
+    pub standby_file: Option<PathBuf>,
+    /// `--socket`: the control socket's path, owner (uid, gid) and mode.
+    pub socket: Option<PathBuf>,
+    pub socket_owner: Option<(u32, u32)>,
+    pub socket_mode: u32,
+    pub exit_on_no_events: bool,
+    pub only_initialsync: bool,
+    pub skip_initialsync: bool,
+    /// `--max-iterations`: 0 = no limit; N = the initial sync and at most
+    /// N-1 handler runs after it.
+    pub max_iterations: u32,
+    pub sync_on_quit: bool,
+    pub pre_exit_hook: Option<OsString>,
+    pub exit_hook: Option<OsString>,
+    /// `--ignore-failures`: never give up on a failing batch.
+    pub ignore_failures: bool,
+    /// `-k`: None = no limit.
+    pub timeout_sync: Option<Duration>,
+    /// `-b`.
+    pub background: bool,
+    /// `--one-file-system`: mount points found under the watch dir are
+    /// kept out by rules put in front of the user's (see `rules`).
+    pub one_file_system: bool,
+    /// `-X`: the same, the mount points themselves included.
+    pub exclude_mount_points: bool,
+    /// `--modification-signature`: the lstat fields compared (None = off).
+    pub modification_signature: Option<Vec<crate::daemon::signature::Field>>,
+    /// `--cancel-syscalls=mon_stat`: sizes are not looked at (the big-file
+    /// lane is off: `queue.big_threshold` is 0).
+    pub cancel_mon_stat: bool,
+    /// `-Y`.
+    pub output: Output,
     /// Things worth a warning found while reading the configuration (one
     /// line each, e.g. `file:line: removed trailing whitespace …`). The
     /// caller logs them once the logger is up.
@@ -270,6 +316,101 @@ fn resolve_maybe_missing(p: &Path) -> std::io::Result<PathBuf> {
     }
 }
 
+/// `p` made absolute against the current directory (unchanged if that
+/// cannot be read): `-b` moves the daemon to `/`.
+fn absolute(p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        return p.to_path_buf();
+    }
+    std::env::current_dir()
+        .map(|d| d.join(p))
+        .unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// A program as given: a bare name stays (looked up in PATH when run), a
+/// relative path becomes absolute.
+fn program_path(p: &OsStr) -> OsString {
+    if p.as_bytes().contains(&b'/') {
+        absolute(Path::new(p)).into_os_string()
+    } else {
+        p.to_os_string()
+    }
+}
+
+/// Decodes the octal escapes (`\\040` …) of a /proc/self/mountinfo field.
+fn unescape_mountinfo(field: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(field.len());
+    let mut i = 0;
+    while i < field.len() {
+        let oct = field
+            .get(i + 1..i + 4)
+            .filter(|d| field[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match oct {
+            Some(d) => {
+                let v = d.iter().fold(0u32, |v, c| v * 8 + u32::from(c - b'0'));
+                out.push(v as u8);
+                i += 4;
+            }
+            None => {
+                out.push(field[i]);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// The mount points strictly below `root`, relative to it, from the text of
+/// /proc/self/mountinfo (its fifth field).
+fn mount_points_under(root: &Path, mountinfo: &[u8]) -> Vec<Vec<u8>> {
+    let root = root.as_os_str().as_bytes();
+    let mut out: Vec<Vec<u8>> = mountinfo
+        .split(|&b| b == b'\n')
+        .filter_map(|line| line.split(|&b| b == b' ').nth(4))
+        .map(unescape_mountinfo)
+        .filter_map(|m| {
+            let rest = m.strip_prefix(root)?;
+            let rel = if root == b"/" {
+                rest
+            } else {
+                rest.strip_prefix(b"/")?
+            };
+            (!rel.is_empty()).then(|| rel.to_vec())
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Rules lines that keep the walk, the watches and the syncs out of each
+/// mount point (`exclude`: the mount point itself too).
+fn mount_rules(points: &[Vec<u8>], exclude: bool) -> Vec<u8> {
+    let mut text = Vec::new();
+    for p in points {
+        let mut re = b"^".to_vec();
+        for &b in p {
+            if b.is_ascii_alphanumeric() || b == b'/' || b == b'_' {
+                re.push(b);
+            } else {
+                re.extend_from_slice(format!("\\x{b:02x}").as_bytes());
+            }
+        }
+        if exclude {
+            text.extend_from_slice(b"-*");
+            text.extend_from_slice(&re);
+            text.extend_from_slice(b"(/|$)\n");
+        } else {
+            text.extend_from_slice(b"-W");
+            text.extend_from_slice(&re);
+            text.extend_from_slice(b"$\n-*");
+            text.extend_from_slice(&re);
+            text.extend_from_slice(b"/\n");
+        }
+    }
+    text
+}
+
 /// Checks that `program` can be run: a name without a slash must be found in
 /// `PATH`, a path must be an executable file. Returns where it was found.
 pub fn find_program(program: &OsStr) -> Result<PathBuf, ConfigError> {
@@ -299,6 +440,42 @@ pub fn find_program(program: &OsStr) -> Result<PathBuf, ConfigError> {
     Err(ConfigError::Invalid(format!(
         "sync handler {shown} is not in PATH; install it (e.g. apt-get install {shown}) or give its path with -S"
     )))
+}
+
+/// `USER[:GROUP]` (names or numbers) → (uid, gid); the group defaults to
+/// the user's primary group.
+fn resolve_owner(spec: &str) -> Result<(u32, u32), ConfigError> {
+    use nix::unistd::{Group, User};
+    let bad = |what: String| ConfigError::Invalid(format!("--socket-own {spec:?}: {what}"));
+    let (user, group) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let (uid, primary) = match user.parse::<u32>() {
+        Ok(n) => (
+            n,
+            User::from_uid(n.into())
+                .ok()
+                .flatten()
+                .map(|u| u.gid.as_raw()),
+        ),
+        Err(_) => match User::from_name(user) {
+            Ok(Some(u)) => (u.uid.as_raw(), Some(u.gid.as_raw())),
+            _ => return Err(bad(format!("no user {user:?}; give a user name or uid"))),
+        },
+    };
+    let gid = match group {
+        Some(g) => match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => match Group::from_name(g) {
+                Ok(Some(gr)) => gr.gid.as_raw(),
+                _ => return Err(bad(format!("no group {g:?}; give a group name or gid"))),
+            },
+        },
+        None => primary
+            .ok_or_else(|| bad("the user has no primary group; give USER:GROUP".to_string()))?,
+    };
+    Ok((uid, gid))
 }
 
 impl Config {
@@ -399,7 +576,7 @@ impl Config {
         }
 
         let handler_program = match (&mode, &a.sync_handler) {
-            (_, Some(p)) => Some(p.clone()),
+            (_, Some(p)) => Some(program_path(p)),
             (Mode::RsyncDirect, None) => Some(OsString::from("rsync")),
             (Mode::Mirror, None) => None,
         };
@@ -412,15 +589,59 @@ impl Config {
             ));
         }
 
-        let rules = match &a.rules_file {
+        let mut rules = match &a.rules_file {
             Some(f) => Rules::from_file(f)?,
             None => Rules::allow_all(),
         };
+        if a.one_file_system || a.exclude_mount_points {
+            let mountinfo = std::fs::read("/proc/self/mountinfo").map_err(|e| {
+                ConfigError::Invalid(format!(
+                    "--one-file-system/-X: cannot read /proc/self/mountinfo: {e}"
+                ))
+            })?;
+            let points = mount_points_under(&watch_dir, &mountinfo);
+            if !points.is_empty() {
+                let mut text = mount_rules(&points, a.exclude_mount_points);
+                text.extend_from_slice(&rules.to_text());
+                rules = Rules::parse(&text, "the rules file with mount point exclusions")?;
+            }
+        }
 
+        let modification_signature = match &a.modification_signature {
+            None => None,
+            Some(m) => crate::daemon::signature::parse_mask(m).map_err(ConfigError::Invalid)?,
+        };
+        let mut cancel_mon_stat = false;
+        for item in a
+            .cancel_syscalls
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|i| !i.is_empty())
+        {
+            match item {
+                "mon_stat" => cancel_mon_stat = true,
+                other => {
+                    return Err(ConfigError::Invalid(format!(
+                        "--cancel-syscalls: unknown value {other:?}; the only one is mon_stat"
+                    )))
+                }
+            }
+        }
+        if cancel_mon_stat && modification_signature.is_some() {
+            return Err(ConfigError::Invalid(
+                "--cancel-syscalls=mon_stat and --modification-signature exclude each other (the signature needs lstat); drop one".to_string(),
+            ));
+        }
         let queue = QueueConfig {
             delay: seconds("-t", a.delay_collect)?,
             delay_big: seconds("-T", a.delay_collect_bigfile)?,
-            big_threshold: a.threshold_bigfile,
+            big_threshold: if cancel_mon_stat {
+                0
+            } else {
+                a.threshold_bigfile
+            },
             interval: seconds("-w", a.delay_sync)?,
         };
 
@@ -437,6 +658,83 @@ impl Config {
                 )));
             }
         }
+
+        if a.only_initialsync && a.skip_initialsync {
+            return Err(ConfigError::Invalid(
+                "--only-initialsync and --skip-initialsync together would sync nothing; drop one"
+                    .to_string(),
+            ));
+        }
+        if a.only_initialsync && a.exit_on_no_events {
+            return Err(ConfigError::Invalid(
+                "--only-initialsync and --exit-on-no-events are two ways to end; choose one"
+                    .to_string(),
+            ));
+        }
+        match a.threading.as_str() {
+            "off" => {}
+            "safe" | "full" => {
+                return Err(ConfigError::Invalid(format!(
+                    "-p {}: parallel handlers are not implemented yet; use -p off (the default)",
+                    a.threading
+                )))
+            }
+            other => {
+                return Err(ConfigError::Invalid(format!(
+                    "-p {other:?}: unknown threading mode; use off (safe and full are not implemented yet)"
+                )))
+            }
+        }
+        for (name, hook) in [
+            ("--pre-exit-hook", &a.pre_exit_hook),
+            ("--exit-hook", &a.exit_hook),
+        ] {
+            if let Some(h) = hook {
+                if h.is_empty() {
+                    return Err(ConfigError::Invalid(format!("{name} must name a program")));
+                }
+                if find_program(h).is_err() {
+                    return Err(ConfigError::Invalid(format!(
+                        "{name} {}: not an executable file (or not in PATH); fix {name}",
+                        path::display(h.as_bytes())
+                    )));
+                }
+            }
+        }
+        let control_file =
+            |name: &str, p: &Option<PathBuf>| -> Result<Option<PathBuf>, ConfigError> {
+                match p {
+                    None => Ok(None),
+                    Some(p) if p.as_os_str().is_empty() => {
+                        Err(ConfigError::Invalid(format!("{name} must name a file")))
+                    }
+                    Some(p) => resolve_maybe_missing(p).map(Some).map_err(|e| {
+                        ConfigError::Invalid(format!(
+                            "{name} {}: {e}; check the path",
+                            path::display_os(p)
+                        ))
+                    }),
+                }
+            };
+        let pid_file = control_file("--pid-file", &a.pid_file)?;
+        let status_file = control_file("--status-file", &a.status_file)?;
+        let standby_file = control_file("--standby-file", &a.standby_file)?;
+        let socket = control_file("--socket", &a.socket)?;
+        let socket_owner = a.socket_own.as_deref().map(resolve_owner).transpose()?;
+        let socket_mode = u32::from_str_radix(&a.socket_mod, 8)
+            .ok()
+            .filter(|m| *m <= 0o777)
+            .ok_or_else(|| {
+                ConfigError::Invalid(format!(
+                    "--socket-mod {:?} is not an octal mode like 600 or 660",
+                    a.socket_mod
+                ))
+            })?;
+        let output = match a.output.as_str() {
+            "stdout" => Output::Stdout,
+            "syslog" => Output::Syslog,
+            _ => Output::Stderr,
+        };
 
         let debug: u32 = a.debug.iter().map(|&d| u32::from(d)).sum();
         let log_level = if a.quiet {
@@ -461,7 +759,7 @@ impl Config {
             retries: a.retries,
             ignore_exit,
             label: a.label,
-            lists_dir: a.lists_dir,
+            lists_dir: a.lists_dir.map(|l| absolute(&l)),
             keep_lists: a.dont_unlink_lists,
             log_level,
             initial_handler_args: from_file.initial_handler_args,
@@ -469,6 +767,27 @@ impl Config {
             config_file: from_file.file.map(|f| f.path().to_path_buf()),
             config_block: from_file.block,
             warnings: from_file.warnings,
+            pid_file,
+            status_file,
+            standby_file,
+            socket,
+            socket_owner,
+            socket_mode,
+            exit_on_no_events: a.exit_on_no_events,
+            only_initialsync: a.only_initialsync,
+            skip_initialsync: a.skip_initialsync,
+            max_iterations: a.max_iterations,
+            sync_on_quit: a.sync_on_quit,
+            pre_exit_hook: a.pre_exit_hook.map(|h| program_path(&h)),
+            exit_hook: a.exit_hook.map(|h| program_path(&h)),
+            ignore_failures: a.ignore_failures,
+            timeout_sync: (a.timeout_sync > 0).then(|| Duration::from_secs(a.timeout_sync)),
+            background: a.background.unwrap_or(false),
+            one_file_system: a.one_file_system,
+            modification_signature,
+            cancel_mon_stat,
+            exclude_mount_points: a.exclude_mount_points,
+            output,
         })
     }
 }
@@ -558,6 +877,39 @@ mod tests {
         assert!(e.to_string().contains("not in PATH"), "{e}");
         let e = find_program(OsStr::new("/etc/passwd")).expect_err("not executable");
         assert!(e.to_string().contains("not an executable"), "{e}");
+    }
+
+    #[test]
+    fn mount_points_become_rules() {
+        let info = b"22 1 0:21 / / rw shared:1 - ext4 /dev/sda rw\n\
+            30 22 0:30 / /srv/www/a\\040b rw - tmpfs none rw\n\
+            31 22 0:31 / /srv/www/c/d rw - tmpfs none rw\n\
+            32 22 0:32 / /srv/wwwx rw - tmpfs none rw\n\
+            33 22 0:33 / /srv/www rw - tmpfs none rw\n";
+        let pts = mount_points_under(Path::new("/srv/www"), info);
+        assert_eq!(pts, [b"a b".to_vec(), b"c/d".to_vec()]);
+        let rules = Rules::parse(&mount_rules(&pts, false), "t").expect("rules");
+        use crate::rules::{Action, Kind};
+        assert!(!rules.permits(b"a b", Kind::Dir, Action::Walk));
+        assert!(!rules.permits(b"a b", Kind::Dir, Action::Monitor));
+        assert!(rules.permits(b"a b", Kind::Dir, Action::Sync));
+        assert!(!rules.permits(b"a b/f", Kind::File, Action::Sync));
+        assert!(!rules.permits(b"c/d/e", Kind::Dir, Action::Sync));
+        assert!(rules.permits(b"c", Kind::Dir, Action::Walk));
+        assert!(rules.permits(b"a bc", Kind::Dir, Action::Walk));
+        let rules = Rules::parse(&mount_rules(&pts, true), "t").expect("rules");
+        assert!(!rules.permits(b"a b", Kind::Dir, Action::Sync));
+        assert!(!rules.permits(b"c/d/x", Kind::File, Action::Sync));
+        assert!(rules.permits(b"c/dd", Kind::File, Action::Sync));
+        assert_eq!(
+            mount_points_under(Path::new("/"), info),
+            [
+                b"srv/www".to_vec(),
+                b"srv/www/a b".to_vec(),
+                b"srv/www/c/d".to_vec(),
+                b"srv/wwwx".to_vec()
+            ]
+        );
     }
 
     #[test]
@@ -796,6 +1148,204 @@ mod tests {
                     s("[]"),
                     format!("[(29, \"t\"), ({}, \"t\")]", libc::SIGUSR1),
                     s("[(28, \"t\")]"),
+                ],
+            ),
+            case(
+                "pid-file",
+                format!("pid-file = {}", fx.p("a.pid")),
+                &["-z", &fx.p("b.pid")],
+                |c| format!("{:?}", c.pid_file),
+                [
+                    s("None"),
+                    dbg(&Some(PathBuf::from(fx.p("a.pid")))),
+                    dbg(&Some(PathBuf::from(fx.p("b.pid")))),
+                ],
+            ),
+            case(
+                "status-file",
+                format!("status-file = {}", fx.p("a.st")),
+                &["--status-file", &fx.p("b.st")],
+                |c| format!("{:?}", c.status_file),
+                [
+                    s("None"),
+                    dbg(&Some(PathBuf::from(fx.p("a.st")))),
+                    dbg(&Some(PathBuf::from(fx.p("b.st")))),
+                ],
+            ),
+            case(
+                "socket",
+                format!("socket = {}", fx.p("a.sock")),
+                &["--socket", &fx.p("b.sock")],
+                |c| format!("{:?}", c.socket),
+                [
+                    s("None"),
+                    dbg(&Some(PathBuf::from(fx.p("a.sock")))),
+                    dbg(&Some(PathBuf::from(fx.p("b.sock")))),
+                ],
+            ),
+            case(
+                "socket-own",
+                s("socket-own = 0:0"),
+                &["--socket-own", "65534:65534"],
+                |c| format!("{:?}", c.socket_owner),
+                [s("None"), s("Some((0, 0))"), s("Some((65534, 65534))")],
+            ),
+            case(
+                "socket-mod",
+                s("socket-mod = 660"),
+                &["--socket-mod", "640"],
+                |c| format!("{:o}", c.socket_mode),
+                [s("600"), s("660"), s("640")],
+            ),
+            case(
+                "standby-file",
+                format!("standby-file = {}", fx.p("a.sb")),
+                &["--standby-file", &fx.p("b.sb")],
+                |c| format!("{:?}", c.standby_file),
+                [
+                    s("None"),
+                    dbg(&Some(PathBuf::from(fx.p("a.sb")))),
+                    dbg(&Some(PathBuf::from(fx.p("b.sb")))),
+                ],
+            ),
+            Case {
+                file_under_cli: Some(s("exit-on-no-events = 0")),
+                ..case(
+                    "exit-on-no-events",
+                    s("exit-on-no-events = 1"),
+                    &["--exit-on-no-events"],
+                    |c| c.exit_on_no_events.to_string(),
+                    [s("false"), s("true"), s("true")],
+                )
+            },
+            Case {
+                file_under_cli: Some(s("only-initialsync = 0")),
+                ..case(
+                    "only-initialsync",
+                    s("only-initialsync = 1"),
+                    &["--only-initialsync"],
+                    |c| c.only_initialsync.to_string(),
+                    [s("false"), s("true"), s("true")],
+                )
+            },
+            Case {
+                file_under_cli: Some(s("skip-initialsync = 0")),
+                ..case(
+                    "skip-initialsync",
+                    s("skip-initialsync = 1"),
+                    &["--skip-initialsync"],
+                    |c| c.skip_initialsync.to_string(),
+                    [s("false"), s("true"), s("true")],
+                )
+            },
+            Case {
+                file_under_cli: Some(s("sync-on-quit = 0")),
+                ..case(
+                    "sync-on-quit",
+                    s("sync-on-quit = 1"),
+                    &["--sync-on-quit"],
+                    |c| c.sync_on_quit.to_string(),
+                    [s("false"), s("true"), s("true")],
+                )
+            },
+            Case {
+                file_under_cli: Some(s("ignore-failures = 0")),
+                ..case(
+                    "ignore-failures",
+                    s("ignore-failures = 1"),
+                    &["--ignore-failures"],
+                    |c| c.ignore_failures.to_string(),
+                    [s("false"), s("true"), s("true")],
+                )
+            },
+            case(
+                "max-iterations",
+                s("max-iterations = 20"),
+                &["--max-iterations", "3"],
+                |c| c.max_iterations.to_string(),
+                [s("0"), s("20"), s("3")],
+            ),
+            case(
+                "pre-exit-hook",
+                s("pre-exit-hook = /bin/true"),
+                &["--pre-exit-hook", "/bin/false"],
+                |c| format!("{:?}", c.pre_exit_hook),
+                [s("None"), s("Some(\"/bin/true\")"), s("Some(\"/bin/false\")")],
+            ),
+            case(
+                "exit-hook",
+                s("exit-hook = /bin/true"),
+                &["--exit-hook", "/bin/false"],
+                |c| format!("{:?}", c.exit_hook),
+                [s("None"), s("Some(\"/bin/true\")"), s("Some(\"/bin/false\")")],
+            ),
+            case(
+                "timeout-sync",
+                s("timeout-sync = 0"),
+                &["-k", "5"],
+                |c| format!("{:?}", c.timeout_sync),
+                [s("Some(86400s)"), s("None"), s("Some(5s)")],
+            ),
+            Case {
+                file_under_cli: Some(s("background = 1")),
+                ..case(
+                    "background",
+                    s("background = 1"),
+                    &["-b0"],
+                    |c| c.background.to_string(),
+                    [s("false"), s("true"), s("false")],
+                )
+            },
+            case(
+                "output",
+                s("output = syslog"),
+                &["-Y", "stdout"],
+                |c| format!("{:?}", c.output),
+                [s("Stderr"), s("Syslog"), s("Stdout")],
+            ),
+            Case {
+                file_under_cli: Some(s("one-file-system = 0")),
+                ..case(
+                    "one-file-system",
+                    s("one-file-system = 1"),
+                    &["--one-file-system"],
+                    |c| c.one_file_system.to_string(),
+                    [s("false"), s("true"), s("true")],
+                )
+            },
+            Case {
+                file_under_cli: Some(s("exclude-mount-points = 0")),
+                ..case(
+                    "exclude-mount-points",
+                    s("exclude-mount-points = 1"),
+                    &["-X"],
+                    |c| c.exclude_mount_points.to_string(),
+                    [s("false"), s("true"), s("true")],
+                )
+            },
+            case(
+                "modification-signature",
+                s("modification-signature = uid,gid"),
+                &["--modification-signature", "size"],
+                |c| format!("{:?}", c.modification_signature),
+                [s("None"), s("Some([Uid, Gid])"), s("Some([Size])")],
+            ),
+            case(
+                "cancel-syscalls",
+                s("cancel-syscalls = mon_stat"),
+                &["--cancel-syscalls="],
+                |c| format!("{} {}", c.cancel_mon_stat, c.queue.big_threshold),
+                [s("false 134217728"), s("true 0"), s("false 134217728")],
+            ),
+            case(
+                "threading",
+                s("threading = safe"),
+                &["-p", "off"],
+                |_| "ok".to_string(),
+                [
+                    s("ok"),
+                    s("error: -p safe: parallel handlers are not implemented yet; use -p off (the default)"),
+                    s("ok"),
                 ],
             ),
             // The handler arguments: the command line's `--` replaces the file's.

@@ -1,12 +1,28 @@
-//! The process-wide logger: one line per record on stderr, with a UTC
-//! timestamp, the level and the message. `-d` raises the level, `-q` keeps
-//! errors only. Installed once from `daemon::run`; nothing else sets it.
+//! The process-wide logger: one line per record, on stderr (the default),
+//! stdout, or syslog (`-Y`). stderr/stdout lines carry a UTC timestamp, the
+//! pid, the level and the message; syslog records are RFC 3164 datagrams
+//! sent to `/dev/log` (facility daemon, tag `livesync[pid]`). `-d` raises
+//! the level, `-q` keeps errors only. Installed once from `daemon::run`;
+//! nothing else sets it.
 
+use crate::config::Output;
 use std::io::Write;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-struct StderrLogger {
+/// Where syslog datagrams go.
+const SYSLOG_SOCKET: &str = "/dev/log";
+/// syslog facility "daemon" (3), shifted.
+const FACILITY_DAEMON: u8 = 3 << 3;
+
+struct Logger {
     level: log::LevelFilter,
+    output: Output,
+    /// For syslog: the socket (None until the first successful connect).
+    syslog: Mutex<Option<UnixDatagram>>,
+    syslog_path: PathBuf,
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ` for a time since the epoch.
@@ -33,7 +49,77 @@ fn utc_timestamp(now: SystemTime) -> String {
     )
 }
 
-impl log::Log for StderrLogger {
+/// RFC 3164 severity of a log level.
+fn severity(level: log::Level) -> u8 {
+    match level {
+        log::Level::Error => 3,
+        log::Level::Warn => 4,
+        log::Level::Info => 6,
+        log::Level::Debug | log::Level::Trace => 7,
+    }
+}
+
+/// `Mmm dd hh:mm:ss` in local time (RFC 3164's TIMESTAMP).
+fn syslog_timestamp(now: SystemTime) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let secs = now
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0) as libc::time_t;
+    // SAFETY: localtime_r only writes the struct we pass.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    let ok = unsafe { !libc::localtime_r(&secs, &mut tm).is_null() };
+    if !ok {
+        return "Jan  1 00:00:00".to_string();
+    }
+    format!(
+        "{} {:>2} {:02}:{:02}:{:02}",
+        MONTHS[tm.tm_mon.clamp(0, 11) as usize],
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec
+    )
+}
+
+/// One RFC 3164 record: `<PRI>Mmm dd hh:mm:ss livesync[PID]: MESSAGE`.
+fn syslog_record(level: log::Level, now: SystemTime, pid: u32, msg: &str) -> Vec<u8> {
+    // Line breaks would split the record in most syslog daemons.
+    let msg = msg.replace('\n', " ");
+    format!(
+        "<{}>{} livesync[{pid}]: {msg}",
+        FACILITY_DAEMON | severity(level),
+        syslog_timestamp(now)
+    )
+    .into_bytes()
+}
+
+impl Logger {
+    fn send_syslog(&self, record: &[u8]) {
+        let mut sock = self.syslog.lock().unwrap_or_else(|p| p.into_inner());
+        if sock.is_none() {
+            *sock = connect(&self.syslog_path);
+        }
+        let sent = sock.as_ref().is_some_and(|s| s.send(record).is_ok());
+        if !sent {
+            // The syslog daemon may have restarted: reconnect once.
+            *sock = connect(&self.syslog_path);
+            if let Some(s) = sock.as_ref() {
+                let _ = s.send(record);
+            }
+        }
+    }
+}
+
+fn connect(path: &Path) -> Option<UnixDatagram> {
+    let s = UnixDatagram::unbound().ok()?;
+    s.connect(path).ok()?;
+    Some(s)
+}
+
+impl log::Log for Logger {
     fn enabled(&self, metadata: &log::Metadata) -> bool {
         metadata.level() <= self.level
     }
@@ -42,25 +128,50 @@ impl log::Log for StderrLogger {
         if !self.enabled(record.metadata()) {
             return;
         }
+        let now = SystemTime::now();
+        if self.output == Output::Syslog {
+            let msg = record.args().to_string();
+            self.send_syslog(&syslog_record(
+                record.level(),
+                now,
+                std::process::id(),
+                &msg,
+            ));
+            return;
+        }
         let line = format!(
             "{} livesync[{}] {}: {}\n",
-            utc_timestamp(SystemTime::now()),
+            utc_timestamp(now),
             std::process::id(),
             record.level(),
             record.args()
         );
         // One write per line so lines from threads never interleave.
-        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        if self.output == Output::Stdout {
+            let _ = std::io::stdout().lock().write_all(line.as_bytes());
+        } else {
+            let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        }
     }
 
     fn flush(&self) {
         let _ = std::io::stderr().flush();
+        let _ = std::io::stdout().flush();
     }
 }
 
 /// Installs the logger (a second call only changes the level).
-pub fn init(level: log::LevelFilter) {
-    let _ = log::set_boxed_logger(Box::new(StderrLogger { level }));
+pub fn init(level: log::LevelFilter, output: Output) {
+    init_with(level, output, Path::new(SYSLOG_SOCKET));
+}
+
+fn init_with(level: log::LevelFilter, output: Output, syslog_path: &Path) {
+    let _ = log::set_boxed_logger(Box::new(Logger {
+        level,
+        output,
+        syslog: Mutex::new(None),
+        syslog_path: syslog_path.to_path_buf(),
+    }));
     log::set_max_level(level);
 }
 
@@ -76,5 +187,50 @@ mod tests {
         assert_eq!(utc_timestamp(t), "2026-11-23T00:42:01.042Z");
         let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
         assert_eq!(utc_timestamp(leap), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn syslog_records_follow_rfc3164() {
+        let r = syslog_record(log::Level::Warn, SystemTime::now(), 42, "a\nb");
+        let s = String::from_utf8(r).expect("utf8");
+        // daemon (3) * 8 + warning (4) = 28
+        assert!(s.starts_with("<28>"), "{s}");
+        let ts = &s[4..19];
+        assert_eq!(ts.len(), 15, "{s}");
+        assert!(ts.as_bytes()[3] == b' ' && ts.as_bytes()[6] == b' ', "{s}");
+        assert!(s.ends_with(" livesync[42]: a b"), "{s}");
+        let e = syslog_record(log::Level::Error, UNIX_EPOCH, 1, "x");
+        assert!(e.starts_with(b"<27>"));
+    }
+
+    #[test]
+    fn syslog_datagrams_reach_the_socket() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let sock = t.path().join("log");
+        let server = UnixDatagram::bind(&sock).expect("bind");
+        let logger = Logger {
+            level: log::LevelFilter::Info,
+            output: Output::Syslog,
+            syslog: Mutex::new(None),
+            syslog_path: sock.clone(),
+        };
+        log::Log::log(
+            &logger,
+            &log::Record::builder()
+                .level(log::Level::Info)
+                .args(format_args!("hello {}", 1))
+                .build(),
+        );
+        let mut buf = [0u8; 512];
+        server
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let n = server.recv(&mut buf).expect("recv");
+        let s = String::from_utf8_lossy(&buf[..n]);
+        assert!(s.starts_with("<30>"), "{s}");
+        assert!(
+            s.ends_with(&format!("livesync[{}]: hello 1", std::process::id())),
+            "{s}"
+        );
     }
 }

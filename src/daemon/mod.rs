@@ -1,18 +1,83 @@
 //! The daemon: the one event loop that ties monitor, tree, queue and
-//! handler together, plus the process-global state (logger, signals, exit).
+//! handler together, plus the process-global state (logger, signals, exit,
+//! pid/status files, forking).
 //!
-//! The loop is single-threaded and reads top to bottom: wait (poll) on the
-//! backend's fd, the signal pipe and the worker's wake pipe, with a timeout at
-//! the next due batch; then drain kernel events into the queue, collect a
-//! finished batch, and start the next due one. A batch runs on the worker
-//! thread, so the kernel queue keeps being drained while a handler copies or
-//! rsync runs. A failed batch goes back to the queue with backoff; nothing is
-//! dropped.
+//! The loop is single-threaded and reads top to bottom: act on signals (and
+//! control requests), collect finished work, drain kernel events into the
+//! queue, start the next due batch (or the next step of the way out), then
+//! wait (poll) on the backend's fd, the signal pipe, the worker's wake
+//! pipe and the control socket, with a timeout at the next deadline. Batches and hooks run on the
+//! worker thread, so the kernel queue keeps being drained while a handler
+//! copies, rsync runs or a hook runs. A failed batch goes back to the queue
+//! with backoff; nothing is dropped.
+//!
+//! # Statuses (`--status-file`, `CLSYNC_STATUS`)
+//! `starting` (watches being added), `initsync` (the initial sync runs or is
+//! retried), `running`, `synchandler error` (waiting to retry a failed
+//! batch), `hold on` (standby file or pause), `rehashing` (SIGHUP),
+//! `preexit` (pre-exit hook), `terminating` (the last syncs), `exiting`
+//! (exit hook, cleanup).
+//!
+//! # Iterations (`CLSYNC_ITERATION`, `--max-iterations`)
+//! An iteration is one handler run on one batch, a retry included. The runs
+//! that carry the initial sync (the whole-tree sync; retries of it too) are
+//! not counted. `CLSYNC_ITERATION` is the number of counted runs finished
+//! before the one it is given to (0 for the first sync after the initial
+//! one). `--max-iterations N` (N ≥ 1): the initial sync and at most N−1
+//! counted runs; then livesync ends as below. N = 0: no limit.
+//!
+//! # Ways out, and their order
+//! - `--exit-on-no-events`: after the initial sync, pending changes are
+//!   synced without waiting for their windows until nothing is pending; then
+//!   the pre-exit hook, one more sync of whatever is pending by then (e.g.
+//!   what the hook changed), the exit hook, exit 0.
+//! - `--max-iterations` reached: pre-exit hook, (with `--exit-on-no-events`
+//!   the one more sync, not counted), exit hook, exit 0. Without
+//!   `--exit-on-no-events` pending changes are left unsynced (logged).
+//! - `--only-initialsync`: nothing is watched; the initial sync, pre-exit
+//!   hook, exit hook, exit 0.
+//! - SIGQUIT: the running batch finishes; pending changes are synced; the
+//!   pre-exit hook; with `--sync-on-quit` one more sync; the exit hook; exit 0.
+//! - SIGTERM/SIGINT: running handlers' process groups get SIGTERM (SIGKILL
+//!   2 s later); their batch goes back to the queue; everything pending is
+//!   synced (a failure now ends the run with exit 1); the exit hook; exit 0.
+//!   A second TERM/INT kills running handlers and exits 0 at once, without
+//!   syncing or hooks.
+//! - The standby file (and a pause) holds the syncs of the way out too;
+//!   remove it, or send a second TERM, to get out.
+//!
+//! Hooks run as `PROGRAM LABEL` with `CLSYNC_STATUS` (and the other
+//! variables handlers get) in their environment, under the `-k` timeout,
+//! and only if the initial sync completed. A failed hook is logged.
+//!
+//! # Failures
+//! A failed batch is re-queued with backoff (doubling from max(-w, 0.5 s) up
+//! to 60 s). With `-r N`, livesync exits 1 after N failed tries of the same
+//! changes, unless `--ignore-failures`: then it keeps retrying, with the same
+//! backoff, and never drops the batch. `-k` (rsyncdirect) kills a handler's
+//! whole process group after that many seconds; that counts as a failure.
+//!
+//! # Other signals
+//! SIGHUP re-reads the command line and the config file (and so the rules
+//! file), keeps pending changes, swaps the rules in the tree and a new
+//! handler in on the worker (it takes effect from the next batch), adds
+//! watches the new rules allow and syncs the whole tree at once. The watch
+//! dir, destination, pid/status files and the delay windows stay as they
+//! were (a restart changes them). SIGUSR2 syncs the whole tree at once.
+//! The control socket (`--socket`, see `socket.rs`) is polled with the
+//! other fds; its orders go through [`Control`] like the signals, and its
+//! `status` reply is built from [`Snapshot`] and the loop's counters.
 
+pub mod background;
+pub mod files;
 pub mod log;
+pub mod procs;
+pub mod signature;
+pub mod socket;
 
-use crate::batch::Batch;
-use crate::config::{Config, Destination, Mode};
+use crate::batch::{Batch, Lane, Op};
+use crate::config::{cli, Config, Destination, Mode};
+use crate::exec;
 use crate::handler::mirror::Mirror;
 use crate::handler::rsync::{RsyncConfig, RsyncDirect};
 use crate::handler::{Handler, HandlerError, Report};
@@ -21,9 +86,15 @@ use crate::monitor::{Monitor, MonitorError, RawEvent};
 use crate::path;
 use crate::queue::{Change, Queue};
 use crate::tree::{Tree, TreeError, UNWATCHED_RESCAN};
+use clap::Parser;
+use files::{Status, StatusFile};
+use std::collections::VecDeque;
+use std::ffi::OsString;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -70,28 +141,87 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> DaemonError {
     move |source| DaemonError::Io { what, source }
 }
 
-/// A finished batch, sent back from the worker thread.
-struct Done {
-    batch: Batch,
-    result: Result<Report, HandlerError>,
-    elapsed: Duration,
+/// The handler, as the worker owns it (concrete, so that the daemon can
+/// hand rsync its environment before each run).
+enum HandlerBox {
+    Mirror(Mirror),
+    Rsync(Box<RsyncDirect>),
 }
 
-/// The thread that runs handlers, one batch at a time.
+impl HandlerBox {
+    fn run(
+        &mut self,
+        batch: &Batch,
+        env: Vec<(OsString, OsString)>,
+    ) -> Result<Report, HandlerError> {
+        match self {
+            HandlerBox::Mirror(m) => m.run(batch),
+            HandlerBox::Rsync(r) => {
+                r.set_env(env);
+                r.run(batch)
+            }
+        }
+    }
+}
+
+/// Which hook a hook job runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Hook {
+    PreExit,
+    Exit,
+}
+
+impl Hook {
+    fn option(self) -> &'static str {
+        match self {
+            Hook::PreExit => "--pre-exit-hook",
+            Hook::Exit => "--exit-hook",
+        }
+    }
+}
+
+/// Work for the worker thread, done in the order sent.
+enum Job {
+    Batch {
+        batch: Batch,
+        env: Vec<(OsString, OsString)>,
+    },
+    Hook {
+        which: Hook,
+        spec: exec::Spec,
+    },
+    /// Use this handler from the next batch on (SIGHUP).
+    Replace(Box<HandlerBox>),
+}
+
+/// Finished work, sent back from the worker thread.
+enum Done {
+    Batch {
+        batch: Batch,
+        result: Result<Report, HandlerError>,
+        elapsed: Duration,
+    },
+    Hook {
+        which: Hook,
+        result: Result<exec::Outcome, exec::ExecError>,
+    },
+}
+
+/// The thread that runs handlers and hooks, one at a time.
 struct Worker {
-    to_worker: mpsc::Sender<Batch>,
+    to_worker: mpsc::Sender<Job>,
     from_worker: mpsc::Receiver<Done>,
     wake: UnixStream,
     busy: bool,
 }
 
 impl Worker {
-    fn spawn(mut handler: Box<dyn Handler>) -> Result<Worker, DaemonError> {
+    fn spawn(mut handler: HandlerBox) -> Result<Worker, DaemonError> {
         let (wake, mut wake_tx) =
             UnixStream::pair().map_err(io_err("cannot create the worker wake-up socket"))?;
         wake.set_nonblocking(true)
             .map_err(io_err("worker wake-up socket"))?;
-        let (to_worker, jobs) = mpsc::channel::<Batch>();
+        let (to_worker, jobs) = mpsc::channel::<Job>();
         let (results, from_worker) = mpsc::channel::<Done>();
         std::thread::Builder::new()
             .name("livesync-worker".into())
@@ -99,13 +229,25 @@ impl Worker {
             // PATH_MAX deep (about 2,000 levels). Reserved, not committed.
             .stack_size(WORKER_STACK)
             .spawn(move || {
-                for batch in jobs {
-                    let start = Instant::now();
-                    let result = handler.run(&batch);
-                    let done = Done {
-                        batch,
-                        result,
-                        elapsed: start.elapsed(),
+                for job in jobs {
+                    let done = match job {
+                        Job::Replace(h) => {
+                            handler = *h;
+                            continue;
+                        }
+                        Job::Batch { batch, env } => {
+                            let start = Instant::now();
+                            let result = handler.run(&batch, env);
+                            Done::Batch {
+                                batch,
+                                result,
+                                elapsed: start.elapsed(),
+                            }
+                        }
+                        Job::Hook { which, spec } => Done::Hook {
+                            which,
+                            result: spec.run(),
+                        },
                     };
                     if results.send(done).is_err() {
                         break;
@@ -122,11 +264,12 @@ impl Worker {
         })
     }
 
-    fn start(&mut self, batch: Batch) -> Result<(), DaemonError> {
+    fn send(&mut self, job: Job) -> Result<(), DaemonError> {
+        let busy = !matches!(job, Job::Replace(_));
         self.to_worker
-            .send(batch)
+            .send(job)
             .map_err(|_| DaemonError::GaveUp("the worker thread stopped unexpectedly".into()))?;
-        self.busy = true;
+        self.busy |= busy;
         Ok(())
     }
 
@@ -141,30 +284,46 @@ impl Worker {
     }
 }
 
-/// Signals we act on, set from the handler, read by the loop.
+/// Signals we act on: each sets its flag and wakes the loop.
 struct Signals {
+    /// TERM or INT.
     stop: Arc<AtomicBool>,
+    /// QUIT.
+    quit: Arc<AtomicBool>,
+    /// HUP.
+    reload: Arc<AtomicBool>,
+    /// USR2 (clsync's signal 12).
+    resync: Arc<AtomicBool>,
     wake: UnixStream,
 }
 
 impl Signals {
     fn install() -> Result<Signals, DaemonError> {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR2};
         let (wake, tx) = UnixStream::pair().map_err(io_err("cannot create the signal socket"))?;
         wake.set_nonblocking(true)
             .map_err(io_err("signal socket"))?;
-        let stop = Arc::new(AtomicBool::new(false));
-        for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-            signal_hook::flag::register(sig, Arc::clone(&stop))
+        let s = Signals {
+            stop: Arc::new(AtomicBool::new(false)),
+            quit: Arc::new(AtomicBool::new(false)),
+            reload: Arc::new(AtomicBool::new(false)),
+            resync: Arc::new(AtomicBool::new(false)),
+            wake,
+        };
+        for (sig, flag) in [
+            (SIGTERM, &s.stop),
+            (SIGINT, &s.stop),
+            (SIGQUIT, &s.quit),
+            (SIGHUP, &s.reload),
+            (SIGUSR2, &s.resync),
+        ] {
+            signal_hook::flag::register(sig, Arc::clone(flag))
                 .map_err(io_err("cannot install a signal handler"))?;
             let tx = tx.try_clone().map_err(io_err("signal socket"))?;
             signal_hook::low_level::pipe::register(sig, tx)
                 .map_err(io_err("cannot install a signal handler"))?;
         }
-        // HUP must not kill us; reloading comes with the config-file work.
-        let tx = tx.try_clone().map_err(io_err("signal socket"))?;
-        signal_hook::low_level::pipe::register(signal_hook::consts::SIGHUP, tx)
-            .map_err(io_err("cannot install a signal handler"))?;
-        Ok(Signals { stop, wake })
+        Ok(s)
     }
 
     fn drain(&mut self) {
@@ -201,7 +360,7 @@ fn wait_readable(fds: &[RawFd], timeout: Option<Duration>) -> io::Result<Vec<boo
     Ok(pfds.iter().map(|p| p.revents != 0).collect())
 }
 
-fn build_handler(cfg: &Config) -> Result<Box<dyn Handler>, DaemonError> {
+fn build_handler(cfg: &Config) -> Result<HandlerBox, DaemonError> {
     let Some(dest) = &cfg.destination else {
         return Err(DaemonError::GaveUp("no destination given".into()));
     };
@@ -219,7 +378,7 @@ fn build_handler(cfg: &Config) -> Result<Box<dyn Handler>, DaemonError> {
             let dst = dst
                 .canonicalize()
                 .map_err(io_err(format!("destination {}", path::display_os(dst))))?;
-            Ok(Box::new(Mirror::new(
+            Ok(HandlerBox::Mirror(Mirror::new(
                 cfg.watch_dir.clone(),
                 dst,
                 Arc::clone(&cfg.rules),
@@ -237,9 +396,66 @@ fn build_handler(cfg: &Config) -> Result<Box<dyn Handler>, DaemonError> {
             rc.ignore_exit = cfg.ignore_exit.clone();
             rc.label = cfg.label.clone();
             rc.rules = Arc::clone(&cfg.rules);
-            Ok(Box::new(RsyncDirect::new(rc)?))
+            rc.timeout = cfg.timeout_sync;
+            Ok(HandlerBox::Rsync(Box::new(RsyncDirect::new(rc)?)))
         }
     }
+}
+
+/// One step of the way out. Each waits for the worker to be idle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Step {
+    /// Sync everything pending, batch after batch, until nothing is.
+    Sync,
+    /// Run `--pre-exit-hook` (only after a completed initial sync).
+    PreExit,
+    /// Run `--exit-hook` (only after a completed initial sync).
+    ExitHook,
+}
+
+/// How livesync is leaving.
+#[derive(Debug)]
+struct Ending {
+    steps: VecDeque<Step>,
+    /// TERM/INT: a failed sync ends the run (exit 1) instead of being
+    /// retried, and running handlers were told to stop.
+    hard: bool,
+    /// The hook of the front step has been started.
+    hook_started: bool,
+}
+
+/// A request from outside the signal path: the control socket
+/// (src/daemon/socket.rs) maps its commands onto these and calls
+/// [`Daemon::control`]; signals go through the same function.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Control {
+    /// Sync the whole tree now (SIGUSR2).
+    Resync,
+    /// Hold every sync (like the standby file) until `Resume`.
+    Pause,
+    Resume,
+    /// Stop running handlers, sync what is pending, exit hook, exit
+    /// (SIGTERM/SIGINT); a second one exits at once.
+    Stop,
+    /// Let the running handler finish, sync what is pending, pre-exit hook,
+    /// (with --sync-on-quit one more sync), exit hook, exit (SIGQUIT).
+    Quit,
+    /// Exit at once: kill running handlers, no syncs, no hooks.
+    Die,
+}
+
+/// What the loop is doing, for a status report (the control socket).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    pub status: Status,
+    /// Pending ops (syncs and renames).
+    pub pending: usize,
+    /// A handler or hook is running.
+    pub busy: bool,
+    /// Handler runs finished after the initial sync (`CLSYNC_ITERATION`).
+    pub iterations: u64,
+    pub initial_done: bool,
+    pub paused: bool,
 }
 
 /// The state of one run: everything the loop owns.
@@ -252,11 +468,64 @@ struct Daemon {
     signals: Signals,
     raw: Vec<RawEvent>,
     changes: Vec<Change>,
-    stopping: bool,
-    /// The batch that flushes pending changes at shutdown has been started.
-    final_flush: bool,
     /// When directories the watch limit left unwatched were last rescanned.
     last_unwatched_rescan: Instant,
+    /// The original command line, for reloading (SIGHUP).
+    argv: Vec<OsString>,
+    /// The working directory at start (`-b` moves to `/`), for reloading.
+    start_dir: Option<PathBuf>,
+    status: Status,
+    status_file: Option<StatusFile>,
+    /// The initial sync has completed (or was skipped).
+    initial_done: bool,
+    /// The batch running now carries the initial sync.
+    initial_running: bool,
+    /// Handler runs finished after the initial sync (CLSYNC_ITERATION).
+    iterations: u64,
+    /// A failed batch waits to be retried until then.
+    retry_at: Option<Instant>,
+    /// The standby file existed when last checked.
+    standby: bool,
+    next_standby_check: Instant,
+    /// Held by [`Control::Pause`].
+    paused: bool,
+    ending: Option<Ending>,
+    /// Handlers were signalled to stop since the running batch started: its
+    /// failure is ours, not the destination's.
+    killed: bool,
+    /// When to SIGKILL handler groups that ignored our SIGTERM.
+    kill_deadline: Option<Instant>,
+    /// `--modification-signature`.
+    signatures: Option<signature::Signatures>,
+    /// `--socket`.
+    socket: Option<socket::ControlSocket>,
+    counters: Counters,
+    last_sync: Option<socket::LastSync>,
+}
+
+/// What the loop counts, for `status` on the control socket.
+#[derive(Clone, Debug, Default)]
+struct Counters {
+    events: u64,
+    batches: u64,
+    paths_synced: u64,
+    failures: u64,
+    retries: u64,
+}
+
+/// How often the standby file is looked at while it holds syncs (and, at
+/// most, while it does not).
+const STANDBY_POLL: Duration = Duration::from_millis(250);
+const STANDBY_IDLE_POLL: Duration = Duration::from_secs(1);
+/// Time between SIGTERM and SIGKILL for running handlers at shutdown.
+const KILL_GRACE: Duration = Duration::from_secs(2);
+
+/// Whether a batch carries the whole-tree sync.
+fn is_full_sync(batch: &Batch) -> bool {
+    batch
+        .ops
+        .iter()
+        .any(|op| matches!(op, Op::Sync { path, recursive: true } if path.is_empty()))
 }
 
 impl Daemon {
@@ -281,6 +550,7 @@ impl Daemon {
             if self.raw.is_empty() {
                 break;
             }
+            self.counters.events += self.raw.len() as u64;
             if ::log::log_enabled!(::log::Level::Trace) {
                 for ev in &self.raw {
                     ::log::trace!(
@@ -307,12 +577,200 @@ impl Daemon {
         Ok(())
     }
 
+    /// Sets the status (and the status file) to `s`.
+    fn set_status(&mut self, s: Status) {
+        if self.status != s {
+            ::log::debug!("status: {}", s.as_str());
+        }
+        self.status = s;
+        if let Some(f) = self.status_file.as_mut() {
+            f.set(s);
+        }
+    }
+
+    /// The status that follows from the state of the loop.
+    fn derived_status(&self) -> Status {
+        if let Some(e) = &self.ending {
+            return match e.steps.front() {
+                Some(Step::Sync) => Status::Terminating,
+                Some(Step::PreExit) => Status::PreExit,
+                Some(Step::ExitHook) | None => Status::Exiting,
+            };
+        }
+        if self.standby || self.paused {
+            Status::HoldOn
+        } else if self.retry_at.is_some() {
+            Status::HandlerError
+        } else if !self.initial_done {
+            Status::InitSync
+        } else {
+            Status::Running
+        }
+    }
+
+    /// What the loop is doing now (for the control socket's status command).
+    fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            status: self.status,
+            pending: self.queue.len(),
+            busy: self.worker.busy,
+            iterations: self.iterations,
+            initial_done: self.initial_done,
+            paused: self.paused,
+        }
+    }
+
+    /// Syncs are held: standby file, pause, or a retry that is not due yet.
+    fn held(&self, now: Instant) -> bool {
+        self.standby || self.paused || self.retry_at.is_some_and(|t| t > now)
+    }
+
+    fn check_standby(&mut self, now: Instant) {
+        let Some(p) = &self.cfg.standby_file else {
+            return;
+        };
+        if now < self.next_standby_check && !self.standby {
+            return;
+        }
+        let was = self.standby;
+        self.standby = files::standby(p);
+        self.next_standby_check = now + STANDBY_IDLE_POLL;
+        if self.standby != was {
+            if self.standby {
+                ::log::info!(
+                    "standby file {} exists: holding syncs until it is removed",
+                    path::display_os(p)
+                );
+            } else {
+                ::log::info!("standby file is gone: syncing again");
+            }
+        }
+    }
+
+    /// The environment of a handler run: clsync's variables and ours.
+    fn handler_env(&self, status: Status) -> Vec<(OsString, OsString)> {
+        let st = OsString::from(status.as_str());
+        let it = OsString::from(self.iterations.to_string());
+        vec![
+            ("CLSYNC_STATUS".into(), st.clone()),
+            ("CLSYNC_ITERATION".into(), it.clone()),
+            ("LIVESYNC_STATUS".into(), st),
+            ("LIVESYNC_ITERATION".into(), it),
+        ]
+    }
+
+    fn start_batch(&mut self, mut batch: Batch) -> Result<(), DaemonError> {
+        if let Some(sigs) = self.signatures.as_mut() {
+            let dropped = sigs.filter(&mut batch);
+            if dropped > 0 {
+                ::log::debug!("--modification-signature: {dropped} unchanged path(s) not synced");
+            }
+            if batch.is_empty() {
+                // Nothing left to run: the popped batch is done already.
+                self.queue.finished(Instant::now());
+                return Ok(());
+            }
+        }
+        ::log::debug!(
+            "starting a batch of {} op(s) ({} lane)",
+            batch.len(),
+            batch.lane.name()
+        );
+        self.initial_running = !self.initial_done && is_full_sync(&batch);
+        // The status file says what runs before the handler can look.
+        let status = self.derived_status();
+        self.set_status(status);
+        let env = self.handler_env(status);
+        self.killed = false;
+        self.worker.send(Job::Batch { batch, env })
+    }
+
+    /// Starts the hook for `which` if one is set; false if there is none to run.
+    fn start_hook(&mut self, which: Hook) -> Result<bool, DaemonError> {
+        let program = match which {
+            Hook::PreExit => self.cfg.pre_exit_hook.clone(),
+            Hook::Exit => self.cfg.exit_hook.clone(),
+        };
+        let Some(program) = program else {
+            return Ok(false);
+        };
+        if !self.initial_done {
+            ::log::info!(
+                "not running {} {}: the initial sync did not complete",
+                which.option(),
+                path::display(program.as_bytes())
+            );
+            return Ok(false);
+        }
+        let status = match which {
+            Hook::PreExit => Status::PreExit,
+            Hook::Exit => Status::Exiting,
+        };
+        let mut spec = exec::Spec::new(vec![program, OsString::from(&self.cfg.label)]);
+        spec.env = self.handler_env(status);
+        spec.timeout = self.cfg.timeout_sync;
+        ::log::info!(
+            "running {} {}",
+            which.option(),
+            path::display(spec.argv[0].as_bytes())
+        );
+        self.killed = false;
+        self.worker.send(Job::Hook { which, spec })?;
+        Ok(true)
+    }
+
     fn finish(&mut self, done: Done) -> Result<(), DaemonError> {
+        let (batch, result, elapsed) = match done {
+            Done::Hook { which, result } => {
+                match result {
+                    Ok(o) if o.success(&[]) => {
+                        ::log::info!("{} finished", which.option())
+                    }
+                    Ok(o) => ::log::warn!("{} failed: {o:?}", which.option()),
+                    Err(e) => ::log::warn!("{}: {e}", which.option()),
+                }
+                if let Some(e) = self.ending.as_mut() {
+                    if e.hook_started {
+                        e.hook_started = false;
+                        e.steps.pop_front();
+                    }
+                }
+                return Ok(());
+            }
+            Done::Batch {
+                batch,
+                result,
+                elapsed,
+            } => (batch, result, elapsed),
+        };
         let now = Instant::now();
-        let n = done.batch.len();
-        match done.result {
+        let n = batch.len();
+        let was_initial = std::mem::take(&mut self.initial_running);
+        if self.initial_done && !was_initial {
+            self.iterations += 1;
+        }
+        self.queue.finished(now);
+        self.counters.batches += 1;
+        self.last_sync = Some(socket::LastSync {
+            finished_unix_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            duration_ms: elapsed.as_millis() as u64,
+            exit_code: match &result {
+                Ok(r) => r.exit_code,
+                Err(HandlerError::Exit { code, .. }) => Some(*code),
+                Err(_) => None,
+            },
+            ok: result.is_ok(),
+        });
+        match result {
             Ok(report) => {
-                self.queue.finished(now);
+                self.counters.paths_synced += n as u64;
+                self.retry_at = None;
+                if was_initial {
+                    self.initial_done = true;
+                    ::log::info!("initial sync done");
+                }
                 let how = match report.exit_code {
                     Some(code) => format!("exit code {code}"),
                     None => format!(
@@ -323,26 +781,39 @@ impl Daemon {
                 ::log::info!(
                     "synced {n} path{} ({} lane) with {} in {:.1} ms: {how}",
                     if n == 1 { "" } else { "s" },
-                    done.batch.lane.name(),
+                    batch.lane.name(),
                     self.worker_name(),
-                    done.elapsed.as_secs_f64() * 1000.0
+                    elapsed.as_secs_f64() * 1000.0
                 );
             }
+            Err(e) if self.killed => {
+                // We stopped it (shutting down): not the destination's fault.
+                ::log::info!("stopped a running sync of {n} op(s) ({e}); syncing them again");
+                self.queue.requeue(now, batch, now);
+            }
             Err(e) => {
-                self.queue.finished(now);
-                let tries = done.batch.attempt + 1;
-                if self.cfg.retries != 0 && tries >= self.cfg.retries {
-                    let paths: Vec<String> = done
-                        .batch
+                let tries = batch.attempt + 1;
+                let hard_end = self.ending.as_ref().is_some_and(|e| e.hard);
+                let exhausted = self.cfg.retries != 0 && tries >= self.cfg.retries;
+                if hard_end || (exhausted && !self.cfg.ignore_failures) {
+                    let paths: Vec<String> = batch
                         .ops
                         .iter()
                         .flat_map(|op| op.paths())
                         .take(10)
                         .map(path::display)
                         .collect();
+                    let why = if hard_end {
+                        "the last sync before exiting failed".to_string()
+                    } else {
+                        format!(
+                            "sync failed {tries} time(s) (-r {}), giving up",
+                            self.cfg.retries
+                        )
+                    };
                     return Err(DaemonError::GaveUp(format!(
-                        "sync failed {tries} time(s) (-r {}), giving up: {e}; {n} op(s) not synced, e.g. {}; a restart resyncs everything",
-                        self.cfg.retries,
+                        "{why}: {e}; {} op(s) not synced, e.g. {}; a restart resyncs everything",
+                        n + self.queue.len(),
                         paths.join(", ")
                     )));
                 }
@@ -352,12 +823,19 @@ impl Daemon {
                     .unwrap_or(MAX_BACKOFF)
                     .min(MAX_BACKOFF);
                 ::log::error!(
-                    "sync of {n} path{} failed (try {tries}): {e}; retrying in {:.1} s",
+                    "sync of {n} path{} failed (try {tries}{}): {e}; retrying in {:.1} s",
                     if n == 1 { "" } else { "s" },
+                    if exhausted {
+                        ", --ignore-failures keeps it"
+                    } else {
+                        ""
+                    },
                     backoff.as_secs_f64()
                 );
-                let mut batch = done.batch;
-                batch.attempt = tries;
+                self.counters.failures += 1;
+                self.counters.retries += 1;
+                // `requeue` counts this failure in the batch's attempt.
+                self.retry_at = Some(now + backoff);
                 self.queue.requeue(now, batch, now + backoff);
             }
         }
@@ -371,18 +849,331 @@ impl Daemon {
         }
     }
 
-    fn run(&mut self) -> Result<(), DaemonError> {
-        loop {
-            if self.signals.stop.swap(false, Ordering::SeqCst) {
-                if self.stopping {
+    /// Acts on a request (from a signal or the control socket). Returns
+    /// true when livesync must exit at once.
+    fn control(&mut self, c: Control) -> bool {
+        let now = Instant::now();
+        match c {
+            Control::Resync => {
+                ::log::info!("full resync requested");
+                self.queue.push(
+                    now,
+                    Change::Subtree {
+                        path: Vec::new(),
+                        instant: true,
+                    },
+                );
+            }
+            Control::Pause => {
+                ::log::info!("paused: holding syncs until resumed");
+                self.paused = true;
+            }
+            Control::Resume => {
+                ::log::info!("resumed");
+                self.paused = false;
+            }
+            Control::Stop => {
+                if self.ending.as_ref().is_some_and(|e| e.hard) {
                     ::log::warn!(
                         "second stop signal: exiting now, {} pending op(s) not synced",
                         self.queue.len()
                     );
-                    return Ok(());
+                    return self.control(Control::Die);
                 }
-                self.stopping = true;
-                ::log::info!("stop signal: syncing what is pending, then exiting (send it again to exit at once)");
+                ::log::info!(
+                    "stop signal: stopping running handlers, syncing what is pending, then exiting (send it again to exit at once)"
+                );
+                if self.worker.busy && procs::signal_child_groups(libc::SIGTERM) > 0 {
+                    self.killed = true;
+                    self.kill_deadline = Some(now + KILL_GRACE);
+                }
+                self.ending = Some(Ending {
+                    steps: [Step::Sync, Step::ExitHook].into(),
+                    hard: true,
+                    hook_started: false,
+                });
+            }
+            Control::Quit => {
+                if self.ending.is_some() {
+                    ::log::info!("quit requested, but already on the way out");
+                    return false;
+                }
+                ::log::info!(
+                    "quit signal: finishing the running sync, syncing what is pending, then exiting"
+                );
+                let mut steps: VecDeque<Step> = [Step::Sync, Step::PreExit].into();
+                if self.cfg.sync_on_quit {
+                    steps.push_back(Step::Sync);
+                }
+                steps.push_back(Step::ExitHook);
+                self.begin_ending(steps);
+            }
+            Control::Die => {
+                procs::signal_child_groups(libc::SIGKILL);
+                return true;
+            }
+        }
+        false
+    }
+
+    fn begin_ending(&mut self, steps: VecDeque<Step>) {
+        self.ending = Some(Ending {
+            steps,
+            hard: false,
+            hook_started: false,
+        });
+    }
+
+    /// The soft ends that follow from the options, checked while idle.
+    fn check_soft_end(&mut self) {
+        if self.ending.is_some() || !self.initial_done || self.worker.busy {
+            return;
+        }
+        if self.cfg.only_initialsync {
+            ::log::info!("--only-initialsync: the initial sync is done");
+            self.begin_ending([Step::PreExit, Step::ExitHook].into());
+            return;
+        }
+        let max = u64::from(self.cfg.max_iterations);
+        if max > 0 && self.iterations + 1 >= max {
+            ::log::info!(
+                "--max-iterations {max}: the initial sync and {} sync(s) after it are done{}",
+                self.iterations,
+                if self.queue.is_empty() || self.cfg.exit_on_no_events {
+                    String::new()
+                } else {
+                    format!("; {} pending op(s) are left unsynced", self.queue.len())
+                }
+            );
+            let mut steps: VecDeque<Step> = [Step::PreExit].into();
+            if self.cfg.exit_on_no_events {
+                steps.push_back(Step::Sync);
+            }
+            steps.push_back(Step::ExitHook);
+            self.begin_ending(steps);
+            return;
+        }
+        if self.cfg.exit_on_no_events && self.queue.is_empty() {
+            ::log::info!("--exit-on-no-events: nothing is pending");
+            self.begin_ending([Step::PreExit, Step::Sync, Step::ExitHook].into());
+        }
+    }
+
+    /// Moves the ending on while the worker is idle. Returns true when
+    /// every step is done.
+    fn advance_ending(&mut self, now: Instant) -> Result<bool, DaemonError> {
+        while !self.worker.busy {
+            let Some(e) = self.ending.as_ref() else {
+                return Ok(false);
+            };
+            let Some(&step) = e.steps.front() else {
+                return Ok(true);
+            };
+            self.set_status(self.derived_status());
+            match step {
+                Step::Sync => {
+                    if self.held(now) {
+                        return Ok(false);
+                    }
+                    match self.queue.pop_all() {
+                        Some(batch) => self.start_batch(batch)?,
+                        None => {
+                            if let Some(e) = self.ending.as_mut() {
+                                e.steps.pop_front();
+                            }
+                        }
+                    }
+                }
+                Step::PreExit | Step::ExitHook => {
+                    let which = if step == Step::PreExit {
+                        Hook::PreExit
+                    } else {
+                        Hook::Exit
+                    };
+                    let started = self.start_hook(which)?;
+                    if let Some(e) = self.ending.as_mut() {
+                        if started {
+                            e.hook_started = true;
+                        } else {
+                            e.steps.pop_front();
+                        }
+                    }
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    /// SIGHUP: reads the command line and the config file again and swaps
+    /// in the new rules and handler; pending changes are kept, and the
+    /// whole tree is synced again under the new rules.
+    fn reload(&mut self) {
+        self.set_status(Status::Rehashing);
+        ::log::info!("reloading the rules and the configuration");
+        if let Some(d) = &self.start_dir {
+            if let Err(e) = std::env::set_current_dir(d) {
+                ::log::warn!("cannot return to {} to reload: {e}", path::display_os(d));
+            }
+        }
+        let parsed = cli::Args::try_parse_from(&self.argv)
+            .map_err(|e| {
+                e.render()
+                    .to_string()
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_string()
+            })
+            .and_then(|a| Config::from_args(a).map_err(|e| e.to_string()));
+        if self.start_dir.is_some() {
+            let _ = std::env::set_current_dir("/");
+        }
+        let new = match parsed {
+            Ok(c) => c,
+            Err(e) => {
+                ::log::error!("reload failed, keeping the running configuration: {e}");
+                return;
+            }
+        };
+        if new.watch_dir != self.cfg.watch_dir || new.destination != self.cfg.destination {
+            ::log::error!(
+                "reload: the watch dir and the destination cannot change while running; keeping the running configuration (restart livesync to change them)"
+            );
+            return;
+        }
+        let handler = match build_handler(&new) {
+            Ok(h) => h,
+            Err(e) => {
+                ::log::error!("reload failed, keeping the running configuration: {e}");
+                return;
+            }
+        };
+        if let Err(e) = self.worker.send(Job::Replace(Box::new(handler))) {
+            ::log::error!("reload failed: {e}");
+            return;
+        }
+        if new.queue != self.cfg.queue {
+            ::log::warn!("reload: new -t/-T/-w/-B values take effect after a restart");
+        }
+        for w in &new.warnings {
+            ::log::warn!("{w}");
+        }
+        self.tree.set_rules(Arc::clone(&new.rules));
+        let queue = self.cfg.queue.clone();
+        let (pid, status) = (self.cfg.pid_file.clone(), self.cfg.status_file.clone());
+        if new.modification_signature != self.cfg.modification_signature {
+            self.signatures = new
+                .modification_signature
+                .clone()
+                .map(|m| signature::Signatures::new(&new.watch_dir, m));
+        }
+        self.cfg = new;
+        self.cfg.queue = queue;
+        self.cfg.pid_file = pid;
+        self.cfg.status_file = status;
+        // Directories the new rules let in need watches; and what the new
+        // rules sync must reach the destination.
+        let now = Instant::now();
+        if !self.cfg.only_initialsync {
+            if let Err(e) = self.tree.watch_subtree(&mut self.monitor, b"", false) {
+                ::log::error!("reload: {e}");
+            }
+        }
+        self.queue.push(
+            now,
+            Change::Subtree {
+                path: Vec::new(),
+                instant: true,
+            },
+        );
+        ::log::info!("reloaded; syncing the whole tree under the new rules");
+    }
+
+    /// Answers the control socket's clients and acts on their orders.
+    /// Returns true when livesync must exit at once.
+    fn serve_socket(&mut self) -> bool {
+        let Some(mut sock) = self.socket.take() else {
+            return false;
+        };
+        let commands = {
+            let me = &*self;
+            sock.service(&|| me.socket_status())
+        };
+        self.socket = Some(sock);
+        for c in commands {
+            let exit_now = match c {
+                socket::Command::Resync => self.control(Control::Resync),
+                socket::Command::Pause => self.control(Control::Pause),
+                socket::Command::Resume => self.control(Control::Resume),
+                socket::Command::Quit => self.control(Control::Quit),
+                socket::Command::Die => self.control(Control::Die),
+                socket::Command::Dump => {
+                    ::log::info!("state: {}", self.socket_status().to_json());
+                    false
+                }
+                socket::Command::Set(key, _) => {
+                    ::log::warn!("control socket: set {key}: not supported");
+                    false
+                }
+            };
+            if exit_now {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// The `status` reply of the control socket.
+    fn socket_status(&self) -> socket::Status {
+        let snap = self.snapshot();
+        let now = Instant::now();
+        socket::Status {
+            state: snap.status.as_str().to_string(),
+            queue: Lane::ALL
+                .iter()
+                .map(|&l| (l.name().to_string(), self.queue.lane_len(l)))
+                .collect(),
+            oldest_pending_age_ms: self
+                .queue
+                .oldest()
+                .map(|t| now.saturating_duration_since(t).as_millis() as u64),
+            last_sync: self.last_sync.clone(),
+            counters: vec![
+                ("events".into(), self.counters.events),
+                ("batches".into(), self.counters.batches),
+                ("paths_synced".into(), self.counters.paths_synced),
+                ("failures".into(), self.counters.failures),
+                ("retries".into(), self.counters.retries),
+                ("rescans".into(), self.tree.stats.rescans),
+                ("pending".into(), snap.pending as u64),
+                ("iterations".into(), snap.iterations),
+            ],
+            watch_dir: path::display_os(&self.cfg.watch_dir),
+            destination: self
+                .cfg
+                .destination
+                .as_ref()
+                .map(|d| path::display(d.as_os_str().as_bytes()))
+                .unwrap_or_default(),
+            label: self.cfg.label.clone(),
+            pid: std::process::id(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        }
+    }
+
+    fn run(&mut self) -> Result<(), DaemonError> {
+        loop {
+            if self.signals.stop.swap(false, Ordering::SeqCst) && self.control(Control::Stop) {
+                return Ok(());
+            }
+            if self.signals.quit.swap(false, Ordering::SeqCst) {
+                self.control(Control::Quit);
+            }
+            if self.signals.resync.swap(false, Ordering::SeqCst) {
+                self.control(Control::Resync);
+            }
+            if self.signals.reload.swap(false, Ordering::SeqCst) {
+                self.reload();
             }
 
             // Collect a finished batch first and only then read the kernel:
@@ -390,23 +1181,20 @@ impl Daemon {
             // by then, and the queue must see it before `finished()`.
             let done = self.worker.try_done();
             self.drain_events()?;
-
             if let Some(done) = done {
-                let was_final = self.final_flush;
-                let failed = done.result.is_err();
                 self.finish(done)?;
-                if was_final {
-                    if failed {
-                        return Err(DaemonError::GaveUp(format!(
-                            "the last sync before exiting failed; {} op(s) not synced (a restart resyncs everything)",
-                            self.queue.len()
-                        )));
-                    }
-                    return Ok(());
-                }
             }
 
             let now = Instant::now();
+            if let Some(t) = self.kill_deadline {
+                if !self.worker.busy {
+                    self.kill_deadline = None;
+                } else if now >= t {
+                    ::log::warn!("running handlers ignored SIGTERM: killing them");
+                    procs::signal_child_groups(libc::SIGKILL);
+                    self.kill_deadline = None;
+                }
+            }
             if self.tree.has_unwatched() && now >= self.last_unwatched_rescan + UNWATCHED_RESCAN {
                 self.last_unwatched_rescan = now;
                 self.tree
@@ -415,27 +1203,35 @@ impl Daemon {
                     self.queue.push(now, c);
                 }
             }
-            if !self.worker.busy {
-                if self.stopping {
-                    match self.queue.pop_all() {
-                        Some(batch) => {
-                            self.final_flush = true;
-                            self.worker.start(batch)?;
-                        }
-                        None => return Ok(()),
-                    }
-                } else if let Some(batch) = self.queue.pop_due(now) {
-                    ::log::debug!(
-                        "starting a batch of {} op(s) ({} lane)",
-                        batch.len(),
-                        batch.lane.name()
-                    );
-                    self.worker.start(batch)?;
-                }
+            self.check_standby(now);
+            if self.retry_at.is_some_and(|t| t <= now) && !self.worker.busy {
+                // Due: the retry itself is what runs next.
+                self.retry_at = None;
             }
 
-            let batch_due = if self.worker.busy || self.stopping {
+            self.check_soft_end();
+            if self.ending.is_some() {
+                if self.advance_ending(now)? {
+                    return Ok(());
+                }
+            } else if !self.worker.busy && !self.held(now) {
+                let batch = if self.cfg.exit_on_no_events && self.initial_done {
+                    // Sync until nothing is pending, without windows.
+                    self.queue.pop_all()
+                } else {
+                    self.queue.pop_due(now)
+                };
+                if let Some(batch) = batch {
+                    self.start_batch(batch)?;
+                }
+            }
+            self.set_status(self.derived_status());
+
+            let idle = !self.worker.busy;
+            let batch_due = if !idle || self.held(now) {
                 None
+            } else if self.ending.is_some() || (self.cfg.exit_on_no_events && self.initial_done) {
+                (!self.queue.is_empty()).then_some(now)
             } else {
                 self.queue.next_due()
             };
@@ -443,19 +1239,45 @@ impl Daemon {
                 .tree
                 .has_unwatched()
                 .then(|| self.last_unwatched_rescan + UNWATCHED_RESCAN);
-            let timeout = [batch_due, rescan_due]
-                .into_iter()
-                .flatten()
-                .min()
-                .map(|due| due.saturating_duration_since(Instant::now()));
-            let fds = [
+            let standby_due = self.cfg.standby_file.as_ref().map(|_| {
+                if self.standby {
+                    now + STANDBY_POLL
+                } else {
+                    self.next_standby_check
+                }
+            });
+            let retry_due = self.retry_at.filter(|_| idle);
+            let timeout = [
+                batch_due,
+                rescan_due,
+                standby_due,
+                retry_due,
+                self.kill_deadline,
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|due| due.saturating_duration_since(Instant::now()));
+            // The control socket (src/daemon/socket.rs) plugs in here: its
+            // listener and client fds join `fds`, and after the poll each
+            // complete command maps onto `self.control(Control::…)` (resync,
+            // pause, resume, die, quit; `Control::Die` returning true means
+            // return Ok(()) now) and a status request answers from
+            // `self.snapshot()`.
+            let mut fds = vec![
                 self.monitor.fd(),
                 self.worker.wake.as_raw_fd(),
                 self.signals.wake.as_raw_fd(),
             ];
+            if let Some(sock) = &self.socket {
+                fds.extend(sock.fds());
+            }
             let ready = wait_readable(&fds, timeout).map_err(io_err("poll"))?;
             if ready[2] {
                 self.signals.drain();
+            }
+            if ready[3..].iter().any(|&r| r) && self.serve_socket() {
+                return Ok(());
             }
         }
     }
@@ -464,7 +1286,7 @@ impl Daemon {
 /// Runs livesync with a validated configuration until it is stopped. Every
 /// error is logged (one line) before it is returned.
 pub fn run(cfg: Config) -> Result<(), DaemonError> {
-    log::init(cfg.log_level);
+    log::init(cfg.log_level, cfg.output);
     for w in &cfg.warnings {
         ::log::warn!("{w}");
     }
@@ -501,38 +1323,73 @@ fn raise_open_file_limit() {
 
 fn start_and_run(cfg: Config) -> Result<(), DaemonError> {
     raise_open_file_limit();
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    let start_dir = std::env::current_dir().ok();
+    let mut ready = if cfg.background {
+        background::daemonize().map_err(io_err("cannot go into the background (-b)"))?
+    } else {
+        background::Ready::none()
+    };
+    // Guards: dropped (files removed) however this function returns.
+    let _pid_file = match &cfg.pid_file {
+        Some(p) => Some(files::PidFile::create(p).map_err(DaemonError::GaveUp)?),
+        None => None,
+    };
+    let mut status_file = cfg.status_file.as_deref().map(StatusFile::new);
+    if let Some(f) = status_file.as_mut() {
+        f.set(Status::Starting);
+    }
     let signals = Signals::install()?;
+    let socket = match &cfg.socket {
+        Some(p) => Some(
+            socket::ControlSocket::bind(p, cfg.socket_owner, cfg.socket_mode)
+                .map_err(|e| DaemonError::GaveUp(format!("control socket: {e}")))?,
+        ),
+        None => None,
+    };
     let mut monitor = InotifyMonitor::new(&cfg.watch_dir)?;
     let mut tree = Tree::new(
         cfg.watch_dir.clone(),
         Arc::clone(&cfg.rules),
         cfg.queue.big_threshold,
     );
-    let started = Instant::now();
-    let dirs = tree
-        .watch_subtree(&mut monitor, b"", true)
-        .map_err(|e| match e {
-            e @ MonitorError::WatchLimit { .. } => DaemonError::WatchLimit(e),
-            e => DaemonError::Monitor(e),
-        })?;
-    ::log::info!(
-        "watching {} director{} under {} ({:.0} ms)",
-        monitor.watch_count(),
-        if dirs == 1 { "y" } else { "ies" },
-        path::display_os(&cfg.watch_dir),
-        started.elapsed().as_secs_f64() * 1000.0
-    );
+    if cfg.only_initialsync {
+        ::log::info!(
+            "--only-initialsync: syncing {} once, watching nothing",
+            path::display_os(&cfg.watch_dir)
+        );
+    } else {
+        let started = Instant::now();
+        let dirs = tree
+            .watch_subtree(&mut monitor, b"", true)
+            .map_err(|e| match e {
+                e @ MonitorError::WatchLimit { .. } => DaemonError::WatchLimit(e),
+                e => DaemonError::Monitor(e),
+            })?;
+        ::log::info!(
+            "watching {} director{} under {} ({:.0} ms)",
+            monitor.watch_count(),
+            if dirs == 1 { "y" } else { "ies" },
+            path::display_os(&cfg.watch_dir),
+            started.elapsed().as_secs_f64() * 1000.0
+        );
+    }
     let handler = build_handler(&cfg)?;
     let worker = Worker::spawn(handler)?;
     let mut queue = Queue::new(cfg.queue.clone());
-    // The initial sync: the whole tree, no window.
-    queue.push(
-        Instant::now(),
-        Change::Subtree {
-            path: Vec::new(),
-            instant: true,
-        },
-    );
+    if cfg.skip_initialsync {
+        ::log::info!("--skip-initialsync: syncing only what changes from now on");
+    } else {
+        // The initial sync: the whole tree, no window.
+        queue.push(
+            Instant::now(),
+            Change::Subtree {
+                path: Vec::new(),
+                instant: true,
+            },
+        );
+    }
+    let initial_done = cfg.skip_initialsync;
     let mut daemon = Daemon {
         cfg,
         monitor,
@@ -542,9 +1399,35 @@ fn start_and_run(cfg: Config) -> Result<(), DaemonError> {
         signals,
         raw: Vec::new(),
         changes: Vec::new(),
-        stopping: false,
-        final_flush: false,
         last_unwatched_rescan: Instant::now(),
+        argv,
+        start_dir: start_dir.filter(|_| ready.forked()),
+        status: Status::Starting,
+        status_file,
+        initial_done,
+        initial_running: false,
+        iterations: 0,
+        retry_at: None,
+        standby: false,
+        next_standby_check: Instant::now(),
+        paused: false,
+        ending: None,
+        killed: false,
+        kill_deadline: None,
+        signatures: None,
+        socket,
+        counters: Counters::default(),
+        last_sync: None,
     };
-    daemon.run()
+    daemon.signatures = daemon
+        .cfg
+        .modification_signature
+        .clone()
+        .map(|m| signature::Signatures::new(&daemon.cfg.watch_dir, m));
+    ready.notify();
+    let result = daemon.run();
+    if result.is_ok() {
+        daemon.set_status(Status::Exiting);
+    }
+    result
 }

@@ -113,6 +113,8 @@ pub struct RsyncDirect {
     seq: u64,
     /// Exclusions handed in by the daemon, on top of what the walk finds.
     excluded: Vec<Vec<u8>>,
+    /// Added to rsync's environment (set by the daemon before each run).
+    env: Vec<(OsString, OsString)>,
 }
 
 impl RsyncDirect {
@@ -132,6 +134,7 @@ impl RsyncDirect {
             lists,
             seq: 0,
             excluded: Vec::new(),
+            env: Vec::new(),
         })
     }
 
@@ -145,6 +148,12 @@ impl RsyncDirect {
     /// later run where they matter.
     pub fn set_excluded(&mut self, paths: Vec<Vec<u8>>) {
         self.excluded = paths;
+    }
+
+    /// Variables added to rsync's environment from the next run on (the
+    /// daemon's `CLSYNC_STATUS`, `CLSYNC_ITERATION`, …).
+    pub fn set_env(&mut self, env: Vec<(OsString, OsString)>) {
+        self.env = env;
     }
 
     fn program_name(&self) -> String {
@@ -287,6 +296,7 @@ impl RsyncDirect {
         );
         let spec = exec::Spec {
             timeout: self.cfg.timeout,
+            env: self.env.clone(),
             ..exec::Spec::new(argv)
         };
         let outcome = spec.run().map_err(|e| self.spawn_error(e))?;
