@@ -1164,12 +1164,27 @@ def main() -> int:
     finally:
         Daemon.stop_all()
         limit.restore()
+    try:
+        report(args, sz, tools, skipped, results, env, base, fs_type, out_path, NOW() - t_begin,
+               interrupted)
+    finally:
+        # after the report: removing a full run's ~1.4 million files takes minutes
         if args.keep:
             log(f"kept {base}")
         else:
-            log(f"removing {base}")
-            shutil.rmtree(base, ignore_errors=True)
+            log(f"removing {base} ...")
+            try:
+                shutil.rmtree(base, ignore_errors=True)
+                log("removed")
+            except KeyboardInterrupt:
+                log(f"interrupted: {base} is left behind")
+                interrupted = True
+    return 130 if interrupted else 0
 
+
+def report(args, sz: dict, tools: list[Tool], skipped: dict, results: dict, env: dict, base: Path,
+           fs_type: str, out_path: Path, elapsed: float, interrupted: bool) -> None:
+    """Write the JSON and print the Markdown table."""
     names = [t.name for t in tools]
     env["loadavg_end"] = os.getloadavg()
     env["workdir"] = str(base)
@@ -1178,7 +1193,7 @@ def main() -> int:
         mode="quick" if args.quick else "full",
         command=" ".join(sys.argv),
         sizes=sz,
-        elapsed_s=NOW() - t_begin,
+        elapsed_s=elapsed,
         interrupted=interrupted,
         environment=env,
         skipped=skipped,
@@ -1204,8 +1219,8 @@ def main() -> int:
     failed = [(wl, t, r["error"]) for wl, rs in results.items() for t, r in rs.items() if "error" in r]
     for wl, t, e in failed:
         print(f"\n{wl} / {t} failed: {e}")
-    log(f"JSON written to {out_path}; took {doc['elapsed_s']:.0f}s")
-    return 130 if interrupted else 0
+    sys.stdout.flush()
+    log(f"JSON written to {out_path}; measuring took {elapsed:.0f}s")
 
 
 if __name__ == "__main__":
