@@ -925,6 +925,7 @@ def environment(tools: list[Tool]) -> dict:
             max_queued_events=read_int("/proc/sys/fs/inotify/max_queued_events"),
         ),
         versions={t.name: t.version() for t in tools},
+        livesync_commit=first_line(["git", "-C", str(HERE.parent), "describe", "--always", "--dirty"]),
     )
 
 
