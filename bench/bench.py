@@ -22,6 +22,7 @@ and on Ctrl-C. See bench/README.md for what each figure means exactly.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import math
 import os
@@ -34,7 +35,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import ctypes
 from pathlib import Path
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -535,7 +535,7 @@ def wl_latency(tool: Tool, work: Path, sz: dict) -> dict:
     rng = random.Random(1)
     for i in range(10):
         write_file(src / f"seed{i}", payload(rng, 10, 1000))
-    d, up = bring_up(tool, src, dst, work, "latency.log", sz["timeout"])
+    d, _ = bring_up(tool, src, dst, work, "latency.log", sz["timeout"])
     try:
         settle(d)
         samples, lost = [], 0
@@ -636,7 +636,7 @@ def storm(src: Path, nfiles: int, ndirs: int, seed: int = 7) -> dict:
 
 def wl_storm(tool: Tool, work: Path, sz: dict) -> dict:
     src, dst = fresh_dir(work / "src"), fresh_dir(work / "dst")
-    d, up = bring_up(tool, src, dst, work, "storm.log", sz["timeout"])
+    d, _ = bring_up(tool, src, dst, work, "storm.log", sz["timeout"])
     try:
         settle(d)
         cpu0 = cpu_tree(d.pid)
@@ -736,7 +736,7 @@ def wl_rename(tool: Tool, work: Path, sz: dict) -> dict:
     for i in range(sz["rename_files"]):
         write_file(big / f"f{i:05d}", payload(rng, 100, 4000))
     write_file(src / "other", b"o")
-    d, up = bring_up(tool, src, dst, work, "rename.log", sz["timeout"])
+    d, _ = bring_up(tool, src, dst, work, "rename.log", sz["timeout"])
     try:
         settle(d)
         before = file_ids(dst / "big")
