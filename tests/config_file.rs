@@ -226,3 +226,56 @@ fn null_config_file_ignores_the_default_files() {
     );
     assert!(!newdst.exists());
 }
+
+/// `--custom-signals USR1:strict`: on SIGUSR1 the configuration is reloaded
+/// from block [strict], whose rules file keeps `*.tmp` out from then on.
+#[test]
+fn a_custom_signal_loads_its_config_block() {
+    let env = TestEnv::new();
+    let rules = env.root.join("strict.rules");
+    fs::write(&rules, "-f\\.tmp$\n").expect("write rules");
+    let conf = env.root.join("livesync.conf");
+    fs::write(
+        &conf,
+        format!(
+            "[default]\n\
+             watch-dir = {src}\n\
+             destination-dir = {dst}\n\
+             delay-collect = 0\n\
+             delay-sync = 0\n\
+             custom-signals = USR1:strict\n\
+             \n\
+             [strict]\n\
+             config-block-inherits = default\n\
+             rules-file = {rules}\n",
+            src = env.src.display(),
+            dst = env.dst.display(),
+            rules = rules.display(),
+        ),
+    )
+    .expect("write config");
+    let _lock = take_lock(libc::LOCK_SH);
+    let mut d = Running::start(&os(&[&"-H", &conf]), &env.root, env.root.join("daemon.log"));
+    env.write("before.tmp", "synced under [default]");
+    d.wait_for(secs(20.0), "before.tmp under the default block", || {
+        env.dst_has("before.tmp")
+    });
+    // SAFETY: kill(2) on our own child's pid.
+    let rc = unsafe { libc::kill(d.child.id() as libc::pid_t, libc::SIGUSR1) };
+    assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
+    d.wait_for(secs(10.0), "the reload from [strict]", || {
+        d_log_has(&env, "block [strict]")
+    });
+    env.write("after.tmp", "kept out by [strict]");
+    env.write("after.txt", "still synced");
+    d.wait_for(secs(10.0), "after.txt", || env.dst_has("after.txt"));
+    assert!(
+        !env.dst_has("after.tmp"),
+        "[strict]'s rules apply\n{}",
+        d.log()
+    );
+}
+
+fn d_log_has(env: &TestEnv, needle: &str) -> bool {
+    fs::read_to_string(env.root.join("daemon.log")).is_ok_and(|l| l.contains(needle))
+}

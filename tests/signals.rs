@@ -358,3 +358,32 @@ fn a_failing_last_sync_at_term_exits_1_without_the_exit_hook() {
     );
     assert!(!status.exists(), "status file removed even so");
 }
+
+/// Signal 29 (SIGIO) writes the state to a new 0600 file in `--dump-dir`.
+#[test]
+fn signal_29_dumps_the_state_to_the_dump_dir() {
+    let env = TestEnv::new();
+    env.mkdir_p("sub");
+    let dumps = env.outside_path("dumps");
+    fs::create_dir(&dumps).expect("mkdir dumps");
+    let dumps_arg = dumps.to_string_lossy().into_owned();
+    let mut d = Daemon::start(&env, &["-t0", "-w0", "--dump-dir", &dumps_arg]);
+    d.wait_live(&env, secs(20.0));
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(d.pid(), libc::SIGIO) }, 0);
+    let dumped = || -> Option<PathBuf> {
+        fs::read_dir(&dumps)
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .next()
+    };
+    d.wait_until(secs(10.0), "a dump file", || dumped().is_some());
+    let file = dumped().expect("dump file");
+    let text = fs::read_to_string(&file).expect("read dump");
+    assert!(text.contains("\"state\":\"running\""), "{text}");
+    assert!(text.lines().any(|l| l == "watch sub"), "{text}");
+    let mode = fs::metadata(&file).expect("stat").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    d.assert_running();
+}
