@@ -129,7 +129,12 @@ impl Entry {
     }
 }
 
-/// One pending rename, replayed in order before any sync.
+/// One pending rename, replayed in order before any sync. `from` and `to`
+/// are always a rename a file system can do: neither is the root and
+/// neither lies at or below the other. A handler that cannot replay a move
+/// falls back to syncing both sides from the source as it is *later*, after
+/// renames the queue has not replayed yet, so an impossible move would lose
+/// what those renames carried away.
 #[derive(Clone, Debug)]
 struct MoveRec {
     from: Vec<u8>,
@@ -541,8 +546,9 @@ impl Queue {
     }
 
     /// Chains `a→b` (pending) and `b→c` (new) into `a→c` when no rename in
-    /// between touches any of the three paths. The destination's old `b`,
-    /// which `a→b` would have replaced, then needs a sync of its own.
+    /// between touches any of the three paths and `a→c` is itself a rename
+    /// (`a` and `c` unrelated, or equal: there and back). The destination's
+    /// old `b`, which `a→b` would have replaced, then needs a sync of its own.
     fn chain(&mut self, now: Instant, b: &[u8], c: &[u8]) -> bool {
         let mut between = Vec::new();
         let mut cand = None;
@@ -557,6 +563,11 @@ impl Queue {
         let Some(a) = self.moves.get(&seq).map(|m| m.from.clone()) else {
             return false;
         };
+        if a != c && related(&a, c) {
+            // `x/y→z, z→x` (or `x→z, z→x/y`) is two renames a file system
+            // can do, but `x/y→x` is none.
+            return false;
+        }
         for s in &between {
             if let Some(m) = self.moves.get(s) {
                 for p in [&m.from, &m.to] {
@@ -1336,6 +1347,30 @@ mod tests {
             1    move x a
             2    move b c
             1000 pop => normal#0: move a b, move x a, move b c
+        ");
+    }
+
+    #[test]
+    fn regression_rename_chain_is_not_taken_when_it_would_move_a_dir_onto_its_parent() {
+        // Proptest (bare renames): `a/b/a→b, b→a/b` chained into `a/b/a→a/b`,
+        // which no file system can do. The handler then synced both sides
+        // from a source in which `move a b` had already carried `a/b` off to
+        // `b/b`: the dir was deleted and the later rename had nothing to take.
+        run("
+            0    move a/b/a b dir
+            1    move b a/b dir
+            2    move a b dir
+            1000 pop => normal#0: move a/b/a b, move b a/b, move a b
+        ");
+    }
+
+    #[test]
+    fn rename_chain_is_not_taken_when_it_would_move_a_dir_into_itself() {
+        run("
+            0    move x z dir
+            1    create x dir
+            2    move z x/w dir
+            1000 pop => normal#0: move x z, move z x/w, sync x
         ");
     }
 
@@ -2163,8 +2198,13 @@ mod proptests {
             let mut in_syncs = false;
             for op in &b.ops {
                 match op {
-                    Op::Move { .. } => {
+                    Op::Move { from, to } => {
                         prop_assert!(!in_syncs, "move after a sync");
+                        prop_assert!(
+                            !from.is_empty() && !to.is_empty() && !related(from, to),
+                            "not a rename a file system can do: {:?}",
+                            op
+                        );
                         // One rename is one move. The same names may be
                         // renamed again later (a new `b` over `c` once more),
                         // which is another op.
