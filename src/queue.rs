@@ -16,7 +16,10 @@
 //! the paths of batches that are in flight (popped, not yet
 //! [`finished`](Queue::finished)): a handler reads the source when it runs, so
 //! it may copy a path the queue believes new, or act on a path a later rename
-//! moved away.
+//! moved away. A pending rename is read late the same way (a handler that
+//! cannot replay it syncs both sides whole from the source as it is then),
+//! so a later rename of a path that one touches syncs where it lands, whole;
+//! and two renames are chained into one only when that one is a rename too.
 //!
 //! Windows: a lane's window opens at the first change that lands in the empty
 //! lane and later changes never extend it. `Normal` is due at `window + delay`
@@ -159,6 +162,8 @@ pub struct Queue {
     moves: BTreeMap<i64, MoveRec>,
     /// `to` of every pending rename, with multiplicity.
     move_tos: BTreeMap<Vec<u8>, usize>,
+    /// `from` of every pending rename, with multiplicity.
+    move_froms: BTreeMap<Vec<u8>, usize>,
     next_back: i64,
     next_front: i64,
     /// Pending ops per lane (entries and renames).
@@ -219,6 +224,7 @@ impl Queue {
             recursive: 0,
             moves: BTreeMap::new(),
             move_tos: BTreeMap::new(),
+            move_froms: BTreeMap::new(),
             next_back: 0,
             next_front: 0,
             count: [0; 3],
@@ -515,7 +521,10 @@ impl Queue {
             return;
         }
 
-        if !self.chain(now, &from, &to) {
+        let chained = self.chain(now, &from, &to);
+        // Before this rename is recorded: it does not read `from` late.
+        self.rebase_late(now, &from, &to);
+        if !chained {
             self.next_back += 1;
             let rec = MoveRec {
                 from: from.clone(),
@@ -542,7 +551,6 @@ impl Queue {
             e.attempt = c.attempt;
             self.add(now, &to, e, true);
         }
-        self.rebase_inflight(now, &from, &to);
     }
 
     /// Chains `a→b` (pending) and `b→c` (new) into `a→c` when no rename in
@@ -593,23 +601,34 @@ impl Queue {
         true
     }
 
-    /// A batch in flight may act on `from` after the source renamed it (and
-    /// delete there what the source no longer has, subtrees included): what
-    /// it touched there must be synced again, whole, where it went.
-    fn rebase_inflight(&mut self, now: Instant, from: &[u8], to: &[u8]) {
-        if self.inflight.is_empty() {
-            return;
+    /// Some ops read the source later than the rename `from→to` happened
+    /// and may leave at `from` (or below it) what the rename did not carry:
+    /// a batch in flight (it may even delete there what the source no longer
+    /// has), and the fallback of a pending rename (a handler that cannot
+    /// replay one syncs both of its sides, whole, from the source as it is
+    /// then). Replaying `from→to` carries that along, so what they touched
+    /// there must be synced again, whole, where it went. Call it before
+    /// recording `from→to` itself, and after chaining (a chained rename no
+    /// longer names `from`).
+    fn rebase_late(&mut self, now: Instant, from: &[u8], to: &[u8]) {
+        let mut hits: Vec<Vec<u8>> = Vec::new();
+        let mut over = false;
+        if !self.inflight.is_empty() {
+            hits.extend(self.inflight.range(below(from)).map(|(k, _)| k.clone()));
+            if self.inflight.contains_key(from) {
+                hits.push(from.to_vec());
+            }
+            over |= self.inflight.get(&b""[..]) == Some(&true)
+                || path::ancestors(from).any(|a| self.inflight.get(a) == Some(&true));
         }
-        let mut hits: Vec<Vec<u8>> = self
-            .inflight
-            .range(below(from))
-            .map(|(k, _)| k.clone())
-            .collect();
-        if self.inflight.contains_key(from) {
-            hits.push(from.to_vec());
+        // A pending rename's sides are synced whole when it falls back.
+        for set in [&self.move_froms, &self.move_tos] {
+            hits.extend(set.range(below(from)).map(|(k, _)| k.clone()));
+            if set.contains_key(from) {
+                hits.push(from.to_vec());
+            }
+            over |= path::ancestors(from).any(|a| set.contains_key(a));
         }
-        let over = self.inflight.get(&b""[..]) == Some(&true)
-            || path::ancestors(from).any(|a| self.inflight.get(a) == Some(&true));
         for p in hits {
             let q = path::rebase(&p, from, to);
             self.add(now, &q, Entry::new(now, Lane::Normal, true, true), true);
@@ -711,6 +730,7 @@ impl Queue {
             });
         }
         self.move_tos.clear();
+        self.move_froms.clear();
         let mut taken = Vec::new();
         self.entries.retain(|k, e| {
             if lane.map_or(true, |l| e.lane == l) {
@@ -802,6 +822,7 @@ impl Queue {
     fn put_move(&mut self, now: Instant, seq: i64, m: MoveRec) {
         self.remember(now, m.lane, m.since);
         *self.move_tos.entry(m.to.clone()).or_default() += 1;
+        *self.move_froms.entry(m.from.clone()).or_default() += 1;
         self.moves.insert(seq, m);
     }
 
@@ -809,10 +830,12 @@ impl Queue {
         let m = self.moves.remove(&seq)?;
         self.count[lane_index(m.lane)] -= 1;
         self.forget_since(m.since);
-        if let Some(n) = self.move_tos.get_mut(&m.to) {
-            *n -= 1;
-            if *n == 0 {
-                self.move_tos.remove(&m.to);
+        for (set, p) in [(&mut self.move_tos, &m.to), (&mut self.move_froms, &m.from)] {
+            if let Some(n) = set.get_mut(p) {
+                *n -= 1;
+                if *n == 0 {
+                    set.remove(p);
+                }
             }
         }
         Some(m)
@@ -1342,11 +1365,13 @@ mod tests {
 
     #[test]
     fn rename_chain_is_not_taken_across_a_related_rename() {
+        // `sync* c`: a handler that cannot replay `move a b` syncs b from the
+        // source as it is then (a new `b`, maybe), which `move b c` carries.
         run("
             0    move a b
             1    move x a
             2    move b c
-            1000 pop => normal#0: move a b, move x a, move b c
+            1000 pop => normal#0: move a b, move x a, move b c, sync* c
         ");
     }
 
@@ -1360,7 +1385,36 @@ mod tests {
             0    move a/b/a b dir
             1    move b a/b dir
             2    move a b dir
-            1000 pop => normal#0: move a/b/a b, move b a/b, move a b
+            1000 pop => normal#0: move a/b/a b, move b a/b, move a b, sync* b/b
+        ");
+    }
+
+    #[test]
+    fn regression_a_renamed_dir_carries_what_a_pending_moves_fallback_put_there() {
+        // Proptest (bare renames): the destination may hold a/x (moved in),
+        // so `move a/x y` is a move; the destination lacks it after all, and
+        // the handler falls back to syncing a/x from the source as it is
+        // then: the new a/x, inside the old `a`, which `move a z` carries to
+        // z/x. The rename of `a` must sync z/x whole.
+        run("
+            0    subtree a/x
+            1    move a/x y dir
+            2    move a z dir
+            3    subtree a
+            1000 pop => normal#0: move a/x y, move a z, sync* a, sync* y, sync* z/x
+        ");
+    }
+
+    #[test]
+    fn a_rename_below_a_pending_rename_syncs_where_it_lands() {
+        // A handler that cannot replay `move d e` syncs e whole from the
+        // source as it is then, a new e/f included, which `move e/f e/g`
+        // then puts at e/g.
+        run("
+            0    move d e dir
+            1    move e/f e/g
+            2    create e/f
+            1000 pop => normal#0: move d e, move e/f e/g, sync e/f, sync* e/g
         ");
     }
 
@@ -1370,7 +1424,7 @@ mod tests {
             0    move x z dir
             1    create x dir
             2    move z x/w dir
-            1000 pop => normal#0: move x z, move z x/w, sync x
+            1000 pop => normal#0: move x z, move z x/w, sync x, sync* x/w
         ");
     }
 
