@@ -2040,6 +2040,11 @@ mod proptests {
         MoveOut {
             target: usize,
         },
+        /// Over a file: a file moved in from outside, over it. Where nothing
+        /// is: a dir with `files`, made by `mkdir` and filled before its
+        /// watch when `created`, else moved in. Over an empty dir, when not
+        /// `created`: a dir moved in over it. Otherwise the mkdir or the
+        /// rename fails and nothing changes.
         MoveIn {
             parent: usize,
             name: usize,
@@ -2393,8 +2398,23 @@ mod proptests {
                 } => {
                     let ps = self.parents();
                     let p = path::join(&ps[parent % ps.len()], NAMES[name].as_bytes());
-                    match self.src.get(&p).copied() {
-                        None => {
+                    let old = self.src.get(&p).copied();
+                    let empty_dir = at_or_below(&self.src, &p).len() == 1;
+                    match old {
+                        Some(Node::File(_)) => {
+                            // A file moved in over a file: not a creation.
+                            let v = self.bump();
+                            self.src.insert(p.clone(), Node::File(v));
+                            self.push(Change::Modified {
+                                path: p,
+                                is_dir: false,
+                                size: 1,
+                            });
+                        }
+                        // mkdir where nothing is, or a dir moved in (which
+                        // may replace an empty dir): `Created` for the mkdir
+                        // only, a subtree for both.
+                        None | Some(Node::Dir(_)) if old.is_none() || (!created && empty_dir) => {
                             let v = self.bump();
                             self.src.insert(p.clone(), Node::Dir(v));
                             for f in &NAMES[..files] {
@@ -2413,17 +2433,9 @@ mod proptests {
                                 instant: false,
                             });
                         }
-                        Some(Node::File(_)) => {
-                            // A file moved in over a file: not a creation.
-                            let v = self.bump();
-                            self.src.insert(p.clone(), Node::File(v));
-                            self.push(Change::Modified {
-                                path: p,
-                                is_dir: false,
-                                size: 1,
-                            });
-                        }
-                        Some(Node::Dir(_)) => {}
+                        // mkdir over a dir, or a rename over a dir that is
+                        // not empty: fails, nothing changes.
+                        _ => {}
                     }
                 }
                 Act::Rename {
