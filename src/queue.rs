@@ -401,7 +401,9 @@ impl Queue {
     /// Adds (or merges) the need to sync `path`. A path below a pending
     /// recursive entry is absorbed by it; a recursive entry absorbs what lies
     /// below it. On a merge the existing `existed` stays (the first change
-    /// decides whether the destination may hold the path) unless `force`.
+    /// decides whether the destination may hold the path) unless `force`;
+    /// a recursive entry that absorbs entries below it may be held if any
+    /// of them may.
     fn add(&mut self, now: Instant, path: &[u8], new: Entry, force: bool) {
         if let Some(len) = self.covering(path) {
             let key = path[..len].to_vec();
@@ -427,6 +429,9 @@ impl Queue {
         };
         if e.recursive {
             for (_, child) in self.take_below(path) {
+                // What the destination may hold below `path` it may hold
+                // `path` for (as a parent), whichever change came first.
+                e.existed |= child.existed;
                 e.absorb(&child);
             }
         }
@@ -1402,6 +1407,23 @@ mod tests {
             2    move a z dir
             3    subtree a
             1000 pop => normal#0: move a/x y, move a z, sync* a, sync* y, sync* z/x
+        ");
+    }
+
+    #[test]
+    fn regression_a_subtree_that_absorbs_what_the_destination_may_hold_cannot_vanish() {
+        // Proptest (renames that make parents): `move a b` syncs b/a/a/a
+        // whole (where the pending `move b a/a/a` lands); the new subtree
+        // b/a then absorbed that entry and forgot that the destination may
+        // hold it, so removing b/a cancelled everything and left b/a/a/a
+        // (and the parents made for it) at the destination.
+        run("
+            0    create a/a dir
+            0    subtree a/a
+            1    move b a/a/a dir
+            2    move a b dir
+            3    remove b/a dir
+            1000 pop => normal#0: move b a/a/a, move a b, sync* b/a
         ");
     }
 
