@@ -1726,13 +1726,15 @@ mod tests {
 
 #[cfg(test)]
 mod storms {
-    //! Event storms must cost milliseconds: no quadratic work per event.
-    //! Bounds are generous (debug build, shared machine) but far below what
-    //! an O(n²) path would take at 20,000 events.
+    //! Event storms of 20,000 changes come out right. The time guard is
+    //! not a speed measurement (bench/run.sh measures speed): it is set far
+    //! above what a loaded debug build needs (tens of milliseconds here) and
+    //! only catches quadratic work per event, which takes minutes at this
+    //! size.
     use super::*;
 
     const N: usize = 20_000;
-    const BOUND: Duration = Duration::from_secs(2);
+    const BOUND: Duration = Duration::from_secs(60);
 
     fn queue() -> Queue {
         Queue::new(QueueConfig {
