@@ -16,7 +16,10 @@
 //! the paths of batches that are in flight (popped, not yet
 //! [`finished`](Queue::finished)): a handler reads the source when it runs, so
 //! it may copy a path the queue believes new, or act on a path a later rename
-//! moved away.
+//! moved away. A pending rename is read late the same way (a handler that
+//! cannot replay it syncs both sides whole from the source as it is then),
+//! so a later rename of a path that one touches syncs where it lands, whole;
+//! and two renames are chained into one only when that one is a rename too.
 //!
 //! Windows: a lane's window opens at the first change that lands in the empty
 //! lane and later changes never extend it. `Normal` is due at `window + delay`
@@ -129,7 +132,12 @@ impl Entry {
     }
 }
 
-/// One pending rename, replayed in order before any sync.
+/// One pending rename, replayed in order before any sync. `from` and `to`
+/// are always a rename a file system can do: neither is the root and
+/// neither lies at or below the other. A handler that cannot replay a move
+/// falls back to syncing both sides from the source as it is *later*, after
+/// renames the queue has not replayed yet, so an impossible move would lose
+/// what those renames carried away.
 #[derive(Clone, Debug)]
 struct MoveRec {
     from: Vec<u8>,
@@ -154,6 +162,8 @@ pub struct Queue {
     moves: BTreeMap<i64, MoveRec>,
     /// `to` of every pending rename, with multiplicity.
     move_tos: BTreeMap<Vec<u8>, usize>,
+    /// `from` of every pending rename, with multiplicity.
+    move_froms: BTreeMap<Vec<u8>, usize>,
     next_back: i64,
     next_front: i64,
     /// Pending ops per lane (entries and renames).
@@ -214,6 +224,7 @@ impl Queue {
             recursive: 0,
             moves: BTreeMap::new(),
             move_tos: BTreeMap::new(),
+            move_froms: BTreeMap::new(),
             next_back: 0,
             next_front: 0,
             count: [0; 3],
@@ -390,7 +401,9 @@ impl Queue {
     /// Adds (or merges) the need to sync `path`. A path below a pending
     /// recursive entry is absorbed by it; a recursive entry absorbs what lies
     /// below it. On a merge the existing `existed` stays (the first change
-    /// decides whether the destination may hold the path) unless `force`.
+    /// decides whether the destination may hold the path) unless `force`;
+    /// a recursive entry that absorbs entries below it may be held if any
+    /// of them may.
     fn add(&mut self, now: Instant, path: &[u8], new: Entry, force: bool) {
         if let Some(len) = self.covering(path) {
             let key = path[..len].to_vec();
@@ -416,6 +429,9 @@ impl Queue {
         };
         if e.recursive {
             for (_, child) in self.take_below(path) {
+                // What the destination may hold below `path` it may hold
+                // `path` for (as a parent), whichever change came first.
+                e.existed |= child.existed;
                 e.absorb(&child);
             }
         }
@@ -510,7 +526,10 @@ impl Queue {
             return;
         }
 
-        if !self.chain(now, &from, &to) {
+        let chained = self.chain(now, &from, &to);
+        // Before this rename is recorded: it does not read `from` late.
+        self.rebase_late(now, &from, &to);
+        if !chained {
             self.next_back += 1;
             let rec = MoveRec {
                 from: from.clone(),
@@ -537,12 +556,12 @@ impl Queue {
             e.attempt = c.attempt;
             self.add(now, &to, e, true);
         }
-        self.rebase_inflight(now, &from, &to);
     }
 
     /// Chains `a→b` (pending) and `b→c` (new) into `a→c` when no rename in
-    /// between touches any of the three paths. The destination's old `b`,
-    /// which `a→b` would have replaced, then needs a sync of its own.
+    /// between touches any of the three paths and `a→c` is itself a rename
+    /// (`a` and `c` unrelated, or equal: there and back). The destination's
+    /// old `b`, which `a→b` would have replaced, then needs a sync of its own.
     fn chain(&mut self, now: Instant, b: &[u8], c: &[u8]) -> bool {
         let mut between = Vec::new();
         let mut cand = None;
@@ -557,6 +576,11 @@ impl Queue {
         let Some(a) = self.moves.get(&seq).map(|m| m.from.clone()) else {
             return false;
         };
+        if a != c && related(&a, c) {
+            // `x/y→z, z→x` (or `x→z, z→x/y`) is two renames a file system
+            // can do, but `x/y→x` is none.
+            return false;
+        }
         for s in &between {
             if let Some(m) = self.moves.get(s) {
                 for p in [&m.from, &m.to] {
@@ -582,23 +606,34 @@ impl Queue {
         true
     }
 
-    /// A batch in flight may act on `from` after the source renamed it (and
-    /// delete there what the source no longer has, subtrees included): what
-    /// it touched there must be synced again, whole, where it went.
-    fn rebase_inflight(&mut self, now: Instant, from: &[u8], to: &[u8]) {
-        if self.inflight.is_empty() {
-            return;
+    /// Some ops read the source later than the rename `from→to` happened
+    /// and may leave at `from` (or below it) what the rename did not carry:
+    /// a batch in flight (it may even delete there what the source no longer
+    /// has), and the fallback of a pending rename (a handler that cannot
+    /// replay one syncs both of its sides, whole, from the source as it is
+    /// then). Replaying `from→to` carries that along, so what they touched
+    /// there must be synced again, whole, where it went. Call it before
+    /// recording `from→to` itself, and after chaining (a chained rename no
+    /// longer names `from`).
+    fn rebase_late(&mut self, now: Instant, from: &[u8], to: &[u8]) {
+        let mut hits: Vec<Vec<u8>> = Vec::new();
+        let mut over = false;
+        if !self.inflight.is_empty() {
+            hits.extend(self.inflight.range(below(from)).map(|(k, _)| k.clone()));
+            if self.inflight.contains_key(from) {
+                hits.push(from.to_vec());
+            }
+            over |= self.inflight.get(&b""[..]) == Some(&true)
+                || path::ancestors(from).any(|a| self.inflight.get(a) == Some(&true));
         }
-        let mut hits: Vec<Vec<u8>> = self
-            .inflight
-            .range(below(from))
-            .map(|(k, _)| k.clone())
-            .collect();
-        if self.inflight.contains_key(from) {
-            hits.push(from.to_vec());
+        // A pending rename's sides are synced whole when it falls back.
+        for set in [&self.move_froms, &self.move_tos] {
+            hits.extend(set.range(below(from)).map(|(k, _)| k.clone()));
+            if set.contains_key(from) {
+                hits.push(from.to_vec());
+            }
+            over |= path::ancestors(from).any(|a| set.contains_key(a));
         }
-        let over = self.inflight.get(&b""[..]) == Some(&true)
-            || path::ancestors(from).any(|a| self.inflight.get(a) == Some(&true));
         for p in hits {
             let q = path::rebase(&p, from, to);
             self.add(now, &q, Entry::new(now, Lane::Normal, true, true), true);
@@ -700,6 +735,7 @@ impl Queue {
             });
         }
         self.move_tos.clear();
+        self.move_froms.clear();
         let mut taken = Vec::new();
         self.entries.retain(|k, e| {
             if lane.map_or(true, |l| e.lane == l) {
@@ -791,6 +827,7 @@ impl Queue {
     fn put_move(&mut self, now: Instant, seq: i64, m: MoveRec) {
         self.remember(now, m.lane, m.since);
         *self.move_tos.entry(m.to.clone()).or_default() += 1;
+        *self.move_froms.entry(m.from.clone()).or_default() += 1;
         self.moves.insert(seq, m);
     }
 
@@ -798,10 +835,12 @@ impl Queue {
         let m = self.moves.remove(&seq)?;
         self.count[lane_index(m.lane)] -= 1;
         self.forget_since(m.since);
-        if let Some(n) = self.move_tos.get_mut(&m.to) {
-            *n -= 1;
-            if *n == 0 {
-                self.move_tos.remove(&m.to);
+        for (set, p) in [(&mut self.move_tos, &m.to), (&mut self.move_froms, &m.from)] {
+            if let Some(n) = set.get_mut(p) {
+                *n -= 1;
+                if *n == 0 {
+                    set.remove(p);
+                }
             }
         }
         Some(m)
@@ -1331,11 +1370,83 @@ mod tests {
 
     #[test]
     fn rename_chain_is_not_taken_across_a_related_rename() {
+        // `sync* c`: a handler that cannot replay `move a b` syncs b from the
+        // source as it is then (a new `b`, maybe), which `move b c` carries.
         run("
             0    move a b
             1    move x a
             2    move b c
-            1000 pop => normal#0: move a b, move x a, move b c
+            1000 pop => normal#0: move a b, move x a, move b c, sync* c
+        ");
+    }
+
+    #[test]
+    fn regression_rename_chain_is_not_taken_when_it_would_move_a_dir_onto_its_parent() {
+        // Proptest (bare renames): `a/b/a→b, b→a/b` chained into `a/b/a→a/b`,
+        // which no file system can do. The handler then synced both sides
+        // from a source in which `move a b` had already carried `a/b` off to
+        // `b/b`: the dir was deleted and the later rename had nothing to take.
+        run("
+            0    move a/b/a b dir
+            1    move b a/b dir
+            2    move a b dir
+            1000 pop => normal#0: move a/b/a b, move b a/b, move a b, sync* b/b
+        ");
+    }
+
+    #[test]
+    fn regression_a_renamed_dir_carries_what_a_pending_moves_fallback_put_there() {
+        // Proptest (bare renames): the destination may hold a/x (moved in),
+        // so `move a/x y` is a move; the destination lacks it after all, and
+        // the handler falls back to syncing a/x from the source as it is
+        // then: the new a/x, inside the old `a`, which `move a z` carries to
+        // z/x. The rename of `a` must sync z/x whole.
+        run("
+            0    subtree a/x
+            1    move a/x y dir
+            2    move a z dir
+            3    subtree a
+            1000 pop => normal#0: move a/x y, move a z, sync* a, sync* y, sync* z/x
+        ");
+    }
+
+    #[test]
+    fn regression_a_subtree_that_absorbs_what_the_destination_may_hold_cannot_vanish() {
+        // Proptest (renames that make parents): `move a b` syncs b/a/a/a
+        // whole (where the pending `move b a/a/a` lands); the new subtree
+        // b/a then absorbed that entry and forgot that the destination may
+        // hold it, so removing b/a cancelled everything and left b/a/a/a
+        // (and the parents made for it) at the destination.
+        run("
+            0    create a/a dir
+            0    subtree a/a
+            1    move b a/a/a dir
+            2    move a b dir
+            3    remove b/a dir
+            1000 pop => normal#0: move b a/a/a, move a b, sync* b/a
+        ");
+    }
+
+    #[test]
+    fn a_rename_below_a_pending_rename_syncs_where_it_lands() {
+        // A handler that cannot replay `move d e` syncs e whole from the
+        // source as it is then, a new e/f included, which `move e/f e/g`
+        // then puts at e/g.
+        run("
+            0    move d e dir
+            1    move e/f e/g
+            2    create e/f
+            1000 pop => normal#0: move d e, move e/f e/g, sync e/f, sync* e/g
+        ");
+    }
+
+    #[test]
+    fn rename_chain_is_not_taken_when_it_would_move_a_dir_into_itself() {
+        run("
+            0    move x z dir
+            1    create x dir
+            2    move z x/w dir
+            1000 pop => normal#0: move x z, move z x/w, sync x, sync* x/w
         ");
     }
 
@@ -1615,13 +1726,15 @@ mod tests {
 
 #[cfg(test)]
 mod storms {
-    //! Event storms must cost milliseconds: no quadratic work per event.
-    //! Bounds are generous (debug build, shared machine) but far below what
-    //! an O(n²) path would take at 20,000 events.
+    //! Event storms of 20,000 changes come out right. The time guard is
+    //! not a speed measurement (bench/run.sh measures speed): it is set far
+    //! above what a loaded debug build needs (tens of milliseconds here) and
+    //! only catches quadratic work per event, which takes minutes at this
+    //! size.
     use super::*;
 
     const N: usize = 20_000;
-    const BOUND: Duration = Duration::from_secs(2);
+    const BOUND: Duration = Duration::from_secs(60);
 
     fn queue() -> Queue {
         Queue::new(QueueConfig {
@@ -1951,6 +2064,11 @@ mod proptests {
         MoveOut {
             target: usize,
         },
+        /// Over a file: a file moved in from outside, over it. Where nothing
+        /// is: a dir with `files`, made by `mkdir` and filled before its
+        /// watch when `created`, else moved in. Over an empty dir, when not
+        /// `created`: a dir moved in over it. Otherwise the mkdir or the
+        /// rename fails and nothing changes.
         MoveIn {
             parent: usize,
             name: usize,
@@ -2163,8 +2281,13 @@ mod proptests {
             let mut in_syncs = false;
             for op in &b.ops {
                 match op {
-                    Op::Move { .. } => {
+                    Op::Move { from, to } => {
                         prop_assert!(!in_syncs, "move after a sync");
+                        prop_assert!(
+                            !from.is_empty() && !to.is_empty() && !related(from, to),
+                            "not a rename a file system can do: {:?}",
+                            op
+                        );
                         // One rename is one move. The same names may be
                         // renamed again later (a new `b` over `c` once more),
                         // which is another op.
@@ -2299,8 +2422,23 @@ mod proptests {
                 } => {
                     let ps = self.parents();
                     let p = path::join(&ps[parent % ps.len()], NAMES[name].as_bytes());
-                    match self.src.get(&p).copied() {
-                        None => {
+                    let old = self.src.get(&p).copied();
+                    let empty_dir = at_or_below(&self.src, &p).len() == 1;
+                    match old {
+                        Some(Node::File(_)) => {
+                            // A file moved in over a file: not a creation.
+                            let v = self.bump();
+                            self.src.insert(p.clone(), Node::File(v));
+                            self.push(Change::Modified {
+                                path: p,
+                                is_dir: false,
+                                size: 1,
+                            });
+                        }
+                        // mkdir where nothing is, or a dir moved in (which
+                        // may replace an empty dir): `Created` for the mkdir
+                        // only, a subtree for both.
+                        None | Some(Node::Dir(_)) if old.is_none() || (!created && empty_dir) => {
                             let v = self.bump();
                             self.src.insert(p.clone(), Node::Dir(v));
                             for f in &NAMES[..files] {
@@ -2319,17 +2457,9 @@ mod proptests {
                                 instant: false,
                             });
                         }
-                        Some(Node::File(_)) => {
-                            // A file moved in over a file: not a creation.
-                            let v = self.bump();
-                            self.src.insert(p.clone(), Node::File(v));
-                            self.push(Change::Modified {
-                                path: p,
-                                is_dir: false,
-                                size: 1,
-                            });
-                        }
-                        Some(Node::Dir(_)) => {}
+                        // mkdir over a dir, or a rename over a dir that is
+                        // not empty: fails, nothing changes.
+                        _ => {}
                     }
                 }
                 Act::Rename {

@@ -49,10 +49,6 @@ fn expect_usage_error(args: &[OsString], must_not_exist: &Path) -> String {
     lines[0].to_string()
 }
 
-fn os(parts: &[&dyn AsRef<std::ffi::OsStr>]) -> Vec<OsString> {
-    parts.iter().map(|p| p.as_ref().to_os_string()).collect()
-}
-
 struct Case {
     env: TestEnv,
     newdst: PathBuf,
@@ -70,7 +66,7 @@ fn case() -> Case {
 fn unknown_option_is_exit_2() {
     let c = case();
     let line = expect_usage_error(
-        &os(&[&"--no-such-option", &"-W", &c.env.src, &"-D", &c.newdst]),
+        &argv(&[&"--no-such-option", &"-W", &c.env.src, &"-D", &c.newdst]),
         &c.newdst,
     );
     assert!(
@@ -83,7 +79,7 @@ fn unknown_option_is_exit_2() {
 fn missing_watch_dir_is_exit_2() {
     let c = case();
     let missing = c.env.root.join("no-such-dir");
-    let line = expect_usage_error(&os(&[&"-W", &missing, &"-D", &c.newdst]), &c.newdst);
+    let line = expect_usage_error(&argv(&[&"-W", &missing, &"-D", &c.newdst]), &c.newdst);
     assert!(
         line.contains("no-such-dir"),
         "error does not name the missing path: {line}"
@@ -94,7 +90,7 @@ fn missing_watch_dir_is_exit_2() {
 fn watch_dir_that_is_a_file_is_exit_2() {
     let c = case();
     let file = c.env.src_path("f");
-    let line = expect_usage_error(&os(&[&"-W", &file, &"-D", &c.newdst]), &c.newdst);
+    let line = expect_usage_error(&argv(&[&"-W", &file, &"-D", &c.newdst]), &c.newdst);
     assert!(
         line.contains(&*file.to_string_lossy()),
         "error does not name the path: {line}"
@@ -106,16 +102,16 @@ fn watch_dir_that_is_a_file_is_exit_2() {
 fn destination_inside_watch_dir_is_exit_2() {
     let c = case();
     let inside = c.env.src_path("mirror-here");
-    expect_usage_error(&os(&[&"-W", &c.env.src, &"-D", &inside]), &inside);
+    expect_usage_error(&argv(&[&"-W", &c.env.src, &"-D", &inside]), &inside);
     let deeper = c.env.src_path("a/b/c");
     expect_usage_error(
-        &os(&[&"-W", &c.env.src, &"-D", &deeper]),
+        &argv(&[&"-W", &c.env.src, &"-D", &deeper]),
         &c.env.src_path("a"),
     );
     // Spelled through `..` it is still inside.
     let sneaky = c.env.src.join("../src/sneaky");
     expect_usage_error(
-        &os(&[&"-W", &c.env.src, &"-D", &sneaky]),
+        &argv(&[&"-W", &c.env.src, &"-D", &sneaky]),
         &c.env.src_path("sneaky"),
     );
     // The source tree itself was not touched.
@@ -129,7 +125,7 @@ fn destination_inside_watch_dir_is_exit_2() {
 #[test]
 fn destination_equal_to_watch_dir_is_exit_2() {
     let c = case();
-    expect_usage_error(&os(&[&"-W", &c.env.src, &"-D", &c.env.src]), &c.newdst);
+    expect_usage_error(&argv(&[&"-W", &c.env.src, &"-D", &c.env.src]), &c.newdst);
     let names: Vec<_> = fs::read_dir(&c.env.src)
         .unwrap()
         .map(|e| e.unwrap().file_name())
@@ -143,7 +139,7 @@ fn bad_regex_in_rules_names_file_and_line() {
     let rules = c.env.root.join("bad.rules");
     fs::write(&rules, "# comment\n+f\\.txt$\n-f(unclosed\n+*\n").unwrap();
     let line = expect_usage_error(
-        &os(&[&"-W", &c.env.src, &"-D", &c.newdst, &"-R", &rules]),
+        &argv(&[&"-W", &c.env.src, &"-D", &c.newdst, &"-R", &rules]),
         &c.newdst,
     );
     let want = format!("{}:3", rules.display());
@@ -155,7 +151,7 @@ fn missing_rules_file_is_exit_2() {
     let c = case();
     let rules = c.env.root.join("absent.rules");
     let line = expect_usage_error(
-        &os(&[&"-W", &c.env.src, &"-D", &c.newdst, &"-R", &rules]),
+        &argv(&[&"-W", &c.env.src, &"-D", &c.newdst, &"-R", &rules]),
         &c.newdst,
     );
     assert!(
@@ -168,7 +164,7 @@ fn missing_rules_file_is_exit_2() {
 fn unknown_mode_is_exit_2() {
     let c = case();
     let line = expect_usage_error(
-        &os(&[&"-W", &c.env.src, &"-D", &c.newdst, &"-M", &"no-such-mode"]),
+        &argv(&[&"-W", &c.env.src, &"-D", &c.newdst, &"-M", &"no-such-mode"]),
         &c.newdst,
     );
     assert!(
@@ -182,7 +178,7 @@ fn sync_handler_that_cannot_run_is_exit_2() {
     let c = case();
     let missing = c.env.root.join("no-such-rsync");
     let line = expect_usage_error(
-        &os(&[
+        &argv(&[
             &"-W",
             &c.env.src,
             &"-D",
@@ -204,7 +200,7 @@ fn sync_handler_that_cannot_run_is_exit_2() {
 fn bad_number_for_delay_is_exit_2() {
     let c = case();
     let line = expect_usage_error(
-        &os(&[&"-W", &c.env.src, &"-D", &c.newdst, &"-t", &"soon"]),
+        &argv(&[&"-W", &c.env.src, &"-D", &c.newdst, &"-t", &"soon"]),
         &c.newdst,
     );
     assert!(

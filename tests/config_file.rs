@@ -98,10 +98,6 @@ fn one_line(stderr: &str) -> &str {
     lines[0]
 }
 
-fn os(parts: &[&dyn AsRef<std::ffi::OsStr>]) -> Vec<OsString> {
-    parts.iter().map(|p| p.as_ref().to_os_string()).collect()
-}
-
 #[test]
 fn a_config_block_drives_a_live_mirror() {
     let env = TestEnv::new();
@@ -133,7 +129,7 @@ fn a_config_block_drives_a_live_mirror() {
     .expect("write config");
     let _lock = take_lock(libc::LOCK_SH);
     let mut d = Running::start(
-        &os(&[&"-H", &conf, &"-K", &"fast"]),
+        &argv(&[&"-H", &conf, &"-K", &"fast"]),
         &env.root,
         env.root.join("daemon.log"),
     );
@@ -169,7 +165,7 @@ fn a_bad_key_is_exit_2_naming_file_and_line() {
         ),
     )
     .expect("write config");
-    let (code, stderr) = run_to_end(&os(&[&"-H", &conf]), &env.root);
+    let (code, stderr) = run_to_end(&argv(&[&"-H", &conf]), &env.root);
     assert_eq!(code, Some(2), "{stderr}");
     let line = one_line(&stderr);
     assert!(
@@ -184,7 +180,7 @@ fn a_bad_key_is_exit_2_naming_file_and_line() {
 fn a_missing_config_file_is_exit_2() {
     let env = TestEnv::new();
     let missing = env.root.join("missing.conf");
-    let (code, stderr) = run_to_end(&os(&[&"-H", &missing]), &env.root);
+    let (code, stderr) = run_to_end(&argv(&[&"-H", &missing]), &env.root);
     assert_eq!(code, Some(2), "{stderr}");
     let line = one_line(&stderr);
     assert!(
@@ -205,8 +201,8 @@ fn null_config_file_ignores_the_default_files() {
     )
     .expect("write config");
     let args = |extra: &[&dyn AsRef<std::ffi::OsStr>]| {
-        let mut v = os(extra);
-        v.extend(os(&[&"-W", &missing_src, &"-D", &newdst]));
+        let mut v = argv(extra);
+        v.extend(argv(&[&"-W", &missing_src, &"-D", &newdst]));
         v
     };
     // Without -H the default file is read, and refused.
@@ -225,4 +221,61 @@ fn null_config_file_ignores_the_default_files() {
         "{line}"
     );
     assert!(!newdst.exists());
+}
+
+/// `--custom-signals USR1:strict`: on SIGUSR1 the configuration is reloaded
+/// from block [strict], whose rules file keeps `*.tmp` out from then on.
+#[test]
+fn a_custom_signal_loads_its_config_block() {
+    let env = TestEnv::new();
+    let rules = env.root.join("strict.rules");
+    fs::write(&rules, "-f\\.tmp$\n").expect("write rules");
+    let conf = env.root.join("livesync.conf");
+    fs::write(
+        &conf,
+        format!(
+            "[default]\n\
+             watch-dir = {src}\n\
+             destination-dir = {dst}\n\
+             delay-collect = 0\n\
+             delay-sync = 0\n\
+             custom-signals = USR1:strict\n\
+             \n\
+             [strict]\n\
+             config-block-inherits = default\n\
+             rules-file = {rules}\n",
+            src = env.src.display(),
+            dst = env.dst.display(),
+            rules = rules.display(),
+        ),
+    )
+    .expect("write config");
+    let _lock = take_lock(libc::LOCK_SH);
+    let mut d = Running::start(
+        &argv(&[&"-H", &conf]),
+        &env.root,
+        env.root.join("daemon.log"),
+    );
+    env.write("before.tmp", "synced under [default]");
+    d.wait_for(secs(20.0), "before.tmp under the default block", || {
+        env.dst_has("before.tmp")
+    });
+    // SAFETY: kill(2) on our own child's pid.
+    let rc = unsafe { libc::kill(d.child.id() as libc::pid_t, libc::SIGUSR1) };
+    assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
+    d.wait_for(secs(10.0), "the reload from [strict]", || {
+        d_log_has(&env, "block [strict]")
+    });
+    env.write("after.tmp", "kept out by [strict]");
+    env.write("after.txt", "still synced");
+    d.wait_for(secs(10.0), "after.txt", || env.dst_has("after.txt"));
+    assert!(
+        !env.dst_has("after.tmp"),
+        "[strict]'s rules apply\n{}",
+        d.log()
+    );
+}
+
+fn d_log_has(env: &TestEnv, needle: &str) -> bool {
+    fs::read_to_string(env.root.join("daemon.log")).is_ok_and(|l| l.contains(needle))
 }

@@ -17,14 +17,6 @@ use std::time::Duration;
 /// Generous deadline for anything to happen.
 const LONG: Duration = Duration::from_secs(20);
 
-/// Writes an executable `/bin/sh` script `name` under the test root.
-fn script(env: &TestEnv, name: &str, body: &str) -> PathBuf {
-    let p = env.root.join(name);
-    fs::write(&p, format!("#!/bin/sh\n{body}\n")).expect("write script");
-    fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).expect("chmod script");
-    p
-}
-
 /// A hook that appends `TAG ARGV... CLSYNC_STATUS` to `log`.
 fn hook(env: &TestEnv, tag: &str, log: &Path) -> PathBuf {
     script(
@@ -51,32 +43,6 @@ fn logging_rsync(env: &TestEnv, log: &Path, status_file: &Path) -> PathBuf {
     )
 }
 
-fn lines(p: &Path) -> Vec<String> {
-    fs::read_to_string(p)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_string)
-        .collect()
-}
-
-fn read(p: &Path) -> String {
-    fs::read_to_string(p).unwrap_or_default()
-}
-
-fn os(p: &Path) -> String {
-    p.to_str().expect("utf-8 temp path").to_string()
-}
-
-/// Whether `pid` runs (a zombie does not count).
-fn alive(pid: i32) -> bool {
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => !s
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
-        Err(_) => false,
-    }
-}
-
 #[test]
 fn pid_and_status_files_follow_the_run_and_are_removed() {
     if !require_tool("rsync") {
@@ -93,13 +59,13 @@ fn pid_and_status_files_follow_the_run_and_are_removed() {
             "-M",
             "rsyncdirect",
             "-S",
-            &os(&wrapper),
+            &path_str(&wrapper),
             "-t0",
             "-w0",
             "-z",
-            &os(&pid_file),
+            &path_str(&pid_file),
             "--status-file",
-            &os(&status),
+            &path_str(&status),
         ],
     );
     d.wait_until(LONG, "status running", || read(&status) == "running\n");
@@ -146,9 +112,9 @@ fn pid_file_in_a_root_owned_dir_is_removed_and_a_live_one_is_refused() {
             "-t0",
             "-w0",
             "-z",
-            &os(&pid_file),
+            &path_str(&pid_file),
             "--status-file",
-            &os(&status),
+            &path_str(&status),
         ],
     );
     d.wait_until(LONG, "status running", || read(&status) == "running\n");
@@ -158,11 +124,11 @@ fn pid_file_in_a_root_owned_dir_is_removed_and_a_live_one_is_refused() {
     let r = run_livesync(
         &[
             "-W",
-            &os(&env2.src),
+            &path_str(&env2.src),
             "-D",
-            &os(&env2.dst),
+            &path_str(&env2.dst),
             "-z",
-            &os(&pid_file),
+            &path_str(&pid_file),
         ],
         LONG,
     );
@@ -187,9 +153,9 @@ fn standby_file_holds_syncs_but_not_events() {
             "-t0",
             "-w0",
             "--status-file",
-            &os(&status),
+            &path_str(&status),
             "--standby-file",
-            &os(&standby),
+            &path_str(&standby),
         ],
     );
     d.wait_live(&env, LONG);
@@ -234,22 +200,22 @@ fn exit_on_no_events_runs_hooks_in_order_with_one_more_sync() {
     let r = run_livesync(
         &[
             "-W",
-            &os(&env.src),
+            &path_str(&env.src),
             "-D",
-            &os(&env.dst),
+            &path_str(&env.dst),
             "-M",
             "rsyncdirect",
             "-S",
-            &os(&wrapper),
+            &path_str(&wrapper),
             "-l",
             "lbl",
             "--status-file",
-            &os(&status),
+            &path_str(&status),
             "--exit-on-no-events",
             "--pre-exit-hook",
-            &os(&pre),
+            &path_str(&pre),
             "--exit-hook",
-            &os(&exit),
+            &path_str(&exit),
         ],
         LONG,
     );
@@ -279,9 +245,9 @@ fn exit_on_no_events_with_the_mirror_leaves_dst_equal_to_src() {
     let r = run_livesync(
         &[
             "-W",
-            &os(&env.src),
+            &path_str(&env.src),
             "-D",
-            &os(&env.dst),
+            &path_str(&env.dst),
             "--exit-on-no-events",
         ],
         LONG,
@@ -300,14 +266,14 @@ fn only_initialsync_syncs_once_and_exits_with_the_hooks() {
     let r = run_livesync(
         &[
             "-W",
-            &os(&env.src),
+            &path_str(&env.src),
             "-D",
-            &os(&env.dst),
+            &path_str(&env.dst),
             "--only-initialsync",
             "--pre-exit-hook",
-            &os(&pre),
+            &path_str(&pre),
             "--exit-hook",
-            &os(&exit),
+            &path_str(&exit),
         ],
         LONG,
     );
@@ -335,7 +301,7 @@ fn skip_initialsync_syncs_only_new_changes() {
             "-w0",
             "--skip-initialsync",
             "--status-file",
-            &os(&status),
+            &path_str(&status),
         ],
     );
     d.wait_until(LONG, "status running", || read(&status) == "running\n");
@@ -359,7 +325,7 @@ fn max_iterations_counts_syncs_after_the_initial_one() {
             "--max-iterations",
             "1",
             "--exit-hook",
-            &os(&exit),
+            &path_str(&exit),
         ],
     );
     assert_eq!(d.wait_exit(LONG).code(), Some(0), "{}", d.context());
@@ -377,7 +343,7 @@ fn max_iterations_counts_syncs_after_the_initial_one() {
             "--max-iterations",
             "2",
             "--status-file",
-            &os(&status),
+            &path_str(&status),
         ],
     );
     d.wait_until(LONG, "status running", || read(&status) == "running\n");
@@ -414,7 +380,7 @@ fn timeout_sync_kills_the_whole_process_group() {
             "-M",
             "rsyncdirect",
             "-S",
-            &os(&slow),
+            &path_str(&slow),
             "-k",
             "1",
             "-t0",
@@ -467,7 +433,7 @@ fn ignore_failures_keeps_retrying_where_retries_would_give_up() {
             args.push("--ignore-failures");
         }
         let status = env.root.join("status");
-        let status_arg = os(&status);
+        let status_arg = path_str(&status);
         args.extend(["--status-file", &status_arg]);
         let mut d = Daemon::start(&env, &args);
         if ignore {
@@ -535,9 +501,9 @@ fn one_file_system_and_exclude_mount_points_stop_at_mount_points() {
         let r = run_livesync(
             &[
                 "-W",
-                &os(&env.src),
+                &path_str(&env.src),
                 "-D",
-                &os(&env.dst),
+                &path_str(&env.dst),
                 "--only-initialsync",
                 flag,
             ],
@@ -592,9 +558,9 @@ fn output_stdout_moves_the_log_off_stderr() {
     let r = run_livesync(
         &[
             "-W",
-            &os(&env.src),
+            &path_str(&env.src),
             "-D",
-            &os(&env.dst),
+            &path_str(&env.dst),
             "--only-initialsync",
             "-Y",
             "stdout",
@@ -627,16 +593,16 @@ fn max_iterations_with_exit_on_no_events_runs_the_server_move_sequence() {
     let r = run_livesync(
         &[
             "-W",
-            &os(&env.src),
+            &path_str(&env.src),
             "-D",
-            &os(&env.dst),
+            &path_str(&env.dst),
             "--exit-on-no-events",
             "--max-iterations",
             "20",
             "--pre-exit-hook",
-            &os(&pre),
+            &path_str(&pre),
             "--exit-hook",
-            &os(&exit),
+            &path_str(&exit),
         ],
         LONG,
     );
@@ -670,8 +636,15 @@ fn output_syslog_sends_rfc3164_datagrams_to_dev_log() {
     let c = |p: &Path| CString::new(p.as_os_str().as_bytes()).expect("path");
     let (dev_c, null_c) = (c(&dev), c(&dev.join("null")));
     let mut cmd = std::process::Command::new(BIN);
-    cmd.args(["-H", "/NULL/", "-W", &os(&env.src), "-D", &os(&env.dst)])
-        .args(["--only-initialsync", "-Y", "syslog", "-l", "sys"]);
+    cmd.args([
+        "-H",
+        "/NULL/",
+        "-W",
+        &path_str(&env.src),
+        "-D",
+        &path_str(&env.dst),
+    ])
+    .args(["--only-initialsync", "-Y", "syslog", "-l", "sys"]);
     // SAFETY: between fork and exec we only make syscalls on data prepared
     // before the fork.
     unsafe {

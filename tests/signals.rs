@@ -15,44 +15,12 @@ use std::time::{Duration, Instant};
 
 const LONG: Duration = Duration::from_secs(20);
 
-fn script(env: &TestEnv, name: &str, body: &str) -> PathBuf {
-    let p = env.root.join(name);
-    fs::write(&p, format!("#!/bin/sh\n{body}\n")).expect("write script");
-    fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).expect("chmod script");
-    p
-}
-
 fn hook(env: &TestEnv, tag: &str, log: &Path) -> PathBuf {
     script(
         env,
         &format!("{tag}.sh"),
         &format!("echo \"{tag} $1 $CLSYNC_STATUS\" >> '{}'", log.display()),
     )
-}
-
-fn lines(p: &Path) -> Vec<String> {
-    fs::read_to_string(p)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_string)
-        .collect()
-}
-
-fn read(p: &Path) -> String {
-    fs::read_to_string(p).unwrap_or_default()
-}
-
-fn os(p: &Path) -> String {
-    p.to_str().expect("utf-8 temp path").to_string()
-}
-
-fn alive(pid: i32) -> bool {
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => !s
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
-        Err(_) => false,
-    }
 }
 
 #[test]
@@ -72,11 +40,11 @@ fn stop_syncs_a_pending_change_then_runs_the_exit_hook(sig: libc::c_int) {
             "-t30",
             "-w0",
             "--status-file",
-            &os(&status),
+            &path_str(&status),
             "--pre-exit-hook",
-            &os(&pre),
+            &path_str(&pre),
             "--exit-hook",
-            &os(&exit),
+            &path_str(&exit),
         ],
     );
     d.wait_until(LONG, "status running", || read(&status) == "running\n");
@@ -108,7 +76,10 @@ fn term_stops_a_running_handler_and_syncs_its_batch_again() {
             p = pids.display()
         ),
     );
-    let mut d = Daemon::start(&env, &["-M", "rsyncdirect", "-S", &os(&h), "-t0", "-w0"]);
+    let mut d = Daemon::start(
+        &env,
+        &["-M", "rsyncdirect", "-S", &path_str(&h), "-t0", "-w0"],
+    );
     d.wait_until(LONG, "handler running", || lines(&pids).len() >= 2);
     let recorded: Vec<i32> = lines(&pids)[..2]
         .iter()
@@ -137,7 +108,10 @@ fn a_second_term_exits_at_once() {
             p = pids.display()
         ),
     );
-    let mut d = Daemon::start(&env, &["-M", "rsyncdirect", "-S", &os(&h), "-t0", "-w0"]);
+    let mut d = Daemon::start(
+        &env,
+        &["-M", "rsyncdirect", "-S", &path_str(&h), "-t0", "-w0"],
+    );
     d.wait_until(LONG, "handler running", || !lines(&pids).is_empty());
     unsafe { libc::kill(d.pid(), libc::SIGTERM) };
     d.wait_for_log(LONG, "stop signal");
@@ -170,11 +144,11 @@ fn quit_finishes_then_pre_exit_hook_then_sync_on_quit_then_exit_hook() {
             "-l".into(),
             "q".into(),
             "--status-file".into(),
-            os(&status),
+            path_str(&status),
             "--pre-exit-hook".into(),
-            os(&pre),
+            path_str(&pre),
             "--exit-hook".into(),
-            os(&exit),
+            path_str(&exit),
         ];
         if sync_on_quit {
             args.push("--sync-on-quit".into());
@@ -201,7 +175,7 @@ fn hup_reloads_the_rules() {
     fs::write(&rules, "-f\\.tmp$\n").expect("rules");
     env.write("keep", "k");
     env.write("a.tmp", "t");
-    let mut d = Daemon::start(&env, &["-t0", "-w0", "-R", &os(&rules)]);
+    let mut d = Daemon::start(&env, &["-t0", "-w0", "-R", &path_str(&rules)]);
     d.wait_until(LONG, "keep synced", || env.dst_has("keep"));
     d.wait_for_log(LONG, "initial sync done");
     assert!(!env.dst_has("a.tmp"), "excluded by the rules");
@@ -243,16 +217,16 @@ fn background_daemon_writes_its_pid_file_and_cleans_up() {
     let r = run_livesync(
         &[
             "-W",
-            &os(&env.src),
+            &path_str(&env.src),
             "-D",
-            &os(&env.dst),
+            &path_str(&env.dst),
             "-t0",
             "-w0",
             "-b",
             "-z",
-            &os(&pid_file),
+            &path_str(&pid_file),
             "--status-file",
-            &os(&status),
+            &path_str(&status),
         ],
         LONG,
     );
@@ -291,12 +265,12 @@ fn background_startup_errors_reach_the_terminal_and_the_exit_code() {
     let r = run_livesync(
         &[
             "-W",
-            &os(&env.src),
+            &path_str(&env.src),
             "-D",
-            &os(&env.dst),
+            &path_str(&env.dst),
             "-b",
             "-z",
-            &os(&pid_file),
+            &path_str(&pid_file),
         ],
         LONG,
     );
@@ -333,13 +307,13 @@ fn a_failing_last_sync_at_term_exits_1_without_the_exit_hook() {
             "-M",
             "rsyncdirect",
             "-S",
-            &os(&h),
+            &path_str(&h),
             "-t30",
             "-w0",
             "--status-file",
-            &os(&status),
+            &path_str(&status),
             "--exit-hook",
-            &os(&exit),
+            &path_str(&exit),
         ],
     );
     d.wait_until(LONG, "status running", || read(&status) == "running\n");
@@ -357,4 +331,33 @@ fn a_failing_last_sync_at_term_exits_1_without_the_exit_hook() {
         "no exit hook after a failed last sync"
     );
     assert!(!status.exists(), "status file removed even so");
+}
+
+/// Signal 29 (SIGIO) writes the state to a new 0600 file in `--dump-dir`.
+#[test]
+fn signal_29_dumps_the_state_to_the_dump_dir() {
+    let env = TestEnv::new();
+    env.mkdir_p("sub");
+    let dumps = env.outside_path("dumps");
+    fs::create_dir(&dumps).expect("mkdir dumps");
+    let dumps_arg = dumps.to_string_lossy().into_owned();
+    let mut d = Daemon::start(&env, &["-t0", "-w0", "--dump-dir", &dumps_arg]);
+    d.wait_live(&env, secs(20.0));
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(d.pid(), libc::SIGIO) }, 0);
+    let dumped = || -> Option<PathBuf> {
+        fs::read_dir(&dumps)
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .next()
+    };
+    d.wait_until(secs(10.0), "a dump file", || dumped().is_some());
+    let file = dumped().expect("dump file");
+    let text = fs::read_to_string(&file).expect("read dump");
+    assert!(text.contains("\"state\":\"running\""), "{text}");
+    assert!(text.lines().any(|l| l == "watch sub"), "{text}");
+    let mode = fs::metadata(&file).expect("stat").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    d.assert_running();
 }

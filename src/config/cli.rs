@@ -254,6 +254,11 @@ pub struct Args {
     )]
     pub status_file: Option<PathBuf>,
 
+    /// Where signal 29 (SIGIO) and the control socket's `dump` write the
+    /// daemon's state (a 0600 file per dump); without it the state is logged.
+    #[arg(long = "dump-dir", value_name = "DIR", help_heading = "Control files")]
+    pub dump_dir: Option<PathBuf>,
+
     /// Control socket: a unix socket answering `livesync ctl` (status,
     /// resync, pause, resume, quit, …).
     #[arg(long = "socket", value_name = "PATH", help_heading = "Control files")]

@@ -204,7 +204,6 @@ const CLSYNC_ONLY: &[&str] = &[
     "detach-ipc",
     "detach-miscellanea",
     "detach-network",
-    "dump-dir",
     "exit-on-sync-skipping",
     "forbid-devices",
     "forget-privthread-info",

@@ -116,6 +116,8 @@ pub struct Config {
     pub status_file: Option<PathBuf>,
     /// `--standby-file`: while it exists, syncs are held.
     pub standby_file: Option<PathBuf>,
+    /// `--dump-dir`: where state dumps go.
+    pub dump_dir: Option<PathBuf>,
     /// `--socket`: the control socket's path, owner (uid, gid) and mode.
     pub socket: Option<PathBuf>,
     pub socket_owner: Option<(u32, u32)>,
@@ -719,6 +721,15 @@ impl Config {
         let pid_file = control_file("--pid-file", &a.pid_file)?;
         let status_file = control_file("--status-file", &a.status_file)?;
         let standby_file = control_file("--standby-file", &a.standby_file)?;
+        let dump_dir = a.dump_dir.as_deref().map(absolute);
+        if let Some(d) = &dump_dir {
+            if !d.is_dir() {
+                return Err(ConfigError::Invalid(format!(
+                    "dump dir {} is not a directory; create it or drop --dump-dir",
+                    path::display_os(d)
+                )));
+            }
+        }
         let socket = control_file("--socket", &a.socket)?;
         let socket_owner = a.socket_own.as_deref().map(resolve_owner).transpose()?;
         let socket_mode = u32::from_str_radix(&a.socket_mod, 8)
@@ -770,6 +781,7 @@ impl Config {
             pid_file,
             status_file,
             standby_file,
+            dump_dir,
             socket,
             socket_owner,
             socket_mode,
@@ -1170,6 +1182,17 @@ mod tests {
                     s("None"),
                     dbg(&Some(PathBuf::from(fx.p("a.st")))),
                     dbg(&Some(PathBuf::from(fx.p("b.st")))),
+                ],
+            ),
+            case(
+                "dump-dir",
+                format!("dump-dir = {}", fx.p("lists1")),
+                &["--dump-dir", &fx.p("lists2")],
+                |c| format!("{:?}", c.dump_dir),
+                [
+                    s("None"),
+                    dbg(&Some(PathBuf::from(fx.p("lists1")))),
+                    dbg(&Some(PathBuf::from(fx.p("lists2")))),
                 ],
             ),
             case(

@@ -83,6 +83,18 @@ fn process_runs(pid: i32) -> bool {
     rc == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
+/// Creates `path` (which must not exist; symlinks are not followed) with
+/// mode 0600 and writes `data` to it.
+pub fn write_new_private(path: &Path, data: &[u8]) -> io::Result<()> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    f.write_all(data)
+}
+
 impl PidFile {
     /// Creates `path` exclusively (mode 0644, symlinks not followed) and
     /// writes our pid to it. A file naming a process that runs is an error;

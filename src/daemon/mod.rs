@@ -294,12 +294,16 @@ struct Signals {
     reload: Arc<AtomicBool>,
     /// USR2 (clsync's signal 12).
     resync: Arc<AtomicBool>,
+    /// Signal 29 (SIGIO): dump the state.
+    dump: Arc<AtomicBool>,
+    /// `--custom-signals`: a flag per signal, and the config block to load.
+    custom: Vec<(i32, Arc<AtomicBool>, String)>,
     wake: UnixStream,
 }
 
 impl Signals {
-    fn install() -> Result<Signals, DaemonError> {
-        use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR2};
+    fn install(custom: &[(i32, String)]) -> Result<Signals, DaemonError> {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGIO, SIGQUIT, SIGTERM, SIGUSR2};
         let (wake, tx) = UnixStream::pair().map_err(io_err("cannot create the signal socket"))?;
         wake.set_nonblocking(true)
             .map_err(io_err("signal socket"))?;
@@ -308,15 +312,23 @@ impl Signals {
             quit: Arc::new(AtomicBool::new(false)),
             reload: Arc::new(AtomicBool::new(false)),
             resync: Arc::new(AtomicBool::new(false)),
+            dump: Arc::new(AtomicBool::new(false)),
+            custom: custom
+                .iter()
+                .map(|(sig, block)| (*sig, Arc::new(AtomicBool::new(false)), block.clone()))
+                .collect(),
             wake,
         };
-        for (sig, flag) in [
+        let builtin = [
             (SIGTERM, &s.stop),
             (SIGINT, &s.stop),
             (SIGQUIT, &s.quit),
             (SIGHUP, &s.reload),
             (SIGUSR2, &s.resync),
-        ] {
+            (SIGIO, &s.dump),
+        ];
+        let custom = s.custom.iter().map(|(sig, flag, _)| (*sig, flag));
+        for (sig, flag) in builtin.into_iter().chain(custom) {
             signal_hook::flag::register(sig, Arc::clone(flag))
                 .map_err(io_err("cannot install a signal handler"))?;
             let tx = tx.try_clone().map_err(io_err("signal socket"))?;
@@ -1007,15 +1019,24 @@ impl Daemon {
     /// SIGHUP: reads the command line and the config file again and swaps
     /// in the new rules and handler; pending changes are kept, and the
     /// whole tree is synced again under the new rules.
-    fn reload(&mut self) {
+    /// Re-reads the command line and the config file; with `block`, that
+    /// config block replaces `-K` (`--custom-signals`).
+    fn reload(&mut self, block: Option<&str>) {
         self.set_status(Status::Rehashing);
-        ::log::info!("reloading the rules and the configuration");
+        match block {
+            Some(b) => ::log::info!("reloading the rules and the configuration from block [{b}]"),
+            None => ::log::info!("reloading the rules and the configuration"),
+        }
+        let argv = match block {
+            Some(b) => with_config_block(&self.argv, b),
+            None => self.argv.clone(),
+        };
         if let Some(d) = &self.start_dir {
             if let Err(e) = std::env::set_current_dir(d) {
                 ::log::warn!("cannot return to {} to reload: {e}", path::display_os(d));
             }
         }
-        let parsed = cli::Args::try_parse_from(&self.argv)
+        let parsed = cli::Args::try_parse_from(&argv)
             .map_err(|e| {
                 e.render()
                     .to_string()
@@ -1089,6 +1110,36 @@ impl Daemon {
         ::log::info!("reloaded; syncing the whole tree under the new rules");
     }
 
+    /// Writes the state (signal 29, `dump` on the control socket): the
+    /// status JSON and the watched directories, to a new 0600 file in
+    /// `--dump-dir`, or to the log without one.
+    fn dump(&self) {
+        let mut text = self.socket_status().to_json();
+        text.push('\n');
+        let watched = self.monitor.watched_under(b"");
+        let Some(dir) = &self.cfg.dump_dir else {
+            ::log::info!(
+                "state: {} ({} watched directories)",
+                text.trim_end(),
+                watched.len()
+            );
+            return;
+        };
+        for w in &watched {
+            text.push_str("watch ");
+            text.push_str(&path::display(w));
+            text.push('\n');
+        }
+        let millis = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        let file = dir.join(format!("livesync-{}-{millis}.dump", std::process::id()));
+        match files::write_new_private(&file, text.as_bytes()) {
+            Ok(()) => ::log::info!("state dumped to {}", path::display_os(&file)),
+            Err(e) => ::log::error!("cannot dump the state to {}: {e}", path::display_os(&file)),
+        }
+    }
+
     /// Answers the control socket's clients and acts on their orders.
     /// Returns true when livesync must exit at once.
     fn serve_socket(&mut self) -> bool {
@@ -1108,7 +1159,7 @@ impl Daemon {
                 socket::Command::Quit => self.control(Control::Quit),
                 socket::Command::Die => self.control(Control::Die),
                 socket::Command::Dump => {
-                    ::log::info!("state: {}", self.socket_status().to_json());
+                    self.dump();
                     false
                 }
                 socket::Command::Set(key, _) => {
@@ -1173,7 +1224,20 @@ impl Daemon {
                 self.control(Control::Resync);
             }
             if self.signals.reload.swap(false, Ordering::SeqCst) {
-                self.reload();
+                self.reload(None);
+            }
+            if self.signals.dump.swap(false, Ordering::SeqCst) {
+                self.dump();
+            }
+            let blocks: Vec<String> = self
+                .signals
+                .custom
+                .iter()
+                .filter(|(_, flag, _)| flag.swap(false, Ordering::SeqCst))
+                .map(|(_, _, block)| block.clone())
+                .collect();
+            for block in blocks {
+                self.reload(Some(&block));
             }
 
             // Collect a finished batch first and only then read the kernel:
@@ -1283,6 +1347,36 @@ impl Daemon {
     }
 }
 
+/// `argv` with any `-K`/`--config-block` replaced by `block`.
+fn with_config_block(argv: &[OsString], block: &str) -> Vec<OsString> {
+    let mut out = Vec::with_capacity(argv.len() + 2);
+    let mut skip_next = false;
+    let mut after_dashes = false;
+    for (i, a) in argv.iter().enumerate() {
+        if skip_next {
+            skip_next = false;
+            continue;
+        }
+        let b = a.as_bytes();
+        if after_dashes || i == 0 {
+            after_dashes |= b == b"--" && i != 0;
+            out.push(a.clone());
+            continue;
+        }
+        if b == b"--" {
+            after_dashes = true;
+            out.push(a.clone());
+        } else if b == b"-K" || b == b"--config-block" {
+            skip_next = true;
+        } else if !(b.starts_with(b"-K") || b.starts_with(b"--config-block=")) {
+            out.push(a.clone());
+        }
+    }
+    let at = out.iter().position(|a| a == "--").unwrap_or(out.len());
+    out.splice(at..at, [OsString::from("-K"), OsString::from(block)]);
+    out
+}
+
 /// Runs livesync with a validated configuration until it is stopped. Every
 /// error is logged (one line) before it is returned.
 pub fn run(cfg: Config) -> Result<(), DaemonError> {
@@ -1339,7 +1433,7 @@ fn start_and_run(cfg: Config) -> Result<(), DaemonError> {
     if let Some(f) = status_file.as_mut() {
         f.set(Status::Starting);
     }
-    let signals = Signals::install()?;
+    let signals = Signals::install(&cfg.custom_signals)?;
     let socket = match &cfg.socket {
         Some(p) => Some(
             socket::ControlSocket::bind(p, cfg.socket_owner, cfg.socket_mode)
@@ -1430,4 +1524,36 @@ fn start_and_run(cfg: Config) -> Result<(), DaemonError> {
         daemon.set_status(Status::Exiting);
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn custom_signal_block_replaces_the_config_block() {
+        let v = |x: &[&str]| x.iter().map(OsString::from).collect::<Vec<_>>();
+        assert_eq!(
+            with_config_block(
+                &v(&[
+                    "livesync",
+                    "-K",
+                    "a",
+                    "-Kb",
+                    "--config-block=c",
+                    "-W",
+                    "/s",
+                    "--",
+                    "-K",
+                    "x"
+                ]),
+                "dbg"
+            ),
+            v(&["livesync", "-W", "/s", "-K", "dbg", "--", "-K", "x"])
+        );
+        assert_eq!(
+            with_config_block(&v(&["livesync", "--config-block", "a"]), "n"),
+            v(&["livesync", "-K", "n"])
+        );
+    }
 }

@@ -338,6 +338,17 @@ impl Daemon {
             argv.extend(["-d".into(), "-d".into()]);
         }
         let mut cmd = Command::new(BIN);
+        // If the test process dies without running Drop (killed by a
+        // timeout), its daemons must not live on.
+        // SAFETY: prctl in the forked child before exec, async-signal-safe.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         prepare(&mut cmd);
         let mut child = cmd
             .args(&argv)
@@ -781,4 +792,50 @@ pub fn try_run_command(mut cmd: Command, timeout: Duration) -> io::Result<Run> {
         stdout,
         stderr,
     })
+}
+
+// ---------------------------------------------------------------------------
+// Small helpers shared by several test files
+// ---------------------------------------------------------------------------
+
+/// An argument vector from mixed strings and paths.
+pub fn argv(parts: &[&dyn AsRef<OsStr>]) -> Vec<OsString> {
+    parts.iter().map(|p| p.as_ref().to_os_string()).collect()
+}
+
+/// A temp path as a `String` for an argument (temp dirs are UTF-8 here).
+pub fn path_str(p: &Path) -> String {
+    p.to_str().expect("utf-8 temp path").to_string()
+}
+
+/// Writes an executable `/bin/sh` script `name` under the test root.
+pub fn script(env: &TestEnv, name: &str, body: &str) -> PathBuf {
+    let p = env.root.join(name);
+    fs::write(&p, format!("#!/bin/sh\n{body}\n")).expect("write script");
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).expect("chmod script");
+    p
+}
+
+/// The lines of a text file (none when it is missing).
+pub fn lines(p: &Path) -> Vec<String> {
+    fs::read_to_string(p)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// A text file's content (empty when it is missing).
+pub fn read(p: &Path) -> String {
+    fs::read_to_string(p).unwrap_or_default()
+}
+
+/// Whether process `pid` runs (a zombie does not count).
+pub fn alive(pid: i32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => !s
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
 }
