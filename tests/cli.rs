@@ -217,7 +217,6 @@ fn bad_number_for_delay_is_exit_2() {
 /// under CI=true).
 #[test]
 fn watch_limit_at_start_is_exit_3_naming_the_sysctl() {
-    use std::os::unix::process::CommandExt;
     let c = case();
     for i in 0..10 {
         c.env.mkdir_p(format!("d{i}/sub"));
@@ -225,27 +224,7 @@ fn watch_limit_at_start_is_exit_3_naming_the_sysctl() {
     let mut cmd = std::process::Command::new(BIN);
     cmd.args(["-H", "/NULL/"]);
     cmd.arg("-W").arg(&c.env.src).arg("-D").arg(&c.newdst);
-    const LIMIT_FILE: &std::ffi::CStr = c"/proc/sys/user/max_inotify_watches";
-    // SAFETY: runs in the forked child before exec; only async-signal-safe
-    // calls (unshare, open, write, close) on data prepared before the fork.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::unshare(libc::CLONE_NEWUSER) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            let fd = libc::open(LIMIT_FILE.as_ptr(), libc::O_WRONLY);
-            if fd < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            let v = b"4\n";
-            let n = libc::write(fd, v.as_ptr().cast(), v.len());
-            libc::close(fd);
-            if n != v.len() as isize {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    limit_watches_in_user_namespace(&mut cmd, b"4\n");
     let run = match try_run_command(cmd, secs(10.0)) {
         Ok(run) => run,
         Err(e) => {

@@ -29,6 +29,21 @@ fn hook(env: &TestEnv, tag: &str, log: &Path) -> PathBuf {
     )
 }
 
+/// A pre-exit hook that logs like [`hook`] (tag `pre`) and then writes
+/// `name` into the source with `name` as its content, so the sync after it
+/// has something to carry.
+fn pre_hook_writing(env: &TestEnv, log: &Path, name: &str) -> PathBuf {
+    script(
+        env,
+        "pre.sh",
+        &format!(
+            "echo \"pre $# $1 $CLSYNC_STATUS $LIVESYNC_STATUS\" >> '{}'\necho {name} > '{}'",
+            log.display(),
+            env.src_path(name).display()
+        ),
+    )
+}
+
 /// An rsync wrapper that logs `sync STATUS ITERATION STATUSFILE` and then
 /// runs the real rsync with its arguments.
 fn logging_rsync(env: &TestEnv, log: &Path, status_file: &Path) -> PathBuf {
@@ -188,15 +203,7 @@ fn exit_on_no_events_runs_hooks_in_order_with_one_more_sync() {
     let exit = hook(&env, "exit", &log);
     // The pre-exit hook logs and changes the source: the sync after it
     // must carry that change.
-    let pre = script(
-        &env,
-        "pre.sh",
-        &format!(
-            "echo \"pre $# $1 $CLSYNC_STATUS $LIVESYNC_STATUS\" >> '{}'\necho late > '{}'",
-            log.display(),
-            env.src_path("late").display()
-        ),
-    );
+    let pre = pre_hook_writing(&env, &log, "late");
     let r = run_livesync(
         &[
             "-W",
@@ -581,15 +588,7 @@ fn max_iterations_with_exit_on_no_events_runs_the_server_move_sequence() {
     env.write("a", "a");
     let log = env.root.join("hooks.log");
     let exit = hook(&env, "exit", &log);
-    let pre = script(
-        &env,
-        "pre.sh",
-        &format!(
-            "echo \"pre $# $1 $CLSYNC_STATUS $LIVESYNC_STATUS\" >> '{}'\necho stopped > '{}'",
-            log.display(),
-            env.src_path("stopped").display()
-        ),
-    );
+    let pre = pre_hook_writing(&env, &log, "stopped");
     let r = run_livesync(
         &[
             "-W",

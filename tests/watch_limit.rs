@@ -12,48 +12,15 @@
 mod common;
 
 use common::*;
-use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::time::Duration;
 
 /// Watches the daemon may hold: the root plus four.
 const LIMIT: &[u8] = b"5\n";
 
-/// Writes `data` to `path` from the forked child (async-signal-safe calls only).
-fn write_proc(path: &std::ffi::CStr, data: &[u8]) -> std::io::Result<()> {
-    // SAFETY: plain open/write/close on a NUL-terminated path and a buffer
-    // prepared before the fork.
-    unsafe {
-        let fd = libc::open(path.as_ptr(), libc::O_WRONLY);
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let n = libc::write(fd, data.as_ptr().cast(), data.len());
-        let err = std::io::Error::last_os_error();
-        libc::close(fd);
-        if n != data.len() as isize {
-            return Err(err);
-        }
-    }
-    Ok(())
-}
-
-/// Runs the daemon in a new user namespace with root mapped to root and a
-/// watch limit of its own.
+/// Runs the daemon with a watch limit of its own (see common).
 fn limited(cmd: &mut Command) {
-    // SAFETY: runs in the forked child before exec; only unshare, open,
-    // write and close on data prepared before the fork.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::unshare(libc::CLONE_NEWUSER) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            write_proc(c"/proc/self/setgroups", b"deny")?;
-            write_proc(c"/proc/self/uid_map", b"0 0 1")?;
-            write_proc(c"/proc/self/gid_map", b"0 0 1")?;
-            write_proc(c"/proc/sys/user/max_inotify_watches", LIMIT)
-        });
-    }
+    limit_watches_in_user_namespace(cmd, LIMIT);
 }
 
 fn deep_tree(env: &TestEnv, top: &str, dirs: usize) {

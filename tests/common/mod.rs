@@ -839,3 +839,43 @@ pub fn alive(pid: i32) -> bool {
         Err(_) => false,
     }
 }
+
+/// Writes `data` to `path` from a forked child before exec
+/// (async-signal-safe calls only).
+fn write_proc(path: &std::ffi::CStr, data: &[u8]) -> io::Result<()> {
+    // SAFETY: plain open/write/close on a NUL-terminated path and a buffer
+    // prepared before the fork.
+    unsafe {
+        let fd = libc::open(path.as_ptr(), libc::O_WRONLY);
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let n = libc::write(fd, data.as_ptr().cast(), data.len());
+        let err = io::Error::last_os_error();
+        libc::close(fd);
+        if n != data.len() as isize {
+            return Err(err);
+        }
+    }
+    Ok(())
+}
+
+/// Makes `cmd` run in a new user namespace (root mapped to root) whose own
+/// inotify watch limit (`/proc/sys/user/max_inotify_watches`, Linux 5.11+)
+/// is `limit`: the watch limit is lowered for that process alone, nothing
+/// global changes. `limit` is the text written, e.g. `b"5\n"`.
+pub fn limit_watches_in_user_namespace(cmd: &mut Command, limit: &'static [u8]) {
+    // SAFETY: runs in the forked child before exec; only unshare, open,
+    // write and close on data prepared before the fork.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(cmd, move || {
+            if libc::unshare(libc::CLONE_NEWUSER) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            write_proc(c"/proc/self/setgroups", b"deny")?;
+            write_proc(c"/proc/self/uid_map", b"0 0 1")?;
+            write_proc(c"/proc/self/gid_map", b"0 0 1")?;
+            write_proc(c"/proc/sys/user/max_inotify_watches", limit)
+        });
+    }
+}
