@@ -384,7 +384,8 @@ impl<'m> Run<'m> {
     }
 
     /// Makes `dst/rel` equal to `src/rel`. Without `recursive` a regular file
-    /// is always copied (the event says it changed) and a directory only gets
+    /// is copied unless both sides hold the same bytes (the event says it
+    /// changed, so size and mtime alone are not trusted) and a directory only gets
     /// its own existence and metadata; with it, everything is compared and
     /// only what differs is copied, down the whole subtree.
     fn sync_path(&mut self, rel: &[u8], recursive: bool) -> R<()> {
@@ -581,6 +582,14 @@ impl<'m> Run<'m> {
                 });
                 match (how, same, dst) {
                     (How::Compare, true, Some(d)) => {
+                        self.fix_meta_at(at, src, d)?;
+                        Ok(Outcome::Done)
+                    }
+                    // An event named the file but size and mtime match: it
+                    // may be our own copy coming back (two-way setups) or a
+                    // rewrite inside one mtime tick. Only equal content
+                    // skips the copy, so neither loops nor loses a change.
+                    (How::Explicit, true, Some(d)) if self.same_content(at) => {
                         self.fix_meta_at(at, src, d)?;
                         Ok(Outcome::Done)
                     }
@@ -791,6 +800,32 @@ impl<'m> Run<'m> {
 
     /// Copies the source file at `at` through a temporary sibling renamed
     /// over the target. `dst` is the destination's `lstat`, if any.
+    /// Whether the source and destination files hold the same bytes. Any
+    /// error reading either side answers "no", so the file gets copied.
+    fn same_content(&self, at: &At) -> bool {
+        let (Ok(mut a), Ok(mut b)) = (
+            sys::open_read(at.src, at.name),
+            sys::open_read(at.dst, at.name),
+        ) else {
+            return false;
+        };
+        let (mut ba, mut bb) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
+        loop {
+            let Ok(n) = read_full(&mut a, &mut ba) else {
+                return false;
+            };
+            let Ok(m) = read_full(&mut b, &mut bb) else {
+                return false;
+            };
+            if n != m || ba[..n] != bb[..m] {
+                return false;
+            }
+            if n == 0 {
+                return true;
+            }
+        }
+    }
+
     fn copy_file(&mut self, at: &At, dst: Option<&Meta>) -> R<Outcome> {
         #[cfg(test)]
         if let Some(hook) = self.m.before_copy {
@@ -982,8 +1017,8 @@ impl<'m> Run<'m> {
     }
 }
 
-/// Whether a regular file is copied unconditionally or only when its type,
-/// size or mtime differ.
+/// Whether a regular file is copied unless its content is the same
+/// (`Explicit`) or only when its type, size or mtime differ (`Compare`).
 #[derive(Clone, Copy)]
 enum How {
     Explicit,
@@ -1004,6 +1039,20 @@ fn kind_of(meta: &Meta) -> Kind {
     } else {
         Kind::File
     }
+}
+
+/// Reads until `buf` is full or the file ends; returns how many bytes.
+fn read_full(f: &mut impl io::Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
 }
 
 /// True when there is no `current` metadata or `test` says it differs.

@@ -383,6 +383,23 @@ fn explicit_sync_copies_even_when_size_and_mtime_match_but_recursive_compares() 
 }
 
 #[test]
+fn explicit_sync_of_an_identical_file_does_not_rewrite_it() {
+    // Two-way setups: our own copy comes back as an event on the other side.
+    // Rewriting it would be an event again, forever.
+    let env = Env::new();
+    write(&env.s(b"f"), b"same bytes");
+    env.run(vec![sync(b"f")]);
+    let before = fs::metadata(env.d(b"f")).unwrap().ino();
+    chmod(&env.s(b"f"), 0o600);
+    let r = env.run(vec![sync(b"f")]);
+    assert_eq!(r.copied, 0);
+    let after = fs::metadata(env.d(b"f")).unwrap();
+    assert_eq!(after.ino(), before, "the file was replaced");
+    assert_eq!(after.mode() & 0o7777, 0o600, "metadata still follows");
+    env.assert_equal();
+}
+
+#[test]
 fn recursive_sync_fixes_metadata_without_copying() {
     let env = Env::new();
     write(&env.s(b"f"), b"same");
