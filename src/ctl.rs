@@ -344,7 +344,9 @@ pub fn command_for_docs() -> clap::Command {
     let subs = ClientCommand::augment_subcommands(clap::Command::new("livesync"));
     crate::config::cli::Args::command()
         .subcommands(subs.get_subcommands().cloned())
-        .subcommand_help_heading("Subcommands (clients of a running daemon's --socket)")
+        .subcommand_help_heading("Client subcommands")
+        .subcommand_value_name("CLIENT-COMMAND")
+        .disable_help_subcommand(true)
         .args_conflicts_with_subcommands(true)
 }
 
