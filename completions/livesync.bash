@@ -276,7 +276,7 @@ _livesync() {
                     return 0
                     ;;
                 --progress)
-                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "auto never" -- "${cur}"))
                     return 0
                     ;;
                 *)

@@ -63,8 +63,7 @@ complete -c livesync -n "__fish_livesync_needs_command" -l modification-signatur
 complete -c livesync -n "__fish_livesync_needs_command" -l cancel-syscalls -d 'Syscalls to skip: `mon_stat` (no lstat for sizes: the big-file lane -B/-T is off). Empty: none' -r
 complete -c livesync -n "__fish_livesync_needs_command" -l metrics-file -d 'Write Prometheus text metrics to FILE (replaced atomically every 10 s and after each batch), e.g. for node_exporter\'s textfile collector; the control socket\'s `metrics` command gives the same' -r -F
 complete -c livesync -n "__fish_livesync_needs_command" -l syslog-socket -d 'The unix datagram socket `-Y syslog` sends to' -r -F
-complete -c livesync -n "__fish_livesync_needs_command" -l progress -d 'Progress bar (files, bytes, rate, ETA) on stderr during the initial sync: auto (only when stderr is a terminal), always, never' -r -f -a "auto\t''
-always\t''
+complete -c livesync -n "__fish_livesync_needs_command" -l progress -d 'Progress bar (files, bytes, rate, ETA) on stderr during the built-in mirror\'s initial sync: auto (when stderr is a terminal and livesync stays in front) or never' -r -f -a "auto\t''
 never\t''"
 complete -c livesync -n "__fish_livesync_needs_command" -s U -l dont-unlink-lists -d 'Keep list files after the handler ends (for debugging)'
 complete -c livesync -n "__fish_livesync_needs_command" -s q -l quiet -d 'Only errors'

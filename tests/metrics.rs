@@ -2,7 +2,9 @@
 //! `livesync status|resync|pause|resume|metrics` clients (text for people,
 //! `--json` for scripts, socket from `--socket` or from the config file),
 //! the control socket's `metrics` command and `--metrics-file`, each parsed
-//! as Prometheus text and checked against what the test did.
+//! as Prometheus text and checked against what the test did. And the
+//! initial sync's progress bar: drawn on a terminal (a pty the test opens),
+//! absent when stderr is a pipe or with `--progress never`.
 
 mod common;
 
@@ -210,4 +212,138 @@ fn no_daemon_means_exit_2_and_one_line_naming_the_socket() {
     let r = client(&["metrics", "--json", "--socket", &path_str(&sock)]);
     assert_eq!(r.code, Some(2), "metrics has no --json");
     assert!(Path::new(BIN).exists());
+}
+
+/// Runs `livesync ARGS` with stderr on a new pty, returning what it drew.
+fn run_on_pty(args: &[std::ffi::OsString]) -> (Option<i32>, String) {
+    use std::io::Read;
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let (mut master, mut slave) = (0, 0);
+    // SAFETY: openpty writes the two fds; the other arguments may be null.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: both fds are fresh and owned by nobody else.
+    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    let _lock = take_lock(libc::LOCK_SH);
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::from(slave))
+        .spawn()
+        .expect("spawn");
+    let reader = std::thread::spawn(move || {
+        let mut f = std::fs::File::from(master);
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        // EIO once the child (the last holder of the slave) is gone.
+        while let Ok(n) = f.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&got).into_owned()
+    });
+    let mut code = None;
+    wait_until(
+        secs(60.0),
+        "livesync --exit-on-no-events exits",
+        || match child.try_wait() {
+            Ok(Some(st)) => {
+                code = st.code();
+                true
+            }
+            _ => false,
+        },
+    );
+    (code, reader.join().expect("reader"))
+}
+
+/// A source big enough that the initial sync takes a few redraws.
+fn big_source(env: &TestEnv) {
+    for d in 0..20 {
+        env.mkdir_p(format!("d{d}"));
+        for f in 0..50 {
+            env.write(format!("d{d}/f{f}"), vec![b'x'; 20_000]);
+        }
+    }
+}
+
+fn once_args(env: &TestEnv, extra: &[&str]) -> Vec<std::ffi::OsString> {
+    let mut v: Vec<std::ffi::OsString> = vec![
+        "-H".into(),
+        "/NULL/".into(),
+        "-W".into(),
+        env.src.clone().into(),
+        "-D".into(),
+        env.dst.clone().into(),
+        "-t0".into(),
+        "-w0".into(),
+        "--only-initialsync".into(),
+    ];
+    v.extend(extra.iter().map(|s| s.into()));
+    v
+}
+
+#[test]
+fn progress_bar_on_a_terminal() {
+    let env = TestEnv::new();
+    big_source(&env);
+    let (code, screen) = run_on_pty(&once_args(&env, &[]));
+    assert_eq!(code, Some(0), "{screen}");
+    assert_eq!(tree_diff(&env.src, &env.dst), None);
+    assert!(screen.contains("initial sync"), "no bar drawn:\n{screen}");
+    assert!(screen.contains("/1000 files"), "file total:\n{screen}");
+    assert!(screen.contains("MiB"), "bytes:\n{screen}");
+    // The log lines are still there, whole.
+    assert!(screen.contains("INFO: initial sync done"), "{screen}");
+
+    let env = TestEnv::new();
+    big_source(&env);
+    let (code, screen) = run_on_pty(&once_args(&env, &["--progress", "never"]));
+    assert_eq!(code, Some(0), "{screen}");
+    assert!(
+        !screen.contains("files,"),
+        "--progress never drew a bar:\n{screen}"
+    );
+}
+
+#[test]
+fn no_progress_bar_when_stderr_is_not_a_terminal() {
+    let env = TestEnv::new();
+    big_source(&env);
+    let r = run_livesync(
+        &[
+            "-W",
+            &path_str(&env.src),
+            "-D",
+            &path_str(&env.dst),
+            "--only-initialsync",
+        ],
+        secs(60.0),
+    );
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert_eq!(tree_diff(&env.src, &env.dst), None);
+    assert!(!r.stderr.contains("files,"), "{}", r.stderr);
+    assert!(
+        !r.stderr.contains('\r') && !r.stderr.contains('\u{1b}'),
+        "{:?}",
+        r.stderr
+    );
+    // Only log lines: each one starts with a timestamp.
+    for line in r.stderr.lines() {
+        assert!(
+            line.starts_with("20") && line.contains(" livesync["),
+            "{line:?}"
+        );
+    }
 }

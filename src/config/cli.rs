@@ -421,13 +421,14 @@ pub struct Args {
     )]
     pub syslog_socket: PathBuf,
 
-    /// Progress bar (files, bytes, rate, ETA) on stderr during the initial
-    /// sync: auto (only when stderr is a terminal), always, never.
+    /// Progress bar (files, bytes, rate, ETA) on stderr during the built-in
+    /// mirror's initial sync: auto (when stderr is a terminal and livesync
+    /// stays in front) or never.
     #[arg(
         long = "progress",
         value_name = "WHEN",
         default_value = "auto",
-        value_parser = ["auto", "always", "never"],
+        value_parser = ["auto", "never"],
         help_heading = "Operations"
     )]
     pub progress: String,

@@ -49,9 +49,8 @@ pub enum Output {
 /// operations issue).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Progress {
-    /// Only when stderr is a terminal (and logs go to stderr or stdout).
+    /// When stderr is a terminal and livesync stays in front.
     Auto,
-    Always,
     Never,
 }
 
@@ -822,7 +821,6 @@ impl Config {
             metrics_file: control_file("--metrics-file", &a.metrics_file)?,
             syslog_socket: a.syslog_socket,
             progress: match a.progress.as_str() {
-                "always" => Progress::Always,
                 "never" => Progress::Never,
                 _ => Progress::Auto,
             },
@@ -1419,9 +1417,9 @@ mod tests {
             case(
                 "progress",
                 s("progress = never"),
-                &["--progress", "always"],
+                &["--progress", "auto"],
                 |c| format!("{:?}", c.progress),
-                [s("Auto"), s("Never"), s("Always")],
+                [s("Auto"), s("Never"), s("Auto")],
             ),
             // The handler arguments: the command line's `--` replaces the file's.
             case(

@@ -156,10 +156,21 @@ impl log::Log for Logger {
             )
         };
         // One write per line so lines from threads never interleave.
-        if self.output == Output::Stdout {
-            let _ = std::io::stdout().lock().write_all(line.as_bytes());
-        } else {
-            let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        let write = || {
+            if self.output == Output::Stdout {
+                let _ = std::io::stdout().lock().write_all(line.as_bytes());
+            } else {
+                let _ = std::io::stderr().lock().write_all(line.as_bytes());
+            }
+        };
+        // A progress bar on the terminal: clear it, write, redraw it.
+        let bar = PROGRESS_BAR
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        match bar {
+            Some(b) => b.suspend(write),
+            None => write(),
         }
     }
 
@@ -167,6 +178,15 @@ impl log::Log for Logger {
         let _ = std::io::stderr().flush();
         let _ = std::io::stdout().flush();
     }
+}
+
+/// The initial sync's progress bar, while one is drawn on stderr (see
+/// `progress.rs`): log lines are written around it.
+static PROGRESS_BAR: Mutex<Option<indicatif::ProgressBar>> = Mutex::new(None);
+
+/// Sets (or with None removes) the progress bar log lines must go around.
+pub fn set_progress_bar(bar: Option<indicatif::ProgressBar>) {
+    *PROGRESS_BAR.lock().unwrap_or_else(|p| p.into_inner()) = bar;
 }
 
 /// Installs the logger (a second call only changes the level).

@@ -75,6 +75,7 @@ pub mod metrics; // Prometheus text, --metrics-file (the operations issue)
 pub mod notify; // sd_notify (the operations issue)
 pub mod ops; // notifications and metrics file, driven by the loop (the operations issue)
 pub mod procs;
+pub mod progress; // the initial sync's progress bar (the operations issue)
 pub mod signature;
 pub mod socket;
 
@@ -695,6 +696,9 @@ impl Daemon {
             batch.lane.name()
         );
         self.initial_running = !self.initial_done && is_full_sync(&batch);
+        if self.initial_running {
+            self.ops.initial_sync_started();
+        }
         // The status file says what runs before the handler can look.
         let status = self.derived_status();
         self.set_status(status);
@@ -764,6 +768,9 @@ impl Daemon {
         let now = Instant::now();
         let n = batch.len();
         let was_initial = std::mem::take(&mut self.initial_running);
+        if was_initial {
+            self.ops.initial_sync_ended();
+        }
         if self.initial_done && !was_initial {
             self.iterations += 1;
         }
@@ -1485,7 +1492,26 @@ fn start_and_run(cfg: Config) -> Result<(), DaemonError> {
             started.elapsed().as_secs_f64() * 1000.0
         );
     }
-    let handler = build_handler(&cfg)?;
+    let mut handler = build_handler(&cfg)?;
+    // The initial sync's progress bar (the operations issue).
+    let mut ops = ops::Ops::new(notifier, cfg.metrics_file.as_deref());
+    {
+        use std::io::IsTerminal;
+        let tty = std::io::stderr().is_terminal();
+        if progress::wanted(cfg.progress, tty, cfg.background, cfg.mode.clone())
+            && !cfg.skip_initialsync
+        {
+            if let HandlerBox::Mirror(m) = handler {
+                let counter = Arc::new(crate::handler::progress::Progress::default());
+                handler = HandlerBox::Mirror(m.with_progress(Arc::clone(&counter)));
+                ops = ops.with_progress(ops::ProgressSetup {
+                    root: cfg.watch_dir.clone(),
+                    rules: Arc::clone(&cfg.rules),
+                    counter,
+                });
+            }
+        }
+    }
     let worker = Worker::spawn(handler)?;
     let mut queue = Queue::new(cfg.queue.clone());
     if cfg.skip_initialsync {
@@ -1501,7 +1527,6 @@ fn start_and_run(cfg: Config) -> Result<(), DaemonError> {
         );
     }
     let initial_done = cfg.skip_initialsync;
-    let ops = ops::Ops::new(notifier, cfg.metrics_file.as_deref());
     let mut daemon = Daemon {
         cfg,
         monitor,

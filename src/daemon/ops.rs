@@ -1,6 +1,7 @@
 //! What the event loop reports to the outside while it runs: systemd
 //! notifications ([`super::notify`]), the `--metrics-file`
-//! ([`super::metrics`]) and the watchdog's and the metrics file's timers.
+//! ([`super::metrics`]), the watchdog's and the metrics file's timers, and
+//! the initial sync's progress bar ([`super::progress`]).
 //! The loop calls in at a handful of points (state changes, finished
 //! batches, every turn, exit) and adds [`Ops::next_due`] to its poll
 //! timeout; this module never decides anything about syncing and never
@@ -9,9 +10,21 @@
 use super::files::Status;
 use super::metrics::{self, MetricsFile};
 use super::notify::{self, Notifier};
+use super::progress::InitialProgress;
 use super::socket;
-use std::path::Path;
+use crate::handler::progress::Progress;
+use crate::rules::Rules;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
+
+/// What the progress bar needs: the source, its rules and the handler's
+/// counter (None: no bar, see [`super::progress::wanted`]).
+pub struct ProgressSetup {
+    pub root: PathBuf,
+    pub rules: Arc<Rules>,
+    pub counter: Arc<Progress>,
+}
 
 pub struct Ops {
     notifier: Option<Notifier>,
@@ -20,6 +33,8 @@ pub struct Ops {
     next_watchdog: Option<Instant>,
     last_status: Option<Status>,
     stopping_sent: bool,
+    progress_setup: Option<ProgressSetup>,
+    progress: Option<InitialProgress>,
 }
 
 /// Takes the notification socket from the environment and removes the
@@ -64,6 +79,29 @@ impl Ops {
             next_watchdog: None,
             last_status: None,
             stopping_sent: false,
+            progress_setup: None,
+            progress: None,
+        }
+    }
+
+    /// Show a progress bar during the initial sync (only called when
+    /// [`super::progress::wanted`]).
+    pub fn with_progress(mut self, setup: ProgressSetup) -> Ops {
+        self.progress_setup = Some(setup);
+        self
+    }
+
+    /// The batch carrying the initial sync starts.
+    pub fn initial_sync_started(&mut self) {
+        if let Some(p) = self.progress_setup.take() {
+            self.progress = Some(InitialProgress::start(p.root, p.rules, p.counter));
+        }
+    }
+
+    /// The batch carrying the initial sync ended (well or not).
+    pub fn initial_sync_ended(&mut self) {
+        if let Some(p) = self.progress.take() {
+            p.finish();
         }
     }
 
@@ -134,6 +172,7 @@ impl Ops {
 
     /// livesync is leaving: last metrics, and STOPPING=1 if not sent yet.
     pub fn finish(&mut self, snapshot: &socket::Status) {
+        self.initial_sync_ended();
         self.write_metrics(snapshot, Instant::now());
         if let Some(n) = &self.notifier {
             if !self.stopping_sent {
