@@ -1,12 +1,24 @@
-//! `livesync ctl SOCKET COMMAND [ARGS]`: the client of the control socket
-//! (see `daemon/socket.rs` for the protocol). It joins COMMAND and ARGS with
-//! spaces into one line, sends it, prints the one reply line on stdout, and
-//! turns the reply into an exit code: 0 for `ok …` or a JSON object, 1 for
-//! `error …`, 2 when the daemon could not be reached or gave no usable reply
-//! (or the command line itself is wrong). It only talks to the socket; it
-//! must not know the daemon's internals or touch process-global state.
+//! The clients of the control socket (see `daemon/socket.rs` for the
+//! protocol):
+//!
+//! - `livesync ctl SOCKET COMMAND [ARGS]`, the raw client: it joins COMMAND
+//!   and ARGS with spaces into one line, sends it and prints the reply as it
+//!   came (one line; `metrics` is the one multi-line reply, read up to its
+//!   `# EOF` line);
+//! - `livesync status|resync|pause|resume|metrics [--socket PATH | -H FILE
+//!   -K BLOCK] [--json]`, for people: the socket comes from `--socket` or
+//!   from the config file's `socket` key, and replies are printed as plain
+//!   text (or, with `--json`, as one JSON object for scripts).
+//!
+//! Both turn the reply into an exit code: 0 for `ok …`, a JSON object or
+//! metrics, 1 for `error …`, 2 when the daemon could not be reached or gave
+//! no usable reply (or the command line itself is wrong). This module only
+//! talks to the socket; it must not know the daemon's internals or touch
+//! process-global state. [`command_for_docs`] is the whole command line
+//! (daemon options and these subcommands) for the man page and completions.
 
 use std::ffi::OsString;
+use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -27,9 +39,9 @@ const MAX_REPLY: usize = 1 << 20;
 
 const USAGE: &str = "usage: livesync ctl SOCKET COMMAND [ARGS]
 Sends COMMAND to the livesync daemon listening on SOCKET (its --socket) and
-prints the reply. Commands: version, info, status (JSON), help, resync, pause,
-resume, dump, set KEY VALUE, quit (sync pending changes, then exit), die
-(exit at once).
+prints the reply. Commands: version, info, status (JSON), metrics (Prometheus
+text), help, resync, pause, resume, dump, set KEY VALUE, quit (sync pending
+changes, then exit), die (exit at once). For people: livesync status.
 Exit codes: 0 ok, 1 the daemon replied with an error, 2 no connection or
 usage error.";
 
@@ -53,6 +65,29 @@ pub enum CtlError {
 /// Sends one command line (without newline) to the socket at `socket` and
 /// returns the reply line (without newline).
 pub fn request(socket: &Path, line: &str, timeout: Duration) -> Result<String, CtlError> {
+    request_until(socket, line, timeout, END_OF_LINE)
+}
+
+/// Where a reply ends: after its first line, or (for `metrics`) after the
+/// line `# EOF`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplyEnd {
+    FirstLine,
+    EofMarker,
+}
+const END_OF_LINE: ReplyEnd = ReplyEnd::FirstLine;
+
+/// The marker line that ends the `metrics` reply.
+pub const METRICS_END: &str = "# EOF";
+
+/// [`request`], reading the reply up to `end`. With [`ReplyEnd::EofMarker`]
+/// the reply is every line before the marker (or a single `error …` line).
+pub fn request_until(
+    socket: &Path,
+    line: &str,
+    timeout: Duration,
+    end: ReplyEnd,
+) -> Result<String, CtlError> {
     let path = crate::path::display_os(socket);
     let mut stream = UnixStream::connect(socket).map_err(|source| CtlError::Connect {
         path: path.clone(),
@@ -70,7 +105,7 @@ pub fn request(socket: &Path, line: &str, timeout: Duration) -> Result<String, C
     // A daemon that refuses us writes its error line and hangs up, maybe
     // before we are done sending: read the reply even when sending failed.
     let sent = stream.write_all(&msg);
-    let reply = read_line(&mut stream, &path, timeout);
+    let reply = read_reply(&mut stream, &path, timeout, end);
     match (reply, sent) {
         (Ok(r), _) => Ok(r),
         (Err(_), Err(source)) => Err(CtlError::Send { path, source }),
@@ -78,12 +113,33 @@ pub fn request(socket: &Path, line: &str, timeout: Duration) -> Result<String, C
     }
 }
 
-fn read_line(stream: &mut UnixStream, path: &str, timeout: Duration) -> Result<String, CtlError> {
+/// Where the reply in `got` ends (the length to keep), if it is complete.
+fn reply_len(got: &[u8], end: ReplyEnd) -> Option<usize> {
+    let first_nl = got.iter().position(|&b| b == b'\n')?;
+    if end == ReplyEnd::FirstLine || got.starts_with(b"error") {
+        return Some(first_nl);
+    }
+    let marker = format!("{METRICS_END}\n");
+    if got.starts_with(marker.as_bytes()) {
+        return Some(0);
+    }
+    let needle = format!("\n{METRICS_END}\n");
+    got.windows(needle.len())
+        .position(|w| w == needle.as_bytes())
+        .map(|at| at + 1)
+}
+
+fn read_reply(
+    stream: &mut UnixStream,
+    path: &str,
+    timeout: Duration,
+    end: ReplyEnd,
+) -> Result<String, CtlError> {
     let mut got: Vec<u8> = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
-        if let Some(nl) = got.iter().position(|&b| b == b'\n') {
-            got.truncate(nl);
+        if let Some(len) = reply_len(&got, end) {
+            got.truncate(len);
             break;
         }
         if got.len() > MAX_REPLY {
@@ -114,7 +170,7 @@ fn read_line(stream: &mut UnixStream, path: &str, timeout: Duration) -> Result<S
             }
         }
     }
-    if got.last() == Some(&b'\r') {
+    if end == ReplyEnd::FirstLine && got.last() == Some(&b'\r') {
         got.pop();
     }
     String::from_utf8(got).map_err(|_| CtlError::BadReply { path: path.into() })
@@ -164,7 +220,16 @@ pub fn run(args: &[OsString], out: &mut dyn Write, err: &mut dyn Write) -> u8 {
             }
         }
     }
-    match request(&socket, &words.join(" "), REPLY_TIMEOUT) {
+    let end = if words.first() == Some(&"metrics") {
+        ReplyEnd::EofMarker
+    } else {
+        ReplyEnd::FirstLine
+    };
+    match request_until(&socket, &words.join(" "), REPLY_TIMEOUT, end) {
+        Ok(reply) if end == ReplyEnd::EofMarker && !reply.starts_with("error") => {
+            let _ = write!(out, "{reply}");
+            EXIT_OK
+        }
         Ok(reply) => {
             let code = reply_exit_code(&reply);
             if code == EXIT_NO_CONNECTION {
@@ -184,6 +249,327 @@ pub fn run(args: &[OsString], out: &mut dyn Write, err: &mut dyn Write) -> u8 {
             EXIT_NO_CONNECTION
         }
     }
+}
+
+// ---- `livesync status|resync|pause|resume|metrics`: the client for people ----
+
+/// Options shared by the client subcommands.
+#[derive(Clone, Debug, clap::Args)]
+pub struct ClientOpts {
+    /// The daemon's control socket (its --socket); without it, the `socket`
+    /// key of the config file (-H/-K, or the default config files).
+    #[arg(long = "socket", value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Config file to take the socket path from.
+    #[arg(short = 'H', long = "config-file", value_name = "FILE")]
+    pub config_file: Option<PathBuf>,
+    /// Block of the config file.
+    #[arg(
+        short = 'K',
+        long = "config-block",
+        value_name = "NAME",
+        default_value = "default"
+    )]
+    pub config_block: String,
+    /// Print one JSON object (for scripts) instead of text for people.
+    #[arg(long = "json")]
+    pub json: bool,
+}
+
+/// Options of `livesync metrics` (no --json: the text is for machines).
+#[derive(Clone, Debug, clap::Args)]
+pub struct MetricsOpts {
+    /// The daemon's control socket (its --socket); without it, the `socket`
+    /// key of the config file.
+    #[arg(long = "socket", value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Config file to take the socket path from.
+    #[arg(short = 'H', long = "config-file", value_name = "FILE")]
+    pub config_file: Option<PathBuf>,
+    /// Block of the config file.
+    #[arg(
+        short = 'K',
+        long = "config-block",
+        value_name = "NAME",
+        default_value = "default"
+    )]
+    pub config_block: String,
+}
+
+/// The client subcommands.
+#[derive(Clone, Debug, clap::Subcommand)]
+pub enum ClientCommand {
+    /// Show what a running livesync is doing: state, queue, lag, last sync,
+    /// counters.
+    Status(ClientOpts),
+    /// Make a running livesync rescan and sync the whole tree now.
+    Resync(ClientOpts),
+    /// Hold every sync (changes are still collected) until `resume`.
+    Pause(ClientOpts),
+    /// Start syncing again after `pause`.
+    Resume(ClientOpts),
+    /// Print the daemon's metrics in Prometheus text format.
+    Metrics(MetricsOpts),
+    /// Send COMMAND to the control socket at SOCKET and print the raw reply
+    /// (version, info, status, metrics, help, resync, pause, resume, dump,
+    /// set KEY VALUE, quit, die).
+    #[command(disable_help_flag = true)]
+    Ctl {
+        #[arg(value_name = "SOCKET")]
+        socket: PathBuf,
+        #[arg(value_name = "COMMAND", num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
+}
+
+#[derive(Debug, clap::Parser)]
+#[command(name = "livesync", disable_version_flag = true)]
+struct ClientCli {
+    #[command(subcommand)]
+    command: ClientCommand,
+}
+
+/// The first words that make `livesync` a client instead of the daemon.
+pub const CLIENT_WORDS: [&str; 5] = ["status", "resync", "pause", "resume", "metrics"];
+
+/// Whether `first` (the first argument) names a client subcommand.
+pub fn is_client_command(first: &std::ffi::OsStr) -> bool {
+    CLIENT_WORDS.iter().any(|w| first == *w)
+}
+
+/// The whole command line for documentation (man page, completions): the
+/// daemon's options and the client subcommands.
+pub fn command_for_docs() -> clap::Command {
+    use clap::{CommandFactory, Subcommand};
+    let subs = ClientCommand::augment_subcommands(clap::Command::new("livesync"));
+    crate::config::cli::Args::command()
+        .subcommands(subs.get_subcommands().cloned())
+        .subcommand_help_heading("Client subcommands")
+        .subcommand_value_name("CLIENT-COMMAND")
+        .disable_help_subcommand(true)
+        .args_conflicts_with_subcommands(true)
+}
+
+/// The socket a client subcommand talks to.
+fn client_socket(
+    socket: &Option<PathBuf>,
+    config_file: &Option<PathBuf>,
+    block: &str,
+) -> Result<PathBuf, String> {
+    use crate::config::file;
+    if let Some(s) = socket {
+        return Ok(s.clone());
+    }
+    let mut warnings = Vec::new();
+    let loaded = match config_file {
+        Some(p) if p.as_os_str() == file::NO_FILE => None,
+        Some(p) => Some(file::ConfigFile::load(p).map_err(|e| e.to_string())?),
+        None => {
+            let home = std::env::var_os("HOME").map(PathBuf::from);
+            file::find_default(&file::default_paths(home.as_deref()), &mut warnings)
+                .map_err(|e| e.to_string())?
+        }
+    };
+    let Some(f) = loaded else {
+        return Err("no control socket: give --socket PATH (the daemon's --socket), or -H FILE with a `socket = PATH` line".into());
+    };
+    let settings = f.settings(block, None).map_err(|e| e.to_string())?;
+    match settings.get("socket") {
+        Some(e) if !e.value.is_empty() => Ok(PathBuf::from(&e.value)),
+        _ => Err(format!(
+            "no control socket: {} [{block}] has no `socket = PATH` line; give --socket PATH",
+            crate::path::display_os(f.path())
+        )),
+    }
+}
+
+/// Runs a client subcommand; `args` starts with the subcommand's name.
+pub fn run_client(args: &[OsString], out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    use clap::Parser;
+    let mut argv = vec![OsString::from("livesync")];
+    argv.extend(args.iter().cloned());
+    let cli = match ClientCli::try_parse_from(&argv) {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if e.kind() == ErrorKind::DisplayHelp {
+                let _ = write!(out, "{}", e.render());
+                return EXIT_OK;
+            }
+            let rendered = e.render().to_string();
+            let first = rendered.lines().next().unwrap_or("invalid arguments");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            let _ = writeln!(err, "livesync: error: {first} (see livesync status --help)");
+            return EXIT_NO_CONNECTION;
+        }
+    };
+    let (word, opts) = match &cli.command {
+        ClientCommand::Status(o) => ("status", o.clone()),
+        ClientCommand::Resync(o) => ("resync", o.clone()),
+        ClientCommand::Pause(o) => ("pause", o.clone()),
+        ClientCommand::Resume(o) => ("resume", o.clone()),
+        ClientCommand::Metrics(m) => (
+            "metrics",
+            ClientOpts {
+                socket: m.socket.clone(),
+                config_file: m.config_file.clone(),
+                config_block: m.config_block.clone(),
+                json: false,
+            },
+        ),
+        ClientCommand::Ctl { socket, command } => {
+            let mut raw = vec![socket.clone().into_os_string()];
+            raw.extend(command.iter().map(OsString::from));
+            return run(&raw, out, err);
+        }
+    };
+    let socket = match client_socket(&opts.socket, &opts.config_file, &opts.config_block) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = writeln!(err, "livesync {word}: error: {e}");
+            return EXIT_NO_CONNECTION;
+        }
+    };
+    let end = if word == "metrics" {
+        ReplyEnd::EofMarker
+    } else {
+        ReplyEnd::FirstLine
+    };
+    let reply = match request_until(&socket, word, REPLY_TIMEOUT, end) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = writeln!(err, "livesync {word}: error: {e}");
+            return EXIT_NO_CONNECTION;
+        }
+    };
+    if let Some(msg) = reply.strip_prefix("error") {
+        let msg = msg.trim_start();
+        if opts.json {
+            let v = serde_json::json!({"ok": false, "command": word, "error": msg});
+            let _ = writeln!(out, "{v}");
+        }
+        let _ = writeln!(err, "livesync {word}: the daemon says: {msg}");
+        return EXIT_ERROR_REPLY;
+    }
+    match word {
+        "metrics" => {
+            let _ = write!(out, "{reply}");
+            EXIT_OK
+        }
+        "status" => match serde_json::from_str::<serde_json::Value>(&reply) {
+            Ok(v) if v.is_object() => {
+                if opts.json {
+                    let _ = writeln!(out, "{v}");
+                } else {
+                    let _ = write!(out, "{}", status_text(&v));
+                }
+                EXIT_OK
+            }
+            _ => {
+                let _ = writeln!(
+                    err,
+                    "livesync status: error: control socket {}: the reply is not a status object (is this a livesync socket?): {}",
+                    crate::path::display_os(&socket),
+                    reply.escape_debug()
+                );
+                EXIT_NO_CONNECTION
+            }
+        },
+        _ => {
+            let Some(text) = reply.strip_prefix("ok").map(str::trim_start) else {
+                let _ = writeln!(
+                    err,
+                    "livesync {word}: error: control socket {}: unexpected reply (is this a livesync socket?): {}",
+                    crate::path::display_os(&socket),
+                    reply.escape_debug()
+                );
+                return EXIT_NO_CONNECTION;
+            };
+            if opts.json {
+                let v = serde_json::json!({"ok": true, "command": word, "reply": text});
+                let _ = writeln!(out, "{v}");
+            } else {
+                let _ = writeln!(out, "{text}");
+            }
+            EXIT_OK
+        }
+    }
+}
+
+/// Milliseconds as people read them.
+fn human_ms(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else if ms < 120_000 {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    } else if ms < 7_200_000 {
+        format!("{:.1} min", ms as f64 / 60_000.0)
+    } else {
+        format!("{:.1} h", ms as f64 / 3_600_000.0)
+    }
+}
+
+/// The `status` JSON object as text for people, one `name: value` per line.
+pub fn status_text(v: &serde_json::Value) -> String {
+    use serde_json::Value;
+    let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("?").to_string();
+    let n = |x: Option<&Value>| x.and_then(Value::as_u64).unwrap_or(0);
+    let mut o = String::new();
+    let pairs = |obj: Option<&Value>| -> String {
+        obj.and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .map(|(k, x)| format!("{k} {}", x.as_u64().unwrap_or(0)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default()
+    };
+    let _ = writeln!(
+        o,
+        "livesync {} (pid {}, label {})",
+        s("version"),
+        n(v.get("pid")),
+        s("label")
+    );
+    let _ = writeln!(o, "state:          {}", s("state"));
+    let _ = writeln!(o, "watch dir:      {}", s("watch_dir"));
+    let _ = writeln!(o, "destination:    {}", s("destination"));
+    let _ = writeln!(
+        o,
+        "pending:        {} ({})",
+        n(v.get("queue_total")),
+        pairs(v.get("queue"))
+    );
+    let oldest = v
+        .get("oldest_pending_age_ms")
+        .and_then(Value::as_u64)
+        .map_or_else(|| "none".to_string(), human_ms);
+    let _ = writeln!(o, "oldest pending: {oldest}");
+    let last = match v.get("last_sync").filter(|l| l.is_object()) {
+        None => "none yet".to_string(),
+        Some(l) => {
+            let ok = l.get("ok").and_then(Value::as_bool).unwrap_or(false);
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            let ago = now.saturating_sub(n(l.get("finished_unix_ms")));
+            let code = l
+                .get("exit_code")
+                .and_then(Value::as_i64)
+                .map(|c| format!(", exit code {c}"))
+                .unwrap_or_default();
+            format!(
+                "{}, took {}, {} ago{code}",
+                if ok { "ok" } else { "FAILED" },
+                human_ms(n(l.get("duration_ms"))),
+                human_ms(ago)
+            )
+        }
+    };
+    let _ = writeln!(o, "last sync:      {last}");
+    let _ = writeln!(o, "counters:       {}", pairs(v.get("counters")));
+    o
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The `livesync` binary: parse the command line, build the Config, call
 //! `daemon::run`, and turn the outcome into the documented exit code; or,
-//! for `livesync ctl ...`, hand over to the control socket's client.
+//! for `livesync ctl ...` and `livesync status|resync|pause|resume|metrics`,
+//! hand over to the control socket's clients (src/ctl.rs).
 
 use clap::Parser;
 use livesync::config::{cli::Args, Config};
@@ -12,9 +13,19 @@ const EXIT_USAGE: u8 = 2;
 fn main() -> ExitCode {
     // `livesync ctl SOCKET COMMAND`: the control socket's client, not the daemon.
     let mut argv = std::env::args_os().skip(1);
-    if argv.next().is_some_and(|a| a == "ctl") {
+    let first = argv.next();
+    if first.as_ref().is_some_and(|a| a == "ctl") {
         let rest: Vec<_> = argv.collect();
         let code = livesync::ctl::run(&rest, &mut std::io::stdout(), &mut std::io::stderr());
+        return ExitCode::from(code);
+    }
+    // `livesync status|resync|pause|resume|metrics`: clients for people.
+    if first
+        .as_deref()
+        .is_some_and(livesync::ctl::is_client_command)
+    {
+        let all: Vec<_> = std::env::args_os().skip(1).collect();
+        let code = livesync::ctl::run_client(&all, &mut std::io::stdout(), &mut std::io::stderr());
         return ExitCode::from(code);
     }
     let args = match Args::try_parse() {

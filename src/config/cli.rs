@@ -400,6 +400,39 @@ pub struct Args {
     #[arg(long = "cancel-syscalls", value_name = "LIST", help_heading = "How")]
     pub cancel_syscalls: Option<String>,
 
+    // ---- Operations: metrics, syslog socket, progress (the operations
+    // issue; keep new options of other areas out of this block) ----
+    /// Write Prometheus text metrics to FILE (replaced atomically every
+    /// 10 s and after each batch), e.g. for node_exporter's textfile
+    /// collector; the control socket's `metrics` command gives the same.
+    #[arg(
+        long = "metrics-file",
+        value_name = "FILE",
+        help_heading = "Operations"
+    )]
+    pub metrics_file: Option<PathBuf>,
+
+    /// The unix datagram socket `-Y syslog` sends to.
+    #[arg(
+        long = "syslog-socket",
+        value_name = "PATH",
+        default_value = "/dev/log",
+        help_heading = "Operations"
+    )]
+    pub syslog_socket: PathBuf,
+
+    /// Progress bar (files, bytes, rate, ETA) on stderr during the built-in
+    /// mirror's initial sync: auto (when stderr is a terminal and livesync
+    /// stays in front) or never.
+    #[arg(
+        long = "progress",
+        value_name = "WHEN",
+        default_value = "auto",
+        value_parser = ["auto", "never"],
+        help_heading = "Operations"
+    )]
+    pub progress: String,
+    // ---- end of Operations ----
     /// Arguments for the sync handler (after `--`).
     #[arg(last = true, value_name = "HANDLER ARGS")]
     pub handler_args: Vec<OsString>,

@@ -45,6 +45,15 @@ pub enum Output {
     Syslog,
 }
 
+/// When the initial sync shows a progress bar (`--progress`; the
+/// operations issue).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// When stderr is a terminal and livesync stays in front.
+    Auto,
+    Never,
+}
+
 /// Where the destination lives.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Destination {
@@ -149,6 +158,14 @@ pub struct Config {
     pub cancel_mon_stat: bool,
     /// `-Y`.
     pub output: Output,
+    // ---- Operations (the operations issue) ----
+    /// `--metrics-file`: where Prometheus text metrics are written.
+    pub metrics_file: Option<PathBuf>,
+    /// `--syslog-socket`: where `-Y syslog` datagrams go.
+    pub syslog_socket: PathBuf,
+    /// `--progress`: when the initial sync shows a progress bar.
+    pub progress: Progress,
+    // ---- end of Operations ----
     /// Things worth a warning found while reading the configuration (one
     /// line each, e.g. `file:line: removed trailing whitespace …`). The
     /// caller logs them once the logger is up.
@@ -800,6 +817,13 @@ impl Config {
             cancel_mon_stat,
             exclude_mount_points: a.exclude_mount_points,
             output,
+            // Operations (the operations issue).
+            metrics_file: control_file("--metrics-file", &a.metrics_file)?,
+            syslog_socket: a.syslog_socket,
+            progress: match a.progress.as_str() {
+                "never" => Progress::Never,
+                _ => Progress::Auto,
+            },
         })
     }
 }
@@ -1370,6 +1394,32 @@ mod tests {
                     s("error: -p safe: parallel handlers are not implemented yet; use -p off (the default)"),
                     s("ok"),
                 ],
+            ),
+            // Operations (the operations issue).
+            case(
+                "metrics-file",
+                format!("metrics-file = {}", fx.p("a.prom")),
+                &["--metrics-file", &fx.p("b.prom")],
+                |c| format!("{:?}", c.metrics_file),
+                [
+                    s("None"),
+                    dbg(&Some(PathBuf::from(fx.p("a.prom")))),
+                    dbg(&Some(PathBuf::from(fx.p("b.prom")))),
+                ],
+            ),
+            case(
+                "syslog-socket",
+                s("syslog-socket = /run/a.sock"),
+                &["--syslog-socket", "/run/b.sock"],
+                |c| format!("{:?}", c.syslog_socket),
+                [s("\"/dev/log\""), s("\"/run/a.sock\""), s("\"/run/b.sock\"")],
+            ),
+            case(
+                "progress",
+                s("progress = never"),
+                &["--progress", "auto"],
+                |c| format!("{:?}", c.progress),
+                [s("Auto"), s("Never"), s("Auto")],
             ),
             // The handler arguments: the command line's `--` replaces the file's.
             case(

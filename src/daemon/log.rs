@@ -1,9 +1,12 @@
 //! The process-wide logger: one line per record, on stderr (the default),
 //! stdout, or syslog (`-Y`). stderr/stdout lines carry a UTC timestamp, the
 //! pid, the level and the message; syslog records are RFC 3164 datagrams
-//! sent to `/dev/log` (facility daemon, tag `livesync[pid]`). `-d` raises
-//! the level, `-q` keeps errors only. Installed once from `daemon::run`;
-//! nothing else sets it.
+//! sent to `/dev/log` or `--syslog-socket` (facility daemon, tag
+//! `livesync[pid]`). Under journald (`JOURNAL_STREAM` names the very
+//! stderr/stdout we write to) lines carry no timestamp or pid, only a
+//! `<N>` syslog priority prefix, since the journal records both itself.
+//! `-d` raises the level, `-q` keeps errors only. Installed once from
+//! `daemon::run`; nothing else sets it.
 
 use crate::config::Output;
 use std::io::Write;
@@ -23,6 +26,8 @@ struct Logger {
     /// For syslog: the socket (None until the first successful connect).
     syslog: Mutex<Option<UnixDatagram>>,
     syslog_path: PathBuf,
+    /// stderr/stdout is a journald stream: `<N>message` lines.
+    journal: bool,
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ` for a time since the epoch.
@@ -139,18 +144,33 @@ impl log::Log for Logger {
             ));
             return;
         }
-        let line = format!(
-            "{} livesync[{}] {}: {}\n",
-            utc_timestamp(now),
-            std::process::id(),
-            record.level(),
-            record.args()
-        );
-        // One write per line so lines from threads never interleave.
-        if self.output == Output::Stdout {
-            let _ = std::io::stdout().lock().write_all(line.as_bytes());
+        let line = if self.journal {
+            journal_line(record.level(), &record.args().to_string())
         } else {
-            let _ = std::io::stderr().lock().write_all(line.as_bytes());
+            format!(
+                "{} livesync[{}] {}: {}\n",
+                utc_timestamp(now),
+                std::process::id(),
+                record.level(),
+                record.args()
+            )
+        };
+        // One write per line so lines from threads never interleave.
+        let write = || {
+            if self.output == Output::Stdout {
+                let _ = std::io::stdout().lock().write_all(line.as_bytes());
+            } else {
+                let _ = std::io::stderr().lock().write_all(line.as_bytes());
+            }
+        };
+        // A progress bar on the terminal: clear it, write, redraw it.
+        let bar = PROGRESS_BAR
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        match bar {
+            Some(b) => b.suspend(write),
+            None => write(),
         }
     }
 
@@ -160,19 +180,63 @@ impl log::Log for Logger {
     }
 }
 
+/// The initial sync's progress bar, while one is drawn on stderr (see
+/// `progress.rs`): log lines are written around it.
+static PROGRESS_BAR: Mutex<Option<indicatif::ProgressBar>> = Mutex::new(None);
+
+/// Sets (or with None removes) the progress bar log lines must go around.
+pub fn set_progress_bar(bar: Option<indicatif::ProgressBar>) {
+    *PROGRESS_BAR.lock().unwrap_or_else(|p| p.into_inner()) = bar;
+}
+
 /// Installs the logger (a second call only changes the level).
 pub fn init(level: log::LevelFilter, output: Output) {
     init_with(level, output, Path::new(SYSLOG_SOCKET));
 }
 
-fn init_with(level: log::LevelFilter, output: Output, syslog_path: &Path) {
+/// Installs the logger with `-Y syslog` datagrams going to `syslog_path`
+/// (`--syslog-socket`).
+pub fn init_with(level: log::LevelFilter, output: Output, syslog_path: &Path) {
+    let fd = match output {
+        Output::Stdout => Some(libc::STDOUT_FILENO),
+        Output::Stderr => Some(libc::STDERR_FILENO),
+        Output::Syslog => None,
+    };
+    let stream = std::env::var_os("JOURNAL_STREAM");
+    let journal = fd.is_some_and(|fd| is_journal_stream(stream.as_deref(), fd));
     let _ = log::set_boxed_logger(Box::new(Logger {
         level,
         output,
         syslog: Mutex::new(None),
         syslog_path: syslog_path.to_path_buf(),
+        journal,
     }));
     log::set_max_level(level);
+}
+
+/// Whether `fd` is the journald stream `JOURNAL_STREAM` (`DEVICE:INODE`)
+/// names: systemd sets the variable for the service's stdout/stderr, and a
+/// child whose output went elsewhere inherits it, so the check is on the
+/// fd itself.
+pub fn is_journal_stream(journal_stream: Option<&std::ffi::OsStr>, fd: libc::c_int) -> bool {
+    let Some((dev, ino)) = journal_stream
+        .and_then(|v| v.to_str())
+        .and_then(|v| v.split_once(':'))
+        .and_then(|(d, i)| Some((d.trim().parse::<u64>().ok()?, i.trim().parse::<u64>().ok()?)))
+    else {
+        return false;
+    };
+    // SAFETY: fstat only writes the struct we pass.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(fd, &mut st) } != 0 {
+        return false;
+    }
+    st.st_dev as u64 == dev && st.st_ino as u64 == ino
+}
+
+/// A journald stream line: `<PRIORITY>message`, one line.
+fn journal_line(level: log::Level, msg: &str) -> String {
+    format!("<{}>{}\n", severity(level), msg.replace('\n', " "))
 }
 
 #[cfg(test)]
@@ -204,6 +268,33 @@ mod tests {
     }
 
     #[test]
+    fn journal_lines_have_a_priority_and_no_timestamp() {
+        assert_eq!(
+            journal_line(log::Level::Info, "synced 1 path"),
+            "<6>synced 1 path\n"
+        );
+        assert_eq!(journal_line(log::Level::Error, "a\nb"), "<3>a b\n");
+        assert_eq!(journal_line(log::Level::Warn, "w"), "<4>w\n");
+    }
+
+    #[test]
+    fn journal_stream_must_name_the_fd_itself() {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::fs::MetadataExt;
+        let t = tempfile::tempdir().expect("tempdir");
+        let f = std::fs::File::create(t.path().join("out")).expect("create");
+        let md = f.metadata().expect("stat");
+        let fd = f.as_raw_fd();
+        let v = |s: String| Some(std::ffi::OsString::from(s));
+        let ok = v(format!("{}:{}", md.dev(), md.ino()));
+        assert!(is_journal_stream(ok.as_deref(), fd));
+        let other = v(format!("{}:{}", md.dev(), md.ino() + 1));
+        assert!(!is_journal_stream(other.as_deref(), fd));
+        assert!(!is_journal_stream(None, fd));
+        assert!(!is_journal_stream(v("junk".into()).as_deref(), fd));
+    }
+
+    #[test]
     fn syslog_datagrams_reach_the_socket() {
         let t = tempfile::tempdir().expect("tempdir");
         let sock = t.path().join("log");
@@ -213,6 +304,7 @@ mod tests {
             output: Output::Syslog,
             syslog: Mutex::new(None),
             syslog_path: sock.clone(),
+            journal: false,
         };
         log::Log::log(
             &logger,

@@ -71,7 +71,11 @@
 pub mod background;
 pub mod files;
 pub mod log;
+pub mod metrics; // Prometheus text, --metrics-file (the operations issue)
+pub mod notify; // sd_notify (the operations issue)
+pub mod ops; // notifications and metrics file, driven by the loop (the operations issue)
 pub mod procs;
+pub mod progress; // the initial sync's progress bar (the operations issue)
 pub mod signature;
 pub mod socket;
 
@@ -513,6 +517,8 @@ struct Daemon {
     socket: Option<socket::ControlSocket>,
     counters: Counters,
     last_sync: Option<socket::LastSync>,
+    /// systemd notifications and the metrics file (the operations issue).
+    ops: ops::Ops,
 }
 
 /// What the loop counts, for `status` on the control socket.
@@ -598,6 +604,7 @@ impl Daemon {
         if let Some(f) = self.status_file.as_mut() {
             f.set(s);
         }
+        self.ops.on_status(s);
     }
 
     /// The status that follows from the state of the loop.
@@ -689,6 +696,9 @@ impl Daemon {
             batch.lane.name()
         );
         self.initial_running = !self.initial_done && is_full_sync(&batch);
+        if self.initial_running {
+            self.ops.initial_sync_started();
+        }
         // The status file says what runs before the handler can look.
         let status = self.derived_status();
         self.set_status(status);
@@ -758,6 +768,9 @@ impl Daemon {
         let now = Instant::now();
         let n = batch.len();
         let was_initial = std::mem::take(&mut self.initial_running);
+        if was_initial {
+            self.ops.initial_sync_ended();
+        }
         if self.initial_done && !was_initial {
             self.iterations += 1;
         }
@@ -851,6 +864,8 @@ impl Daemon {
                 self.queue.requeue(now, batch, now + backoff);
             }
         }
+        let snapshot = self.socket_status();
+        self.ops.after_batch(&snapshot);
         Ok(())
     }
 
@@ -1311,12 +1326,19 @@ impl Daemon {
                 }
             });
             let retry_due = self.retry_at.filter(|_| idle);
+            // The watchdog and the metrics file (the operations issue).
+            {
+                let mut ops = std::mem::replace(&mut self.ops, ops::Ops::new(None, None));
+                ops.tick(now, &|| self.socket_status());
+                self.ops = ops;
+            }
             let timeout = [
                 batch_due,
                 rescan_due,
                 standby_due,
                 retry_due,
                 self.kill_deadline,
+                self.ops.next_due(),
             ]
             .into_iter()
             .flatten()
@@ -1380,7 +1402,7 @@ fn with_config_block(argv: &[OsString], block: &str) -> Vec<OsString> {
 /// Runs livesync with a validated configuration until it is stopped. Every
 /// error is logged (one line) before it is returned.
 pub fn run(cfg: Config) -> Result<(), DaemonError> {
-    log::init(cfg.log_level, cfg.output);
+    log::init_with(cfg.log_level, cfg.output, &cfg.syslog_socket);
     for w in &cfg.warnings {
         ::log::warn!("{w}");
     }
@@ -1416,6 +1438,8 @@ fn raise_open_file_limit() {
 }
 
 fn start_and_run(cfg: Config) -> Result<(), DaemonError> {
+    // Before any thread starts: it edits the environment.
+    let notifier = ops::notifier_from_env();
     raise_open_file_limit();
     let argv: Vec<OsString> = std::env::args_os().collect();
     let start_dir = std::env::current_dir().ok();
@@ -1468,7 +1492,26 @@ fn start_and_run(cfg: Config) -> Result<(), DaemonError> {
             started.elapsed().as_secs_f64() * 1000.0
         );
     }
-    let handler = build_handler(&cfg)?;
+    let mut handler = build_handler(&cfg)?;
+    // The initial sync's progress bar (the operations issue).
+    let mut ops = ops::Ops::new(notifier, cfg.metrics_file.as_deref());
+    {
+        use std::io::IsTerminal;
+        let tty = std::io::stderr().is_terminal();
+        if progress::wanted(cfg.progress, tty, cfg.background, cfg.mode.clone())
+            && !cfg.skip_initialsync
+        {
+            if let HandlerBox::Mirror(m) = handler {
+                let counter = Arc::new(crate::handler::progress::Progress::default());
+                handler = HandlerBox::Mirror(m.with_progress(Arc::clone(&counter)));
+                ops = ops.with_progress(ops::ProgressSetup {
+                    root: cfg.watch_dir.clone(),
+                    rules: Arc::clone(&cfg.rules),
+                    counter,
+                });
+            }
+        }
+    }
     let worker = Worker::spawn(handler)?;
     let mut queue = Queue::new(cfg.queue.clone());
     if cfg.skip_initialsync {
@@ -1512,6 +1555,7 @@ fn start_and_run(cfg: Config) -> Result<(), DaemonError> {
         socket,
         counters: Counters::default(),
         last_sync: None,
+        ops,
     };
     daemon.signatures = daemon
         .cfg
@@ -1519,10 +1563,13 @@ fn start_and_run(cfg: Config) -> Result<(), DaemonError> {
         .clone()
         .map(|m| signature::Signatures::new(&daemon.cfg.watch_dir, m));
     ready.notify();
+    daemon.ops.ready(daemon.status, Instant::now());
     let result = daemon.run();
     if result.is_ok() {
         daemon.set_status(Status::Exiting);
     }
+    let snapshot = daemon.socket_status();
+    daemon.ops.finish(&snapshot);
     result
 }
 

@@ -15,13 +15,15 @@
 //! [`MAX_LINE`] bytes; a longer one gets an `error` reply and the connection
 //! is closed. A client may send several commands on one connection. Replies
 //! start with `ok` or `error`, except `status`, which replies with one line
-//! holding a JSON object.
+//! holding a JSON object, and `metrics`, the one multi-line reply, whose last
+//! line is `# EOF`.
 //!
 //! | command           | reply                                                         |
 //! |-------------------|---------------------------------------------------------------|
 //! | `version`         | `ok livesync VERSION`                                         |
 //! | `info`            | `ok livesync VERSION pid N label "…" state "…" …` (one line)  |
 //! | `status`          | `{"state":"running","pid":…,"queue":{…},…}` (see [`Status::to_json`]) |
+//! | `metrics`         | Prometheus text (several lines, see `metrics.rs`), then a `# EOF` line |
 //! | `help`            | `ok commands: …`                                              |
 //! | `resync`          | `ok resync requested`: a full rescan and sync of the tree     |
 //! | `pause`           | `ok pause requested`: stop starting syncs, keep collecting    |
@@ -262,12 +264,14 @@ enum Request {
     Version,
     Info,
     Status,
+    /// Prometheus text, ended by `# EOF` (added for the metrics issue).
+    Metrics,
     Help,
     Order(Command),
 }
 
 const HELP: &str =
-    "ok commands: version info status help resync pause resume dump \"set KEY VALUE\" quit die";
+    "ok commands: version info status metrics help resync pause resume dump \"set KEY VALUE\" quit die";
 
 /// Parses one line (without its newline) into a request, or the error reply.
 fn parse(line: &[u8]) -> Result<Request, String> {
@@ -296,6 +300,7 @@ fn parse(line: &[u8]) -> Result<Request, String> {
         "version" => Request::Version,
         "info" => Request::Info,
         "status" => Request::Status,
+        "metrics" => Request::Metrics,
         "help" => Request::Help,
         "resync" => Request::Order(Command::Resync),
         "pause" => Request::Order(Command::Pause),
@@ -560,7 +565,7 @@ impl ControlSocket {
     /// Accepts waiting connections, reads every complete command line from
     /// every client, replies to each, and returns the orders the loop must
     /// act on, in the order they came. Never blocks. `state` is called at
-    /// most once, and only when a client asks for `status` or `info`.
+    /// most once, and only when a client asks for `status`, `info` or `metrics`.
     pub fn service(&mut self, state: &dyn Fn() -> Status) -> Vec<Command> {
         self.accept();
         let mut snapshot: Option<Status> = None;
@@ -731,6 +736,11 @@ impl ControlSocket {
             Ok(Request::Version) => format!("ok livesync {}", env!("CARGO_PKG_VERSION")),
             Ok(Request::Help) => HELP.to_string(),
             Ok(Request::Status) => snapshot.get_or_insert_with(state).to_json(),
+            Ok(Request::Metrics) => {
+                let mut text = super::metrics::render(snapshot.get_or_insert_with(state));
+                text.push_str(super::metrics::END_MARKER);
+                text
+            }
             Ok(Request::Info) => format!("ok {}", snapshot.get_or_insert_with(state).info_line()),
             Ok(Request::Order(Command::Set(key, value))) => {
                 if self.settable.contains(&key) {
@@ -1036,6 +1046,35 @@ mod tests {
         }
         // The connection stays usable after orders, even `die`.
         assert_eq!(env.ask(&mut c, "pause").1, vec![Command::Pause]);
+    }
+
+    #[test]
+    fn metrics_reply_is_prometheus_text_ended_by_eof() {
+        let mut env = Env::new();
+        let mut c = env.connect();
+        c.write_all(b"metrics\nversion\n").unwrap();
+        let mut got = Vec::new();
+        let start = Instant::now();
+        let want_end = format!("{}\nok livesync ", super::super::metrics::END_MARKER);
+        while !String::from_utf8_lossy(&got).contains(&want_end) {
+            env.sock.service(&status);
+            let mut buf = [0u8; 8192];
+            match c.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("read: {e}"),
+            }
+            assert!(start.elapsed() < DEADLINE, "no whole reply: {got:?}");
+        }
+        let text = String::from_utf8(got).unwrap();
+        let (metrics, after) = text.split_once("# EOF\n").expect("end marker");
+        assert_eq!(metrics, super::super::metrics::render(&status()));
+        assert!(metrics.contains("livesync_events_total 10\n"), "{metrics}");
+        assert!(
+            after.starts_with("ok livesync "),
+            "next reply in order: {after}"
+        );
     }
 
     #[test]

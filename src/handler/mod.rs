@@ -6,6 +6,7 @@
 
 pub mod lists;
 pub mod mirror;
+pub mod progress; // files/bytes done, for the initial sync's progress bar (the operations issue)
 pub mod rsync;
 pub mod template;
 

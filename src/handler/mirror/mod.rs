@@ -90,6 +90,9 @@ pub struct Mirror {
     preserve_owner: bool,
     /// Running as euid 0: no permission bits stand in our way.
     privileged: bool,
+    /// Bumped for every regular file put in place (the operations issue's
+    /// progress bar).
+    progress: Option<Arc<super::progress::Progress>>,
     /// Test hook: fail the copy of this path after the temporary is written.
     #[cfg(test)]
     fail_copy_of: Option<Vec<u8>>,
@@ -110,6 +113,7 @@ impl Mirror {
             rules,
             preserve_owner: privileged,
             privileged,
+            progress: None,
             #[cfg(test)]
             fail_copy_of: None,
             #[cfg(test)]
@@ -121,6 +125,13 @@ impl Mirror {
     /// turning it on as another user makes every chown fail with `EPERM`).
     pub fn preserve_owner(mut self, yes: bool) -> Self {
         self.preserve_owner = yes;
+        self
+    }
+
+    /// Count every regular file put in place (copied or found identical)
+    /// in `p`.
+    pub fn with_progress(mut self, p: Arc<super::progress::Progress>) -> Self {
+        self.progress = Some(p);
         self
     }
 }
@@ -580,7 +591,7 @@ impl<'m> Run<'m> {
                 let same = dst.is_some_and(|d| {
                     d.ftype == FileType::Regular && d.size == src.size && d.mtime == src.mtime
                 });
-                match (how, same, dst) {
+                let done = match (how, same, dst) {
                     (How::Compare, true, Some(d)) => {
                         self.fix_meta_at(at, src, d)?;
                         Ok(Outcome::Done)
@@ -594,7 +605,11 @@ impl<'m> Run<'m> {
                         Ok(Outcome::Done)
                     }
                     _ => self.copy_file(at, dst),
+                };
+                if let (Ok(Outcome::Done), Some(p)) = (&done, &self.m.progress) {
+                    p.add_file(src.size);
                 }
+                done
             }
             FileType::Symlink => {
                 let target = match sys::readlink(at.src, at.name) {

@@ -1,0 +1,108 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_livesync_global_optspecs
+    string join \n W/watch-dir= D/destination-dir= M/mode= S/sync-handler= R/rules-file= t/delay-collect= T/delay-collect-bigfile= B/threshold-bigfile= w/delay-sync= r/retries= x/ignore-exitcode= l/label= L/lists-dir= U/dont-unlink-lists d/debug= q/quiet H/config-file= K/config-block= config-block-inherits= custom-signals= z/pid-file= status-file= dump-dir= socket= socket-own= socket-mod= standby-file= exit-on-no-events only-initialsync skip-initialsync max-iterations= sync-on-quit pre-exit-hook= exit-hook= ignore-failures k/timeout-sync= b/background= Y/output= p/threading= one-file-system X/exclude-mount-points modification-signature= cancel-syscalls= metrics-file= syslog-socket= progress= h/help V/version
+end
+
+function __fish_livesync_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_livesync_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_livesync_using_subcommand
+    set -l cmd (__fish_livesync_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c livesync -n "__fish_livesync_needs_command" -s W -l watch-dir -d 'Directory to watch and mirror (or `watch-dir` in the config file)' -r -F
+complete -c livesync -n "__fish_livesync_needs_command" -s D -l destination-dir -d 'Destination: a local directory (created if missing), or for rsync modes also `host:path` or `rsync://host/module/path`' -r
+complete -c livesync -n "__fish_livesync_needs_command" -s M -l mode -d 'Sync handler mode: `mirror` (built in, the default with -D) or `rsyncdirect` (runs rsync with clsync\'s argv)' -r
+complete -c livesync -n "__fish_livesync_needs_command" -s S -l sync-handler -d 'Sync handler program (for rsyncdirect: the rsync binary; default `rsync` from PATH)' -r
+complete -c livesync -n "__fish_livesync_needs_command" -s R -l rules-file -d 'Rules file: one `[+-][fdwmsW*]regex` rule per line' -r -F
+complete -c livesync -n "__fish_livesync_needs_command" -s t -l delay-collect -d 'Seconds to collect events about ordinary files before syncing (fractions allowed)' -r
+complete -c livesync -n "__fish_livesync_needs_command" -s T -l delay-collect-bigfile -d 'Seconds to collect events about big files (see -B)' -r
+complete -c livesync -n "__fish_livesync_needs_command" -s B -l threshold-bigfile -d 'Size in bytes above which a file is "big" and waits -T instead of -t; 0 turns big-file detection off' -r
+complete -c livesync -n "__fish_livesync_needs_command" -s w -l delay-sync -d 'Minimal seconds between the end of one sync and the start of the next' -r
+complete -c livesync -n "__fish_livesync_needs_command" -s r -l retries -d 'How many times a batch is tried before livesync gives up and exits (0 = retry forever, with backoff)' -r
+complete -c livesync -n "__fish_livesync_needs_command" -s x -l ignore-exitcode -d 'Exit code of the sync handler that counts as success (repeatable; rsyncdirect ignores 24, "files vanished", by default)' -r
+complete -c livesync -n "__fish_livesync_needs_command" -s l -l label -d 'Label of this instance, passed to handlers as %label%' -r
+complete -c livesync -n "__fish_livesync_needs_command" -s L -l lists-dir -d 'Directory for list files (default: a private 0700 temp dir)' -r -F
+complete -c livesync -n "__fish_livesync_needs_command" -s d -l debug -d 'More log output; repeat (-dd) or give a level (-d3)' -r
+complete -c livesync -n "__fish_livesync_needs_command" -s H -l config-file -d 'Config file to read instead of the default ones; `/NULL/` reads no config file at all' -r -F
+complete -c livesync -n "__fish_livesync_needs_command" -s K -l config-block -d 'Block of the config file to use' -r
+complete -c livesync -n "__fish_livesync_needs_command" -l config-block-inherits -d 'Parent block for the chosen block, instead of its own `config-block-inherits` line (an empty NAME: no parent)' -r
+complete -c livesync -n "__fish_livesync_needs_command" -l custom-signals -d '`SIGNAL:BLOCK[,SIGNAL:BLOCK...]`: on SIGNAL (a number or a name such as USR1 or RTMIN+1), switch to that config block; `0` clears the list so far (repeatable)' -r
+complete -c livesync -n "__fish_livesync_needs_command" -s z -l pid-file -d 'Write livesync\'s pid to FILE once it runs (after the fork with -b); refused if FILE names a running process; removed at exit' -r -F
+complete -c livesync -n "__fish_livesync_needs_command" -l status-file -d 'Keep the current state in FILE (starting, initsync, running, synchandler error, hold on, rehashing, preexit, terminating, exiting), replaced atomically; removed at exit' -r -F
+complete -c livesync -n "__fish_livesync_needs_command" -l dump-dir -d 'Where signal 29 (SIGIO) and the control socket\'s `dump` write the daemon\'s state (a 0600 file per dump); without it the state is logged' -r -F
+complete -c livesync -n "__fish_livesync_needs_command" -l socket -d 'Control socket: a unix socket answering `livesync ctl` (status, resync, pause, resume, quit, …)' -r -F
+complete -c livesync -n "__fish_livesync_needs_command" -l socket-own -d 'Owner of the control socket: USER[:GROUP], names or numbers' -r
+complete -c livesync -n "__fish_livesync_needs_command" -l socket-mod -d 'Mode of the control socket, in octal' -r
+complete -c livesync -n "__fish_livesync_needs_command" -l standby-file -d 'While FILE exists, hold every sync (events are still collected)' -r -F
+complete -c livesync -n "__fish_livesync_needs_command" -l max-iterations -d 'Stop after the initial sync and N-1 syncs after it (0 = no limit); see the man page for what counts' -r
+complete -c livesync -n "__fish_livesync_needs_command" -l pre-exit-hook -d 'Program run as `PROGRAM LABEL` before the last sync of a soft exit (--exit-on-no-events, --max-iterations, SIGQUIT)' -r
+complete -c livesync -n "__fish_livesync_needs_command" -l exit-hook -d 'Program run as `PROGRAM LABEL` when livesync exits after a completed initial sync' -r
+complete -c livesync -n "__fish_livesync_needs_command" -s k -l timeout-sync -d 'Kill a sync handler or hook (its whole process group) that runs longer than SECS and count it as a failed try; 0 = no limit. The built-in mirror runs no child and is not limited' -r
+complete -c livesync -n "__fish_livesync_needs_command" -s b -l background -d 'Run in the background as a daemon (fork, setsid, stdio to /dev/null, chdir /); -b0 or --background=off: stay in front' -r -f -a "true\t''
+false\t''"
+complete -c livesync -n "__fish_livesync_needs_command" -s Y -l output -d 'Where log lines go: stderr, stdout or syslog' -r -f -a "stderr\t''
+stdout\t''
+syslog\t''"
+complete -c livesync -n "__fish_livesync_needs_command" -s p -l threading -d 'Threading mode for handlers; only `off` (one batch at a time) is implemented' -r
+complete -c livesync -n "__fish_livesync_needs_command" -l modification-signature -d 'Don\'t sync a file or dir whose listed lstat fields did not change since it was last synced: a comma list of dev, ino, mode, uid, gid, rdev, size, atime, mtime, ctime, blksize, blocks, nlink (`*`: the first ten)' -r
+complete -c livesync -n "__fish_livesync_needs_command" -l cancel-syscalls -d 'Syscalls to skip: `mon_stat` (no lstat for sizes: the big-file lane -B/-T is off). Empty: none' -r
+complete -c livesync -n "__fish_livesync_needs_command" -l metrics-file -d 'Write Prometheus text metrics to FILE (replaced atomically every 10 s and after each batch), e.g. for node_exporter\'s textfile collector; the control socket\'s `metrics` command gives the same' -r -F
+complete -c livesync -n "__fish_livesync_needs_command" -l syslog-socket -d 'The unix datagram socket `-Y syslog` sends to' -r -F
+complete -c livesync -n "__fish_livesync_needs_command" -l progress -d 'Progress bar (files, bytes, rate, ETA) on stderr during the built-in mirror\'s initial sync: auto (when stderr is a terminal and livesync stays in front) or never' -r -f -a "auto\t''
+never\t''"
+complete -c livesync -n "__fish_livesync_needs_command" -s U -l dont-unlink-lists -d 'Keep list files after the handler ends (for debugging)'
+complete -c livesync -n "__fish_livesync_needs_command" -s q -l quiet -d 'Only errors'
+complete -c livesync -n "__fish_livesync_needs_command" -l exit-on-no-events -d 'After the initial sync, sync until nothing is pending, run the hooks and exit 0'
+complete -c livesync -n "__fish_livesync_needs_command" -l only-initialsync -d 'Do the initial sync, run the hooks and exit 0, watching nothing'
+complete -c livesync -n "__fish_livesync_needs_command" -l skip-initialsync -d 'Skip the initial sync: sync only what changes from now on'
+complete -c livesync -n "__fish_livesync_needs_command" -l sync-on-quit -d 'On SIGQUIT, sync once more after the pre-exit hook'
+complete -c livesync -n "__fish_livesync_needs_command" -l ignore-failures -d 'Don\'t exit when syncs keep failing past --retries: keep retrying the batch (with backoff); nothing is dropped'
+complete -c livesync -n "__fish_livesync_needs_command" -l one-file-system -d 'Don\'t cross into other filesystems: the mount points under the watch dir (found at start and on SIGHUP) are synced as empty directories and not walked, watched or synced below'
+complete -c livesync -n "__fish_livesync_needs_command" -s X -l exclude-mount-points -d 'Like --one-file-system, and leave the mount points themselves out'
+complete -c livesync -n "__fish_livesync_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c livesync -n "__fish_livesync_needs_command" -s V -l version -d 'Print version'
+complete -c livesync -n "__fish_livesync_needs_command" -a "status" -d 'Show what a running livesync is doing: state, queue, lag, last sync, counters'
+complete -c livesync -n "__fish_livesync_needs_command" -a "resync" -d 'Make a running livesync rescan and sync the whole tree now'
+complete -c livesync -n "__fish_livesync_needs_command" -a "pause" -d 'Hold every sync (changes are still collected) until `resume`'
+complete -c livesync -n "__fish_livesync_needs_command" -a "resume" -d 'Start syncing again after `pause`'
+complete -c livesync -n "__fish_livesync_needs_command" -a "metrics" -d 'Print the daemon\'s metrics in Prometheus text format'
+complete -c livesync -n "__fish_livesync_needs_command" -a "ctl" -d 'Send COMMAND to the control socket at SOCKET and print the raw reply (version, info, status, metrics, help, resync, pause, resume, dump, set KEY VALUE, quit, die)'
+complete -c livesync -n "__fish_livesync_using_subcommand status" -l socket -d 'The daemon\'s control socket (its --socket); without it, the `socket` key of the config file (-H/-K, or the default config files)' -r -F
+complete -c livesync -n "__fish_livesync_using_subcommand status" -s H -l config-file -d 'Config file to take the socket path from' -r -F
+complete -c livesync -n "__fish_livesync_using_subcommand status" -s K -l config-block -d 'Block of the config file' -r
+complete -c livesync -n "__fish_livesync_using_subcommand status" -l json -d 'Print one JSON object (for scripts) instead of text for people'
+complete -c livesync -n "__fish_livesync_using_subcommand status" -s h -l help -d 'Print help'
+complete -c livesync -n "__fish_livesync_using_subcommand resync" -l socket -d 'The daemon\'s control socket (its --socket); without it, the `socket` key of the config file (-H/-K, or the default config files)' -r -F
+complete -c livesync -n "__fish_livesync_using_subcommand resync" -s H -l config-file -d 'Config file to take the socket path from' -r -F
+complete -c livesync -n "__fish_livesync_using_subcommand resync" -s K -l config-block -d 'Block of the config file' -r
+complete -c livesync -n "__fish_livesync_using_subcommand resync" -l json -d 'Print one JSON object (for scripts) instead of text for people'
+complete -c livesync -n "__fish_livesync_using_subcommand resync" -s h -l help -d 'Print help'
+complete -c livesync -n "__fish_livesync_using_subcommand pause" -l socket -d 'The daemon\'s control socket (its --socket); without it, the `socket` key of the config file (-H/-K, or the default config files)' -r -F
+complete -c livesync -n "__fish_livesync_using_subcommand pause" -s H -l config-file -d 'Config file to take the socket path from' -r -F
+complete -c livesync -n "__fish_livesync_using_subcommand pause" -s K -l config-block -d 'Block of the config file' -r
+complete -c livesync -n "__fish_livesync_using_subcommand pause" -l json -d 'Print one JSON object (for scripts) instead of text for people'
+complete -c livesync -n "__fish_livesync_using_subcommand pause" -s h -l help -d 'Print help'
+complete -c livesync -n "__fish_livesync_using_subcommand resume" -l socket -d 'The daemon\'s control socket (its --socket); without it, the `socket` key of the config file (-H/-K, or the default config files)' -r -F
+complete -c livesync -n "__fish_livesync_using_subcommand resume" -s H -l config-file -d 'Config file to take the socket path from' -r -F
+complete -c livesync -n "__fish_livesync_using_subcommand resume" -s K -l config-block -d 'Block of the config file' -r
+complete -c livesync -n "__fish_livesync_using_subcommand resume" -l json -d 'Print one JSON object (for scripts) instead of text for people'
+complete -c livesync -n "__fish_livesync_using_subcommand resume" -s h -l help -d 'Print help'
+complete -c livesync -n "__fish_livesync_using_subcommand metrics" -l socket -d 'The daemon\'s control socket (its --socket); without it, the `socket` key of the config file' -r -F
+complete -c livesync -n "__fish_livesync_using_subcommand metrics" -s H -l config-file -d 'Config file to take the socket path from' -r -F
+complete -c livesync -n "__fish_livesync_using_subcommand metrics" -s K -l config-block -d 'Block of the config file' -r
+complete -c livesync -n "__fish_livesync_using_subcommand metrics" -s h -l help -d 'Print help'

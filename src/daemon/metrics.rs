@@ -1,0 +1,426 @@
+//! Prometheus text metrics (exposition format 0.0.4): rendering a
+//! [`Status`] snapshot as metric lines, and the `--metrics-file` writer
+//! that replaces a file atomically (temp file in the same directory, then
+//! rename) so a collector such as node_exporter's textfile collector never
+//! reads half a file. The control socket's `metrics` command replies with
+//! the same text followed by a `# EOF` line (a comment to Prometheus, the
+//! end marker to a client). This module decides nothing about *when* to
+//! write; the event loop does. It holds no process-global state.
+//!
+//! Metrics (all prefixed `livesync_`):
+//!
+//! | name | type | labels | meaning |
+//! |---|---|---|---|
+//! | `info` | gauge (1) | version, label, watch_dir | who this is |
+//! | `state` | gauge (0/1) | state | one-hot: the clsync status word now |
+//! | `events_total` | counter | | kernel events read |
+//! | `batches_total` | counter | | handler runs finished (ok or not) |
+//! | `paths_synced_total` | counter | | operations of successful batches |
+//! | `failures_total` | counter | | failed handler runs |
+//! | `retries_total` | counter | | batches queued again after a failure |
+//! | `rescans_total` | counter | | rescans after lost events |
+//! | `queue_depth` | gauge | lane | pending operations per lane |
+//! | `oldest_pending_age_seconds` | gauge | | lag of the oldest pending change (0: none) |
+//! | `destination_up` | gauge (0/1) | destination | 0 while the last sync to it failed |
+//! | `destination_state` | gauge (0/1) | destination, state | one-hot: `ok`, `failing` or `unknown` (no sync yet) |
+//! | `destination_last_sync_timestamp_seconds` | gauge | destination | when the last sync finished |
+//! | `destination_last_sync_duration_seconds` | gauge | destination | how long it took |
+
+use super::socket::Status;
+use std::fmt::Write as _;
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How often `--metrics-file` is rewritten when nothing else triggers it.
+pub const FILE_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The last line of the control socket's `metrics` reply.
+pub const END_MARKER: &str = "# EOF";
+
+/// Every status word, so that `livesync_state` is one-hot over a fixed set.
+pub const STATES: [&str; 9] = [
+    "starting",
+    "initsync",
+    "running",
+    "synchandler error",
+    "hold on",
+    "rehashing",
+    "preexit",
+    "terminating",
+    "exiting",
+];
+
+/// Escapes a label value: backslash, double quote and line feed.
+fn label(out: &mut String, v: &str) {
+    out.push('"');
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+fn head(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP livesync_{name} {help}");
+    let _ = writeln!(out, "# TYPE livesync_{name} {kind}");
+}
+
+fn counter(s: &Status, name: &str) -> u64 {
+    s.counters
+        .iter()
+        .find(|(n, _)| n == name)
+        .map_or(0, |(_, v)| *v)
+}
+
+/// Seconds as Prometheus writes them: at most three decimals, no exponent.
+fn secs_ms(ms: u64) -> String {
+    format!("{}.{:03}", ms / 1000, ms % 1000)
+}
+
+/// The metrics of `s` in Prometheus text format, every line ending in `\n`.
+pub fn render(s: &Status) -> String {
+    let mut o = String::with_capacity(2048);
+    head(
+        &mut o,
+        "info",
+        "gauge",
+        "Version and identity of this livesync instance.",
+    );
+    o.push_str("livesync_info{version=");
+    label(&mut o, &s.version);
+    o.push_str(",label=");
+    label(&mut o, &s.label);
+    o.push_str(",watch_dir=");
+    label(&mut o, &s.watch_dir);
+    o.push_str("} 1\n");
+
+    head(
+        &mut o,
+        "state",
+        "gauge",
+        "The daemon's state (clsync's status words); 1 for the current one.",
+    );
+    for st in STATES {
+        o.push_str("livesync_state{state=");
+        label(&mut o, st);
+        let _ = writeln!(o, "}} {}", u8::from(s.state == st));
+    }
+
+    for (name, key, help) in [
+        ("events_total", "events", "Kernel change events read."),
+        (
+            "batches_total",
+            "batches",
+            "Handler runs finished, successful or not.",
+        ),
+        (
+            "paths_synced_total",
+            "paths_synced",
+            "Operations in successful batches.",
+        ),
+        ("failures_total", "failures", "Failed handler runs."),
+        (
+            "retries_total",
+            "retries",
+            "Batches queued again after a failure.",
+        ),
+        (
+            "rescans_total",
+            "rescans",
+            "Rescans after the kernel lost events.",
+        ),
+    ] {
+        head(&mut o, name, "counter", help);
+        let _ = writeln!(o, "livesync_{name} {}", counter(s, key));
+    }
+
+    head(
+        &mut o,
+        "queue_depth",
+        "gauge",
+        "Pending operations per lane.",
+    );
+    for (lane, n) in &s.queue {
+        o.push_str("livesync_queue_depth{lane=");
+        label(&mut o, lane);
+        let _ = writeln!(o, "}} {n}");
+    }
+    head(
+        &mut o,
+        "oldest_pending_age_seconds",
+        "gauge",
+        "Age of the oldest pending change (0 when nothing is pending).",
+    );
+    let _ = writeln!(
+        o,
+        "livesync_oldest_pending_age_seconds {}",
+        secs_ms(s.oldest_pending_age_ms.unwrap_or(0))
+    );
+
+    let dest = |o: &mut String, name: &str| {
+        let _ = write!(o, "livesync_{name}{{destination=");
+        label(o, &s.destination);
+    };
+    let state = match &s.last_sync {
+        None => "unknown",
+        Some(l) if l.ok => "ok",
+        Some(_) => "failing",
+    };
+    head(
+        &mut o,
+        "destination_up",
+        "gauge",
+        "0 while the last sync to the destination failed, else 1.",
+    );
+    dest(&mut o, "destination_up");
+    let _ = writeln!(o, "}} {}", u8::from(state != "failing"));
+    head(
+        &mut o,
+        "destination_state",
+        "gauge",
+        "State of the destination: ok, failing or unknown (no sync yet); 1 for the current one.",
+    );
+    for st in ["ok", "failing", "unknown"] {
+        dest(&mut o, "destination_state");
+        o.push_str(",state=");
+        label(&mut o, st);
+        let _ = writeln!(o, "}} {}", u8::from(st == state));
+    }
+    if let Some(l) = &s.last_sync {
+        head(
+            &mut o,
+            "destination_last_sync_timestamp_seconds",
+            "gauge",
+            "When the last sync to the destination finished (Unix time).",
+        );
+        dest(&mut o, "destination_last_sync_timestamp_seconds");
+        let _ = writeln!(o, "}} {}", secs_ms(l.finished_unix_ms));
+        head(
+            &mut o,
+            "destination_last_sync_duration_seconds",
+            "gauge",
+            "How long the last sync to the destination took.",
+        );
+        dest(&mut o, "destination_last_sync_duration_seconds");
+        let _ = writeln!(o, "}} {}", secs_ms(l.duration_ms));
+    }
+    o
+}
+
+/// `--metrics-file`: rewrites one file atomically. Write errors are logged
+/// (the first at warn, later ones at debug) and never stop the daemon.
+#[derive(Debug)]
+pub struct MetricsFile {
+    path: PathBuf,
+    tmp: PathBuf,
+    warned: bool,
+}
+
+impl MetricsFile {
+    pub fn new(path: &Path) -> MetricsFile {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "metrics".to_string());
+        // node_exporter's textfile collector reads only `*.prom` and skips
+        // dot files, so the temp name can never be read half-written.
+        let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+        MetricsFile {
+            path: path.to_path_buf(),
+            tmp,
+            warned: false,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Replaces the file with `text`.
+    pub fn write(&mut self, text: &str) {
+        if let Err(e) = self.replace(text) {
+            let msg = format!(
+                "cannot write the metrics file {}: {e}; check --metrics-file",
+                crate::path::display_os(&self.path)
+            );
+            if self.warned {
+                ::log::debug!("{msg}");
+            } else {
+                ::log::warn!("{msg}");
+                self.warned = true;
+            }
+        }
+    }
+
+    fn replace(&self, text: &str) -> io::Result<()> {
+        match fs::remove_file(&self.tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        // 0644 like the status file: metrics hold counts and paths, no
+        // secrets, and a collector usually runs as another user.
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&self.tmp)?;
+        let r = f
+            .write_all(text.as_bytes())
+            .and_then(|()| f.sync_data())
+            .and_then(|()| fs::rename(&self.tmp, &self.path));
+        if r.is_err() {
+            let _ = fs::remove_file(&self.tmp);
+        }
+        r
+    }
+}
+
+impl Drop for MetricsFile {
+    fn drop(&mut self) {
+        // The file itself stays: the last numbers are worth keeping after
+        // an exit (a collector shows them as stale by its own timestamp).
+        let _ = fs::remove_file(&self.tmp);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::daemon::socket::LastSync;
+    use std::collections::BTreeMap;
+
+    fn status() -> Status {
+        Status {
+            state: "running".into(),
+            queue: vec![
+                ("normal".into(), 3),
+                ("big".into(), 1),
+                ("instant".into(), 0),
+            ],
+            oldest_pending_age_ms: Some(1500),
+            last_sync: None,
+            counters: vec![
+                ("events".into(), 10),
+                ("batches".into(), 4),
+                ("paths_synced".into(), 7),
+                ("failures".into(), 1),
+                ("retries".into(), 1),
+                ("rescans".into(), 0),
+            ],
+            watch_dir: "/s\"x\\".into(),
+            destination: "/d\nz".into(),
+            label: "lab".into(),
+            pid: 1,
+            version: "0.1.0".into(),
+        }
+    }
+
+    /// Parses sample lines into `name{labels}` → value, checking that each
+    /// metric has a TYPE line before its samples.
+    pub(crate) fn parse(text: &str) -> BTreeMap<String, f64> {
+        let mut typed = std::collections::BTreeSet::new();
+        let mut out = BTreeMap::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let mut w = rest.split(' ');
+                typed.insert(w.next().unwrap().to_string());
+                assert!(matches!(w.next(), Some("gauge" | "counter")), "{line}");
+                continue;
+            }
+            if line.starts_with('#') {
+                continue;
+            }
+            let (key, value) = line.rsplit_once(' ').expect(line);
+            let name = key.split('{').next().unwrap();
+            assert!(typed.contains(name), "{name} has no TYPE line");
+            out.insert(key.to_string(), value.parse::<f64>().expect(line));
+        }
+        out
+    }
+
+    #[test]
+    fn every_metric_is_rendered_and_parses() {
+        let m = parse(&render(&status()));
+        assert_eq!(m["livesync_events_total"], 10.0);
+        assert_eq!(m["livesync_batches_total"], 4.0);
+        assert_eq!(m["livesync_paths_synced_total"], 7.0);
+        assert_eq!(m["livesync_failures_total"], 1.0);
+        assert_eq!(m["livesync_retries_total"], 1.0);
+        assert_eq!(m["livesync_queue_depth{lane=\"normal\"}"], 3.0);
+        assert_eq!(m["livesync_queue_depth{lane=\"big\"}"], 1.0);
+        assert_eq!(m["livesync_oldest_pending_age_seconds"], 1.5);
+        assert_eq!(m["livesync_state{state=\"running\"}"], 1.0);
+        assert_eq!(m["livesync_state{state=\"hold on\"}"], 0.0);
+        let states: f64 = m
+            .iter()
+            .filter(|(k, _)| k.starts_with("livesync_state{"))
+            .map(|(_, v)| v)
+            .sum();
+        assert_eq!(states, 1.0, "one-hot");
+        // Label values are escaped.
+        assert_eq!(m["livesync_destination_up{destination=\"/d\\nz\"}"], 1.0);
+        assert_eq!(
+            m["livesync_destination_state{destination=\"/d\\nz\",state=\"unknown\"}"],
+            1.0
+        );
+        assert!(m.contains_key(
+            "livesync_info{version=\"0.1.0\",label=\"lab\",watch_dir=\"/s\\\"x\\\\\"}"
+        ));
+        assert!(!m.keys().any(|k| k.contains("last_sync")));
+    }
+
+    #[test]
+    fn a_failed_last_sync_marks_the_destination_down() {
+        let mut s = status();
+        s.destination = "/d".into();
+        s.last_sync = Some(LastSync {
+            finished_unix_ms: 1_700_000_000_123,
+            duration_ms: 42,
+            exit_code: Some(23),
+            ok: false,
+        });
+        let m = parse(&render(&s));
+        assert_eq!(m["livesync_destination_up{destination=\"/d\"}"], 0.0);
+        assert_eq!(
+            m["livesync_destination_state{destination=\"/d\",state=\"failing\"}"],
+            1.0
+        );
+        assert_eq!(
+            m["livesync_destination_last_sync_timestamp_seconds{destination=\"/d\"}"],
+            1_700_000_000.123
+        );
+        assert_eq!(
+            m["livesync_destination_last_sync_duration_seconds{destination=\"/d\"}"],
+            0.042
+        );
+        s.last_sync.as_mut().unwrap().ok = true;
+        let m = parse(&render(&s));
+        assert_eq!(m["livesync_destination_up{destination=\"/d\"}"], 1.0);
+    }
+
+    #[test]
+    fn the_file_is_replaced_whole_and_no_temp_is_left() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("livesync.prom");
+        let mut f = MetricsFile::new(&p);
+        f.write("a 1\n");
+        assert_eq!(fs::read_to_string(&p).unwrap(), "a 1\n");
+        f.write("b 2\n");
+        assert_eq!(fs::read_to_string(&p).unwrap(), "b 2\n");
+        drop(f);
+        let names: Vec<_> = fs::read_dir(t.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, [std::ffi::OsString::from("livesync.prom")]);
+    }
+}

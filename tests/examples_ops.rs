@@ -1,0 +1,182 @@
+//! The runnable examples examples/mirror, examples/server-move and
+//! examples/two-way, run as a user would (their run.sh with LIVESYNC
+//! pointing at the binary under test) against temp dirs.
+
+mod common;
+
+use common::*;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn example(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(rel)
+}
+
+/// A script running in its own process group, killed (group-wide) on drop.
+struct Script {
+    child: Child,
+}
+
+impl Script {
+    fn start(cmd: &mut Command) -> Script {
+        cmd.env("LIVESYNC", BIN)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0);
+        Script {
+            child: cmd.spawn().expect("spawn example"),
+        }
+    }
+
+    fn pgid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// SIGTERM to the script (its trap stops what it started); waits.
+    fn stop(&mut self) -> Option<i32> {
+        unsafe { libc::kill(self.pgid(), libc::SIGTERM) };
+        let mut code = None;
+        wait_until(secs(15.0), "the example exits on SIGTERM", || {
+            match self.child.try_wait() {
+                Ok(Some(st)) => {
+                    code = st.code();
+                    true
+                }
+                _ => false,
+            }
+        });
+        code
+    }
+}
+
+impl Drop for Script {
+    fn drop(&mut self) {
+        unsafe { libc::kill(-self.pgid(), libc::SIGKILL) };
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn mirror_example_mirrors_live_and_stops_cleanly() {
+    let env = TestEnv::new();
+    env.mkdir_p("before");
+    env.write("before/a.txt", "already there");
+    std::fs::write(env.dst_path("stale"), "only at the destination").unwrap();
+    let _lock = take_lock(libc::LOCK_SH);
+    let mut s = Script::start(
+        Command::new(example("mirror/run.sh"))
+            .arg(&env.src)
+            .arg(&env.dst)
+            .env("DELAY", "0")
+            .args(["-l", "example"]),
+    );
+    wait_until(secs(20.0), "initial sync", || tree_diff(&env.src, &env.dst));
+    env.mkdir_p("live");
+    env.write("live/b.txt", "new");
+    std::fs::remove_file(env.src_path("before/a.txt")).unwrap();
+    wait_until(secs(20.0), "live changes", || tree_diff(&env.src, &env.dst));
+    assert_eq!(s.stop(), Some(0), "SIGTERM: sync what is pending, exit 0");
+}
+
+#[test]
+fn server_move_example_runs_hooks_around_the_last_sync() {
+    let env = TestEnv::new();
+    env.write("index.html", "<h1>hi</h1>");
+    env.mkdir_p("img");
+    env.write("img/logo.png", "png");
+    let state = env.outside_path("state");
+    let _lock = take_lock(libc::LOCK_SH);
+    let mut cmd = Command::new(example("server-move/run.sh"));
+    cmd.arg(&env.src)
+        .arg(&env.dst)
+        .env("SERVER_MOVE_STATE", &state)
+        .env("LIVESYNC", BIN);
+    let r = run_command(cmd, secs(30.0));
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    // What the pre-exit hook wrote into OLD reached NEW in the last sync,
+    // before the exit hook ran.
+    assert_eq!(
+        lines(&state.join("hooks.log")),
+        [
+            "stop-old server-move preexit",
+            "start-new server-move exiting with sessions.dump"
+        ]
+    );
+    assert_eq!(tree_diff(&env.src, &env.dst), None);
+    assert!(env.dst_has("sessions.dump"));
+    assert!(
+        r.stderr.contains("--exit-on-no-events: nothing is pending"),
+        "{}",
+        r.stderr
+    );
+}
+
+/// The `batches` counter of the instance behind `sock`.
+fn batches(sock: &Path) -> u64 {
+    let mut c = Command::new(BIN);
+    c.args(["status", "--json", "--socket"]).arg(sock);
+    let r = run_command(c, secs(10.0));
+    assert_eq!(r.code, Some(0), "status {}: {}", sock.display(), r.stderr);
+    let v: serde_json::Value = serde_json::from_str(r.stdout.trim()).expect("json");
+    v["counters"]["batches"].as_u64().expect("batches")
+}
+
+#[test]
+fn two_way_example_converges_and_goes_quiet() {
+    let env = TestEnv::new();
+    let (a, b) = (&env.src, &env.dst);
+    env.write("from-a-at-start", "1");
+    let state = env.outside_path("state");
+    let _lock = take_lock(libc::LOCK_SH);
+    let mut s = Script::start(
+        Command::new(example("two-way/run.sh"))
+            .arg(a)
+            .arg(b)
+            .env("TWO_WAY_STATE", &state),
+    );
+    let (ab, ba) = (state.join("ab.sock"), state.join("ba.sock"));
+    wait_until(secs(20.0), "both instances up, initial sync done", || {
+        ab.exists() && ba.exists() && tree_diff(a, b).is_none()
+    });
+    // Changes on both sides, files and directories, and a delete.
+    std::fs::write(a.join("one"), "from a").unwrap();
+    std::fs::create_dir_all(b.join("dir/sub")).unwrap();
+    std::fs::write(b.join("dir/sub/two"), "from b").unwrap();
+    std::fs::remove_file(b.join("from-a-at-start")).unwrap();
+    wait_until(secs(20.0), "both sides converge", || {
+        let ok = a.join("dir/sub/two").exists()
+            && b.join("one").exists()
+            && !a.join("from-a-at-start").exists();
+        if ok {
+            tree_diff(a, b)
+        } else {
+            Some("not yet".into())
+        }
+    });
+    // Quiet: once the last bounce is done, no batch runs on either side.
+    let mut last = (batches(&ab), batches(&ba));
+    let mut since = Instant::now();
+    wait_until(secs(30.0), "no new batch for 2 s", || {
+        let now = (batches(&ab), batches(&ba));
+        if now != last {
+            (last, since) = (now, Instant::now());
+        }
+        since.elapsed() >= Duration::from_secs(2)
+    });
+    assert_stays(
+        Duration::from_secs(3),
+        "no sync ping-pong: the batch counters stay put with nothing changing",
+        || (batches(&ab), batches(&ba)) == last,
+    );
+    assert_eq!(tree_diff(a, b), None);
+    assert_eq!(
+        std::fs::read_to_string(a.join("dir/sub/two")).unwrap(),
+        "from b"
+    );
+    assert_eq!(s.stop(), Some(0));
+}
