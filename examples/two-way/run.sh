@@ -8,13 +8,11 @@
 # (deleting what only B has!); the B -> A instance skips its initial sync.
 # From then on a change on either side reaches the other.
 #
-# What keeps them from syncing the same file back and forth forever:
-# --modification-signature. The built-in mirror rewrites a file whenever
-# an event names it (through a temp file and a rename), and that write is
-# itself an event on the other side. With a signature, each instance
-# remembers the size, mtime, mode and owner of what it last synced and
-# drops a sync when they did not change: the copy that comes back has the
-# same ones, so it stops after one bounce and both daemons go quiet.
+# What keeps them from syncing the same file back and forth forever: the
+# built-in mirror writes a file only when its bytes differ. The copy one
+# instance puts in place is an event for the other, which finds the same
+# bytes (and size, mtime, mode) on its destination and writes nothing, so
+# both daemons go quiet after one bounce.
 #
 # Caveat: both sides changing the same file within a second is a conflict
 # that nothing here resolves: the last write to reach a side wins there.
@@ -30,12 +28,10 @@ b=${2:?$usage}
 state=${TWO_WAY_STATE:-./two-way-state}
 mkdir -p "$state"
 bin=${LIVESYNC:-livesync}
-sig="--modification-signature size,mtime,mode,uid,gid"
-# shellcheck disable=SC2086 # $sig is two words on purpose
-"$bin" -H /NULL/ -W "$a" -D "$b" -t0.5 -w0.5 -l a-to-b $sig \
+"$bin" -H /NULL/ -W "$a" -D "$b" -t0.5 -w0.5 -l a-to-b \
     --socket "$state/ab.sock" &
 ab=$!
-"$bin" -H /NULL/ -W "$b" -D "$a" -t0.5 -w0.5 -l b-to-a $sig \
+"$bin" -H /NULL/ -W "$b" -D "$a" -t0.5 -w0.5 -l b-to-a \
     --skip-initialsync --socket "$state/ba.sock" &
 ba=$!
 stop() {
