@@ -7,6 +7,8 @@
 pub mod lists;
 pub mod mirror;
 pub mod rsync;
+// clsync's so/rsyncso modes (C shared-object handlers).
+pub mod so;
 pub mod template;
 
 use crate::batch::Batch;
