@@ -89,6 +89,9 @@ fn has_line(env: &TestEnv, line: &str) -> Option<String> {
     }
 }
 
+/// The watch dir's own entry in the initial sync.
+const ROOT_ENTRY: &str = "ev path= len=0 mask=0x40000100 flags=0 old=0 new=3";
+
 fn s(p: &Path) -> String {
     path_str(p)
 }
@@ -161,12 +164,24 @@ fn so_mode_gets_one_call_per_batch_with_masks_flags_and_types() {
         dst.len()
     );
     d.wait_until(secs(10.0), "init recorded", || has_line(&env, &init));
-    // The initial sync: the watch dir itself, recursively.
+    // The initial sync: the watch dir itself (the empty path) and, as
+    // clsync lists them without --have-recursive-sync, what is in it.
     d.wait_until(secs(10.0), "initial sync", || {
-        has_line(&env, "ev path=. len=1 mask=0x40000100 flags=1 old=0 new=3")
+        has_line(
+            &env,
+            "ev path=keep.txt len=8 mask=0x100 flags=0 old=1 new=2",
+        )
     });
     let first = lines(&record_path(&env));
-    assert_eq!(first[1], "sync n=1", "{first:?}");
+    assert_eq!(
+        first[1..4],
+        [
+            "sync n=2",
+            ROOT_ENTRY,
+            "ev path=keep.txt len=8 mask=0x100 flags=0 old=1 new=2"
+        ],
+        "{first:?}"
+    );
 
     env.write("new file", "n");
     d.wait_until(secs(10.0), "a new file", || {
@@ -176,11 +191,27 @@ fn so_mode_gets_one_call_per_batch_with_masks_flags_and_types() {
         )
     });
     env.mkdir_p("sub");
-    d.wait_until(secs(10.0), "a new directory, recursively", || {
+    d.wait_until(secs(10.0), "a new directory", || {
         has_line(
             &env,
-            "ev path=sub len=3 mask=0x40000100 flags=1 old=0 new=3",
+            "ev path=sub len=3 mask=0x40000100 flags=0 old=0 new=3",
         )
+    });
+    // A populated directory moved in from outside: it and its contents.
+    fs::create_dir(env.outside.join("pack")).unwrap();
+    fs::write(env.outside.join("pack/inner.txt"), "i").unwrap();
+    fs::rename(env.outside.join("pack"), env.src_path("pack")).unwrap();
+    d.wait_until(secs(10.0), "a directory moved in, listed", || {
+        has_line(
+            &env,
+            "ev path=pack len=4 mask=0x40000100 flags=0 old=0 new=3",
+        )
+        .or_else(|| {
+            has_line(
+                &env,
+                "ev path=pack/inner.txt len=14 mask=0x100 flags=0 old=1 new=2",
+            )
+        })
     });
     fs::remove_file(env.src_path("new file")).unwrap();
     d.wait_until(secs(10.0), "a deleted file", || {
@@ -194,7 +225,7 @@ fn so_mode_gets_one_call_per_batch_with_masks_flags_and_types() {
         has_line(&env, "ev path=keep.txt len=8 mask=0x40 flags=0 old=2 new=1").or_else(|| {
             has_line(
                 &env,
-                "ev path=sub/moved.txt len=13 mask=0x80 flags=1 old=0 new=2",
+                "ev path=sub/moved.txt len=13 mask=0x80 flags=0 old=0 new=2",
             )
         })
     });
@@ -347,7 +378,7 @@ fn a_failing_sync_is_retried_until_it_delivers() {
         &[("LIVESYNC_SO_FAIL_TIMES", "2")],
     );
     d.wait_until(secs(15.0), "the initial sync after two failures", || {
-        has_line(&env, "ev path=. len=1 mask=0x40000100 flags=1 old=0 new=3")
+        has_line(&env, ROOT_ENTRY)
     });
     let rec = lines(&record_path(&env));
     assert_eq!(rec[1..4], ["fail rc=5", "fail rc=5", "sync n=1"], "{rec:?}");

@@ -15,7 +15,10 @@
 //!   a handler built against the packaged headers sees), the fields a handler
 //!   reads filled in ([`Ctx`]); `indexes` is NULL: clsync's hash tables have
 //!   no counterpart here;
-//! * `so`: one `clsyncapi_sync(n, api_eventinfo_t *)` per batch; `rsyncso`:
+//! * `so`: one `clsyncapi_sync(n, api_eventinfo_t *)` per batch, paths
+//!   relative to the watch dir (the dir itself is the empty path), a
+//!   recursive op listed path by path as clsync does unless
+//!   `--have-recursive-sync` ([`event_entries`]); `rsyncso`:
 //!   include/exclude list files (mode 0600, in `-L` or a private 0700
 //!   directory, removed afterwards unless `-U`) and one
 //!   `clsyncapi_rsync(inclist, exclist)` per list part. A non-zero return is
@@ -93,7 +96,7 @@ pub struct ApiEventInfo {
     pub flags: u32,
     /// `strlen(path)`.
     pub path_len: usize,
-    /// NUL-terminated, relative to the watch dir (`.` for the dir itself).
+    /// NUL-terminated, relative to the watch dir (empty for the dir itself).
     pub path: *const c_char,
     pub objtype_old: c_int,
     pub objtype_new: c_int,
@@ -157,6 +160,10 @@ pub struct SoConfig {
     pub timeout_secs: u32,
     /// `-d` level, told to the handler as `ctx->flags[DEBUG]`.
     pub debug: c_int,
+    /// `--have-recursive-sync` (so): a recursive op is one entry flagged
+    /// `EVIF_RECURSIVELY`; without it (the default, as in clsync) the
+    /// handler gets one entry per path below the directory too.
+    pub recursive_sync: bool,
 }
 
 impl SoConfig {
@@ -179,6 +186,7 @@ impl SoConfig {
             inclimit: 20000,
             timeout_secs: 86400,
             debug: 0,
+            recursive_sync: false,
         }
     }
 }
@@ -460,7 +468,14 @@ impl SoHandler {
             return Err(HandlerError::Other("clsyncapi_sync is missing".into()));
         };
         let src = self.cfg.src.clone();
-        let entries = event_entries(batch, |p| lstat_kind(&src, p));
+        let rules = Arc::clone(&self.cfg.rules);
+        let mut list = |p: &[u8]| list_below(&src, p, &rules);
+        let recursion = if self.cfg.recursive_sync {
+            Recursion::Flag
+        } else {
+            Recursion::List(&mut list)
+        };
+        let entries = event_entries(batch, |p| lstat_kind(&src, p), recursion);
         let paths: Vec<CString> = entries
             .iter()
             .map(|e| c_path(&e.path))
@@ -641,7 +656,7 @@ fn c_path(p: &[u8]) -> Result<CString, HandlerError> {
 /// One `api_eventinfo_t` before it gets its C string.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EventEntry {
-    /// Relative path; `.` for the watch dir itself.
+    /// Relative path; empty for the watch dir itself.
     pub path: Vec<u8>,
     pub mask: u32,
     pub flags: u32,
@@ -693,52 +708,126 @@ fn objtype(k: Option<SourceKind>) -> c_int {
     }
 }
 
+/// How a recursive op reaches the handler in `so` mode.
+pub enum Recursion<'a> {
+    /// One entry flagged `EVIF_RECURSIVELY` (clsync with
+    /// `--have-recursive-sync`).
+    Flag,
+    /// The entry itself and one entry per path below it, as clsync does
+    /// without `--have-recursive-sync`: the callback lists what is below a
+    /// directory (path, kind), parents before children, as the rules allow.
+    List(&'a mut dyn FnMut(&[u8]) -> Vec<(Vec<u8>, SourceKind)>),
+}
+
 /// The entries `clsyncapi_sync` gets for `batch`: one per synced path, two
-/// per move (old name, then new name, recursively). `stat` is lstat of a
-/// source path (None when gone).
+/// per move (old name, then new name); a recursive op on a directory as
+/// `recursion` says. `stat` is lstat of a source path (None when gone).
+/// Paths are relative, the watch dir itself is the empty path (as in
+/// clsync), and a path appears once (its first entry wins).
 pub fn event_entries(
     batch: &Batch,
     mut stat: impl FnMut(&[u8]) -> Option<SourceKind>,
+    mut recursion: Recursion<'_>,
 ) -> Vec<EventEntry> {
-    let shown = |p: &[u8]| {
-        if p.is_empty() {
-            b".".to_vec()
-        } else {
-            p.to_vec()
-        }
-    };
-    let mut out = Vec::new();
+    let mut out = Entries::default();
     for op in &batch.ops {
-        match op {
-            Op::Sync { path, recursive } => {
-                let now = stat(path);
-                out.push(EventEntry {
-                    path: shown(path),
-                    mask: mask_for(OpRole::Sync, now, None),
-                    flags: if *recursive { EVIF_RECURSIVELY } else { 0 },
-                    objtype_old: EOT_UNKNOWN,
-                    objtype_new: objtype(now),
-                });
-            }
+        let (path, role, now, recursive) = match op {
+            Op::Sync { path, recursive } => (path, OpRole::Sync, stat(path), *recursive),
             Op::Move { from, to } => {
                 let to_now = stat(to);
                 let from_now = stat(from);
                 out.push(EventEntry {
-                    path: shown(from),
+                    path: from.clone(),
                     mask: mask_for(OpRole::MovedFrom, from_now, to_now),
                     flags: 0,
                     objtype_old: objtype(to_now),
                     objtype_new: objtype(from_now),
                 });
+                (to, OpRole::MovedTo, to_now, true)
+            }
+        };
+        let flag = recursive && matches!(recursion, Recursion::Flag);
+        out.push(EventEntry {
+            path: path.clone(),
+            mask: mask_for(role, now, None),
+            flags: if flag { EVIF_RECURSIVELY } else { 0 },
+            objtype_old: EOT_UNKNOWN,
+            objtype_new: objtype(now),
+        });
+        if let (true, Recursion::List(list), Some(SourceKind::Dir)) =
+            (recursive, &mut recursion, now)
+        {
+            for (q, kind) in list(path) {
+                let isdir = if kind == SourceKind::Dir {
+                    libc::IN_ISDIR
+                } else {
+                    0
+                };
                 out.push(EventEntry {
-                    path: shown(to),
-                    mask: mask_for(OpRole::MovedTo, to_now, None),
-                    flags: EVIF_RECURSIVELY,
-                    objtype_old: EOT_UNKNOWN,
-                    objtype_new: objtype(to_now),
+                    path: q,
+                    mask: libc::IN_CREATE | isdir,
+                    flags: 0,
+                    objtype_old: EOT_DOESNTEXIST,
+                    objtype_new: objtype(Some(kind)),
                 });
             }
         }
+    }
+    out.list
+}
+
+/// Entries in order, each path once.
+#[derive(Default)]
+struct Entries {
+    list: Vec<EventEntry>,
+    seen: HashSet<Vec<u8>>,
+}
+
+impl Entries {
+    fn push(&mut self, e: EventEntry) {
+        if self.seen.insert(e.path.clone()) {
+            self.list.push(e);
+        }
+    }
+}
+
+/// Everything below `root` in the source (lstat only: symlinks are not
+/// followed), parents before children, sorted by name within a directory,
+/// leaving out (and not descending into) what the rules do not sync.
+/// Unreadable directories are skipped with a debug line.
+fn list_below(src: &Path, root: &[u8], rules: &Rules) -> Vec<(Vec<u8>, SourceKind)> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_vec()];
+    while let Some(dir) = stack.pop() {
+        let mut names: Vec<(Vec<u8>, bool)> = match fs::read_dir(path::abs(src, &dir)) {
+            Ok(it) => it
+                .flatten()
+                .map(|e| {
+                    let isdir = e.file_type().is_ok_and(|t| t.is_dir());
+                    (path::join(&dir, e.file_name().as_bytes()), isdir)
+                })
+                .collect(),
+            Err(e) => {
+                log::debug!("not listing {}: {e}", path::display(&dir));
+                continue;
+            }
+        };
+        names.sort();
+        let mut subdirs = Vec::new();
+        for (rel, isdir) in names {
+            let kind = if isdir { Kind::Dir } else { Kind::File };
+            if !rules.permits(&rel, kind, Action::Sync) {
+                continue;
+            }
+            if isdir {
+                out.push((rel.clone(), SourceKind::Dir));
+                subdirs.push(rel);
+            } else {
+                out.push((rel, SourceKind::File));
+            }
+        }
+        // Popped in name order.
+        stack.extend(subdirs.into_iter().rev());
     }
     out
 }
@@ -889,6 +978,7 @@ pub mod flag {
     pub const SYNCTIMEOUT: usize = b'k' as usize;
     pub const RSYNCINCLIMIT: usize = 1 | OPTION_LONGOPTONLY;
     pub const RSYNCPREFERINCLUDE: usize = 2 | OPTION_LONGOPTONLY;
+    pub const HAVERECURSIVESYNC: usize = OPTION_LONGOPTONLY;
 }
 
 /// `struct rule` (regex_t is glibc's).
@@ -1118,6 +1208,7 @@ impl Ctx {
         set(flag::DEBUG, cfg.debug);
         set(flag::THREADING, 0);
         set(flag::DONTUNLINK, c_int::from(cfg.keep_lists));
+        set(flag::HAVERECURSIVESYNC, c_int::from(cfg.recursive_sync));
         set(flag::RSYNCPREFERINCLUDE, c_int::from(cfg.prefer_include));
         set(
             flag::RSYNCINCLIMIT,
@@ -1161,8 +1252,32 @@ mod tests {
         assert_eq!(mask_for(OpRole::MovedTo, d, None), IN_MOVED_TO | IN_ISDIR);
     }
 
+    fn entries(b: &Batch, recursion: Recursion<'_>) -> Vec<(String, u32, u32, c_int, c_int)> {
+        let e = event_entries(
+            b,
+            |p| match p {
+                b"" | b"new" | b"new/d" => Some(SourceKind::Dir),
+                b"new/d/f" | b"x" => Some(SourceKind::File),
+                _ => None,
+            },
+            recursion,
+        );
+        e.iter()
+            .map(|e| {
+                (
+                    String::from_utf8_lossy(&e.path).into_owned(),
+                    e.mask,
+                    e.flags,
+                    e.objtype_old,
+                    e.objtype_new,
+                )
+            })
+            .collect()
+    }
+
     #[test]
-    fn entries_name_the_root_as_dot_and_split_moves() {
+    fn entries_split_moves_and_flag_or_list_recursive_ops() {
+        use libc::{IN_CREATE as C, IN_DELETE, IN_ISDIR as D, IN_MOVED_FROM, IN_MOVED_TO};
         let b = batch(vec![
             Op::Move {
                 from: b"old".to_vec(),
@@ -1176,37 +1291,81 @@ mod tests {
                 path: b"gone".to_vec(),
                 recursive: false,
             },
+            Op::Sync {
+                path: b"x".to_vec(),
+                recursive: false,
+            },
         ]);
-        let e = event_entries(&b, |p| match p {
-            b"" | b"new" => Some(SourceKind::Dir),
-            _ => None,
-        });
-        let got: Vec<(&[u8], u32, u32, c_int)> = e
-            .iter()
-            .map(|e| (e.path.as_slice(), e.mask, e.flags, e.objtype_new))
+        let s = |p: &str| p.to_string();
+        assert_eq!(
+            entries(&b, Recursion::Flag),
+            vec![
+                (s("old"), IN_MOVED_FROM | D, 0, EOT_DIR, EOT_DOESNTEXIST),
+                (
+                    s("new"),
+                    IN_MOVED_TO | D,
+                    EVIF_RECURSIVELY,
+                    EOT_UNKNOWN,
+                    EOT_DIR
+                ),
+                (s(""), C | D, EVIF_RECURSIVELY, EOT_UNKNOWN, EOT_DIR),
+                (s("gone"), IN_DELETE, 0, EOT_UNKNOWN, EOT_DOESNTEXIST),
+                (s("x"), C | libc::IN_CLOSE_WRITE, 0, EOT_UNKNOWN, EOT_FILE),
+            ]
+        );
+        // Listing: what is below comes after the op's own entry, each path
+        // once (x below the root is not repeated by its own op).
+        let mut list = |p: &[u8]| -> Vec<(Vec<u8>, SourceKind)> {
+            match p {
+                b"new" => vec![
+                    (b"new/d".to_vec(), SourceKind::Dir),
+                    (b"new/d/f".to_vec(), SourceKind::File),
+                ],
+                b"" => vec![
+                    (b"new".to_vec(), SourceKind::Dir),
+                    (b"x".to_vec(), SourceKind::File),
+                ],
+                _ => panic!("listed {}", path::display(p)),
+            }
+        };
+        let (dne, file, dir) = (EOT_DOESNTEXIST, EOT_FILE, EOT_DIR);
+        assert_eq!(
+            entries(&b, Recursion::List(&mut list)),
+            vec![
+                (s("old"), IN_MOVED_FROM | D, 0, dir, dne),
+                (s("new"), IN_MOVED_TO | D, 0, EOT_UNKNOWN, dir),
+                (s("new/d"), C | D, 0, dne, dir),
+                (s("new/d/f"), C, 0, dne, file),
+                (s(""), C | D, 0, EOT_UNKNOWN, dir),
+                (s("x"), C, 0, dne, file),
+                (s("gone"), IN_DELETE, 0, EOT_UNKNOWN, dne),
+            ]
+        );
+    }
+
+    #[test]
+    fn listing_skips_what_the_rules_refuse_and_does_not_follow_symlinks() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path();
+        fs::create_dir_all(src.join("a/b")).unwrap();
+        fs::create_dir_all(src.join("skip.d")).unwrap();
+        fs::write(src.join("a/b/f"), b"f").unwrap();
+        fs::write(src.join("skip.d/inner"), b"i").unwrap();
+        fs::write(src.join("z.tmp"), b"t").unwrap();
+        std::os::unix::fs::symlink("a", src.join("link")).unwrap();
+        let rules = Rules::parse(b"-d^skip\\.d$\n-f\\.tmp$\n", "test").unwrap();
+        let got: Vec<(String, SourceKind)> = list_below(src, b"", &rules)
+            .into_iter()
+            .map(|(p, k)| (path::display(&p), k))
             .collect();
+        use SourceKind::{Dir, File};
         assert_eq!(
             got,
             vec![
-                (
-                    &b"old"[..],
-                    libc::IN_MOVED_FROM | libc::IN_ISDIR,
-                    0,
-                    EOT_DOESNTEXIST
-                ),
-                (
-                    b"new",
-                    libc::IN_MOVED_TO | libc::IN_ISDIR,
-                    EVIF_RECURSIVELY,
-                    EOT_DIR
-                ),
-                (
-                    b".",
-                    libc::IN_CREATE | libc::IN_ISDIR,
-                    EVIF_RECURSIVELY,
-                    EOT_DIR
-                ),
-                (b"gone", libc::IN_DELETE, 0, EOT_DOESNTEXIST),
+                ("a".to_string(), Dir),
+                ("link".to_string(), File),
+                ("a/b".to_string(), Dir),
+                ("a/b/f".to_string(), File),
             ]
         );
     }
