@@ -708,6 +708,9 @@ fn objtype(k: Option<SourceKind>) -> c_int {
     }
 }
 
+/// Lists what is below a directory: (relative path, kind) pairs.
+pub type Lister<'a> = dyn FnMut(&[u8]) -> Vec<(Vec<u8>, SourceKind)> + 'a;
+
 /// How a recursive op reaches the handler in `so` mode.
 pub enum Recursion<'a> {
     /// One entry flagged `EVIF_RECURSIVELY` (clsync with
@@ -716,7 +719,7 @@ pub enum Recursion<'a> {
     /// The entry itself and one entry per path below it, as clsync does
     /// without `--have-recursive-sync`: the callback lists what is below a
     /// directory (path, kind), parents before children, as the rules allow.
-    List(&'a mut dyn FnMut(&[u8]) -> Vec<(Vec<u8>, SourceKind)>),
+    List(&'a mut Lister<'a>),
 }
 
 /// The entries `clsyncapi_sync` gets for `batch`: one per synced path, two
