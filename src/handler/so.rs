@@ -415,23 +415,30 @@ impl SoHandler {
             seq: 0,
             lib,
         };
-        let busy = with_initialised(|s| s.contains(&(h.lib.handle as usize)));
-        if busy {
+        let done = h.ensure_init().map_err(|(code, reason)| SoError::Init {
+            path: shown.clone(),
+            code,
+            reason,
+        })?;
+        if !done {
             log::debug!("{shown}: init deferred until the running handler is replaced");
-        } else {
-            h.ensure_init().map_err(|(code, reason)| SoError::Init {
-                path: shown,
-                code,
-                reason,
-            })?;
         }
         Ok(h)
     }
 
-    /// Runs `clsyncapi_init` once. Err: its return code and strerror.
-    fn ensure_init(&mut self) -> Result<(), (c_int, String)> {
+    /// Runs `clsyncapi_init` once, unless another handler of the same
+    /// object is initialised (then `Ok(false)`). The check and the init
+    /// happen under one lock, which deinit takes too. Err: its return code
+    /// and strerror.
+    fn ensure_init(&mut self) -> Result<bool, (c_int, String)> {
         if self.initialised {
-            return Ok(());
+            return Ok(true);
+        }
+        let mut guard = INITIALISED.lock().unwrap_or_else(|p| p.into_inner());
+        let live = guard.get_or_insert_with(HashSet::new);
+        let key = self.lib.handle as usize;
+        if live.contains(&key) {
+            return Ok(false);
         }
         if let Some(init) = self.init {
             // SAFETY: the ctx lives as long as the handler (boxed, never
@@ -448,8 +455,8 @@ impl SoHandler {
             }
         }
         self.initialised = true;
-        with_initialised(|s| s.insert(self.lib.handle as usize));
-        Ok(())
+        live.insert(key);
+        Ok(true)
     }
 
     fn shown(&self) -> String {
@@ -597,20 +604,17 @@ impl Handler for SoHandler {
         if batch.is_empty() {
             return Ok(Report::default());
         }
-        if !self.initialised {
-            let busy = with_initialised(|s| s.contains(&(self.lib.handle as usize)));
-            if busy {
-                return Err(HandlerError::Other(format!(
-                    "sync handler {}: still initialised by the handler it replaces; retrying",
-                    self.shown()
-                )));
-            }
-            self.ensure_init().map_err(|(code, reason)| {
-                HandlerError::Other(format!(
-                    "sync handler {}: clsyncapi_init returned {code} ({reason})",
-                    self.shown()
-                ))
-            })?;
+        let done = self.ensure_init().map_err(|(code, reason)| {
+            HandlerError::Other(format!(
+                "sync handler {}: clsyncapi_init returned {code} ({reason})",
+                self.shown()
+            ))
+        })?;
+        if !done {
+            return Err(HandlerError::Other(format!(
+                "sync handler {}: still initialised by the handler it replaces; retrying",
+                self.shown()
+            )));
         }
         match self.cfg.mode {
             SoMode::Sync => self.run_sync(batch)?,
@@ -626,17 +630,20 @@ impl Handler for SoHandler {
 impl Drop for SoHandler {
     fn drop(&mut self) {
         if self.initialised {
-            if let Some(deinit) = self.deinit {
-                // SAFETY: called once, after init, before dlclose.
-                let rc = unsafe { deinit() };
-                if rc != 0 {
-                    log::warn!(
-                        "sync handler {}: clsyncapi_deinit returned {rc}",
-                        self.shown()
-                    );
+            let shown = self.shown();
+            let (deinit, key) = (self.deinit, self.lib.handle as usize);
+            // Under the lock the init takes: no other handler of this
+            // object initialises while this one deinitialises.
+            with_initialised(|live| {
+                if let Some(deinit) = deinit {
+                    // SAFETY: called once, after init, before dlclose.
+                    let rc = unsafe { deinit() };
+                    if rc != 0 {
+                        log::warn!("sync handler {shown}: clsyncapi_deinit returned {rc}");
+                    }
                 }
-            }
-            with_initialised(|s| s.remove(&(self.lib.handle as usize)));
+                live.remove(&key);
+            });
         }
         if let Some(ListDir::Private(dir)) = &self.lists {
             if self.cfg.keep_lists {
