@@ -176,7 +176,7 @@ fn so_mode_gets_one_call_per_batch_with_masks_flags_and_types() {
     assert_eq!(
         first[1..4],
         [
-            "sync n=2",
+            "sync n=2 iteration=0",
             ROOT_ENTRY,
             "ev path=keep.txt len=8 mask=0x100 flags=0 old=1 new=2"
         ],
@@ -231,13 +231,16 @@ fn so_mode_gets_one_call_per_batch_with_masks_flags_and_types() {
     });
     // Every call's n matches the entries that follow it.
     let rec = lines(&record_path(&env));
-    let mut i = 1;
+    let (mut i, mut calls) = (1, 0);
     while i < rec.len() {
-        let n: usize = rec[i]
+        let (n, iteration) = rec[i]
             .strip_prefix("sync n=")
-            .unwrap_or_else(|| panic!("line {i} is not a sync call: {rec:?}"))
-            .parse()
-            .unwrap();
+            .and_then(|r| r.split_once(" iteration="))
+            .unwrap_or_else(|| panic!("line {i} is not a sync call: {rec:?}"));
+        let n: usize = n.parse().unwrap();
+        // Each call is the next iteration.
+        assert_eq!(iteration, calls.to_string(), "{rec:?}");
+        calls += 1;
         assert!(n >= 1);
         for k in 1..=n {
             assert!(rec[i + k].starts_with("ev "), "{rec:?}");
@@ -381,7 +384,11 @@ fn a_failing_sync_is_retried_until_it_delivers() {
         has_line(&env, ROOT_ENTRY)
     });
     let rec = lines(&record_path(&env));
-    assert_eq!(rec[1..4], ["fail rc=5", "fail rc=5", "sync n=1"], "{rec:?}");
+    assert_eq!(
+        rec[1..4],
+        ["fail rc=5", "fail rc=5", "sync n=1 iteration=0"],
+        "{rec:?}"
+    );
     assert!(
         d.log().contains("clsyncapi_sync returned 5; retrying"),
         "{}",
@@ -402,7 +409,9 @@ fn a_reload_deinits_the_old_handler_before_the_new_init() {
     let env = TestEnv::new();
     let so = recorder(&env, "recorder.so", &[]);
     let mut d = start(&env, &["-M", "so", "-S", &s(&so), "-t0", "-w0"], &[]);
-    d.wait_until(secs(10.0), "initial sync", || has_line(&env, "sync n=1"));
+    d.wait_until(secs(10.0), "initial sync", || {
+        has_line(&env, "sync n=1 iteration=0")
+    });
     unsafe { libc::kill(d.pid(), libc::SIGHUP) };
     d.wait_until(secs(10.0), "a second init after the reload", || {
         let rec = lines(&record_path(&env));
@@ -653,4 +662,50 @@ fn refuses_an_object_that_needs_an_unknown_symbol() {
             && m.contains("undefined symbol: no_such_function_anywhere")
             && m.ends_with("; build it with cc -shared -fPIC and link what it needs")
     });
+}
+
+#[test]
+fn a_handler_runs_programs_through_clsyncapi_fork() {
+    if !prerequisites() {
+        return;
+    }
+    let env = TestEnv::new();
+    let so = recorder(&env, "recorder.so", &[]);
+    let marker = env.outside.join("touched");
+    let mut d = start(
+        &env,
+        &["-M", "so", "-S", &s(&so), "-t0", "-w0"],
+        &[("LIVESYNC_SO_TOUCH", &s(&marker))],
+    );
+    d.wait_until(secs(10.0), "the forked touch", || {
+        has_line(&env, "touched status=0")
+    });
+    assert!(marker.exists());
+}
+
+#[test]
+fn a_relative_s_is_taken_from_the_current_dir() {
+    if !prerequisites() {
+        return;
+    }
+    let env = TestEnv::new();
+    let so = recorder(&env, "rel.so", &[]);
+    fs::set_permissions(&so, fs::Permissions::from_mode(0o775)).unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(&env.root)
+        .args(["-H", "/NULL/", "-W"])
+        .arg(&env.src)
+        .arg("-D")
+        .arg(&env.dst)
+        .args(["-M", "so", "-S", "rel.so"]);
+    let run = run_command(cmd, secs(20.0));
+    assert_eq!(
+        run.stderr,
+        format!(
+            "livesync: error: sync handler {} has mode 0775; group/other write, setuid, setgid \
+             and sticky bits are refused: chmod go-w,ug-s,o-t it\n",
+            s(&so)
+        )
+    );
+    assert_eq!(run.code, Some(2));
 }

@@ -620,6 +620,8 @@ impl Handler for SoHandler {
             SoMode::Sync => self.run_sync(batch)?,
             SoMode::Rsync => self.run_rsync(batch)?,
         }
+        // `ctx->iteration_num`: the successful runs before the next call.
+        self.ctx.iteration_num = self.ctx.iteration_num.wrapping_add(1);
         Ok(Report {
             exit_code: Some(0),
             ..Report::default()

@@ -4,6 +4,9 @@
  * nothing. Built with `cc -shared -fPIC` against the headers of libclsync-dev.
  *
  *   $LIVESYNC_SO_FAIL_TIMES=N  the first N sync/rsync calls return EIO
+ *   $LIVESYNC_SO_TOUCH=FILE    each sync call runs `touch FILE` through
+ *                              clsyncapi_fork(), as clsync's examples run
+ *                              their programs
  *   -DWANT_API=V               init refuses unless clsyncapi_getapiversion()
  *                              is V (default CLSYNC_API_VERSION)
  *   -DNO_SYNC / -DNO_RSYNC     leave that function out
@@ -11,7 +14,8 @@
  * Lines:
  *   init api=2 mode=7 debug=0 threading=0 label=L watch=W dest=D
  *        watchslash=W/ destslash=D/ watchlen=N destlen=N lists=DIR
- *   sync n=N
+ *   sync n=N iteration=I
+ *   touched status=S
  *   ev path=P len=N mask=0xM flags=F old=O new=N
  *   rsync inc=PATH exc=PATH incmode=600 dirmode=700
  *   inc LINE / exc LINE        the list files' lines
@@ -27,7 +31,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <clsync/configuration.h>
 #include <clsync/clsync.h>
@@ -90,11 +96,24 @@ int clsyncapi_sync(int n, api_eventinfo_t *ei)
 		return ENOENT;
 	int rc = failing(f);
 	if (!rc) {
-		fprintf(f, "sync n=%d\n", n);
+		fprintf(f, "sync n=%d iteration=%u\n", n, ctx_p->iteration_num);
 		for (int k = 0; k < n; k++)
 			fprintf(f, "ev path=%s len=%zu mask=%#x flags=%u old=%d new=%d\n",
 				ei[k].path, ei[k].path_len, ei[k].evmask, ei[k].flags,
 				ei[k].objtype_old, ei[k].objtype_new);
+		const char *touch = getenv("LIVESYNC_SO_TOUCH");
+		if (touch) {
+			pid_t pid = clsyncapi_fork(ctx_p);
+			if (pid == 0) {
+				execl("/usr/bin/touch", "touch", touch, (char *)NULL);
+				_exit(127);
+			}
+			int status = -1;
+			if (pid > 0 && waitpid(pid, &status, 0) == pid)
+				fprintf(f, "touched status=%d\n", WEXITSTATUS(status));
+			else
+				fprintf(f, "touched fork failed\n");
+		}
 	}
 	fclose(f);
 	return rc;
