@@ -34,6 +34,11 @@ pub enum Mode {
     Mirror,
     /// rsync with clsync's argv.
     RsyncDirect,
+    // --- so/rsyncso (src/handler/so.rs) ---
+    /// A C shared object (`-S lib.so`) with clsync's ABI: `clsyncapi_sync`.
+    So,
+    /// A C shared object with clsync's ABI: `clsyncapi_rsync` with lists.
+    RsyncSo,
 }
 
 /// Where log lines go (`-Y`).
@@ -81,7 +86,7 @@ pub enum ConfigError {
     Destination { path: String, reason: String },
     #[error("{0}")]
     Rules(#[from] crate::rules::RulesError),
-    #[error("unknown mode {0:?}: use mirror or rsyncdirect")]
+    #[error("unknown mode {0:?}: use mirror, rsyncdirect, so or rsyncso")]
     Mode(String),
     #[error("{0}")]
     File(#[from] file::FileError),
@@ -536,6 +541,9 @@ impl Config {
         let mode = match a.mode.as_deref() {
             None | Some("mirror") => Mode::Mirror,
             Some("rsyncdirect") => Mode::RsyncDirect,
+            // so/rsyncso: the handler is a shared object (src/handler/so.rs).
+            Some("so") => Mode::So,
+            Some("rsyncso") => Mode::RsyncSo,
             Some(other) => return Err(ConfigError::Mode(other.to_string())),
         };
 
@@ -595,12 +603,30 @@ impl Config {
         }
 
         let handler_program = match (&mode, &a.sync_handler) {
+            // so/rsyncso: always a file path (dlopen would search the
+            // library path for a bare name; the checks look at this file).
+            (Mode::So | Mode::RsyncSo, Some(p)) => Some(absolute(Path::new(p)).into_os_string()),
             (_, Some(p)) => Some(program_path(p)),
             (Mode::RsyncDirect, None) => Some(OsString::from("rsync")),
             (Mode::Mirror, None) => None,
+            // so/rsyncso: -S names the shared object; there is no default.
+            (Mode::So | Mode::RsyncSo, None) => {
+                return Err(ConfigError::Invalid(
+                    "-M so and -M rsyncso need -S /path/to/handler.so (the shared object to load)"
+                        .to_string(),
+                ))
+            }
         };
-        if let Some(p) = &handler_program {
-            find_program(p)?;
+        match (&mode, &handler_program) {
+            // so/rsyncso: clsync's checks on the object instead of PATH lookup.
+            (Mode::So | Mode::RsyncSo, Some(p)) => {
+                crate::handler::so::check_object(Path::new(p))
+                    .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+            }
+            (_, Some(p)) => {
+                find_program(p)?;
+            }
+            (_, None) => {}
         }
         if mode == Mode::Mirror && a.sync_handler.is_some() {
             return Err(ConfigError::Invalid(

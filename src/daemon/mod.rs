@@ -84,6 +84,7 @@ use crate::config::{cli, Config, Destination, Mode};
 use crate::exec;
 use crate::handler::mirror::Mirror;
 use crate::handler::rsync::{RsyncConfig, RsyncDirect};
+use crate::handler::so::{SoConfig, SoHandler, SoMode};
 use crate::handler::{Handler, HandlerError, Report};
 use crate::monitor::inotify::InotifyMonitor;
 use crate::monitor::{Monitor, MonitorError, RawEvent};
@@ -128,6 +129,9 @@ pub enum DaemonError {
     Io { what: String, source: io::Error },
     #[error("{0}")]
     GaveUp(String),
+    /// so/rsyncso: the shared object was refused or failed to start (exit code 2).
+    #[error("{0}")]
+    SharedObject(#[from] crate::handler::so::SoError),
 }
 
 impl DaemonError {
@@ -135,6 +139,7 @@ impl DaemonError {
     pub fn exit_code(&self) -> i32 {
         match self {
             DaemonError::WatchLimit(_) => 3,
+            DaemonError::SharedObject(_) => 2,
             _ => 1,
         }
     }
@@ -150,6 +155,8 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> DaemonError {
 enum HandlerBox {
     Mirror(Mirror),
     Rsync(Box<RsyncDirect>),
+    /// so/rsyncso: a C shared object (src/handler/so.rs).
+    So(Box<SoHandler>),
 }
 
 impl HandlerBox {
@@ -164,6 +171,7 @@ impl HandlerBox {
                 r.set_env(env);
                 r.run(batch)
             }
+            HandlerBox::So(h) => h.run(batch),
         }
     }
 }
@@ -217,6 +225,9 @@ struct Worker {
     from_worker: mpsc::Receiver<Done>,
     wake: UnixStream,
     busy: bool,
+    /// Receives once the worker thread has dropped its handler (so that an
+    /// so handler's clsyncapi_deinit runs before livesync exits).
+    gone: mpsc::Receiver<()>,
 }
 
 impl Worker {
@@ -227,6 +238,7 @@ impl Worker {
             .map_err(io_err("worker wake-up socket"))?;
         let (to_worker, jobs) = mpsc::channel::<Job>();
         let (results, from_worker) = mpsc::channel::<Done>();
+        let (gone_tx, gone) = mpsc::channel::<()>();
         std::thread::Builder::new()
             .name("livesync-worker".into())
             // The mirror walks a subtree depth-first; paths may be up to
@@ -258,6 +270,8 @@ impl Worker {
                     }
                     let _ = wake_tx.write_all(b"x");
                 }
+                drop(handler);
+                let _ = gone_tx.send(());
             })
             .map_err(io_err("cannot start the worker thread"))?;
         Ok(Worker {
@@ -265,6 +279,7 @@ impl Worker {
             from_worker,
             wake,
             busy: false,
+            gone,
         })
     }
 
@@ -285,6 +300,19 @@ impl Worker {
             self.busy = false;
         }
         done
+    }
+}
+
+impl Drop for Worker {
+    /// Closes the job channel, which ends the worker's loop and drops the
+    /// handler, and waits a little for that when no sync is running (a
+    /// running one is never waited for).
+    fn drop(&mut self) {
+        let (closed, _) = mpsc::channel();
+        drop(std::mem::replace(&mut self.to_worker, closed));
+        if !self.busy {
+            let _ = self.gone.recv_timeout(Duration::from_secs(5));
+        }
     }
 }
 
@@ -414,6 +442,33 @@ fn build_handler(cfg: &Config) -> Result<HandlerBox, DaemonError> {
             rc.rules = Arc::clone(&cfg.rules);
             rc.timeout = cfg.timeout_sync;
             Ok(HandlerBox::Rsync(Box::new(RsyncDirect::new(rc)?)))
+        }
+        // so/rsyncso: load the shared object (checks, dlopen, init).
+        Mode::So | Mode::RsyncSo => {
+            let mode = if cfg.mode == Mode::So {
+                SoMode::Sync
+            } else {
+                SoMode::Rsync
+            };
+            let Some(object) = cfg.handler_program.clone() else {
+                return Err(DaemonError::GaveUp(
+                    "-M so/rsyncso need -S /path/to/handler.so".into(),
+                ));
+            };
+            let mut sc = SoConfig::new(mode, object, cfg.watch_dir.clone(), dest.as_os_str());
+            sc.label = cfg.label.clone();
+            sc.lists_dir = cfg.lists_dir.clone();
+            sc.keep_lists = cfg.keep_lists;
+            sc.rules = Arc::clone(&cfg.rules);
+            sc.timeout_secs = cfg
+                .timeout_sync
+                .map_or(0, |t| u32::try_from(t.as_secs()).unwrap_or(u32::MAX));
+            sc.debug = match cfg.log_level {
+                ::log::LevelFilter::Debug => 1,
+                ::log::LevelFilter::Trace => 2,
+                _ => 0,
+            };
+            Ok(HandlerBox::So(Box::new(SoHandler::new(sc)?)))
         }
     }
 }
@@ -873,6 +928,8 @@ impl Daemon {
         match self.cfg.mode {
             Mode::Mirror => "mirror",
             Mode::RsyncDirect => "rsyncdirect",
+            Mode::So => "so",
+            Mode::RsyncSo => "rsyncso",
         }
     }
 

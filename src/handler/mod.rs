@@ -8,6 +8,8 @@ pub mod lists;
 pub mod mirror;
 pub mod progress; // files/bytes done, for the initial sync's progress bar (the operations issue)
 pub mod rsync;
+// clsync's so/rsyncso modes (C shared-object handlers).
+pub mod so;
 pub mod template;
 
 use crate::batch::Batch;
