@@ -50,7 +50,7 @@ impl RunSpan {
 fn slow_handler(env: &TestEnv, secs: f64) -> (PathBuf, PathBuf) {
     let log = env.root.join("runs.log");
     let h = script(
-        &env,
+        env,
         "slow-rsync.sh",
         &format!(
             r#"incl=; prev=

@@ -11,6 +11,17 @@
 //! copies, rsync runs or a hook runs. A failed batch goes back to the queue
 //! with backoff; nothing is dropped.
 //!
+//! # Parallel runs (`-p`, `--threads`)
+//! The worker is a pool: one thread with `-p off`, `--threads` with `safe`
+//! and `full`, each with its own handler (SIGHUP gives each a new one).
+//! The loop pops one batch per free thread; with `safe` the queue is
+//! exclusive, so batches in flight never share a path (see `queue.rs`).
+//! Results come back on one channel and are collected before the kernel
+//! is read, as with one thread. Hooks and every step of the way out run
+//! only when all threads are idle; TERM signals every running handler's
+//! process group. An iteration is still one handler run; with parallel
+//! runs `--max-iterations` starts no more runs than it has left.
+//!
 //! # Statuses (`--status-file`, `CLSYNC_STATUS`)
 //! `starting` (watches being added), `initsync` (the initial sync runs or is
 //! retried), `running`, `synchandler error` (waiting to retry a failed
