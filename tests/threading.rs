@@ -5,7 +5,8 @@
 //! unrelated paths at once and never two on one path; `full` may; `off`
 //! never overlaps. Under a random live workload `-p safe` converges, with
 //! the built-in mirror and with rsyncdirect. The status JSON reports the
-//! running handlers.
+//! running handlers, and TERM stops every one of them and syncs their
+//! batches again before exiting.
 //!
 //! These tests own nothing outside their temp dirs; every wait polls a
 //! condition with a deadline.
@@ -336,4 +337,55 @@ fn safe_converges_under_a_random_live_workload_with_rsync() {
         return;
     }
     converges_under_load(&["-M", "rsyncdirect"], 11);
+}
+
+#[test]
+fn term_stops_every_running_handler_and_syncs_their_batches() {
+    if !require_tool("rsync") {
+        return;
+    }
+    let env = TestEnv::new();
+    env.write("init", "init");
+    let (flag, pids) = (env.root.join("hang"), env.root.join("pids"));
+    // While the flag exists every run hangs (recording its pids); else rsync.
+    let h = script(
+        &env,
+        "hang.sh",
+        &format!(
+            "if [ -e '{f}' ]; then echo $$ >> '{p}'; sleep 60 & echo $! >> '{p}'; wait; exit 1; fi\nexec rsync \"$@\"",
+            f = flag.display(),
+            p = pids.display()
+        ),
+    );
+    let h = path_str(&h);
+    let args = [
+        "-M",
+        "rsyncdirect",
+        "-S",
+        &h,
+        "-t0",
+        "-w0",
+        "-p",
+        "safe",
+        "--threads",
+        "2",
+    ];
+    let mut d = Daemon::start(&env, &args);
+    d.wait_synced(&env, LONG);
+    fs::write(&flag, "").expect("flag");
+    env.write("a", "a");
+    d.wait_until(LONG, "a handler hanging", || lines(&pids).len() >= 2);
+    env.write("b", "b");
+    d.wait_until(LONG, "two handlers hanging", || lines(&pids).len() >= 4);
+    fs::remove_file(&flag).expect("unflag");
+    let recorded: Vec<i32> = lines(&pids)
+        .iter()
+        .map(|l| l.trim().parse().expect("pid"))
+        .collect();
+    let st = d.signal_and_wait(libc::SIGTERM, LONG).expect("exited");
+    assert_eq!(st.code(), Some(0), "{}", d.context());
+    for p in recorded {
+        wait_until(LONG, "a hanging handler killed", || !alive(p));
+    }
+    assert_eq!(env.diff(), None, "the stopped batches were synced again");
 }
