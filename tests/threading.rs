@@ -389,3 +389,45 @@ fn term_stops_every_running_handler_and_syncs_their_batches() {
     }
     assert_eq!(env.diff(), None, "the stopped batches were synced again");
 }
+
+#[test]
+fn full_retries_a_failed_run_while_others_go_on() {
+    if !require_tool("rsync") {
+        return;
+    }
+    let env = TestEnv::new();
+    env.write("init", "init");
+    let flag = env.root.join("fail");
+    // While the flag exists a run that names `a` fails; every other run syncs.
+    let h = script(
+        &env,
+        "fail-a.sh",
+        &format!(
+            "incl=; prev=\nfor x in \"$@\"; do [ \"$prev\" = \"--include-from\" ] && incl=$x; prev=$x; done\nif [ -e '{f}' ] && grep -qx '/a' \"$incl\"; then exit 3; fi\nexec rsync \"$@\"",
+            f = flag.display()
+        ),
+    );
+    let h = path_str(&h);
+    let args = [
+        "-M",
+        "rsyncdirect",
+        "-S",
+        &h,
+        "-t0",
+        "-w0",
+        "-p",
+        "full",
+        "--threads",
+        "2",
+    ];
+    let mut d = Daemon::start(&env, &args);
+    d.wait_synced(&env, LONG);
+    fs::write(&flag, "").expect("flag");
+    env.write("a", "a");
+    d.wait_for_log(LONG, "failed (try 1");
+    env.write("b", "b");
+    d.wait_until(LONG, "b synced while a keeps failing", || env.dst_has("b"));
+    assert!(!env.dst_has("a"), "a was synced while its run failed");
+    fs::remove_file(&flag).expect("unflag");
+    d.wait_synced(&env, LONG);
+}
