@@ -39,8 +39,18 @@
 //!   `Created` that arrives after `finished` is taken as new to the destination.
 //! - Run batches one at a time, in the order they were popped: renames are
 //!   replayed in order, and a batch may rely on the renames of the one before.
+//!   The exception is the exclusive mode ([`Queue::set_exclusive`], `-p
+//!   safe`): there a pop leaves pending whatever is related (the same path,
+//!   an ancestor or a descendant) to a path of a batch in flight, and every
+//!   rename that is related to a rename it leaves pending, so the batches in
+//!   flight never share a path and may run at once, finishing in any order.
+//!   Without it (`-p full`) batches may run at once too, but then races
+//!   between them are the caller's to accept.
 //! - Call `finished` once for every popped batch (success or failure), and
-//!   [`Queue::requeue`] as well when it failed.
+//!   [`Queue::requeue`] as well when it failed. Callers that run several
+//!   batches at once use the ids: [`Queue::pop_due_with_id`],
+//!   [`Queue::finished_id`] on success, [`Queue::requeue_id`] (which also
+//!   finishes) on failure.
 
 use crate::batch::{Batch, Lane, Op};
 use crate::path;
@@ -175,9 +185,30 @@ pub struct Queue {
     last_finished: Option<Instant>,
     /// No lane is due before this (set by `requeue`).
     hold_until: Option<Instant>,
-    /// Paths of the batches in flight (`true`: the whole subtree).
+    /// Paths of the batches in flight (`true`: the whole subtree): the
+    /// union over `flights`.
     inflight: BTreeMap<Vec<u8>, bool>,
-    inflight_batches: usize,
+    // ----- parallel runs (-p safe|full) -----
+    /// The batches in flight, by id (ids grow: the oldest comes first).
+    flights: BTreeMap<u64, Flight>,
+    next_id: u64,
+    /// `-p safe`: a pop never hands out a path related to one in flight.
+    exclusive: bool,
+}
+
+/// The id of a popped batch, for [`Queue::finished_id`] and
+/// [`Queue::requeue_id`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BatchId(u64);
+
+/// One batch in flight.
+#[derive(Clone, Debug, Default)]
+struct Flight {
+    /// Its paths (`true`: the whole subtree).
+    paths: BTreeMap<Vec<u8>, bool>,
+    /// Renames handed out in later batches while this one ran, in order: if
+    /// it fails, its syncs follow them as they follow pending renames.
+    later_moves: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 fn lane_index(lane: Lane) -> usize {
@@ -233,8 +264,16 @@ impl Queue {
             last_finished: None,
             hold_until: None,
             inflight: BTreeMap::new(),
-            inflight_batches: 0,
+            flights: BTreeMap::new(),
+            next_id: 0,
+            exclusive: false,
         }
+    }
+
+    /// `-p safe`: from now on a pop leaves pending every op related to a
+    /// path in flight (see the module documentation).
+    pub fn set_exclusive(&mut self, on: bool) {
+        self.exclusive = on;
     }
 
     /// Records one change seen at `now`.
@@ -271,31 +310,76 @@ impl Queue {
     /// The batch of the fastest lane that is due at `now`, if any. Call it
     /// until it returns None to drain every due lane.
     pub fn pop_due(&mut self, now: Instant) -> Option<Batch> {
-        let lane = Lane::ALL
-            .into_iter()
-            .find(|&l| self.due(l).is_some_and(|t| t <= now))?;
-        Some(self.pop(Some(lane)))
+        self.pop_due_with_id(now).map(|(_, b)| b)
+    }
+
+    /// As [`pop_due`](Queue::pop_due), with the id to finish the batch by.
+    /// In exclusive mode a due lane whose every op waits for a batch in
+    /// flight gives nothing (and stays due: pop again after a finish).
+    pub fn pop_due_with_id(&mut self, now: Instant) -> Option<(BatchId, Batch)> {
+        for lane in Lane::ALL {
+            if self.due(lane).is_some_and(|t| t <= now) {
+                if let Some(popped) = self.pop(Some(lane)) {
+                    return Some(popped);
+                }
+            }
+        }
+        None
     }
 
     /// Everything pending in one batch, ignoring every window (shutdown,
-    /// exit when there are no more events). None when nothing is pending.
+    /// exit when there are no more events). None when nothing is pending
+    /// (or, in exclusive mode, when all of it waits for a batch in flight).
     pub fn pop_all(&mut self) -> Option<Batch> {
+        self.pop_all_with_id().map(|(_, b)| b)
+    }
+
+    /// As [`pop_all`](Queue::pop_all), with the id to finish the batch by.
+    pub fn pop_all_with_id(&mut self) -> Option<(BatchId, Batch)> {
         if self.is_empty() {
             return None;
         }
-        Some(self.pop(None))
+        self.pop(None)
     }
 
     /// A sync ended at `now` (successfully or not): the `-w` interval counts
     /// from here. Call it exactly once for every popped batch, after pushing
-    /// the changes the monitor has already queued; the queue forgets the
-    /// paths in flight when the last one has finished.
+    /// the changes the monitor has already queued. Without an id it ends the
+    /// oldest batch in flight (for callers that run one at a time).
     pub fn finished(&mut self, now: Instant) {
-        self.last_finished = Some(self.last_finished.map_or(now, |t| t.max(now)));
-        self.inflight_batches = self.inflight_batches.saturating_sub(1);
-        if self.inflight_batches == 0 {
-            self.inflight.clear();
+        if let Some(&id) = self.flights.keys().next() {
+            self.finished_id(BatchId(id), now);
+        } else {
+            self.last_finished = Some(self.last_finished.map_or(now, |t| t.max(now)));
         }
+    }
+
+    /// Batch `id` ended at `now` (successfully or not): as
+    /// [`finished`](Queue::finished), for that batch; its paths are no
+    /// longer in flight.
+    pub fn finished_id(&mut self, id: BatchId, now: Instant) {
+        self.last_finished = Some(self.last_finished.map_or(now, |t| t.max(now)));
+        if self.flights.remove(&id.0).is_some() {
+            self.inflight.clear();
+            for f in self.flights.values() {
+                for (p, &rec) in &f.paths {
+                    *self.inflight.entry(p.clone()).or_default() |= rec;
+                }
+            }
+        }
+    }
+
+    /// Batch `id` failed at `now`: finishes it and puts it back as
+    /// [`requeue`](Queue::requeue) does; its syncs also follow the renames
+    /// that later batches handed out while it ran.
+    pub fn requeue_id(&mut self, id: BatchId, now: Instant, batch: Batch, not_before: Instant) {
+        let later = self
+            .flights
+            .get_mut(&id.0)
+            .map(|f| std::mem::take(&mut f.later_moves))
+            .unwrap_or_default();
+        self.finished_id(id, now);
+        self.requeue_after(now, batch, not_before, &later);
     }
 
     /// Puts a failed batch back. Its renames go before every pending one, its
@@ -305,6 +389,18 @@ impl Queue {
     /// carries any of it has `attempt` = `batch.attempt + 1`. Call
     /// [`finished`](Queue::finished) for the failed run as well.
     pub fn requeue(&mut self, now: Instant, batch: Batch, not_before: Instant) {
+        self.requeue_after(now, batch, not_before, &[]);
+    }
+
+    /// `requeue`, with `later`: renames handed out after the batch, no
+    /// longer pending, that its syncs must follow before the pending ones.
+    fn requeue_after(
+        &mut self,
+        now: Instant,
+        batch: Batch,
+        not_before: Instant,
+        later: &[(Vec<u8>, Vec<u8>)],
+    ) {
         let attempt = batch.attempt.saturating_add(1);
         self.hold_until = Some(self.hold_until.map_or(not_before, |t| t.max(not_before)));
         let mut renames = Vec::new();
@@ -326,22 +422,20 @@ impl Queue {
         // The pending renames happened after the batch was made: carry its
         // paths along, and a subtree it covered that a rename took away must
         // be synced where it landed.
-        for m in self.moves.values() {
-            let covered = (!m.from.is_empty() && syncs.get(&b""[..]) == Some(&true))
-                || path::ancestors(&m.from).any(|a| syncs.get(a) == Some(&true));
-            let mut hits: Vec<Vec<u8>> = syncs
-                .range(below(&m.from))
-                .map(|(k, _)| k.clone())
-                .collect();
-            if syncs.contains_key(&m.from) {
-                hits.push(m.from.clone());
+        let pending = self.moves.values().map(|m| (&m.from, &m.to));
+        for (from, to) in later.iter().map(|(f, t)| (f, t)).chain(pending) {
+            let covered = (!from.is_empty() && syncs.get(&b""[..]) == Some(&true))
+                || path::ancestors(from).any(|a| syncs.get(a) == Some(&true));
+            let mut hits: Vec<Vec<u8>> = syncs.range(below(from)).map(|(k, _)| k.clone()).collect();
+            if syncs.contains_key(from) {
+                hits.push(from.clone());
             }
             for k in hits {
                 let rec = syncs.remove(&k).unwrap_or(false);
-                *syncs.entry(path::rebase(&k, &m.from, &m.to)).or_default() |= rec;
+                *syncs.entry(path::rebase(&k, from, to)).or_default() |= rec;
             }
             if covered {
-                syncs.insert(m.to.clone(), true);
+                syncs.insert(to.clone(), true);
             }
         }
         for (from, to) in renames.into_iter().rev() {
@@ -385,7 +479,7 @@ impl Queue {
 
     /// Batches popped and not yet finished.
     pub fn in_flight(&self) -> usize {
-        self.inflight_batches
+        self.flights.len()
     }
 
     // ----- rules -------------------------------------------------------
@@ -715,8 +809,10 @@ impl Queue {
 
     // ----- popping -----------------------------------------------------
 
-    /// All pending renames, then the syncs of `lane` (all lanes for None).
-    fn pop(&mut self, lane: Option<Lane>) -> Batch {
+    /// All pending renames, then the syncs of `lane` (all lanes for None);
+    /// in exclusive mode, only what is free (see [`Queue::set_exclusive`]).
+    /// None when that is nothing.
+    fn pop(&mut self, lane: Option<Lane>) -> Option<(BatchId, Batch)> {
         let mut ops = Vec::new();
         let mut attempt = 0;
         let label = lane.unwrap_or_else(|| {
@@ -725,7 +821,18 @@ impl Queue {
                 .find(|&l| self.lane_len(l) > 0)
                 .unwrap_or_default()
         });
-        for (_, m) in std::mem::take(&mut self.moves) {
+        // Exclusive mode: the paths nothing popped now may be related to (in
+        // flight, or a side of a rename left pending, which must go first).
+        let exclusive = self.exclusive && !self.flights.is_empty();
+        let mut held: BTreeMap<Vec<u8>, bool> = BTreeMap::new();
+        let mut kept = BTreeMap::new();
+        for (seq, m) in std::mem::take(&mut self.moves) {
+            if exclusive && [&m.from, &m.to].iter().any(|p| self.busy(p, &held)) {
+                held.insert(m.from.clone(), true);
+                held.insert(m.to.clone(), true);
+                kept.insert(seq, m);
+                continue;
+            }
             attempt = attempt.max(m.attempt);
             self.count[lane_index(m.lane)] -= 1;
             self.forget_since(m.since);
@@ -734,17 +841,23 @@ impl Queue {
                 to: m.to,
             });
         }
+        self.moves = kept;
         self.move_tos.clear();
         self.move_froms.clear();
+        for m in self.moves.values() {
+            *self.move_tos.entry(m.to.clone()).or_default() += 1;
+            *self.move_froms.entry(m.from.clone()).or_default() += 1;
+        }
         let mut taken = Vec::new();
-        self.entries.retain(|k, e| {
-            if lane.map_or(true, |l| e.lane == l) {
+        let free = |k: &[u8]| !exclusive || !self.busy(k, &held);
+        for (k, e) in &self.entries {
+            if lane.map_or(true, |l| e.lane == l) && free(k) {
                 taken.push((k.clone(), e.clone()));
-                false
-            } else {
-                true
             }
-        });
+        }
+        for (path, _) in &taken {
+            self.entries.remove(path);
+        }
         for (path, e) in taken {
             self.forget(&e);
             attempt = attempt.max(e.attempt);
@@ -753,27 +866,56 @@ impl Queue {
                 recursive: e.recursive,
             });
         }
+        if ops.is_empty() {
+            self.settle();
+            return None;
+        }
+        let mut flight = Flight::default();
         for op in &ops {
             match op {
                 Op::Sync { path, recursive } => {
-                    *self.inflight.entry(path.clone()).or_default() |= *recursive;
+                    *flight.paths.entry(path.clone()).or_default() |= *recursive;
                     self.touched(path, *recursive);
                 }
                 Op::Move { from, to } => {
-                    self.inflight.insert(from.clone(), true);
-                    self.inflight.insert(to.clone(), true);
+                    flight.paths.insert(from.clone(), true);
+                    flight.paths.insert(to.clone(), true);
                     self.touched(from, true);
                     self.touched(to, true);
+                    // A batch in flight that fails comes back after this.
+                    for f in self.flights.values_mut() {
+                        f.later_moves.push((from.clone(), to.clone()));
+                    }
                 }
             }
         }
-        self.inflight_batches += 1;
-        self.settle();
-        Batch {
-            ops,
-            lane: label,
-            attempt,
+        for (p, &rec) in &flight.paths {
+            *self.inflight.entry(p.clone()).or_default() |= rec;
         }
+        let id = self.next_id;
+        self.next_id += 1;
+        self.flights.insert(id, flight);
+        self.settle();
+        Some((
+            BatchId(id),
+            Batch {
+                ops,
+                lane: label,
+                attempt,
+            },
+        ))
+    }
+
+    /// `p` is related (equal, ancestor, descendant) to a path in flight or
+    /// to one of `held`.
+    fn busy(&self, p: &[u8], held: &BTreeMap<Vec<u8>, bool>) -> bool {
+        [&self.inflight, held].into_iter().any(|set| {
+            !set.is_empty()
+                && (set.contains_key(p)
+                    || set.contains_key(&b""[..])
+                    || path::ancestors(p).any(|a| set.contains_key(a))
+                    || set.range(below(p)).next().is_some())
+        })
     }
 
     /// The handler of a popped op may create `p`'s parents and, for a whole
@@ -1725,6 +1867,182 @@ mod tests {
 }
 
 #[cfg(test)]
+mod parallel {
+    //! Several batches in flight (`-p safe` and `-p full`): which ops a pop
+    //! hands out while others run, and how a failed one comes back.
+    use super::tests::show;
+    use super::*;
+
+    fn queue(exclusive: bool) -> (Queue, Instant) {
+        let mut q = Queue::new(QueueConfig {
+            delay: Duration::ZERO,
+            delay_big: Duration::ZERO,
+            big_threshold: 0,
+            interval: Duration::ZERO,
+        });
+        q.set_exclusive(exclusive);
+        (q, Instant::now())
+    }
+
+    fn modify(q: &mut Queue, now: Instant, p: &str) {
+        let path = p.as_bytes().to_vec();
+        q.push(
+            now,
+            Change::Modified {
+                path,
+                is_dir: false,
+                size: 1,
+            },
+        );
+    }
+
+    fn pop(q: &mut Queue, now: Instant) -> (Option<BatchId>, String) {
+        let popped = q.pop_due_with_id(now);
+        let id = popped.as_ref().map(|(id, _)| *id);
+        (id, show(&popped.map(|(_, b)| b)))
+    }
+
+    #[test]
+    fn safe_mode_holds_a_path_in_flight_and_pops_the_rest() {
+        let (mut q, t) = queue(true);
+        modify(&mut q, t, "a");
+        let (first, got) = pop(&mut q, t);
+        assert_eq!(got, "normal#0: sync a");
+        modify(&mut q, t, "a");
+        modify(&mut q, t, "a2");
+        modify(&mut q, t, "b/c");
+        let (second, got) = pop(&mut q, t);
+        assert_eq!(got, "normal#0: sync a2, sync b/c");
+        assert_eq!(q.in_flight(), 2);
+        // `a` is due but waits for the batch that runs it.
+        assert_eq!(q.next_due(), Some(t));
+        assert_eq!(pop(&mut q, t).1, "none");
+        q.finished_id(second.unwrap(), t);
+        assert_eq!(pop(&mut q, t).1, "none");
+        q.finished_id(first.unwrap(), t);
+        assert_eq!(pop(&mut q, t).1, "normal#0: sync a");
+    }
+
+    #[test]
+    fn safe_mode_holds_ancestors_and_descendants_of_a_path_in_flight() {
+        let (mut q, t) = queue(true);
+        q.push(
+            t,
+            Change::Subtree {
+                path: b"d/e".to_vec(),
+                instant: false,
+            },
+        );
+        let (_, got) = pop(&mut q, t);
+        assert_eq!(got, "normal#0: sync* d/e");
+        modify(&mut q, t, "d");
+        modify(&mut q, t, "d/e/f");
+        modify(&mut q, t, "d/x");
+        modify(&mut q, t, "de");
+        assert_eq!(pop(&mut q, t).1, "normal#0: sync d/x, sync de");
+        q.push(
+            t,
+            Change::Subtree {
+                path: Vec::new(),
+                instant: true,
+            },
+        );
+        assert_eq!(
+            pop(&mut q, t).1,
+            "none",
+            "the root is related to everything"
+        );
+    }
+
+    #[test]
+    fn safe_mode_keeps_a_rename_and_what_it_touches_behind_a_batch_in_flight() {
+        let (mut q, t) = queue(true);
+        modify(&mut q, t, "a/x");
+        let (first, _) = pop(&mut q, t);
+        q.push(
+            t,
+            Change::Moved {
+                from: b"a".to_vec(),
+                to: b"c".to_vec(),
+                is_dir: true,
+            },
+        );
+        q.push(
+            t,
+            Change::Moved {
+                from: b"m".to_vec(),
+                to: b"c/n".to_vec(),
+                is_dir: false,
+            },
+        );
+        q.push(
+            t,
+            Change::Moved {
+                from: b"p".to_vec(),
+                to: b"q".to_vec(),
+                is_dir: false,
+            },
+        );
+        modify(&mut q, t, "c/y");
+        modify(&mut q, t, "z");
+        // `m→c/n` must follow `a→c`; `p→q` is free.
+        assert_eq!(pop(&mut q, t).1, "normal#0: move p q, sync z");
+        q.finished_id(first.unwrap(), t);
+        assert_eq!(
+            pop(&mut q, t).1,
+            "normal#0: move a c, move m c/n, sync* c/x, sync c/y"
+        );
+    }
+
+    #[test]
+    fn full_mode_pops_a_path_that_is_in_flight() {
+        let (mut q, t) = queue(false);
+        modify(&mut q, t, "a");
+        pop(&mut q, t);
+        modify(&mut q, t, "a");
+        assert_eq!(pop(&mut q, t).1, "normal#0: sync a");
+        assert_eq!(q.in_flight(), 2);
+    }
+
+    #[test]
+    fn a_failed_batch_follows_renames_a_later_batch_took() {
+        let (mut q, t) = queue(false);
+        modify(&mut q, t, "a/x");
+        let popped = q.pop_due_with_id(t);
+        let Some((first, batch)) = popped else {
+            panic!("nothing popped")
+        };
+        q.push(
+            t,
+            Change::Moved {
+                from: b"a".to_vec(),
+                to: b"c".to_vec(),
+                is_dir: true,
+            },
+        );
+        let (second, got) = pop(&mut q, t);
+        assert_eq!(got, "normal#0: move a c, sync* c/x");
+        q.finished_id(second.unwrap(), t);
+        q.requeue_id(first, t, batch, t);
+        assert_eq!(q.in_flight(), 0);
+        assert_eq!(pop(&mut q, t).1, "instant#1: sync c/x");
+    }
+
+    #[test]
+    fn finished_without_an_id_ends_the_oldest_batch() {
+        let (mut q, t) = queue(true);
+        modify(&mut q, t, "a");
+        pop(&mut q, t);
+        modify(&mut q, t, "b");
+        pop(&mut q, t);
+        modify(&mut q, t, "a");
+        q.finished(t);
+        assert_eq!(q.in_flight(), 1);
+        assert_eq!(pop(&mut q, t).1, "normal#0: sync a");
+    }
+}
+
+#[cfg(test)]
 mod storms {
     //! Event storms of 20,000 changes come out right. The time guard is
     //! not a speed measurement (bench/run.sh measures speed): it is set far
@@ -1928,7 +2246,10 @@ mod proptests {
     //! interleaved with more changes) by a state-based handler to a
     //! destination tree, some of them failing and coming back. At the end,
     //! after `pop_all`, the destination must equal the source, and every
-    //! batch must have respected its lane's window.
+    //! batch must have respected its lane's window. With parallel runs
+    //! (`-p safe`), several batches are in flight at once, their ops
+    //! interleave at random and they finish or fail in any order; no two of
+    //! them may ever share a path.
     use super::*;
     use proptest::prelude::*;
 
@@ -2088,9 +2409,15 @@ mod proptests {
             ms: u64,
         },
         Pop,
-        Step,
-        Finish,
+        /// Runs the next op of one batch in flight (`which`, modulo how many).
+        Step {
+            which: usize,
+        },
+        Finish {
+            which: usize,
+        },
         Fail {
+            which: usize,
             keep: usize,
             backoff: u64,
         },
@@ -2111,9 +2438,9 @@ mod proptests {
             1 => (i(), any::<bool>()).prop_map(|(target, instant)| Act::Rescan { target, instant }),
             4 => (0u64..1500).prop_map(|ms| Act::Wait { ms }),
             5 => Just(Act::Pop),
-            2 => Just(Act::Step),
-            4 => Just(Act::Finish),
-            1 => (0usize..4, 0u64..800).prop_map(|(keep, backoff)| Act::Fail { keep, backoff }),
+            2 => (0usize..3).prop_map(|which| Act::Step { which }),
+            4 => (0usize..3).prop_map(|which| Act::Finish { which }),
+            1 => (0usize..3, 0usize..4, 0u64..800).prop_map(|(which, keep, backoff)| Act::Fail { which, keep, backoff }),
         ]
     }
 
@@ -2142,7 +2469,10 @@ mod proptests {
         mode: Mode,
         /// Actions only touch what lies below this dir (root: everything).
         scope: Vec<u8>,
-        flight: Option<(Batch, usize)>,
+        /// Batches in flight, oldest first, with how many ops already ran.
+        flights: Vec<(BatchId, Batch, usize)>,
+        /// How many batches may be in flight at once (1: `-p off`).
+        parallel: usize,
         // What the windows should be, tracked from the outside.
         start: [Option<Instant>; 3],
         last_finished: Option<Instant>,
@@ -2156,8 +2486,15 @@ mod proptests {
         }
 
         fn new(cfg: QueueConfig, mode: Mode) -> Self {
+            Self::parallel(cfg, mode, 1)
+        }
+
+        /// Up to `parallel` batches in flight, exclusive (`-p safe`) when more than one.
+        fn parallel(cfg: QueueConfig, mode: Mode, parallel: usize) -> Self {
+            let mut q = Queue::new(cfg.clone());
+            q.set_exclusive(parallel > 1);
             World {
-                q: Queue::new(cfg.clone()),
+                q,
                 cfg,
                 now: Instant::now(),
                 src: Tree::new(),
@@ -2165,7 +2502,8 @@ mod proptests {
                 version: 0,
                 mode,
                 scope: Vec::new(),
-                flight: None,
+                flights: Vec::new(),
+                parallel,
                 start: [None; 3],
                 last_finished: None,
                 hold: None,
@@ -2311,14 +2649,36 @@ mod proptests {
             Ok(())
         }
 
-        fn step(&mut self, n: usize) {
-            if let Some((b, done)) = &mut self.flight {
+        /// Runs `n` more ops of the batch in flight at index `i`.
+        fn step(&mut self, i: usize, n: usize) {
+            if let Some((_, b, done)) = self.flights.get_mut(i) {
                 let end = done.saturating_add(n).min(b.ops.len());
                 for op in &b.ops[*done..end] {
                     apply(op, &self.src, &mut self.dst, self.mode);
                 }
                 *done = end;
             }
+        }
+
+        /// In exclusive mode no path of `b` is related to one in flight.
+        fn check_exclusive(&self, b: &Batch) -> Result<(), TestCaseError> {
+            for (_, other, _) in &self.flights {
+                for op in &other.ops {
+                    for p in op.paths() {
+                        for op2 in &b.ops {
+                            for q in op2.paths() {
+                                prop_assert!(
+                                    !related(p, q),
+                                    "{:?} popped while {:?} is in flight",
+                                    op2,
+                                    op
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+            Ok(())
         }
 
         fn run(&mut self, a: &Act) -> Result<(), TestCaseError> {
@@ -2507,15 +2867,17 @@ mod proptests {
                 }
                 Act::Wait { ms } => self.now += Duration::from_millis(ms),
                 Act::Pop => {
-                    if self.flight.is_none() {
+                    if self.flights.len() < self.parallel {
                         let due = self.q.next_due();
-                        let b = self.q.pop_due(self.now);
-                        prop_assert_eq!(
-                            b.is_some(),
-                            due.is_some_and(|d| d <= self.now),
-                            "pop_due against next_due"
-                        );
-                        if let Some(b) = b {
+                        let popped = self.q.pop_due_with_id(self.now);
+                        let is_due = due.is_some_and(|d| d <= self.now);
+                        if self.flights.is_empty() {
+                            prop_assert_eq!(popped.is_some(), is_due, "pop_due against next_due");
+                        } else {
+                            // Due ops may all wait for a batch in flight.
+                            prop_assert!(popped.is_none() || is_due, "pop_due against next_due");
+                        }
+                        if let Some((id, b)) = popped {
                             let lane_due = self.ref_due(b.lane);
                             prop_assert!(
                                 lane_due.is_some_and(|d| d <= self.now),
@@ -2523,28 +2885,39 @@ mod proptests {
                                 b.lane.name()
                             );
                             self.check_batch(&b)?;
-                            self.flight = Some((b, 0));
+                            self.check_exclusive(&b)?;
+                            self.flights.push((id, b, 0));
                         }
                     }
                 }
-                Act::Step => self.step(1),
-                Act::Finish => {
-                    if self.flight.is_some() {
-                        self.step(usize::MAX);
-                        self.flight = None;
-                        self.q.finished(self.now);
+                Act::Step { which } => {
+                    if !self.flights.is_empty() {
+                        self.step(which % self.flights.len(), 1);
+                    }
+                }
+                Act::Finish { which } => {
+                    if !self.flights.is_empty() {
+                        let i = which % self.flights.len();
+                        self.step(i, usize::MAX);
+                        let (id, _, _) = self.flights.remove(i);
+                        self.q.finished_id(id, self.now);
                         self.last_finished = Some(self.now);
                     }
                 }
-                Act::Fail { keep, backoff } => {
-                    if let Some((b, done)) = self.flight.clone() {
-                        self.step(keep.saturating_sub(done));
-                        self.flight = None;
-                        self.q.finished(self.now);
+                Act::Fail {
+                    which,
+                    keep,
+                    backoff,
+                } => {
+                    if !self.flights.is_empty() {
+                        let i = which % self.flights.len();
+                        let done = self.flights[i].2;
+                        self.step(i, keep.saturating_sub(done));
+                        let (id, b, _) = self.flights.remove(i);
                         self.last_finished = Some(self.now);
                         let nb = self.now + Duration::from_millis(backoff);
                         self.hold = Some(self.hold.map_or(nb, |h| h.max(nb)));
-                        self.q.requeue(self.now, b, nb);
+                        self.q.requeue_id(id, self.now, b, nb);
                     }
                 }
             }
@@ -2563,7 +2936,19 @@ mod proptests {
         mode: Mode,
         acts: Vec<Act>,
     ) -> Result<(), TestCaseError> {
-        let mut w = World::new(cfg, mode);
+        converge_parallel(cfg, init, initial_sync, mode, acts, 1)
+    }
+
+    /// `converge` with up to `parallel` batches in flight (`-p safe`).
+    fn converge_parallel(
+        cfg: QueueConfig,
+        init: Vec<(usize, usize, bool)>,
+        initial_sync: bool,
+        mode: Mode,
+        acts: Vec<Act>,
+        parallel: usize,
+    ) -> Result<(), TestCaseError> {
+        let mut w = World::parallel(cfg, mode, parallel);
         for (parent, name, dir) in init {
             let ps = w.parents();
             let p = path::join(&ps[parent % ps.len()], NAMES[name].as_bytes());
@@ -2585,9 +2970,10 @@ mod proptests {
         for a in &acts {
             w.run(a)?;
         }
-        if w.flight.is_some() {
-            w.run(&Act::Finish)?;
+        while !w.flights.is_empty() {
+            w.run(&Act::Finish { which: 0 })?;
         }
+        prop_assert_eq!(w.q.in_flight(), 0);
         if let Some(b) = w.q.pop_all() {
             w.check_batch(&b)?;
             for op in &b.ops {
@@ -2643,7 +3029,7 @@ mod proptests {
             w.push(Change::Created { path: b"n".to_vec(), is_dir: true, size: 0 });
             w.scope = b"n".to_vec();
             for a in &acts {
-                if !matches!(a, Act::Pop | Act::Step | Act::Finish | Act::Fail { .. }) {
+                if !matches!(a, Act::Pop | Act::Step { .. } | Act::Finish { .. } | Act::Fail { .. }) {
                     w.run(a)?;
                 }
             }
@@ -2665,6 +3051,39 @@ mod proptests {
             acts in proptest::collection::vec(act(), 0..80),
         ) {
             converge(cfg, init, initial_sync, Mode::BareMakingParents, acts)?;
+        }
+
+        #[test]
+        fn parallel_safe_runs_converge_with_bare_renames(
+            cfg in config(),
+            init in initial(),
+            initial_sync in any::<bool>(),
+            acts in proptest::collection::vec(act(), 0..100),
+            parallel in 2usize..4,
+        ) {
+            converge_parallel(cfg, init, initial_sync, Mode::Bare, acts, parallel)?;
+        }
+
+        #[test]
+        fn parallel_safe_runs_converge_with_handlers_that_resync_moves(
+            cfg in config(),
+            init in initial(),
+            initial_sync in any::<bool>(),
+            acts in proptest::collection::vec(act(), 0..100),
+            parallel in 2usize..4,
+        ) {
+            converge_parallel(cfg, init, initial_sync, Mode::Resync, acts, parallel)?;
+        }
+
+        #[test]
+        fn parallel_safe_runs_converge_with_renames_that_make_parents(
+            cfg in config(),
+            init in initial(),
+            initial_sync in any::<bool>(),
+            acts in proptest::collection::vec(act(), 0..100),
+            parallel in 2usize..4,
+        ) {
+            converge_parallel(cfg, init, initial_sync, Mode::BareMakingParents, acts, parallel)?;
         }
     }
 }

@@ -363,16 +363,38 @@ pub struct Args {
     )]
     pub output: String,
 
-    /// Threading mode for handlers; only `off` (one batch at a time) is
-    /// implemented.
+    // ----- Parallel handler runs (-p, --threads) -----
+    /// How many batches run at once: `off` one at a time; `safe` several
+    /// (up to --threads), but never two whose paths are the same or lie one
+    /// inside the other, and renames in order; `full` several with no such
+    /// exclusion (two runs may race on one path; a failed run is retried).
     #[arg(
         short = 'p',
         long = "threading",
         value_name = "MODE",
         default_value = "off",
-        help_heading = "Process"
+        help_heading = "Parallel runs",
+        long_help = "How many batches run at once (clsync's -p).\n\
+  off   one handler run at a time (the default).\n\
+  safe  up to --threads runs at once, each with its own handler; a batch never carries a path \
+that is the same as, or lies inside or above, a path of a batch that is still running (it waits \
+for that one to finish), and renames are replayed in the order they happened. The destination \
+ends up equal to the source as with off.\n\
+  full  up to --threads runs at once with no such exclusion: two runs may work on the same path \
+at the same time, and the one that finishes last wins the race (as clsync warns). A failed run is \
+still retried, never dropped. Use it only with a handler that tolerates that."
     )]
     pub threading: String,
+
+    /// Most handler runs at once with -p safe|full (0: the number of CPUs,
+    /// at least 2); -p off always runs one.
+    #[arg(
+        long = "threads",
+        value_name = "N",
+        default_value = "0",
+        help_heading = "Parallel runs"
+    )]
+    pub threads: u32,
 
     /// Don't cross into other filesystems: the mount points under the watch
     /// dir (found at start and on SIGHUP) are synced as empty directories

@@ -59,6 +59,18 @@ pub enum Progress {
     Never,
 }
 
+/// `-p`: how handler runs may overlap (see `--threads`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Threading {
+    /// One batch at a time.
+    #[default]
+    Off,
+    /// Several at once, never two on related paths (the queue's exclusive mode).
+    Safe,
+    /// Several at once, no exclusion.
+    Full,
+}
+
 /// Where the destination lives.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Destination {
@@ -171,6 +183,12 @@ pub struct Config {
     /// `--progress`: when the initial sync shows a progress bar.
     pub progress: Progress,
     // ---- end of Operations ----
+    // ----- Parallel handler runs (-p, --threads) -----
+    /// `-p`.
+    pub threading: Threading,
+    /// Handler runs at once: 1 with `-p off`; `--threads` (or the CPU
+    /// count, at least 2) with safe and full.
+    pub threads: usize,
     /// Things worth a warning found while reading the configuration (one
     /// line each, e.g. `file:line: removed trailing whitespace …`). The
     /// caller logs them once the logger is up.
@@ -716,20 +734,22 @@ impl Config {
                     .to_string(),
             ));
         }
-        match a.threading.as_str() {
-            "off" => {}
-            "safe" | "full" => {
-                return Err(ConfigError::Invalid(format!(
-                    "-p {}: parallel handlers are not implemented yet; use -p off (the default)",
-                    a.threading
-                )))
-            }
+        // Parallel handler runs (-p, --threads).
+        let threading = match a.threading.as_str() {
+            "off" => Threading::Off,
+            "safe" => Threading::Safe,
+            "full" => Threading::Full,
             other => {
                 return Err(ConfigError::Invalid(format!(
-                    "-p {other:?}: unknown threading mode; use off (safe and full are not implemented yet)"
+                    "-p {other:?}: unknown threading mode; use off, safe or full"
                 )))
             }
-        }
+        };
+        let threads = match threading {
+            Threading::Off => 1,
+            _ if a.threads > 0 => a.threads as usize,
+            _ => std::thread::available_parallelism().map_or(2, |n| n.get().max(2)),
+        };
         for (name, hook) in [
             ("--pre-exit-hook", &a.pre_exit_hook),
             ("--exit-hook", &a.exit_hook),
@@ -850,6 +870,8 @@ impl Config {
                 "never" => Progress::Never,
                 _ => Progress::Auto,
             },
+            threading,
+            threads,
         })
     }
 }
@@ -1412,14 +1434,10 @@ mod tests {
             ),
             case(
                 "threading",
-                s("threading = safe"),
-                &["-p", "off"],
-                |_| "ok".to_string(),
-                [
-                    s("ok"),
-                    s("error: -p safe: parallel handlers are not implemented yet; use -p off (the default)"),
-                    s("ok"),
-                ],
+                s("threading = full"),
+                &["-p", "safe"],
+                |c| format!("{:?}", c.threading),
+                [s("Off"), s("Full"), s("Safe")],
             ),
             // Operations (the operations issue).
             case(
@@ -1454,6 +1472,14 @@ mod tests {
                 &["--", "x"],
                 |c| format!("{:?}", c.handler_args),
                 [s("[]"), s("[\"-a\", \"b c\"]"), s("[\"x\"]")],
+            ),
+            // Parallel handler runs: --threads counts with -p safe|full only.
+            case(
+                "threads",
+                s("threading = safe\nthreads = 3"),
+                &["--threads", "5"],
+                |c| c.threads.to_string(),
+                [s("1"), s("3"), s("5")],
             ),
         ];
         let base = |skip: &str| {

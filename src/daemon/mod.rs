@@ -11,6 +11,17 @@
 //! copies, rsync runs or a hook runs. A failed batch goes back to the queue
 //! with backoff; nothing is dropped.
 //!
+//! # Parallel runs (`-p`, `--threads`)
+//! The worker is a pool: one thread with `-p off`, `--threads` with `safe`
+//! and `full`, each with its own handler (SIGHUP gives each a new one).
+//! The loop pops one batch per free thread; with `safe` the queue is
+//! exclusive, so batches in flight never share a path (see `queue.rs`).
+//! Results come back on one channel and are collected before the kernel
+//! is read, as with one thread. Hooks and every step of the way out run
+//! only when all threads are idle; TERM signals every running handler's
+//! process group. An iteration is still one handler run; with parallel
+//! runs `--max-iterations` starts no more runs than it has left.
+//!
 //! # Statuses (`--status-file`, `CLSYNC_STATUS`)
 //! `starting` (watches being added), `initsync` (the initial sync runs or is
 //! retried), `running`, `synchandler error` (waiting to retry a failed
@@ -80,7 +91,7 @@ pub mod signature;
 pub mod socket;
 
 use crate::batch::{Batch, Lane, Op};
-use crate::config::{cli, Config, Destination, Mode};
+use crate::config::{cli, Config, Destination, Mode, Threading};
 use crate::exec;
 use crate::handler::mirror::Mirror;
 use crate::handler::rsync::{RsyncConfig, RsyncDirect};
@@ -89,7 +100,7 @@ use crate::handler::{Handler, HandlerError, Report};
 use crate::monitor::inotify::InotifyMonitor;
 use crate::monitor::{Monitor, MonitorError, RawEvent};
 use crate::path;
-use crate::queue::{Change, Queue};
+use crate::queue::{BatchId, Change, Queue};
 use crate::tree::{Tree, TreeError, UNWATCHED_RESCAN};
 use clap::Parser;
 use files::{Status, StatusFile};
@@ -192,11 +203,14 @@ impl Hook {
     }
 }
 
-/// Work for the worker thread, done in the order sent.
+/// Work for a worker thread, done in the order sent.
 enum Job {
     Batch {
+        id: BatchId,
         batch: Batch,
         env: Vec<(OsString, OsString)>,
+        /// It carries the initial sync.
+        initial: bool,
     },
     Hook {
         which: Hook,
@@ -206,12 +220,14 @@ enum Job {
     Replace(Box<HandlerBox>),
 }
 
-/// Finished work, sent back from the worker thread.
+/// Finished work, sent back from a worker thread.
 enum Done {
     Batch {
+        id: BatchId,
         batch: Batch,
         result: Result<Report, HandlerError>,
         elapsed: Duration,
+        initial: bool,
     },
     Hook {
         which: Hook,
@@ -219,11 +235,21 @@ enum Done {
     },
 }
 
-/// The thread that runs handlers and hooks, one at a time.
+/// The threads that run handlers and hooks: one with `-p off`, `--threads`
+/// with `-p safe|full`. Each thread owns its own handler and runs one job
+/// at a time; results come back on one channel, with a byte on the wake
+/// socket for the loop's poll.
 struct Worker {
-    to_worker: mpsc::Sender<Job>,
-    from_worker: mpsc::Receiver<Done>,
+    slots: Vec<Slot>,
+    from_worker: mpsc::Receiver<(usize, Done)>,
     wake: UnixStream,
+    /// At least one thread runs a job.
+    busy: bool,
+}
+
+/// One worker thread, as the loop sees it.
+struct Slot {
+    to_worker: mpsc::Sender<Job>,
     busy: bool,
     /// Receives once the worker thread has dropped its handler (so that an
     /// so handler's clsyncapi_deinit runs before livesync exits).
@@ -231,87 +257,136 @@ struct Worker {
 }
 
 impl Worker {
-    fn spawn(mut handler: HandlerBox) -> Result<Worker, DaemonError> {
-        let (wake, mut wake_tx) =
+    /// Starts one thread per handler.
+    fn spawn(handlers: Vec<HandlerBox>) -> Result<Worker, DaemonError> {
+        let (wake, wake_tx) =
             UnixStream::pair().map_err(io_err("cannot create the worker wake-up socket"))?;
         wake.set_nonblocking(true)
             .map_err(io_err("worker wake-up socket"))?;
-        let (to_worker, jobs) = mpsc::channel::<Job>();
-        let (results, from_worker) = mpsc::channel::<Done>();
-        let (gone_tx, gone) = mpsc::channel::<()>();
-        std::thread::Builder::new()
-            .name("livesync-worker".into())
-            // The mirror walks a subtree depth-first; paths may be up to
-            // PATH_MAX deep (about 2,000 levels). Reserved, not committed.
-            .stack_size(WORKER_STACK)
-            .spawn(move || {
-                for job in jobs {
-                    let done = match job {
-                        Job::Replace(h) => {
-                            handler = *h;
-                            continue;
-                        }
-                        Job::Batch { batch, env } => {
-                            let start = Instant::now();
-                            let result = handler.run(&batch, env);
-                            Done::Batch {
-                                batch,
-                                result,
-                                elapsed: start.elapsed(),
+        let (results, from_worker) = mpsc::channel::<(usize, Done)>();
+        let mut slots = Vec::with_capacity(handlers.len());
+        for (n, mut handler) in handlers.into_iter().enumerate() {
+            let (to_worker, jobs) = mpsc::channel::<Job>();
+            let (gone_tx, gone) = mpsc::channel::<()>();
+            let results = results.clone();
+            let mut wake_tx = wake_tx
+                .try_clone()
+                .map_err(io_err("worker wake-up socket"))?;
+            std::thread::Builder::new()
+                .name(format!("livesync-worker-{n}"))
+                // The mirror walks a subtree depth-first; paths may be up to
+                // PATH_MAX deep (about 2,000 levels). Reserved, not committed.
+                .stack_size(WORKER_STACK)
+                .spawn(move || {
+                    for job in jobs {
+                        let done = match job {
+                            Job::Replace(h) => {
+                                handler = *h;
+                                continue;
                             }
+                            Job::Batch {
+                                id,
+                                batch,
+                                env,
+                                initial,
+                            } => {
+                                let start = Instant::now();
+                                let result = handler.run(&batch, env);
+                                Done::Batch {
+                                    id,
+                                    batch,
+                                    result,
+                                    elapsed: start.elapsed(),
+                                    initial,
+                                }
+                            }
+                            Job::Hook { which, spec } => Done::Hook {
+                                which,
+                                result: spec.run(),
+                            },
+                        };
+                        if results.send((n, done)).is_err() {
+                            break;
                         }
-                        Job::Hook { which, spec } => Done::Hook {
-                            which,
-                            result: spec.run(),
-                        },
-                    };
-                    if results.send(done).is_err() {
-                        break;
+                        let _ = wake_tx.write_all(b"x");
                     }
-                    let _ = wake_tx.write_all(b"x");
-                }
-                drop(handler);
-                let _ = gone_tx.send(());
-            })
-            .map_err(io_err("cannot start the worker thread"))?;
+                    drop(handler);
+                    let _ = gone_tx.send(());
+                })
+                .map_err(io_err("cannot start a worker thread"))?;
+            slots.push(Slot {
+                to_worker,
+                busy: false,
+                gone,
+            });
+        }
         Ok(Worker {
-            to_worker,
+            slots,
             from_worker,
             wake,
             busy: false,
-            gone,
         })
     }
 
+    /// A thread is free for a batch or a hook.
+    fn has_idle(&self) -> bool {
+        self.slots.iter().any(|s| !s.busy)
+    }
+
+    /// Jobs running now.
+    fn running(&self) -> usize {
+        self.slots.iter().filter(|s| s.busy).count()
+    }
+
+    /// Hands a batch or a hook to a free thread (check [`Worker::has_idle`]).
     fn send(&mut self, job: Job) -> Result<(), DaemonError> {
-        let busy = !matches!(job, Job::Replace(_));
-        self.to_worker
-            .send(job)
-            .map_err(|_| DaemonError::GaveUp("the worker thread stopped unexpectedly".into()))?;
-        self.busy |= busy;
+        let stopped = || DaemonError::GaveUp("a worker thread stopped unexpectedly".into());
+        let slot = self
+            .slots
+            .iter_mut()
+            .find(|s| !s.busy)
+            .ok_or_else(|| DaemonError::GaveUp("no free worker thread for a job".into()))?;
+        slot.to_worker.send(job).map_err(|_| stopped())?;
+        slot.busy = true;
+        self.busy = true;
+        Ok(())
+    }
+
+    /// SIGHUP: one new handler per thread, used from its next batch on.
+    fn replace(&mut self, handlers: Vec<HandlerBox>) -> Result<(), DaemonError> {
+        for (slot, h) in self.slots.iter().zip(handlers) {
+            slot.to_worker
+                .send(Job::Replace(Box::new(h)))
+                .map_err(|_| DaemonError::GaveUp("a worker thread stopped unexpectedly".into()))?;
+        }
         Ok(())
     }
 
     fn try_done(&mut self) -> Option<Done> {
         let mut sink = [0u8; 64];
         while matches!(self.wake.read(&mut sink), Ok(n) if n > 0) {}
-        let done = self.from_worker.try_recv().ok();
-        if done.is_some() {
-            self.busy = false;
+        let (n, done) = self.from_worker.try_recv().ok()?;
+        if let Some(slot) = self.slots.get_mut(n) {
+            slot.busy = false;
         }
-        done
+        self.busy = self.slots.iter().any(|s| s.busy);
+        Some(done)
     }
 }
 
 impl Drop for Worker {
-    /// Closes the job channel, which ends the worker's loop and drops the
-    /// handler, and waits a little for that when no sync is running (a
-    /// running one is never waited for).
+    /// Closes the job channels, which ends the workers' loops and drops
+    /// their handlers, and waits a little (5 s in all) for the idle ones (a
+    /// running sync is never waited for).
     fn drop(&mut self) {
-        let (closed, _) = mpsc::channel();
-        drop(std::mem::replace(&mut self.to_worker, closed));
-        if !self.busy {
-            let _ = self.gone.recv_timeout(Duration::from_secs(5));
+        for slot in &mut self.slots {
+            let (closed, _) = mpsc::channel();
+            drop(std::mem::replace(&mut slot.to_worker, closed));
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for slot in self.slots.iter().filter(|s| !s.busy) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let _ = slot.gone.recv_timeout(left);
         }
     }
 }
@@ -473,6 +548,13 @@ fn build_handler(cfg: &Config) -> Result<HandlerBox, DaemonError> {
     }
 }
 
+/// One handler per worker thread (`--threads` with `-p safe|full`).
+fn build_handlers(cfg: &Config) -> Result<Vec<HandlerBox>, DaemonError> {
+    (0..cfg.threads.max(1))
+        .map(|_| build_handler(cfg))
+        .collect()
+}
+
 /// One step of the way out. Each waits for the worker to be idle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Step {
@@ -549,7 +631,7 @@ struct Daemon {
     status_file: Option<StatusFile>,
     /// The initial sync has completed (or was skipped).
     initial_done: bool,
-    /// The batch running now carries the initial sync.
+    /// A batch running now carries the initial sync.
     initial_running: bool,
     /// Handler runs finished after the initial sync (CLSYNC_ITERATION).
     iterations: u64,
@@ -733,7 +815,7 @@ impl Daemon {
         ]
     }
 
-    fn start_batch(&mut self, mut batch: Batch) -> Result<(), DaemonError> {
+    fn start_batch(&mut self, id: BatchId, mut batch: Batch) -> Result<(), DaemonError> {
         if let Some(sigs) = self.signatures.as_mut() {
             let dropped = sigs.filter(&mut batch);
             if dropped > 0 {
@@ -741,7 +823,7 @@ impl Daemon {
             }
             if batch.is_empty() {
                 // Nothing left to run: the popped batch is done already.
-                self.queue.finished(Instant::now());
+                self.queue.finished_id(id, Instant::now());
                 return Ok(());
             }
         }
@@ -750,16 +832,26 @@ impl Daemon {
             batch.len(),
             batch.lane.name()
         );
-        self.initial_running = !self.initial_done && is_full_sync(&batch);
-        if self.initial_running {
+        let initial = !self.initial_done && is_full_sync(&batch);
+        self.initial_running |= initial;
+        if initial {
             self.ops.initial_sync_started();
         }
         // The status file says what runs before the handler can look.
         let status = self.derived_status();
         self.set_status(status);
         let env = self.handler_env(status);
-        self.killed = false;
-        self.worker.send(Job::Batch { batch, env })
+        if !self.worker.busy {
+            // (With -p safe|full, runs that a stop signal hit may still be
+            // finishing: their failure stays ours.)
+            self.killed = false;
+        }
+        self.worker.send(Job::Batch {
+            id,
+            batch,
+            env,
+            initial,
+        })
     }
 
     /// Starts the hook for `which` if one is set; false if there is none to run.
@@ -797,7 +889,7 @@ impl Daemon {
     }
 
     fn finish(&mut self, done: Done) -> Result<(), DaemonError> {
-        let (batch, result, elapsed) = match done {
+        let (id, batch, result, elapsed, was_initial) = match done {
             Done::Hook { which, result } => {
                 match result {
                     Ok(o) if o.success(&[]) => {
@@ -815,21 +907,25 @@ impl Daemon {
                 return Ok(());
             }
             Done::Batch {
+                id,
                 batch,
                 result,
                 elapsed,
-            } => (batch, result, elapsed),
+                initial,
+            } => (id, batch, result, elapsed, initial),
         };
         let now = Instant::now();
         let n = batch.len();
-        let was_initial = std::mem::take(&mut self.initial_running);
         if was_initial {
+            self.initial_running = false;
             self.ops.initial_sync_ended();
         }
         if self.initial_done && !was_initial {
             self.iterations += 1;
         }
-        self.queue.finished(now);
+        if result.is_ok() {
+            self.queue.finished_id(id, now);
+        }
         self.counters.batches += 1;
         self.last_sync = Some(socket::LastSync {
             finished_unix_ms: std::time::SystemTime::now()
@@ -869,7 +965,7 @@ impl Daemon {
             Err(e) if self.killed => {
                 // We stopped it (shutting down): not the destination's fault.
                 ::log::info!("stopped a running sync of {n} op(s) ({e}); syncing them again");
-                self.queue.requeue(now, batch, now);
+                self.queue.requeue_id(id, now, batch, now);
             }
             Err(e) => {
                 let tries = batch.attempt + 1;
@@ -891,6 +987,10 @@ impl Daemon {
                             self.cfg.retries
                         )
                     };
+                    if self.worker.busy {
+                        // -p safe|full: other runs must not outlive us.
+                        procs::signal_child_groups(libc::SIGTERM);
+                    }
                     return Err(DaemonError::GaveUp(format!(
                         "{why}: {e}; {} op(s) not synced, e.g. {}; a restart resyncs everything",
                         n + self.queue.len(),
@@ -916,7 +1016,7 @@ impl Daemon {
                 self.counters.retries += 1;
                 // `requeue` counts this failure in the batch's attempt.
                 self.retry_at = Some(now + backoff);
-                self.queue.requeue(now, batch, now + backoff);
+                self.queue.requeue_id(id, now, batch, now + backoff);
             }
         }
         let snapshot = self.socket_status();
@@ -1008,6 +1108,13 @@ impl Daemon {
         });
     }
 
+    /// Another counted batch may start under `--max-iterations` (with -p
+    /// safe|full, the runs still going on count as if finished).
+    fn below_max_iterations(&self) -> bool {
+        let max = u64::from(self.cfg.max_iterations);
+        max == 0 || !self.initial_done || self.iterations + self.worker.running() as u64 + 1 < max
+    }
+
     /// The soft ends that follow from the options, checked while idle.
     fn check_soft_end(&mut self) {
         if self.ending.is_some() || !self.initial_done || self.worker.busy {
@@ -1059,8 +1166,8 @@ impl Daemon {
                     if self.held(now) {
                         return Ok(false);
                     }
-                    match self.queue.pop_all() {
-                        Some(batch) => self.start_batch(batch)?,
+                    match self.queue.pop_all_with_id() {
+                        Some((id, batch)) => self.start_batch(id, batch)?,
                         None => {
                             if let Some(e) = self.ending.as_mut() {
                                 e.steps.pop_front();
@@ -1134,14 +1241,19 @@ impl Daemon {
             );
             return;
         }
-        let handler = match build_handler(&new) {
+        let mut new = new;
+        if (new.threading, new.threads) != (self.cfg.threading, self.cfg.threads) {
+            ::log::warn!("reload: new -p/--threads values take effect after a restart");
+            (new.threading, new.threads) = (self.cfg.threading, self.cfg.threads);
+        }
+        let handlers = match build_handlers(&new) {
             Ok(h) => h,
             Err(e) => {
                 ::log::error!("reload failed, keeping the running configuration: {e}");
                 return;
             }
         };
-        if let Err(e) = self.worker.send(Job::Replace(Box::new(handler))) {
+        if let Err(e) = self.worker.replace(handlers) {
             ::log::error!("reload failed: {e}");
             return;
         }
@@ -1270,6 +1382,9 @@ impl Daemon {
                 ("rescans".into(), self.tree.stats.rescans),
                 ("pending".into(), snap.pending as u64),
                 ("iterations".into(), snap.iterations),
+                // -p safe|full: handler runs (or hooks) going on now, of how many.
+                ("running".into(), self.worker.running() as u64),
+                ("threads".into(), self.worker.slots.len() as u64),
             ],
             watch_dir: path::display_os(&self.cfg.watch_dir),
             destination: self
@@ -1312,12 +1427,12 @@ impl Daemon {
                 self.reload(Some(&block));
             }
 
-            // Collect a finished batch first and only then read the kernel:
-            // every event the handler's run could have raced with is queued
+            // Collect finished batches first and only then read the kernel:
+            // every event the handlers' runs could have raced with is queued
             // by then, and the queue must see it before `finished()`.
-            let done = self.worker.try_done();
+            let dones: Vec<Done> = std::iter::from_fn(|| self.worker.try_done()).collect();
             self.drain_events()?;
-            if let Some(done) = done {
+            for done in dones {
                 self.finish(done)?;
             }
 
@@ -1340,7 +1455,7 @@ impl Daemon {
                 }
             }
             self.check_standby(now);
-            if self.retry_at.is_some_and(|t| t <= now) && !self.worker.busy {
+            if self.retry_at.is_some_and(|t| t <= now) && self.worker.has_idle() {
                 // Due: the retry itself is what runs next.
                 self.retry_at = None;
             }
@@ -1350,27 +1465,32 @@ impl Daemon {
                 if self.advance_ending(now)? {
                     return Ok(());
                 }
-            } else if !self.worker.busy && !self.held(now) {
-                let batch = if self.cfg.exit_on_no_events && self.initial_done {
-                    // Sync until nothing is pending, without windows.
-                    self.queue.pop_all()
-                } else {
-                    self.queue.pop_due(now)
-                };
-                if let Some(batch) = batch {
-                    self.start_batch(batch)?;
+            } else {
+                // One batch per free worker thread (one thread with -p off).
+                while self.worker.has_idle() && !self.held(now) && self.below_max_iterations() {
+                    let popped = if self.cfg.exit_on_no_events && self.initial_done {
+                        // Sync until nothing is pending, without windows.
+                        self.queue.pop_all_with_id()
+                    } else {
+                        self.queue.pop_due_with_id(now)
+                    };
+                    let Some((id, batch)) = popped else { break };
+                    self.start_batch(id, batch)?;
                 }
             }
             self.set_status(self.derived_status());
 
-            let idle = !self.worker.busy;
-            let batch_due = if !idle || self.held(now) {
+            let idle = self.worker.has_idle();
+            let batch_due = if !idle || self.held(now) || !self.below_max_iterations() {
                 None
             } else if self.ending.is_some() || (self.cfg.exit_on_no_events && self.initial_done) {
                 (!self.queue.is_empty()).then_some(now)
             } else {
                 self.queue.next_due()
             };
+            // -p safe: what is due may all wait for a batch in flight; the
+            // end of that batch wakes the loop.
+            let batch_due = batch_due.filter(|&t| t > now || self.queue.in_flight() == 0);
             let rescan_due = self
                 .tree
                 .has_unwatched()
@@ -1549,8 +1669,9 @@ fn start_and_run(cfg: Config) -> Result<(), DaemonError> {
             started.elapsed().as_secs_f64() * 1000.0
         );
     }
-    let mut handler = build_handler(&cfg)?;
-    // The initial sync's progress bar (the operations issue).
+    let mut handlers = build_handlers(&cfg)?;
+    // The initial sync's progress bar (the operations issue): every mirror
+    // handler counts into one bar; only one of them runs the initial sync.
     let mut ops = ops::Ops::new(notifier, cfg.metrics_file.as_deref());
     {
         use std::io::IsTerminal;
@@ -1558,9 +1679,19 @@ fn start_and_run(cfg: Config) -> Result<(), DaemonError> {
         if progress::wanted(cfg.progress, tty, cfg.background, cfg.mode.clone())
             && !cfg.skip_initialsync
         {
-            if let HandlerBox::Mirror(m) = handler {
-                let counter = Arc::new(crate::handler::progress::Progress::default());
-                handler = HandlerBox::Mirror(m.with_progress(Arc::clone(&counter)));
+            let counter = Arc::new(crate::handler::progress::Progress::default());
+            let mut any = false;
+            handlers = handlers
+                .into_iter()
+                .map(|h| match h {
+                    HandlerBox::Mirror(m) => {
+                        any = true;
+                        HandlerBox::Mirror(m.with_progress(Arc::clone(&counter)))
+                    }
+                    other => other,
+                })
+                .collect();
+            if any {
                 ops = ops.with_progress(ops::ProgressSetup {
                     root: cfg.watch_dir.clone(),
                     rules: Arc::clone(&cfg.rules),
@@ -1569,8 +1700,10 @@ fn start_and_run(cfg: Config) -> Result<(), DaemonError> {
             }
         }
     }
-    let worker = Worker::spawn(handler)?;
+    let worker = Worker::spawn(handlers)?;
     let mut queue = Queue::new(cfg.queue.clone());
+    // -p safe: batches in flight never share a path.
+    queue.set_exclusive(cfg.threading == Threading::Safe);
     if cfg.skip_initialsync {
         ::log::info!("--skip-initialsync: syncing only what changes from now on");
     } else {

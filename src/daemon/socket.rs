@@ -124,7 +124,9 @@ pub struct Status {
     /// Age of the oldest pending change, if any is pending.
     pub oldest_pending_age_ms: Option<u64>,
     pub last_sync: Option<LastSync>,
-    /// `events`, `batches`, `paths_synced`, `failures`, `retries`, `rescans`.
+    /// `events`, `batches`, `paths_synced`, `failures`, `retries`, `rescans`;
+    /// also gauges: `pending`, `iterations`, `running` (handler runs or hooks
+    /// going on now) and `threads` (worker threads, `-p`/`--threads`).
     pub counters: Vec<(String, u64)>,
     pub watch_dir: String,
     pub destination: String,
