@@ -72,7 +72,8 @@ pub struct Args {
     pub watch_dir: Option<PathBuf>,
 
     /// Destination: a local directory (created if missing), or for rsync
-    /// modes also `host:path` or `rsync://host/module/path`.
+    /// modes also `host:path` or `rsync://host/module/path` (for unison
+    /// `host:path` or `ssh://host//path`; csync2 takes none).
     #[arg(
         short = 'D',
         long = "destination-dir",
@@ -81,13 +82,15 @@ pub struct Args {
     )]
     pub destination: Option<OsString>,
 
-    /// Sync handler mode: `mirror` (built in, the default with -D) or
-    /// `rsyncdirect` (runs rsync with clsync's argv).
+    /// Sync handler mode: `mirror` (built in, the default with -D),
+    /// `rsyncdirect` (runs rsync with clsync's argv), `unison` (runs unison
+    /// per batch) or `csync2` (runs csync2 to the peers of its config).
     #[arg(short = 'M', long = "mode", value_name = "MODE", help_heading = "How")]
     pub mode: Option<String>,
 
     /// Sync handler program (for rsyncdirect: the rsync binary; default
-    /// `rsync` from PATH).
+    /// `rsync` from PATH; for unison and csync2 their binary, default
+    /// `unison` / `csync2` from PATH).
     #[arg(
         short = 'S',
         long = "sync-handler",

@@ -34,6 +34,11 @@ pub enum Mode {
     Mirror,
     /// rsync with clsync's argv.
     RsyncDirect,
+    // -- remote handlers (src/handler/unison.rs, csync2.rs) --
+    /// The real unison between the watch dir and the destination.
+    Unison,
+    /// The real csync2, to the peers of its own config (no -D).
+    Csync2,
 }
 
 /// Where log lines go (`-Y`).
@@ -72,7 +77,7 @@ pub enum ConfigError {
     Destination { path: String, reason: String },
     #[error("{0}")]
     Rules(#[from] crate::rules::RulesError),
-    #[error("unknown mode {0:?}: use mirror or rsyncdirect")]
+    #[error("unknown mode {0:?}: use mirror, rsyncdirect, unison or csync2")]
     Mode(String),
     #[error("{0}")]
     File(#[from] file::FileError),
@@ -519,10 +524,19 @@ impl Config {
         let mode = match a.mode.as_deref() {
             None | Some("mirror") => Mode::Mirror,
             Some("rsyncdirect") => Mode::RsyncDirect,
+            Some("unison") => Mode::Unison,
+            Some("csync2") => Mode::Csync2,
             Some(other) => return Err(ConfigError::Mode(other.to_string())),
         };
 
         let destination = match &a.destination {
+            // csync2 sends to the peers of its own config.
+            Some(_) if mode == Mode::Csync2 => {
+                return Err(ConfigError::Invalid(
+                    "-M csync2 sends to the peers named in csync2's config, not to -D; drop -D"
+                        .to_string(),
+                ));
+            }
             None => None,
             Some(d) if d.is_empty() => {
                 return Err(ConfigError::Invalid("-D must not be empty".to_string()));
@@ -570,7 +584,7 @@ impl Config {
                 Some(Destination::Local(resolved))
             }
         };
-        if destination.is_none() {
+        if destination.is_none() && mode != Mode::Csync2 {
             return Err(ConfigError::Invalid(
                 "no destination: give -D DIR (the built-in mirror and rsyncdirect need one)"
                     .to_string(),
@@ -580,6 +594,8 @@ impl Config {
         let handler_program = match (&mode, &a.sync_handler) {
             (_, Some(p)) => Some(program_path(p)),
             (Mode::RsyncDirect, None) => Some(OsString::from("rsync")),
+            (Mode::Unison, None) => Some(OsString::from("unison")),
+            (Mode::Csync2, None) => Some(OsString::from("csync2")),
             (Mode::Mirror, None) => None,
         };
         if let Some(p) = &handler_program {

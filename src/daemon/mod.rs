@@ -78,8 +78,10 @@ pub mod socket;
 use crate::batch::{Batch, Lane, Op};
 use crate::config::{cli, Config, Destination, Mode};
 use crate::exec;
+use crate::handler::csync2::{Csync2, Csync2Config};
 use crate::handler::mirror::Mirror;
 use crate::handler::rsync::{RsyncConfig, RsyncDirect};
+use crate::handler::unison::{Unison, UnisonConfig};
 use crate::handler::{Handler, HandlerError, Report};
 use crate::monitor::inotify::InotifyMonitor;
 use crate::monitor::{Monitor, MonitorError, RawEvent};
@@ -146,6 +148,8 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> DaemonError {
 enum HandlerBox {
     Mirror(Mirror),
     Rsync(Box<RsyncDirect>),
+    Unison(Box<Unison>),
+    Csync2(Box<Csync2>),
 }
 
 impl HandlerBox {
@@ -159,6 +163,14 @@ impl HandlerBox {
             HandlerBox::Rsync(r) => {
                 r.set_env(env);
                 r.run(batch)
+            }
+            HandlerBox::Unison(u) => {
+                u.set_env(env);
+                u.run(batch)
+            }
+            HandlerBox::Csync2(c) => {
+                c.set_env(env);
+                c.run(batch)
             }
         }
     }
@@ -373,6 +385,18 @@ fn wait_readable(fds: &[RawFd], timeout: Option<Duration>) -> io::Result<Vec<boo
 }
 
 fn build_handler(cfg: &Config) -> Result<HandlerBox, DaemonError> {
+    // csync2 has no -D: its peers come from its own config.
+    if cfg.mode == Mode::Csync2 {
+        let program = cfg
+            .handler_program
+            .clone()
+            .unwrap_or_else(|| "csync2".into());
+        let mut c = Csync2Config::new(program, cfg.watch_dir.clone());
+        c.args = cfg.handler_args.clone();
+        c.ignore_exit = cfg.ignore_exit.clone();
+        c.timeout = cfg.timeout_sync;
+        return Ok(HandlerBox::Csync2(Box::new(Csync2::new(c))));
+    }
     let Some(dest) = &cfg.destination else {
         return Err(DaemonError::GaveUp("no destination given".into()));
     };
@@ -411,6 +435,20 @@ fn build_handler(cfg: &Config) -> Result<HandlerBox, DaemonError> {
             rc.timeout = cfg.timeout_sync;
             Ok(HandlerBox::Rsync(Box::new(RsyncDirect::new(rc)?)))
         }
+        Mode::Unison => {
+            let program = cfg
+                .handler_program
+                .clone()
+                .unwrap_or_else(|| "unison".into());
+            let local = matches!(dest, Destination::Local(_));
+            let mut u = UnisonConfig::new(program, cfg.watch_dir.clone(), dest.as_os_str(), local);
+            u.args = cfg.handler_args.clone();
+            u.ignore_exit = cfg.ignore_exit.clone();
+            u.timeout = cfg.timeout_sync;
+            Ok(HandlerBox::Unison(Box::new(Unison::new(u)?)))
+        }
+        // Handled above, before the destination is needed.
+        Mode::Csync2 => Err(DaemonError::GaveUp("csync2 needs no destination".into())),
     }
 }
 
@@ -858,6 +896,8 @@ impl Daemon {
         match self.cfg.mode {
             Mode::Mirror => "mirror",
             Mode::RsyncDirect => "rsyncdirect",
+            Mode::Unison => "unison",
+            Mode::Csync2 => "csync2",
         }
     }
 

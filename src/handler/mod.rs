@@ -4,10 +4,12 @@
 //! It reports failure with a [`HandlerError`]; the daemon then puts the batch
 //! back into the queue, so a handler never needs to retry by itself.
 
+pub mod csync2;
 pub mod lists;
 pub mod mirror;
 pub mod rsync;
 pub mod template;
+pub mod unison;
 
 use crate::batch::Batch;
 use std::io;
