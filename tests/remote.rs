@@ -95,7 +95,12 @@ fn exercise(r: &Remote, d: &mut Daemon) {
     r.wait_synced(d, "renamed directory");
     assert!(r.has(b"renamed dir/sub/deep") && !r.has(b"dir"));
 
-    for name in [&b"with space"[..], b"line\nbreak", b"latin1-\xe9\xff", b"-dash"] {
+    for name in [
+        &b"with space"[..],
+        b"line\nbreak",
+        b"latin1-\xe9\xff",
+        b"-dash",
+    ] {
         r.env.write(name, name);
     }
     r.env.mkdir_p(b"odd \xfe dir");

@@ -177,6 +177,14 @@ impl Unison {
             a.push("-force".into());
             a.push(src.into());
         }
+        if !paths.is_empty() {
+            // unison's quick check trusts size and whole-second mtimes, so a
+            // same-size edit within the second after a sync would be missed
+            // (the edit that triggered this very run). Named paths are few:
+            // compare their contents. A whole-tree run keeps the quick check.
+            a.push("-fastcheck".into());
+            a.push("false".into());
+        }
         for p in paths {
             a.push("-path".into());
             a.push(OsString::from_vec(p.to_vec()));
