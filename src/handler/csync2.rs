@@ -7,7 +7,11 @@
 //! here. For each batch it runs `csync2 ARGS -c -r ABS…` (one run per chunk
 //! of paths; the watch dir itself for a whole-tree op), which compares the
 //! paths with csync2's database and marks what changed — deletions included —
-//! dirty, then `csync2 ARGS -u`, which sends every dirty entry to the peers.
+//! dirty; `csync2 ARGS -m ABS…`, which marks the named paths dirty whatever
+//! `-c` thought (its check compares size, mode and whole-second mtime, so a
+//! same-size edit within the second after the last check looks unchanged;
+//! `-u` compares contents with the peer and sends only what differs); then
+//! `csync2 ARGS -u`, which sends every dirty entry to the peers.
 //! ARGS are the handler arguments after `--` (`-N`, `-C`, `-D`, `-p`, `-P`,
 //! `-v`, …), placed first.
 //!
@@ -79,27 +83,34 @@ impl Csync2 {
         self.env = env;
     }
 
-    /// The argv of each run for `batch`, in order: the `-c -r` runs, then
+    /// The argv of each run for `batch`, in order: `-c -r` and `-m` for
+    /// each chunk of paths (just `-c -r WATCHDIR` for the whole tree), then
     /// one `-u`. Empty for an empty batch.
     pub fn argvs(&self, batch: &Batch) -> Vec<Vec<OsString>> {
         if batch.is_empty() {
             return Vec::new();
         }
         let paths = batch_paths(batch);
-        let mut out = Vec::new();
+        let whole_tree = paths.first().is_some_and(|p| p.is_empty());
+        let mut chunks: Vec<Vec<OsString>> = Vec::new();
         let mut chunk: Vec<OsString> = Vec::new();
         let mut bytes = 0;
         for rel in paths {
             let abs = path::abs(&self.cfg.src, rel).into_os_string();
             if !chunk.is_empty() && bytes + abs.len() > MAX_PATH_BYTES {
-                out.push(self.argv(&["-c", "-r"], std::mem::take(&mut chunk)));
+                chunks.push(std::mem::take(&mut chunk));
                 bytes = 0;
             }
             bytes += abs.len() + 1;
             chunk.push(abs);
         }
-        if !chunk.is_empty() {
-            out.push(self.argv(&["-c", "-r"], chunk));
+        chunks.push(chunk);
+        let mut out = Vec::new();
+        for chunk in chunks {
+            out.push(self.argv(&["-c", "-r"], chunk.clone()));
+            if !whole_tree {
+                out.push(self.argv(&["-m"], chunk));
+            }
         }
         out.push(self.argv(&["-u"], Vec::new()));
         out
@@ -246,7 +257,7 @@ mod tests {
                 to: b"y \xff".to_vec(),
             },
         ]));
-        assert_eq!(v.len(), 2);
+        assert_eq!(v.len(), 3);
         assert_eq!(
             strs(&v[0]),
             [
@@ -263,12 +274,14 @@ mod tests {
             ]
         );
         assert_eq!(v[0][9].as_bytes(), b"/w/y \xff");
-        assert_eq!(strs(&v[1]), ["csync2", "-N", "n1", "-p", "3000", "-u"]);
+        assert_eq!(strs(&v[1])[5..], ["-m", "/w/a", "/w/x", "/w/y \u{fffd}"]);
+        assert_eq!(strs(&v[2]), ["csync2", "-N", "n1", "-p", "3000", "-u"]);
     }
 
     #[test]
     fn root_op_checks_the_watch_dir() {
         let v = handler(&[]).argvs(&batch(vec![sync(b"a"), sync(b"")]));
+        assert_eq!(v.len(), 2, "no -m for the whole tree");
         assert_eq!(strs(&v[0]), ["csync2", "-c", "-r", "/w"]);
         assert_eq!(strs(&v[1]), ["csync2", "-u"]);
     }
@@ -282,10 +295,15 @@ mod tests {
             .map(|i| sync(format!("{long}{i:03}").as_bytes()))
             .collect();
         let v = h.argvs(&batch(ops));
-        assert!(v.len() >= 4, "{} runs", v.len());
+        assert!(v.len() >= 7, "{} runs", v.len());
         assert_eq!(strs(v.last().unwrap()), ["csync2", "-u"]);
-        let n: usize = v[..v.len() - 1].iter().map(|a| a.len() - 3).sum();
-        assert_eq!(n, 200);
+        let count = |mode: &str, fixed: usize| -> usize {
+            v.iter()
+                .filter(|a| a[1] == mode)
+                .map(|a| a.len() - fixed)
+                .sum()
+        };
+        assert_eq!((count("-c", 3), count("-m", 2)), (200, 200));
     }
 
     #[test]

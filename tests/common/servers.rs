@@ -18,7 +18,7 @@
 use std::ffi::OsString;
 use std::fs;
 use std::io;
-use std::net::{TcpListener, TcpStream};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -28,28 +28,39 @@ use std::time::{Duration, Instant};
 
 /// A port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    free_port_on(LOCALHOST)
+}
+
+/// A port on `addr` (a loopback address) that was free a moment ago.
+pub fn free_port_on(addr: Ipv4Addr) -> u16 {
+    let l = TcpListener::bind((addr, 0)).unwrap_or_else(|e| panic!("bind {addr}:0: {e}"));
     l.local_addr().expect("local addr").port()
 }
 
-/// Whether something accepts TCP connections on 127.0.0.1:`port`.
-pub fn listening(port: u16) -> bool {
-    TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)).is_ok()
+/// Whether something accepts TCP connections on `addr`:`port`.
+pub fn listening(addr: Ipv4Addr, port: u16) -> bool {
+    TcpStream::connect_timeout(&(addr, port).into(), Duration::from_millis(200)).is_ok()
 }
+
+pub const LOCALHOST: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
 
 /// A server child in its own process group, killed with that group (SIGKILL)
 /// on drop, and told to die with the test process (PR_SET_PDEATHSIG).
 pub struct Server {
     child: Option<Child>,
-    what: String,
     log: PathBuf,
 }
 
 impl Server {
     /// Spawns `cmd` (stdout and stderr to `log`) and waits until it accepts
-    /// connections on 127.0.0.1:`port`. Returns Err with the log when it
-    /// exits first (port taken) or does not listen within 10 s.
-    fn spawn(mut cmd: Command, what: &str, port: u16, log: PathBuf) -> Result<Server, String> {
+    /// connections on `addr`:`port`. Returns Err with the log when it exits
+    /// first (port taken) or does not listen within 10 s.
+    pub fn spawn(
+        mut cmd: Command,
+        what: &str,
+        (addr, port): (Ipv4Addr, u16),
+        log: PathBuf,
+    ) -> Result<Server, String> {
         let out = fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
         let err = out.try_clone().map_err(|e| e.to_string())?;
         cmd.stdin(Stdio::null())
@@ -68,7 +79,6 @@ impl Server {
         let child = cmd.spawn().map_err(|e| format!("spawn {what}: {e}"))?;
         let mut server = Server {
             child: Some(child),
-            what: what.to_string(),
             log,
         };
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -79,12 +89,12 @@ impl Server {
                     return Err(format!("{what} exited ({st}): {}", server.log_text()));
                 }
             }
-            if listening(port) {
+            if listening(addr, port) {
                 return Ok(server);
             }
             if Instant::now() >= deadline {
                 return Err(format!(
-                    "{what} does not listen on 127.0.0.1:{port} after 10 s: {}",
+                    "{what} does not listen on {addr}:{port} after 10 s: {}",
                     server.log_text()
                 ));
             }
@@ -121,7 +131,7 @@ impl Drop for Server {
 
 /// Runs `f` with fresh ports until the server it starts listens (another
 /// process may take a port between our probe and the server's bind).
-fn with_free_port<T>(what: &str, mut f: impl FnMut(u16) -> Result<T, String>) -> T {
+pub fn with_free_port<T>(what: &str, mut f: impl FnMut(u16) -> Result<T, String>) -> T {
     let mut last = String::new();
     for _ in 0..5 {
         match f(free_port()) {
@@ -194,7 +204,12 @@ impl Rsyncd {
             .arg("--address=127.0.0.1")
             .arg(format!("--port={port}"))
             .arg(format!("--log-file={}", log.display()));
-        Server::spawn(cmd, "rsync --daemon", port, log.with_extension("out"))
+        Server::spawn(
+            cmd,
+            "rsync --daemon",
+            (LOCALHOST, port),
+            log.with_extension("out"),
+        )
     }
 
     /// `rsync://127.0.0.1:PORT/MODULE/` plus `sub` (no leading slash).
@@ -300,7 +315,7 @@ impl Sshd {
                 .arg("-p")
                 .arg(port.to_string())
                 .args(["-o", "ListenAddress=127.0.0.1"]);
-            Server::spawn(cmd, "sshd", port, work.join("sshd.log")).map(|s| (port, s))
+            Server::spawn(cmd, "sshd", (LOCALHOST, port), work.join("sshd.log")).map(|s| (port, s))
         });
         let user = nix_user();
         Sshd {
