@@ -236,7 +236,7 @@ impl Live {
     fn exited(&mut self) -> bool {
         self.child
             .as_mut()
-            .is_none_or(|c| matches!(c.try_wait(), Ok(Some(_))))
+            .map_or(true, |c| matches!(c.try_wait(), Ok(Some(_))))
     }
 
     fn wait(&mut self, what: &str, mut cond: impl FnMut() -> bool, peer: impl Fn() -> String) {
