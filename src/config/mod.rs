@@ -851,6 +851,26 @@ mod tests {
         );
     }
 
+    // -- remote handlers: unison and csync2 --
+    #[test]
+    fn unison_and_csync2_modes_resolve() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let s = t.path().to_str().expect("utf8");
+        let sh = ["-S", "/bin/sh"];
+        let c = parse(&["-W", s, "-D", "h:/x", "-M", "unison", sh[0], sh[1]]).expect("unison");
+        assert_eq!(c.mode, Mode::Unison);
+        assert_eq!(c.destination, Some(Destination::Remote("h:/x".into())));
+        assert!(c.ignore_exit.is_empty(), "24 is rsync's, not unison's");
+        let c = parse(&["-W", s, "-M", "csync2", sh[0], sh[1]]).expect("csync2 without -D");
+        assert_eq!((c.mode, c.destination), (Mode::Csync2, None));
+        let e = parse(&["-W", s, "-D", "/d", "-M", "csync2", sh[0], sh[1]]).expect_err("-D");
+        assert!(e.to_string().contains("drop -D"), "{e}");
+        let e = parse(&["-W", s, "-M", "unison", sh[0], sh[1]]).expect_err("no -D");
+        assert!(e.to_string().contains("no destination"), "{e}");
+        let e = parse(&["-W", s, "-D", "/d", "-M", "unisn"]).expect_err("typo");
+        assert!(e.to_string().contains("unison or csync2"), "{e}");
+    }
+
     #[test]
     fn mirror_is_the_default_and_rsync_gets_its_defaults() {
         let t = tempfile::tempdir().expect("tempdir");
