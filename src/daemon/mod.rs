@@ -225,6 +225,24 @@ struct Worker {
     from_worker: mpsc::Receiver<Done>,
     wake: UnixStream,
     busy: bool,
+    /// Joined on drop when idle, so the handler is dropped before the
+    /// process exits (its private list/state dirs are removed then).
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        // Closing the job channel ends the worker's loop, which drops the
+        // handler. A busy worker (a handler still running on the way out)
+        // is not waited for.
+        let (closed, _) = mpsc::channel();
+        drop(std::mem::replace(&mut self.to_worker, closed));
+        if let Some(t) = self.thread.take() {
+            if !self.busy {
+                let _ = t.join();
+            }
+        }
+    }
 }
 
 impl Worker {
@@ -235,7 +253,7 @@ impl Worker {
             .map_err(io_err("worker wake-up socket"))?;
         let (to_worker, jobs) = mpsc::channel::<Job>();
         let (results, from_worker) = mpsc::channel::<Done>();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("livesync-worker".into())
             // The mirror walks a subtree depth-first; paths may be up to
             // PATH_MAX deep (about 2,000 levels). Reserved, not committed.
@@ -273,6 +291,7 @@ impl Worker {
             from_worker,
             wake,
             busy: false,
+            thread: Some(thread),
         })
     }
 
