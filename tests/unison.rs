@@ -11,6 +11,7 @@ mod servers;
 use common::*;
 use servers::{Sshd, SSHD};
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -22,6 +23,8 @@ struct Setup {
     dir: PathBuf,
     /// HOME of the daemon: must stay without `.unison`.
     home: PathBuf,
+    /// TMPDIR of the daemon: where its private unison state dir goes.
+    tmp: PathBuf,
 }
 
 impl Setup {
@@ -29,8 +32,15 @@ impl Setup {
         let env = TestEnv::new();
         let dir = env.dst.clone();
         let home = env.root.join("home");
+        let tmp = env.root.join("tmp");
         fs::create_dir(&home).unwrap();
-        Setup { env, dir, home }
+        fs::create_dir(&tmp).unwrap();
+        Setup {
+            env,
+            dir,
+            home,
+            tmp,
+        }
     }
 
     fn diff(&self) -> Option<String> {
@@ -44,9 +54,11 @@ impl Setup {
     fn start(&self, args: &[&str]) -> Daemon {
         let mut argv = vec!["-M", "unison", "-t0", "-w0"];
         argv.extend_from_slice(args);
-        let home = self.home.clone();
+        let (home, tmp) = (self.home.clone(), self.tmp.clone());
         Daemon::start_prepared(&self.env, &argv, Locking::Shared, move |cmd| {
-            cmd.env("HOME", &home).env_remove("UNISON");
+            cmd.env("HOME", &home)
+                .env("TMPDIR", &tmp)
+                .env_remove("UNISON");
         })
     }
 
@@ -148,6 +160,20 @@ fn unison_to_a_local_dir_is_a_live_mirror() {
     seed(&s);
     let mut d = s.start(&[]);
     exercise(&s, &mut d);
+    // unison kept its archives in one private 0700 dir under TMPDIR …
+    let state: Vec<PathBuf> = fs::read_dir(&s.tmp)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains("livesync-unison-"))
+        .collect();
+    assert_eq!(state.len(), 1, "{state:?}");
+    let meta = fs::symlink_metadata(&state[0]).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o7777, 0o700);
+    assert!(fs::read_dir(&state[0]).unwrap().next().is_some());
+    // … which goes away with livesync.
+    let st = d.stop();
+    assert!(st.is_some_and(|st| st.success()), "{st:?}");
+    assert!(!state[0].exists(), "the unison state dir outlived livesync");
 }
 
 /// A change made at the destination is undone on the path's next sync: the
