@@ -25,6 +25,14 @@ Examples:
   clsync's recommended rsync mode, to a local dir or over ssh:
     livesync -M rsyncdirect -S /usr/bin/rsync -W /srv/www -D backup.example.org:/srv/www
 
+  rsync to an rsync daemon, or over ssh on another port (rsync reads RSYNC_RSH):
+    livesync -M rsyncdirect -W /srv/www -D rsync://backup.example.org/www/
+    RSYNC_RSH='ssh -p 2222' livesync -M rsyncdirect -W /srv/www -D backup:/srv/www
+
+  unison as a mirror over ssh; csync2 to the peers of its own config:
+    livesync -M unison -W /srv/www -D ssh://backup//srv/www -- -sshargs '-p 2222'
+    livesync -M csync2 -W /srv/www -- -N web1
+
   Skip PHP sessions and caches with a rules file:
     livesync -W /srv/www -D /backup/www -R /etc/livesync/webroot.rules
 
