@@ -203,8 +203,7 @@ fn unison_two_way_when_the_user_picks_the_direction() {
     }
     let s = Setup::new();
     s.env.mkdir_p("d");
-    let src = s.env.src.display().to_string();
-    let mut d = s.start(&["--", "-prefer", &src]);
+    let mut d = s.start(&["--", "-prefer", "%watch-dir%"]);
     s.wait_live(&mut d);
     fs::write(s.dir.join("d/from-dst"), "made at the destination").unwrap();
     // SAFETY: plain syscall to our own child.

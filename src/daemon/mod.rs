@@ -414,7 +414,8 @@ fn build_handler(cfg: &Config) -> Result<HandlerBox, DaemonError> {
         c.args = cfg.handler_args.clone();
         c.ignore_exit = cfg.ignore_exit.clone();
         c.timeout = cfg.timeout_sync;
-        return Ok(HandlerBox::Csync2(Box::new(Csync2::new(c))));
+        c.label = cfg.label.clone();
+        return Ok(HandlerBox::Csync2(Box::new(Csync2::new(c)?)));
     }
     let Some(dest) = &cfg.destination else {
         return Err(DaemonError::GaveUp("no destination given".into()));
@@ -464,6 +465,7 @@ fn build_handler(cfg: &Config) -> Result<HandlerBox, DaemonError> {
             u.args = cfg.handler_args.clone();
             u.ignore_exit = cfg.ignore_exit.clone();
             u.timeout = cfg.timeout_sync;
+            u.label = cfg.label.clone();
             Ok(HandlerBox::Unison(Box::new(Unison::new(u)?)))
         }
         // Handled above, before the destination is needed.

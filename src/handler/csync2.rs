@@ -13,7 +13,7 @@
 //! `-u` compares contents with the peer and sends only what differs); then
 //! `csync2 ARGS -u`, which sends every dirty entry to the peers.
 //! ARGS are the handler arguments after `--` (`-N`, `-C`, `-D`, `-p`, `-P`,
-//! `-v`, …), placed first.
+//! `-v`, …; `%watch-dir%` and `%label%` filled in), placed first.
 //!
 //! Why two steps and not `csync2 -x FILES`: `-x`'s update step keeps only
 //! the dirty entries whose names match the given files, and csync2 stores
@@ -28,7 +28,7 @@ use super::{Handler, HandlerError, Report};
 use crate::batch::{Batch, Op};
 use crate::exec::{self, ExecError, Outcome};
 use crate::path;
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
@@ -50,6 +50,8 @@ pub struct Csync2Config {
     pub ignore_exit: Vec<i32>,
     /// `-k`: kill csync2's process group after this long.
     pub timeout: Option<Duration>,
+    /// `-l`: the label (`%label%` in the handler arguments).
+    pub label: String,
 }
 
 impl Csync2Config {
@@ -60,6 +62,7 @@ impl Csync2Config {
             src: src.into(),
             ignore_exit: Vec::new(),
             timeout: None,
+            label: "nolabel".to_string(),
         }
     }
 }
@@ -71,11 +74,14 @@ pub struct Csync2 {
 }
 
 impl Csync2 {
-    pub fn new(cfg: Csync2Config) -> Self {
-        Csync2 {
+    /// Fills `%watch-dir%` and `%label%` into the handler arguments; fails
+    /// only on a list macro embedded in a longer argument.
+    pub fn new(mut cfg: Csync2Config) -> Result<Self, HandlerError> {
+        cfg.args = super::unison::render_args(&cfg.args, &cfg.src, OsStr::new(""), &cfg.label)?;
+        Ok(Csync2 {
             cfg,
             env: Vec::new(),
-        }
+        })
     }
 
     /// Variables added to csync2's environment from the next run on.
@@ -243,7 +249,7 @@ mod tests {
     fn handler(args: &[&str]) -> Csync2 {
         let mut cfg = Csync2Config::new("csync2", "/w");
         cfg.args = args.iter().map(OsString::from).collect();
-        Csync2::new(cfg)
+        Csync2::new(cfg).unwrap()
     }
 
     #[test]
@@ -308,7 +314,7 @@ mod tests {
 
     #[test]
     fn missing_csync2_says_what_to_do() {
-        let mut h = Csync2::new(Csync2Config::new("livesync-no-such-csync2", "/w"));
+        let mut h = Csync2::new(Csync2Config::new("livesync-no-such-csync2", "/w")).unwrap();
         let e = h.run(&batch(vec![sync(b"a")])).unwrap_err();
         assert!(e.to_string().contains("pass -S /path/to/csync2"), "{e}");
     }

@@ -10,13 +10,15 @@
 //! a mirror (every difference is resolved in favour of the watch dir:
 //! deletions and renames propagate, changes made at the destination are
 //! undone) as the batch contract asks; handler arguments after `--` are
-//! appended, and if they choose the direction themselves (`-force`,
+//! appended (with `%watch-dir%`, `%destination-dir%` and `%label%` filled
+//! in), and if they choose the direction themselves (`-force`,
 //! `-prefer`, `-noupdate`, …) livesync adds no `-force`, which is how to run
 //! unison two-way.
 //!
 //! It must not retry, walk or change the trees itself: unison does the work,
 //! the exit code is judged here, and a failure goes back to the daemon.
 
+use super::template::{Context, Template};
 use super::{Handler, HandlerError, Report};
 use crate::batch::{Batch, Op};
 use crate::exec::{self, ExecError, Outcome};
@@ -57,6 +59,8 @@ pub struct UnisonConfig {
     pub ignore_exit: Vec<i32>,
     /// `-k`: kill unison's process group after this long.
     pub timeout: Option<Duration>,
+    /// `-l`: the label (`%label%` in the handler arguments).
+    pub label: String,
 }
 
 impl UnisonConfig {
@@ -74,6 +78,7 @@ impl UnisonConfig {
             local,
             ignore_exit: Vec::new(),
             timeout: None,
+            label: "nolabel".to_string(),
         }
     }
 }
@@ -91,7 +96,8 @@ pub struct Unison {
 impl Unison {
     /// Checks the destination, creates a local one when missing, and makes
     /// the private state directory.
-    pub fn new(cfg: UnisonConfig) -> Result<Self, HandlerError> {
+    pub fn new(mut cfg: UnisonConfig) -> Result<Self, HandlerError> {
+        cfg.args = render_args(&cfg.args, &cfg.src, &cfg.dst, &cfg.label)?;
         let root2 = if cfg.local {
             let d = Path::new(&cfg.dst);
             fs::create_dir_all(d).map_err(|e| {
@@ -280,6 +286,24 @@ impl Drop for Unison {
     }
 }
 
+/// The handler arguments with `%watch-dir%`, `%destination-dir%` and
+/// `%label%` filled in (the other macros are rsync's and render empty).
+pub(crate) fn render_args(
+    args: &[OsString],
+    src: &Path,
+    dst: &OsStr,
+    label: &str,
+) -> Result<Vec<OsString>, HandlerError> {
+    let t = Template::parse(args).map_err(|e| HandlerError::Other(e.to_string()))?;
+    let label = OsString::from(label);
+    Ok(t.render(&Context {
+        label: Some(&label),
+        watch_dir: Some(src.as_os_str()),
+        destination_dir: Some(dst),
+        ..Context::default()
+    }))
+}
+
 /// The relative paths a batch asks unison to sync, sorted, without any
 /// that lies under another; None when the whole tree is asked for.
 fn batch_paths(batch: &Batch) -> Option<Vec<&[u8]>> {
@@ -460,6 +484,19 @@ mod tests {
         let (_t, h) = handler(&["-forcepartial", "x"]);
         let s = strs(&h.argvs(&batch(vec![sync(b"a")]))[0]);
         assert!(s.contains(&"-force".to_string()), "{s:?}");
+    }
+
+    #[test]
+    fn macros_in_handler_arguments_are_filled_in() {
+        let (t, h) = handler(&["-prefer", "%watch-dir%", "-logfile=/l/%label%.log"]);
+        let s = strs(&h.argvs(&batch(vec![sync(b"a")]))[0]);
+        let n = s.len();
+        let src = t.path().join("s").display().to_string();
+        assert_eq!(
+            s[n - 3..],
+            ["-prefer".to_string(), src, "-logfile=/l/nolabel.log".into()]
+        );
+        assert!(!s.contains(&"-force".to_string()), "{s:?}");
     }
 
     #[test]
