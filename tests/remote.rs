@@ -224,6 +224,31 @@ fn rsync_over_ssh_is_mirrored_live() {
     assert!(!d.log().contains("giving up"), "{}", d.context());
 }
 
+/// sshd goes away while files change: rsync (over ssh) fails, the batch is
+/// retried, and it arrives once sshd is back.
+#[test]
+fn rsync_over_ssh_down_and_back_converges() {
+    if !sshd_available() {
+        return;
+    }
+    let mut r = Remote::new();
+    let work = tempfile::tempdir().unwrap();
+    let mut sshd = Sshd::start(work.path(), &[]);
+    let dest = format!("{}:{}", sshd.host(), r.dir.display());
+    r.set_destination(&dest);
+    r.env.write("before", "1");
+    let mut d = r.start(&[], Some(sshd.ssh_command()));
+    r.wait_live(&mut d);
+
+    sshd.stop();
+    r.env.write("while-down", "made while sshd was down");
+    d.wait_for_log(T, "failed (try 2)");
+    assert!(r.diff().is_some(), "synced although sshd was down");
+
+    sshd.restart();
+    r.wait_synced(&mut d, "the retried batch after sshd came back");
+}
+
 /// RSYNC_RSH is what decides where ssh goes: pointed at a closed port, the
 /// sync must fail (and be retried), not silently succeed — which shows the
 /// passing test above really went through the test's sshd.

@@ -236,6 +236,34 @@ fn unison_over_ssh_is_a_live_mirror() {
     );
 }
 
+/// The ssh server goes away while files change: unison fails, the batch is
+/// retried with backoff, and everything arrives once sshd is back.
+#[test]
+fn unison_over_ssh_down_and_back_converges() {
+    if !unison_and_sshd() {
+        return;
+    }
+    let mut s = Setup::new();
+    let work = tempfile::tempdir().unwrap();
+    let remote_state = work.path().join("remote-unison");
+    fs::create_dir(&remote_state).unwrap();
+    let mut sshd = Sshd::start(work.path(), &[("UNISON", &remote_state)]);
+    s.env.write("before", "1");
+    s.env.dst = PathBuf::from(format!("ssh://{}/{}", sshd.host(), s.dir.display()));
+    let sshargs = sshd.ssh_args();
+    let mut d = s.start(&["--", "-sshargs", &sshargs]);
+    s.wait_live(&mut d);
+
+    sshd.stop();
+    s.env.write("while-down", "made while sshd was down");
+    s.env.write("before", "changed while down");
+    d.wait_for_log(T, "failed (try 2)");
+    assert!(s.diff().is_some(), "synced although sshd was down");
+
+    sshd.restart();
+    s.wait_synced(&mut d, "the retried batch after sshd came back");
+}
+
 /// rsync's `host:path` spelling works for unison too.
 #[test]
 fn unison_over_ssh_with_host_colon_path() {

@@ -263,6 +263,8 @@ pub struct Sshd {
     /// The client's private key.
     pub key: PathBuf,
     pub user: String,
+    conf: PathBuf,
+    log: PathBuf,
     server: Server,
 }
 
@@ -306,23 +308,53 @@ impl Sshd {
         }
         let conf_path = work.join("sshd_config");
         write_file(&conf_path, &conf, 0o600);
+        let log = work.join("sshd.log");
         let (port, server) = with_free_port("sshd", |port| {
-            let mut cmd = Command::new(SSHD);
-            cmd.arg("-D")
-                .arg("-e")
-                .arg("-f")
-                .arg(&conf_path)
-                .arg("-p")
-                .arg(port.to_string())
-                .args(["-o", "ListenAddress=127.0.0.1"]);
-            Server::spawn(cmd, "sshd", (LOCALHOST, port), work.join("sshd.log")).map(|s| (port, s))
+            Sshd::spawn(&conf_path, &log, port).map(|s| (port, s))
         });
         let user = nix_user();
         Sshd {
             port,
             key,
             user,
+            conf: conf_path,
+            log,
             server,
+        }
+    }
+
+    fn spawn(conf: &Path, log: &Path, port: u16) -> Result<Server, String> {
+        let mut cmd = Command::new(SSHD);
+        cmd.arg("-D")
+            .arg("-e")
+            .arg("-f")
+            .arg(conf)
+            .arg("-p")
+            .arg(port.to_string())
+            .args(["-o", "ListenAddress=127.0.0.1"]);
+        Server::spawn(cmd, "sshd", (LOCALHOST, port), log.to_path_buf())
+    }
+
+    /// Kills sshd (its listener; sessions in flight die with their clients).
+    pub fn stop(&mut self) {
+        self.server.kill();
+    }
+
+    /// Starts sshd again on the same port (after [`Sshd::stop`]).
+    pub fn restart(&mut self) {
+        self.server.kill();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match Sshd::spawn(&self.conf, &self.log, self.port) {
+                Ok(s) => {
+                    self.server = s;
+                    return;
+                }
+                Err(e) if Instant::now() >= deadline => {
+                    panic!("cannot restart sshd on port {}: {e}", self.port)
+                }
+                Err(_) => thread::sleep(Duration::from_millis(100)),
+            }
         }
     }
 
