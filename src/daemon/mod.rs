@@ -233,17 +233,25 @@ struct Worker {
 impl Drop for Worker {
     fn drop(&mut self) {
         // Closing the job channel ends the worker's loop, which drops the
-        // handler. A busy worker (a handler still running on the way out)
-        // is not waited for.
+        // handler. A handler still running on the way out was told to stop
+        // (its process group signalled); it gets a short while to return,
+        // and is not waited for past that.
         let (closed, _) = mpsc::channel();
         drop(std::mem::replace(&mut self.to_worker, closed));
         if let Some(t) = self.thread.take() {
-            if !self.busy {
+            let deadline = Instant::now() + WORKER_EXIT_WAIT;
+            while !t.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if t.is_finished() {
                 let _ = t.join();
             }
         }
     }
 }
+
+/// How long the way out waits for the worker thread to drop its handler.
+const WORKER_EXIT_WAIT: Duration = Duration::from_secs(3);
 
 impl Worker {
     fn spawn(mut handler: HandlerBox) -> Result<Worker, DaemonError> {
