@@ -1,7 +1,8 @@
 //! Real servers for the remote-destination tests: an `rsync --daemon` and an
 //! OpenSSH `sshd`, each bound to 127.0.0.1 on a free port, configured from
 //! files in its own temp dir, and killed (with its whole process group) when
-//! its guard is dropped.
+//! its guard is dropped; plus the generic [`Server`] guard that other
+//! loopback servers (the csync2 peer in tests/csync2.rs) use.
 //!
 //! These helpers start and stop servers and report how to reach them; they
 //! hold no test logic and never touch anything but loopback and their own
