@@ -25,6 +25,14 @@ Examples:
   clsync's recommended rsync mode, to a local dir or over ssh:
     livesync -M rsyncdirect -S /usr/bin/rsync -W /srv/www -D backup.example.org:/srv/www
 
+  rsync to an rsync daemon, or over ssh on another port (rsync reads RSYNC_RSH):
+    livesync -M rsyncdirect -W /srv/www -D rsync://backup.example.org/www/
+    RSYNC_RSH='ssh -p 2222' livesync -M rsyncdirect -W /srv/www -D backup:/srv/www
+
+  unison as a mirror over ssh; csync2 to the peers of its own config:
+    livesync -M unison -W /srv/www -D ssh://backup//srv/www -- -sshargs '-p 2222'
+    livesync -M csync2 -W /srv/www -- -N web1
+
   Skip PHP sessions and caches with a rules file:
     livesync -W /srv/www -D /backup/www -R /etc/livesync/webroot.rules
 
@@ -72,7 +80,8 @@ pub struct Args {
     pub watch_dir: Option<PathBuf>,
 
     /// Destination: a local directory (created if missing), or for rsync
-    /// modes also `host:path` or `rsync://host/module/path`.
+    /// modes also `host:path` or `rsync://host/module/path` (for unison
+    /// `host:path` or `ssh://host//path`; csync2 takes none).
     #[arg(
         short = 'D',
         long = "destination-dir",
@@ -81,13 +90,15 @@ pub struct Args {
     )]
     pub destination: Option<OsString>,
 
-    /// Sync handler mode: `mirror` (built in, the default with -D) or
-    /// `rsyncdirect` (runs rsync with clsync's argv).
+    /// Sync handler mode: `mirror` (built in, the default with -D),
+    /// `rsyncdirect` (runs rsync with clsync's argv), `unison` (runs unison
+    /// per batch) or `csync2` (runs csync2 to the peers of its config).
     #[arg(short = 'M', long = "mode", value_name = "MODE", help_heading = "How")]
     pub mode: Option<String>,
 
     /// Sync handler program (for rsyncdirect: the rsync binary; default
-    /// `rsync` from PATH).
+    /// `rsync` from PATH; for unison and csync2 their binary, default
+    /// `unison` / `csync2` from PATH).
     #[arg(
         short = 'S',
         long = "sync-handler",

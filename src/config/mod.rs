@@ -39,6 +39,11 @@ pub enum Mode {
     So,
     /// A C shared object with clsync's ABI: `clsyncapi_rsync` with lists.
     RsyncSo,
+    // -- remote handlers (src/handler/unison.rs, csync2.rs) --
+    /// The real unison between the watch dir and the destination.
+    Unison,
+    /// The real csync2, to the peers of its own config (no -D).
+    Csync2,
 }
 
 /// Where log lines go (`-Y`).
@@ -98,7 +103,7 @@ pub enum ConfigError {
     Destination { path: String, reason: String },
     #[error("{0}")]
     Rules(#[from] crate::rules::RulesError),
-    #[error("unknown mode {0:?}: use mirror, rsyncdirect, so or rsyncso")]
+    #[error("unknown mode {0:?}: use mirror, rsyncdirect, unison, csync2, so or rsyncso")]
     Mode(String),
     #[error("{0}")]
     File(#[from] file::FileError),
@@ -562,10 +567,19 @@ impl Config {
             // so/rsyncso: the handler is a shared object (src/handler/so.rs).
             Some("so") => Mode::So,
             Some("rsyncso") => Mode::RsyncSo,
+            Some("unison") => Mode::Unison,
+            Some("csync2") => Mode::Csync2,
             Some(other) => return Err(ConfigError::Mode(other.to_string())),
         };
 
         let destination = match &a.destination {
+            // csync2 sends to the peers of its own config.
+            Some(_) if mode == Mode::Csync2 => {
+                return Err(ConfigError::Invalid(
+                    "-M csync2 sends to the peers named in csync2's config, not to -D; drop -D"
+                        .to_string(),
+                ));
+            }
             None => None,
             Some(d) if d.is_empty() => {
                 return Err(ConfigError::Invalid("-D must not be empty".to_string()));
@@ -613,7 +627,7 @@ impl Config {
                 Some(Destination::Local(resolved))
             }
         };
-        if destination.is_none() {
+        if destination.is_none() && mode != Mode::Csync2 {
             return Err(ConfigError::Invalid(
                 "no destination: give -D DIR (the built-in mirror and rsyncdirect need one)"
                     .to_string(),
@@ -626,6 +640,8 @@ impl Config {
             (Mode::So | Mode::RsyncSo, Some(p)) => Some(absolute(Path::new(p)).into_os_string()),
             (_, Some(p)) => Some(program_path(p)),
             (Mode::RsyncDirect, None) => Some(OsString::from("rsync")),
+            (Mode::Unison, None) => Some(OsString::from("unison")),
+            (Mode::Csync2, None) => Some(OsString::from("csync2")),
             (Mode::Mirror, None) => None,
             // so/rsyncso: -S names the shared object; there is no default.
             (Mode::So | Mode::RsyncSo, None) => {
@@ -904,6 +920,29 @@ mod tests {
         assert!(
             !src.join("sub").exists(),
             "validation must not create anything"
+        );
+    }
+
+    // -- remote handlers: unison and csync2 --
+    #[test]
+    fn unison_and_csync2_modes_resolve() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let s = t.path().to_str().expect("utf8");
+        let sh = ["-S", "/bin/sh"];
+        let c = parse(&["-W", s, "-D", "h:/x", "-M", "unison", sh[0], sh[1]]).expect("unison");
+        assert_eq!(c.mode, Mode::Unison);
+        assert_eq!(c.destination, Some(Destination::Remote("h:/x".into())));
+        assert!(c.ignore_exit.is_empty(), "24 is rsync's, not unison's");
+        let c = parse(&["-W", s, "-M", "csync2", sh[0], sh[1]]).expect("csync2 without -D");
+        assert_eq!((c.mode, c.destination), (Mode::Csync2, None));
+        let e = parse(&["-W", s, "-D", "/d", "-M", "csync2", sh[0], sh[1]]).expect_err("-D");
+        assert!(e.to_string().contains("drop -D"), "{e}");
+        let e = parse(&["-W", s, "-M", "unison", sh[0], sh[1]]).expect_err("no -D");
+        assert!(e.to_string().contains("no destination"), "{e}");
+        let e = parse(&["-W", s, "-D", "/d", "-M", "unisn"]).expect_err("typo");
+        assert!(
+            e.to_string().contains("unison") && e.to_string().contains("csync2"),
+            "{e}"
         );
     }
 

@@ -93,9 +93,11 @@ pub mod socket;
 use crate::batch::{Batch, Lane, Op};
 use crate::config::{cli, Config, Destination, Mode, Threading};
 use crate::exec;
+use crate::handler::csync2::{Csync2, Csync2Config};
 use crate::handler::mirror::Mirror;
 use crate::handler::rsync::{RsyncConfig, RsyncDirect};
 use crate::handler::so::{SoConfig, SoHandler, SoMode};
+use crate::handler::unison::{Unison, UnisonConfig};
 use crate::handler::{Handler, HandlerError, Report};
 use crate::monitor::inotify::InotifyMonitor;
 use crate::monitor::{Monitor, MonitorError, RawEvent};
@@ -168,6 +170,8 @@ enum HandlerBox {
     Rsync(Box<RsyncDirect>),
     /// so/rsyncso: a C shared object (src/handler/so.rs).
     So(Box<SoHandler>),
+    Unison(Box<Unison>),
+    Csync2(Box<Csync2>),
 }
 
 impl HandlerBox {
@@ -183,6 +187,14 @@ impl HandlerBox {
                 r.run(batch)
             }
             HandlerBox::So(h) => h.run(batch),
+            HandlerBox::Unison(u) => {
+                u.set_env(env);
+                u.run(batch)
+            }
+            HandlerBox::Csync2(c) => {
+                c.set_env(env);
+                c.run(batch)
+            }
         }
     }
 }
@@ -480,6 +492,19 @@ fn wait_readable(fds: &[RawFd], timeout: Option<Duration>) -> io::Result<Vec<boo
 }
 
 fn build_handler(cfg: &Config) -> Result<HandlerBox, DaemonError> {
+    // csync2 has no -D: its peers come from its own config.
+    if cfg.mode == Mode::Csync2 {
+        let program = cfg
+            .handler_program
+            .clone()
+            .unwrap_or_else(|| "csync2".into());
+        let mut c = Csync2Config::new(program, cfg.watch_dir.clone());
+        c.args = cfg.handler_args.clone();
+        c.ignore_exit = cfg.ignore_exit.clone();
+        c.timeout = cfg.timeout_sync;
+        c.label = cfg.label.clone();
+        return Ok(HandlerBox::Csync2(Box::new(Csync2::new(c)?)));
+    }
     let Some(dest) = &cfg.destination else {
         return Err(DaemonError::GaveUp("no destination given".into()));
     };
@@ -545,6 +570,21 @@ fn build_handler(cfg: &Config) -> Result<HandlerBox, DaemonError> {
             };
             Ok(HandlerBox::So(Box::new(SoHandler::new(sc)?)))
         }
+        Mode::Unison => {
+            let program = cfg
+                .handler_program
+                .clone()
+                .unwrap_or_else(|| "unison".into());
+            let local = matches!(dest, Destination::Local(_));
+            let mut u = UnisonConfig::new(program, cfg.watch_dir.clone(), dest.as_os_str(), local);
+            u.args = cfg.handler_args.clone();
+            u.ignore_exit = cfg.ignore_exit.clone();
+            u.timeout = cfg.timeout_sync;
+            u.label = cfg.label.clone();
+            Ok(HandlerBox::Unison(Box::new(Unison::new(u)?)))
+        }
+        // Handled above, before the destination is needed.
+        Mode::Csync2 => Err(DaemonError::GaveUp("csync2 needs no destination".into())),
     }
 }
 
@@ -1030,6 +1070,8 @@ impl Daemon {
             Mode::RsyncDirect => "rsyncdirect",
             Mode::So => "so",
             Mode::RsyncSo => "rsyncso",
+            Mode::Unison => "unison",
+            Mode::Csync2 => "csync2",
         }
     }
 

@@ -4,6 +4,7 @@
 //! It reports failure with a [`HandlerError`]; the daemon then puts the batch
 //! back into the queue, so a handler never needs to retry by itself.
 
+pub mod csync2;
 pub mod lists;
 pub mod mirror;
 pub mod progress; // files/bytes done, for the initial sync's progress bar (the operations issue)
@@ -11,6 +12,7 @@ pub mod rsync;
 // clsync's so/rsyncso modes (C shared-object handlers).
 pub mod so;
 pub mod template;
+pub mod unison;
 
 use crate::batch::Batch;
 use std::io;
