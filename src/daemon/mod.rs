@@ -576,6 +576,10 @@ impl Daemon {
             }
             self.tree
                 .process(&mut self.monitor, &self.raw, &mut self.changes)?;
+            // Event bits for the command modes' %EVENT-MASK% (issue #3).
+            for (p, m) in self.tree.take_masks() {
+                self.queue.note_mask(&p, m);
+            }
             let now = Instant::now();
             for c in self.changes.drain(..) {
                 ::log::trace!("change {c:?}");
