@@ -34,6 +34,40 @@ pub enum Mode {
     Mirror,
     /// rsync with clsync's argv.
     RsyncDirect,
+    // ---- clsync's command modes (issue #3): src/handler/command.rs ----
+    /// The -S program once per path: `sync LABEL MASK ABSPATH`.
+    Simple,
+    /// The -S program once per batch with the relative paths as arguments.
+    Direct,
+    /// The -S program once per batch with a `synclist` list file.
+    Shell,
+    /// The -S program once per batch with rsync include/exclude lists.
+    RsyncShell,
+    /// A shared object's `clsyncapi_sync` (src/handler/so.rs).
+    So,
+    /// A shared object's `clsyncapi_rsync` (src/handler/so.rs).
+    RsyncSo,
+}
+
+impl Mode {
+    /// clsync's name of the mode.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Mode::Mirror => "mirror",
+            Mode::RsyncDirect => "rsyncdirect",
+            Mode::Simple => "simple",
+            Mode::Direct => "direct",
+            Mode::Shell => "shell",
+            Mode::RsyncShell => "rsyncshell",
+            Mode::So => "so",
+            Mode::RsyncSo => "rsyncso",
+        }
+    }
+
+    /// Whether the mode must be given a destination (-D).
+    pub fn needs_destination(&self) -> bool {
+        matches!(self, Mode::Mirror | Mode::RsyncDirect)
+    }
 }
 
 /// Where log lines go (`-Y`).
@@ -72,7 +106,7 @@ pub enum ConfigError {
     Destination { path: String, reason: String },
     #[error("{0}")]
     Rules(#[from] crate::rules::RulesError),
-    #[error("unknown mode {0:?}: use mirror or rsyncdirect")]
+    #[error("unknown mode {0:?}: use mirror, rsyncdirect, simple, direct, shell, rsyncshell, so or rsyncso")]
     Mode(String),
     #[error("{0}")]
     File(#[from] file::FileError),
@@ -99,6 +133,18 @@ pub struct Config {
     pub label: String,
     pub lists_dir: Option<PathBuf>,
     pub keep_lists: bool,
+    // ---- clsync's command modes (issue #3) ----
+    /// `--synclist-simplify`.
+    pub synclist_simplify: bool,
+    /// `--have-recursive-sync`.
+    pub have_recursive_sync: bool,
+    /// `--rsync-inclimit` (0 = no limit).
+    pub rsync_inclimit: usize,
+    /// `--rsync-prefer-include`.
+    pub rsync_prefer_include: bool,
+    /// `-F`: the initial sync ignores the rules.
+    pub full_initialsync: bool,
+    // ---- end of the command modes' block ----
     pub log_level: log::LevelFilter,
     /// Handler arguments for the initial sync (the config file's `---`
     /// key); empty when not set. Not used by the daemon yet.
@@ -519,6 +565,12 @@ impl Config {
         let mode = match a.mode.as_deref() {
             None | Some("mirror") => Mode::Mirror,
             Some("rsyncdirect") => Mode::RsyncDirect,
+            Some("simple") => Mode::Simple,
+            Some("direct") => Mode::Direct,
+            Some("shell") => Mode::Shell,
+            Some("rsyncshell") => Mode::RsyncShell,
+            Some("so") => Mode::So,
+            Some("rsyncso") => Mode::RsyncSo,
             Some(other) => return Err(ConfigError::Mode(other.to_string())),
         };
 
@@ -570,7 +622,7 @@ impl Config {
                 Some(Destination::Local(resolved))
             }
         };
-        if destination.is_none() {
+        if destination.is_none() && mode.needs_destination() {
             return Err(ConfigError::Invalid(
                 "no destination: give -D DIR (the built-in mirror and rsyncdirect need one)"
                     .to_string(),
@@ -581,6 +633,12 @@ impl Config {
             (_, Some(p)) => Some(program_path(p)),
             (Mode::RsyncDirect, None) => Some(OsString::from("rsync")),
             (Mode::Mirror, None) => None,
+            (other, None) => {
+                return Err(ConfigError::Invalid(format!(
+                    "-M {}: give the handler program with -S",
+                    other.name()
+                )))
+            }
         };
         if let Some(p) = &handler_program {
             find_program(p)?;
@@ -772,6 +830,11 @@ impl Config {
             label: a.label,
             lists_dir: a.lists_dir.map(|l| absolute(&l)),
             keep_lists: a.dont_unlink_lists,
+            synclist_simplify: a.synclist_simplify,
+            have_recursive_sync: a.have_recursive_sync,
+            rsync_inclimit: a.rsync_inclimit,
+            rsync_prefer_include: a.rsync_prefer_include,
+            full_initialsync: a.full_initialsync,
             log_level,
             initial_handler_args: from_file.initial_handler_args,
             custom_signals,
@@ -1379,6 +1442,54 @@ mod tests {
                 |c| format!("{:?}", c.handler_args),
                 [s("[]"), s("[\"-a\", \"b c\"]"), s("[\"x\"]")],
             ),
+            // ---- clsync's command modes (issue #3) ----
+            Case {
+                file_under_cli: Some(s("synclist-simplify = 0")),
+                ..case(
+                    "synclist-simplify",
+                    s("synclist-simplify = 1"),
+                    &["--synclist-simplify"],
+                    |c| c.synclist_simplify.to_string(),
+                    [s("false"), s("true"), s("true")],
+                )
+            },
+            Case {
+                file_under_cli: Some(s("have-recursive-sync = 0")),
+                ..case(
+                    "have-recursive-sync",
+                    s("have-recursive-sync = 1"),
+                    &["--have-recursive-sync"],
+                    |c| c.have_recursive_sync.to_string(),
+                    [s("false"), s("true"), s("true")],
+                )
+            },
+            case(
+                "rsync-inclimit",
+                s("rsync-inclimit = 5"),
+                &["--rsync-inclimit", "0"],
+                |c| c.rsync_inclimit.to_string(),
+                [s("20000"), s("5"), s("0")],
+            ),
+            Case {
+                file_under_cli: Some(s("rsync-prefer-include = 0")),
+                ..case(
+                    "rsync-prefer-include",
+                    s("rsync-prefer-include = 1"),
+                    &["--rsync-prefer-include"],
+                    |c| c.rsync_prefer_include.to_string(),
+                    [s("false"), s("true"), s("true")],
+                )
+            },
+            Case {
+                file_under_cli: Some(s("full-initialsync = 0")),
+                ..case(
+                    "full-initialsync",
+                    s("full-initialsync = 1"),
+                    &["-F"],
+                    |c| c.full_initialsync.to_string(),
+                    [s("false"), s("true"), s("true")],
+                )
+            },
         ];
         let base = |skip: &str| {
             let mut lines = String::new();

@@ -78,6 +78,7 @@ pub mod socket;
 use crate::batch::{Batch, Lane, Op};
 use crate::config::{cli, Config, Destination, Mode};
 use crate::exec;
+use crate::handler::command::{CommandConfig, CommandHandler, CommandMode};
 use crate::handler::mirror::Mirror;
 use crate::handler::rsync::{RsyncConfig, RsyncDirect};
 use crate::handler::{Handler, HandlerError, Report};
@@ -146,6 +147,8 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> DaemonError {
 enum HandlerBox {
     Mirror(Mirror),
     Rsync(Box<RsyncDirect>),
+    /// clsync's simple, direct and shell modes.
+    Command(Box<CommandHandler>),
 }
 
 impl HandlerBox {
@@ -159,6 +162,10 @@ impl HandlerBox {
             HandlerBox::Rsync(r) => {
                 r.set_env(env);
                 r.run(batch)
+            }
+            HandlerBox::Command(c) => {
+                c.set_env(env);
+                c.run(batch)
             }
         }
     }
@@ -373,8 +380,64 @@ fn wait_readable(fds: &[RawFd], timeout: Option<Duration>) -> io::Result<Vec<boo
 }
 
 fn build_handler(cfg: &Config) -> Result<HandlerBox, DaemonError> {
+    let no_dest = || DaemonError::GaveUp("no destination given".into());
+    // clsync's command modes may run without -D (%destination-dir% is
+    // empty then).
+    let dest_os = cfg
+        .destination
+        .as_ref()
+        .map(|d| d.as_os_str().to_os_string());
+    let program = cfg.handler_program.clone().unwrap_or_default();
+    let command = |mode: CommandMode| -> Result<HandlerBox, DaemonError> {
+        let mut cc = CommandConfig::new(mode, program.clone(), cfg.watch_dir.clone());
+        cc.args = cfg.handler_args.clone();
+        cc.initial_args = cfg.initial_handler_args.clone();
+        cc.dst = dest_os.clone();
+        cc.lists_dir = cfg.lists_dir.clone();
+        cc.keep_lists = cfg.keep_lists;
+        cc.ignore_exit = cfg.ignore_exit.clone();
+        cc.label = cfg.label.clone();
+        cc.rules = Arc::clone(&cfg.rules);
+        cc.timeout = cfg.timeout_sync;
+        cc.synclist_simplify = cfg.synclist_simplify;
+        cc.have_recursive_sync = cfg.have_recursive_sync;
+        cc.full_initialsync = cfg.full_initialsync;
+        Ok(HandlerBox::Command(Box::new(CommandHandler::new(cc)?)))
+    };
+    match cfg.mode {
+        Mode::Simple => return command(CommandMode::Simple),
+        Mode::Direct => return command(CommandMode::Direct),
+        Mode::Shell => return command(CommandMode::Shell),
+        Mode::RsyncShell => {
+            let mut rc = RsyncConfig::new(
+                program.clone(),
+                cfg.watch_dir.clone(),
+                dest_os.clone().unwrap_or_default(),
+            );
+            rc.shell = true;
+            rc.args = cfg.handler_args.clone();
+            rc.lists_dir = cfg.lists_dir.clone();
+            rc.keep_lists = cfg.keep_lists;
+            rc.ignore_exit = cfg.ignore_exit.clone();
+            rc.label = cfg.label.clone();
+            rc.rules = Arc::clone(&cfg.rules);
+            rc.timeout = cfg.timeout_sync;
+            rc.prefer_include = cfg.rsync_prefer_include;
+            rc.inclimit = cfg.rsync_inclimit;
+            rc.full_initialsync = cfg.full_initialsync;
+            return Ok(HandlerBox::Rsync(Box::new(RsyncDirect::new(rc)?)));
+        }
+        // The shared-object modes plug in here (src/handler/so.rs).
+        Mode::So | Mode::RsyncSo => {
+            return Err(DaemonError::GaveUp(format!(
+                "-M {}: the shared-object modes are not built in yet; use rsyncshell or shell",
+                cfg.mode.name()
+            )))
+        }
+        Mode::Mirror | Mode::RsyncDirect => {}
+    }
     let Some(dest) = &cfg.destination else {
-        return Err(DaemonError::GaveUp("no destination given".into()));
+        return Err(no_dest());
     };
     match cfg.mode {
         Mode::Mirror => {
@@ -409,8 +472,15 @@ fn build_handler(cfg: &Config) -> Result<HandlerBox, DaemonError> {
             rc.label = cfg.label.clone();
             rc.rules = Arc::clone(&cfg.rules);
             rc.timeout = cfg.timeout_sync;
+            rc.prefer_include = cfg.rsync_prefer_include;
+            rc.inclimit = cfg.rsync_inclimit;
+            rc.full_initialsync = cfg.full_initialsync;
             Ok(HandlerBox::Rsync(Box::new(RsyncDirect::new(rc)?)))
         }
+        _ => Err(DaemonError::GaveUp(format!(
+            "-M {}: no handler",
+            cfg.mode.name()
+        ))),
     }
 }
 
@@ -859,10 +929,7 @@ impl Daemon {
     }
 
     fn worker_name(&self) -> &'static str {
-        match self.cfg.mode {
-            Mode::Mirror => "mirror",
-            Mode::RsyncDirect => "rsyncdirect",
-        }
+        self.cfg.mode.name()
     }
 
     /// Acts on a request (from a signal or the control socket). Returns
