@@ -88,6 +88,9 @@ impl Tree {
 
     fn note_mask(&mut self, ev: &RawEvent) {
         use crate::batch::mask::*;
+        if !self.syncable(&ev.path, ev.is_dir) {
+            return;
+        }
         let bits = match ev.kind {
             EventKind::Created => IN_CREATE,
             EventKind::Modified => IN_MODIFY | IN_CLOSE_WRITE,

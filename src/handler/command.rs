@@ -292,8 +292,16 @@ impl CommandHandler {
             .filter(|(k, _)| path::is_strictly_under(k, p) || (p.is_empty() && !k.is_empty()))
             .map(|(k, m)| (k.clone(), *m))
             .collect();
+        let ignore = self.ignore_rules();
         for (k, m) in below {
-            ev.paths.entry(k).or_insert(m);
+            let kind = if m & mask::IN_ISDIR != 0 {
+                Kind::Dir
+            } else {
+                Kind::File
+            };
+            if ignore || self.cfg.rules.permits(&k, kind, Action::Sync) {
+                ev.paths.entry(k).or_insert(m);
+            }
         }
     }
 
