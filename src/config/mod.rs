@@ -719,6 +719,23 @@ impl Config {
             }
         }
 
+        // clsync's command modes (issue #3): -F is for the modes that run
+        // a handler; the built-in mirror always follows the rules.
+        let mut mode_warnings = Vec::new();
+        if a.full_initialsync && mode == Mode::Mirror {
+            mode_warnings.push(
+                "-F (--full-initialsync) has no effect with the built-in mirror, which always \
+                 follows the rules; drop -F or use an rsync or command mode"
+                    .to_string(),
+            );
+        }
+        if (a.synclist_simplify || a.have_recursive_sync) && mode != Mode::Shell {
+            mode_warnings.push(format!(
+                "--synclist-simplify and --have-recursive-sync only change -M shell; they do \
+                 nothing with -M {}",
+                mode.name()
+            ));
+        }
         if a.only_initialsync && a.skip_initialsync {
             return Err(ConfigError::Invalid(
                 "--only-initialsync and --skip-initialsync together would sync nothing; drop one"
@@ -840,7 +857,11 @@ impl Config {
             custom_signals,
             config_file: from_file.file.map(|f| f.path().to_path_buf()),
             config_block: from_file.block,
-            warnings: from_file.warnings,
+            warnings: from_file
+                .warnings
+                .into_iter()
+                .chain(mode_warnings)
+                .collect(),
             pid_file,
             status_file,
             standby_file,
