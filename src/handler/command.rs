@@ -895,4 +895,72 @@ mod tests {
             ]
         );
     }
+
+    /// The queue hands each batch the masks of the paths it carries, ORed
+    /// over the changes it coalesced; masks below a recursive op go with
+    /// it; a failed batch's masks come back with the retry.
+    #[test]
+    fn queue_carries_masks_with_the_batch() {
+        use crate::queue::{Change, Queue, QueueConfig};
+        use std::time::Instant;
+        let mut q = Queue::new(QueueConfig {
+            delay: Duration::ZERO,
+            delay_big: Duration::ZERO,
+            big_threshold: 0,
+            interval: Duration::ZERO,
+        });
+        let now = Instant::now();
+        q.note_mask(b"f", mask::IN_CREATE);
+        q.push(
+            now,
+            Change::Created {
+                path: b("f"),
+                is_dir: false,
+                size: 0,
+            },
+        );
+        q.note_mask(b"f", mask::IN_MODIFY);
+        q.note_mask(b"d", mask::IN_CREATE | mask::IN_ISDIR);
+        q.note_mask(b"d/x", mask::IN_CREATE);
+        q.push(
+            now,
+            Change::Subtree {
+                path: b("d"),
+                instant: false,
+            },
+        );
+        q.note_mask(b"excluded", mask::IN_CREATE);
+        let batch = q.pop_due(now).expect("due");
+        assert_eq!(
+            batch.masks.get(&b("f")),
+            Some(&(mask::IN_CREATE | mask::IN_MODIFY))
+        );
+        assert_eq!(
+            batch.masks.get(&b("d")),
+            Some(&(mask::IN_CREATE | mask::IN_ISDIR))
+        );
+        assert_eq!(batch.masks.get(&b("d/x")), Some(&mask::IN_CREATE));
+        assert!(!batch.masks.contains_key(&b("excluded")));
+        q.finished(now);
+        q.requeue(now, batch, now);
+        let again = q.pop_due(now).expect("retry");
+        assert_eq!(
+            again.masks.get(&b("f")),
+            Some(&(mask::IN_CREATE | mask::IN_MODIFY))
+        );
+        q.finished(now);
+        // Nothing pending: masks no batch carried are dropped.
+        q.note_mask(b"stray", mask::IN_DELETE);
+        q.push(
+            now,
+            Change::Modified {
+                path: b("g"),
+                is_dir: false,
+                size: 0,
+            },
+        );
+        let last = q.pop_due(now).expect("due");
+        assert!(!last.masks.contains_key(&b("stray")));
+        assert!(q.is_empty());
+    }
 }
