@@ -264,17 +264,25 @@ impl CommandHandler {
             Some(d) => fresh | dir_bit(d),
             None => mask::IN_DELETE | dir_bit(recursive),
         });
-        *ev.paths.entry(p.to_vec()).or_default() |= m;
+        let ignore = self.ignore_rules();
+        let rules = &self.cfg.rules;
+        // A subtree op may stand for a directory the rules let us walk but
+        // not sync (the root, under `+w` rules): it is not named then.
+        let rule_kind = if kind.unwrap_or(recursive) {
+            Kind::Dir
+        } else {
+            Kind::File
+        };
+        if ignore || rules.permits(p, rule_kind, Action::Sync) {
+            *ev.paths.entry(p.to_vec()).or_default() |= m;
+        }
         if !recursive {
             return;
         }
         if kind == Some(true) {
-            let ignore = self.ignore_rules();
-            let rules = &self.cfg.rules;
             walk(&self.cfg.src, p, &mut |rel, is_dir| {
                 let k = if is_dir { Kind::Dir } else { Kind::File };
-                let sync = ignore || rules.permits(rel, k, Action::Sync);
-                if sync {
+                if ignore || rules.permits(rel, k, Action::Sync) {
                     let m = batch
                         .masks
                         .get(rel)
@@ -282,7 +290,7 @@ impl CommandHandler {
                         .unwrap_or(mask::IN_CREATE | dir_bit(is_dir));
                     *ev.paths.entry(rel.to_vec()).or_default() |= m;
                 }
-                is_dir && sync && (ignore || rules.permits(rel, Kind::Dir, Action::Walk))
+                is_dir && (ignore || rules.permits(rel, Kind::Dir, Action::Walk))
             });
         }
         // Recorded events below that the walk did not meet (gone since).
@@ -292,7 +300,6 @@ impl CommandHandler {
             .filter(|(k, _)| path::is_strictly_under(k, p) || (p.is_empty() && !k.is_empty()))
             .map(|(k, m)| (k.clone(), *m))
             .collect();
-        let ignore = self.ignore_rules();
         for (k, m) in below {
             let kind = if m & mask::IN_ISDIR != 0 {
                 Kind::Dir
