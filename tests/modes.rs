@@ -289,3 +289,30 @@ fn rsyncshell_inclimit_runs_once_per_part() {
         fs::read_dir(&lists).unwrap().count() == 0
     });
 }
+
+#[test]
+fn have_recursive_sync_hands_a_new_directory_over_at_once() {
+    let env = TestEnv::new();
+    put(&env.src, b"f", b"x");
+    let rec = recorder(&env.root);
+    // A long window: only the new directory may skip it.
+    let mut args = os(&["-M", "shell", "--have-recursive-sync", "-t30", "-w0", "-S"]);
+    args.push(rec.clone().into());
+    let mut d = Daemon::start(&env, &args);
+    d.wait_until(secs(20.0), "the initial sync", || !runs_of(&rec).is_empty());
+    let runs = runs_of(&rec);
+    assert_eq!(
+        runs[0].argv,
+        vec![
+            b"initialsync".to_vec(),
+            b"nolabel".to_vec(),
+            env.src.as_os_str().as_bytes().to_vec()
+        ]
+    );
+    put(&env.src, b"nd/x", b"new");
+    d.wait_until(secs(10.0), "initialsync of the new directory", || {
+        runs_of(&rec)
+            .iter()
+            .any(|r| r.argv[0] == b"initialsync" && r.argv[2].ends_with(b"/nd"))
+    });
+}

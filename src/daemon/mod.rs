@@ -602,6 +602,21 @@ const STANDBY_IDLE_POLL: Duration = Duration::from_secs(1);
 /// Time between SIGTERM and SIGKILL for running handlers at shutdown.
 const KILL_GRACE: Duration = Duration::from_secs(2);
 
+/// Shell mode with `--have-recursive-sync` hands a new directory to
+/// `initialsync` at once, as clsync does: its subtree skips the `-t` window
+/// (issue #3).
+fn at_once(cfg: &Config, c: Change) -> Change {
+    match c {
+        Change::Subtree { path, .. } if cfg.mode == Mode::Shell && cfg.have_recursive_sync => {
+            Change::Subtree {
+                path,
+                instant: true,
+            }
+        }
+        c => c,
+    }
+}
+
 /// Whether a batch carries the whole-tree sync.
 fn is_full_sync(batch: &Batch) -> bool {
     batch
@@ -653,12 +668,12 @@ impl Daemon {
             let now = Instant::now();
             for c in self.changes.drain(..) {
                 ::log::trace!("change {c:?}");
-                self.queue.push(now, c);
+                self.queue.push(now, at_once(&self.cfg, c));
             }
         }
         let now = Instant::now();
         for c in self.changes.drain(..) {
-            self.queue.push(now, c);
+            self.queue.push(now, at_once(&self.cfg, c));
         }
         Ok(())
     }
