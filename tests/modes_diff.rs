@@ -566,3 +566,71 @@ fn rsyncshell_prefer_include_matches_clsync() {
     }
     rsyncshell_compare(&["--rsync-prefer-include"]);
 }
+
+/// clsync's own example (README: syncing `authorized_keys` files with
+/// `cp --parents` in direct mode): the initial sync hands the handler the
+/// same arguments. Both run once (`--only-initialsync`).
+#[test]
+fn authorized_keys_rules_initial_sync_matches_clsync() {
+    if !require() {
+        return;
+    }
+    let rules =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/authorized_keys/rules");
+    let mut got = Vec::new();
+    for prog in ["clsync", common::BIN] {
+        let t = tempfile::tempdir().expect("tempdir");
+        let root = t.path().canonicalize().expect("canonical");
+        let (w, d) = (root.join("master"), root.join("homes"));
+        fs::create_dir_all(&d).expect("mkdir");
+        put(&w, b"alice/.ssh/authorized_keys", b"a");
+        put(&w, b"bob/.ssh/authorized_keys", b"b");
+        put(&w, b"bob/.ssh/id_rsa", b"private");
+        put(&w, b"bob/docs/x", b"other");
+        put(&w, b"carol/no-ssh", b"other");
+        let rec = recorder(&root);
+        let mut cmd = std::process::Command::new(prog);
+        cmd.args(["-H", "/NULL/", "-M", "direct", "--only-initialsync", "-S"])
+            .arg(&rec)
+            .arg("-W")
+            .arg(&w)
+            .arg("-D")
+            .arg(&d)
+            .arg("-R")
+            .arg(&rules);
+        // SAFETY: geteuid has no preconditions.
+        if prog == "clsync" && unsafe { libc::geteuid() } == 0 {
+            cmd.args(["-u0", "-g0"]);
+        }
+        cmd.args([
+            "--",
+            "-Pfp",
+            "--parents",
+            "%INCLUDE-LIST%",
+            "%destination-dir%",
+        ]);
+        let out = common::run_command(cmd, common::secs(30.0));
+        assert_eq!(out.code, Some(0), "{prog}: {}", out.stderr);
+        let runs = read_runs(&root.join("rec.py.runs"));
+        assert_eq!(runs.len(), 1, "{prog}: {runs:?}");
+        let mut argv = runs[0].argv.clone();
+        assert_eq!(
+            argv.last(),
+            Some(&d.as_os_str().as_bytes().to_vec()),
+            "{prog}"
+        );
+        argv.pop();
+        argv.sort();
+        got.push(argv);
+    }
+    assert_eq!(got[0], got[1]);
+    assert_eq!(
+        got[1],
+        [
+            b"--parents".to_vec(),
+            b"-Pfp".to_vec(),
+            b"alice/.ssh/authorized_keys".to_vec(),
+            b"bob/.ssh/authorized_keys".to_vec()
+        ]
+    );
+}
