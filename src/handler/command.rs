@@ -528,7 +528,12 @@ impl Handler for CommandHandler {
             }
             CommandMode::Direct => {
                 let rels: Vec<OsString> = ev.paths.keys().map(|p| rel_arg(p)).collect();
-                let budget = self.path_budget();
+                // Only arguments that carry the paths need splitting.
+                let budget = if self.template.uses(Macro::IncludeList) {
+                    self.path_budget()
+                } else {
+                    usize::MAX
+                };
                 for part in split_args(rels, budget) {
                     let list = rel_lines(part.iter().map(|a| a.as_bytes()));
                     self.run_once(false, &part, Some(&list), all_mask, &mut code)?;
