@@ -7,6 +7,22 @@
 //! a handler must treat as "sync `from` and `to`" when the hint does not fit.
 //! This module holds data only.
 
+use std::collections::BTreeMap;
+
+/// inotify event bits (`linux/inotify.h`), the values clsync hands its
+/// handlers as `%EVENT-MASK%`; livesync uses them whichever backend saw the
+/// change.
+pub mod mask {
+    pub const IN_MODIFY: u32 = 0x0000_0002;
+    pub const IN_ATTRIB: u32 = 0x0000_0004;
+    pub const IN_CLOSE_WRITE: u32 = 0x0000_0008;
+    pub const IN_MOVED_FROM: u32 = 0x0000_0040;
+    pub const IN_MOVED_TO: u32 = 0x0000_0080;
+    pub const IN_CREATE: u32 = 0x0000_0100;
+    pub const IN_DELETE: u32 = 0x0000_0200;
+    pub const IN_ISDIR: u32 = 0x4000_0000;
+}
+
 /// Which delay window a change waits in.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Lane {
@@ -66,6 +82,13 @@ pub struct Batch {
     pub lane: Lane,
     /// How many times this batch has already failed (0 on the first run).
     pub attempt: u32,
+    /// Side table for handlers that report events (clsync's command
+    /// modes): the union of the inotify-style [`mask`] bits of the changes
+    /// the queue coalesced, per path (an op's path, or a path below a
+    /// recursive op). Informational only: the ops alone say what to sync,
+    /// and a path without an entry has no recorded event (the initial sync,
+    /// a rescan), so a handler derives one from what the source holds.
+    pub masks: BTreeMap<Vec<u8>, u32>,
 }
 
 impl Batch {

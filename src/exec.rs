@@ -131,6 +131,9 @@ pub struct Spec {
     pub timeout: Option<Duration>,
     /// Time between SIGTERM and SIGKILL when the timeout passes.
     pub grace: Duration,
+    /// Working directory of the child (None = ours). clsync's command
+    /// modes run their handler in the watch dir.
+    pub cwd: Option<std::path::PathBuf>,
 }
 
 impl Spec {
@@ -140,6 +143,7 @@ impl Spec {
             env: Vec::new(),
             timeout: None,
             grace: DEFAULT_GRACE,
+            cwd: None,
         }
     }
 
@@ -154,6 +158,9 @@ impl Spec {
             .stdout(Stdio::inherit())
             .stderr(Stdio::inherit())
             .process_group(0);
+        if let Some(dir) = &self.cwd {
+            cmd.current_dir(dir);
+        }
         let mut child = spawn(&mut cmd).map_err(|e| spawn_error(program, name.clone(), e))?;
         let pid = child.id();
         let wait_err = |source| ExecError::Wait {
@@ -215,6 +222,7 @@ pub fn run(
         env: env.to_vec(),
         timeout,
         grace: DEFAULT_GRACE,
+        cwd: None,
     }
     .run()
 }
@@ -461,6 +469,7 @@ mod tests {
             env: vec![],
             timeout: Some(Duration::from_millis(500)),
             grace: Duration::from_millis(300),
+            cwd: None,
         };
         let started = Instant::now();
         let o = spec.run().unwrap();
@@ -487,6 +496,7 @@ mod tests {
             env: vec![],
             timeout: Some(Duration::from_millis(200)),
             grace: Duration::from_secs(20),
+            cwd: None,
         };
         let started = Instant::now();
         let o = spec.run().unwrap();

@@ -194,6 +194,9 @@ pub struct Queue {
     next_id: u64,
     /// `-p safe`: a pop never hands out a path related to one in flight.
     exclusive: bool,
+    /// Event masks noted per path ([`Queue::note_mask`]), handed out with
+    /// the batch that carries the path (see [`Batch::masks`]).
+    masks: BTreeMap<Vec<u8>, u32>,
 }
 
 /// The id of a popped batch, for [`Queue::finished_id`] and
@@ -267,6 +270,7 @@ impl Queue {
             flights: BTreeMap::new(),
             next_id: 0,
             exclusive: false,
+            masks: BTreeMap::new(),
         }
     }
 
@@ -274,6 +278,14 @@ impl Queue {
     /// path in flight (see the module documentation).
     pub fn set_exclusive(&mut self, on: bool) {
         self.exclusive = on;
+    }
+
+    /// Records the inotify-style event bits `mask` seen for `path` (what
+    /// clsync's command modes report as `%EVENT-MASK%`). They are ORed
+    /// together until a batch carries `path` (or a subtree above it), and
+    /// are informational only: they never change what is synced.
+    pub fn note_mask(&mut self, path: &[u8], mask: u32) {
+        *self.masks.entry(path.to_vec()).or_default() |= mask;
     }
 
     /// Records one change seen at `now`.
@@ -402,6 +414,9 @@ impl Queue {
         later: &[(Vec<u8>, Vec<u8>)],
     ) {
         let attempt = batch.attempt.saturating_add(1);
+        for (p, m) in &batch.masks {
+            self.note_mask(p, *m);
+        }
         self.hold_until = Some(self.hold_until.map_or(not_before, |t| t.max(not_before)));
         let mut renames = Vec::new();
         let mut syncs: BTreeMap<Vec<u8>, bool> = BTreeMap::new();
@@ -896,12 +911,14 @@ impl Queue {
         self.next_id += 1;
         self.flights.insert(id, flight);
         self.settle();
+        let masks = self.take_masks(&ops);
         Some((
             BatchId(id),
             Batch {
                 ops,
                 lane: label,
                 attempt,
+                masks,
             },
         ))
     }
@@ -916,6 +933,42 @@ impl Queue {
                     || path::ancestors(p).any(|a| set.contains_key(a))
                     || set.range(below(p)).next().is_some())
         })
+    }
+
+    /// The noted masks of the paths `ops` carry (and, for a whole subtree,
+    /// of every path below it). Once nothing is pending, masks of paths no
+    /// op carried (rule-excluded, rebased by a rename) are dropped too.
+    fn take_masks(&mut self, ops: &[Op]) -> BTreeMap<Vec<u8>, u32> {
+        let mut out = BTreeMap::new();
+        if self.masks.is_empty() {
+            return out;
+        }
+        let mut take = |p: &[u8], subtree: bool, masks: &mut BTreeMap<Vec<u8>, u32>| {
+            if let Some(m) = masks.remove(p) {
+                out.insert(p.to_vec(), m);
+            }
+            if subtree {
+                let keys: Vec<Vec<u8>> = masks.range(below(p)).map(|(k, _)| k.clone()).collect();
+                for k in keys {
+                    if let Some(m) = masks.remove(&k) {
+                        out.insert(k, m);
+                    }
+                }
+            }
+        };
+        for op in ops {
+            match op {
+                Op::Sync { path, recursive } => take(path, *recursive, &mut self.masks),
+                Op::Move { from, to } => {
+                    take(from, false, &mut self.masks);
+                    take(to, true, &mut self.masks);
+                }
+            }
+        }
+        if self.entries.is_empty() && self.moves.is_empty() {
+            self.masks.clear();
+        }
+        out
     }
 
     /// The handler of a popped op may create `p`'s parents and, for a whole

@@ -57,6 +57,9 @@ pub struct Tree {
     /// The watch-limit error was logged loudly once already.
     limit_reported: bool,
     pub stats: TreeStats,
+    /// inotify-style event bits per raw event, in order, until
+    /// [`Tree::take_masks`] (the queue keeps them for `%EVENT-MASK%`).
+    masks: Vec<(Vec<u8>, u32)>,
 }
 
 impl Tree {
@@ -71,7 +74,34 @@ impl Tree {
             unwatched: BTreeSet::new(),
             limit_reported: false,
             stats: TreeStats::default(),
+            masks: Vec::new(),
         }
+    }
+
+    /// The event bits of the raw events processed since the last call,
+    /// one `(path, mask)` per event, as clsync would report them (see
+    /// [`crate::batch::mask`]). A write and the close after it are one
+    /// event kind for the backend, so both bits are set for it.
+    pub fn take_masks(&mut self) -> Vec<(Vec<u8>, u32)> {
+        std::mem::take(&mut self.masks)
+    }
+
+    fn note_mask(&mut self, ev: &RawEvent) {
+        use crate::batch::mask::*;
+        if !self.syncable(&ev.path, ev.is_dir) {
+            return;
+        }
+        let bits = match ev.kind {
+            EventKind::Created => IN_CREATE,
+            EventKind::Modified => IN_MODIFY | IN_CLOSE_WRITE,
+            EventKind::Attrib => IN_ATTRIB,
+            EventKind::Removed => IN_DELETE,
+            EventKind::MovedFrom => IN_MOVED_FROM,
+            EventKind::MovedTo => IN_MOVED_TO,
+            EventKind::Rescan | EventKind::WatchGone => return,
+        };
+        let dir = if ev.is_dir { IN_ISDIR } else { 0 };
+        self.masks.push((ev.path.clone(), bits | dir));
     }
 
     pub fn set_rules(&mut self, rules: Arc<Rules>) {
@@ -359,6 +389,7 @@ impl Tree {
         out: &mut Vec<Change>,
     ) -> Result<(), TreeError> {
         for ev in events {
+            self.note_mask(ev);
             if let Some(held) = self.held.take() {
                 if ev.kind == EventKind::MovedTo && ev.cookie != 0 && ev.cookie == held.cookie {
                     self.moved(mon, &held.path, &ev.path, ev.is_dir, out);

@@ -127,6 +127,7 @@ fn run(h: &mut RsyncDirect, ops: Vec<Op>) {
         ops,
         lane: Lane::Normal,
         attempt: 0,
+        ..Default::default()
     };
     let report = h
         .run(&batch)
@@ -524,6 +525,7 @@ fn failing_rsync_is_an_error_naming_it() {
         ops: vec![sync(b"f", false)],
         lane: Lane::Normal,
         attempt: 0,
+        ..Default::default()
     };
     let e = RsyncDirect::new(cfg).unwrap().run(&batch).unwrap_err();
     assert!(e.to_string().contains("rsync exited with code"), "{e}");

@@ -90,9 +90,11 @@ pub struct Args {
     )]
     pub destination: Option<OsString>,
 
-    /// Sync handler mode: `mirror` (built in, the default with -D),
-    /// `rsyncdirect` (runs rsync with clsync's argv), `unison` (runs unison
-    /// per batch) or `csync2` (runs csync2 to the peers of its config).
+    /// Sync handler mode: `mirror` (built in, the default), `rsyncdirect`
+    /// (runs rsync with clsync's argv), clsync's `simple`, `direct`,
+    /// `shell`, `rsyncshell` (run the -S program) and `so`, `rsyncso` (load
+    /// the -S shared object), `unison` (runs unison per batch) or `csync2`
+    /// (runs csync2 to the peers of its config); see the man page.
     #[arg(short = 'M', long = "mode", value_name = "MODE", help_heading = "How")]
     pub mode: Option<String>,
 
@@ -466,6 +468,37 @@ still retried, never dropped. Use it only with a handler that tolerates that."
     )]
     pub progress: String,
     // ---- end of Operations ----
+    // ---- clsync's command modes (issue #3) ----
+    /// Shell mode: list lines are the bare relative path instead of
+    /// `sync LABEL MASK PATH`.
+    #[arg(long = "synclist-simplify", help_heading = "Command modes")]
+    pub synclist_simplify: bool,
+
+    /// Shell mode: hand a whole subtree (the initial sync, a new
+    /// directory) to one `initialsync LABEL PATH` run instead of listing
+    /// every entry.
+    #[arg(long = "have-recursive-sync", help_heading = "Command modes")]
+    pub have_recursive_sync: bool,
+
+    /// rsync modes: at most about N include-list lines per rsync run; a
+    /// longer list runs rsync once per part (0 = no limit).
+    #[arg(
+        long = "rsync-inclimit",
+        value_name = "N",
+        default_value = "20000",
+        help_heading = "Command modes"
+    )]
+    pub rsync_inclimit: usize,
+
+    /// rsync modes: no exclude-list file; exclusions go into the include
+    /// list as `- /path` lines.
+    #[arg(long = "rsync-prefer-include", help_heading = "Command modes")]
+    pub rsync_prefer_include: bool,
+
+    /// The initial sync ignores the rules (later syncs follow them).
+    #[arg(short = 'F', long = "full-initialsync", help_heading = "Command modes")]
+    pub full_initialsync: bool,
+
     /// Arguments for the sync handler (after `--`).
     #[arg(last = true, value_name = "HANDLER ARGS")]
     pub handler_args: Vec<OsString>,

@@ -34,6 +34,15 @@ pub enum Mode {
     Mirror,
     /// rsync with clsync's argv.
     RsyncDirect,
+    // ---- clsync's command modes (issue #3): src/handler/command.rs ----
+    /// The -S program once per path: `sync LABEL MASK ABSPATH`.
+    Simple,
+    /// The -S program once per batch with the relative paths as arguments.
+    Direct,
+    /// The -S program once per batch with a `synclist` list file.
+    Shell,
+    /// The -S program once per batch with rsync include/exclude lists.
+    RsyncShell,
     // --- so/rsyncso (src/handler/so.rs) ---
     /// A C shared object (`-S lib.so`) with clsync's ABI: `clsyncapi_sync`.
     So,
@@ -44,6 +53,29 @@ pub enum Mode {
     Unison,
     /// The real csync2, to the peers of its own config (no -D).
     Csync2,
+}
+
+impl Mode {
+    /// clsync's name of the mode.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Mode::Mirror => "mirror",
+            Mode::RsyncDirect => "rsyncdirect",
+            Mode::Simple => "simple",
+            Mode::Direct => "direct",
+            Mode::Shell => "shell",
+            Mode::RsyncShell => "rsyncshell",
+            Mode::So => "so",
+            Mode::RsyncSo => "rsyncso",
+            Mode::Unison => "unison",
+            Mode::Csync2 => "csync2",
+        }
+    }
+
+    /// Whether the mode must be given a destination (-D).
+    pub fn needs_destination(&self) -> bool {
+        matches!(self, Mode::Mirror | Mode::RsyncDirect | Mode::Unison)
+    }
 }
 
 /// Where log lines go (`-Y`).
@@ -103,7 +135,7 @@ pub enum ConfigError {
     Destination { path: String, reason: String },
     #[error("{0}")]
     Rules(#[from] crate::rules::RulesError),
-    #[error("unknown mode {0:?}: use mirror, rsyncdirect, unison, csync2, so or rsyncso")]
+    #[error("unknown mode {0:?}: use mirror, rsyncdirect, simple, direct, shell, rsyncshell, so, rsyncso, unison or csync2")]
     Mode(String),
     #[error("{0}")]
     File(#[from] file::FileError),
@@ -130,6 +162,18 @@ pub struct Config {
     pub label: String,
     pub lists_dir: Option<PathBuf>,
     pub keep_lists: bool,
+    // ---- clsync's command modes (issue #3) ----
+    /// `--synclist-simplify`.
+    pub synclist_simplify: bool,
+    /// `--have-recursive-sync`.
+    pub have_recursive_sync: bool,
+    /// `--rsync-inclimit` (0 = no limit).
+    pub rsync_inclimit: usize,
+    /// `--rsync-prefer-include`.
+    pub rsync_prefer_include: bool,
+    /// `-F`: the initial sync ignores the rules.
+    pub full_initialsync: bool,
+    // ---- end of the command modes' block ----
     pub log_level: log::LevelFilter,
     /// Handler arguments for the initial sync (the config file's `---`
     /// key); empty when not set. Not used by the daemon yet.
@@ -564,6 +608,10 @@ impl Config {
         let mode = match a.mode.as_deref() {
             None | Some("mirror") => Mode::Mirror,
             Some("rsyncdirect") => Mode::RsyncDirect,
+            Some("simple") => Mode::Simple,
+            Some("direct") => Mode::Direct,
+            Some("shell") => Mode::Shell,
+            Some("rsyncshell") => Mode::RsyncShell,
             // so/rsyncso: the handler is a shared object (src/handler/so.rs).
             Some("so") => Mode::So,
             Some("rsyncso") => Mode::RsyncSo,
@@ -627,11 +675,11 @@ impl Config {
                 Some(Destination::Local(resolved))
             }
         };
-        if destination.is_none() && mode != Mode::Csync2 {
-            return Err(ConfigError::Invalid(
-                "no destination: give -D DIR (the built-in mirror and rsyncdirect need one)"
-                    .to_string(),
-            ));
+        if destination.is_none() && mode.needs_destination() {
+            return Err(ConfigError::Invalid(format!(
+                "no destination: give -D DIR (-M {} needs one)",
+                mode.name()
+            )));
         }
 
         let handler_program = match (&mode, &a.sync_handler) {
@@ -643,12 +691,17 @@ impl Config {
             (Mode::Unison, None) => Some(OsString::from("unison")),
             (Mode::Csync2, None) => Some(OsString::from("csync2")),
             (Mode::Mirror, None) => None,
-            // so/rsyncso: -S names the shared object; there is no default.
             (Mode::So | Mode::RsyncSo, None) => {
                 return Err(ConfigError::Invalid(
                     "-M so and -M rsyncso need -S /path/to/handler.so (the shared object to load)"
                         .to_string(),
                 ))
+            }
+            (other, None) => {
+                return Err(ConfigError::Invalid(format!(
+                    "-M {}: give the handler program with -S",
+                    other.name()
+                )))
             }
         };
         match (&mode, &handler_program) {
@@ -738,6 +791,23 @@ impl Config {
             }
         }
 
+        // clsync's command modes (issue #3): -F is for the modes that run
+        // a handler; the built-in mirror always follows the rules.
+        let mut mode_warnings = Vec::new();
+        if a.full_initialsync && mode == Mode::Mirror {
+            mode_warnings.push(
+                "-F (--full-initialsync) has no effect with the built-in mirror, which always \
+                 follows the rules; drop -F or use an rsync or command mode"
+                    .to_string(),
+            );
+        }
+        if (a.synclist_simplify || a.have_recursive_sync) && mode != Mode::Shell {
+            mode_warnings.push(format!(
+                "--synclist-simplify and --have-recursive-sync only change -M shell; they do \
+                 nothing with -M {}",
+                mode.name()
+            ));
+        }
         if a.only_initialsync && a.skip_initialsync {
             return Err(ConfigError::Invalid(
                 "--only-initialsync and --skip-initialsync together would sync nothing; drop one"
@@ -851,12 +921,21 @@ impl Config {
             label: a.label,
             lists_dir: a.lists_dir.map(|l| absolute(&l)),
             keep_lists: a.dont_unlink_lists,
+            synclist_simplify: a.synclist_simplify,
+            have_recursive_sync: a.have_recursive_sync,
+            rsync_inclimit: a.rsync_inclimit,
+            rsync_prefer_include: a.rsync_prefer_include,
+            full_initialsync: a.full_initialsync,
             log_level,
             initial_handler_args: from_file.initial_handler_args,
             custom_signals,
             config_file: from_file.file.map(|f| f.path().to_path_buf()),
             config_block: from_file.block,
-            warnings: from_file.warnings,
+            warnings: from_file
+                .warnings
+                .into_iter()
+                .chain(mode_warnings)
+                .collect(),
             pid_file,
             status_file,
             standby_file,
@@ -1139,7 +1218,7 @@ mod tests {
                 &["-D", &dst2],
                 |c| format!("{:?}", c.destination),
                 [
-                    s("error: no destination: give -D DIR (the built-in mirror and rsyncdirect need one)"),
+                    s("error: no destination: give -D DIR (-M mirror needs one)"),
                     dbg(&Some(Destination::Local(PathBuf::from(&dst)))),
                     dbg(&Some(Destination::Local(PathBuf::from(&dst2)))),
                 ],
@@ -1158,7 +1237,11 @@ mod tests {
                     s("sync-handler = /bin/true"),
                     &["-S", "/bin/sh"],
                     |c| format!("{:?}", c.handler_program),
-                    [s("Some(\"rsync\")"), s("Some(\"/bin/true\")"), s("Some(\"/bin/sh\")")],
+                    [
+                        s("Some(\"rsync\")"),
+                        s("Some(\"/bin/true\")"),
+                        s("Some(\"/bin/sh\")"),
+                    ],
                 )
             },
             case(
@@ -1404,14 +1487,22 @@ mod tests {
                 s("pre-exit-hook = /bin/true"),
                 &["--pre-exit-hook", "/bin/false"],
                 |c| format!("{:?}", c.pre_exit_hook),
-                [s("None"), s("Some(\"/bin/true\")"), s("Some(\"/bin/false\")")],
+                [
+                    s("None"),
+                    s("Some(\"/bin/true\")"),
+                    s("Some(\"/bin/false\")"),
+                ],
             ),
             case(
                 "exit-hook",
                 s("exit-hook = /bin/true"),
                 &["--exit-hook", "/bin/false"],
                 |c| format!("{:?}", c.exit_hook),
-                [s("None"), s("Some(\"/bin/true\")"), s("Some(\"/bin/false\")")],
+                [
+                    s("None"),
+                    s("Some(\"/bin/true\")"),
+                    s("Some(\"/bin/false\")"),
+                ],
             ),
             case(
                 "timeout-sync",
@@ -1495,7 +1586,11 @@ mod tests {
                 s("syslog-socket = /run/a.sock"),
                 &["--syslog-socket", "/run/b.sock"],
                 |c| format!("{:?}", c.syslog_socket),
-                [s("\"/dev/log\""), s("\"/run/a.sock\""), s("\"/run/b.sock\"")],
+                [
+                    s("\"/dev/log\""),
+                    s("\"/run/a.sock\""),
+                    s("\"/run/b.sock\""),
+                ],
             ),
             case(
                 "progress",
@@ -1520,6 +1615,54 @@ mod tests {
                 |c| c.threads.to_string(),
                 [s("1"), s("3"), s("5")],
             ),
+            // ---- clsync's command modes (issue #3) ----
+            Case {
+                file_under_cli: Some(s("synclist-simplify = 0")),
+                ..case(
+                    "synclist-simplify",
+                    s("synclist-simplify = 1"),
+                    &["--synclist-simplify"],
+                    |c| c.synclist_simplify.to_string(),
+                    [s("false"), s("true"), s("true")],
+                )
+            },
+            Case {
+                file_under_cli: Some(s("have-recursive-sync = 0")),
+                ..case(
+                    "have-recursive-sync",
+                    s("have-recursive-sync = 1"),
+                    &["--have-recursive-sync"],
+                    |c| c.have_recursive_sync.to_string(),
+                    [s("false"), s("true"), s("true")],
+                )
+            },
+            case(
+                "rsync-inclimit",
+                s("rsync-inclimit = 5"),
+                &["--rsync-inclimit", "0"],
+                |c| c.rsync_inclimit.to_string(),
+                [s("20000"), s("5"), s("0")],
+            ),
+            Case {
+                file_under_cli: Some(s("rsync-prefer-include = 0")),
+                ..case(
+                    "rsync-prefer-include",
+                    s("rsync-prefer-include = 1"),
+                    &["--rsync-prefer-include"],
+                    |c| c.rsync_prefer_include.to_string(),
+                    [s("false"), s("true"), s("true")],
+                )
+            },
+            Case {
+                file_under_cli: Some(s("full-initialsync = 0")),
+                ..case(
+                    "full-initialsync",
+                    s("full-initialsync = 1"),
+                    &["-F"],
+                    |c| c.full_initialsync.to_string(),
+                    [s("false"), s("true"), s("true")],
+                )
+            },
         ];
         let base = |skip: &str| {
             let mut lines = String::new();

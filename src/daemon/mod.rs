@@ -93,6 +93,7 @@ pub mod socket;
 use crate::batch::{Batch, Lane, Op};
 use crate::config::{cli, Config, Destination, Mode, Threading};
 use crate::exec;
+use crate::handler::command::{CommandConfig, CommandHandler, CommandMode};
 use crate::handler::csync2::{Csync2, Csync2Config};
 use crate::handler::mirror::Mirror;
 use crate::handler::rsync::{RsyncConfig, RsyncDirect};
@@ -172,6 +173,8 @@ enum HandlerBox {
     So(Box<SoHandler>),
     Unison(Box<Unison>),
     Csync2(Box<Csync2>),
+    /// clsync's simple, direct and shell modes.
+    Command(Box<CommandHandler>),
 }
 
 impl HandlerBox {
@@ -192,6 +195,10 @@ impl HandlerBox {
                 u.run(batch)
             }
             HandlerBox::Csync2(c) => {
+                c.set_env(env);
+                c.run(batch)
+            }
+            HandlerBox::Command(c) => {
                 c.set_env(env);
                 c.run(batch)
             }
@@ -505,8 +512,92 @@ fn build_handler(cfg: &Config) -> Result<HandlerBox, DaemonError> {
         c.label = cfg.label.clone();
         return Ok(HandlerBox::Csync2(Box::new(Csync2::new(c)?)));
     }
+    let no_dest = || DaemonError::GaveUp("no destination given".into());
+    // clsync's command modes may run without -D (%destination-dir% is
+    // empty then).
+    let dest_os = cfg
+        .destination
+        .as_ref()
+        .map(|d| d.as_os_str().to_os_string());
+    let program = cfg.handler_program.clone().unwrap_or_default();
+    let command = |mode: CommandMode| -> Result<HandlerBox, DaemonError> {
+        let mut cc = CommandConfig::new(mode, program.clone(), cfg.watch_dir.clone());
+        cc.args = cfg.handler_args.clone();
+        cc.initial_args = cfg.initial_handler_args.clone();
+        cc.dst = dest_os.clone();
+        cc.lists_dir = cfg.lists_dir.clone();
+        cc.keep_lists = cfg.keep_lists;
+        cc.ignore_exit = cfg.ignore_exit.clone();
+        cc.label = cfg.label.clone();
+        cc.rules = Arc::clone(&cfg.rules);
+        cc.timeout = cfg.timeout_sync;
+        cc.synclist_simplify = cfg.synclist_simplify;
+        cc.have_recursive_sync = cfg.have_recursive_sync;
+        cc.full_initialsync = cfg.full_initialsync;
+        Ok(HandlerBox::Command(Box::new(CommandHandler::new(cc)?)))
+    };
+    match cfg.mode {
+        Mode::Simple => return command(CommandMode::Simple),
+        Mode::Direct => return command(CommandMode::Direct),
+        Mode::Shell => return command(CommandMode::Shell),
+        Mode::RsyncShell => {
+            let mut rc = RsyncConfig::new(
+                program.clone(),
+                cfg.watch_dir.clone(),
+                dest_os.clone().unwrap_or_default(),
+            );
+            rc.shell = true;
+            rc.args = cfg.handler_args.clone();
+            rc.lists_dir = cfg.lists_dir.clone();
+            rc.keep_lists = cfg.keep_lists;
+            rc.ignore_exit = cfg.ignore_exit.clone();
+            rc.label = cfg.label.clone();
+            rc.rules = Arc::clone(&cfg.rules);
+            rc.timeout = cfg.timeout_sync;
+            rc.prefer_include = cfg.rsync_prefer_include;
+            rc.inclimit = cfg.rsync_inclimit;
+            rc.full_initialsync = cfg.full_initialsync;
+            return Ok(HandlerBox::Rsync(Box::new(RsyncDirect::new(rc)?)));
+        }
+        // so/rsyncso: load the shared object (checks, dlopen, init).
+        Mode::So | Mode::RsyncSo => {
+            let mode = if cfg.mode == Mode::So {
+                SoMode::Sync
+            } else {
+                SoMode::Rsync
+            };
+            let Some(object) = cfg.handler_program.clone() else {
+                return Err(DaemonError::GaveUp(
+                    "-M so/rsyncso need -S /path/to/handler.so".into(),
+                ));
+            };
+            let mut sc = SoConfig::new(
+                mode,
+                object,
+                cfg.watch_dir.clone(),
+                dest_os.clone().unwrap_or_default(),
+            );
+            sc.label = cfg.label.clone();
+            sc.lists_dir = cfg.lists_dir.clone();
+            sc.keep_lists = cfg.keep_lists;
+            sc.rules = Arc::clone(&cfg.rules);
+            sc.prefer_include = cfg.rsync_prefer_include;
+            sc.inclimit = cfg.rsync_inclimit;
+            sc.recursive_sync = cfg.have_recursive_sync;
+            sc.timeout_secs = cfg
+                .timeout_sync
+                .map_or(0, |t| u32::try_from(t.as_secs()).unwrap_or(u32::MAX));
+            sc.debug = match cfg.log_level {
+                ::log::LevelFilter::Debug => 1,
+                ::log::LevelFilter::Trace => 2,
+                _ => 0,
+            };
+            return Ok(HandlerBox::So(Box::new(SoHandler::new(sc)?)));
+        }
+        Mode::Mirror | Mode::RsyncDirect | Mode::Unison | Mode::Csync2 => {}
+    }
     let Some(dest) = &cfg.destination else {
-        return Err(DaemonError::GaveUp("no destination given".into()));
+        return Err(no_dest());
     };
     match cfg.mode {
         Mode::Mirror => {
@@ -541,34 +632,10 @@ fn build_handler(cfg: &Config) -> Result<HandlerBox, DaemonError> {
             rc.label = cfg.label.clone();
             rc.rules = Arc::clone(&cfg.rules);
             rc.timeout = cfg.timeout_sync;
+            rc.prefer_include = cfg.rsync_prefer_include;
+            rc.inclimit = cfg.rsync_inclimit;
+            rc.full_initialsync = cfg.full_initialsync;
             Ok(HandlerBox::Rsync(Box::new(RsyncDirect::new(rc)?)))
-        }
-        // so/rsyncso: load the shared object (checks, dlopen, init).
-        Mode::So | Mode::RsyncSo => {
-            let mode = if cfg.mode == Mode::So {
-                SoMode::Sync
-            } else {
-                SoMode::Rsync
-            };
-            let Some(object) = cfg.handler_program.clone() else {
-                return Err(DaemonError::GaveUp(
-                    "-M so/rsyncso need -S /path/to/handler.so".into(),
-                ));
-            };
-            let mut sc = SoConfig::new(mode, object, cfg.watch_dir.clone(), dest.as_os_str());
-            sc.label = cfg.label.clone();
-            sc.lists_dir = cfg.lists_dir.clone();
-            sc.keep_lists = cfg.keep_lists;
-            sc.rules = Arc::clone(&cfg.rules);
-            sc.timeout_secs = cfg
-                .timeout_sync
-                .map_or(0, |t| u32::try_from(t.as_secs()).unwrap_or(u32::MAX));
-            sc.debug = match cfg.log_level {
-                ::log::LevelFilter::Debug => 1,
-                ::log::LevelFilter::Trace => 2,
-                _ => 0,
-            };
-            Ok(HandlerBox::So(Box::new(SoHandler::new(sc)?)))
         }
         Mode::Unison => {
             let program = cfg
@@ -583,8 +650,12 @@ fn build_handler(cfg: &Config) -> Result<HandlerBox, DaemonError> {
             u.label = cfg.label.clone();
             Ok(HandlerBox::Unison(Box::new(Unison::new(u)?)))
         }
-        // Handled above, before the destination is needed.
-        Mode::Csync2 => Err(DaemonError::GaveUp("csync2 needs no destination".into())),
+        // Handled above: csync2 before the destination is needed, the
+        // command and shared-object modes without one.
+        _ => Err(DaemonError::GaveUp(format!(
+            "-M {}: no handler",
+            cfg.mode.name()
+        ))),
     }
 }
 
@@ -715,6 +786,21 @@ const STANDBY_IDLE_POLL: Duration = Duration::from_secs(1);
 /// Time between SIGTERM and SIGKILL for running handlers at shutdown.
 const KILL_GRACE: Duration = Duration::from_secs(2);
 
+/// Shell mode with `--have-recursive-sync` hands a new directory to
+/// `initialsync` at once, as clsync does: its subtree skips the `-t` window
+/// (issue #3).
+fn at_once(cfg: &Config, c: Change) -> Change {
+    match c {
+        Change::Subtree { path, .. } if cfg.mode == Mode::Shell && cfg.have_recursive_sync => {
+            Change::Subtree {
+                path,
+                instant: true,
+            }
+        }
+        c => c,
+    }
+}
+
 /// Whether a batch carries the whole-tree sync.
 fn is_full_sync(batch: &Batch) -> bool {
     batch
@@ -759,15 +845,19 @@ impl Daemon {
             }
             self.tree
                 .process(&mut self.monitor, &self.raw, &mut self.changes)?;
+            // Event bits for the command modes' %EVENT-MASK% (issue #3).
+            for (p, m) in self.tree.take_masks() {
+                self.queue.note_mask(&p, m);
+            }
             let now = Instant::now();
             for c in self.changes.drain(..) {
                 ::log::trace!("change {c:?}");
-                self.queue.push(now, c);
+                self.queue.push(now, at_once(&self.cfg, c));
             }
         }
         let now = Instant::now();
         for c in self.changes.drain(..) {
-            self.queue.push(now, c);
+            self.queue.push(now, at_once(&self.cfg, c));
         }
         Ok(())
     }
@@ -1065,14 +1155,7 @@ impl Daemon {
     }
 
     fn worker_name(&self) -> &'static str {
-        match self.cfg.mode {
-            Mode::Mirror => "mirror",
-            Mode::RsyncDirect => "rsyncdirect",
-            Mode::So => "so",
-            Mode::RsyncSo => "rsyncso",
-            Mode::Unison => "unison",
-            Mode::Csync2 => "csync2",
-        }
+        self.cfg.mode.name()
     }
 
     /// Acts on a request (from a signal or the control socket). Returns

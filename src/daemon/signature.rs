@@ -192,6 +192,7 @@ mod tests {
             ],
             lane: Lane::Normal,
             attempt,
+            ..Default::default()
         };
         let mut b = batch(0);
         assert_eq!(s.filter(&mut b), 0, "first sight syncs");

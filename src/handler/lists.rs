@@ -370,6 +370,7 @@ mod tests {
             ops,
             lane: Lane::Normal,
             attempt: 0,
+            ..Default::default()
         }
     }
 

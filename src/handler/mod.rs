@@ -4,6 +4,7 @@
 //! It reports failure with a [`HandlerError`]; the daemon then puts the batch
 //! back into the queue, so a handler never needs to retry by itself.
 
+pub mod command;
 pub mod csync2;
 pub mod lists;
 pub mod mirror;

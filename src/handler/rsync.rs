@@ -10,6 +10,13 @@
 //! directory or in a private 0700 directory made once per handler; each is
 //! created exclusively, without following symlinks, mode 0600.
 //!
+//! It is also clsync's `rsyncshell` mode ([`RsyncConfig::shell`]): the same
+//! lists, handed to the user's handler as
+//! `rsynclist %label% %INCLUDE-LIST-PATH% [%EXCLUDE-LIST-PATH%]`, run in the
+//! watch dir. With `-F` ([`RsyncConfig::full_initialsync`]) the rules
+//! exclude nothing from the initial sync (the run whose `CLSYNC_STATUS` is
+//! `initsync`).
+//!
 //! When rules are in force it walks the recursively synced subtrees (lstat
 //! only, never following symlinks) to find what the rules refuse to sync, so
 //! that rsync skips it; it does not otherwise read or change the trees, and
@@ -61,6 +68,12 @@ pub struct RsyncConfig {
     pub inclimit: usize,
     /// `-k`: kill rsync's process group after this long; None = no limit.
     pub timeout: Option<Duration>,
+    /// `-M rsyncshell`: `program` is the user's handler, whose default
+    /// arguments are `rsynclist %label% %INCLUDE-LIST-PATH%
+    /// [%EXCLUDE-LIST-PATH%]`; it runs in the watch dir.
+    pub shell: bool,
+    /// `-F`: the initial sync ignores the rules.
+    pub full_initialsync: bool,
 }
 
 impl RsyncConfig {
@@ -83,13 +96,15 @@ impl RsyncConfig {
             prefer_include: false,
             inclimit: 20000,
             timeout: Some(Duration::from_secs(86400)),
+            shell: false,
+            full_initialsync: false,
         }
     }
 }
 
 /// Where list files are written.
 #[derive(Debug)]
-enum ListDir {
+pub(crate) enum ListDir {
     /// `-L`: the user's directory; left in place.
     Given(PathBuf),
     /// Made by us; removed on drop unless lists are kept.
@@ -97,9 +112,28 @@ enum ListDir {
 }
 
 impl ListDir {
-    fn path(&self) -> &Path {
+    /// `-L`'s directory, or a fresh private 0700 one in the temp dir.
+    pub(crate) fn new(given: Option<&Path>) -> Result<ListDir, HandlerError> {
+        Ok(match given {
+            Some(d) => ListDir::Given(d.to_path_buf()),
+            None => ListDir::Private(private_dir(&std::env::temp_dir())?),
+        })
+    }
+
+    pub(crate) fn path(&self) -> &Path {
         match self {
             ListDir::Given(p) | ListDir::Private(p) => p,
+        }
+    }
+
+    /// Removes a private directory (unless lists are kept); for `Drop`.
+    pub(crate) fn cleanup(&self, keep_lists: bool) {
+        if let ListDir::Private(dir) = self {
+            if keep_lists {
+                log::info!("list files kept in {}", path::display_os(dir));
+            } else if let Err(e) = fs::remove_dir_all(dir) {
+                log::warn!("cannot remove {}: {e}", path::display_os(dir));
+            }
         }
     }
 }
@@ -115,6 +149,8 @@ pub struct RsyncDirect {
     excluded: Vec<Vec<u8>>,
     /// Added to rsync's environment (set by the daemon before each run).
     env: Vec<(OsString, OsString)>,
+    /// The next run is the initial sync (`CLSYNC_STATUS=initsync`).
+    initial: bool,
 }
 
 impl RsyncDirect {
@@ -124,10 +160,7 @@ impl RsyncDirect {
         } else {
             Some(Template::parse(&cfg.args).map_err(|e| HandlerError::Other(e.to_string()))?)
         };
-        let lists = match &cfg.lists_dir {
-            Some(d) => ListDir::Given(d.clone()),
-            None => ListDir::Private(private_dir(&std::env::temp_dir())?),
-        };
+        let lists = ListDir::new(cfg.lists_dir.as_deref())?;
         Ok(RsyncDirect {
             cfg,
             template,
@@ -135,6 +168,7 @@ impl RsyncDirect {
             seq: 0,
             excluded: Vec::new(),
             env: Vec::new(),
+            initial: false,
         })
     }
 
@@ -153,6 +187,7 @@ impl RsyncDirect {
     /// Variables added to rsync's environment from the next run on (the
     /// daemon's `CLSYNC_STATUS`, `CLSYNC_ITERATION`, …).
     pub fn set_env(&mut self, env: Vec<(OsString, OsString)>) {
+        self.initial = is_initial(&env);
         self.env = env;
     }
 
@@ -185,7 +220,7 @@ impl RsyncDirect {
     /// path itself, and everything below the recursively included ones
     /// (without descending into a refused directory).
     fn rule_exclusions(&self, inc: &Includes) -> Vec<Vec<u8>> {
-        if self.cfg.rules.is_empty() {
+        if self.cfg.rules.is_empty() || (self.cfg.full_initialsync && self.initial) {
             return Vec::new();
         }
         let rules = &self.cfg.rules;
@@ -212,7 +247,7 @@ impl RsyncDirect {
         let tpl = self.template.as_ref();
         let literal_from0 =
             tpl.is_some_and(|t| t.has_literal_arg(b"--from0") || t.has_literal_arg(b"-0"));
-        let can_add_from0 = tpl.map_or(true, |t| t.uses(Macro::RsyncArgs));
+        let can_add_from0 = tpl.map_or(!self.cfg.shell, |t| t.uses(Macro::RsyncArgs));
         let needed = Separator::needed(inc.paths().chain(ex.paths()));
         let sep = if literal_from0 || (can_add_from0 && needed == Separator::Nul) {
             Separator::Nul
@@ -257,6 +292,14 @@ impl RsyncDirect {
         let rsync_args = self.default_args(&incl.path, file_excl, sep);
         let mut argv = vec![self.cfg.program.clone()];
         match tpl {
+            None if self.cfg.shell => {
+                argv.push("rsynclist".into());
+                argv.push(OsString::from(&self.cfg.label));
+                argv.push(incl.path.clone().into_os_string());
+                if let Some(f) = &excl {
+                    argv.push(f.path.clone().into_os_string());
+                }
+            }
             None => {
                 argv.extend(rsync_args);
                 argv.push(dir_arg(self.cfg.src.as_os_str()));
@@ -283,6 +326,7 @@ impl RsyncDirect {
                     watch_dir: Some(self.cfg.src.as_os_str()),
                     destination_dir: Some(&self.cfg.dst),
                     include_list: &include_list,
+                    ..Context::default()
                 };
                 argv.extend(t.render(&ctx));
             }
@@ -297,6 +341,7 @@ impl RsyncDirect {
         let spec = exec::Spec {
             timeout: self.cfg.timeout,
             env: self.env.clone(),
+            cwd: self.cfg.shell.then(|| self.cfg.src.clone()),
             ..exec::Spec::new(argv)
         };
         let outcome = spec.run().map_err(|e| self.spawn_error(e))?;
@@ -307,6 +352,12 @@ impl RsyncDirect {
 
     fn spawn_error(&self, e: ExecError) -> HandlerError {
         let program = self.program_name();
+        if self.cfg.shell {
+            return HandlerError::Spawn {
+                program,
+                source: e.into_io(),
+            };
+        }
         let source = match e {
             ExecError::NotInPath { .. } => io::Error::new(
                 io::ErrorKind::NotFound,
@@ -324,7 +375,11 @@ impl RsyncDirect {
 
 impl Handler for RsyncDirect {
     fn name(&self) -> &str {
-        "rsyncdirect"
+        if self.cfg.shell {
+            "rsyncshell"
+        } else {
+            "rsyncdirect"
+        }
     }
 
     fn run(&mut self, batch: &Batch) -> Result<Report, HandlerError> {
@@ -340,28 +395,12 @@ impl Handler for RsyncDirect {
         let mut code = None;
         for part in inc.split(self.cfg.inclimit) {
             let outcome = self.run_part(&part, &ex)?;
-            let program = self.program_name();
-            match outcome {
-                o if o.success(&self.cfg.ignore_exit) => {
-                    let c = o.code().unwrap_or(0);
-                    if c != 0 {
-                        log::info!("{program} exited with code {c}, which is set to be ignored");
-                    }
-                    // Keep the first non-zero (ignored) code for the report.
-                    if code.map_or(true, |old| old == 0) {
-                        code = Some(c);
-                    }
-                }
-                Outcome::Exited(c) => return Err(HandlerError::Exit { program, code: c }),
-                Outcome::Signaled(s) => return Err(HandlerError::Signal { program, signal: s }),
-                Outcome::TimedOut { after, .. } => {
-                    return Err(HandlerError::Other(format!(
-                        "{program} was still running after {:.0?} (the sync timeout, -k) and was \
-                         killed with its process group",
-                        after
-                    )))
-                }
-            }
+            judge(
+                outcome,
+                &self.program_name(),
+                &self.cfg.ignore_exit,
+                &mut code,
+            )?;
         }
         Ok(Report {
             exit_code: code,
@@ -370,21 +409,52 @@ impl Handler for RsyncDirect {
     }
 }
 
+/// Whether a handler environment is the initial sync's.
+pub(crate) fn is_initial(env: &[(OsString, OsString)]) -> bool {
+    env.iter()
+        .any(|(k, v)| k == "CLSYNC_STATUS" && v.as_bytes() == b"initsync")
+}
+
+/// Judges one run's outcome: Ok for success or an ignored exit code (the
+/// first non-zero ignored code goes into `code`), the error otherwise.
+pub(crate) fn judge(
+    outcome: Outcome,
+    program: &str,
+    ignore_exit: &[i32],
+    code: &mut Option<i32>,
+) -> Result<(), HandlerError> {
+    let program = program.to_string();
+    match outcome {
+        o if o.success(ignore_exit) => {
+            let c = o.code().unwrap_or(0);
+            if c != 0 {
+                log::info!("{program} exited with code {c}, which is set to be ignored");
+            }
+            // Keep the first non-zero (ignored) code for the report.
+            if code.map_or(true, |old| old == 0) {
+                *code = Some(c);
+            }
+            Ok(())
+        }
+        Outcome::Exited(c) => Err(HandlerError::Exit { program, code: c }),
+        Outcome::Signaled(s) => Err(HandlerError::Signal { program, signal: s }),
+        Outcome::TimedOut { after, .. } => Err(HandlerError::Other(format!(
+            "{program} was still running after {:.0?} (the sync timeout, -k) and was \
+             killed with its process group",
+            after
+        ))),
+    }
+}
+
 impl Drop for RsyncDirect {
     fn drop(&mut self) {
-        if let ListDir::Private(dir) = &self.lists {
-            if self.cfg.keep_lists {
-                log::info!("list files kept in {}", path::display_os(dir));
-            } else if let Err(e) = fs::remove_dir_all(dir) {
-                log::warn!("cannot remove {}: {e}", path::display_os(dir));
-            }
-        }
+        self.lists.cleanup(self.cfg.keep_lists);
     }
 }
 
 /// A list file on disk; removed when dropped unless kept.
-struct ListFile {
-    path: PathBuf,
+pub(crate) struct ListFile {
+    pub(crate) path: PathBuf,
     keep: bool,
 }
 
@@ -403,7 +473,7 @@ impl Drop for ListFile {
 
 /// Writes one list file in `dir`: exclusive create, no symlink following,
 /// mode 0600. `seq` makes names unique within a handler.
-fn write_list(
+pub(crate) fn write_list(
     dir: &Path,
     seq: &mut u64,
     label: &str,
@@ -497,7 +567,7 @@ fn dir_arg(dir: &OsStr) -> OsString {
 }
 
 /// lstat of a source path: None when it is gone.
-fn lstat_kind(src: &Path, rel: &[u8]) -> Option<SourceKind> {
+pub(crate) fn lstat_kind(src: &Path, rel: &[u8]) -> Option<SourceKind> {
     match fs::symlink_metadata(path::abs(src, rel)) {
         Ok(m) if m.is_dir() => Some(SourceKind::Dir),
         Ok(_) => Some(SourceKind::File),
@@ -509,7 +579,7 @@ fn lstat_kind(src: &Path, rel: &[u8]) -> Option<SourceKind> {
     }
 }
 
-fn rule_kind(k: SourceKind) -> Kind {
+pub(crate) fn rule_kind(k: SourceKind) -> Kind {
     match k {
         SourceKind::Dir => Kind::Dir,
         SourceKind::File => Kind::File,
@@ -559,6 +629,7 @@ mod tests {
             ops,
             lane: Lane::Normal,
             attempt: 0,
+            ..Default::default()
         }
     }
 

@@ -1244,6 +1244,7 @@ mod tests {
             ops,
             lane: Lane::Normal,
             attempt: 0,
+            ..Default::default()
         }
     }
 

@@ -4,7 +4,8 @@
 //! into tokens once, when the handler is built, and rendered to a fresh argv
 //! of `OsString`s for every run, byte-exact (no UTF-8 assumption, no shell).
 //! Inline macros (`%INCLUDE-LIST-PATH%`, `%EXCLUDE-LIST-PATH%`, `%label%`,
-//! `%watch-dir%`, `%destination-dir%`) may sit anywhere inside an argument
+//! `%watch-dir%`, `%destination-dir%`, `%EVENT-MASK%`, `%TYPE%`) may sit
+//! anywhere inside an argument
 //! (`--include-from=%INCLUDE-LIST-PATH%`); list macros (`%RSYNC-ARGS%`,
 //! `%INCLUDE-LIST%`) expand to several arguments and so must be a whole
 //! argument. Text that looks like a macro but is not a known one is left as
@@ -34,10 +35,14 @@ pub enum Macro {
     DestinationDir,
     /// The relative paths to sync, one argument each (whole argument only).
     IncludeList,
+    /// The inotify event bits of the path, as a decimal number.
+    EventMask,
+    /// `sync` or `initialsync` (shell mode).
+    Type,
 }
 
 impl Macro {
-    pub const ALL: [Macro; 7] = [
+    pub const ALL: [Macro; 9] = [
         Macro::IncludeListPath,
         Macro::ExcludeListPath,
         Macro::RsyncArgs,
@@ -45,6 +50,8 @@ impl Macro {
         Macro::WatchDir,
         Macro::DestinationDir,
         Macro::IncludeList,
+        Macro::EventMask,
+        Macro::Type,
     ];
 
     /// The name between the `%` signs, exactly as clsync spells it.
@@ -57,6 +64,8 @@ impl Macro {
             Macro::WatchDir => "watch-dir",
             Macro::DestinationDir => "destination-dir",
             Macro::IncludeList => "INCLUDE-LIST",
+            Macro::EventMask => "EVENT-MASK",
+            Macro::Type => "TYPE",
         }
     }
 
@@ -107,6 +116,8 @@ pub struct Context<'a> {
     pub watch_dir: Option<&'a OsStr>,
     pub destination_dir: Option<&'a OsStr>,
     pub include_list: &'a [OsString],
+    pub event_mask: Option<&'a OsStr>,
+    pub type_name: Option<&'a OsStr>,
 }
 
 impl Context<'_> {
@@ -117,6 +128,8 @@ impl Context<'_> {
             Macro::Label => self.label,
             Macro::WatchDir => self.watch_dir,
             Macro::DestinationDir => self.destination_dir,
+            Macro::EventMask => self.event_mask,
+            Macro::Type => self.type_name,
             Macro::RsyncArgs | Macro::IncludeList => None,
         };
         v.map(OsStr::as_bytes).unwrap_or_default()
@@ -267,6 +280,8 @@ mod tests {
             watch_dir: Some(OsStr::new("/src")),
             destination_dir: Some(OsStr::new("host:/dst")),
             include_list: &include_list,
+            event_mask: Some(OsStr::new("1073742080")),
+            type_name: Some(OsStr::new("initialsync")),
         };
         Template::parse(&os(args)).unwrap().render(&ctx)
     }
@@ -287,6 +302,19 @@ mod tests {
                 "[lab]",
                 "/src/",
                 "host:/dst/lab.d",
+            ])
+        );
+    }
+
+    #[test]
+    fn event_mask_and_type_work_mid_argument() {
+        assert_eq!(
+            render(&["mask=%EVENT-MASK%,", "%TYPE%", "%TYPE%:%label%", "%type%"]),
+            os(&[
+                "mask=1073742080,",
+                "initialsync",
+                "initialsync:lab",
+                "%type%"
             ])
         );
     }
@@ -439,7 +467,7 @@ mod tests {
                 }
             }
             let vals: Vec<OsString> = [Macro::IncludeListPath, Macro::ExcludeListPath, Macro::Label,
-                Macro::WatchDir, Macro::DestinationDir]
+                Macro::WatchDir, Macro::DestinationDir, Macro::EventMask, Macro::Type]
                 .iter().map(|m| OsString::from_vec(value(*m))).collect();
             let ctx = Context {
                 include_list_path: Some(&vals[0]),
@@ -447,6 +475,8 @@ mod tests {
                 label: Some(&vals[2]),
                 watch_dir: Some(&vals[3]),
                 destination_dir: Some(&vals[4]),
+                event_mask: Some(&vals[5]),
+                type_name: Some(&vals[6]),
                 ..Context::default()
             };
             let t = Template::parse(&[OsString::from_vec(arg)]).unwrap();

@@ -79,6 +79,7 @@ fn batch(ops: Vec<Op>) -> Batch {
         ops,
         lane: Lane::Normal,
         attempt: 0,
+        ..Default::default()
     }
 }
 
