@@ -6,7 +6,7 @@
 //!
 //! A filesystem mark sees every writer on the filesystem, so these tests
 //! put their trees on /dev/shm (a quiet tmpfs) when fanotify works there,
-//! else in the temp dir. They need root (CAP_SYS_ADMIN): skipped without
+//! else in the temp dir (`LIVESYNC_FANOTIFY_TEST_DIR` overrides). They need root (CAP_SYS_ADMIN): skipped without
 //! it, failed under CI=true. Each waits by polling the backend's fd with a
 //! deadline; nothing here sleeps blindly.
 
@@ -37,6 +37,9 @@ struct Rig {
 }
 
 fn base_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("LIVESYNC_FANOTIFY_TEST_DIR") {
+        return PathBuf::from(d);
+    }
     let shm = Path::new("/dev/shm");
     if shm.is_dir() {
         if let Ok(d) = tempfile::tempdir_in(shm) {
@@ -138,10 +141,6 @@ impl Rig {
             self.pump(50);
         }
     }
-
-    fn has(&self, c: &Change) -> bool {
-        self.changes.contains(c)
-    }
 }
 
 fn created(path: &str, is_dir: bool) -> Change {
@@ -205,7 +204,9 @@ fn files_created_modified_and_deleted() {
     fs::remove_file(r.root.join("a")).expect("rm");
     r.wait("a removed", |c| c.contains(&removed("a", false)));
     assert!(
-        !r.changes.iter().any(|c| matches!(c, Change::Subtree { .. })),
+        !r.changes
+            .iter()
+            .any(|c| matches!(c, Change::Subtree { .. })),
         "no rescan was needed: {:?}",
         r.changes
     );
@@ -240,14 +241,17 @@ fn dir_rename_with_contents(mode: Option<RenameMode>) {
     fs::write(r.root.join("d/sub/file"), b"f").expect("write");
     r.walk();
     fs::rename(r.root.join("d"), r.root.join("r")).expect("rename");
-    r.wait("one move of the dir", |c| c.contains(&moved("d", "r", true)));
+    r.wait("one move of the dir", |c| {
+        c.contains(&moved("d", "r", true))
+    });
     assert!(r.mon.is_watched(b"r/sub") && r.mon.is_watched(b"r"));
     assert!(!r.mon.is_watched(b"d") && !r.mon.is_watched(b"d/sub"));
     r.changes.clear();
     fs::write(r.root.join("r/sub/new"), b"n").expect("write");
     fs::rename(r.root.join("r/sub/file"), r.root.join("r/renamed")).expect("rename file");
     r.wait("changes inside carry the new path", |c| {
-        c.contains(&created("r/sub/new", false)) && c.contains(&moved("r/sub/file", "r/renamed", false))
+        c.contains(&created("r/sub/new", false))
+            && c.contains(&moved("r/sub/file", "r/renamed", false))
     });
 }
 
@@ -288,7 +292,9 @@ fn moves_into_and_out_of_the_root() {
     r.changes.clear();
     fs::write(r.outside.join("leave/deep/late"), b"l").expect("write");
     fs::write(r.root.join("come/deep/marker"), b"m").expect("write");
-    r.wait("marker", |c| c.contains(&created("come/deep/marker", false)));
+    r.wait("marker", |c| {
+        c.contains(&created("come/deep/marker", false))
+    });
     assert_eq!(r.changes, vec![created("come/deep/marker", false)]);
 }
 
@@ -327,7 +333,9 @@ fn the_daemons_own_writes_are_ignored_and_a_childs_are_not() {
         .status()
         .expect("run touch");
     assert!(st.success());
-    r.wait("the child's file", |c| c.contains(&created("childs", false)));
+    r.wait("the child's file", |c| {
+        c.contains(&created("childs", false))
+    });
     assert!(
         !r.raws.iter().any(|e| e.path == b"mine"),
         "own write reported: {:?}",
@@ -383,7 +391,7 @@ fn a_filesystem_without_file_handles_is_reported_as_unavailable() {
     if unsafe { libc::geteuid() } != 0 {
         return;
     }
-    match Fanotify::new(Path::new("/proc/self")) {
+    match Fanotify::new(Path::new("/proc")) {
         Err(MonitorError::Unavailable { backend, reason }) => {
             assert_eq!(backend, "fanotify");
             assert!(reason.contains("/proc"), "{reason}");

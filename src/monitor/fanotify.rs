@@ -165,6 +165,24 @@ fn dir_handle(abs: &Path) -> io::Result<(OwnedFd, HandleBuf, i32)> {
     Ok((fd, hb, mount_id))
 }
 
+/// A readable descriptor of the directory behind the `O_PATH` `fd`:
+/// `open_by_handle_at` does not take an `O_PATH` descriptor as its mount fd.
+fn reopen_dir(fd: &OwnedFd) -> io::Result<OwnedFd> {
+    // SAFETY: fd is open; "." relative to it is the directory itself.
+    let r = unsafe {
+        libc::openat(
+            fd.as_raw_fd(),
+            c".".as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: r is a fresh descriptor we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(r) })
+}
+
 /// The filesystem id fanotify reports for the filesystem of `fd`.
 fn fsid_of(fd: &OwnedFd) -> io::Result<[u8; 8]> {
     // SAFETY: statfs is plain old data; fstatfs fills it or fails.
@@ -345,9 +363,9 @@ impl Fanotify {
         let (group, target) = init_group(root)?;
         let shown = path::display_os(root);
         let (root_fd, hb, mount_id) = dir_handle(root).map_err(|e| match e.raw_os_error() {
-            Some(libc::ENOENT) | Some(libc::ENOTDIR) | Some(libc::ELOOP) => {
-                MonitorError::Gone { path: shown.clone() }
-            }
+            Some(libc::ENOENT) | Some(libc::ENOTDIR) | Some(libc::ELOOP) => MonitorError::Gone {
+                path: shown.clone(),
+            },
             Some(libc::EOPNOTSUPP) => unavailable(format!(
                 "the filesystem of {shown} has no file handles (name_to_handle_at: {e})"
             )),
@@ -416,7 +434,11 @@ impl Fanotify {
             buf: vec![0; READ_BUFFER],
         };
         me.mount_fsid.insert(mount_id, fsid);
-        me.mounts.insert(fsid, root_fd);
+        let mount_fd = reopen_dir(&root_fd).map_err(|e| MonitorError::Watch {
+            path: shown.clone(),
+            source: e,
+        })?;
+        me.mounts.insert(fsid, mount_fd);
         Ok(me)
     }
 
@@ -469,7 +491,12 @@ impl Fanotify {
 
     /// The fsid of the filesystem behind `mount_id`, marking that
     /// filesystem first if it is new to us.
-    fn fsid_for(&mut self, mount_id: i32, fd: OwnedFd, abs: &Path) -> Result<[u8; 8], MonitorError> {
+    fn fsid_for(
+        &mut self,
+        mount_id: i32,
+        fd: OwnedFd,
+        abs: &Path,
+    ) -> Result<[u8; 8], MonitorError> {
         if let Some(f) = self.mount_fsid.get(&mount_id) {
             return Ok(*f);
         }
@@ -487,8 +514,10 @@ impl Fanotify {
                 path::display_os(abs)
             );
         }
+        if let std::collections::hash_map::Entry::Vacant(v) = self.mounts.entry(fsid) {
+            v.insert(reopen_dir(&fd).map_err(werr)?);
+        }
         self.mount_fsid.insert(mount_id, fsid);
-        self.mounts.entry(fsid).or_insert(fd);
         Ok(fsid)
     }
 
@@ -497,7 +526,10 @@ impl Fanotify {
     /// it cannot be told.
     fn locate(&self, key: &[u8]) -> io::Result<Option<PathBuf>> {
         let bad = || io::Error::new(io::ErrorKind::InvalidData, "short handle key");
-        let fsid: [u8; 8] = key.get(..8).and_then(|s| s.try_into().ok()).ok_or_else(bad)?;
+        let fsid: [u8; 8] = key
+            .get(..8)
+            .and_then(|s| s.try_into().ok())
+            .ok_or_else(bad)?;
         let ty = key
             .get(8..12)
             .and_then(|s| s.try_into().ok())
@@ -505,7 +537,10 @@ impl Fanotify {
             .ok_or_else(bad)?;
         let bytes = &key[12..];
         let Some(mount) = self.mounts.get(&fsid) else {
-            return Err(io::Error::new(io::ErrorKind::NotFound, "unknown filesystem"));
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                "unknown filesystem",
+            ));
         };
         let mut hb = HandleBuf::new();
         let n = bytes.len().min(records::MAX_HANDLE_SZ);
@@ -582,7 +617,9 @@ impl Fanotify {
             }
         }
         if fixed > 0 {
-            log::debug!("fanotify: {fixed} cached directories moved or vanished while events were lost");
+            log::debug!(
+                "fanotify: {fixed} cached directories moved or vanished while events were lost"
+            );
         }
     }
 
@@ -669,9 +706,14 @@ impl Fanotify {
         let full = path::join(&dir, name);
         let meta = self.lstat(&full);
         let is_dir = meta.as_ref().map(|m| m.is_dir()).unwrap_or(hint_dir);
-        let moved = ev.mask & (FAN_MOVED_FROM | FAN_MOVED_TO);
-        let others = ev.mask & (FAN_CREATE | FAN_DELETE);
-        if moved == FAN_MOVED_FROM && others == 0 {
+        // Rename halves (kernels without FAN_RENAME). The kernel may have
+        // merged a half with an earlier event of the same object and name
+        // (`CREATE | MOVED_FROM` for a dir made and renamed at once), so the
+        // bits are read against the current state: a name that is gone and
+        // was moved from is a `MovedFrom`, one that is there and was moved
+        // to (and not away again) is a `MovedTo`.
+        let gone_bits = ev.mask & (FAN_DELETE | FAN_MOVED_FROM) != 0;
+        if ev.mask & FAN_MOVED_FROM != 0 && meta.is_none() {
             let cookie = self.cookie();
             if self.pending.len() >= MAX_PENDING_MOVES {
                 self.pending.pop_front();
@@ -685,10 +727,13 @@ impl Fanotify {
             Self::push(out, full, EventKind::MovedFrom, hint_dir, cookie);
             return;
         }
-        if moved == FAN_MOVED_TO && others == 0 && meta.is_some() {
+        if ev.mask & FAN_MOVED_TO != 0 && meta.is_some() && !gone_bits {
             let child = Self::child_key(ev);
             let at = match &child {
-                Some(c) => self.pending.iter().position(|p| p.child.as_ref() == Some(c)),
+                Some(c) => self
+                    .pending
+                    .iter()
+                    .position(|p| p.child.as_ref() == Some(c)),
                 None if from_before => self.pending.len().checked_sub(1),
                 None => None,
             };
@@ -851,7 +896,10 @@ impl Monitor for Fanotify {
     }
 
     fn watched_under(&self, rel: &[u8]) -> Vec<Vec<u8>> {
-        self.keys_under(rel).into_iter().map(|k| k.into_vec()).collect()
+        self.keys_under(rel)
+            .into_iter()
+            .map(|k| k.into_vec())
+            .collect()
     }
 
     fn is_watched(&self, rel: &[u8]) -> bool {
@@ -868,9 +916,15 @@ mod tests {
         use EventKind::*;
         let c = |m, e| classify(m, e);
         assert_eq!(c(FAN_CREATE, true), Some(Created));
-        assert_eq!(c(FAN_CREATE | FAN_MODIFY | FAN_CLOSE_WRITE, true), Some(Created));
+        assert_eq!(
+            c(FAN_CREATE | FAN_MODIFY | FAN_CLOSE_WRITE, true),
+            Some(Created)
+        );
         // Created and deleted again before we read: the delete is in the set.
-        assert_eq!(c(FAN_CREATE | FAN_MODIFY | FAN_DELETE, false), Some(Removed));
+        assert_eq!(
+            c(FAN_CREATE | FAN_MODIFY | FAN_DELETE, false),
+            Some(Removed)
+        );
         // Created, then gone by a rename (a separate event that follows).
         assert_eq!(c(FAN_CREATE, false), None);
         // Unlinked and linked again (same object): appeared, maybe replacing.

@@ -9,9 +9,9 @@
 pub mod inotify;
 // h/fanotify: the fanotify backend (Linux) and the BSM audit-trail parser
 // (portable; its auditpipe reader is FreeBSD-only).
+pub mod bsm;
 #[cfg(target_os = "linux")]
 pub mod fanotify;
-pub mod bsm;
 
 use std::io;
 use std::os::fd::RawFd;

@@ -487,10 +487,8 @@ mod tests {
             let mut buf = encode::event(&Event { mask, fd: -1, pid: 1, fids: vec![] });
             buf[..4].copy_from_slice(&((METADATA_LEN + body.len()) as u32).to_ne_bytes());
             buf.extend_from_slice(&body);
-            for ev in parse(&buf) {
-                if let Ok(ev) = ev {
-                    prop_assert_eq!(ev.mask, mask);
-                }
+            for ev in parse(&buf).flatten() {
+                prop_assert_eq!(ev.mask, mask);
             }
         }
 
