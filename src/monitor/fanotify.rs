@@ -183,6 +183,30 @@ fn reopen_dir(fd: &OwnedFd) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(r) })
 }
 
+/// The handle and mount id of `abs` in one system call (no descriptor; a
+/// symlink in the last component is not followed). The tree asks only for
+/// directories it just listed, so the rare race with a replacement by a
+/// non-directory costs a stale entry that its rescan drops, nothing more.
+fn path_handle(abs: &Path) -> io::Result<(HandleBuf, i32)> {
+    let c = cstring(abs)?;
+    let mut hb = HandleBuf::new();
+    let mut mount_id: libc::c_int = 0;
+    // SAFETY: as in dir_handle, with a path instead of a descriptor.
+    let r = unsafe {
+        libc::name_to_handle_at(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            (&mut hb as *mut HandleBuf).cast::<libc::file_handle>(),
+            &mut mount_id,
+            0,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((hb, mount_id))
+}
+
 /// The filesystem id fanotify reports for the filesystem of `fd`.
 fn fsid_of(fd: &OwnedFd) -> io::Result<[u8; 8]> {
     // SAFETY: statfs is plain old data; fstatfs fills it or fails.
@@ -789,7 +813,7 @@ impl Monitor for Fanotify {
     /// covers it. A directory on a filesystem not yet marked gets a mark.
     fn add_watch(&mut self, rel: &[u8]) -> Result<(), MonitorError> {
         let abs = path::abs(&self.root, rel);
-        let (fd, hb, mount_id) = dir_handle(&abs).map_err(|e| match e.raw_os_error() {
+        let gone_or = |e: io::Error| match e.raw_os_error() {
             Some(libc::ENOENT) | Some(libc::ENOTDIR) | Some(libc::ELOOP) => MonitorError::Gone {
                 path: path::display_os(&abs),
             },
@@ -797,8 +821,17 @@ impl Monitor for Fanotify {
                 path: path::display_os(&abs),
                 source: e,
             },
-        })?;
-        let fsid = self.fsid_for(mount_id, fd, &abs)?;
+        };
+        let (hb, mount_id) = path_handle(&abs).map_err(gone_or)?;
+        let fsid = match self.mount_fsid.get(&mount_id) {
+            Some(f) => *f,
+            None => {
+                // A mount we have not seen: open it to learn its fsid (and
+                // mark its filesystem if it is a new one).
+                let (fd, _, mount_id) = dir_handle(&abs).map_err(gone_or)?;
+                self.fsid_for(mount_id, fd, &abs)?
+            }
+        };
         let mut k = std::mem::take(&mut self.scratch);
         make_key(&mut k, &fsid, hb.handle_type, hb.bytes());
         let key: Key = k.as_slice().into();
