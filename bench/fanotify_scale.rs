@@ -8,7 +8,7 @@
 //!   pairs: setup seconds, directories registered, this process's RSS
 //!   growth and the kernel's unreclaimable slab growth (system-wide, so
 //!   other activity on the machine adds noise), then checks that a file
-//!   created in the last directory is reported.
+//!   created in a directory two levels down is reported.
 //!
 //! It only reads /proc and the tree it is given; it changes no sysctl.
 
@@ -85,19 +85,14 @@ fn mktree(dir: &Path, n: usize) -> std::io::Result<()> {
     Ok(())
 }
 
-fn last_dir(root: &Path) -> Option<PathBuf> {
-    let mut p = root.to_path_buf();
-    for _ in 0..2 {
-        let mut names: Vec<_> = std::fs::read_dir(&p)
-            .ok()?
-            .flatten()
-            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-            .map(|e| e.file_name())
-            .collect();
-        names.sort();
-        p = p.join(names.pop()?);
+/// The deepest directory `mktree` makes first (or the root).
+fn probe_dir(root: &Path) -> PathBuf {
+    let deep = root.join("t0000").join("d0000");
+    if deep.is_dir() {
+        deep
+    } else {
+        root.to_path_buf()
     }
-    Some(p)
 }
 
 fn measure(kind: &str, root: &Path) -> Result<(), String> {
@@ -127,8 +122,7 @@ fn measure(kind: &str, root: &Path) -> Result<(), String> {
     let (rss1, slab1) = (rss_kib(), slab_kib());
     let mut seen = "n/a".to_string();
     if kind != "walk" {
-        let last = last_dir(&root).ok_or("empty tree")?;
-        let probe = last.join("probe");
+        let probe = probe_dir(&root).join("probe");
         std::fs::write(&probe, b"p").map_err(|e| e.to_string())?;
         let end = Instant::now() + Duration::from_secs(10);
         let mut out = Vec::new();

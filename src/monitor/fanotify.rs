@@ -787,11 +787,13 @@ impl Fanotify {
         let to = self
             .dir_of(new)
             .and_then(|d| new.name.map(|n| path::join(&d, n)));
-        let is_dir = to
-            .as_ref()
-            .and_then(|t| self.lstat(t))
-            .map(|m| m.is_dir())
-            .unwrap_or(hint_dir);
+        // FAN_ONDIR names the moved object; lstat covers a kernel that
+        // leaves it out.
+        let is_dir = hint_dir
+            || to
+                .as_ref()
+                .and_then(|t| self.lstat(t))
+                .is_some_and(|m| m.is_dir());
         match (from, to) {
             (Some(from), Some(to)) => {
                 if is_dir {
