@@ -2,7 +2,8 @@
 //! library: `Fanotify` + `Tree`, real file operations, and the tree's
 //! changes checked for each scenario (create/modify/delete, a new dir with
 //! files, a dir rename with contents, moves in and out, events outside the
-//! root, queue overflow, the pre-5.17 rename pairing, the daemon's own pid).
+//! root, queue overflow, the pre-5.17 rename pairing, the daemon's own pid,
+//! a filesystem mounted below the root).
 //!
 //! A filesystem mark sees every writer on the filesystem, so these tests
 //! put their trees on /dev/shm (a quiet tmpfs) when fanotify works there,
@@ -399,4 +400,41 @@ fn a_filesystem_without_file_handles_is_reported_as_unavailable() {
         Err(e) => panic!("expected Unavailable, got {e}"),
         Ok(_) => panic!("fanotify cannot mark procfs"),
     }
+}
+
+/// Unmounts on drop, so a failing test leaves no mount behind.
+struct Mounted(PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn a_filesystem_mounted_below_the_root_gets_its_own_mark() {
+    let Some(mut r) = rig(None) else { return };
+    if !common::require_tool("mount") {
+        return;
+    }
+    let sub = r.root.join("sub");
+    fs::create_dir(&sub).expect("mkdir");
+    let st = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "livesync-test"])
+        .arg(&sub)
+        .status()
+        .expect("run mount");
+    assert!(st.success(), "mount a tmpfs at {}", sub.display());
+    let _guard = Mounted(sub.clone());
+    fs::create_dir(sub.join("inner")).expect("mkdir");
+    r.walk();
+    assert!(r.mon.is_watched(b"sub/inner"));
+    fs::write(sub.join("inner/x"), b"x").expect("write");
+    fs::write(r.root.join("top"), b"t").expect("write");
+    r.wait("events from both filesystems", |c| {
+        c.contains(&created("sub/inner/x", false)) && c.contains(&created("top", false))
+    });
 }
