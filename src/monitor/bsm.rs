@@ -656,6 +656,26 @@ pub fn map_record(
     }
 }
 
+/// The backend as a trait object, for a `--monitor` factory: the
+/// auditpipe reader on FreeBSD, [`MonitorError::Unavailable`] elsewhere.
+pub fn open(root: &std::path::Path) -> Result<Box<dyn super::Monitor>, super::MonitorError> {
+    #[cfg(target_os = "freebsd")]
+    {
+        Ok(Box::new(reader::BsmMonitor::new(root)?))
+    }
+    #[cfg(not(target_os = "freebsd"))]
+    {
+        let _ = root;
+        Err(super::MonitorError::Unavailable {
+            backend: "bsm",
+            reason: format!(
+                "it reads FreeBSD's /dev/auditpipe, which this build for {} has not",
+                std::env::consts::OS
+            ),
+        })
+    }
+}
+
 #[cfg(target_os = "freebsd")]
 pub use reader::BsmMonitor;
 
@@ -1311,6 +1331,19 @@ mod tests {
         let r = record(Head::H32, aue::UNLINK, 1, &[Tok::Path(b"/w/f")]);
         assert!(map(&r, &[]).is_empty());
         assert_eq!(map(&rec(aue::UNLINK, &[b"/w/f"], 0, 1), &[]).len(), 1);
+    }
+
+    #[cfg(not(target_os = "freebsd"))]
+    #[test]
+    fn the_reader_is_unavailable_off_freebsd() {
+        match open(std::path::Path::new("/")) {
+            Err(crate::monitor::MonitorError::Unavailable { backend, reason }) => {
+                assert_eq!(backend, "bsm");
+                assert!(reason.contains("auditpipe"), "{reason}");
+            }
+            Err(e) => panic!("expected Unavailable, got {e}"),
+            Ok(_) => panic!("no auditpipe here"),
+        }
     }
 
     #[test]

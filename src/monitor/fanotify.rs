@@ -810,6 +810,13 @@ impl Fanotify {
     }
 }
 
+/// The backend as a trait object, for a `--monitor` factory. An
+/// [`MonitorError::Unavailable`] from here is the cue to fall back to
+/// inotify with a warning.
+pub fn open(root: &Path) -> Result<Box<dyn Monitor>, MonitorError> {
+    Ok(Box::new(Fanotify::new(root)?))
+}
+
 impl Monitor for Fanotify {
     /// Registers the directory's handle; the filesystem mark already
     /// covers it. A directory on a filesystem not yet marked gets a mark.
