@@ -43,6 +43,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 // Event bits (linux/fanotify.h); spelled out so the logic below reads the
 // same on every libc version.
@@ -79,7 +80,9 @@ const MAX_READS_PER_CALL: usize = 64;
 const MAX_PENDING_MOVES: usize = 1024;
 
 /// A directory handle as a map key: fsid (8 bytes), handle type (4), handle.
-type Key = Box<[u8]>;
+type Key = Arc<[u8]>;
+/// A path relative to the root, shared by both maps (stored once).
+type Rel = Arc<[u8]>;
 
 /// Which rename reporting the kernel gave us.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -268,8 +271,8 @@ pub struct Fanotify {
     mode: RenameMode,
     /// The mask of every filesystem mark.
     mask: u64,
-    by_handle: HashMap<Key, Box<[u8]>>,
-    by_path: BTreeMap<Box<[u8]>, Key>,
+    by_handle: HashMap<Key, Rel>,
+    by_path: BTreeMap<Rel, Key>,
     root_key: Key,
     /// fsid → a descriptor on that filesystem, for `open_by_handle_at`.
     mounts: HashMap<[u8; 8], OwnedFd>,
@@ -438,7 +441,7 @@ impl Fanotify {
             })?;
         let mut key = Vec::new();
         make_key(&mut key, &fsid, hb.handle_type, hb.bytes());
-        let root_key: Key = key.into_boxed_slice();
+        let root_key: Key = key.into();
         let mut me = Fanotify {
             root: root.to_path_buf(),
             group,
@@ -477,7 +480,7 @@ impl Fanotify {
         self.ignore_pid = pid;
     }
 
-    fn keys_under(&self, rel: &[u8]) -> Vec<Box<[u8]>> {
+    fn keys_under(&self, rel: &[u8]) -> Vec<Rel> {
         self.by_path
             .range::<[u8], _>((Bound::Included(rel), Bound::Unbounded))
             .take_while(|(k, _)| k.starts_with(rel))
@@ -506,7 +509,7 @@ impl Fanotify {
         }
         for k in self.keys_under(from) {
             if let Some(key) = self.by_path.remove(&k) {
-                let new: Box<[u8]> = path::rebase(&k, from, to).into_boxed_slice();
+                let new: Rel = path::rebase(&k, from, to).into();
                 self.by_handle.insert(key.clone(), new.clone());
                 self.by_path.insert(new, key);
             }
@@ -601,7 +604,7 @@ impl Fanotify {
     /// reason (no /proc) keep their old path; the tree's rescan lstat-checks
     /// those.
     fn revalidate(&mut self) {
-        let entries: Vec<(Key, Box<[u8]>)> = self
+        let entries: Vec<(Key, Rel)> = self
             .by_handle
             .iter()
             .map(|(k, p)| (k.clone(), p.clone()))
@@ -623,7 +626,7 @@ impl Fanotify {
                     if self.by_path.get(&*old).is_some_and(|k| *k == key) {
                         self.by_path.remove(&*old);
                     }
-                    let rel: Box<[u8]> = rel.into_boxed_slice();
+                    let rel: Rel = rel.into();
                     if let Some(prev) = self.by_path.insert(rel.clone(), key.clone()) {
                         if prev != key {
                             self.by_handle.remove(&prev);
@@ -660,7 +663,7 @@ impl Fanotify {
         ev.fid(InfoKind::Fid).map(|f| {
             let mut k = Vec::new();
             fid_key(&mut k, f);
-            k.into_boxed_slice()
+            k.into()
         })
     }
 
@@ -858,7 +861,7 @@ impl Monitor for Fanotify {
                 self.by_handle.remove(prev);
             }
         }
-        let rel: Box<[u8]> = rel.into();
+        let rel: Rel = rel.into();
         self.by_handle.insert(key.clone(), rel.clone());
         self.by_path.insert(rel, key);
         Ok(())
@@ -940,7 +943,7 @@ impl Monitor for Fanotify {
     fn watched_under(&self, rel: &[u8]) -> Vec<Vec<u8>> {
         self.keys_under(rel)
             .into_iter()
-            .map(|k| k.into_vec())
+            .map(|k| k.to_vec())
             .collect()
     }
 
