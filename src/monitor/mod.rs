@@ -7,6 +7,11 @@
 //! business, batching is the queue's.
 
 pub mod inotify;
+// h/fanotify: the fanotify backend (Linux) and the BSM audit-trail parser
+// (portable; its auditpipe reader is FreeBSD-only).
+pub mod bsm;
+#[cfg(target_os = "linux")]
+pub mod fanotify;
 
 use std::io;
 use std::os::fd::RawFd;
@@ -55,6 +60,14 @@ pub enum MonitorError {
     Watch { path: String, source: io::Error },
     #[error("cannot read kernel events: {0}")]
     Read(io::Error),
+    // h/fanotify: a backend that cannot run here at all (no privilege, old
+    // kernel, a filesystem without what it needs); the caller may fall back
+    // to another backend with a warning.
+    #[error("cannot use the {backend} backend: {reason}")]
+    Unavailable {
+        backend: &'static str,
+        reason: String,
+    },
 }
 
 /// One kernel notification API.
