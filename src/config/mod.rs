@@ -153,6 +153,9 @@ pub struct Config {
     /// line each, e.g. `file:line: removed trailing whitespace …`). The
     /// caller logs them once the logger is up.
     pub warnings: Vec<String>,
+    // ---- privileges and hardening (issue #5; src/daemon/privilege.rs) ----
+    /// `-u`, `-g`, `--sync-handler-uid`, `-C`, `--splitting`, ….
+    pub privileges: crate::daemon::privilege::Settings,
 }
 
 /// What reading the config file gave besides option values.
@@ -747,6 +750,18 @@ impl Config {
             _ => Output::Stderr,
         };
 
+        // ---- privileges and hardening (src/daemon/privilege.rs) ----
+        let privileges =
+            crate::daemon::privilege::Settings::from_args(&a).map_err(ConfigError::Invalid)?;
+        crate::daemon::privilege::refuse_unsupported(&a).map_err(ConfigError::Invalid)?;
+        if privileges.splitting == crate::daemon::privilege::Splitting::Process
+            && mode == Mode::Mirror
+        {
+            return Err(ConfigError::Invalid(
+                "--splitting=process with -M mirror: not supported yet (the built-in mirror writes from the daemon itself); use -M rsyncdirect or drop --splitting".to_string(),
+            ));
+        }
+
         let debug: u32 = a.debug.iter().map(|&d| u32::from(d)).sum();
         let log_level = if a.quiet {
             log::LevelFilter::Error
@@ -800,6 +815,7 @@ impl Config {
             cancel_mon_stat,
             exclude_mount_points: a.exclude_mount_points,
             output,
+            privileges,
         })
     }
 }
@@ -1371,6 +1387,194 @@ mod tests {
                     s("ok"),
                 ],
             ),
+            // ---- privileges and hardening (issue #5) ----
+            case(
+                "uid",
+                s("uid = 1"),
+                &["-u", "nobody"],
+                |c| format!("{:?}", c.privileges.uid),
+                [s("None"), s("Some(1)"), s("Some(65534)")],
+            ),
+            case(
+                "gid",
+                s("gid = 1"),
+                &["-g", "2"],
+                |c| format!("{:?}", c.privileges.gid),
+                [s("None"), s("Some(1)"), s("Some(2)")],
+            ),
+            case(
+                "privileged-uid",
+                s("privileged-uid = 1"),
+                &["--privileged-uid", "0"],
+                |c| format!("{:?}", c.privileges.privileged_uid),
+                [s("None"), s("Some(1)"), s("Some(0)")],
+            ),
+            case(
+                "privileged-gid",
+                s("privileged-gid = 1"),
+                &["--privileged-gid", "0"],
+                |c| format!("{:?}", c.privileges.privileged_gid),
+                [s("None"), s("Some(1)"), s("Some(0)")],
+            ),
+            case(
+                "sync-handler-uid",
+                s("sync-handler-uid = 1"),
+                &["--sync-handler-uid", "2"],
+                |c| format!("{:?}", c.privileges.handler_uid),
+                [s("None"), s("Some(1)"), s("Some(2)")],
+            ),
+            case(
+                "sync-handler-gid",
+                s("sync-handler-gid = 1"),
+                &["--sync-handler-gid", "2"],
+                |c| format!("{:?}", c.privileges.handler_gid),
+                [s("None"), s("Some(1)"), s("Some(2)")],
+            ),
+            case(
+                "preserve-capabilities",
+                s("preserve-capabilities = CAP_KILL"),
+                &["-C", "setuid,setgid"],
+                |c| format!("{:?}", c.privileges.preserve),
+                [s("[]"), s("[CAP_KILL]"), s("[CAP_SETUID, CAP_SETGID]")],
+            ),
+            case(
+                "inherit-capabilities",
+                s("inherit-capabilities = permitted"),
+                &["--inherit-capabilities", "dont-touch"],
+                |c| format!("{:?}", c.privileges.inherit),
+                [s("Empty"), s("Permitted"), s("DontTouch")],
+            ),
+            Case {
+                file_under_cli: Some(s("permit-new-privs = 0")),
+                ..case(
+                    "permit-new-privs",
+                    s("permit-new-privs = 1"),
+                    &["--permit-new-privs"],
+                    |c| c.privileges.no_new_privs.to_string(),
+                    [s("true"), s("false"), s("false")],
+                )
+            },
+            Case {
+                extra: "mode = rsyncdirect",
+                ..case(
+                    "splitting",
+                    s("splitting = process"),
+                    &["--splitting", "off"],
+                    |c| format!("{:?}", c.privileges.splitting),
+                    [s("Off"), s("Process"), s("Off")],
+                )
+            },
+            Case {
+                extra: "mode = rsyncdirect\nsplitting = process",
+                file_under_cli: Some(s("check-execvp-arguments = 0")),
+                ..case(
+                    "check-execvp-arguments",
+                    s("check-execvp-arguments = 1"),
+                    &["--check-execvp-arguments"],
+                    |c| c.privileges.check_execvp.to_string(),
+                    [s("false"), s("true"), s("true")],
+                )
+            },
+            Case {
+                extra: "mode = rsyncdirect",
+                file_under_cli: Some(s("secure-splitting = 0")),
+                ..case(
+                    "secure-splitting",
+                    s("secure-splitting = 1"),
+                    &["--secure-splitting"],
+                    |c| format!("{:?} {}", c.privileges.splitting, c.privileges.check_execvp),
+                    [s("Off false"), s("Process true"), s("Process true")],
+                )
+            },
+            Case {
+                file_under_cli: Some(s("seccomp-filter = 0")),
+                ..case(
+                    "seccomp-filter",
+                    s("seccomp-filter = 1"),
+                    &["--seccomp-filter"],
+                    |_| "ok".to_string(),
+                    [
+                        s("ok"),
+                        s("error: --seccomp-filter: not supported yet; drop it"),
+                        s("error: --seccomp-filter: not supported yet; drop it"),
+                    ],
+                )
+            },
+            case(
+                "chroot",
+                s("chroot = /var/empty"),
+                &["--chroot", "/srv"],
+                |_| "ok".to_string(),
+                [
+                    s("ok"),
+                    s("error: --chroot: not supported yet; drop it"),
+                    s("error: --chroot: not supported yet; drop it"),
+                ],
+            ),
+            case(
+                "pivot-root",
+                s("pivot-root = auto-ro"),
+                &["--pivot-root", "off"],
+                |_| "ok".to_string(),
+                [
+                    s("ok"),
+                    s("error: --pivot-root=auto-ro: not supported yet; drop it"),
+                    s("ok"),
+                ],
+            ),
+            case(
+                "detach-network",
+                s("detach-network = everywhere"),
+                &["--detach-network", "off"],
+                |_| "ok".to_string(),
+                [
+                    s("ok"),
+                    s("error: --detach-network=everywhere: not supported yet; drop it"),
+                    s("ok"),
+                ],
+            ),
+            Case {
+                file_under_cli: Some(s("detach-ipc = 0")),
+                ..case(
+                    "detach-ipc",
+                    s("detach-ipc = 1"),
+                    &["--detach-ipc"],
+                    |_| "ok".to_string(),
+                    [
+                        s("ok"),
+                        s("error: --detach-ipc: not supported yet; drop it"),
+                        s("error: --detach-ipc: not supported yet; drop it"),
+                    ],
+                )
+            },
+            Case {
+                file_under_cli: Some(s("detach-miscellanea = 0")),
+                ..case(
+                    "detach-miscellanea",
+                    s("detach-miscellanea = 1"),
+                    &["--detach-miscellanea"],
+                    |_| "ok".to_string(),
+                    [
+                        s("ok"),
+                        s("error: --detach-miscellanea: not supported yet; drop it"),
+                        s("error: --detach-miscellanea: not supported yet; drop it"),
+                    ],
+                )
+            },
+            Case {
+                file_under_cli: Some(s("forbid-devices = 0")),
+                ..case(
+                    "forbid-devices",
+                    s("forbid-devices = 1"),
+                    &["--forbid-devices"],
+                    |_| "ok".to_string(),
+                    [
+                        s("ok"),
+                        s("error: --forbid-devices: not supported yet; drop it"),
+                        s("error: --forbid-devices: not supported yet; drop it"),
+                    ],
+                )
+            },
             // The handler arguments: the command line's `--` replaces the file's.
             case(
                 "--",

@@ -71,9 +71,11 @@
 pub mod background;
 pub mod files;
 pub mod log;
+pub mod privilege; // -u/-g, capabilities, handler identity (issue #5)
 pub mod procs;
 pub mod signature;
 pub mod socket;
+pub mod split; // --splitting=process: the privileged helper (issue #5)
 
 use crate::batch::{Batch, Lane, Op};
 use crate::config::{cli, Config, Destination, Mode};
@@ -390,11 +392,14 @@ fn build_handler(cfg: &Config) -> Result<HandlerBox, DaemonError> {
             let dst = dst
                 .canonicalize()
                 .map_err(io_err(format!("destination {}", path::display_os(dst))))?;
-            Ok(HandlerBox::Mirror(Mirror::new(
-                cfg.watch_dir.clone(),
-                dst,
-                Arc::clone(&cfg.rules),
-            )))
+            let mirror = Mirror::new(cfg.watch_dir.clone(), dst, Arc::clone(&cfg.rules));
+            // Dropped from root with the writer capabilities kept: owners
+            // are still copied (src/daemon/privilege.rs).
+            Ok(HandlerBox::Mirror(if privilege::dropped_from_root() {
+                mirror.preserve_owner(true)
+            } else {
+                mirror
+            }))
         }
         Mode::RsyncDirect => {
             let program = cfg
@@ -835,13 +840,14 @@ impl Daemon {
                     .unwrap_or(MAX_BACKOFF)
                     .min(MAX_BACKOFF);
                 ::log::error!(
-                    "sync of {n} path{} failed (try {tries}{}): {e}; retrying in {:.1} s",
+                    "sync of {n} path{} failed (try {tries}{}): {e}{}; retrying in {:.1} s",
                     if n == 1 { "" } else { "s" },
                     if exhausted {
                         ", --ignore-failures keeps it"
                     } else {
                         ""
                     },
+                    privilege::failure_hint().unwrap_or_default(),
                     backoff.as_secs_f64()
                 );
                 self.counters.failures += 1;
@@ -895,7 +901,7 @@ impl Daemon {
                 ::log::info!(
                     "stop signal: stopping running handlers, syncing what is pending, then exiting (send it again to exit at once)"
                 );
-                if self.worker.busy && procs::signal_child_groups(libc::SIGTERM) > 0 {
+                if self.worker.busy && privilege::signal_handlers(libc::SIGTERM) > 0 {
                     self.killed = true;
                     self.kill_deadline = Some(now + KILL_GRACE);
                 }
@@ -921,7 +927,7 @@ impl Daemon {
                 self.begin_ending(steps);
             }
             Control::Die => {
-                procs::signal_child_groups(libc::SIGKILL);
+                privilege::signal_handlers(libc::SIGKILL);
                 return true;
             }
         }
@@ -1255,7 +1261,7 @@ impl Daemon {
                     self.kill_deadline = None;
                 } else if now >= t {
                     ::log::warn!("running handlers ignored SIGTERM: killing them");
-                    procs::signal_child_groups(libc::SIGKILL);
+                    privilege::signal_handlers(libc::SIGKILL);
                     self.kill_deadline = None;
                 }
             }
@@ -1441,6 +1447,10 @@ fn start_and_run(cfg: Config) -> Result<(), DaemonError> {
         ),
         None => None,
     };
+    // Privileges are dropped here, once, single-threaded: after what needs
+    // root (pid file, status file, control socket), before the tree is
+    // walked and watched (src/daemon/privilege.rs).
+    privilege::apply(&cfg).map_err(DaemonError::GaveUp)?;
     let mut monitor = InotifyMonitor::new(&cfg.watch_dir)?;
     let mut tree = Tree::new(
         cfg.watch_dir.clone(),
