@@ -302,6 +302,27 @@ fn may_write_dir(dir: &Path, who: Ident) -> bool {
     bits == 0o3
 }
 
+/// Whether `id` is mapped in `/proc/self/{uid,gid}_map` text `map`.
+fn mapped(map: &str, id: u32) -> bool {
+    map.lines().any(|l| {
+        let f: Vec<u64> = l
+            .split_whitespace()
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        f.len() == 3 && (f[0]..f[0] + f[2]).contains(&u64::from(id))
+    })
+}
+
+/// Whether this process can switch to `id` (its user namespace maps it and
+/// lets setgroups run).
+fn can_become(id: Ident) -> bool {
+    let read = |p: &str| std::fs::read_to_string(p).ok();
+    let uid_ok = read("/proc/self/uid_map").map_or(true, |m| mapped(&m, id.uid));
+    let gid_ok = read("/proc/self/gid_map").map_or(true, |m| mapped(&m, id.gid));
+    let groups_ok = read("/proc/self/setgroups").map_or(true, |s| s.trim() != "deny");
+    uid_ok && gid_ok && groups_ok
+}
+
 /// The directories the daemon writes in after the drop: those of the pid
 /// file, status file and control socket (replaced and removed there), the
 /// dump dir and the lists dir.
@@ -369,6 +390,22 @@ impl Plan {
             uid: s.uid.unwrap_or_else(nobody),
             gid: s.gid.unwrap_or_else(nogroup),
         };
+        let explicit = s.uid.is_some() || s.gid.is_some();
+        if !explicit && !can_become(target) {
+            // A user namespace that maps only root (a container, a test):
+            // nobody does not exist here, so there is nothing to become.
+            log::warn!(
+                "cannot become {target} here (not mapped in this user namespace, or setgroups is denied): staying uid {}; give -u/-g to insist",
+                start.uid
+            );
+            return Ok(Plan {
+                start,
+                daemon: None,
+                handler,
+                kept: Vec::new(),
+                reasons: Vec::new(),
+            });
+        }
         if target.uid == 0 {
             // `-u 0`: the daemon stays root, as asked.
             return Ok(Plan {
@@ -484,8 +521,9 @@ pub fn drop_to(target: Ident, kept: &CapsHashSet) -> Result<(), String> {
     nix::unistd::setresgid(gid, gid, gid).map_err(|e| format!("setresgid: {e}"))?;
     nix::unistd::setresuid(uid, uid, uid).map_err(|e| format!("setresuid: {e}"))?;
     caps::securebits::set_keepcaps(false).map_err(|e| format!("keep-caps: {e}"))?;
-    caps::set(None, CapSet::Permitted, kept).map_err(|e| format!("permitted set: {e}"))?;
+    // Effective first: it must stay a subset of permitted at every step.
     caps::set(None, CapSet::Effective, kept).map_err(|e| format!("effective set: {e}"))?;
+    caps::set(None, CapSet::Permitted, kept).map_err(|e| format!("permitted set: {e}"))?;
     caps::clear(None, CapSet::Inheritable).map_err(|e| format!("inheritable set: {e}"))?;
     let _ = caps::clear(None, CapSet::Ambient);
     // Check: no way back.
@@ -659,6 +697,17 @@ pub fn apply(cfg: &Config) -> Result<(), String> {
         super::split::start(cfg, &plan)?;
     }
     plan.apply()?;
+    if s.no_new_privs {
+        // The daemon itself never needs to gain privileges either; its
+        // handlers inherit this.
+        // SAFETY: plain prctl on ourselves.
+        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+            return Err(format!(
+                "cannot set no-new-privs: {}",
+                io::Error::last_os_error()
+            ));
+        }
+    }
     if s.splitting == Splitting::Off {
         let permitted = match plan.daemon {
             Some(_) => mask(&plan.kept),
@@ -707,6 +756,16 @@ pub fn signal_handlers(sig: libc::c_int) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn id_maps_are_read() {
+        let full = "         0          0 4294967295\n";
+        assert!(mapped(full, 65534));
+        let root_only = "         0          0          1\n";
+        assert!(mapped(root_only, 0));
+        assert!(!mapped(root_only, 65534));
+        assert!(mapped("0 1000 1\n100 100000 65536\n", 65534));
+    }
 
     #[test]
     fn capability_lists_parse() {
