@@ -581,3 +581,48 @@ fn unsupported_hardening_options_are_refused_not_ignored() {
         );
     }
 }
+
+#[test]
+fn control_files_in_a_root_only_dir_still_work_after_the_drop() {
+    if !require_root("privilege dropping") {
+        return;
+    }
+    let env = TestEnv::new();
+    let public = Public::new();
+    let script = public.status_script("files");
+    env.write("a", "a");
+    let run = env.root.join("run");
+    fs::create_dir(&run).expect("mkdir");
+    fs::set_permissions(&run, fs::Permissions::from_mode(0o700)).expect("chmod");
+    let (pid, status) = (run.join("l.pid"), run.join("l.status"));
+    let mut d = Daemon::start(
+        &env,
+        &[
+            "-t0".as_ref(),
+            "-w0".as_ref(),
+            "-M".as_ref(),
+            "rsyncdirect".as_ref(),
+            "-S".as_ref(),
+            script.as_os_str(),
+            "--sync-handler-uid".as_ref(),
+            "nobody".as_ref(),
+            "-z".as_ref(),
+            pid.as_os_str(),
+            "--status-file".as_ref(),
+            status.as_os_str(),
+        ],
+    );
+    public.wait_status(&mut d, "files");
+    d.wait_until(T, "status running", || read(&status) == "running\n");
+    // nobody cannot write `run/`: CAP_DAC_OVERRIDE is kept for it, and
+    // nothing else beyond reading the tree.
+    let kept = caps(&[DAC_READ_SEARCH, DAC_OVERRIDE]);
+    Status::of(d.pid()).expect("daemon", 65534, kept, Some(kept), 1);
+    for f in [&pid, &status] {
+        let m = fs::symlink_metadata(f).expect("stat");
+        assert_eq!(m.mode() & 0o777, 0o600, "{}", f.display());
+    }
+    d.stop();
+    assert!(!pid.exists(), "pid file removed at exit");
+    assert!(!status.exists(), "status file removed at exit");
+}

@@ -460,7 +460,8 @@ pub struct Args {
     )]
     pub sync_handler_uid: Option<String>,
 
-    /// Run sync handlers and hooks with GROUP; default: --privileged-gid.
+    /// Run sync handlers and hooks with GROUP; default: the primary group
+    /// of --sync-handler-uid, or else --privileged-gid.
     #[arg(
         long = "sync-handler-gid",
         value_name = "GROUP",

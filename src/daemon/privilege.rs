@@ -356,9 +356,17 @@ impl Plan {
             uid: s.privileged_uid.unwrap_or(start.uid),
             gid: s.privileged_gid.unwrap_or(start.gid),
         };
+        // A handler user given without a group runs with that user's
+        // primary group, not with root's.
+        let primary = s.handler_uid.and_then(|u| {
+            nix::unistd::User::from_uid(u.into())
+                .ok()
+                .flatten()
+                .map(|u| u.gid.as_raw())
+        });
         let handler = Ident {
             uid: s.handler_uid.unwrap_or(privileged.uid),
-            gid: s.handler_gid.unwrap_or(privileged.gid),
+            gid: s.handler_gid.or(primary).unwrap_or(privileged.gid),
         };
         if !root {
             let asked = [
