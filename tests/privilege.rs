@@ -84,6 +84,19 @@ impl Status {
 
     /// Checks identity, capability sets and flags, with a readable message.
     fn expect(&self, who: &str, uid: u32, eff: u64, bnd: Option<u64>, nnp: u32) {
+        self.expect_seccomp(who, uid, eff, bnd, nnp, 0)
+    }
+
+    /// Like `expect`, with the Seccomp mode (2: filter).
+    fn expect_seccomp(
+        &self,
+        who: &str,
+        uid: u32,
+        eff: u64,
+        bnd: Option<u64>,
+        nnp: u32,
+        seccomp: u32,
+    ) {
         let got = format!(
             "{who}: uid {} gid {} CapEff {:x} CapPrm {:x} CapBnd {:x} NoNewPrivs {} Seccomp {}",
             self.id("Uid"),
@@ -101,7 +114,7 @@ impl Status {
             assert_eq!(self.caps("CapBnd"), b, "{got}");
         }
         assert_eq!(self.num("NoNewPrivs"), nnp, "{got}");
-        assert_eq!(self.num("Seccomp"), 0, "{got}");
+        assert_eq!(self.num("Seccomp"), seccomp, "{got}");
     }
 }
 
@@ -359,14 +372,30 @@ fn handler_as_nobody_cannot_write_a_root_only_destination_and_says_so() {
 }
 
 #[test]
-fn splitting_leaves_the_daemon_only_read_access_and_the_helper_checks_argv() {
+fn secure_splitting_confines_the_daemon_and_it_still_does_everything() {
     if !require_root("privilege dropping") {
         return;
     }
     let env = TestEnv::new();
     let public = Public::new();
-    let script = public.status_script("split");
+    // The handler appends one line per run and dumps its status.
+    let runs = public.out.join("runs");
+    let script = public.dir.join("split.sh");
+    fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\ncat /proc/self/status > '{0}.tmp' && mv -f '{0}.tmp' '{0}'\necho run >> '{1}'\n",
+            public.out.join("split").display(),
+            runs.display()
+        ),
+    )
+    .expect("write script");
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).expect("chmod");
     env.write("a", "a");
+    let run = env.root.join("run");
+    fs::create_dir(&run).expect("mkdir");
+    fs::set_permissions(&run, fs::Permissions::from_mode(0o700)).expect("chmod");
+    let (sock, status) = (run.join("sock"), run.join("status"));
     let mut d = Daemon::start(
         &env,
         &[
@@ -377,19 +406,89 @@ fn splitting_leaves_the_daemon_only_read_access_and_the_helper_checks_argv() {
             "-S".as_ref(),
             script.as_os_str(),
             "--secure-splitting".as_ref(),
+            "--socket".as_ref(),
+            sock.as_os_str(),
+            "--status-file".as_ref(),
+            status.as_os_str(),
+            "--dump-dir".as_ref(),
+            run.as_os_str(),
         ],
     );
     // The real argv rsyncdirect builds passes the check.
     let h = public.wait_status(&mut d, "split");
-    let daemon = caps(&[DAC_READ_SEARCH]);
-    Status::of(d.pid()).expect("daemon", 65534, daemon, Some(daemon), 1);
+    let daemon = caps(&[DAC_READ_SEARCH, DAC_OVERRIDE]);
+    Status::of(d.pid()).expect_seccomp("daemon", 65534, daemon, Some(daemon), 1, 2);
     let helper = helper_of(d.pid()).expect("a helper process");
     let hk = caps(&WRITER) | caps(&[DAC_READ_SEARCH, KILL]);
     Status::of(helper).expect("helper", 0, hk, Some(hk), 0);
     h.expect("handler", 0, hk, Some(hk), 1);
+    // Under the filter: events, reload, the control socket, dumps.
+    env.write("b", "b");
+    d.wait_until(T, "a second handler run", || lines(&runs).len() >= 2);
+    unsafe { libc::kill(d.pid(), libc::SIGHUP) };
+    d.wait_for_log(T, "reloaded");
+    d.wait_until(T, "the run after the reload", || lines(&runs).len() >= 3);
+    let mut ctl = std::process::Command::new(BIN);
+    ctl.arg("ctl").arg(&sock).arg("status");
+    let r = run_command(ctl, T);
+    assert_eq!(r.code, Some(0), "ctl status: {}", r.stderr);
+    assert!(r.stdout.contains("running"), "{}", r.stdout);
+    unsafe { libc::kill(d.pid(), libc::SIGIO) };
+    d.wait_until(T, "a dump file", || {
+        fs::read_dir(&run)
+            .map(|rd| {
+                rd.flatten()
+                    .any(|e| e.file_name().to_string_lossy().ends_with(".dump"))
+            })
+            .unwrap_or(false)
+    });
+    assert!(!d.log().contains("Operation not permitted"), "{}", d.log());
     // Stopping the daemon ends the helper too.
-    d.stop();
+    let st = d.stop();
+    assert!(st.is_some_and(|s| s.success()), "{st:?}: {}", d.log());
     wait_until(T, "the helper to exit", || !alive(helper));
+    assert!(!sock.exists() && !status.exists());
+}
+
+/// The namespace `kind` of `pid` (`/proc/PID/ns/KIND` link).
+fn ns(pid: &str, kind: &str) -> PathBuf {
+    fs::read_link(format!("/proc/{pid}/ns/{kind}")).expect("read ns link")
+}
+
+#[test]
+fn detach_options_give_the_daemon_its_own_namespaces() {
+    if !require_root("namespaces") {
+        return;
+    }
+    let env = TestEnv::new();
+    let mut d = Daemon::start(
+        &env,
+        &[
+            "-t0",
+            "-w0",
+            "-M",
+            "rsyncdirect",
+            "-S",
+            "/bin/true",
+            "--detach-ipc",
+            "--detach-miscellanea",
+            "--detach-network",
+            "non-privileged",
+            "--splitting",
+            "process",
+        ],
+    );
+    d.wait_for_log(T, "synced 1 path");
+    let pid = d.pid().to_string();
+    let helper = helper_of(d.pid()).expect("helper").to_string();
+    for kind in ["ipc", "uts", "net"] {
+        assert_ne!(ns(&pid, kind), ns("self", kind), "{kind}: daemon");
+    }
+    // IPC and UTS cover the helper (and so the handlers) too; the network
+    // is taken from the daemon only.
+    assert_eq!(ns(&helper, "ipc"), ns(&pid, "ipc"));
+    assert_eq!(ns(&helper, "uts"), ns(&pid, "uts"));
+    assert_eq!(ns(&helper, "net"), ns("self", "net"));
 }
 
 #[test]
@@ -545,9 +644,7 @@ fn unsupported_hardening_options_are_refused_not_ignored() {
         &["--seccomp-filter"][..],
         &["--chroot", "/"],
         &["--pivot-root", "auto"],
-        &["--detach-network", "everywhere"],
-        &["--detach-ipc"],
-        &["--detach-miscellanea"],
+        &["--detach-network", "sometimes"],
         &["--forbid-devices"],
         &["--splitting", "thread"],
         &["--check-execvp-arguments"],

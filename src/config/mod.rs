@@ -1482,22 +1482,26 @@ mod tests {
                     "secure-splitting",
                     s("secure-splitting = 1"),
                     &["--secure-splitting"],
-                    |c| format!("{:?} {}", c.privileges.splitting, c.privileges.check_execvp),
-                    [s("Off false"), s("Process true"), s("Process true")],
+                    |c| {
+                        let p = &c.privileges;
+                        format!("{:?} {} {}", p.splitting, p.check_execvp, p.seccomp)
+                    },
+                    [
+                        s("Off false false"),
+                        s("Process true true"),
+                        s("Process true true"),
+                    ],
                 )
             },
             Case {
+                extra: "mode = rsyncdirect\nsplitting = process",
                 file_under_cli: Some(s("seccomp-filter = 0")),
                 ..case(
                     "seccomp-filter",
                     s("seccomp-filter = 1"),
                     &["--seccomp-filter"],
-                    |_| "ok".to_string(),
-                    [
-                        s("ok"),
-                        s("error: --seccomp-filter: not supported yet; drop it"),
-                        s("error: --seccomp-filter: not supported yet; drop it"),
-                    ],
+                    |c| c.privileges.seccomp.to_string(),
+                    [s("false"), s("true"), s("true")],
                 )
             },
             case(
@@ -1525,13 +1529,9 @@ mod tests {
             case(
                 "detach-network",
                 s("detach-network = everywhere"),
-                &["--detach-network", "off"],
-                |_| "ok".to_string(),
-                [
-                    s("ok"),
-                    s("error: --detach-network=everywhere: not supported yet; drop it"),
-                    s("ok"),
-                ],
+                &["--detach-network", "non-privileged"],
+                |c| format!("{:?}", c.privileges.detach_network),
+                [s("Off"), s("Everywhere"), s("NonPrivileged")],
             ),
             Case {
                 file_under_cli: Some(s("detach-ipc = 0")),
@@ -1539,12 +1539,8 @@ mod tests {
                     "detach-ipc",
                     s("detach-ipc = 1"),
                     &["--detach-ipc"],
-                    |_| "ok".to_string(),
-                    [
-                        s("ok"),
-                        s("error: --detach-ipc: not supported yet; drop it"),
-                        s("error: --detach-ipc: not supported yet; drop it"),
-                    ],
+                    |c| c.privileges.detach_ipc.to_string(),
+                    [s("false"), s("true"), s("true")],
                 )
             },
             Case {
@@ -1553,12 +1549,8 @@ mod tests {
                     "detach-miscellanea",
                     s("detach-miscellanea = 1"),
                     &["--detach-miscellanea"],
-                    |_| "ok".to_string(),
-                    [
-                        s("ok"),
-                        s("error: --detach-miscellanea: not supported yet; drop it"),
-                        s("error: --detach-miscellanea: not supported yet; drop it"),
-                    ],
+                    |c| c.privileges.detach_misc.to_string(),
+                    [s("false"), s("true"), s("true")],
                 )
             },
             Case {

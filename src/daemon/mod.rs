@@ -69,6 +69,7 @@
 //! `status` reply is built from [`Snapshot`] and the loop's counters.
 
 pub mod background;
+pub mod confine; // namespaces and the seccomp allow-list (issue #5)
 pub mod files;
 pub mod log;
 pub mod privilege; // -u/-g, capabilities, handler identity (issue #5)

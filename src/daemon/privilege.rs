@@ -15,6 +15,7 @@
 //! inheritable set. It must not decide *when* privileges are dropped (the
 //! daemon does, once, while single-threaded) and it never raises anything.
 
+use super::confine::{self, DetachNetwork};
 use crate::config::{cli, Config, Mode};
 use crate::exec;
 use crate::path;
@@ -88,6 +89,11 @@ pub struct Settings {
     pub splitting: Splitting,
     /// `--check-execvp-arguments`.
     pub check_execvp: bool,
+    /// `--seccomp-filter` (implied by `--secure-splitting`).
+    pub seccomp: bool,
+    pub detach_network: DetachNetwork,
+    pub detach_ipc: bool,
+    pub detach_misc: bool,
 }
 
 impl Default for Settings {
@@ -104,6 +110,10 @@ impl Default for Settings {
             no_new_privs: true,
             splitting: Splitting::Off,
             check_execvp: false,
+            seccomp: false,
+            detach_network: DetachNetwork::Off,
+            detach_ipc: false,
+            detach_misc: false,
         }
     }
 }
@@ -191,7 +201,31 @@ impl Settings {
                 ))
             }
         };
+        let seccomp = a.seccomp_filter || secure;
+        if seccomp && splitting == Splitting::Off {
+            return Err(
+                "--seccomp-filter needs --splitting=process (the filtered daemon cannot start handlers itself); add it"
+                    .into(),
+            );
+        }
+        if seccomp && a.permit_new_privs {
+            return Err("--seccomp-filter needs no-new-privs; drop --permit-new-privs".into());
+        }
+        let detach_network = match a.detach_network.as_str() {
+            "off" => DetachNetwork::Off,
+            "everywhere" => DetachNetwork::Everywhere,
+            "non-privileged" => DetachNetwork::NonPrivileged,
+            other => {
+                return Err(format!(
+                    "--detach-network {other:?}: use everywhere, non-privileged or off"
+                ))
+            }
+        };
         Ok(Settings {
+            seccomp,
+            detach_network,
+            detach_ipc: a.detach_ipc,
+            detach_misc: a.detach_miscellanea,
             uid: user("-u", &a.uid).transpose()?,
             gid: group("-g", &a.gid).transpose()?,
             privileged_uid: user("--privileged-uid", &a.privileged_uid).transpose()?,
@@ -211,23 +245,11 @@ impl Settings {
 /// for clsync's sake but not implemented yet (never silently ignored).
 pub fn refuse_unsupported(a: &cli::Args) -> Result<(), String> {
     let not_yet = |opt: &str| Err(format!("{opt}: not supported yet; drop it"));
-    if a.seccomp_filter {
-        return not_yet("--seccomp-filter");
-    }
     if a.chroot.is_some() {
         return not_yet("--chroot");
     }
     if a.pivot_root != "off" {
         return not_yet(&format!("--pivot-root={}", a.pivot_root));
-    }
-    if a.detach_network != "off" {
-        return not_yet(&format!("--detach-network={}", a.detach_network));
-    }
-    if a.detach_ipc {
-        return not_yet("--detach-ipc");
-    }
-    if a.detach_miscellanea {
-        return not_yet("--detach-miscellanea");
     }
     if a.forbid_devices {
         return not_yet("--forbid-devices");
@@ -701,9 +723,11 @@ pub fn apply(cfg: &Config) -> Result<(), String> {
     let start = current();
     let plan = Plan::new(cfg, start)?;
     let s = &cfg.privileges;
+    confine::before_split(s.detach_network, s.detach_ipc, s.detach_misc)?;
     if s.splitting == Splitting::Process {
         super::split::start(cfg, &plan)?;
     }
+    confine::daemon_only(s.detach_network, s.splitting == Splitting::Process)?;
     plan.apply()?;
     if s.no_new_privs {
         // The daemon itself never needs to gain privileges either; its
@@ -715,6 +739,9 @@ pub fn apply(cfg: &Config) -> Result<(), String> {
                 io::Error::last_os_error()
             ));
         }
+    }
+    if s.seccomp {
+        confine::apply_seccomp()?;
     }
     if s.splitting == Splitting::Off {
         let permitted = match plan.daemon {
