@@ -450,6 +450,25 @@ fn secure_splitting_confines_the_daemon_and_it_still_does_everything() {
     assert!(!sock.exists() && !status.exists());
 }
 
+#[test]
+fn a_dead_helper_stops_the_daemon_with_an_error() {
+    if !require_root("privilege dropping") {
+        return;
+    }
+    let env = TestEnv::new();
+    let mut d = Daemon::start(
+        &env,
+        &["-t0", "-w0", "-M", "rsyncdirect", "-S", "/bin/true", "--splitting", "process"],
+    );
+    d.wait_for_log(T, "synced 1 path");
+    let helper = helper_of(d.pid()).expect("helper");
+    unsafe { libc::kill(helper, libc::SIGKILL) };
+    env.write("after", "x");
+    let st = d.wait_exit(T);
+    assert_eq!(st.code(), Some(1), "{}", d.log());
+    assert!(d.log().contains("the privileged helper (--splitting=process) is gone"), "{}", d.log());
+}
+
 /// The namespace `kind` of `pid` (`/proc/PID/ns/KIND` link).
 fn ns(pid: &str, kind: &str) -> PathBuf {
     fs::read_link(format!("/proc/{pid}/ns/{kind}")).expect("read ns link")

@@ -673,9 +673,12 @@ impl exec::Spawner for HelperSpawner {
             .first()
             .map(|p| crate::path::display(p.as_bytes()))
             .ok_or(ExecError::EmptyArgv)?;
-        let lost = |e: io::Error| ExecError::Spawn {
-            program: program.clone(),
-            source: io::Error::new(e.kind(), format!("the privileged helper: {e}")),
+        let lost = |e: io::Error| {
+            helper_lost();
+            ExecError::Spawn {
+                program: program.clone(),
+                source: io::Error::new(e.kind(), format!("the privileged helper: {e}")),
+            }
         };
         let mut next = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         *next += 1;
@@ -716,6 +719,18 @@ impl exec::Spawner for HelperSpawner {
 }
 
 static HELPER: OnceLock<Arc<HelperSpawner>> = OnceLock::new();
+
+/// The helper is gone (it crashed, was killed, or refused to go on): no
+/// handler can run any more, so livesync stops the way SIGTERM stops it
+/// (the last syncs fail, exit code 1) instead of retrying for ever.
+fn helper_lost() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        log::error!("the privileged helper (--splitting=process) is gone: stopping; restart livesync");
+        // SAFETY: plain syscall: a signal to ourselves, handled by the loop.
+        unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
+    });
+}
 
 struct Shared(Arc<HelperSpawner>);
 
