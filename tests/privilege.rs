@@ -458,7 +458,16 @@ fn a_dead_helper_stops_the_daemon_with_an_error() {
     let env = TestEnv::new();
     let mut d = Daemon::start(
         &env,
-        &["-t0", "-w0", "-M", "rsyncdirect", "-S", "/bin/true", "--splitting", "process"],
+        &[
+            "-t0",
+            "-w0",
+            "-M",
+            "rsyncdirect",
+            "-S",
+            "/bin/true",
+            "--splitting",
+            "process",
+        ],
     );
     d.wait_for_log(T, "synced 1 path");
     let helper = helper_of(d.pid()).expect("helper");
@@ -466,7 +475,12 @@ fn a_dead_helper_stops_the_daemon_with_an_error() {
     env.write("after", "x");
     let st = d.wait_exit(T);
     assert_eq!(st.code(), Some(1), "{}", d.log());
-    assert!(d.log().contains("the privileged helper (--splitting=process) is gone"), "{}", d.log());
+    assert!(
+        d.log()
+            .contains("the privileged helper (--splitting=process) is gone"),
+        "{}",
+        d.log()
+    );
 }
 
 /// The namespace `kind` of `pid` (`/proc/PID/ns/KIND` link).
@@ -475,7 +489,7 @@ fn ns(pid: &str, kind: &str) -> PathBuf {
 }
 
 #[test]
-fn detach_options_give_the_daemon_its_own_namespaces() {
+fn detach_and_forbid_devices_give_the_daemon_its_own_namespaces() {
     if !require_root("namespaces") {
         return;
     }
@@ -495,9 +509,25 @@ fn detach_options_give_the_daemon_its_own_namespaces() {
             "non-privileged",
             "--splitting",
             "process",
+            "--forbid-devices",
         ],
     );
     d.wait_for_log(T, "synced 1 path");
+    // --forbid-devices: the daemon's /dev holds only the harmless nodes.
+    let dev: Vec<String> = fs::read_dir(format!("/proc/{}/root/dev", d.pid()))
+        .expect("ls the daemon's /dev")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let allowed = [
+        "null", "zero", "random", "urandom", "fd", "stdin", "stdout", "stderr", "log",
+    ];
+    assert!(dev.iter().all(|n| allowed.contains(&n.as_str())), "{dev:?}");
+    assert!(dev.contains(&"null".to_string()), "{dev:?}");
+    assert!(
+        fs::read_dir("/dev").expect("ls /dev").count() > dev.len(),
+        "ours is untouched"
+    );
     let pid = d.pid().to_string();
     let helper = helper_of(d.pid()).expect("helper").to_string();
     for kind in ["ipc", "uts", "net"] {
@@ -664,7 +694,6 @@ fn unsupported_hardening_options_are_refused_not_ignored() {
         &["--chroot", "/"],
         &["--pivot-root", "auto"],
         &["--detach-network", "sometimes"],
-        &["--forbid-devices"],
         &["--splitting", "thread"],
         &["--check-execvp-arguments"],
         &["--splitting", "process"],

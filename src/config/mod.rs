@@ -1559,12 +1559,8 @@ mod tests {
                     "forbid-devices",
                     s("forbid-devices = 1"),
                     &["--forbid-devices"],
-                    |_| "ok".to_string(),
-                    [
-                        s("ok"),
-                        s("error: --forbid-devices: not supported yet; drop it"),
-                        s("error: --forbid-devices: not supported yet; drop it"),
-                    ],
+                    |c| c.privileges.forbid_devices.to_string(),
+                    [s("false"), s("true"), s("true")],
                 )
             },
             // The handler arguments: the command line's `--` replaces the file's.

@@ -72,6 +72,91 @@ pub fn daemon_only(network: DetachNetwork, split: bool) -> Result<(), String> {
     Ok(())
 }
 
+/// The device nodes left under `/dev` by `--forbid-devices`: name, major,
+/// minor (the kernel's fixed numbers for the memory devices).
+const KEPT_DEVICES: [(&str, u64, u64); 4] = [
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+];
+
+/// `--forbid-devices`: a mount namespace of our own whose `/dev` is a
+/// small tmpfs with only null, zero, random and urandom (and the syslog
+/// socket `/dev/log`, bind-mounted, when there is one). Every other device
+/// (disks, /dev/mem, terminals, …) is gone for this process and its
+/// children. Must run as root, before the drop.
+pub fn forbid_devices() -> Result<(), String> {
+    use nix::mount::{mount, MsFlags};
+    use nix::sys::stat::{makedev, mknod, Mode, SFlag};
+    let fail = |what: &str, e: nix::Error| format!("--forbid-devices: {what}: {e}");
+    unshare(libc::CLONE_NEWNS, "--forbid-devices")?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| fail("make the mounts private", e))?;
+    let staging = nix::unistd::mkdtemp(&std::env::temp_dir().join("livesync-dev-XXXXXX"))
+        .map_err(|e| fail("staging dir", e))?;
+    let result = (|| -> Result<(), String> {
+        mount(
+            Some("tmpfs"),
+            &staging,
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+            Some("mode=0755,size=64k"),
+        )
+        .map_err(|e| fail("tmpfs", e))?;
+        for (name, major, minor) in KEPT_DEVICES {
+            let p = staging.join(name);
+            mknod(
+                &p,
+                SFlag::S_IFCHR,
+                Mode::from_bits_truncate(0o666),
+                makedev(major, minor),
+            )
+            .map_err(|e| fail(name, e))?;
+            nix::sys::stat::fchmodat(
+                None,
+                &p,
+                Mode::from_bits_truncate(0o666),
+                nix::sys::stat::FchmodatFlags::NoFollowSymlink,
+            )
+            .map_err(|e| fail(name, e))?;
+        }
+        for (name, target) in [
+            ("fd", "/proc/self/fd"),
+            ("stdin", "/proc/self/fd/0"),
+            ("stdout", "/proc/self/fd/1"),
+            ("stderr", "/proc/self/fd/2"),
+        ] {
+            std::os::unix::fs::symlink(target, staging.join(name))
+                .map_err(|e| format!("--forbid-devices: {name}: {e}"))?;
+        }
+        let log = std::path::Path::new("/dev/log");
+        if std::fs::symlink_metadata(log).is_ok() {
+            let at = staging.join("log");
+            std::fs::File::create(&at).map_err(|e| format!("--forbid-devices: log: {e}"))?;
+            mount(Some(log), &at, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+                .map_err(|e| fail("bind /dev/log", e))?;
+        }
+        mount(
+            Some(&staging),
+            "/dev",
+            None::<&str>,
+            MsFlags::MS_MOVE,
+            None::<&str>,
+        )
+        .map_err(|e| fail("move the new /dev in place", e))
+    })();
+    // Empty once the tmpfs moved away (or never mounted); only ours.
+    let _ = std::fs::remove_dir(&staging);
+    result
+}
+
 /// What the unprivileged daemon may call (x86_64 and aarch64 names that
 /// exist on the target; the rest are left out by `cfg`). Files: open,
 /// stat, read and write, list, rename and remove (status, dump and list

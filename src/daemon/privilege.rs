@@ -94,6 +94,8 @@ pub struct Settings {
     pub detach_network: DetachNetwork,
     pub detach_ipc: bool,
     pub detach_misc: bool,
+    /// `--forbid-devices`.
+    pub forbid_devices: bool,
 }
 
 impl Default for Settings {
@@ -114,6 +116,7 @@ impl Default for Settings {
             detach_network: DetachNetwork::Off,
             detach_ipc: false,
             detach_misc: false,
+            forbid_devices: false,
         }
     }
 }
@@ -226,6 +229,7 @@ impl Settings {
             detach_network,
             detach_ipc: a.detach_ipc,
             detach_misc: a.detach_miscellanea,
+            forbid_devices: a.forbid_devices,
             uid: user("-u", &a.uid).transpose()?,
             gid: group("-g", &a.gid).transpose()?,
             privileged_uid: user("--privileged-uid", &a.privileged_uid).transpose()?,
@@ -250,9 +254,6 @@ pub fn refuse_unsupported(a: &cli::Args) -> Result<(), String> {
     }
     if a.pivot_root != "off" {
         return not_yet(&format!("--pivot-root={}", a.pivot_root));
-    }
-    if a.forbid_devices {
-        return not_yet("--forbid-devices");
     }
     Ok(())
 }
@@ -728,6 +729,23 @@ pub fn apply(cfg: &Config) -> Result<(), String> {
         super::split::start(cfg, &plan)?;
     }
     confine::daemon_only(s.detach_network, s.splitting == Splitting::Process)?;
+    if s.forbid_devices {
+        if start.uid != 0 {
+            return Err(
+                "--forbid-devices needs root (a mount namespace); drop it or start as root".into(),
+            );
+        }
+        let mut paths = vec![cfg.watch_dir.clone()];
+        paths.extend(cfg.destination.iter().map(|d| PathBuf::from(d.as_os_str())));
+        paths.extend(written_dirs(cfg));
+        if let Some(p) = paths.iter().find(|p| p.starts_with("/dev")) {
+            return Err(format!(
+                "--forbid-devices hides /dev, and {} lies under it; move it or drop --forbid-devices",
+                path::display_os(p)
+            ));
+        }
+        confine::forbid_devices()?;
+    }
     plan.apply()?;
     if s.no_new_privs {
         // The daemon itself never needs to gain privileges either; its

@@ -726,7 +726,9 @@ static HELPER: OnceLock<Arc<HelperSpawner>> = OnceLock::new();
 fn helper_lost() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        log::error!("the privileged helper (--splitting=process) is gone: stopping; restart livesync");
+        log::error!(
+            "the privileged helper (--splitting=process) is gone: stopping; restart livesync"
+        );
         // SAFETY: plain syscall: a signal to ourselves, handled by the loop.
         unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
     });
