@@ -540,12 +540,22 @@ pub struct Args {
     )]
     pub check_execvp_arguments: bool,
 
-    /// Shorthand for --splitting=process --check-execvp-arguments.
+    /// Shorthand for --splitting=process --check-execvp-arguments
+    /// --seccomp-filter.
+    ///
+    /// clsync's also implies --forbid-devices; give that yourself (it needs
+    /// root).
     #[arg(long = "secure-splitting", help_heading = "Privileges and hardening")]
     pub secure_splitting: bool,
 
-    /// A seccomp allow-list for the unprivileged daemon (not supported yet:
-    /// refused).
+    /// Confine the unprivileged daemon to a syscall allow-list (needs
+    /// --splitting=process).
+    ///
+    /// Allowed: files, inotify, poll, unix sockets, threads. Denied (EPERM):
+    /// execve, fork, ptrace, mount, setuid and capset, bpf, module loading
+    /// and everything else. Protects against: a compromised daemon running
+    /// programs or attacking the kernel through rarely used syscalls.
+    /// Costs: a syscall the allow-list misses fails (please report it).
     #[arg(long = "seccomp-filter", help_heading = "Privileges and hardening")]
     pub seccomp_filter: bool,
 
@@ -567,8 +577,12 @@ pub struct Args {
     )]
     pub pivot_root: String,
 
-    /// Leave the network namespace: everywhere, non-privileged or off (only
-    /// off is supported yet).
+    /// Take the network away: everywhere (daemon, helper and handlers),
+    /// non-privileged (the daemon only, with --splitting=process) or off.
+    ///
+    /// A network namespace of its own with nothing in it. Protects against:
+    /// a compromised daemon (or handler, with everywhere) talking to the
+    /// network. Costs: with everywhere, rsync over ssh cannot work.
     #[arg(
         long = "detach-network",
         value_name = "MODE",
@@ -577,15 +591,27 @@ pub struct Args {
     )]
     pub detach_network: String,
 
-    /// Use an IPC namespace of our own (not supported yet: refused).
+    /// Give livesync and its handlers an IPC namespace of their own.
+    ///
+    /// Protects against: reaching other processes' System V IPC and POSIX
+    /// message queues. Costs: none known; needs root.
     #[arg(long = "detach-ipc", help_heading = "Privileges and hardening")]
     pub detach_ipc: bool,
 
-    /// unshare(2) the other namespaces (not supported yet: refused).
+    /// Give livesync and its handlers their own UTS (host name) and cgroup
+    /// namespaces.
+    ///
+    /// Costs: none known; needs root.
     #[arg(long = "detach-miscellanea", help_heading = "Privileges and hardening")]
     pub detach_miscellanea: bool,
 
-    /// Forbid access to devices (not supported yet: refused).
+    /// Hide every device but null, zero, random and urandom from the daemon
+    /// (and, without --splitting, its handlers).
+    ///
+    /// A mount namespace of its own with a small /dev (the syslog socket
+    /// /dev/log stays). Protects against: a compromised daemon reading raw
+    /// disks, /dev/mem or terminals. Costs: needs root; nothing under /dev
+    /// can be watched or be the destination.
     #[arg(long = "forbid-devices", help_heading = "Privileges and hardening")]
     pub forbid_devices: bool,
     // ---- end of privileges and hardening ----
