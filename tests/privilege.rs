@@ -372,6 +372,44 @@ fn handler_as_nobody_cannot_write_a_root_only_destination_and_says_so() {
 }
 
 #[test]
+fn handler_user_is_the_daemons_too_so_rsync_reads_its_lists() {
+    if !require_root("privilege dropping") || !require_tool("rsync") {
+        return;
+    }
+    let env = TestEnv::new();
+    env.write("f", "data");
+    env.mkdir_p("d");
+    env.write("d/g", "more");
+    // The destination belongs to `daemon` (uid 1); the path to it is
+    // root-only, so the handler needs the inherited CAP_DAC_READ_SEARCH.
+    std::os::unix::fs::chown(&env.dst, Some(1), Some(1)).expect("chown");
+    let mut d = Daemon::start(
+        &env,
+        &[
+            "-t0",
+            "-w0",
+            "-M",
+            "rsyncdirect",
+            "--sync-handler-uid",
+            "daemon",
+            "--inherit-capabilities",
+            "permitted",
+        ],
+    );
+    d.wait_for_log(T, "synced 1 path");
+    assert_eq!(
+        env.dst_read("d/g").as_deref(),
+        Some(&b"more"[..]),
+        "{}",
+        d.log()
+    );
+    let s = Status::of(d.pid());
+    assert_eq!((s.id("Uid"), s.id("Gid")), (1, 1));
+    let m = fs::metadata(env.dst_path("f")).expect("stat");
+    assert_eq!(m.uid(), 1, "written by the handler's user");
+}
+
+#[test]
 fn secure_splitting_confines_the_daemon_and_it_still_does_everything() {
     if !require_root("privilege dropping") {
         return;

@@ -1083,12 +1083,19 @@ impl Daemon {
         if new.queue != self.cfg.queue {
             ::log::warn!("reload: new -t/-T/-w/-B values take effect after a restart");
         }
+        // Privileges are dropped once, at start (src/daemon/privilege.rs).
+        if new.privileges != self.cfg.privileges || new.mode != self.cfg.mode {
+            ::log::warn!(
+                "reload: privilege options (and the capabilities a new -M needs) take effect after a restart"
+            );
+        }
         for w in &new.warnings {
             ::log::warn!("{w}");
         }
         self.tree.set_rules(Arc::clone(&new.rules));
         let queue = self.cfg.queue.clone();
         let (pid, status) = (self.cfg.pid_file.clone(), self.cfg.status_file.clone());
+        let privileges = self.cfg.privileges.clone();
         if new.modification_signature != self.cfg.modification_signature {
             self.signatures = new
                 .modification_signature
@@ -1099,6 +1106,7 @@ impl Daemon {
         self.cfg.queue = queue;
         self.cfg.pid_file = pid;
         self.cfg.status_file = status;
+        self.cfg.privileges = privileges;
         // Directories the new rules let in need watches; and what the new
         // rules sync must reach the destination.
         let now = Instant::now();

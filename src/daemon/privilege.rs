@@ -417,10 +417,22 @@ impl Plan {
                 reasons: Vec::new(),
             });
         }
+        // A non-root handler user is also the daemon's default user: list
+        // files (0600, the daemon's) must be readable by the handler.
+        let handler_user = s.handler_uid.filter(|&u| u != 0);
         let target = Ident {
-            uid: s.uid.unwrap_or_else(nobody),
-            gid: s.gid.unwrap_or_else(nogroup),
+            uid: s.uid.or(handler_user).unwrap_or_else(nobody),
+            gid: s
+                .gid
+                .or(handler_user.map(|_| handler.gid))
+                .unwrap_or_else(nogroup),
         };
+        if cfg.mode == Mode::RsyncDirect && handler.uid != 0 && handler.uid != target.uid {
+            log::warn!(
+                "handlers run as {handler} but the daemon as {target}: rsync may not read the daemon's 0600 list files; give -u {} as well",
+                handler.uid
+            );
+        }
         let explicit = s.uid.is_some() || s.gid.is_some();
         if !explicit && !can_become(target) {
             // A user namespace that maps only root (a container, a test):
