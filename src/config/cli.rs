@@ -405,8 +405,10 @@ pub struct Args {
     // what it costs; SECURITY.md has the whole threat model.
     /// Run the daemon as USER (name or number) after its privileged setup.
     ///
-    /// Started as root, livesync becomes nobody by default, keeping only the
-    /// capabilities its work needs (see -C). Protects against: a bug in
+    /// Started as root, livesync becomes nobody by default (or the
+    /// --sync-handler-uid user when that is not root, so that the handler
+    /// can read the daemon's list files), keeping only the capabilities its
+    /// work needs (see -C). Protects against: a bug in
     /// livesync (or a hostile file name that reaches one) acting with all of
     /// root's power. Costs: nothing for the built-in mirror; `-u 0` keeps
     /// root.

@@ -517,12 +517,12 @@ impl Plan {
 
     /// Applies the plan to this process (see the module docs). Must be
     /// called while the process has one thread.
-    pub fn apply(&self) -> Result<(), String> {
+    pub fn apply(&self, keep_inheritable: bool) -> Result<(), String> {
         let Some(target) = self.daemon else {
             return Ok(());
         };
         let kept: CapsHashSet = self.kept.iter().copied().collect();
-        drop_to(target, &kept).map_err(|e| {
+        drop_to(target, &kept, keep_inheritable).map_err(|e| {
             format!("cannot drop privileges to {target}: {e}; run with -u 0 to stay root")
         })?;
         for c in &self.kept {
@@ -550,9 +550,10 @@ impl Plan {
     }
 }
 
-/// Bounding set down to `kept`, then the identity, then permitted,
-/// effective and inheritable exactly `kept`, nothing ambient.
-pub fn drop_to(target: Ident, kept: &CapsHashSet) -> Result<(), String> {
+/// Bounding set down to `kept`, then the identity, then permitted and
+/// effective exactly `kept`, nothing inheritable (unless `keep_inheritable`:
+/// `--inherit-capabilities=dont-touch`) and nothing ambient.
+pub fn drop_to(target: Ident, kept: &CapsHashSet, keep_inheritable: bool) -> Result<(), String> {
     let all = caps::runtime::thread_all_supported();
     for c in all.difference(kept) {
         caps::drop(None, CapSet::Bounding, *c).map_err(|e| format!("bounding set: {e}"))?;
@@ -567,7 +568,9 @@ pub fn drop_to(target: Ident, kept: &CapsHashSet) -> Result<(), String> {
     // Effective first: it must stay a subset of permitted at every step.
     caps::set(None, CapSet::Effective, kept).map_err(|e| format!("effective set: {e}"))?;
     caps::set(None, CapSet::Permitted, kept).map_err(|e| format!("permitted set: {e}"))?;
-    caps::clear(None, CapSet::Inheritable).map_err(|e| format!("inheritable set: {e}"))?;
+    if !keep_inheritable {
+        caps::clear(None, CapSet::Inheritable).map_err(|e| format!("inheritable set: {e}"))?;
+    }
     let _ = caps::clear(None, CapSet::Ambient);
     // Check: no way back.
     let r = nix::unistd::getresuid().map_err(|e| format!("getresuid: {e}"))?;
@@ -758,7 +761,7 @@ pub fn apply(cfg: &Config) -> Result<(), String> {
         }
         confine::forbid_devices()?;
     }
-    plan.apply()?;
+    plan.apply(s.inherit == Inherit::DontTouch)?;
     if s.no_new_privs {
         // The daemon itself never needs to gain privileges either; its
         // handlers inherit this.

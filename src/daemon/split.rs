@@ -831,6 +831,29 @@ pub fn start(cfg: &Config, plan: &Plan) -> Result<(), String> {
     }
 }
 
+/// Sets every signal a program may catch, but SIGCHLD and the fault
+/// signals, to `how` (async-signal-safe: it runs between fork and exec too).
+fn set_dispositions(how: libc::sighandler_t) {
+    let keep = [
+        libc::SIGKILL,
+        libc::SIGSTOP,
+        libc::SIGCHLD,
+        libc::SIGSEGV,
+        libc::SIGBUS,
+        libc::SIGFPE,
+        libc::SIGILL,
+        libc::SIGABRT,
+        libc::SIGTRAP,
+        libc::SIGSYS,
+    ];
+    for sig in 1..=libc::SIGRTMAX() {
+        if !keep.contains(&sig) {
+            // SAFETY: plain syscall; unknown or reserved numbers just fail.
+            unsafe { libc::signal(sig, how) };
+        }
+    }
+}
+
 fn helper_main(
     sock: OwnedFd,
     me: Ident,
@@ -840,14 +863,22 @@ fn helper_main(
 ) -> Result<(), String> {
     let set: caps::CapsHashSet = kept.iter().copied().collect();
     if privilege::current().uid == 0 {
-        privilege::drop_to(me, &set)?;
+        privilege::drop_to(me, &set, setup.inheritable.is_none())?;
     }
     // The helper is never ptrace-able or dumpable by the daemon's user.
     // SAFETY: plain prctl on ourselves.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0) };
+    // The daemon's signal handlers came along with the fork and would write
+    // to descriptors closed above: the helper ignores what the daemon
+    // catches (the daemon stops it by closing the socket; SIGKILL and its
+    // death signal still end it), and handlers get the defaults back.
+    set_dispositions(libc::SIG_IGN);
     let cfg = HelperConfig {
         checker,
-        setup: Some(Arc::new(move || setup.apply())),
+        setup: Some(Arc::new(move || {
+            set_dispositions(libc::SIG_DFL);
+            setup.apply()
+        })),
     };
     serve(sock, cfg)
 }
