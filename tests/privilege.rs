@@ -258,6 +258,80 @@ fn u_0_keeps_root_and_an_unknown_user_is_refused() {
 }
 
 #[test]
+fn u_g_and_c_choose_the_daemons_identity_and_extra_caps() {
+    if !require_root("privilege dropping") {
+        return;
+    }
+    let env = TestEnv::new();
+    env.write("a", "a");
+    let mut d = Daemon::start(
+        &env,
+        &[
+            "-t0",
+            "-w0",
+            "-u",
+            "daemon",
+            "-g",
+            "nogroup",
+            "-C",
+            "kill,CAP_SYS_NICE",
+        ],
+    );
+    d.wait_live(&env, T);
+    let s = Status::of(d.pid());
+    let kept = caps(&WRITER) | caps(&[DAC_READ_SEARCH, KILL]) | 1 << 23;
+    s.expect("daemon", 1, kept, Some(kept), 1);
+    assert_eq!(s.id("Gid"), 65534);
+    let groups = s.field("Groups").to_string();
+    assert_eq!(groups, "65534", "supplementary groups are dropped");
+}
+
+#[test]
+fn the_helper_runs_as_the_privileged_user_and_template_argv_passes_the_check() {
+    if !require_root("privilege dropping") {
+        return;
+    }
+    let env = TestEnv::new();
+    let public = Public::new();
+    let script = public.status_script("tpl");
+    env.write("a b", "x");
+    let mut d = Daemon::start(
+        &env,
+        &[
+            "-t0".as_ref(),
+            "-w0".as_ref(),
+            "-M".as_ref(),
+            "rsyncdirect".as_ref(),
+            "-S".as_ref(),
+            script.as_os_str(),
+            "--splitting".as_ref(),
+            "process".as_ref(),
+            "--check-execvp-arguments".as_ref(),
+            "--privileged-uid".as_ref(),
+            "daemon".as_ref(),
+            "--privileged-gid".as_ref(),
+            "daemon".as_ref(),
+            "-l".as_ref(),
+            "web".as_ref(),
+            "--".as_ref(),
+            "%RSYNC-ARGS%".as_ref(),
+            "--label=%label%".as_ref(),
+            "%INCLUDE-LIST%".as_ref(),
+            "%watch-dir%/".as_ref(),
+            "%destination-dir%/".as_ref(),
+        ],
+    );
+    let h = public.wait_status(&mut d, "tpl");
+    let helper = helper_of(d.pid()).expect("helper");
+    let hs = Status::of(helper);
+    // The helper is `daemon`; handlers default to the same user, so it
+    // needs no capability to switch, only to stop them.
+    hs.expect("helper", 1, caps(&[KILL]), Some(caps(&[KILL])), 0);
+    h.expect("handler", 1, 0, Some(caps(&[KILL])), 1);
+    assert!(!d.log().contains("refus"), "{}", d.log());
+}
+
+#[test]
 fn rsyncdirect_handler_runs_as_root_with_no_new_privs_and_bounded_caps() {
     if !require_root("privilege dropping") {
         return;
