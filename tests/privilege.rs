@@ -226,6 +226,34 @@ fn default_mirror_runs_as_nobody_and_mirrors_a_root_only_tree() {
 }
 
 #[test]
+fn mirror_hooks_run_as_the_handler_user_with_no_new_privs() {
+    if !require_root("privilege dropping") {
+        return;
+    }
+    let env = TestEnv::new();
+    let public = Public::new();
+    let hook = public.status_script("hook");
+    env.write("a", "a");
+    let mut d = Daemon::start(
+        &env,
+        &[
+            "-t0".as_ref(),
+            "-w0".as_ref(),
+            "--exit-hook".as_ref(),
+            hook.as_os_str(),
+        ],
+    );
+    d.wait_live(&env, T);
+    // Hooks can run as root: the daemon keeps what switching needs.
+    let kept = caps(&WRITER) | caps(&[DAC_READ_SEARCH, SETUID, SETGID, KILL]);
+    Status::of(d.pid()).expect("daemon", 65534, kept, Some(kept), 1);
+    let st = d.stop();
+    assert!(st.is_some_and(|s| s.success()), "{st:?}");
+    let h = Status::parse(&read(&public.out.join("hook")));
+    h.expect("exit hook", 0, kept, Some(kept), 1);
+}
+
+#[test]
 fn u_0_keeps_root_and_an_unknown_user_is_refused() {
     if !require_root("privilege dropping") {
         return;
