@@ -476,6 +476,34 @@ mod tests {
     }
 
     #[test]
+    fn pre_exec_runs_in_the_child_only_and_its_failure_is_a_spawn_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let mut argv = sh(r#"grep NoNewPrivs /proc/self/status > "$0""#);
+        argv.push(out.clone().into_os_string());
+        let nnp: PreExec = Arc::new(|| {
+            // SAFETY: plain prctl in the child.
+            if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+        let spec = Spec::new(argv);
+        assert_eq!(spec.run_prepared(Some(nnp)).unwrap(), Outcome::Exited(0));
+        let text = std::fs::read_to_string(&out).unwrap();
+        assert_eq!(text.split_whitespace().nth(1), Some("1"), "{text}");
+        let me = std::fs::read_to_string("/proc/self/status").unwrap();
+        assert!(me
+            .lines()
+            .any(|l| l.starts_with("NoNewPrivs:") && l.ends_with('0')));
+        let refuse: PreExec = Arc::new(|| Err(io::Error::from_raw_os_error(libc::EPERM)));
+        let e = Spec::new(os(&["/bin/true"]))
+            .run_prepared(Some(refuse))
+            .unwrap_err();
+        assert!(matches!(e, ExecError::PermissionDenied { .. }), "{e:?}");
+    }
+
+    #[test]
     fn empty_argv_is_an_error() {
         assert!(matches!(run(&[], &[], None), Err(ExecError::EmptyArgv)));
     }

@@ -711,7 +711,17 @@ pub struct LocalSpawner {
 impl exec::Spawner for LocalSpawner {
     fn run(&self, spec: &exec::Spec) -> Result<exec::Outcome, exec::ExecError> {
         let setup = self.setup;
-        spec.run_prepared(Some(Arc::new(move || setup.apply())))
+        match spec.run_prepared(Some(Arc::new(move || setup.apply()))) {
+            // EPERM may come from the setup as well as from execve.
+            Err(exec::ExecError::PermissionDenied { program }) => Err(exec::ExecError::Spawn {
+                program,
+                source: io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    "permission denied: it is not executable, or the handler's user or capabilities could not be set (see --sync-handler-uid, -C)",
+                ),
+            }),
+            r => r,
+        }
     }
 }
 
