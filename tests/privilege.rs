@@ -623,6 +623,58 @@ fn a_dead_helper_stops_the_daemon_with_an_error() {
     );
 }
 
+#[test]
+fn under_splitting_a_stop_and_a_timeout_reach_the_handlers_through_the_helper() {
+    if !require_root("privilege dropping") {
+        return;
+    }
+    let env = TestEnv::new();
+    let public = Public::new();
+    let pids = public.out.join("pids");
+    let script = public.dir.join("slow.sh");
+    fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho $$ >> '{}'\nexec sleep 1000\n",
+            pids.display()
+        ),
+    )
+    .expect("write script");
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).expect("chmod");
+    env.write("a", "a");
+    // -k 3: the helper kills the handler's group after three seconds.
+    let mut d = Daemon::start(
+        &env,
+        &[
+            "-t0".as_ref(),
+            "-w0".as_ref(),
+            "-k".as_ref(),
+            "3".as_ref(),
+            "-M".as_ref(),
+            "rsyncdirect".as_ref(),
+            "-S".as_ref(),
+            script.as_os_str(),
+            "--splitting".as_ref(),
+            "process".as_ref(),
+        ],
+    );
+    d.wait_for_log(T, "(the sync timeout, -k)");
+    let first: i32 = lines(&pids)[0].parse().expect("pid");
+    wait_until(T, "the timed-out handler to be gone", || !alive(first));
+    // The retry runs; SIGTERM now stops it through the helper.
+    d.wait_until(T, "a second run", || lines(&pids).len() >= 2);
+    let second: i32 = lines(&pids)[1].parse().expect("pid");
+    assert!(alive(second));
+    unsafe { libc::kill(d.pid(), libc::SIGTERM) };
+    // Well before its own -k timeout: the stop went through the helper.
+    wait_until(
+        Duration::from_secs(2),
+        "the running handler to be stopped",
+        || !alive(second),
+    );
+    let _ = d.wait_exit(T);
+}
+
 /// The namespace `kind` of `pid` (`/proc/PID/ns/KIND` link).
 fn ns(pid: &str, kind: &str) -> PathBuf {
     fs::read_link(format!("/proc/{pid}/ns/{kind}")).expect("read ns link")
