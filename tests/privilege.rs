@@ -675,6 +675,80 @@ fn under_splitting_a_stop_and_a_timeout_reach_the_handlers_through_the_helper() 
     let _ = d.wait_exit(T);
 }
 
+#[test]
+fn split_mirror_writes_from_the_helper_and_the_daemon_holds_no_writer_caps() {
+    if !require_root("privilege dropping") {
+        return;
+    }
+    let env = TestEnv::new();
+    root_tree(&env);
+    let rules = env.root.join("rules");
+    fs::write(&rules, "").expect("rules");
+    let mut d = Daemon::start(
+        &env,
+        &[
+            "-t0".as_ref(),
+            "-w0".as_ref(),
+            "--secure-splitting".as_ref(),
+            "-R".as_ref(),
+            rules.as_os_str(),
+        ],
+    );
+    d.wait_live(&env, T);
+    let daemon = caps(&[DAC_READ_SEARCH]);
+    Status::of(d.pid()).expect_seccomp("daemon", 65534, daemon, Some(daemon), 1, 2);
+    let helper = helper_of(d.pid()).expect("helper");
+    let hk = caps(&WRITER) | caps(&[DAC_READ_SEARCH, KILL]);
+    Status::of(helper).expect("helper", 0, hk, Some(hk), 0);
+    // Owners copied by the helper; events below the 0700 dir arrive.
+    let m = fs::metadata(env.dst_path("top.txt")).expect("stat");
+    assert_eq!((m.uid(), m.gid()), (1, 1));
+    env.write("secret/deeper/new", "n");
+    env.mkdir_p("moved");
+    fs::rename(env.src_path("secret/deeper/key"), env.src_path("moved/key")).expect("mv");
+    d.wait_synced(&env, T);
+    // A reload hands the helper the new rules.
+    fs::write(&rules, "-f\\.tmp$\n").expect("rules");
+    unsafe { libc::kill(d.pid(), libc::SIGHUP) };
+    d.wait_for_log(T, "reloaded");
+    env.write("x.tmp", "t");
+    env.write("y.txt", "y");
+    d.wait_until(T, "y.txt synced", || env.dst_has("y.txt"));
+    assert!(
+        !env.dst_has("x.tmp"),
+        "the helper's mirror uses the new rules"
+    );
+}
+
+#[test]
+fn helper_refuses_mirror_paths_outside_the_tree() {
+    for bad in [&b"../etc"[..], b"/etc", b"a//b", b"a/./b", b"a\0b"] {
+        let req = Request::Mirror {
+            id: 1,
+            ops: vec![livesync::batch::Op::Sync {
+                path: bad.to_vec(),
+                recursive: true,
+            }],
+        };
+        let e = Request::decode(&req.encode()).expect_err("refused");
+        assert!(e.contains("not a path inside the tree"), "{e}");
+    }
+    let ok = Request::Mirror {
+        id: 2,
+        ops: vec![
+            livesync::batch::Op::Sync {
+                path: Vec::new(),
+                recursive: true,
+            },
+            livesync::batch::Op::Move {
+                from: b"a b/c".to_vec(),
+                to: b"--rsh=x".to_vec(),
+            },
+        ],
+    };
+    assert_eq!(Request::decode(&ok.encode()), Ok(ok));
+}
+
 /// The namespace `kind` of `pid` (`/proc/PID/ns/KIND` link).
 fn ns(pid: &str, kind: &str) -> PathBuf {
     fs::read_link(format!("/proc/{pid}/ns/{kind}")).expect("read ns link")
@@ -748,6 +822,7 @@ fn helper_protocol_refuses_argv_the_templates_cannot_produce() {
             private_parent: std::env::temp_dir(),
         },
         setup: None,
+        mirror: None,
     };
     let server = std::thread::spawn(move || split::serve(theirs, cfg));
     let fd = ours.as_raw_fd();
@@ -850,17 +925,26 @@ fn hostile_names_are_plain_names_for_the_mirror_and_rsync() {
     if !require_root("privilege dropping") || !require_tool("rsync") {
         return;
     }
-    for mode in ["mirror", "rsyncdirect"] {
+    for (mode, split) in [
+        ("mirror", "--splitting=off"),
+        ("mirror", "--secure-splitting"),
+        ("rsyncdirect", "--splitting=off"),
+        ("rsyncdirect", "--secure-splitting"),
+    ] {
         let env = TestEnv::new();
         let cwd = tempfile::tempdir().expect("tempdir");
         for n in hostile_names() {
             env.write(n, n);
         }
         let cwd_path = cwd.path().to_path_buf();
-        let mut d =
-            Daemon::start_prepared(&env, &["-t0", "-w0", "-M", mode], Locking::Shared, |c| {
+        let mut d = Daemon::start_prepared(
+            &env,
+            &["-t0", "-w0", "-M", mode, split],
+            Locking::Shared,
+            |c| {
                 c.current_dir(&cwd_path);
-            });
+            },
+        );
         d.wait_live(&env, T);
         env.mkdir_p("sub");
         for n in hostile_names() {
@@ -888,7 +972,6 @@ fn unsupported_hardening_options_are_refused_not_ignored() {
         &["--detach-network", "sometimes"],
         &["--splitting", "thread"],
         &["--check-execvp-arguments"],
-        &["--splitting", "process"],
     ] {
         let mut args = vec![
             "-W".to_string(),

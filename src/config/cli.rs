@@ -515,13 +515,13 @@ pub struct Args {
     pub permit_new_privs: bool,
 
     /// off or process: with process, a small privileged helper starts,
-    /// kills and reaps handlers, and the daemon keeps no capability to start
-    /// them itself.
+    /// kills and reaps handlers (and runs the built-in mirror), and the
+    /// daemon keeps no capability to start them or to write.
     ///
     /// Protects against: a bug in the daemon (which reads hostile file names
     /// and runs the event loop) being used to run programs as the handler's
-    /// user. Costs: one more process and a round trip per handler run; the
-    /// built-in mirror cannot be split yet.
+    /// user or to write as root. Costs: one more process and a round trip
+    /// per handler run or mirror batch.
     #[arg(
         long = "splitting",
         value_name = "MODE",

@@ -754,13 +754,6 @@ impl Config {
         let privileges =
             crate::daemon::privilege::Settings::from_args(&a).map_err(ConfigError::Invalid)?;
         crate::daemon::privilege::refuse_unsupported(&a).map_err(ConfigError::Invalid)?;
-        if privileges.splitting == crate::daemon::privilege::Splitting::Process
-            && mode == Mode::Mirror
-        {
-            return Err(ConfigError::Invalid(
-                "--splitting=process with -M mirror: not supported yet (the built-in mirror writes from the daemon itself); use -M rsyncdirect or drop --splitting".to_string(),
-            ));
-        }
 
         let debug: u32 = a.debug.iter().map(|&d| u32::from(d)).sum();
         let log_level = if a.quiet {

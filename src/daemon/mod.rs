@@ -149,6 +149,8 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> DaemonError {
 enum HandlerBox {
     Mirror(Mirror),
     Rsync(Box<RsyncDirect>),
+    /// The mirror, run by the privileged helper (`--splitting=process`).
+    SplitMirror(split::MirrorClient),
 }
 
 impl HandlerBox {
@@ -159,6 +161,7 @@ impl HandlerBox {
     ) -> Result<Report, HandlerError> {
         match self {
             HandlerBox::Mirror(m) => m.run(batch),
+            HandlerBox::SplitMirror(m) => m.run(batch),
             HandlerBox::Rsync(r) => {
                 r.set_env(env);
                 r.run(batch)
@@ -386,6 +389,9 @@ fn build_handler(cfg: &Config) -> Result<HandlerBox, DaemonError> {
                     "the built-in mirror needs a local destination".into(),
                 ));
             };
+            if let Some(client) = split::mirror_client(&cfg.rules) {
+                return Ok(HandlerBox::SplitMirror(client?));
+            }
             std::fs::create_dir_all(dst).map_err(io_err(format!(
                 "cannot create the destination {}; create it or check permissions",
                 path::display_os(dst)

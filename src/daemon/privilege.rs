@@ -464,7 +464,7 @@ impl Plan {
             "to read and watch the whole tree".into(),
         )];
         let split = s.splitting == Splitting::Process;
-        if cfg.mode == Mode::Mirror {
+        if cfg.mode == Mode::Mirror && !split {
             for c in WRITER_CAPS {
                 reasons.push((c, "the built-in mirror writes the destination".into()));
             }

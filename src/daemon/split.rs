@@ -1,6 +1,7 @@
 //! `--splitting=process`: a small privileged helper that starts, kills and
-//! reaps handler processes for the unprivileged daemon, and
-//! `--check-execvp-arguments`, its check of every argv it is asked to run.
+//! reaps handler processes (and runs the built-in mirror) for the
+//! unprivileged daemon, and `--check-execvp-arguments`, its check of every
+//! argv it is asked to run.
 //!
 //! The helper is forked at start while the daemon is still single-threaded
 //! and privileged; it closes every descriptor but its end of a
@@ -16,16 +17,28 @@
 //!   kind, message).
 //! - `SIGNAL`: a u32 signal, only SIGTERM or SIGKILL: sent to the process
 //!   group of every running handler. No reply.
+//! - `RULES`: id, the rules as text: the built-in mirror's rules from now on
+//!   (the destination is created on the first one). Replies `REPORT` or
+//!   `FAIL`.
+//! - `MIRROR`: id, op count, each op a kind (0 sync, 1 recursive sync,
+//!   2 move) and one or two paths, each relative to the trees with no `.`,
+//!   `..` or empty component and no NUL. The helper runs the mirror on them
+//!   and replies `REPORT` (copied, deleted, renamed) or `FAIL`.
 //!
 //! Anything else ends the helper (a daemon that speaks nonsense is not
 //! trusted any more). When the daemon goes away (EOF) the helper kills its
 //! handlers and exits. This module must not run anything the daemon did
-//! not ask for, and the helper never touches the watched tree itself.
+//! not ask for, and the helper touches the trees only through the mirror
+//! engine, on the paths the daemon names.
 
 use super::privilege::{self, Ident, Plan};
+use crate::batch::{Batch, Op};
 use crate::config::{Config, Destination, Mode};
 use crate::exec::{self, ExecError, Outcome, Spec};
+use crate::handler::mirror::Mirror;
 use crate::handler::template::{Context, Template};
+use crate::handler::{Handler, HandlerError, Report};
+use crate::rules::Rules;
 use std::ffi::OsString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -43,6 +56,9 @@ const TAG_RUN: u8 = 1;
 const TAG_SIGNAL: u8 = 2;
 const TAG_DONE: u8 = 3;
 const TAG_FAIL: u8 = 4;
+const TAG_RULES: u8 = 5;
+const TAG_MIRROR: u8 = 6;
+const TAG_REPORT: u8 = 7;
 
 /// A request from the daemon to the helper.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,13 +71,35 @@ pub enum Request {
         grace: Duration,
     },
     Signal(i32),
+    /// The built-in mirror's rules (rules text), from now on.
+    Rules {
+        id: u64,
+        text: Vec<u8>,
+    },
+    /// Run the built-in mirror on these ops (paths relative to the trees).
+    Mirror {
+        id: u64,
+        ops: Vec<Op>,
+    },
 }
 
 /// How a run went, as the helper reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Reply {
-    Done { id: u64, outcome: Outcome },
-    Fail { id: u64, kind: u8, message: String },
+    Done {
+        id: u64,
+        outcome: Outcome,
+    },
+    Fail {
+        id: u64,
+        kind: u8,
+        message: String,
+    },
+    /// What a `RULES` or `MIRROR` request did.
+    Report {
+        id: u64,
+        report: Report,
+    },
 }
 
 /// `FAIL` kinds.
@@ -104,6 +142,29 @@ impl Request {
             Request::Signal(sig) => {
                 out.push(TAG_SIGNAL);
                 out.extend_from_slice(&(*sig as u32).to_le_bytes());
+            }
+            Request::Rules { id, text } => {
+                out.push(TAG_RULES);
+                out.extend_from_slice(&id.to_le_bytes());
+                put(&mut out, text);
+            }
+            Request::Mirror { id, ops } => {
+                out.push(TAG_MIRROR);
+                out.extend_from_slice(&id.to_le_bytes());
+                out.extend_from_slice(&(ops.len() as u32).to_le_bytes());
+                for op in ops {
+                    match op {
+                        Op::Sync { path, recursive } => {
+                            out.push(u8::from(*recursive));
+                            put(&mut out, path);
+                        }
+                        Op::Move { from, to } => {
+                            out.push(2);
+                            put(&mut out, from);
+                            put(&mut out, to);
+                        }
+                    }
+                }
             }
         }
         out
@@ -161,6 +222,31 @@ impl Request {
                 }
                 Request::Signal(sig)
             }
+            TAG_RULES => {
+                let id = r.u64()?;
+                let text = r.bytes()?.to_vec();
+                Request::Rules { id, text }
+            }
+            TAG_MIRROR => {
+                let id = r.u64()?;
+                let n = r.count()?;
+                let mut ops = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let op = match r.u8()? {
+                        k @ (0 | 1) => Op::Sync {
+                            path: tree_path(r.bytes()?)?,
+                            recursive: k == 1,
+                        },
+                        2 => Op::Move {
+                            from: tree_path(r.bytes()?)?,
+                            to: tree_path(r.bytes()?)?,
+                        },
+                        k => return Err(format!("unknown op {k}")),
+                    };
+                    ops.push(op);
+                }
+                Request::Mirror { id, ops }
+            }
             t => return Err(format!("unknown request type {t}")),
         };
         if r.at != b.len() {
@@ -195,6 +281,13 @@ impl Reply {
                 out.push(*kind);
                 put(&mut out, message.as_bytes());
             }
+            Reply::Report { id, report } => {
+                out.push(TAG_REPORT);
+                out.extend_from_slice(&id.to_le_bytes());
+                for n in [report.copied, report.deleted, report.renamed] {
+                    out.extend_from_slice(&n.to_le_bytes());
+                }
+            }
         }
         out
     }
@@ -225,6 +318,16 @@ impl Reply {
                 let message = String::from_utf8_lossy(r.bytes()?).into_owned();
                 Reply::Fail { id, kind, message }
             }
+            TAG_REPORT => {
+                let id = r.u64()?;
+                let report = Report {
+                    copied: r.u64()?,
+                    deleted: r.u64()?,
+                    renamed: r.u64()?,
+                    ..Report::default()
+                };
+                Reply::Report { id, report }
+            }
             t => return Err(format!("unknown reply type {t}")),
         };
         if r.at != b.len() {
@@ -232,6 +335,22 @@ impl Reply {
         }
         Ok(reply)
     }
+}
+
+/// A path relative to the trees, as the mirror takes it: empty (the root)
+/// or `/`-separated names, none empty, `.` or `..`, no NUL, no leading `/`.
+fn tree_path(b: &[u8]) -> Result<Vec<u8>, String> {
+    let bad = b.contains(&0)
+        || (!b.is_empty()
+            && b.split(|&c| c == b'/')
+                .any(|c| c.is_empty() || c == b"." || c == b".."));
+    if bad {
+        return Err(format!(
+            "{} is not a path inside the tree",
+            crate::path::display(b)
+        ));
+    }
+    Ok(b.to_vec())
 }
 
 struct Reader<'a> {
@@ -555,18 +674,78 @@ impl Checker {
     }
 }
 
+/// The built-in mirror as the helper runs it: the two trees (the
+/// destination is created on the first `RULES` request) and the engine.
+pub struct HelperMirror {
+    pub src: PathBuf,
+    pub dst: PathBuf,
+    pub engine: Option<Mirror>,
+}
+
 /// What the helper needs besides its socket.
-#[derive(Clone)]
 pub struct HelperConfig {
     pub checker: Checker,
     /// Done in each handler child before exec (identity, caps, no-new-privs).
     pub setup: Option<exec::PreExec>,
+    /// With `-M mirror`: the mirror runs here, not in the daemon.
+    pub mirror: Option<HelperMirror>,
+}
+
+fn report_reply(id: u64, done: Result<Report, String>) -> Reply {
+    match done {
+        Ok(report) => Reply::Report { id, report },
+        Err(message) => Reply::Fail {
+            id,
+            kind: FAIL_OTHER,
+            message,
+        },
+    }
+}
+
+/// Stack of the thread that runs a mirror batch (it walks depth-first).
+const MIRROR_STACK: usize = 256 << 20;
+
+impl HelperMirror {
+    fn rules(&mut self, text: &[u8]) -> Result<Report, String> {
+        let rules = Rules::parse(text, "the daemon's rules").map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(&self.dst).map_err(|e| {
+            format!(
+                "cannot create the destination {}: {e}; create it or check permissions",
+                crate::path::display_os(&self.dst)
+            )
+        })?;
+        let dst = self
+            .dst
+            .canonicalize()
+            .map_err(|e| format!("destination {}: {e}", crate::path::display_os(&self.dst)))?;
+        self.engine = Some(Mirror::new(self.src.clone(), dst, Arc::new(rules)));
+        Ok(Report::default())
+    }
+
+    fn run(&mut self, ops: Vec<Op>) -> Result<Report, String> {
+        let Some(engine) = self.engine.as_mut() else {
+            return Err("the mirror got no rules yet".into());
+        };
+        let batch = Batch {
+            ops,
+            ..Batch::default()
+        };
+        std::thread::scope(|scope| {
+            std::thread::Builder::new()
+                .name("livesync-helper-mirror".into())
+                .stack_size(MIRROR_STACK)
+                .spawn_scoped(scope, || engine.run(&batch).map_err(|e| e.to_string()))
+                .map_err(|e| format!("cannot start the mirror thread: {e}"))?
+                .join()
+                .unwrap_or_else(|_| Err("the mirror thread panicked".into()))
+        })
+    }
 }
 
 /// Serves requests on `sock` until EOF or a bad request; returns why it
 /// stopped. Runs each handler on a thread of its own and answers when it
 /// ends. This is the helper's whole loop; a test can drive it directly.
-pub fn serve(sock: OwnedFd, cfg: HelperConfig) -> Result<(), String> {
+pub fn serve(sock: OwnedFd, mut cfg: HelperConfig) -> Result<(), String> {
     let sock = Arc::new(sock);
     let result = loop {
         let packet = match recv_packet(sock.as_raw_fd()) {
@@ -581,6 +760,24 @@ pub fn serve(sock: OwnedFd, cfg: HelperConfig) -> Result<(), String> {
         match req {
             Request::Signal(sig) => {
                 super::procs::signal_child_groups(sig);
+            }
+            Request::Rules { id, text } => {
+                let done = match cfg.mirror.as_mut() {
+                    Some(m) => m.rules(&text),
+                    None => Err("this helper runs no mirror".into()),
+                };
+                if let Err(e) = send_packet(sock.as_raw_fd(), &report_reply(id, done).encode()) {
+                    break Err(format!("answering: {e}"));
+                }
+            }
+            Request::Mirror { id, ops } => {
+                let done = match cfg.mirror.as_mut() {
+                    Some(m) => m.run(ops),
+                    None => Err("this helper runs no mirror".into()),
+                };
+                if let Err(e) = send_packet(sock.as_raw_fd(), &report_reply(id, done).encode()) {
+                    break Err(format!("answering: {e}"));
+                }
             }
             Request::Run {
                 id,
@@ -666,6 +863,35 @@ impl HelperSpawner {
     }
 }
 
+impl HelperSpawner {
+    /// Sends the request `make(id)` and waits for its reply (one exchange
+    /// at a time; late replies to earlier requests are skipped). A lost
+    /// helper stops the daemon (see [`helper_lost`]).
+    fn exchange(&self, make: impl FnOnce(u64) -> Request) -> io::Result<Reply> {
+        let mut next = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        *next += 1;
+        let id = *next;
+        let lost = |e: io::Error| {
+            helper_lost();
+            io::Error::new(e.kind(), format!("the privileged helper: {e}"))
+        };
+        send_packet(self.sock.as_raw_fd(), &make(id).encode()).map_err(lost)?;
+        loop {
+            let packet = recv_packet(self.sock.as_raw_fd())
+                .map_err(lost)?
+                .ok_or_else(|| lost(io::Error::other("it exited")))?;
+            let reply = Reply::decode(&packet)
+                .map_err(|e| lost(io::Error::new(io::ErrorKind::InvalidData, e)))?;
+            let got = match &reply {
+                Reply::Done { id, .. } | Reply::Fail { id, .. } | Reply::Report { id, .. } => *id,
+            };
+            if got == id {
+                return Ok(reply);
+            }
+        }
+    }
+}
+
 impl exec::Spawner for HelperSpawner {
     fn run(&self, spec: &Spec) -> Result<Outcome, ExecError> {
         let program = spec
@@ -673,49 +899,76 @@ impl exec::Spawner for HelperSpawner {
             .first()
             .map(|p| crate::path::display(p.as_bytes()))
             .ok_or(ExecError::EmptyArgv)?;
-        let lost = |e: io::Error| {
-            helper_lost();
-            ExecError::Spawn {
+        let reply = self
+            .exchange(|id| Request::Run {
+                id,
+                argv: spec.argv.clone(),
+                env: spec.env.clone(),
+                timeout: spec.timeout,
+                grace: spec.grace,
+            })
+            .map_err(|source| ExecError::Spawn {
                 program: program.clone(),
-                source: io::Error::new(e.kind(), format!("the privileged helper: {e}")),
+                source,
+            })?;
+        match reply {
+            Reply::Done { outcome, .. } => Ok(outcome),
+            Reply::Fail { kind, message, .. } => {
+                let source = match kind {
+                    FAIL_NOT_FOUND => io::Error::new(io::ErrorKind::NotFound, message),
+                    FAIL_DENIED => io::Error::new(io::ErrorKind::PermissionDenied, message),
+                    _ => io::Error::other(message),
+                };
+                Err(ExecError::Spawn { program, source })
             }
-        };
-        let mut next = self.lock.lock().unwrap_or_else(|p| p.into_inner());
-        *next += 1;
-        let id = *next;
-        let req = Request::Run {
-            id,
-            argv: spec.argv.clone(),
-            env: spec.env.clone(),
-            timeout: spec.timeout,
-            grace: spec.grace,
-        };
-        send_packet(self.sock.as_raw_fd(), &req.encode()).map_err(lost)?;
-        loop {
-            let packet = recv_packet(self.sock.as_raw_fd())
-                .map_err(lost)?
-                .ok_or_else(|| lost(io::Error::other("it exited")))?;
-            let reply = Reply::decode(&packet)
-                .map_err(|e| lost(io::Error::new(io::ErrorKind::InvalidData, e)))?;
-            match reply {
-                Reply::Done { id: got, outcome } if got == id => return Ok(outcome),
-                Reply::Fail {
-                    id: got,
-                    kind,
-                    message,
-                } if got == id => {
-                    let source = match kind {
-                        FAIL_NOT_FOUND => io::Error::new(io::ErrorKind::NotFound, message),
-                        FAIL_DENIED => io::Error::new(io::ErrorKind::PermissionDenied, message),
-                        _ => io::Error::other(message),
-                    };
-                    return Err(ExecError::Spawn { program, source });
-                }
-                // A late answer to an earlier run: skip it.
-                _ => continue,
-            }
+            Reply::Report { .. } => Err(ExecError::Spawn {
+                program,
+                source: io::Error::other("the privileged helper answered a run with a report"),
+            }),
         }
     }
+}
+
+/// The built-in mirror, run by the privileged helper: the daemon's handler
+/// with `--splitting=process -M mirror`. It holds no capability to write.
+pub struct MirrorClient {
+    helper: Arc<HelperSpawner>,
+}
+
+impl MirrorClient {
+    fn answer(reply: io::Result<Reply>) -> Result<Report, HandlerError> {
+        match reply {
+            Ok(Reply::Report { report, .. }) => Ok(report),
+            Ok(Reply::Fail { message, .. }) => Err(HandlerError::Other(message)),
+            Ok(Reply::Done { .. }) => Err(HandlerError::Other(
+                "the privileged helper answered a mirror batch with an exit".into(),
+            )),
+            Err(e) => Err(HandlerError::Other(e.to_string())),
+        }
+    }
+}
+
+impl Handler for MirrorClient {
+    fn name(&self) -> &str {
+        "mirror"
+    }
+
+    fn run(&mut self, batch: &Batch) -> Result<Report, HandlerError> {
+        MirrorClient::answer(self.helper.exchange(|id| Request::Mirror {
+            id,
+            ops: batch.ops.clone(),
+        }))
+    }
+}
+
+/// The handler for `-M mirror` when the helper runs the mirror: hands it
+/// `rules` (at start and on every reload) and returns the client; None
+/// without a helper.
+pub fn mirror_client(rules: &Rules) -> Option<Result<MirrorClient, HandlerError>> {
+    let helper = Arc::clone(HELPER.get()?);
+    let text = rules.to_text();
+    let set = helper.exchange(|id| Request::Rules { id, text });
+    Some(MirrorClient::answer(set).map(|_| MirrorClient { helper }))
 }
 
 static HELPER: OnceLock<Arc<HelperSpawner>> = OnceLock::new();
@@ -771,9 +1024,6 @@ fn close_other_fds(keep: RawFd) {
 /// Forks the helper (the daemon must be single-threaded and still
 /// privileged) and installs the spawner that talks to it.
 pub fn start(cfg: &Config, plan: &Plan) -> Result<(), String> {
-    if cfg.mode == Mode::Mirror {
-        return Err("--splitting=process with -M mirror: not supported yet (the built-in mirror writes from the daemon itself); use -M rsyncdirect or drop --splitting".into());
-    }
     let s = &cfg.privileges;
     let checker = Checker {
         patterns: if s.check_execvp {
@@ -798,6 +1048,21 @@ pub fn start(cfg: &Config, plan: &Plan) -> Result<(), String> {
         kept.push(caps::Capability::CAP_DAC_READ_SEARCH);
     }
     kept.push(caps::Capability::CAP_KILL);
+    let mirror = match (&cfg.mode, &cfg.destination) {
+        (Mode::Mirror, Some(Destination::Local(dst))) => {
+            // The helper writes the destination as root would.
+            kept.extend(privilege::WRITER_CAPS);
+            kept.push(caps::Capability::CAP_DAC_READ_SEARCH);
+            Some(HelperMirror {
+                src: cfg.watch_dir.clone(),
+                dst: dst.clone(),
+                engine: None,
+            })
+        }
+        _ => None,
+    };
+    kept.sort_by_key(|c| c.index());
+    kept.dedup();
     let setup = privilege::child_setup(s, privileged, plan.handler, privilege::mask(&kept));
     let (ours, theirs) = seqpacket_pair().map_err(|e| format!("--splitting: socketpair: {e}"))?;
     // SAFETY: the daemon is single-threaded here (documented requirement).
@@ -811,7 +1076,7 @@ pub fn start(cfg: &Config, plan: &Plan) -> Result<(), String> {
             // SAFETY: plain prctl; the helper dies with the daemon.
             unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
             close_other_fds(theirs.as_raw_fd());
-            let code = match helper_main(theirs, privileged, &kept, setup, checker) {
+            let code = match helper_main(theirs, privileged, &kept, setup, checker, mirror) {
                 Ok(()) => 0,
                 Err(e) => {
                     log::error!("privileged helper: {e}");
@@ -860,6 +1125,7 @@ fn helper_main(
     kept: &[caps::Capability],
     setup: privilege::ChildSetup,
     checker: Checker,
+    mirror: Option<HelperMirror>,
 ) -> Result<(), String> {
     let set: caps::CapsHashSet = kept.iter().copied().collect();
     if privilege::current().uid == 0 {
@@ -879,6 +1145,7 @@ fn helper_main(
             set_dispositions(libc::SIG_DFL);
             setup.apply()
         })),
+        mirror,
     };
     serve(sock, cfg)
 }
