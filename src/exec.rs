@@ -12,6 +12,12 @@
 //! caller judges. It never touches process-global state (signal handlers,
 //! the global reaper): the caller's process must not reap children it did not
 //! start (no `waitpid(-1)`), or the status of ours is lost.
+//!
+//! The daemon may install one [`Spawner`] at start ([`set_spawner`]): from
+//! then on [`Spec::run`] goes through it, so that handlers get the identity,
+//! capabilities and no-new-privs the daemon decided, or are started by its
+//! privileged helper (`--splitting=process`). Without one, children are
+//! started here as they are.
 
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
@@ -20,8 +26,26 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, OnceLock};
 use std::time::{Duration, Instant};
+
+/// Starts children on behalf of [`Spec::run`] (see the module docs).
+pub trait Spawner: Send + Sync {
+    /// Runs `spec` to completion, as [`Spec::run_prepared`] does.
+    fn run(&self, spec: &Spec) -> Result<Outcome, ExecError>;
+}
+
+static SPAWNER: OnceLock<Box<dyn Spawner>> = OnceLock::new();
+
+/// Installs the spawner every later [`Spec::run`] goes through; only the
+/// first call counts (false for a later one).
+pub fn set_spawner(s: Box<dyn Spawner>) -> bool {
+    SPAWNER.set(s).is_ok()
+}
+
+/// Code run in the child between fork and exec; it must be
+/// async-signal-safe (no allocation, no locks).
+pub type PreExec = Arc<dyn Fn() -> io::Result<()> + Send + Sync>;
 
 /// How long a timed-out child's group gets between SIGTERM and SIGKILL.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(2);
@@ -147,8 +171,17 @@ impl Spec {
         }
     }
 
-    /// Runs the child to completion (see the module docs).
+    /// Runs the child to completion (see the module docs), through the
+    /// installed [`Spawner`] if there is one.
     pub fn run(&self) -> Result<Outcome, ExecError> {
+        match SPAWNER.get() {
+            Some(s) => s.run(self),
+            None => self.run_prepared(None),
+        }
+    }
+
+    /// Runs the child here, with `pre_exec` run in it before the program.
+    pub fn run_prepared(&self, pre_exec: Option<PreExec>) -> Result<Outcome, ExecError> {
         let (program, args) = self.argv.split_first().ok_or(ExecError::EmptyArgv)?;
         let name = crate::path::display(program.as_bytes());
         let mut cmd = Command::new(program);
@@ -160,6 +193,12 @@ impl Spec {
             .process_group(0);
         if let Some(dir) = &self.cwd {
             cmd.current_dir(dir);
+        }
+        if let Some(f) = pre_exec {
+            // SAFETY: the caller promises `f` is async-signal-safe.
+            unsafe {
+                cmd.pre_exec(move || f());
+            }
         }
         let mut child = spawn(&mut cmd).map_err(|e| spawn_error(program, name.clone(), e))?;
         let pid = child.id();
@@ -441,6 +480,34 @@ mod tests {
         let f = dir.path().join("script");
         std::fs::write(&f, "#!/bin/sh\n").unwrap();
         let e = run(&[f.into_os_string()], &[], None).unwrap_err();
+        assert!(matches!(e, ExecError::PermissionDenied { .. }), "{e:?}");
+    }
+
+    #[test]
+    fn pre_exec_runs_in_the_child_only_and_its_failure_is_a_spawn_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let mut argv = sh(r#"grep NoNewPrivs /proc/self/status > "$0""#);
+        argv.push(out.clone().into_os_string());
+        let nnp: PreExec = Arc::new(|| {
+            // SAFETY: plain prctl in the child.
+            if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+        let spec = Spec::new(argv);
+        assert_eq!(spec.run_prepared(Some(nnp)).unwrap(), Outcome::Exited(0));
+        let text = std::fs::read_to_string(&out).unwrap();
+        assert_eq!(text.split_whitespace().nth(1), Some("1"), "{text}");
+        let me = std::fs::read_to_string("/proc/self/status").unwrap();
+        assert!(me
+            .lines()
+            .any(|l| l.starts_with("NoNewPrivs:") && l.ends_with('0')));
+        let refuse: PreExec = Arc::new(|| Err(io::Error::from_raw_os_error(libc::EPERM)));
+        let e = Spec::new(os(&["/bin/true"]))
+            .run_prepared(Some(refuse))
+            .unwrap_err();
         assert!(matches!(e, ExecError::PermissionDenied { .. }), "{e:?}");
     }
 

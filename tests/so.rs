@@ -672,9 +672,11 @@ fn a_handler_runs_programs_through_clsyncapi_fork() {
     let env = TestEnv::new();
     let so = recorder(&env, "recorder.so", &[]);
     let marker = env.outside.join("touched");
+    // Started as root the daemon (and so what the object forks) runs as
+    // nobody, who cannot write the 0700 test dirs: -u 0 keeps root.
     let mut d = start(
         &env,
-        &["-M", "so", "-S", &s(&so), "-t0", "-w0"],
+        &["-M", "so", "-S", &s(&so), "-t0", "-w0", "-u", "0"],
         &[("LIVESYNC_SO_TOUCH", &s(&marker))],
     );
     d.wait_until(secs(10.0), "the forked touch", || {

@@ -499,6 +499,223 @@ still retried, never dropped. Use it only with a handler that tolerates that."
     #[arg(short = 'F', long = "full-initialsync", help_heading = "Command modes")]
     pub full_initialsync: bool,
 
+    // ---- Privileges and hardening (issue #5; src/daemon/privilege.rs,
+    // src/daemon/split.rs). Long help says what each protects against and
+    // what it costs; SECURITY.md has the whole threat model.
+    /// Run the daemon as USER (name or number) after its privileged setup.
+    ///
+    /// Started as root, livesync becomes nobody by default (or the
+    /// --sync-handler-uid user when that is not root, so that the handler
+    /// can read the daemon's list files), keeping only the capabilities its
+    /// work needs (see -C). Protects against: a bug in
+    /// livesync (or a hostile file name that reaches one) acting with all of
+    /// root's power. Costs: nothing for the built-in mirror; `-u 0` keeps
+    /// root.
+    #[arg(
+        short = 'u',
+        long = "uid",
+        value_name = "USER",
+        help_heading = "Privileges and hardening"
+    )]
+    pub uid: Option<String>,
+
+    /// Run the daemon with GROUP (default when root: nogroup).
+    ///
+    /// Supplementary groups are always dropped.
+    #[arg(
+        short = 'g',
+        long = "gid",
+        value_name = "GROUP",
+        help_heading = "Privileges and hardening"
+    )]
+    pub gid: Option<String>,
+
+    /// User of the privileged helper (--splitting=process); default: the
+    /// user livesync was started as.
+    #[arg(
+        long = "privileged-uid",
+        value_name = "USER",
+        help_heading = "Privileges and hardening"
+    )]
+    pub privileged_uid: Option<String>,
+
+    /// Group of the privileged helper; default: the group livesync was
+    /// started with.
+    #[arg(
+        long = "privileged-gid",
+        value_name = "GROUP",
+        help_heading = "Privileges and hardening"
+    )]
+    pub privileged_gid: Option<String>,
+
+    /// Run sync handlers and hooks as USER; default: --privileged-uid.
+    ///
+    /// Protects against: a handler (rsync, a script) or what it runs doing
+    /// more than USER may, e.g. writing outside a destination USER owns.
+    /// Costs: USER must be able to read the source and write the
+    /// destination; ownership is preserved only as root.
+    #[arg(
+        long = "sync-handler-uid",
+        value_name = "USER",
+        help_heading = "Privileges and hardening"
+    )]
+    pub sync_handler_uid: Option<String>,
+
+    /// Run sync handlers and hooks with GROUP; default: the primary group
+    /// of --sync-handler-uid, or else --privileged-gid.
+    #[arg(
+        long = "sync-handler-gid",
+        value_name = "GROUP",
+        help_heading = "Privileges and hardening"
+    )]
+    pub sync_handler_gid: Option<String>,
+
+    /// Capabilities the daemon keeps besides CAP_DAC_READ_SEARCH and what
+    /// its mode needs: a comma list such as CAP_KILL,CAP_SETUID.
+    ///
+    /// After dropping to -u, the daemon keeps CAP_DAC_READ_SEARCH (to read
+    /// and watch a tree that root owns), for the built-in mirror CAP_CHOWN,
+    /// CAP_DAC_OVERRIDE, CAP_FOWNER, CAP_FSETID and CAP_MKNOD (to write the
+    /// destination as root would), CAP_SETUID, CAP_SETGID and CAP_KILL when
+    /// handlers run as another user, and CAP_DAC_OVERRIDE when a control
+    /// file's directory is not writable by -u. The bounding set is cut to
+    /// the same list. `-d` logs why each one is kept.
+    #[arg(
+        short = 'C',
+        long = "preserve-capabilities",
+        value_name = "LIST",
+        help_heading = "Privileges and hardening"
+    )]
+    pub preserve_capabilities: Option<String>,
+
+    /// What handlers inherit of the daemon's capabilities: permitted,
+    /// dont-touch, clsync or empty.
+    ///
+    /// permitted and clsync hand the daemon's capabilities to handlers as
+    /// ambient capabilities (so a handler running as nobody can read what
+    /// the daemon may read); dont-touch leaves the inheritable set alone;
+    /// empty (the default) gives them nothing.
+    #[arg(
+        long = "inherit-capabilities",
+        value_name = "MODE",
+        default_value = "empty",
+        value_parser = ["permitted", "dont-touch", "clsync", "empty"],
+        help_heading = "Privileges and hardening"
+    )]
+    pub inherit_capabilities: String,
+
+    /// Let handlers gain privileges through set-user-id programs and file
+    /// capabilities (no PR_SET_NO_NEW_PRIVS).
+    ///
+    /// By default every handler and hook runs with no-new-privs: a
+    /// compromised handler cannot use a set-user-id program (sudo, su,
+    /// mount) to become more than it is.
+    #[arg(long = "permit-new-privs", help_heading = "Privileges and hardening")]
+    pub permit_new_privs: bool,
+
+    /// off or process: with process, a small privileged helper starts,
+    /// kills and reaps handlers (and runs the built-in mirror), and the
+    /// daemon keeps no capability to start them or to write.
+    ///
+    /// Protects against: a bug in the daemon (which reads hostile file names
+    /// and runs the event loop) being used to run programs as the handler's
+    /// user or to write as root. Costs: one more process and a round trip
+    /// per handler run or mirror batch.
+    #[arg(
+        long = "splitting",
+        value_name = "MODE",
+        default_value = "off",
+        help_heading = "Privileges and hardening"
+    )]
+    pub splitting: String,
+
+    /// The privileged helper refuses any argv that the configured handler
+    /// and hooks could not have produced (needs --splitting=process).
+    ///
+    /// Protects against: a compromised daemon asking the helper to run
+    /// arbitrary commands. Costs: the handler arguments, hooks and label
+    /// cannot change on reload.
+    #[arg(
+        long = "check-execvp-arguments",
+        help_heading = "Privileges and hardening"
+    )]
+    pub check_execvp_arguments: bool,
+
+    /// Shorthand for --splitting=process --check-execvp-arguments
+    /// --seccomp-filter.
+    ///
+    /// clsync's also implies --forbid-devices; give that yourself (it needs
+    /// root).
+    #[arg(long = "secure-splitting", help_heading = "Privileges and hardening")]
+    pub secure_splitting: bool,
+
+    /// Confine the unprivileged daemon to a syscall allow-list (needs
+    /// --splitting=process).
+    ///
+    /// Allowed: files, inotify, poll, unix sockets, threads. Denied (EPERM):
+    /// execve, fork, ptrace, mount, setuid and capset, bpf, module loading
+    /// and everything else. Protects against: a compromised daemon running
+    /// programs or attacking the kernel through rarely used syscalls.
+    /// Costs: a syscall the allow-list misses fails (please report it).
+    #[arg(long = "seccomp-filter", help_heading = "Privileges and hardening")]
+    pub seccomp_filter: bool,
+
+    /// chroot(2) to DIR before syncing (not supported yet: refused).
+    #[arg(
+        long = "chroot",
+        value_name = "DIR",
+        help_heading = "Privileges and hardening"
+    )]
+    pub chroot: Option<PathBuf>,
+
+    /// pivot_root(2) into --chroot: auto, auto-ro, direct or off (only off
+    /// is supported yet).
+    #[arg(
+        long = "pivot-root",
+        value_name = "WAY",
+        default_value = "off",
+        help_heading = "Privileges and hardening"
+    )]
+    pub pivot_root: String,
+
+    /// Take the network away: everywhere (daemon, helper and handlers),
+    /// non-privileged (the daemon only, with --splitting=process) or off.
+    ///
+    /// A network namespace of its own with nothing in it. Protects against:
+    /// a compromised daemon (or handler, with everywhere) talking to the
+    /// network. Costs: with everywhere, rsync over ssh cannot work.
+    #[arg(
+        long = "detach-network",
+        value_name = "MODE",
+        default_value = "off",
+        help_heading = "Privileges and hardening"
+    )]
+    pub detach_network: String,
+
+    /// Give livesync and its handlers an IPC namespace of their own.
+    ///
+    /// Protects against: reaching other processes' System V IPC and POSIX
+    /// message queues. Costs: none known; needs root.
+    #[arg(long = "detach-ipc", help_heading = "Privileges and hardening")]
+    pub detach_ipc: bool,
+
+    /// Give livesync and its handlers their own UTS (host name) and cgroup
+    /// namespaces.
+    ///
+    /// Costs: none known; needs root.
+    #[arg(long = "detach-miscellanea", help_heading = "Privileges and hardening")]
+    pub detach_miscellanea: bool,
+
+    /// Hide every device but null, zero, random and urandom from the daemon
+    /// (and, without --splitting, its handlers).
+    ///
+    /// A mount namespace of its own with a small /dev (the syslog socket
+    /// /dev/log stays). Protects against: a compromised daemon reading raw
+    /// disks, /dev/mem or terminals. Costs: needs root; nothing under /dev
+    /// can be watched or be the destination.
+    #[arg(long = "forbid-devices", help_heading = "Privileges and hardening")]
+    pub forbid_devices: bool,
+    // ---- end of privileges and hardening ----
     /// Arguments for the sync handler (after `--`).
     #[arg(last = true, value_name = "HANDLER ARGS")]
     pub handler_args: Vec<OsString>,

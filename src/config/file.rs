@@ -191,8 +191,6 @@ const CLSYNC_ONLY: &[&str] = &[
     "add-permitted-hook-files",
     "auto-add-rules-w",
     "cgroup-group-name",
-    "check-execvp-arguments",
-    "chroot",
     "cluster-hash-dl-max",
     "cluster-hash-dl-min",
     "cluster-iface",
@@ -201,35 +199,19 @@ const CLSYNC_ONLY: &[&str] = &[
     "cluster-port",
     "cluster-scan-dl-max",
     "cluster-timeout",
-    "detach-ipc",
-    "detach-miscellanea",
-    "detach-network",
     "exit-on-sync-skipping",
-    "forbid-devices",
     "forget-privthread-info",
     "fts-experimental-optimization",
     "full-initialsync",
-    "gid",
     "have-recursive-sync",
-    "inherit-capabilities",
     "monitor",
     "mountpoints",
     "permit-mprotect",
-    "pivot-root",
-    "preserve-capabilities",
-    "privileged-gid",
-    "privileged-uid",
     "rsync-inclimit",
     "rsync-prefer-include",
-    "seccomp-filter",
-    "secure-splitting",
     "shm-mprotect",
     "socket-auth",
-    "splitting",
-    "sync-handler-gid",
-    "sync-handler-uid",
     "synclist-simplify",
-    "uid",
     "verbose",
 ];
 
@@ -1604,7 +1586,7 @@ rules-file = 50%-off
             ("W = /x", "write `watch-dir = …`"),
             ("-t = 1", "write `delay-collect = …`"),
             (
-                "chroot = /x",
+                "cluster-iface = /x",
                 "clsync option that livesync does not support",
             ),
             ("frobnicate = 1", "long option names without dashes"),
@@ -1618,7 +1600,7 @@ rules-file = 50%-off
             assert!(s.contains(needle), "{line}: {s}");
         }
         // Even in a parent block, and even when the command line gives it.
-        let text = "[p]\nchroot = /x\n[b]\nconfig-block-inherits = p\n";
+        let text = "[p]\ncluster-iface = /x\n[b]\nconfig-block-inherits = p\n";
         let e = err_of(args_of(text, "b", &[]));
         line_err(&e, 2);
         let e = err_of(args_of("[b]\nwatchdir = /x\n", "b", &["-W", "/y"]));

@@ -242,6 +242,9 @@ pub struct Config {
     /// line each, e.g. `file:line: removed trailing whitespace …`). The
     /// caller logs them once the logger is up.
     pub warnings: Vec<String>,
+    // ---- privileges and hardening (issue #5; src/daemon/privilege.rs) ----
+    /// `-u`, `-g`, `--sync-handler-uid`, `-C`, `--splitting`, ….
+    pub privileges: crate::daemon::privilege::Settings,
 }
 
 /// What reading the config file gave besides option values.
@@ -896,6 +899,11 @@ impl Config {
             _ => Output::Stderr,
         };
 
+        // ---- privileges and hardening (src/daemon/privilege.rs) ----
+        let privileges =
+            crate::daemon::privilege::Settings::from_args(&a).map_err(ConfigError::Invalid)?;
+        crate::daemon::privilege::refuse_unsupported(&a).map_err(ConfigError::Invalid)?;
+
         let debug: u32 = a.debug.iter().map(|&d| u32::from(d)).sum();
         let log_level = if a.quiet {
             log::LevelFilter::Error
@@ -967,6 +975,7 @@ impl Config {
             },
             threading,
             threads,
+            privileges,
         })
     }
 }
@@ -1599,6 +1608,182 @@ mod tests {
                 |c| format!("{:?}", c.progress),
                 [s("Auto"), s("Never"), s("Auto")],
             ),
+            // ---- privileges and hardening (issue #5) ----
+            case(
+                "uid",
+                s("uid = 1"),
+                &["-u", "nobody"],
+                |c| format!("{:?}", c.privileges.uid),
+                [s("None"), s("Some(1)"), s("Some(65534)")],
+            ),
+            case(
+                "gid",
+                s("gid = 1"),
+                &["-g", "2"],
+                |c| format!("{:?}", c.privileges.gid),
+                [s("None"), s("Some(1)"), s("Some(2)")],
+            ),
+            case(
+                "privileged-uid",
+                s("privileged-uid = 1"),
+                &["--privileged-uid", "0"],
+                |c| format!("{:?}", c.privileges.privileged_uid),
+                [s("None"), s("Some(1)"), s("Some(0)")],
+            ),
+            case(
+                "privileged-gid",
+                s("privileged-gid = 1"),
+                &["--privileged-gid", "0"],
+                |c| format!("{:?}", c.privileges.privileged_gid),
+                [s("None"), s("Some(1)"), s("Some(0)")],
+            ),
+            case(
+                "sync-handler-uid",
+                s("sync-handler-uid = 1"),
+                &["--sync-handler-uid", "2"],
+                |c| format!("{:?}", c.privileges.handler_uid),
+                [s("None"), s("Some(1)"), s("Some(2)")],
+            ),
+            case(
+                "sync-handler-gid",
+                s("sync-handler-gid = 1"),
+                &["--sync-handler-gid", "2"],
+                |c| format!("{:?}", c.privileges.handler_gid),
+                [s("None"), s("Some(1)"), s("Some(2)")],
+            ),
+            case(
+                "preserve-capabilities",
+                s("preserve-capabilities = CAP_KILL"),
+                &["-C", "setuid,setgid"],
+                |c| format!("{:?}", c.privileges.preserve),
+                [s("[]"), s("[CAP_KILL]"), s("[CAP_SETUID, CAP_SETGID]")],
+            ),
+            case(
+                "inherit-capabilities",
+                s("inherit-capabilities = permitted"),
+                &["--inherit-capabilities", "dont-touch"],
+                |c| format!("{:?}", c.privileges.inherit),
+                [s("Empty"), s("Permitted"), s("DontTouch")],
+            ),
+            Case {
+                file_under_cli: Some(s("permit-new-privs = 0")),
+                ..case(
+                    "permit-new-privs",
+                    s("permit-new-privs = 1"),
+                    &["--permit-new-privs"],
+                    |c| c.privileges.no_new_privs.to_string(),
+                    [s("true"), s("false"), s("false")],
+                )
+            },
+            Case {
+                extra: "mode = rsyncdirect",
+                ..case(
+                    "splitting",
+                    s("splitting = process"),
+                    &["--splitting", "off"],
+                    |c| format!("{:?}", c.privileges.splitting),
+                    [s("Off"), s("Process"), s("Off")],
+                )
+            },
+            Case {
+                extra: "mode = rsyncdirect\nsplitting = process",
+                file_under_cli: Some(s("check-execvp-arguments = 0")),
+                ..case(
+                    "check-execvp-arguments",
+                    s("check-execvp-arguments = 1"),
+                    &["--check-execvp-arguments"],
+                    |c| c.privileges.check_execvp.to_string(),
+                    [s("false"), s("true"), s("true")],
+                )
+            },
+            Case {
+                extra: "mode = rsyncdirect",
+                file_under_cli: Some(s("secure-splitting = 0")),
+                ..case(
+                    "secure-splitting",
+                    s("secure-splitting = 1"),
+                    &["--secure-splitting"],
+                    |c| {
+                        let p = &c.privileges;
+                        format!("{:?} {} {}", p.splitting, p.check_execvp, p.seccomp)
+                    },
+                    [
+                        s("Off false false"),
+                        s("Process true true"),
+                        s("Process true true"),
+                    ],
+                )
+            },
+            Case {
+                extra: "mode = rsyncdirect\nsplitting = process",
+                file_under_cli: Some(s("seccomp-filter = 0")),
+                ..case(
+                    "seccomp-filter",
+                    s("seccomp-filter = 1"),
+                    &["--seccomp-filter"],
+                    |c| c.privileges.seccomp.to_string(),
+                    [s("false"), s("true"), s("true")],
+                )
+            },
+            case(
+                "chroot",
+                s("chroot = /var/empty"),
+                &["--chroot", "/srv"],
+                |_| "ok".to_string(),
+                [
+                    s("ok"),
+                    s("error: --chroot: not supported yet; drop it"),
+                    s("error: --chroot: not supported yet; drop it"),
+                ],
+            ),
+            case(
+                "pivot-root",
+                s("pivot-root = auto-ro"),
+                &["--pivot-root", "off"],
+                |_| "ok".to_string(),
+                [
+                    s("ok"),
+                    s("error: --pivot-root=auto-ro: not supported yet; drop it"),
+                    s("ok"),
+                ],
+            ),
+            case(
+                "detach-network",
+                s("detach-network = everywhere"),
+                &["--detach-network", "non-privileged"],
+                |c| format!("{:?}", c.privileges.detach_network),
+                [s("Off"), s("Everywhere"), s("NonPrivileged")],
+            ),
+            Case {
+                file_under_cli: Some(s("detach-ipc = 0")),
+                ..case(
+                    "detach-ipc",
+                    s("detach-ipc = 1"),
+                    &["--detach-ipc"],
+                    |c| c.privileges.detach_ipc.to_string(),
+                    [s("false"), s("true"), s("true")],
+                )
+            },
+            Case {
+                file_under_cli: Some(s("detach-miscellanea = 0")),
+                ..case(
+                    "detach-miscellanea",
+                    s("detach-miscellanea = 1"),
+                    &["--detach-miscellanea"],
+                    |c| c.privileges.detach_misc.to_string(),
+                    [s("false"), s("true"), s("true")],
+                )
+            },
+            Case {
+                file_under_cli: Some(s("forbid-devices = 0")),
+                ..case(
+                    "forbid-devices",
+                    s("forbid-devices = 1"),
+                    &["--forbid-devices"],
+                    |c| c.privileges.forbid_devices.to_string(),
+                    [s("false"), s("true"), s("true")],
+                )
+            },
             // The handler arguments: the command line's `--` replaces the file's.
             case(
                 "--",

@@ -8,6 +8,11 @@
 //! both are removed when their guard is dropped, the pid file only while it
 //! still holds our pid. It must not decide *when* a status changes; that is
 //! the event loop's business.
+//!
+//! Every file created here is mode 0600 (readable by its owner, and root),
+//! created with `O_EXCL|O_NOFOLLOW`. After the privilege drop the daemon
+//! still replaces and removes these files as nobody: where nobody cannot
+//! write their directory, `privilege.rs` keeps CAP_DAC_OVERRIDE for it.
 
 use crate::path;
 use std::fs::{self, OpenOptions};
@@ -96,7 +101,7 @@ pub fn write_new_private(path: &Path, data: &[u8]) -> io::Result<()> {
 }
 
 impl PidFile {
-    /// Creates `path` exclusively (mode 0644, symlinks not followed) and
+    /// Creates `path` exclusively (mode 0600, symlinks not followed) and
     /// writes our pid to it. A file naming a process that runs is an error;
     /// a stale one is replaced.
     pub fn create(path: &Path) -> Result<PidFile, String> {
@@ -105,7 +110,7 @@ impl PidFile {
             match OpenOptions::new()
                 .write(true)
                 .create_new(true)
-                .mode(0o644)
+                .mode(0o600)
                 .custom_flags(libc::O_NOFOLLOW)
                 .open(path)
             {
@@ -231,7 +236,7 @@ impl StatusFile {
         let mut f = OpenOptions::new()
             .write(true)
             .create_new(true)
-            .mode(0o644)
+            .mode(0o600)
             .custom_flags(libc::O_NOFOLLOW)
             .open(&self.tmp)?;
         let r = f
@@ -273,6 +278,9 @@ mod tests {
             fs::read_to_string(&p).expect("read"),
             format!("{}\n", std::process::id())
         );
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(&p).expect("stat").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
         drop(g);
         assert!(!p.exists(), "removed on drop");
         // A file naming a live process (pid 1) is refused and left alone.
@@ -303,6 +311,9 @@ mod tests {
         assert_eq!(fs::read_to_string(&p).expect("read"), "starting\n");
         s.set(Status::HandlerError);
         assert_eq!(fs::read_to_string(&p).expect("read"), "synchandler error\n");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(&p).expect("stat").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
         let names: Vec<_> = fs::read_dir(t.path()).expect("ls").collect();
         assert_eq!(names.len(), 1, "no temp file left behind");
         drop(s);

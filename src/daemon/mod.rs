@@ -80,15 +80,18 @@
 //! `status` reply is built from [`Snapshot`] and the loop's counters.
 
 pub mod background;
+pub mod confine; // namespaces and the seccomp allow-list (issue #5)
 pub mod files;
 pub mod log;
 pub mod metrics; // Prometheus text, --metrics-file (the operations issue)
 pub mod notify; // sd_notify (the operations issue)
 pub mod ops; // notifications and metrics file, driven by the loop (the operations issue)
+pub mod privilege; // -u/-g, capabilities, handler identity (issue #5)
 pub mod procs;
 pub mod progress; // the initial sync's progress bar (the operations issue)
 pub mod signature;
 pub mod socket;
+pub mod split; // --splitting=process: the privileged helper (issue #5)
 
 use crate::batch::{Batch, Lane, Op};
 use crate::config::{cli, Config, Destination, Mode, Threading};
@@ -175,6 +178,8 @@ enum HandlerBox {
     Csync2(Box<Csync2>),
     /// clsync's simple, direct and shell modes.
     Command(Box<CommandHandler>),
+    /// The mirror, run by the privileged helper (`--splitting=process`).
+    SplitMirror(split::MirrorClient),
 }
 
 impl HandlerBox {
@@ -185,6 +190,7 @@ impl HandlerBox {
     ) -> Result<Report, HandlerError> {
         match self {
             HandlerBox::Mirror(m) => m.run(batch),
+            HandlerBox::SplitMirror(m) => m.run(batch),
             HandlerBox::Rsync(r) => {
                 r.set_env(env);
                 r.run(batch)
@@ -606,6 +612,9 @@ fn build_handler(cfg: &Config) -> Result<HandlerBox, DaemonError> {
                     "the built-in mirror needs a local destination".into(),
                 ));
             };
+            if let Some(client) = split::mirror_client(&cfg.rules) {
+                return Ok(HandlerBox::SplitMirror(client?));
+            }
             std::fs::create_dir_all(dst).map_err(io_err(format!(
                 "cannot create the destination {}; create it or check permissions",
                 path::display_os(dst)
@@ -613,11 +622,14 @@ fn build_handler(cfg: &Config) -> Result<HandlerBox, DaemonError> {
             let dst = dst
                 .canonicalize()
                 .map_err(io_err(format!("destination {}", path::display_os(dst))))?;
-            Ok(HandlerBox::Mirror(Mirror::new(
-                cfg.watch_dir.clone(),
-                dst,
-                Arc::clone(&cfg.rules),
-            )))
+            let mirror = Mirror::new(cfg.watch_dir.clone(), dst, Arc::clone(&cfg.rules));
+            // Dropped from root with the writer capabilities kept: owners
+            // are still copied (src/daemon/privilege.rs).
+            Ok(HandlerBox::Mirror(if privilege::dropped_from_root() {
+                mirror.preserve_owner(true)
+            } else {
+                mirror
+            }))
         }
         Mode::RsyncDirect => {
             let program = cfg
@@ -1133,13 +1145,14 @@ impl Daemon {
                     .unwrap_or(MAX_BACKOFF)
                     .min(MAX_BACKOFF);
                 ::log::error!(
-                    "sync of {n} path{} failed (try {tries}{}): {e}; retrying in {:.1} s",
+                    "sync of {n} path{} failed (try {tries}{}): {e}{}; retrying in {:.1} s",
                     if n == 1 { "" } else { "s" },
                     if exhausted {
                         ", --ignore-failures keeps it"
                     } else {
                         ""
                     },
+                    privilege::failure_hint().unwrap_or_default(),
                     backoff.as_secs_f64()
                 );
                 self.counters.failures += 1;
@@ -1192,7 +1205,7 @@ impl Daemon {
                 ::log::info!(
                     "stop signal: stopping running handlers, syncing what is pending, then exiting (send it again to exit at once)"
                 );
-                if self.worker.busy && procs::signal_child_groups(libc::SIGTERM) > 0 {
+                if self.worker.busy && privilege::signal_handlers(libc::SIGTERM) > 0 {
                     self.killed = true;
                     self.kill_deadline = Some(now + KILL_GRACE);
                 }
@@ -1218,7 +1231,7 @@ impl Daemon {
                 self.begin_ending(steps);
             }
             Control::Die => {
-                procs::signal_child_groups(libc::SIGKILL);
+                privilege::signal_handlers(libc::SIGKILL);
                 return true;
             }
         }
@@ -1385,12 +1398,19 @@ impl Daemon {
         if new.queue != self.cfg.queue {
             ::log::warn!("reload: new -t/-T/-w/-B values take effect after a restart");
         }
+        // Privileges are dropped once, at start (src/daemon/privilege.rs).
+        if new.privileges != self.cfg.privileges || new.mode != self.cfg.mode {
+            ::log::warn!(
+                "reload: privilege options (and the capabilities a new -M needs) take effect after a restart"
+            );
+        }
         for w in &new.warnings {
             ::log::warn!("{w}");
         }
         self.tree.set_rules(Arc::clone(&new.rules));
         let queue = self.cfg.queue.clone();
         let (pid, status) = (self.cfg.pid_file.clone(), self.cfg.status_file.clone());
+        let privileges = self.cfg.privileges.clone();
         if new.modification_signature != self.cfg.modification_signature {
             self.signatures = new
                 .modification_signature
@@ -1401,6 +1421,7 @@ impl Daemon {
         self.cfg.queue = queue;
         self.cfg.pid_file = pid;
         self.cfg.status_file = status;
+        self.cfg.privileges = privileges;
         // Directories the new rules let in need watches; and what the new
         // rules sync must reach the destination.
         let now = Instant::now();
@@ -1567,7 +1588,7 @@ impl Daemon {
                     self.kill_deadline = None;
                 } else if now >= t {
                     ::log::warn!("running handlers ignored SIGTERM: killing them");
-                    procs::signal_child_groups(libc::SIGKILL);
+                    privilege::signal_handlers(libc::SIGKILL);
                     self.kill_deadline = None;
                 }
             }
@@ -1767,6 +1788,10 @@ fn start_and_run(cfg: Config) -> Result<(), DaemonError> {
         ),
         None => None,
     };
+    // Privileges are dropped here, once, single-threaded: after what needs
+    // root (pid file, status file, control socket), before the tree is
+    // walked and watched (src/daemon/privilege.rs).
+    privilege::apply(&cfg).map_err(DaemonError::GaveUp)?;
     let mut monitor = InotifyMonitor::new(&cfg.watch_dir)?;
     let mut tree = Tree::new(
         cfg.watch_dir.clone(),

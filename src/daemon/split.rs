@@ -1,0 +1,1276 @@
+//! `--splitting=process`: a small privileged helper that starts, kills and
+//! reaps handler processes (and runs the built-in mirror) for the
+//! unprivileged daemon, and `--check-execvp-arguments`, its check of every
+//! argv it is asked to run.
+//!
+//! The helper is forked at start while the daemon is still single-threaded
+//! and privileged; it closes every descriptor but its end of a
+//! `SOCK_SEQPACKET` socketpair, keeps only the capabilities handlers need
+//! and serves a narrow request protocol (one request or reply per packet,
+//! every length checked, nothing trailing):
+//!
+//! - `RUN`: id u64, timeout ms u32 (0: none), grace ms u32, argc u32, each
+//!   argument as u32 length + bytes, envc u32, each variable as two of those
+//!   (names must start with `CLSYNC_` or `LIVESYNC_`). The helper checks
+//!   the argv (with `--check-execvp-arguments`), runs it with the handler's
+//!   identity and replies `DONE` (id, how it ended) or `FAIL` (id, error
+//!   kind, message).
+//! - `SIGNAL`: a u32 signal, only SIGTERM or SIGKILL: sent to the process
+//!   group of every running handler. No reply.
+//! - `RULES`: id, the rules as text: the built-in mirror's rules from now on
+//!   (the destination is created on the first one). Replies `REPORT` or
+//!   `FAIL`.
+//! - `MIRROR`: id, op count, each op a kind (0 sync, 1 recursive sync,
+//!   2 move) and one or two paths, each relative to the trees with no `.`,
+//!   `..` or empty component and no NUL. The helper runs the mirror on them
+//!   and replies `REPORT` (copied, deleted, renamed) or `FAIL`.
+//!
+//! Anything else ends the helper (a daemon that speaks nonsense is not
+//! trusted any more). When the daemon goes away (EOF) the helper kills its
+//! handlers and exits. This module must not run anything the daemon did
+//! not ask for, and the helper touches the trees only through the mirror
+//! engine, on the paths the daemon names.
+
+use super::privilege::{self, Ident, Plan};
+use crate::batch::{Batch, Op};
+use crate::config::{Config, Destination, Mode};
+use crate::exec::{self, ExecError, Outcome, Spec};
+use crate::handler::mirror::Mirror;
+use crate::handler::template::{Context, Template};
+use crate::handler::{Handler, HandlerError, Report};
+use crate::rules::Rules;
+use std::ffi::OsString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+/// Largest packet either side accepts.
+pub const MAX_PACKET: usize = 1 << 20;
+/// Most arguments (and environment variables) in one request.
+pub const MAX_ITEMS: usize = 65536;
+
+const TAG_RUN: u8 = 1;
+const TAG_SIGNAL: u8 = 2;
+const TAG_DONE: u8 = 3;
+const TAG_FAIL: u8 = 4;
+const TAG_RULES: u8 = 5;
+const TAG_MIRROR: u8 = 6;
+const TAG_REPORT: u8 = 7;
+
+/// A request from the daemon to the helper.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Request {
+    Run {
+        id: u64,
+        argv: Vec<OsString>,
+        env: Vec<(OsString, OsString)>,
+        timeout: Option<Duration>,
+        grace: Duration,
+        /// Where the handler starts (clsync's command modes run in the
+        /// watch dir); absolute, or None for the helper's own.
+        cwd: Option<PathBuf>,
+    },
+    Signal(i32),
+    /// The built-in mirror's rules (rules text), from now on.
+    Rules {
+        id: u64,
+        text: Vec<u8>,
+    },
+    /// Run the built-in mirror on these ops (paths relative to the trees).
+    Mirror {
+        id: u64,
+        ops: Vec<Op>,
+    },
+}
+
+/// How a run went, as the helper reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reply {
+    Done {
+        id: u64,
+        outcome: Outcome,
+    },
+    Fail {
+        id: u64,
+        kind: u8,
+        message: String,
+    },
+    /// What a `RULES` or `MIRROR` request did.
+    Report {
+        id: u64,
+        report: Report,
+    },
+}
+
+/// `FAIL` kinds.
+pub const FAIL_REFUSED: u8 = 1;
+pub const FAIL_NOT_FOUND: u8 = 2;
+pub const FAIL_DENIED: u8 = 3;
+pub const FAIL_OTHER: u8 = 4;
+
+fn put(out: &mut Vec<u8>, b: &[u8]) {
+    out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+    out.extend_from_slice(b);
+}
+
+impl Request {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        match self {
+            Request::Run {
+                id,
+                argv,
+                env,
+                timeout,
+                grace,
+                cwd,
+            } => {
+                out.push(TAG_RUN);
+                out.extend_from_slice(&id.to_le_bytes());
+                let ms = |d: Duration| d.as_millis().min(u32::MAX as u128) as u32;
+                out.extend_from_slice(&timeout.map_or(0, |t| ms(t).max(1)).to_le_bytes());
+                out.extend_from_slice(&ms(*grace).to_le_bytes());
+                out.extend_from_slice(&(argv.len() as u32).to_le_bytes());
+                for a in argv {
+                    put(&mut out, a.as_bytes());
+                }
+                out.extend_from_slice(&(env.len() as u32).to_le_bytes());
+                for (k, v) in env {
+                    put(&mut out, k.as_bytes());
+                    put(&mut out, v.as_bytes());
+                }
+                put(
+                    &mut out,
+                    cwd.as_deref()
+                        .map_or(&b""[..], |c| c.as_os_str().as_bytes()),
+                );
+            }
+            Request::Signal(sig) => {
+                out.push(TAG_SIGNAL);
+                out.extend_from_slice(&(*sig as u32).to_le_bytes());
+            }
+            Request::Rules { id, text } => {
+                out.push(TAG_RULES);
+                out.extend_from_slice(&id.to_le_bytes());
+                put(&mut out, text);
+            }
+            Request::Mirror { id, ops } => {
+                out.push(TAG_MIRROR);
+                out.extend_from_slice(&id.to_le_bytes());
+                out.extend_from_slice(&(ops.len() as u32).to_le_bytes());
+                for op in ops {
+                    match op {
+                        Op::Sync { path, recursive } => {
+                            out.push(u8::from(*recursive));
+                            put(&mut out, path);
+                        }
+                        Op::Move { from, to } => {
+                            out.push(2);
+                            put(&mut out, from);
+                            put(&mut out, to);
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Parses one packet; every length is checked and nothing may trail.
+    pub fn decode(b: &[u8]) -> Result<Request, String> {
+        let mut r = Reader { b, at: 0 };
+        let req = match r.u8()? {
+            TAG_RUN => {
+                let id = r.u64()?;
+                let timeout = match r.u32()? {
+                    0 => None,
+                    ms => Some(Duration::from_millis(ms.into())),
+                };
+                let grace = Duration::from_millis(r.u32()?.into());
+                let argc = r.count()?;
+                if argc == 0 {
+                    return Err("empty argv".into());
+                }
+                let mut argv = Vec::with_capacity(argc);
+                for _ in 0..argc {
+                    argv.push(OsString::from_vec(r.bytes()?.to_vec()));
+                }
+                let envc = r.count()?;
+                let mut env = Vec::with_capacity(envc);
+                for _ in 0..envc {
+                    let k = r.bytes()?.to_vec();
+                    let v = r.bytes()?.to_vec();
+                    let ok_name = (k.starts_with(b"CLSYNC_") || k.starts_with(b"LIVESYNC_"))
+                        && k.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_');
+                    if !ok_name || v.contains(&0) {
+                        return Err(format!(
+                            "environment variable {} is not one livesync sets",
+                            crate::path::display(&k)
+                        ));
+                    }
+                    env.push((OsString::from_vec(k), OsString::from_vec(v)));
+                }
+                let cwd = match r.bytes()? {
+                    b"" => None,
+                    c if c.starts_with(b"/") && !c.contains(&0) => {
+                        Some(PathBuf::from(OsString::from_vec(c.to_vec())))
+                    }
+                    _ => return Err("the working directory is not an absolute path".into()),
+                };
+                if argv.iter().any(|a| a.as_bytes().contains(&0)) {
+                    return Err("an argument holds a NUL byte".into());
+                }
+                Request::Run {
+                    id,
+                    argv,
+                    env,
+                    timeout,
+                    grace,
+                    cwd,
+                }
+            }
+            TAG_SIGNAL => {
+                let sig = r.u32()? as i32;
+                if sig != libc::SIGTERM && sig != libc::SIGKILL {
+                    return Err(format!("signal {sig} is not SIGTERM or SIGKILL"));
+                }
+                Request::Signal(sig)
+            }
+            TAG_RULES => {
+                let id = r.u64()?;
+                let text = r.bytes()?.to_vec();
+                Request::Rules { id, text }
+            }
+            TAG_MIRROR => {
+                let id = r.u64()?;
+                let n = r.count()?;
+                let mut ops = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let op = match r.u8()? {
+                        k @ (0 | 1) => Op::Sync {
+                            path: tree_path(r.bytes()?)?,
+                            recursive: k == 1,
+                        },
+                        2 => Op::Move {
+                            from: tree_path(r.bytes()?)?,
+                            to: tree_path(r.bytes()?)?,
+                        },
+                        k => return Err(format!("unknown op {k}")),
+                    };
+                    ops.push(op);
+                }
+                Request::Mirror { id, ops }
+            }
+            t => return Err(format!("unknown request type {t}")),
+        };
+        if r.at != b.len() {
+            return Err("trailing bytes after the request".into());
+        }
+        Ok(req)
+    }
+}
+
+impl Reply {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        match self {
+            Reply::Done { id, outcome } => {
+                out.push(TAG_DONE);
+                out.extend_from_slice(&id.to_le_bytes());
+                let (kind, value, after, sig): (u8, i32, u64, i32) = match *outcome {
+                    Outcome::Exited(c) => (0, c, 0, 0),
+                    Outcome::Signaled(s) => (1, s, 0, 0),
+                    Outcome::TimedOut { after, signal } => {
+                        (2, 0, after.as_millis() as u64, signal.unwrap_or(-1))
+                    }
+                };
+                out.push(kind);
+                out.extend_from_slice(&value.to_le_bytes());
+                out.extend_from_slice(&after.to_le_bytes());
+                out.extend_from_slice(&sig.to_le_bytes());
+            }
+            Reply::Fail { id, kind, message } => {
+                out.push(TAG_FAIL);
+                out.extend_from_slice(&id.to_le_bytes());
+                out.push(*kind);
+                put(&mut out, message.as_bytes());
+            }
+            Reply::Report { id, report } => {
+                out.push(TAG_REPORT);
+                out.extend_from_slice(&id.to_le_bytes());
+                for n in [report.copied, report.deleted, report.renamed] {
+                    out.extend_from_slice(&n.to_le_bytes());
+                }
+            }
+        }
+        out
+    }
+
+    pub fn decode(b: &[u8]) -> Result<Reply, String> {
+        let mut r = Reader { b, at: 0 };
+        let reply = match r.u8()? {
+            TAG_DONE => {
+                let id = r.u64()?;
+                let kind = r.u8()?;
+                let value = r.u32()? as i32;
+                let after = r.u64()?;
+                let sig = r.u32()? as i32;
+                let outcome = match kind {
+                    0 => Outcome::Exited(value),
+                    1 => Outcome::Signaled(value),
+                    2 => Outcome::TimedOut {
+                        after: Duration::from_millis(after),
+                        signal: (sig >= 0).then_some(sig),
+                    },
+                    k => return Err(format!("unknown outcome {k}")),
+                };
+                Reply::Done { id, outcome }
+            }
+            TAG_FAIL => {
+                let id = r.u64()?;
+                let kind = r.u8()?;
+                let message = String::from_utf8_lossy(r.bytes()?).into_owned();
+                Reply::Fail { id, kind, message }
+            }
+            TAG_REPORT => {
+                let id = r.u64()?;
+                let report = Report {
+                    copied: r.u64()?,
+                    deleted: r.u64()?,
+                    renamed: r.u64()?,
+                    ..Report::default()
+                };
+                Reply::Report { id, report }
+            }
+            t => return Err(format!("unknown reply type {t}")),
+        };
+        if r.at != b.len() {
+            return Err("trailing bytes after the reply".into());
+        }
+        Ok(reply)
+    }
+}
+
+/// A path relative to the trees, as the mirror takes it: empty (the root)
+/// or `/`-separated names, none empty, `.` or `..`, no NUL, no leading `/`.
+fn tree_path(b: &[u8]) -> Result<Vec<u8>, String> {
+    let bad = b.contains(&0)
+        || (!b.is_empty()
+            && b.split(|&c| c == b'/')
+                .any(|c| c.is_empty() || c == b"." || c == b".."));
+    if bad {
+        return Err(format!(
+            "{} is not a path inside the tree",
+            crate::path::display(b)
+        ));
+    }
+    Ok(b.to_vec())
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8], String> {
+        let end = self.at.checked_add(n).filter(|&e| e <= self.b.len());
+        let end = end.ok_or_else(|| "truncated packet".to_string())?;
+        let s = &self.b[self.at..end];
+        self.at = end;
+        Ok(s)
+    }
+    fn u8(&mut self) -> Result<u8, String> {
+        Ok(self.take(1)?[0])
+    }
+    fn u32(&mut self) -> Result<u32, String> {
+        let mut a = [0u8; 4];
+        a.copy_from_slice(self.take(4)?);
+        Ok(u32::from_le_bytes(a))
+    }
+    fn u64(&mut self) -> Result<u64, String> {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(self.take(8)?);
+        Ok(u64::from_le_bytes(a))
+    }
+    fn count(&mut self) -> Result<usize, String> {
+        let n = self.u32()? as usize;
+        if n > MAX_ITEMS {
+            return Err(format!("{n} items is more than {MAX_ITEMS}"));
+        }
+        Ok(n)
+    }
+    fn bytes(&mut self) -> Result<&[u8], String> {
+        let n = self.u32()? as usize;
+        self.take(n)
+    }
+}
+
+/// A socketpair of `SOCK_SEQPACKET` sockets (close-on-exec).
+pub fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: `fds` is a valid array of two ints.
+    let rc = unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fresh descriptors we own.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Sends one packet.
+pub fn send_packet(fd: RawFd, b: &[u8]) -> io::Result<()> {
+    loop {
+        // SAFETY: `b` is a valid buffer of `b.len()` bytes.
+        let n = unsafe { libc::send(fd, b.as_ptr().cast(), b.len(), libc::MSG_NOSIGNAL) };
+        if n >= 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// Receives one packet; None at EOF. A packet longer than [`MAX_PACKET`]
+/// is an error.
+pub fn recv_packet(fd: RawFd) -> io::Result<Option<Vec<u8>>> {
+    let mut buf = vec![0u8; MAX_PACKET + 1];
+    loop {
+        // SAFETY: `buf` is a valid, writable buffer of its length.
+        let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_TRUNC) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        let n = n as usize;
+        if n == 0 {
+            return Ok(None);
+        }
+        if n > MAX_PACKET {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("packet of {n} bytes is over the limit"),
+            ));
+        }
+        buf.truncate(n);
+        return Ok(Some(buf));
+    }
+}
+
+/// One element of an argv pattern.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Pat {
+    /// Exactly this argument.
+    Lit(Vec<u8>),
+    /// One argument made of these parts in order.
+    Parts(Vec<Part>),
+    /// These elements, or nothing.
+    Opt(Vec<Pat>),
+    /// Any number of arguments (`%INCLUDE-LIST%`): each non-empty.
+    Many,
+}
+
+/// A part of one argument.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Part {
+    Text(Vec<u8>),
+    /// The path of a list file: a plain name in one of the lists dirs.
+    ListFile,
+}
+
+/// What `--check-execvp-arguments` lets the helper run.
+#[derive(Clone, Debug, Default)]
+pub struct Checker {
+    /// None: no check.
+    pub patterns: Option<Vec<Vec<Pat>>>,
+    /// `-L`, or else the parent of the private lists dirs.
+    pub lists_dir: Option<PathBuf>,
+    /// Private lists dirs are `<tmp>/livesync-lists-<16 hex>`.
+    pub private_parent: PathBuf,
+}
+
+const SENTINEL_ILP: &[u8] = b"\x01ILP\x01";
+const SENTINEL_ELP: &[u8] = b"\x01ELP\x01";
+const SENTINEL_RSYNC: &[u8] = b"\x01RSYNC-ARGS\x01";
+const SENTINEL_LIST: &[u8] = b"\x01INCLUDE-LIST\x01";
+
+/// clsync's default rsync arguments as rsyncdirect builds them.
+fn rsync_args_pattern() -> Vec<Pat> {
+    let lit = |s: &str| Pat::Lit(s.as_bytes().to_vec());
+    vec![
+        lit("-aH"),
+        lit("--delete"),
+        lit("--modify-window=-1"),
+        Pat::Opt(vec![lit("--from0")]),
+        Pat::Opt(vec![
+            lit("--exclude-from"),
+            Pat::Parts(vec![Part::ListFile]),
+        ]),
+        lit("--include-from"),
+        Pat::Parts(vec![Part::ListFile]),
+        lit("--exclude=*"),
+    ]
+}
+
+/// `dir/` as rsyncdirect passes a directory (see `handler::rsync`).
+fn dir_arg(dir: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(dir.len() + 3);
+    if dir.first() == Some(&b'-') {
+        out.extend_from_slice(b"./");
+    }
+    out.extend_from_slice(dir);
+    if dir.last() != Some(&b'/') {
+        out.push(b'/');
+    }
+    out
+}
+
+/// Splits `arg` at the sentinels into parts.
+fn parts_of(arg: &[u8]) -> Pat {
+    let mut parts = Vec::new();
+    let mut text = Vec::new();
+    let mut i = 0;
+    while i < arg.len() {
+        let rest = &arg[i..];
+        if rest.starts_with(SENTINEL_ILP) || rest.starts_with(SENTINEL_ELP) {
+            if !text.is_empty() {
+                parts.push(Part::Text(std::mem::take(&mut text)));
+            }
+            parts.push(Part::ListFile);
+            i += SENTINEL_ILP.len();
+        } else {
+            text.push(arg[i]);
+            i += 1;
+        }
+    }
+    if parts.is_empty() {
+        return Pat::Lit(text);
+    }
+    if !text.is_empty() {
+        parts.push(Part::Text(text));
+    }
+    Pat::Parts(parts)
+}
+
+/// The argv patterns a configuration can produce: the handler's (rsync
+/// with clsync's arguments or the user's template) and the hooks'.
+pub fn patterns(cfg: &Config) -> Result<Vec<Vec<Pat>>, String> {
+    let mut out = Vec::new();
+    let label = cfg.label.as_bytes().to_vec();
+    for hook in [&cfg.pre_exit_hook, &cfg.exit_hook].into_iter().flatten() {
+        out.push(vec![
+            Pat::Lit(hook.as_bytes().to_vec()),
+            Pat::Lit(label.clone()),
+        ]);
+    }
+    match cfg.mode {
+        Mode::RsyncDirect => {}
+        Mode::Mirror => return Ok(out),
+        _ => {
+            return Err(format!(
+                "--check-execvp-arguments knows the argv of -M mirror and rsyncdirect only, not of -M {}; drop it or use one of those",
+                cfg.mode.name()
+            ))
+        }
+    }
+    let program = cfg
+        .handler_program
+        .clone()
+        .unwrap_or_else(|| "rsync".into());
+    let dst = cfg
+        .destination
+        .as_ref()
+        .map(Destination::as_os_str)
+        .unwrap_or_default()
+        .as_bytes()
+        .to_vec();
+    let src = cfg.watch_dir.as_os_str().as_bytes().to_vec();
+    let mut p = vec![Pat::Lit(program.as_bytes().to_vec())];
+    if cfg.handler_args.is_empty() {
+        p.extend(rsync_args_pattern());
+        p.push(Pat::Lit(dir_arg(&src)));
+        p.push(Pat::Lit(dir_arg(&dst)));
+    } else {
+        let t = Template::parse(&cfg.handler_args).map_err(|e| e.to_string())?;
+        let ilp = OsString::from_vec(SENTINEL_ILP.to_vec());
+        let elp = OsString::from_vec(SENTINEL_ELP.to_vec());
+        let rsync = [OsString::from_vec(SENTINEL_RSYNC.to_vec())];
+        let list = [OsString::from_vec(SENTINEL_LIST.to_vec())];
+        let label = OsString::from(&cfg.label);
+        let ctx = Context {
+            include_list_path: Some(&ilp),
+            exclude_list_path: Some(&elp),
+            rsync_args: &rsync,
+            label: Some(&label),
+            watch_dir: Some(cfg.watch_dir.as_os_str()),
+            destination_dir: cfg.destination.as_ref().map(Destination::as_os_str),
+            include_list: &list,
+            event_mask: None,
+            type_name: None,
+        };
+        for a in t.render(&ctx) {
+            let b = a.as_bytes();
+            if b == SENTINEL_RSYNC {
+                p.extend(rsync_args_pattern());
+            } else if b == SENTINEL_LIST {
+                p.push(Pat::Many);
+            } else {
+                p.push(parts_of(b));
+            }
+        }
+    }
+    out.push(p);
+    Ok(out)
+}
+
+impl Checker {
+    fn list_file_ok(&self, path: &[u8]) -> bool {
+        let p = Path::new(std::ffi::OsStr::from_bytes(path));
+        let (Some(dir), Some(name)) = (p.parent(), p.file_name()) else {
+            return false;
+        };
+        if name.as_bytes().starts_with(b".") || path.contains(&0) {
+            return false;
+        }
+        if let Some(l) = &self.lists_dir {
+            return dir == l;
+        }
+        let (Some(parent), Some(dname)) = (dir.parent(), dir.file_name()) else {
+            return false;
+        };
+        let d = dname.as_bytes();
+        parent == self.private_parent
+            && d.len() == 15 + 16
+            && d.starts_with(b"livesync-lists-")
+            && d[15..].iter().all(|c| c.is_ascii_hexdigit())
+    }
+
+    fn arg_ok(&self, parts: &[Part], arg: &[u8]) -> bool {
+        match parts.split_first() {
+            None => arg.is_empty(),
+            Some((Part::Text(t), rest)) => arg.starts_with(t) && self.arg_ok(rest, &arg[t.len()..]),
+            Some((Part::ListFile, rest)) => (1..=arg.len())
+                .any(|n| self.list_file_ok(&arg[..n]) && self.arg_ok(rest, &arg[n..])),
+        }
+    }
+
+    fn matches(&self, pat: &[Pat], argv: &[OsString]) -> bool {
+        let Some((first, rest)) = pat.split_first() else {
+            return argv.is_empty();
+        };
+        match first {
+            Pat::Lit(l) => argv
+                .first()
+                .is_some_and(|a| a.as_bytes() == l.as_slice() && self.matches(rest, &argv[1..])),
+            Pat::Parts(parts) => argv.first().is_some_and(|a| {
+                self.arg_ok(parts, a.as_bytes()) && self.matches(rest, &argv[1..])
+            }),
+            Pat::Opt(inner) => {
+                let mut with = inner.clone();
+                with.extend_from_slice(rest);
+                self.matches(&with, argv) || self.matches(rest, argv)
+            }
+            Pat::Many => (0..=argv.len())
+                .any(|n| argv[..n].iter().all(|a| !a.is_empty()) && self.matches(rest, &argv[n..])),
+        }
+    }
+
+    /// Whether `argv` may run: always without patterns; with them, when one
+    /// of them could have produced it.
+    pub fn allows(&self, argv: &[OsString]) -> bool {
+        match &self.patterns {
+            None => true,
+            Some(pats) => pats.iter().any(|p| self.matches(p, argv)),
+        }
+    }
+}
+
+/// The built-in mirror as the helper runs it: the two trees (the
+/// destination is created on the first `RULES` request) and the engine.
+pub struct HelperMirror {
+    pub src: PathBuf,
+    pub dst: PathBuf,
+    pub engine: Option<Mirror>,
+}
+
+/// What the helper needs besides its socket.
+pub struct HelperConfig {
+    pub checker: Checker,
+    /// Done in each handler child before exec (identity, caps, no-new-privs).
+    pub setup: Option<exec::PreExec>,
+    /// With `-M mirror`: the mirror runs here, not in the daemon.
+    pub mirror: Option<HelperMirror>,
+}
+
+fn report_reply(id: u64, done: Result<Report, String>) -> Reply {
+    match done {
+        Ok(report) => Reply::Report { id, report },
+        Err(message) => Reply::Fail {
+            id,
+            kind: FAIL_OTHER,
+            message,
+        },
+    }
+}
+
+/// Stack of the thread that runs a mirror batch (it walks depth-first).
+const MIRROR_STACK: usize = 256 << 20;
+
+impl HelperMirror {
+    fn rules(&mut self, text: &[u8]) -> Result<Report, String> {
+        let rules = Rules::parse(text, "the daemon's rules").map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(&self.dst).map_err(|e| {
+            format!(
+                "cannot create the destination {}: {e}; create it or check permissions",
+                crate::path::display_os(&self.dst)
+            )
+        })?;
+        let dst = self
+            .dst
+            .canonicalize()
+            .map_err(|e| format!("destination {}: {e}", crate::path::display_os(&self.dst)))?;
+        self.engine = Some(Mirror::new(self.src.clone(), dst, Arc::new(rules)));
+        Ok(Report::default())
+    }
+
+    fn run(&mut self, ops: Vec<Op>) -> Result<Report, String> {
+        let Some(engine) = self.engine.as_mut() else {
+            return Err("the mirror got no rules yet".into());
+        };
+        let batch = Batch {
+            ops,
+            ..Batch::default()
+        };
+        std::thread::scope(|scope| {
+            std::thread::Builder::new()
+                .name("livesync-helper-mirror".into())
+                .stack_size(MIRROR_STACK)
+                .spawn_scoped(scope, || engine.run(&batch).map_err(|e| e.to_string()))
+                .map_err(|e| format!("cannot start the mirror thread: {e}"))?
+                .join()
+                .unwrap_or_else(|_| Err("the mirror thread panicked".into()))
+        })
+    }
+}
+
+/// Serves requests on `sock` until EOF or a bad request; returns why it
+/// stopped. Runs each handler on a thread of its own and answers when it
+/// ends. This is the helper's whole loop; a test can drive it directly.
+pub fn serve(sock: OwnedFd, mut cfg: HelperConfig) -> Result<(), String> {
+    let sock = Arc::new(sock);
+    let result = loop {
+        let packet = match recv_packet(sock.as_raw_fd()) {
+            Ok(Some(p)) => p,
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(format!("reading a request: {e}")),
+        };
+        let req = match Request::decode(&packet) {
+            Ok(r) => r,
+            Err(e) => break Err(format!("bad request: {e}")),
+        };
+        match req {
+            Request::Signal(sig) => {
+                super::procs::signal_child_groups(sig);
+            }
+            Request::Rules { id, text } => {
+                let done = match cfg.mirror.as_mut() {
+                    Some(m) => m.rules(&text),
+                    None => Err("this helper runs no mirror".into()),
+                };
+                if let Err(e) = send_packet(sock.as_raw_fd(), &report_reply(id, done).encode()) {
+                    break Err(format!("answering: {e}"));
+                }
+            }
+            Request::Mirror { id, ops } => {
+                let done = match cfg.mirror.as_mut() {
+                    Some(m) => m.run(ops),
+                    None => Err("this helper runs no mirror".into()),
+                };
+                if let Err(e) = send_packet(sock.as_raw_fd(), &report_reply(id, done).encode()) {
+                    break Err(format!("answering: {e}"));
+                }
+            }
+            Request::Run {
+                id,
+                argv,
+                env,
+                timeout,
+                grace,
+                cwd,
+            } => {
+                if !cfg.checker.allows(&argv) {
+                    let shown: Vec<String> = argv
+                        .iter()
+                        .map(|a| crate::path::display(a.as_bytes()))
+                        .collect();
+                    log::error!(
+                        "--check-execvp-arguments: refusing to run {}",
+                        shown.join(" ")
+                    );
+                    let reply = Reply::Fail {
+                        id,
+                        kind: FAIL_REFUSED,
+                        message: "refused by --check-execvp-arguments: the configured handler and hooks cannot produce this argv".into(),
+                    };
+                    if let Err(e) = send_packet(sock.as_raw_fd(), &reply.encode()) {
+                        break Err(format!("answering: {e}"));
+                    }
+                    continue;
+                }
+                let spec = Spec {
+                    argv,
+                    env,
+                    timeout,
+                    grace,
+                    cwd,
+                };
+                let sock = Arc::clone(&sock);
+                let setup = cfg.setup.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("livesync-helper-run".into())
+                    .spawn(move || {
+                        let reply = match spec.run_prepared(setup) {
+                            Ok(outcome) => Reply::Done { id, outcome },
+                            Err(e) => Reply::Fail {
+                                id,
+                                kind: match &e {
+                                    ExecError::NotInPath { .. } | ExecError::NoSuchFile { .. } => {
+                                        FAIL_NOT_FOUND
+                                    }
+                                    ExecError::PermissionDenied { .. } => FAIL_DENIED,
+                                    _ => FAIL_OTHER,
+                                },
+                                message: e.to_string(),
+                            },
+                        };
+                        let _ = send_packet(sock.as_raw_fd(), &reply.encode());
+                    });
+                if let Err(e) = spawned {
+                    break Err(format!("cannot start a thread: {e}"));
+                }
+            }
+        }
+    };
+    super::procs::signal_child_groups(libc::SIGKILL);
+    result
+}
+
+/// The daemon's side: runs handlers through the helper.
+pub struct HelperSpawner {
+    sock: OwnedFd,
+    /// One run at a time waits for its reply.
+    lock: Mutex<u64>,
+}
+
+impl HelperSpawner {
+    pub fn new(sock: OwnedFd) -> HelperSpawner {
+        HelperSpawner {
+            sock,
+            lock: Mutex::new(0),
+        }
+    }
+
+    /// Sends `SIGNAL sig` (no reply).
+    pub fn signal(&self, sig: i32) -> io::Result<()> {
+        send_packet(self.sock.as_raw_fd(), &Request::Signal(sig).encode())
+    }
+}
+
+impl HelperSpawner {
+    /// Sends the request `make(id)` and waits for its reply (one exchange
+    /// at a time; late replies to earlier requests are skipped). A lost
+    /// helper stops the daemon (see [`helper_lost`]).
+    fn exchange(&self, make: impl FnOnce(u64) -> Request) -> io::Result<Reply> {
+        let mut next = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        *next += 1;
+        let id = *next;
+        let lost = |e: io::Error| {
+            helper_lost();
+            io::Error::new(e.kind(), format!("the privileged helper: {e}"))
+        };
+        send_packet(self.sock.as_raw_fd(), &make(id).encode()).map_err(lost)?;
+        loop {
+            let packet = recv_packet(self.sock.as_raw_fd())
+                .map_err(lost)?
+                .ok_or_else(|| lost(io::Error::other("it exited")))?;
+            let reply = Reply::decode(&packet)
+                .map_err(|e| lost(io::Error::new(io::ErrorKind::InvalidData, e)))?;
+            let got = match &reply {
+                Reply::Done { id, .. } | Reply::Fail { id, .. } | Reply::Report { id, .. } => *id,
+            };
+            if got == id {
+                return Ok(reply);
+            }
+        }
+    }
+}
+
+impl exec::Spawner for HelperSpawner {
+    fn run(&self, spec: &Spec) -> Result<Outcome, ExecError> {
+        let program = spec
+            .argv
+            .first()
+            .map(|p| crate::path::display(p.as_bytes()))
+            .ok_or(ExecError::EmptyArgv)?;
+        let reply = self
+            .exchange(|id| Request::Run {
+                id,
+                argv: spec.argv.clone(),
+                env: spec.env.clone(),
+                timeout: spec.timeout,
+                grace: spec.grace,
+                cwd: spec.cwd.clone(),
+            })
+            .map_err(|source| ExecError::Spawn {
+                program: program.clone(),
+                source,
+            })?;
+        match reply {
+            Reply::Done { outcome, .. } => Ok(outcome),
+            Reply::Fail { kind, message, .. } => {
+                let source = match kind {
+                    FAIL_NOT_FOUND => io::Error::new(io::ErrorKind::NotFound, message),
+                    FAIL_DENIED => io::Error::new(io::ErrorKind::PermissionDenied, message),
+                    _ => io::Error::other(message),
+                };
+                Err(ExecError::Spawn { program, source })
+            }
+            Reply::Report { .. } => Err(ExecError::Spawn {
+                program,
+                source: io::Error::other("the privileged helper answered a run with a report"),
+            }),
+        }
+    }
+}
+
+/// The built-in mirror, run by the privileged helper: the daemon's handler
+/// with `--splitting=process -M mirror`. It holds no capability to write.
+pub struct MirrorClient {
+    helper: Arc<HelperSpawner>,
+}
+
+impl MirrorClient {
+    fn answer(reply: io::Result<Reply>) -> Result<Report, HandlerError> {
+        match reply {
+            Ok(Reply::Report { report, .. }) => Ok(report),
+            Ok(Reply::Fail { message, .. }) => Err(HandlerError::Other(message)),
+            Ok(Reply::Done { .. }) => Err(HandlerError::Other(
+                "the privileged helper answered a mirror batch with an exit".into(),
+            )),
+            Err(e) => Err(HandlerError::Other(e.to_string())),
+        }
+    }
+}
+
+impl Handler for MirrorClient {
+    fn name(&self) -> &str {
+        "mirror"
+    }
+
+    fn run(&mut self, batch: &Batch) -> Result<Report, HandlerError> {
+        MirrorClient::answer(self.helper.exchange(|id| Request::Mirror {
+            id,
+            ops: batch.ops.clone(),
+        }))
+    }
+}
+
+/// The handler for `-M mirror` when the helper runs the mirror: hands it
+/// `rules` (at start and on every reload) and returns the client; None
+/// without a helper.
+pub fn mirror_client(rules: &Rules) -> Option<Result<MirrorClient, HandlerError>> {
+    let helper = Arc::clone(HELPER.get()?);
+    let text = rules.to_text();
+    let set = helper.exchange(|id| Request::Rules { id, text });
+    Some(MirrorClient::answer(set).map(|_| MirrorClient { helper }))
+}
+
+static HELPER: OnceLock<Arc<HelperSpawner>> = OnceLock::new();
+
+/// The helper is gone (it crashed, was killed, or refused to go on): no
+/// handler can run any more, so livesync stops the way SIGTERM stops it
+/// (the last syncs fail, exit code 1) instead of retrying for ever.
+fn helper_lost() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        log::error!(
+            "the privileged helper (--splitting=process) is gone: stopping; restart livesync"
+        );
+        // SAFETY: plain syscall: a signal to ourselves, handled by the loop.
+        unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
+    });
+}
+
+struct Shared(Arc<HelperSpawner>);
+
+impl exec::Spawner for Shared {
+    fn run(&self, spec: &Spec) -> Result<Outcome, ExecError> {
+        self.0.run(spec)
+    }
+}
+
+/// Sends `sig` to the helper's running handlers; 1 if there is a helper.
+pub fn signal(sig: libc::c_int) -> usize {
+    match HELPER.get() {
+        Some(h) => usize::from(h.signal(sig).is_ok()),
+        None => 0,
+    }
+}
+
+/// Closes every descriptor but 0, 1, 2 and `keep`.
+fn close_other_fds(keep: RawFd) {
+    let fds: Vec<RawFd> = match std::fs::read_dir("/proc/self/fd") {
+        Ok(d) => d
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
+            .collect(),
+        Err(_) => (3..1024).collect(),
+    };
+    for fd in fds {
+        if fd > 2 && fd != keep {
+            // SAFETY: closing descriptors this fresh process owns; nothing
+            // in it uses them any more.
+            unsafe { libc::close(fd) };
+        }
+    }
+}
+
+/// Forks the helper (the daemon must be single-threaded and still
+/// privileged) and installs the spawner that talks to it.
+pub fn start(cfg: &Config, plan: &Plan) -> Result<(), String> {
+    let s = &cfg.privileges;
+    let checker = Checker {
+        patterns: if s.check_execvp {
+            Some(patterns(cfg)?)
+        } else {
+            None
+        },
+        lists_dir: cfg.lists_dir.clone(),
+        private_parent: std::env::temp_dir(),
+    };
+    let privileged = Ident {
+        uid: s.privileged_uid.unwrap_or(plan.start.uid),
+        gid: s.privileged_gid.unwrap_or(plan.start.gid),
+    };
+    // The helper keeps what starting and stopping handlers needs.
+    let mut kept: Vec<caps::Capability> = Vec::new();
+    if plan.handler != privileged {
+        kept.extend(privilege::SWITCH_CAPS);
+    }
+    if plan.handler.uid == 0 {
+        kept.extend(privilege::WRITER_CAPS);
+        kept.push(caps::Capability::CAP_DAC_READ_SEARCH);
+    }
+    kept.push(caps::Capability::CAP_KILL);
+    let mirror = match (&cfg.mode, &cfg.destination) {
+        (Mode::Mirror, Some(Destination::Local(dst))) => {
+            // The helper writes the destination as root would.
+            kept.extend(privilege::WRITER_CAPS);
+            kept.push(caps::Capability::CAP_DAC_READ_SEARCH);
+            Some(HelperMirror {
+                src: cfg.watch_dir.clone(),
+                dst: dst.clone(),
+                engine: None,
+            })
+        }
+        _ => None,
+    };
+    kept.sort_by_key(|c| c.index());
+    kept.dedup();
+    let setup = privilege::child_setup(s, privileged, plan.handler, privilege::mask(&kept));
+    let (ours, theirs) = seqpacket_pair().map_err(|e| format!("--splitting: socketpair: {e}"))?;
+    // SAFETY: the daemon is single-threaded here (documented requirement).
+    match unsafe { libc::fork() } {
+        -1 => Err(format!(
+            "--splitting: cannot fork the helper: {}",
+            io::Error::last_os_error()
+        )),
+        0 => {
+            drop(ours);
+            // SAFETY: plain prctl; the helper dies with the daemon.
+            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+            close_other_fds(theirs.as_raw_fd());
+            let code = match helper_main(theirs, privileged, &kept, setup, checker, mirror) {
+                Ok(()) => 0,
+                Err(e) => {
+                    log::error!("privileged helper: {e}");
+                    1
+                }
+            };
+            std::process::exit(code)
+        }
+        pid => {
+            drop(theirs);
+            log::info!("--splitting=process: privileged helper is pid {pid}");
+            let h = Arc::new(HelperSpawner::new(ours));
+            let _ = HELPER.set(Arc::clone(&h));
+            exec::set_spawner(Box::new(Shared(h)));
+            Ok(())
+        }
+    }
+}
+
+/// Sets every signal a program may catch, but SIGCHLD and the fault
+/// signals, to `how` (async-signal-safe: it runs between fork and exec too).
+fn set_dispositions(how: libc::sighandler_t) {
+    let keep = [
+        libc::SIGKILL,
+        libc::SIGSTOP,
+        libc::SIGCHLD,
+        libc::SIGSEGV,
+        libc::SIGBUS,
+        libc::SIGFPE,
+        libc::SIGILL,
+        libc::SIGABRT,
+        libc::SIGTRAP,
+        libc::SIGSYS,
+    ];
+    for sig in 1..=libc::SIGRTMAX() {
+        if !keep.contains(&sig) {
+            // SAFETY: plain syscall; unknown or reserved numbers just fail.
+            unsafe { libc::signal(sig, how) };
+        }
+    }
+}
+
+fn helper_main(
+    sock: OwnedFd,
+    me: Ident,
+    kept: &[caps::Capability],
+    setup: privilege::ChildSetup,
+    checker: Checker,
+    mirror: Option<HelperMirror>,
+) -> Result<(), String> {
+    let set: caps::CapsHashSet = kept.iter().copied().collect();
+    if privilege::current().uid == 0 {
+        privilege::drop_to(me, &set, setup.inheritable.is_none())?;
+    }
+    // The helper is never ptrace-able or dumpable by the daemon's user.
+    // SAFETY: plain prctl on ourselves.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0) };
+    // The daemon's signal handlers came along with the fork and would write
+    // to descriptors closed above: the helper ignores what the daemon
+    // catches (the daemon stops it by closing the socket; SIGKILL and its
+    // death signal still end it), and handlers get the defaults back.
+    set_dispositions(libc::SIG_IGN);
+    let cfg = HelperConfig {
+        checker,
+        setup: Some(Arc::new(move || {
+            set_dispositions(libc::SIG_DFL);
+            setup.apply()
+        })),
+        mirror,
+    };
+    serve(sock, cfg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(v: &[&str]) -> Vec<OsString> {
+        v.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn requests_round_trip_and_garbage_is_refused() {
+        let r = Request::Run {
+            id: 7,
+            argv: os(&["/bin/echo", "a b", "--rsh=x"]),
+            env: vec![("CLSYNC_STATUS".into(), "running".into())],
+            timeout: Some(Duration::from_secs(3)),
+            grace: Duration::from_millis(200),
+            cwd: Some(PathBuf::from("/srv/www")),
+        };
+        assert_eq!(Request::decode(&r.encode()), Ok(r.clone()));
+        let mut long = r.encode();
+        long.push(0);
+        assert!(Request::decode(&long).is_err());
+        let enc = r.encode();
+        assert!(Request::decode(&enc[..enc.len() - 1]).is_err());
+        assert!(Request::decode(&[9]).is_err());
+        assert!(Request::decode(&Request::Signal(libc::SIGUSR1).encode()).is_err());
+        let Request::Run {
+            id,
+            argv,
+            timeout,
+            grace,
+            ..
+        } = r
+        else {
+            unreachable!()
+        };
+        let bad_env = Request::Run {
+            id,
+            argv,
+            env: vec![("LD_PRELOAD".into(), "/tmp/x.so".into())],
+            timeout,
+            grace,
+            cwd: None,
+        };
+        let e = Request::decode(&bad_env.encode()).expect_err("env");
+        assert!(e.contains("LD_PRELOAD"), "{e}");
+        let d = Reply::Done {
+            id: 3,
+            outcome: Outcome::TimedOut {
+                after: Duration::from_millis(1500),
+                signal: Some(9),
+            },
+        };
+        assert_eq!(Reply::decode(&d.encode()), Ok(d));
+    }
+
+    #[test]
+    fn checker_accepts_what_rsyncdirect_builds_and_nothing_else() {
+        let tmp = std::env::temp_dir();
+        let lists = tmp.join("livesync-lists-0123456789abcdef");
+        let l = |n: &str| lists.join(n).into_os_string();
+        let mut p = vec![Pat::Lit(b"rsync".to_vec())];
+        p.extend(rsync_args_pattern());
+        p.push(Pat::Lit(b"/src/".to_vec()));
+        p.push(Pat::Lit(b"/dst/".to_vec()));
+        let c = Checker {
+            patterns: Some(vec![p]),
+            lists_dir: None,
+            private_parent: tmp.clone(),
+        };
+        let mut good = os(&["rsync", "-aH", "--delete", "--modify-window=-1"]);
+        good.extend([
+            "--exclude-from".into(),
+            l("x.1.1.exclude"),
+            "--include-from".into(),
+            l("x.1.2.include"),
+            "--exclude=*".into(),
+            "/src/".into(),
+            "/dst/".into(),
+        ]);
+        assert!(c.allows(&good));
+        let mut bad = good.clone();
+        bad.insert(1, "--rsh=touch /tmp/pwned".into());
+        assert!(!c.allows(&bad));
+        let mut bad = good.clone();
+        bad[5] = "/etc/shadow".into();
+        assert!(!c.allows(&bad));
+        let mut bad = good.clone();
+        bad[5] = tmp.join("livesync-lists-zz/x").into_os_string();
+        assert!(!c.allows(&bad));
+        let mut bad = good;
+        bad[0] = "/bin/sh".into();
+        assert!(!c.allows(&bad));
+    }
+}
