@@ -6,10 +6,98 @@
 //! sees), but it decides nothing: which directories to watch is the tree's
 //! business, batching is the queue's.
 
+// Backends: the `cfg` sits on these lines and nowhere else. A backend that
+// cannot run on this platform is the `unavailable.rs` stand-in, whose
+// `open` says so. Adding a backend: its `mod` line(s), a `MonitorKind`
+// variant and one arm in `open` below.
+#[cfg(any(target_os = "linux", target_os = "android"))]
 pub mod inotify;
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+#[path = "unavailable.rs"]
+pub mod inotify;
+pub mod kqueue;
+pub mod notify;
+pub mod poll;
+pub mod snapshot;
 
 use std::io;
 use std::os::fd::RawFd;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Which backend watches the tree (`--monitor`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub enum MonitorKind {
+    /// Linux inotify: one watch per directory.
+    Inotify,
+    /// FreeBSD/macOS kqueue: one open file per watched directory and file.
+    Kqueue,
+    /// A periodic scan of the watched directories (NFS, FUSE, anything the
+    /// kernel does not report); see --poll-interval.
+    Poll,
+    /// The `notify` crate's recommended watcher (FSEvents on macOS,
+    /// inotify on Linux).
+    Notify,
+}
+
+impl MonitorKind {
+    /// The native backend of the platform this was built for.
+    pub fn platform_default() -> Self {
+        if cfg!(any(target_os = "linux", target_os = "android")) {
+            MonitorKind::Inotify
+        } else if cfg!(any(
+            target_os = "freebsd",
+            target_os = "macos",
+            target_os = "openbsd",
+            target_os = "netbsd",
+            target_os = "dragonfly"
+        )) {
+            MonitorKind::Kqueue
+        } else {
+            MonitorKind::Notify
+        }
+    }
+
+    /// The name as `--monitor` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            MonitorKind::Inotify => "inotify",
+            MonitorKind::Kqueue => "kqueue",
+            MonitorKind::Poll => "poll",
+            MonitorKind::Notify => "notify",
+        }
+    }
+}
+
+/// Settings some backends take.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MonitorOptions {
+    /// `--poll-interval`: time between two scans of the poll backend.
+    pub poll_interval: Duration,
+}
+
+impl Default for MonitorOptions {
+    fn default() -> Self {
+        MonitorOptions {
+            poll_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Starts the backend `kind` for the tree at `root` (absolute, canonical).
+/// No directory is watched until [`Monitor::add_watch`] is called.
+pub fn open(
+    kind: MonitorKind,
+    root: &Path,
+    opts: &MonitorOptions,
+) -> Result<Box<dyn Monitor>, MonitorError> {
+    match kind {
+        MonitorKind::Inotify => inotify::open(root, opts),
+        MonitorKind::Kqueue => kqueue::open(root, opts),
+        MonitorKind::Poll => poll::open(root, opts),
+        MonitorKind::Notify => notify::open(root, opts),
+    }
+}
 
 /// What happened to a path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -55,6 +143,15 @@ pub enum MonitorError {
     Watch { path: String, source: io::Error },
     #[error("cannot read kernel events: {0}")]
     Read(io::Error),
+    /// The backend does not exist on this platform or cannot start here.
+    #[error("--monitor {backend} cannot start: {reason}")]
+    Unavailable {
+        backend: &'static str,
+        reason: String,
+    },
+    /// kqueue needs an open file per watched directory and file.
+    #[error("cannot watch {path} with kqueue: it needs one open file per watched directory and file, {need} or more, but the open-file limit is {limit}; raise it (ulimit -n, kern.maxfilesperproc) or use --monitor poll")]
+    FdBudget { path: String, need: u64, limit: u64 },
 }
 
 /// One kernel notification API.
@@ -67,7 +164,9 @@ pub trait Monitor {
     fn forget_subtree(&mut self, rel: &[u8]);
     /// Appends whatever events are ready, without blocking.
     fn read_events(&mut self, out: &mut Vec<RawEvent>) -> Result<(), MonitorError>;
-    /// A descriptor that polls readable when events are ready.
+    /// A descriptor that polls readable when events are ready, or -1 when
+    /// the backend has none (then [`Monitor::next_deadline`] says when to
+    /// call [`Monitor::read_events`]).
     fn fd(&self) -> RawFd;
     /// How many directories are watched.
     fn watch_count(&self) -> usize;
@@ -75,4 +174,38 @@ pub trait Monitor {
     fn watched_under(&self, rel: &[u8]) -> Vec<Vec<u8>>;
     /// Whether the directory `rel` itself is watched.
     fn is_watched(&self, rel: &[u8]) -> bool;
+    /// When [`Monitor::read_events`] wants to be called even if [`Monitor::fd`]
+    /// stays quiet (the poll backend's next scan); None: only when it polls
+    /// readable.
+    fn next_deadline(&self) -> Option<Instant> {
+        None
+    }
+}
+
+/// A boxed backend is a backend, so callers keep passing `&mut monitor`.
+impl<M: Monitor + ?Sized> Monitor for Box<M> {
+    fn add_watch(&mut self, rel: &[u8]) -> Result<(), MonitorError> {
+        (**self).add_watch(rel)
+    }
+    fn forget_subtree(&mut self, rel: &[u8]) {
+        (**self).forget_subtree(rel)
+    }
+    fn read_events(&mut self, out: &mut Vec<RawEvent>) -> Result<(), MonitorError> {
+        (**self).read_events(out)
+    }
+    fn fd(&self) -> RawFd {
+        (**self).fd()
+    }
+    fn watch_count(&self) -> usize {
+        (**self).watch_count()
+    }
+    fn watched_under(&self, rel: &[u8]) -> Vec<Vec<u8>> {
+        (**self).watched_under(rel)
+    }
+    fn is_watched(&self, rel: &[u8]) -> bool {
+        (**self).is_watched(rel)
+    }
+    fn next_deadline(&self) -> Option<Instant> {
+        (**self).next_deadline()
+    }
 }
