@@ -400,6 +400,28 @@ pub struct Args {
     #[arg(long = "cancel-syscalls", value_name = "LIST", help_heading = "How")]
     pub cancel_syscalls: Option<String>,
 
+    // --- Event backends (src/monitor/): --monitor and its settings. ---
+    /// Which kernel API watches the tree: inotify (Linux default), kqueue
+    /// (FreeBSD/macOS default), poll (a periodic scan: NFS, FUSE), notify
+    /// (the notify crate's portable watcher).
+    #[arg(
+        long = "monitor",
+        value_name = "BACKEND",
+        value_enum,
+        help_heading = "Event backend"
+    )]
+    pub monitor: Option<crate::monitor::MonitorKind>,
+
+    /// Seconds between two scans of --monitor poll (fractions allowed).
+    #[arg(
+        long = "poll-interval",
+        value_name = "SECS",
+        default_value = "1",
+        value_parser = parse_poll_interval,
+        help_heading = "Event backend"
+    )]
+    pub poll_interval: std::time::Duration,
+
     /// Arguments for the sync handler (after `--`).
     #[arg(last = true, value_name = "HANDLER ARGS")]
     pub handler_args: Vec<OsString>,
@@ -859,4 +881,16 @@ mod tests {
         );
         assert!(fold_custom_signals(&specs(&["29:a", "0"])).is_empty());
     }
+}
+
+/// `--poll-interval`: positive seconds, fractions allowed, at least 1 ms.
+fn parse_poll_interval(v: &str) -> Result<std::time::Duration, String> {
+    let secs: f64 = v
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{v}` is not a number of seconds (e.g. 1 or 0.5)"))?;
+    if !secs.is_finite() || !(0.001..=86_400.0).contains(&secs) {
+        return Err(format!("`{v}` must be between 0.001 and 86400 seconds"));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
 }

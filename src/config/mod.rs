@@ -149,6 +149,11 @@ pub struct Config {
     pub cancel_mon_stat: bool,
     /// `-Y`.
     pub output: Output,
+    // --- Event backends (src/monitor/). ---
+    /// `--monitor`, or the platform's native backend.
+    pub monitor: crate::monitor::MonitorKind,
+    /// Settings of the backends (`--poll-interval`).
+    pub monitor_options: crate::monitor::MonitorOptions,
     /// Things worth a warning found while reading the configuration (one
     /// line each, e.g. `file:line: removed trailing whitespace …`). The
     /// caller logs them once the logger is up.
@@ -800,6 +805,12 @@ impl Config {
             cancel_mon_stat,
             exclude_mount_points: a.exclude_mount_points,
             output,
+            monitor: a
+                .monitor
+                .unwrap_or_else(crate::monitor::MonitorKind::platform_default),
+            monitor_options: crate::monitor::MonitorOptions {
+                poll_interval: a.poll_interval,
+            },
         })
     }
 }
@@ -1370,6 +1381,25 @@ mod tests {
                     s("error: -p safe: parallel handlers are not implemented yet; use -p off (the default)"),
                     s("ok"),
                 ],
+            ),
+            // Event backends.
+            case(
+                "monitor",
+                s("monitor = poll"),
+                &["--monitor", "notify"],
+                |c| format!("{:?}", c.monitor),
+                [
+                    format!("{:?}", crate::monitor::MonitorKind::platform_default()),
+                    s("Poll"),
+                    s("Notify"),
+                ],
+            ),
+            case(
+                "poll-interval",
+                s("poll-interval = 0.25"),
+                &["--poll-interval", "2"],
+                |c| format!("{:?}", c.monitor_options.poll_interval),
+                [s("1s"), s("250ms"), s("2s")],
             ),
             // The handler arguments: the command line's `--` replaces the file's.
             case(

@@ -81,7 +81,6 @@ use crate::exec;
 use crate::handler::mirror::Mirror;
 use crate::handler::rsync::{RsyncConfig, RsyncDirect};
 use crate::handler::{Handler, HandlerError, Report};
-use crate::monitor::inotify::InotifyMonitor;
 use crate::monitor::{Monitor, MonitorError, RawEvent};
 use crate::path;
 use crate::queue::{Change, Queue};
@@ -473,7 +472,8 @@ pub struct Snapshot {
 /// The state of one run: everything the loop owns.
 struct Daemon {
     cfg: Config,
-    monitor: InotifyMonitor,
+    /// The backend `--monitor` chose (src/monitor/mod.rs `open`).
+    monitor: Box<dyn Monitor>,
     tree: Tree,
     queue: Queue,
     worker: Worker,
@@ -1311,12 +1311,15 @@ impl Daemon {
                 }
             });
             let retry_due = self.retry_at.filter(|_| idle);
+            // A backend without a descriptor (poll) says when to read it.
+            let monitor_due = self.monitor.next_deadline();
             let timeout = [
                 batch_due,
                 rescan_due,
                 standby_due,
                 retry_due,
                 self.kill_deadline,
+                monitor_due,
             ]
             .into_iter()
             .flatten()
@@ -1441,7 +1444,7 @@ fn start_and_run(cfg: Config) -> Result<(), DaemonError> {
         ),
         None => None,
     };
-    let mut monitor = InotifyMonitor::new(&cfg.watch_dir)?;
+    let mut monitor = crate::monitor::open(cfg.monitor, &cfg.watch_dir, &cfg.monitor_options)?;
     let mut tree = Tree::new(
         cfg.watch_dir.clone(),
         Arc::clone(&cfg.rules),
@@ -1461,10 +1464,11 @@ fn start_and_run(cfg: Config) -> Result<(), DaemonError> {
                 e => DaemonError::Monitor(e),
             })?;
         ::log::info!(
-            "watching {} director{} under {} ({:.0} ms)",
+            "watching {} director{} under {} with {} ({:.0} ms)",
             monitor.watch_count(),
             if dirs == 1 { "y" } else { "ies" },
             path::display_os(&cfg.watch_dir),
+            cfg.monitor.name(),
             started.elapsed().as_secs_f64() * 1000.0
         );
     }

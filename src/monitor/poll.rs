@@ -152,6 +152,59 @@ mod tests {
         assert_eq!(mon.watch_count(), 2);
     }
 
+    /// Regression (torture under poll): a new dir's baseline is listed when
+    /// it is watched, and the tree syncs it whole later, from its live
+    /// state; an entry made in between and gone by the next scan was copied
+    /// and never removed. A change of such a dir re-syncs it whole.
+    #[test]
+    fn a_dir_watched_while_running_that_changes_at_once_is_resynced_whole() {
+        let (dir, mut mon) = setup();
+        mon.add_watch(b"").expect("watch");
+        let mut evs = Vec::new();
+        mon.scan(&mut evs);
+        std::fs::create_dir(dir.path().join("new")).expect("mkdir");
+        mon.scan(&mut evs);
+        assert!(evs.iter().any(|e| e.path == b"new" && e.kind == EventKind::Created));
+        // What the tree does on that event.
+        mon.add_watch(b"new").expect("watch");
+        evs.clear();
+        std::fs::write(dir.path().join("new/blink"), b"").expect("write");
+        std::fs::remove_file(dir.path().join("new/blink")).expect("rm");
+        mon.scan(&mut evs);
+        assert!(
+            evs.iter()
+                .any(|e| e.path == b"new" && e.kind == EventKind::MovedTo && e.cookie == 0),
+            "{evs:?}"
+        );
+        // Quiet now: nothing more (after the echo of what was reported).
+        let mut more = Vec::new();
+        mon.scan(&mut more);
+        mon.scan(&mut more);
+        assert!(more.is_empty(), "{more:?}");
+    }
+
+    /// Regression (torture under poll): `x` was reported removed, the sync
+    /// of `x` found a directory that came and went between two scans and
+    /// copied it. A name reported last time and absent now is reported
+    /// removed once more, then never again.
+    #[test]
+    fn a_reported_name_that_is_absent_is_echoed_as_removed_once() {
+        let (dir, mut mon) = setup();
+        std::fs::write(dir.path().join("x"), b"").expect("write");
+        mon.add_watch(b"").expect("watch");
+        let mut evs = Vec::new();
+        mon.scan(&mut evs);
+        std::fs::remove_file(dir.path().join("x")).expect("rm");
+        mon.scan(&mut evs);
+        assert_eq!(evs.len(), 1, "{evs:?}");
+        let mut echo = Vec::new();
+        mon.scan(&mut echo);
+        assert_eq!(echo, evs, "the same removal once more");
+        let mut quiet = Vec::new();
+        mon.scan(&mut quiet);
+        assert!(quiet.is_empty(), "{quiet:?}");
+    }
+
     #[test]
     fn the_root_going_away_is_reported_and_nothing_else() {
         let (dir, mut mon) = setup();

@@ -147,37 +147,57 @@ impl Listing {
     }
 }
 
-/// Lists the directory at a relative path: its own identity and entries, or
-/// `None` when it is not a directory (any more).
+/// Lists the directory at a relative path: its own lstat and its entries,
+/// or `None` when it is not a directory (any more).
 pub trait Lister {
-    fn list(&mut self, rel: &[u8]) -> Option<(Id, Listing)>;
+    fn list(&mut self, rel: &[u8]) -> Option<(Meta, Listing)>;
 }
 
 /// The real filesystem below `root`.
 pub struct FsLister<'a>(pub &'a Path);
 
 impl Lister for FsLister<'_> {
-    fn list(&mut self, rel: &[u8]) -> Option<(Id, Listing)> {
+    fn list(&mut self, rel: &[u8]) -> Option<(Meta, Listing)> {
         let abs = path::abs(self.0, rel);
         let m = std::fs::symlink_metadata(&abs).ok()?;
         if !m.is_dir() {
             return None;
         }
         let listing = Listing::read(&abs).ok()?;
-        Some(((m.dev(), m.ino()), listing))
+        Some((Meta::from_metadata(&m), listing))
     }
 }
 
 struct DirState {
     id: Id,
+    /// The directory's own mtime when it was listed.
+    mtime: i64,
     listing: Listing,
+    /// Scans left during which a change of this directory also re-syncs
+    /// it whole (see [`RECENT_SCANS`]).
+    recent: u8,
 }
+
+/// A directory that was just watched is synced whole by the tree, from its
+/// live state, some time after the listing that is its baseline: an entry
+/// that appears in between and is gone again by the next scan is copied and
+/// then never seen by a diff. So for this many scans after it is watched
+/// (once running: the initial walk is left out, or the whole tree would be
+/// synced twice), a change of its mtime also re-syncs it whole, and that
+/// re-sync starts the count again. A new directory that keeps changing is
+/// thus re-synced whole on every scan until it is quiet for this many.
+pub const RECENT_SCANS: u8 = 2;
 
 /// The last listing of every watched directory.
 #[derive(Default)]
 pub struct Snapshots {
     dirs: BTreeMap<Vec<u8>, DirState>,
     last_cookie: u32,
+    /// A rescan ran: directories watched from now on were created or moved
+    /// in while we run (not part of the initial walk).
+    settled: bool,
+    /// The paths the last rescan reported (see [`Snapshots::rescan`], step 6).
+    echo: Vec<Vec<u8>>,
 }
 
 /// One side of a name that changed: entry `name` of the `k`-th directory
@@ -227,8 +247,14 @@ impl Snapshots {
             return true;
         }
         match lister.list(rel) {
-            Some((id, listing)) => {
-                self.dirs.insert(rel.to_vec(), DirState { id, listing });
+            Some((meta, listing)) => {
+                let state = DirState {
+                    id: meta.id(),
+                    mtime: meta.mtime,
+                    listing,
+                    recent: if self.settled { RECENT_SCANS } else { 0 },
+                };
+                self.dirs.insert(rel.to_vec(), state);
                 true
             }
             None => false,
@@ -315,9 +341,11 @@ impl Snapshots {
         lister: &mut dyn Lister,
         out: &mut Vec<RawEvent>,
     ) {
+        self.settled = true;
+        let first_event = out.len();
         // Old key → where it is now, for the directories found moved.
         let mut moved_to: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
-        let mut fresh: BTreeMap<Vec<u8>, Listing> = BTreeMap::new();
+        let mut fresh: BTreeMap<Vec<u8>, (i64, Listing)> = BTreeMap::new();
         let mut gone: BTreeSet<Vec<u8>> = BTreeSet::new();
         let mut todo: Vec<Vec<u8>> = check
             .into_iter()
@@ -336,8 +364,8 @@ impl Snapshots {
                 };
                 let at = moved_to.get(&k).unwrap_or(&k);
                 match lister.list(at) {
-                    Some((id, listing)) if id == state.id => {
-                        fresh.insert(k, listing);
+                    Some((meta, listing)) if meta.id() == state.id => {
+                        fresh.insert(k, (meta.mtime, listing));
                     }
                     _ => {
                         gone.insert(k);
@@ -346,7 +374,7 @@ impl Snapshots {
             }
             // A tracked directory listed under another name moved there.
             let mut found: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-            for (k, listing) in &fresh {
+            for (k, (_, listing)) in &fresh {
                 let here = moved_to.get(k).unwrap_or(k);
                 for e in listing.iter().filter(|e| e.meta.is_dir()) {
                     let Some(old) = by_id.get(&e.meta.id()) else {
@@ -398,7 +426,7 @@ impl Snapshots {
         let mut removed: Vec<Cand> = Vec::new();
         let mut created: Vec<Cand> = Vec::new();
         let mut changed: Vec<(usize, Vec<u8>, bool, EventKind)> = Vec::new();
-        for (k, after) in fresh.values().enumerate() {
+        for (k, (_, after)) in fresh.values().enumerate() {
             let before = &self.dirs[&keys[k].0].listing;
             diff_listing(k, before, after, &mut removed, &mut created, &mut changed);
         }
@@ -558,11 +586,49 @@ impl Snapshots {
             out.push(ev(p, kind, is_dir, 0));
         }
 
-        // 4. Changes in place.
+        // 4. Recently watched directories that changed: synced whole again
+        // (see RECENT_SCANS); such a sync is from the live state again, so
+        // they stay recent until a scan finds them quiet.
+        let mut resynced: BTreeSet<Vec<u8>> = BTreeSet::new();
+        for (k, (mtime, _)) in fresh.iter() {
+            let state = &self.dirs[k];
+            let p = now_of(k);
+            if state.recent > 0 && state.mtime != *mtime {
+                resynced.insert(k.clone());
+                if !whole.iter().any(|w| path::is_under(&p, w)) {
+                    out.push(ev(p.clone(), EventKind::MovedTo, true, 0));
+                    whole.push(p);
+                }
+            }
+        }
+
+        // 5. Changes in place.
         for (k, name, is_dir, kind) in changed {
             let p = path::join(&keys[k].1, &name);
             if !whole.iter().any(|w| path::is_strictly_under(&p, w)) {
                 out.push(ev(p, kind, is_dir, 0));
+            }
+        }
+
+        // 6. Echo. Every path reported last time was then synced from its
+        // live state, which may have been a passing one (a name that came
+        // and went between two scans, never seen by a listing). One that is
+        // absent now, and not reported again, is reported removed once more,
+        // so a passing state copied by such a sync does not stay behind.
+        let echo = std::mem::take(&mut self.echo);
+        let listed: HashMap<Vec<u8>, &Listing> = fresh
+            .iter()
+            .map(|(k, (_, l))| (now_of(k), l))
+            .collect();
+        let reported: BTreeSet<Vec<u8>> =
+            out[first_event..].iter().map(|e| e.path.clone()).collect();
+        self.echo = reported.iter().filter(|p| !p.is_empty()).cloned().collect();
+        for p in echo {
+            let absent = listed
+                .get(path::parent(&p))
+                .is_some_and(|l| l.get(path::file_name(&p)).is_none());
+            if absent && !reported.contains(&p) && !p.is_empty() {
+                out.push(ev(p, EventKind::Removed, false, 0));
             }
         }
 
@@ -571,11 +637,17 @@ impl Snapshots {
         for k in &gone {
             self.dirs.remove(k);
         }
-        for (k, listing) in fresh {
+        for (k, (mtime, listing)) in fresh {
             let Some(mut state) = self.dirs.remove(&k) else {
                 continue;
             };
             state.listing = listing;
+            state.mtime = mtime;
+            state.recent = if resynced.contains(&k) {
+                RECENT_SCANS
+            } else {
+                state.recent.saturating_sub(1)
+            };
             relabelled.push((now_of(&k), state));
         }
         for (k, state) in relabelled {
