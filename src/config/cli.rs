@@ -659,6 +659,18 @@ pub fn fold_custom_signals(specs: &[SignalSpec]) -> Vec<(i32, String)> {
     out
 }
 
+/// `--poll-interval`: positive seconds, fractions allowed, at least 1 ms.
+fn parse_poll_interval(v: &str) -> Result<std::time::Duration, String> {
+    let secs: f64 = v
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{v}` is not a number of seconds (e.g. 1 or 0.5)"))?;
+    if !secs.is_finite() || !(0.001..=86_400.0).contains(&secs) {
+        return Err(format!("`{v}` must be between 0.001 and 86400 seconds"));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -881,16 +893,4 @@ mod tests {
         );
         assert!(fold_custom_signals(&specs(&["29:a", "0"])).is_empty());
     }
-}
-
-/// `--poll-interval`: positive seconds, fractions allowed, at least 1 ms.
-fn parse_poll_interval(v: &str) -> Result<std::time::Duration, String> {
-    let secs: f64 = v
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{v}` is not a number of seconds (e.g. 1 or 0.5)"))?;
-    if !secs.is_finite() || !(0.001..=86_400.0).contains(&secs) {
-        return Err(format!("`{v}` must be between 0.001 and 86400 seconds"));
-    }
-    Ok(std::time::Duration::from_secs_f64(secs))
 }

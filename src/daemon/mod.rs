@@ -694,6 +694,8 @@ impl Daemon {
         self.set_status(status);
         let env = self.handler_env(status);
         self.killed = false;
+        // Listing backends check afterwards what the handler may have read.
+        self.monitor.syncing(&batch);
         self.worker.send(Job::Batch { batch, env })
     }
 
@@ -756,6 +758,7 @@ impl Daemon {
             } => (batch, result, elapsed),
         };
         let now = Instant::now();
+        self.monitor.synced();
         let n = batch.len();
         let was_initial = std::mem::take(&mut self.initial_running);
         if self.initial_done && !was_initial {

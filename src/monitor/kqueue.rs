@@ -42,7 +42,7 @@ pub fn open(root: &Path, opts: &MonitorOptions) -> Result<Box<dyn Monitor>, Moni
 }
 
 fn is_file(m: &Meta) -> bool {
-    m.mode & (libc::S_IFMT as u32) == libc::S_IFREG as u32
+    m.mode & super::snapshot::S_IFMT == super::snapshot::S_IFREG
 }
 
 /// Counts the directories and regular files below `root` (lstat, no
@@ -98,6 +98,16 @@ impl KqCore {
 
     pub fn snapshots(&self) -> &Snapshots {
         &self.snaps
+    }
+
+    /// See [`Monitor::syncing`]. The check runs with the next directory
+    /// note (kqueue has no scan of its own).
+    pub fn syncing(&mut self, batch: &crate::batch::Batch) {
+        self.snaps.syncing(&super::batch_paths(batch));
+    }
+
+    pub fn synced(&mut self) {
+        self.snaps.synced();
     }
 
     /// Everything that should have a descriptor: the watched directories and
@@ -401,6 +411,14 @@ mod sys {
 
         fn is_watched(&self, rel: &[u8]) -> bool {
             self.core.snapshots().contains(rel)
+        }
+
+        fn syncing(&mut self, batch: &crate::batch::Batch) {
+            self.core.syncing(batch);
+        }
+
+        fn synced(&mut self) {
+            self.core.synced();
         }
     }
 }

@@ -180,6 +180,30 @@ pub trait Monitor {
     fn next_deadline(&self) -> Option<Instant> {
         None
     }
+    /// The handler starts on `batch`. A backend that only sees listings
+    /// (poll, kqueue) checks, after the batch, for what the handler may have
+    /// copied from a state no listing showed.
+    fn syncing(&mut self, _batch: &crate::batch::Batch) {}
+    /// The batch announced by [`Monitor::syncing`] is done.
+    fn synced(&mut self) {}
+}
+
+/// What a batch makes equal, as (path, with everything below it), for
+/// [`snapshot::Snapshots::syncing`]. A move may be done as a copy of its
+/// target, so both names count, the target with what is below it.
+pub fn batch_paths(batch: &crate::batch::Batch) -> Vec<(Vec<u8>, bool)> {
+    use crate::batch::Op;
+    let mut out = Vec::with_capacity(batch.ops.len());
+    for op in &batch.ops {
+        match op {
+            Op::Sync { path, recursive } => out.push((path.clone(), *recursive)),
+            Op::Move { from, to } => {
+                out.push((from.clone(), false));
+                out.push((to.clone(), true));
+            }
+        }
+    }
+    out
 }
 
 /// A boxed backend is a backend, so callers keep passing `&mut monitor`.
@@ -207,5 +231,11 @@ impl<M: Monitor + ?Sized> Monitor for Box<M> {
     }
     fn next_deadline(&self) -> Option<Instant> {
         (**self).next_deadline()
+    }
+    fn syncing(&mut self, batch: &crate::batch::Batch) {
+        (**self).syncing(batch)
+    }
+    fn synced(&mut self) {
+        (**self).synced()
     }
 }

@@ -87,7 +87,7 @@ impl NotifyMonitor {
 
     /// An event about an entry of a watched directory that we still watch
     /// under that name (not a stale one of a directory moved away).
-    fn from_live_watch(&self, rel: &[u8]) -> bool {
+    fn is_from_a_live_watch(&self, rel: &[u8]) -> bool {
         !rel.is_empty() && self.watched.contains(path::parent(rel))
     }
 
@@ -120,7 +120,7 @@ impl NotifyMonitor {
             N::Remove(_) if rel.is_empty() => {
                 push(out, rel, EventKind::WatchGone, true, 0);
             }
-            _ if !self.from_live_watch(&rel) => {}
+            _ if !self.is_from_a_live_watch(&rel) => {}
             N::Create(kind) => {
                 let is_dir = match kind {
                     CreateKind::Folder => true,

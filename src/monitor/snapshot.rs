@@ -27,6 +27,12 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
+/// File type bits of `st_mode` (the same on Linux, the BSDs and macOS;
+/// libc's constants differ in width between them).
+pub const S_IFMT: u32 = 0o170000;
+pub const S_IFDIR: u32 = 0o040000;
+pub const S_IFREG: u32 = 0o100000;
+
 /// A directory's or an entry's identity: (device, inode).
 pub type Id = (u64, u64);
 
@@ -60,7 +66,7 @@ impl Meta {
     }
 
     pub fn is_dir(&self) -> bool {
-        self.mode & (libc::S_IFMT as u32) == libc::S_IFDIR as u32
+        self.mode & S_IFMT == S_IFDIR
     }
 
     /// What changed between two looks at the same inode, if anything. A
@@ -173,31 +179,26 @@ struct DirState {
     /// The directory's own mtime when it was listed.
     mtime: i64,
     listing: Listing,
-    /// Scans left during which a change of this directory also re-syncs
-    /// it whole (see [`RECENT_SCANS`]).
-    recent: u8,
 }
-
-/// A directory that was just watched is synced whole by the tree, from its
-/// live state, some time after the listing that is its baseline: an entry
-/// that appears in between and is gone again by the next scan is copied and
-/// then never seen by a diff. So for this many scans after it is watched
-/// (once running: the initial walk is left out, or the whole tree would be
-/// synced twice), a change of its mtime also re-syncs it whole, and that
-/// re-sync starts the count again. A new directory that keeps changing is
-/// thus re-synced whole on every scan until it is quiet for this many.
-pub const RECENT_SCANS: u8 = 2;
 
 /// The last listing of every watched directory.
 #[derive(Default)]
 pub struct Snapshots {
     dirs: BTreeMap<Vec<u8>, DirState>,
     last_cookie: u32,
-    /// A rescan ran: directories watched from now on were created or moved
-    /// in while we run (not part of the initial walk).
-    settled: bool,
-    /// The paths the last rescan reported (see [`Snapshots::rescan`], step 6).
-    echo: Vec<Vec<u8>>,
+    /// A sync runs (see [`Snapshots::syncing`]): the paths it makes equal,
+    /// and the mtimes, when it started, of the watched directories it syncs
+    /// whole.
+    running: Option<SyncCheck>,
+    /// Syncs that finished since the last rescan, to check at the next.
+    finished: SyncCheck,
+}
+
+/// What a sync read from the live state, to check after it.
+#[derive(Default)]
+struct SyncCheck {
+    paths: BTreeSet<Vec<u8>>,
+    dirs: BTreeMap<Vec<u8>, i64>,
 }
 
 /// One side of a name that changed: entry `name` of the `k`-th directory
@@ -252,7 +253,6 @@ impl Snapshots {
                     id: meta.id(),
                     mtime: meta.mtime,
                     listing,
-                    recent: if self.settled { RECENT_SCANS } else { 0 },
                 };
                 self.dirs.insert(rel.to_vec(), state);
                 true
@@ -327,6 +327,34 @@ impl Snapshots {
         self.last_cookie
     }
 
+    /// A sync of `paths` starts (`recursive`: each with everything below
+    /// it): remembers what to check once it is done (step 4 of
+    /// [`Snapshots::rescan`]).
+    pub fn syncing(&mut self, paths: &[(Vec<u8>, bool)]) {
+        let mut check = SyncCheck::default();
+        for (p, recursive) in paths {
+            check.paths.insert(p.clone());
+            if *recursive {
+                for d in self.under(p) {
+                    let mtime = self.dirs[&d].mtime;
+                    check.dirs.insert(d, mtime);
+                }
+            }
+        }
+        self.running = Some(check);
+    }
+
+    /// The sync announced by [`Snapshots::syncing`] is done: the next
+    /// rescan checks what it read.
+    pub fn synced(&mut self) {
+        if let Some(c) = self.running.take() {
+            self.finished.paths.extend(c.paths);
+            for (d, m) in c.dirs {
+                self.finished.dirs.entry(d).or_insert(m);
+            }
+        }
+    }
+
     /// Lists every tracked directory again and appends what changed.
     pub fn rescan_all(&mut self, lister: &mut dyn Lister, out: &mut Vec<RawEvent>) {
         let all: Vec<Vec<u8>> = self.dirs.keys().cloned().collect();
@@ -341,7 +369,6 @@ impl Snapshots {
         lister: &mut dyn Lister,
         out: &mut Vec<RawEvent>,
     ) {
-        self.settled = true;
         let first_event = out.len();
         // Old key → where it is now, for the directories found moved.
         let mut moved_to: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
@@ -408,6 +435,22 @@ impl Snapshots {
                     todo.push(d);
                 }
             }
+        }
+        // A move can only be told as a rename when the directory it left is
+        // diffed too (its listing names the source). Otherwise it is gone,
+        // with what was below it: its new name appears as a new directory,
+        // synced whole.
+        let mut undone: BTreeSet<Vec<u8>> = BTreeSet::new();
+        for k in moved_to.keys() {
+            let parent = path::parent(k);
+            if k.is_empty() || !fresh.contains_key(parent) || undone.contains(parent) {
+                undone.insert(k.clone());
+            }
+        }
+        for k in undone {
+            moved_to.remove(&k);
+            fresh.remove(&k);
+            gone.insert(k);
         }
         let now_of = |k: &Vec<u8>| moved_to.get(k).cloned().unwrap_or_else(|| k.clone());
 
@@ -489,7 +532,7 @@ impl Snapshots {
             .collect();
         for (ri, r) in removed.iter().enumerate() {
             let same_type_fill = filled.get(&(r.k, r.name.as_slice())) == Some(&r.meta.is_dir());
-            if !paired[ri] && !(r.name_taken && same_type_fill) {
+            if !(paired[ri] || r.name_taken && same_type_fill) {
                 out.push(ev(old_path(r), EventKind::Removed, r.meta.is_dir(), 0));
             }
         }
@@ -586,19 +629,30 @@ impl Snapshots {
             out.push(ev(p, kind, is_dir, 0));
         }
 
-        // 4. Recently watched directories that changed: synced whole again
-        // (see RECENT_SCANS); such a sync is from the live state again, so
-        // they stay recent until a scan finds them quiet.
-        let mut resynced: BTreeSet<Vec<u8>> = BTreeSet::new();
+        // 4. After a sync: it read the live state, which may have held a
+        // name that came and went between two scans (never in a listing)
+        // and is now copied. A directory it synced whole whose mtime moved
+        // since the sync started is synced whole again; a path it synced
+        // that is absent now is reported removed.
+        let check = std::mem::take(&mut self.finished);
         for (k, (mtime, _)) in fresh.iter() {
-            let state = &self.dirs[k];
             let p = now_of(k);
-            if state.recent > 0 && state.mtime != *mtime {
-                resynced.insert(k.clone());
-                if !whole.iter().any(|w| path::is_under(&p, w)) {
-                    out.push(ev(p.clone(), EventKind::MovedTo, true, 0));
-                    whole.push(p);
-                }
+            let moved_since = check.dirs.get(k).is_some_and(|m| m != mtime);
+            if moved_since && !whole.iter().any(|w| path::is_under(&p, w)) {
+                out.push(ev(p.clone(), EventKind::MovedTo, true, 0));
+                whole.push(p);
+            }
+        }
+        let listed: HashMap<Vec<u8>, &Listing> =
+            fresh.iter().map(|(k, (_, l))| (now_of(k), l)).collect();
+        let reported: BTreeSet<Vec<u8>> =
+            out[first_event..].iter().map(|e| e.path.clone()).collect();
+        for p in check.paths {
+            let absent = listed
+                .get(path::parent(&p))
+                .is_some_and(|l| l.get(path::file_name(&p)).is_none());
+            if absent && !p.is_empty() && !reported.contains(&p) {
+                out.push(ev(p, EventKind::Removed, false, 0));
             }
         }
 
@@ -607,28 +661,6 @@ impl Snapshots {
             let p = path::join(&keys[k].1, &name);
             if !whole.iter().any(|w| path::is_strictly_under(&p, w)) {
                 out.push(ev(p, kind, is_dir, 0));
-            }
-        }
-
-        // 6. Echo. Every path reported last time was then synced from its
-        // live state, which may have been a passing one (a name that came
-        // and went between two scans, never seen by a listing). One that is
-        // absent now, and not reported again, is reported removed once more,
-        // so a passing state copied by such a sync does not stay behind.
-        let echo = std::mem::take(&mut self.echo);
-        let listed: HashMap<Vec<u8>, &Listing> = fresh
-            .iter()
-            .map(|(k, (_, l))| (now_of(k), l))
-            .collect();
-        let reported: BTreeSet<Vec<u8>> =
-            out[first_event..].iter().map(|e| e.path.clone()).collect();
-        self.echo = reported.iter().filter(|p| !p.is_empty()).cloned().collect();
-        for p in echo {
-            let absent = listed
-                .get(path::parent(&p))
-                .is_some_and(|l| l.get(path::file_name(&p)).is_none());
-            if absent && !reported.contains(&p) && !p.is_empty() {
-                out.push(ev(p, EventKind::Removed, false, 0));
             }
         }
 
@@ -643,11 +675,6 @@ impl Snapshots {
             };
             state.listing = listing;
             state.mtime = mtime;
-            state.recent = if resynced.contains(&k) {
-                RECENT_SCANS
-            } else {
-                state.recent.saturating_sub(1)
-            };
             relabelled.push((now_of(&k), state));
         }
         for (k, state) in relabelled {

@@ -18,11 +18,7 @@ struct Node {
 
 impl Node {
     fn meta(&self) -> Meta {
-        let kind = if self.dir {
-            libc::S_IFDIR
-        } else {
-            libc::S_IFREG
-        } as u32;
+        let kind = if self.dir { S_IFDIR } else { S_IFREG };
         Meta {
             dev: 1,
             ino: self.ino,
