@@ -582,9 +582,9 @@ fn parse_signal(s: &str) -> Result<i32, String> {
             }
         };
         if let Some(rest) = bare.strip_prefix("RTMIN") {
-            libc::SIGRTMIN() + offset(rest, '+')?
+            rt_signals().ok_or_else(bad)?.0 + offset(rest, '+')?
         } else if let Some(rest) = bare.strip_prefix("RTMAX") {
-            libc::SIGRTMAX() - offset(rest, '-')?
+            rt_signals().ok_or_else(bad)?.1 - offset(rest, '-')?
         } else {
             format!("SIG{bare}")
                 .parse::<nix::sys::signal::Signal>()
@@ -595,7 +595,7 @@ fn parse_signal(s: &str) -> Result<i32, String> {
     if n == 0 {
         return Ok(0);
     }
-    let max = libc::SIGRTMAX();
+    let max = rt_signals().map_or(31, |(_, max)| max);
     if !(1..=max).contains(&n) {
         return Err(format!("signal {n} is out of range 1..={max}"));
     }
@@ -669,6 +669,22 @@ fn parse_poll_interval(v: &str) -> Result<std::time::Duration, String> {
         return Err(format!("`{v}` must be between 0.001 and 86400 seconds"));
     }
     Ok(std::time::Duration::from_secs_f64(secs))
+}
+
+/// The real-time signals (SIGRTMIN, SIGRTMAX) where there are any. (Portable
+/// for `cargo check --target x86_64-unknown-freebsd`: the libc crate has
+/// them as functions on Linux only; FreeBSD's are fixed.)
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn rt_signals() -> Option<(i32, i32)> {
+    Some((libc::SIGRTMIN(), libc::SIGRTMAX()))
+}
+#[cfg(target_os = "freebsd")]
+fn rt_signals() -> Option<(i32, i32)> {
+    Some((65, 126))
+}
+#[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+fn rt_signals() -> Option<(i32, i32)> {
+    None
 }
 
 #[cfg(test)]
