@@ -408,6 +408,7 @@ pub struct Args {
         long = "monitor",
         value_name = "BACKEND",
         value_enum,
+        overrides_with = "monitor",
         help_heading = "Event backend"
     )]
     pub monitor: Option<crate::monitor::MonitorKind>,
@@ -417,6 +418,7 @@ pub struct Args {
         long = "poll-interval",
         value_name = "SECS",
         default_value = "1",
+        overrides_with = "poll_interval",
         value_parser = parse_poll_interval,
         help_heading = "Event backend"
     )]
