@@ -990,6 +990,10 @@ impl Daemon {
                     if self.held(now) {
                         return Ok(false);
                     }
+                    // The last sync takes every change made up to now: a
+                    // backend that scans (poll) looks now, not when due.
+                    self.monitor.catch_up();
+                    self.drain_events()?;
                     match self.queue.pop_all() {
                         Some(batch) => self.start_batch(batch)?,
                         None => {

@@ -186,6 +186,10 @@ pub trait Monitor {
     fn syncing(&mut self, _batch: &crate::batch::Batch) {}
     /// The batch announced by [`Monitor::syncing`] is done.
     fn synced(&mut self) {}
+    /// The caller is about to act on "nothing else changed" (a soft end):
+    /// the next [`Monitor::read_events`] must report every change made up
+    /// to now, even if a scan is not due.
+    fn catch_up(&mut self) {}
 }
 
 /// What a batch makes equal, as (path, with everything below it), for
@@ -237,5 +241,8 @@ impl<M: Monitor + ?Sized> Monitor for Box<M> {
     }
     fn synced(&mut self) {
         (**self).synced()
+    }
+    fn catch_up(&mut self) {
+        (**self).catch_up()
     }
 }

@@ -109,6 +109,10 @@ impl Monitor for PollMonitor {
     fn synced(&mut self) {
         self.snaps.synced();
     }
+
+    fn catch_up(&mut self) {
+        self.next_scan = Instant::now();
+    }
 }
 
 #[cfg(test)]
