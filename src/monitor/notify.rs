@@ -32,6 +32,10 @@ use std::sync::{Arc, Mutex};
 
 type Queue = Arc<Mutex<Vec<notify::Result<notify::Event>>>>;
 
+/// How long a read waits for the rest of a burst, and how many times.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(2);
+const LINGER_ROUNDS: usize = 8;
+
 pub struct NotifyMonitor {
     root: PathBuf,
     watcher: notify::RecommendedWatcher,
@@ -61,6 +65,16 @@ impl NotifyMonitor {
         let q = Arc::clone(&queue);
         let mut poke = poke;
         let handler = move |ev: notify::Result<notify::Event>| {
+            // notify's inotify watches ask for opens and reads too (every
+            // read of a file in the tree, our own copies included): drop
+            // them here, before they wake the loop.
+            if let Ok(e) = &ev {
+                if matches!(e.kind, notify::EventKind::Access(k)
+                    if k != AccessKind::Close(AccessMode::Write))
+                {
+                    return;
+                }
+            }
             q.lock().unwrap_or_else(|e| e.into_inner()).push(ev);
             // A full socket buffer already wakes the reader: ignore it.
             let _ = poke.write(&[1]);
@@ -79,6 +93,35 @@ impl NotifyMonitor {
         p.strip_prefix(&self.root)
             .ok()
             .map(|r| r.as_os_str().as_bytes().to_vec())
+    }
+
+    fn drain_wake(&mut self) -> Result<(), MonitorError> {
+        let mut buf = [0u8; 4096];
+        loop {
+            match self.wake.read(&mut buf) {
+                Ok(n) if n == buf.len() => continue,
+                Ok(_) => return Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(MonitorError::Read(e)),
+            }
+        }
+    }
+
+    fn take_queued(&self) -> Vec<notify::Result<notify::Event>> {
+        std::mem::take(&mut *self.queue.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Whether the wake socket turns readable within `t`.
+    fn wake_within(&self, t: std::time::Duration) -> bool {
+        let mut pfd = libc::pollfd {
+            fd: self.wake.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = t.as_millis().min(1000) as libc::c_int;
+        // SAFETY: one valid pollfd that lives across the call.
+        unsafe { libc::poll(&mut pfd, 1, ms) > 0 }
     }
 
     fn is_dir(&self, rel: &[u8]) -> bool {
@@ -225,17 +268,19 @@ impl Monitor for NotifyMonitor {
     }
 
     fn read_events(&mut self, out: &mut Vec<RawEvent>) -> Result<(), MonitorError> {
-        let mut buf = [0u8; 4096];
-        loop {
-            match self.wake.read(&mut buf) {
-                Ok(n) if n == buf.len() => continue,
-                Ok(_) => break,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(e) => return Err(MonitorError::Read(e)),
+        self.drain_wake()?;
+        let mut events = self.take_queued();
+        // notify hands events over one by one from its thread, where one
+        // read of inotify would have returned a burst (create, write, close)
+        // at once: linger a moment while more keep coming, so the queue
+        // sees them together. Bounded, so a storm cannot hold the loop.
+        for _ in 0..LINGER_ROUNDS {
+            if events.is_empty() || !self.wake_within(LINGER) {
+                break;
             }
+            self.drain_wake()?;
+            events.extend(self.take_queued());
         }
-        let events = std::mem::take(&mut *self.queue.lock().unwrap_or_else(|e| e.into_inner()));
         for ev in events {
             match ev {
                 Ok(ev) => self.translate(ev, out),
