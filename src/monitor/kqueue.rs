@@ -243,6 +243,10 @@ mod sys {
         by_fd: HashMap<RawFd, Id>,
         limit: u64,
         budget_warned: bool,
+        /// Watches changed since the descriptors were last matched to them
+        /// (done once per read, not once per directory: a start over a big
+        /// tree adds thousands).
+        dirty: bool,
     }
 
     fn open_files_limit() -> u64 {
@@ -284,6 +288,7 @@ mod sys {
                 by_fd: HashMap::new(),
                 limit,
                 budget_warned: false,
+                dirty: false,
             })
         }
 
@@ -358,16 +363,19 @@ mod sys {
                     path: path::display_os(&path::abs(&self.root, rel)),
                 });
             }
-            self.reconcile();
+            self.dirty = true;
             Ok(())
         }
 
         fn forget_subtree(&mut self, rel: &[u8]) {
             self.core.forget_subtree(rel);
-            self.reconcile();
+            self.dirty = true;
         }
 
         fn read_events(&mut self, out: &mut Vec<RawEvent>) -> Result<(), MonitorError> {
+            if std::mem::take(&mut self.dirty) {
+                self.reconcile();
+            }
             let mut notes: Vec<(Id, Notes)> = Vec::new();
             while let Some(ev) = self.kq.poll(None) {
                 let fd = match ev.ident {
@@ -411,6 +419,11 @@ mod sys {
 
         fn is_watched(&self, rel: &[u8]) -> bool {
             self.core.snapshots().contains(rel)
+        }
+
+        fn next_deadline(&self) -> Option<std::time::Instant> {
+            // New watches get their descriptors at the next read: now.
+            self.dirty.then(std::time::Instant::now)
         }
 
         fn syncing(&mut self, batch: &crate::batch::Batch) {

@@ -5,6 +5,15 @@
 //! watch handles to paths (and keeps it right across directory renames it
 //! sees), but it decides nothing: which directories to watch is the tree's
 //! business, batching is the queue's.
+//!
+//! [`open`] picks the backend for `--monitor` ([`MonitorKind`]); callers only
+//! see `Box<dyn Monitor>`. Every backend answers in terms of watched
+//! directories (`add_watch`, `watch_count`, `is_watched`), whatever it
+//! holds underneath: an inotify watch, a kqueue descriptor, a listing to
+//! diff. The optional methods have no-op defaults: `next_deadline` (a
+//! backend without a descriptor says when to read it), `syncing`/`synced`
+//! (a listing backend checks what a sync may have read) and `catch_up`
+//! (read everything now, before a last sync).
 
 // Backends: the `cfg` sits on these lines and nowhere else. A backend that
 // cannot run on this platform is the `unavailable.rs` stand-in, whose
