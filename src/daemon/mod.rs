@@ -1069,6 +1069,16 @@ impl Daemon {
             );
             return;
         }
+        // The event backend is not reopened on reload.
+        let mut new = new;
+        if (new.monitor, &new.monitor_options) != (self.cfg.monitor, &self.cfg.monitor_options) {
+            ::log::warn!(
+                "reload: --monitor and --poll-interval cannot change while running; keeping --monitor {} (restart livesync to change them)",
+                self.cfg.monitor.name()
+            );
+            new.monitor = self.cfg.monitor;
+            new.monitor_options = self.cfg.monitor_options.clone();
+        }
         let handler = match build_handler(&new) {
             Ok(h) => h,
             Err(e) => {
