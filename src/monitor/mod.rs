@@ -255,3 +255,52 @@ impl<M: Monitor + ?Sized> Monitor for Box<M> {
         (**self).catch_up()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::ValueEnum;
+
+    #[test]
+    fn names_are_the_monitor_values_and_the_default_is_native() {
+        for kind in MonitorKind::value_variants() {
+            let v = kind.to_possible_value().expect("value");
+            assert_eq!(v.get_name(), kind.name());
+        }
+        if cfg!(target_os = "linux") {
+            assert_eq!(MonitorKind::platform_default(), MonitorKind::Inotify);
+        }
+    }
+
+    #[test]
+    fn the_factory_opens_each_backend_or_says_in_one_line_why_not() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().canonicalize().expect("canonical");
+        std::fs::create_dir(root.join("sub")).expect("mkdir");
+        for kind in MonitorKind::value_variants() {
+            match open(*kind, &root, &MonitorOptions::default()) {
+                Ok(mut m) => {
+                    m.add_watch(b"").expect("watch root");
+                    m.add_watch(b"sub").expect("watch sub");
+                    assert_eq!(m.watch_count(), 2, "{kind:?}");
+                    assert!(m.is_watched(b"sub") && !m.is_watched(b"nope"), "{kind:?}");
+                    assert_eq!(m.watched_under(b"sub"), vec![b"sub".to_vec()], "{kind:?}");
+                    m.forget_subtree(b"sub");
+                    assert_eq!(m.watch_count(), 1, "{kind:?}");
+                }
+                Err(e) => {
+                    let msg = e.to_string();
+                    assert!(
+                        matches!(e, MonitorError::Unavailable { .. })
+                            && !msg.contains('\n')
+                            && msg.contains(&format!("--monitor {}", kind.name())),
+                        "{kind:?}: {msg}"
+                    );
+                    if cfg!(target_os = "linux") {
+                        assert_eq!(*kind, MonitorKind::Kqueue, "{msg}");
+                    }
+                }
+            }
+        }
+    }
+}
