@@ -716,6 +716,30 @@ still retried, never dropped. Use it only with a handler that tolerates that."
     #[arg(long = "forbid-devices", help_heading = "Privileges and hardening")]
     pub forbid_devices: bool,
     // ---- end of privileges and hardening ----
+    // --- Event backends (src/monitor/): --monitor and its settings. ---
+    /// Which kernel API watches the tree: inotify (Linux default), kqueue
+    /// (FreeBSD/macOS default), poll (a periodic scan: NFS, FUSE), notify
+    /// (the notify crate's portable watcher).
+    #[arg(
+        long = "monitor",
+        value_name = "BACKEND",
+        value_enum,
+        overrides_with = "monitor",
+        help_heading = "Event backend"
+    )]
+    pub monitor: Option<crate::monitor::MonitorKind>,
+
+    /// Seconds between two scans of --monitor poll (fractions allowed).
+    #[arg(
+        long = "poll-interval",
+        value_name = "SECS",
+        default_value = "1",
+        overrides_with = "poll_interval",
+        value_parser = parse_poll_interval,
+        help_heading = "Event backend"
+    )]
+    pub poll_interval: std::time::Duration,
+
     /// Arguments for the sync handler (after `--`).
     #[arg(last = true, value_name = "HANDLER ARGS")]
     pub handler_args: Vec<OsString>,
@@ -876,9 +900,9 @@ fn parse_signal(s: &str) -> Result<i32, String> {
             }
         };
         if let Some(rest) = bare.strip_prefix("RTMIN") {
-            libc::SIGRTMIN() + offset(rest, '+')?
+            rt_signals().ok_or_else(bad)?.0 + offset(rest, '+')?
         } else if let Some(rest) = bare.strip_prefix("RTMAX") {
-            libc::SIGRTMAX() - offset(rest, '-')?
+            rt_signals().ok_or_else(bad)?.1 - offset(rest, '-')?
         } else {
             format!("SIG{bare}")
                 .parse::<nix::sys::signal::Signal>()
@@ -889,7 +913,7 @@ fn parse_signal(s: &str) -> Result<i32, String> {
     if n == 0 {
         return Ok(0);
     }
-    let max = libc::SIGRTMAX();
+    let max = rt_signals().map_or(31, |(_, max)| max);
     if !(1..=max).contains(&n) {
         return Err(format!("signal {n} is out of range 1..={max}"));
     }
@@ -951,6 +975,34 @@ pub fn fold_custom_signals(specs: &[SignalSpec]) -> Vec<(i32, String)> {
         }
     }
     out
+}
+
+/// `--poll-interval`: positive seconds, fractions allowed, at least 1 ms.
+fn parse_poll_interval(v: &str) -> Result<std::time::Duration, String> {
+    let secs: f64 = v
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{v}` is not a number of seconds (e.g. 1 or 0.5)"))?;
+    if !secs.is_finite() || !(0.001..=86_400.0).contains(&secs) {
+        return Err(format!("`{v}` must be between 0.001 and 86400 seconds"));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
+}
+
+/// The real-time signals (SIGRTMIN, SIGRTMAX) where there are any. (Portable
+/// for `cargo check --target x86_64-unknown-freebsd`: the libc crate has
+/// them as functions on Linux only; FreeBSD's are fixed.)
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn rt_signals() -> Option<(i32, i32)> {
+    Some((libc::SIGRTMIN(), libc::SIGRTMAX()))
+}
+#[cfg(target_os = "freebsd")]
+fn rt_signals() -> Option<(i32, i32)> {
+    Some((65, 126))
+}
+#[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+fn rt_signals() -> Option<(i32, i32)> {
+    None
 }
 
 #[cfg(test)]

@@ -238,6 +238,11 @@ pub struct Config {
     /// Handler runs at once: 1 with `-p off`; `--threads` (or the CPU
     /// count, at least 2) with safe and full.
     pub threads: usize,
+    // --- Event backends (src/monitor/). ---
+    /// `--monitor`, or the platform's native backend.
+    pub monitor: crate::monitor::MonitorKind,
+    /// Settings of the backends (`--poll-interval`).
+    pub monitor_options: crate::monitor::MonitorOptions,
     /// Things worth a warning found while reading the configuration (one
     /// line each, e.g. `file:line: removed trailing whitespace …`). The
     /// caller logs them once the logger is up.
@@ -976,6 +981,12 @@ impl Config {
             threading,
             threads,
             privileges,
+            monitor: a
+                .monitor
+                .unwrap_or_else(crate::monitor::MonitorKind::platform_default),
+            monitor_options: crate::monitor::MonitorOptions {
+                poll_interval: a.poll_interval,
+            },
         })
     }
 }
@@ -1784,6 +1795,25 @@ mod tests {
                     [s("false"), s("true"), s("true")],
                 )
             },
+            // Event backends.
+            case(
+                "monitor",
+                s("monitor = poll"),
+                &["--monitor", "notify"],
+                |c| format!("{:?}", c.monitor),
+                [
+                    format!("{:?}", crate::monitor::MonitorKind::platform_default()),
+                    s("Poll"),
+                    s("Notify"),
+                ],
+            ),
+            case(
+                "poll-interval",
+                s("poll-interval = 0.25"),
+                &["--poll-interval", "2"],
+                |c| format!("{:?}", c.monitor_options.poll_interval),
+                [s("1s"), s("250ms"), s("2s")],
+            ),
             // The handler arguments: the command line's `--` replaces the file's.
             case(
                 "--",

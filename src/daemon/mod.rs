@@ -103,7 +103,6 @@ use crate::handler::rsync::{RsyncConfig, RsyncDirect};
 use crate::handler::so::{SoConfig, SoHandler, SoMode};
 use crate::handler::unison::{Unison, UnisonConfig};
 use crate::handler::{Handler, HandlerError, Report};
-use crate::monitor::inotify::InotifyMonitor;
 use crate::monitor::{Monitor, MonitorError, RawEvent};
 use crate::path;
 use crate::queue::{BatchId, Change, Queue};
@@ -737,7 +736,8 @@ pub struct Snapshot {
 /// The state of one run: everything the loop owns.
 struct Daemon {
     cfg: Config,
-    monitor: InotifyMonitor,
+    /// The backend `--monitor` chose (src/monitor/mod.rs `open`).
+    monitor: Box<dyn Monitor>,
     tree: Tree,
     queue: Queue,
     worker: Worker,
@@ -988,6 +988,8 @@ impl Daemon {
             // finishing: their failure stays ours.)
             self.killed = false;
         }
+        // Listing backends check afterwards what the handler may have read.
+        self.monitor.syncing(&batch);
         self.worker.send(Job::Batch {
             id,
             batch,
@@ -1057,6 +1059,7 @@ impl Daemon {
             } => (id, batch, result, elapsed, initial),
         };
         let now = Instant::now();
+        self.monitor.synced();
         let n = batch.len();
         if was_initial {
             self.initial_running = false;
@@ -1304,6 +1307,10 @@ impl Daemon {
                     if self.held(now) {
                         return Ok(false);
                     }
+                    // The last sync takes every change made up to now: a
+                    // backend that scans (poll) looks now, not when due.
+                    self.monitor.catch_up();
+                    self.drain_events()?;
                     match self.queue.pop_all_with_id() {
                         Some((id, batch)) => self.start_batch(id, batch)?,
                         None => {
@@ -1383,6 +1390,15 @@ impl Daemon {
         if (new.threading, new.threads) != (self.cfg.threading, self.cfg.threads) {
             ::log::warn!("reload: new -p/--threads values take effect after a restart");
             (new.threading, new.threads) = (self.cfg.threading, self.cfg.threads);
+        }
+        // The event backend is not reopened on reload.
+        if (new.monitor, &new.monitor_options) != (self.cfg.monitor, &self.cfg.monitor_options) {
+            ::log::warn!(
+                "reload: --monitor and --poll-interval cannot change while running; keeping --monitor {} (restart livesync to change them)",
+                self.cfg.monitor.name()
+            );
+            new.monitor = self.cfg.monitor;
+            new.monitor_options = self.cfg.monitor_options.clone();
         }
         let handlers = match build_handlers(&new) {
             Ok(h) => h,
@@ -1655,6 +1671,8 @@ impl Daemon {
                 ops.tick(now, &|| self.socket_status());
                 self.ops = ops;
             }
+            // A backend without a descriptor (poll) says when to read it.
+            let monitor_due = self.monitor.next_deadline();
             let timeout = [
                 batch_due,
                 rescan_due,
@@ -1662,6 +1680,7 @@ impl Daemon {
                 retry_due,
                 self.kill_deadline,
                 self.ops.next_due(),
+                monitor_due,
             ]
             .into_iter()
             .flatten()
@@ -1792,7 +1811,7 @@ fn start_and_run(cfg: Config) -> Result<(), DaemonError> {
     // root (pid file, status file, control socket), before the tree is
     // walked and watched (src/daemon/privilege.rs).
     privilege::apply(&cfg).map_err(DaemonError::GaveUp)?;
-    let mut monitor = InotifyMonitor::new(&cfg.watch_dir)?;
+    let mut monitor = crate::monitor::open(cfg.monitor, &cfg.watch_dir, &cfg.monitor_options)?;
     let mut tree = Tree::new(
         cfg.watch_dir.clone(),
         Arc::clone(&cfg.rules),
@@ -1812,10 +1831,11 @@ fn start_and_run(cfg: Config) -> Result<(), DaemonError> {
                 e => DaemonError::Monitor(e),
             })?;
         ::log::info!(
-            "watching {} director{} under {} ({:.0} ms)",
+            "watching {} director{} under {} with {} ({:.0} ms)",
             monitor.watch_count(),
             if dirs == 1 { "y" } else { "ies" },
             path::display_os(&cfg.watch_dir),
+            cfg.monitor.name(),
             started.elapsed().as_secs_f64() * 1000.0
         );
     }

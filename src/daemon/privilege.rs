@@ -507,6 +507,13 @@ impl Plan {
                 ));
             }
         }
+        if cfg.monitor == crate::monitor::MonitorKind::Fanotify {
+            reasons.push((
+                Capability::CAP_SYS_ADMIN,
+                "--monitor fanotify marks filesystems (also ones mounted later below the root)"
+                    .into(),
+            ));
+        }
         for c in &s.preserve {
             reasons.push((*c, "-C".into()));
         }

@@ -658,7 +658,10 @@ pub fn map_record(
 
 /// The backend as a trait object, for a `--monitor` factory: the
 /// auditpipe reader on FreeBSD, [`MonitorError::Unavailable`] elsewhere.
-pub fn open(root: &std::path::Path) -> Result<Box<dyn super::Monitor>, super::MonitorError> {
+pub fn open(
+    root: &std::path::Path,
+    _: &super::MonitorOptions,
+) -> Result<Box<dyn super::Monitor>, super::MonitorError> {
     #[cfg(target_os = "freebsd")]
     {
         Ok(Box::new(reader::BsmMonitor::new(root)?))
@@ -1336,7 +1339,7 @@ mod tests {
     #[cfg(not(target_os = "freebsd"))]
     #[test]
     fn the_reader_is_unavailable_off_freebsd() {
-        match open(std::path::Path::new("/")) {
+        match open(std::path::Path::new("/"), &Default::default()) {
             Err(crate::monitor::MonitorError::Unavailable { backend, reason }) => {
                 assert_eq!(backend, "bsm");
                 assert!(reason.contains("auditpipe"), "{reason}");

@@ -816,7 +816,7 @@ impl Fanotify {
 /// The backend as a trait object, for a `--monitor` factory. An
 /// [`MonitorError::Unavailable`] from here is the cue to fall back to
 /// inotify with a warning.
-pub fn open(root: &Path) -> Result<Box<dyn Monitor>, MonitorError> {
+pub fn open(root: &Path, _: &super::MonitorOptions) -> Result<Box<dyn Monitor>, MonitorError> {
     Ok(Box::new(Fanotify::new(root)?))
 }
 

@@ -60,6 +60,11 @@ fn read_sysctl(name: &str) -> String {
         .unwrap_or_else(|_| "unknown".to_string())
 }
 
+/// The factory's entry point (`--monitor inotify`).
+pub fn open(root: &Path, _: &super::MonitorOptions) -> Result<Box<dyn Monitor>, MonitorError> {
+    Ok(Box::new(InotifyMonitor::new(root)?))
+}
+
 impl InotifyMonitor {
     /// Starts an inotify instance for the tree at `root` (absolute). No
     /// directory is watched until [`Monitor::add_watch`] is called.

@@ -39,6 +39,31 @@ pub fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s)
 }
 
+/// The event backend the suite runs on: `LIVESYNC_TEST_MONITOR` (as
+/// `--monitor` spells it), or None for the platform's default. scripts/test
+/// runs the integration tests once per Linux backend this way.
+pub fn test_monitor() -> Option<String> {
+    std::env::var("LIVESYNC_TEST_MONITOR")
+        .ok()
+        .filter(|m| !m.is_empty())
+}
+
+/// The options that put the daemon on the backend under test:
+/// `--monitor $LIVESYNC_TEST_MONITOR`, and `--poll-interval
+/// $LIVESYNC_TEST_POLL_INTERVAL` (default 0.1 s for `poll`, so the tests'
+/// deadlines hold). Empty when no backend is forced.
+pub fn backend_args() -> Vec<OsString> {
+    let Some(monitor) = test_monitor() else {
+        return Vec::new();
+    };
+    let mut args: Vec<OsString> = vec!["--monitor".into(), monitor.clone().into()];
+    let interval = std::env::var("LIVESYNC_TEST_POLL_INTERVAL").ok();
+    if let Some(i) = interval.or_else(|| (monitor == "poll").then(|| "0.1".to_string())) {
+        args.extend(["--poll-interval".into(), i.into()]);
+    }
+    args
+}
+
 /// True when running in CI (`CI=true`): missing prerequisites fail instead of skipping.
 pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
@@ -333,6 +358,7 @@ impl Daemon {
             "-D".into(),
             env.dst.clone().into(),
         ];
+        argv.extend(backend_args());
         argv.extend(args.iter().map(|a| a.as_ref().to_os_string()));
         if std::env::var_os("LIVESYNC_TEST_DEBUG").is_some() {
             argv.extend(["-d".into(), "-d".into()]);
@@ -745,7 +771,7 @@ pub struct Run {
 pub fn run_livesync<S: AsRef<OsStr>>(args: &[S], timeout: Duration) -> Run {
     let mut cmd = Command::new(BIN);
     // -H /NULL/: no config file of the host may leak into a test.
-    cmd.args(["-H", "/NULL/"]).args(args);
+    cmd.args(["-H", "/NULL/"]).args(backend_args()).args(args);
     run_command(cmd, timeout)
 }
 

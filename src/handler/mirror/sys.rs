@@ -129,7 +129,7 @@ impl Meta {
         };
         Ok(Meta {
             ftype,
-            perm: st.st_mode & 0o7777,
+            perm: mode_bits(st.st_mode) & 0o7777,
             uid: st.st_uid,
             gid: st.st_gid,
             size: st.st_size as u64,
@@ -282,12 +282,24 @@ pub fn unlink(dir: RawFd, name: &[u8]) -> io::Result<()> {
     unistd::unlinkat(Some(dir), name, UnlinkatFlags::NoRemoveDir).map_err(err)
 }
 
+/// `mode_t` is u32 on Linux and u16 on FreeBSD and macOS (these two keep
+/// `cargo check --target x86_64-unknown-freebsd` building).
+#[allow(clippy::unnecessary_cast)]
+fn mode_bits(m: libc::mode_t) -> u32 {
+    m as u32
+}
+
+#[allow(clippy::unnecessary_cast)]
+fn mode(perm: u32) -> Mode {
+    Mode::from_bits_truncate(perm as libc::mode_t)
+}
+
 pub fn rmdir(dir: RawFd, name: &[u8]) -> io::Result<()> {
     unistd::unlinkat(Some(dir), name, UnlinkatFlags::RemoveDir).map_err(err)
 }
 
 pub fn mkdir(dir: RawFd, name: &[u8], perm: u32) -> io::Result<()> {
-    stat::mkdirat(Some(dir), name, Mode::from_bits_truncate(perm)).map_err(err)
+    stat::mkdirat(Some(dir), name, mode(perm)).map_err(err)
 }
 
 pub fn rename(from_dir: RawFd, from: &[u8], to_dir: RawFd, to: &[u8]) -> io::Result<()> {
@@ -328,7 +340,7 @@ pub fn fchown(fd: RawFd, uid: u32, gid: u32) -> io::Result<()> {
 }
 
 pub fn fchmod(fd: RawFd, perm: u32) -> io::Result<()> {
-    stat::fchmod(fd, Mode::from_bits_truncate(perm)).map_err(err)
+    stat::fchmod(fd, mode(perm)).map_err(err)
 }
 
 pub fn futimens(fd: RawFd, atime: &TimeSpec, mtime: &TimeSpec) -> io::Result<()> {
@@ -344,13 +356,7 @@ pub fn chown_at(dir: RawFd, name: &[u8], uid: u32, gid: u32) -> io::Result<()> {
 /// `chmod` of `name` in `dir` that never follows a symlink (never call it on
 /// a symlink: Linux links have no mode and this fails with `EOPNOTSUPP`).
 pub fn chmod_at(dir: RawFd, name: &[u8], perm: u32) -> io::Result<()> {
-    stat::fchmodat(
-        Some(dir),
-        name,
-        Mode::from_bits_truncate(perm),
-        FchmodatFlags::NoFollowSymlink,
-    )
-    .map_err(err)
+    stat::fchmodat(Some(dir), name, mode(perm), FchmodatFlags::NoFollowSymlink).map_err(err)
 }
 
 /// `lutimes` relative to `dir`, nanosecond precision.
