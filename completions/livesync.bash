@@ -41,7 +41,7 @@ _livesync() {
 
     case "${cmd}" in
         livesync)
-            opts="-W -D -M -S -R -t -T -B -w -r -x -l -L -U -d -q -H -K -z -k -b -Y -p -X -h -V --watch-dir --destination-dir --mode --sync-handler --rules-file --delay-collect --delay-collect-bigfile --threshold-bigfile --delay-sync --retries --ignore-exitcode --label --lists-dir --dont-unlink-lists --debug --quiet --config-file --config-block --config-block-inherits --custom-signals --pid-file --status-file --dump-dir --socket --socket-own --socket-mod --standby-file --exit-on-no-events --only-initialsync --skip-initialsync --max-iterations --sync-on-quit --pre-exit-hook --exit-hook --ignore-failures --timeout-sync --background --output --threading --one-file-system --exclude-mount-points --modification-signature --cancel-syscalls --metrics-file --syslog-socket --progress --help --version status resync pause resume metrics ctl"
+            opts="-W -D -M -S -R -t -T -B -w -r -x -l -L -U -d -q -H -K -z -k -b -Y -p -X -F -u -g -C -h -V --watch-dir --destination-dir --mode --sync-handler --rules-file --delay-collect --delay-collect-bigfile --threshold-bigfile --delay-sync --retries --ignore-exitcode --label --lists-dir --dont-unlink-lists --debug --quiet --config-file --config-block --config-block-inherits --custom-signals --pid-file --status-file --dump-dir --socket --socket-own --socket-mod --standby-file --exit-on-no-events --only-initialsync --skip-initialsync --max-iterations --sync-on-quit --pre-exit-hook --exit-hook --ignore-failures --timeout-sync --background --output --threading --threads --one-file-system --exclude-mount-points --modification-signature --cancel-syscalls --metrics-file --syslog-socket --progress --synclist-simplify --have-recursive-sync --rsync-inclimit --rsync-prefer-include --full-initialsync --uid --gid --privileged-uid --privileged-gid --sync-handler-uid --sync-handler-gid --preserve-capabilities --inherit-capabilities --permit-new-privs --splitting --check-execvp-arguments --secure-splitting --seccomp-filter --chroot --pivot-root --detach-network --detach-ipc --detach-miscellanea --forbid-devices --monitor --poll-interval --help --version status resync pause resume metrics ctl"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -259,6 +259,10 @@ _livesync() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --threads)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --modification-signature)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -277,6 +281,78 @@ _livesync() {
                     ;;
                 --progress)
                     COMPREPLY=($(compgen -W "auto never" -- "${cur}"))
+                    return 0
+                    ;;
+                --rsync-inclimit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --uid)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -u)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --gid)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -g)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --privileged-uid)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --privileged-gid)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --sync-handler-uid)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --sync-handler-gid)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --preserve-capabilities)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -C)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --inherit-capabilities)
+                    COMPREPLY=($(compgen -W "permitted dont-touch clsync empty" -- "${cur}"))
+                    return 0
+                    ;;
+                --splitting)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --chroot)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pivot-root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --detach-network)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --monitor)
+                    COMPREPLY=($(compgen -W "inotify kqueue poll notify fanotify bsm" -- "${cur}"))
+                    return 0
+                    ;;
+                --poll-interval)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)

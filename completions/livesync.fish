@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_livesync_global_optspecs
-    string join \n W/watch-dir= D/destination-dir= M/mode= S/sync-handler= R/rules-file= t/delay-collect= T/delay-collect-bigfile= B/threshold-bigfile= w/delay-sync= r/retries= x/ignore-exitcode= l/label= L/lists-dir= U/dont-unlink-lists d/debug= q/quiet H/config-file= K/config-block= config-block-inherits= custom-signals= z/pid-file= status-file= dump-dir= socket= socket-own= socket-mod= standby-file= exit-on-no-events only-initialsync skip-initialsync max-iterations= sync-on-quit pre-exit-hook= exit-hook= ignore-failures k/timeout-sync= b/background= Y/output= p/threading= one-file-system X/exclude-mount-points modification-signature= cancel-syscalls= metrics-file= syslog-socket= progress= h/help V/version
+    string join \n W/watch-dir= D/destination-dir= M/mode= S/sync-handler= R/rules-file= t/delay-collect= T/delay-collect-bigfile= B/threshold-bigfile= w/delay-sync= r/retries= x/ignore-exitcode= l/label= L/lists-dir= U/dont-unlink-lists d/debug= q/quiet H/config-file= K/config-block= config-block-inherits= custom-signals= z/pid-file= status-file= dump-dir= socket= socket-own= socket-mod= standby-file= exit-on-no-events only-initialsync skip-initialsync max-iterations= sync-on-quit pre-exit-hook= exit-hook= ignore-failures k/timeout-sync= b/background= Y/output= p/threading= threads= one-file-system X/exclude-mount-points modification-signature= cancel-syscalls= metrics-file= syslog-socket= progress= synclist-simplify have-recursive-sync rsync-inclimit= rsync-prefer-include F/full-initialsync u/uid= g/gid= privileged-uid= privileged-gid= sync-handler-uid= sync-handler-gid= C/preserve-capabilities= inherit-capabilities= permit-new-privs splitting= check-execvp-arguments secure-splitting seccomp-filter chroot= pivot-root= detach-network= detach-ipc detach-miscellanea forbid-devices monitor= poll-interval= h/help V/version
 end
 
 function __fish_livesync_needs_command
@@ -25,9 +25,9 @@ function __fish_livesync_using_subcommand
 end
 
 complete -c livesync -n "__fish_livesync_needs_command" -s W -l watch-dir -d 'Directory to watch and mirror (or `watch-dir` in the config file)' -r -F
-complete -c livesync -n "__fish_livesync_needs_command" -s D -l destination-dir -d 'Destination: a local directory (created if missing), or for rsync modes also `host:path` or `rsync://host/module/path`' -r
-complete -c livesync -n "__fish_livesync_needs_command" -s M -l mode -d 'Sync handler mode: `mirror` (built in, the default with -D) or `rsyncdirect` (runs rsync with clsync\'s argv)' -r
-complete -c livesync -n "__fish_livesync_needs_command" -s S -l sync-handler -d 'Sync handler program (for rsyncdirect: the rsync binary; default `rsync` from PATH)' -r
+complete -c livesync -n "__fish_livesync_needs_command" -s D -l destination-dir -d 'Destination: a local directory (created if missing), or for rsync modes also `host:path` or `rsync://host/module/path` (for unison `host:path` or `ssh://host//path`; csync2 takes none)' -r
+complete -c livesync -n "__fish_livesync_needs_command" -s M -l mode -d 'Sync handler mode: `mirror` (built in, the default), `rsyncdirect` (runs rsync with clsync\'s argv), clsync\'s `simple`, `direct`, `shell`, `rsyncshell` (run the -S program) and `so`, `rsyncso` (load the -S shared object), `unison` (runs unison per batch) or `csync2` (runs csync2 to the peers of its config); see the man page' -r
+complete -c livesync -n "__fish_livesync_needs_command" -s S -l sync-handler -d 'Sync handler program (for rsyncdirect: the rsync binary; default `rsync` from PATH; for unison and csync2 their binary, default `unison` / `csync2` from PATH)' -r
 complete -c livesync -n "__fish_livesync_needs_command" -s R -l rules-file -d 'Rules file: one `[+-][fdwmsW*]regex` rule per line' -r -F
 complete -c livesync -n "__fish_livesync_needs_command" -s t -l delay-collect -d 'Seconds to collect events about ordinary files before syncing (fractions allowed)' -r
 complete -c livesync -n "__fish_livesync_needs_command" -s T -l delay-collect-bigfile -d 'Seconds to collect events about big files (see -B)' -r
@@ -58,13 +58,37 @@ false\t''"
 complete -c livesync -n "__fish_livesync_needs_command" -s Y -l output -d 'Where log lines go: stderr, stdout or syslog' -r -f -a "stderr\t''
 stdout\t''
 syslog\t''"
-complete -c livesync -n "__fish_livesync_needs_command" -s p -l threading -d 'Threading mode for handlers; only `off` (one batch at a time) is implemented' -r
+complete -c livesync -n "__fish_livesync_needs_command" -s p -l threading -d 'How many batches run at once: `off` one at a time; `safe` several (up to --threads), but never two whose paths are the same or lie one inside the other, and renames in order; `full` several with no such exclusion (two runs may race on one path; a failed run is retried)' -r
+complete -c livesync -n "__fish_livesync_needs_command" -l threads -d 'Most handler runs at once with -p safe|full (0: the number of CPUs, at least 2); -p off always runs one' -r
 complete -c livesync -n "__fish_livesync_needs_command" -l modification-signature -d 'Don\'t sync a file or dir whose listed lstat fields did not change since it was last synced: a comma list of dev, ino, mode, uid, gid, rdev, size, atime, mtime, ctime, blksize, blocks, nlink (`*`: the first ten)' -r
 complete -c livesync -n "__fish_livesync_needs_command" -l cancel-syscalls -d 'Syscalls to skip: `mon_stat` (no lstat for sizes: the big-file lane -B/-T is off). Empty: none' -r
 complete -c livesync -n "__fish_livesync_needs_command" -l metrics-file -d 'Write Prometheus text metrics to FILE (replaced atomically every 10 s and after each batch), e.g. for node_exporter\'s textfile collector; the control socket\'s `metrics` command gives the same' -r -F
 complete -c livesync -n "__fish_livesync_needs_command" -l syslog-socket -d 'The unix datagram socket `-Y syslog` sends to' -r -F
 complete -c livesync -n "__fish_livesync_needs_command" -l progress -d 'Progress bar (files, bytes, rate, ETA) on stderr during the built-in mirror\'s initial sync: auto (when stderr is a terminal and livesync stays in front) or never' -r -f -a "auto\t''
 never\t''"
+complete -c livesync -n "__fish_livesync_needs_command" -l rsync-inclimit -d 'rsync modes: at most about N include-list lines per rsync run; a longer list runs rsync once per part (0 = no limit)' -r
+complete -c livesync -n "__fish_livesync_needs_command" -s u -l uid -d 'Run the daemon as USER (name or number) after its privileged setup' -r
+complete -c livesync -n "__fish_livesync_needs_command" -s g -l gid -d 'Run the daemon with GROUP (default when root: nogroup)' -r
+complete -c livesync -n "__fish_livesync_needs_command" -l privileged-uid -d 'User of the privileged helper (--splitting=process); default: the user livesync was started as' -r
+complete -c livesync -n "__fish_livesync_needs_command" -l privileged-gid -d 'Group of the privileged helper; default: the group livesync was started with' -r
+complete -c livesync -n "__fish_livesync_needs_command" -l sync-handler-uid -d 'Run sync handlers and hooks as USER; default: --privileged-uid' -r
+complete -c livesync -n "__fish_livesync_needs_command" -l sync-handler-gid -d 'Run sync handlers and hooks with GROUP; default: the primary group of --sync-handler-uid, or else --privileged-gid' -r
+complete -c livesync -n "__fish_livesync_needs_command" -s C -l preserve-capabilities -d 'Capabilities the daemon keeps besides CAP_DAC_READ_SEARCH and what its mode needs: a comma list such as CAP_KILL,CAP_SETUID' -r
+complete -c livesync -n "__fish_livesync_needs_command" -l inherit-capabilities -d 'What handlers inherit of the daemon\'s capabilities: permitted, dont-touch, clsync or empty' -r -f -a "permitted\t''
+dont-touch\t''
+clsync\t''
+empty\t''"
+complete -c livesync -n "__fish_livesync_needs_command" -l splitting -d 'off or process: with process, a small privileged helper starts, kills and reaps handlers (and runs the built-in mirror), and the daemon keeps no capability to start them or to write' -r
+complete -c livesync -n "__fish_livesync_needs_command" -l chroot -d 'chroot(2) to DIR before syncing (not supported yet: refused)' -r -F
+complete -c livesync -n "__fish_livesync_needs_command" -l pivot-root -d 'pivot_root(2) into --chroot: auto, auto-ro, direct or off (only off is supported yet)' -r
+complete -c livesync -n "__fish_livesync_needs_command" -l detach-network -d 'Take the network away: everywhere (daemon, helper and handlers), non-privileged (the daemon only, with --splitting=process) or off' -r
+complete -c livesync -n "__fish_livesync_needs_command" -l monitor -d 'Which kernel API watches the tree: inotify (Linux default), kqueue (FreeBSD/macOS default), poll (a periodic scan: NFS, FUSE), notify (the notify crate\'s portable watcher)' -r -f -a "inotify\t'Linux inotify: one watch per directory'
+kqueue\t'FreeBSD/macOS kqueue: one open file per watched directory and file'
+poll\t'A periodic scan of the watched directories (NFS, FUSE, anything the kernel does not report); see --poll-interval'
+notify\t'The `notify` crate\'s recommended watcher (FSEvents on macOS, inotify on Linux)'
+fanotify\t'Linux fanotify: one mark per filesystem, no per-directory kernel watch (needs CAP_SYS_ADMIN; falls back to inotify without it)'
+bsm\t'FreeBSD\'s audit trail (/dev/auditpipe)'"
+complete -c livesync -n "__fish_livesync_needs_command" -l poll-interval -d 'Seconds between two scans of --monitor poll (fractions allowed)' -r
 complete -c livesync -n "__fish_livesync_needs_command" -s U -l dont-unlink-lists -d 'Keep list files after the handler ends (for debugging)'
 complete -c livesync -n "__fish_livesync_needs_command" -s q -l quiet -d 'Only errors'
 complete -c livesync -n "__fish_livesync_needs_command" -l exit-on-no-events -d 'After the initial sync, sync until nothing is pending, run the hooks and exit 0'
@@ -74,6 +98,17 @@ complete -c livesync -n "__fish_livesync_needs_command" -l sync-on-quit -d 'On S
 complete -c livesync -n "__fish_livesync_needs_command" -l ignore-failures -d 'Don\'t exit when syncs keep failing past --retries: keep retrying the batch (with backoff); nothing is dropped'
 complete -c livesync -n "__fish_livesync_needs_command" -l one-file-system -d 'Don\'t cross into other filesystems: the mount points under the watch dir (found at start and on SIGHUP) are synced as empty directories and not walked, watched or synced below'
 complete -c livesync -n "__fish_livesync_needs_command" -s X -l exclude-mount-points -d 'Like --one-file-system, and leave the mount points themselves out'
+complete -c livesync -n "__fish_livesync_needs_command" -l synclist-simplify -d 'Shell mode: list lines are the bare relative path instead of `sync LABEL MASK PATH`'
+complete -c livesync -n "__fish_livesync_needs_command" -l have-recursive-sync -d 'Shell mode: hand a whole subtree (the initial sync, a new directory) to one `initialsync LABEL PATH` run instead of listing every entry'
+complete -c livesync -n "__fish_livesync_needs_command" -l rsync-prefer-include -d 'rsync modes: no exclude-list file; exclusions go into the include list as `- /path` lines'
+complete -c livesync -n "__fish_livesync_needs_command" -s F -l full-initialsync -d 'The initial sync ignores the rules (later syncs follow them)'
+complete -c livesync -n "__fish_livesync_needs_command" -l permit-new-privs -d 'Let handlers gain privileges through set-user-id programs and file capabilities (no PR_SET_NO_NEW_PRIVS)'
+complete -c livesync -n "__fish_livesync_needs_command" -l check-execvp-arguments -d 'The privileged helper refuses any argv that the configured handler and hooks could not have produced (needs --splitting=process)'
+complete -c livesync -n "__fish_livesync_needs_command" -l secure-splitting -d 'Shorthand for --splitting=process --check-execvp-arguments --seccomp-filter'
+complete -c livesync -n "__fish_livesync_needs_command" -l seccomp-filter -d 'Confine the unprivileged daemon to a syscall allow-list (needs --splitting=process)'
+complete -c livesync -n "__fish_livesync_needs_command" -l detach-ipc -d 'Give livesync and its handlers an IPC namespace of their own'
+complete -c livesync -n "__fish_livesync_needs_command" -l detach-miscellanea -d 'Give livesync and its handlers their own UTS (host name) and cgroup namespaces'
+complete -c livesync -n "__fish_livesync_needs_command" -l forbid-devices -d 'Hide every device but null, zero, random and urandom from the daemon (and, without --splitting, its handlers)'
 complete -c livesync -n "__fish_livesync_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c livesync -n "__fish_livesync_needs_command" -s V -l version -d 'Print version'
 complete -c livesync -n "__fish_livesync_needs_command" -a "status" -d 'Show what a running livesync is doing: state, queue, lag, last sync, counters'
