@@ -45,17 +45,16 @@
 
 use super::lists::{self, Excludes, Includes, Separator, SourceKind};
 use super::{Handler, HandlerError, Report};
+use super::rsync::{write_list, ListDir};
 use crate::batch::{Batch, Op};
 use crate::path;
 use crate::rules::{Action, Kind, Rules};
-use std::collections::hash_map::RandomState;
 use std::collections::HashSet;
 use std::ffi::{c_char, c_int, c_short, c_uint, c_void, CStr, CString, OsString};
-use std::fs::{self, DirBuilder, OpenOptions};
-use std::hash::{BuildHasher, Hasher};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -393,13 +392,10 @@ impl SoHandler {
         }
         let lists = match cfg.mode {
             SoMode::Sync => None,
-            SoMode::Rsync => Some(match &cfg.lists_dir {
-                Some(d) => ListDir::Given(d.clone()),
-                None => ListDir::Private(
-                    private_dir(&std::env::temp_dir())
-                        .map_err(|e| SoError::Setup(e.to_string()))?,
-                ),
-            }),
+            SoMode::Rsync => Some(
+                ListDir::new(cfg.lists_dir.as_deref())
+                    .map_err(|e| SoError::Setup(e.to_string()))?,
+            ),
         };
         let (ctx, strings) = Ctx::build(&cfg, lists.as_ref().map(ListDir::path));
         let mut h = SoHandler {
@@ -647,12 +643,8 @@ impl Drop for SoHandler {
                 live.remove(&key);
             });
         }
-        if let Some(ListDir::Private(dir)) = &self.lists {
-            if self.cfg.keep_lists {
-                log::info!("list files kept in {}", path::display_os(dir));
-            } else if let Err(e) = fs::remove_dir_all(dir) {
-                log::warn!("cannot remove {}: {e}", path::display_os(dir));
-            }
+        if let Some(lists) = &self.lists {
+            lists.cleanup(self.cfg.keep_lists);
         }
     }
 }
@@ -855,113 +847,6 @@ fn lstat_kind(src: &Path, rel: &[u8]) -> Option<SourceKind> {
     }
 }
 
-/// Where list files are written (rsyncso).
-#[derive(Debug)]
-enum ListDir {
-    /// `-L`: the user's directory; left in place.
-    Given(PathBuf),
-    /// Made by us; removed on drop unless lists are kept.
-    Private(PathBuf),
-}
-
-impl ListDir {
-    fn path(&self) -> &Path {
-        match self {
-            ListDir::Given(p) | ListDir::Private(p) => p,
-        }
-    }
-}
-
-/// A list file on disk; removed when dropped unless kept.
-struct ListFile {
-    path: PathBuf,
-    keep: bool,
-}
-
-impl Drop for ListFile {
-    fn drop(&mut self) {
-        if !self.keep {
-            if let Err(e) = fs::remove_file(&self.path) {
-                log::warn!(
-                    "cannot remove list file {}: {e}",
-                    path::display_os(&self.path)
-                );
-            }
-        }
-    }
-}
-
-/// Writes one list file: exclusive create, no symlink following, 0600.
-fn write_list(
-    dir: &Path,
-    seq: &mut u64,
-    label: &str,
-    keep: bool,
-    kind: &str,
-    contents: &[u8],
-) -> Result<ListFile, HandlerError> {
-    let label: String = label
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    for _ in 0..100 {
-        *seq += 1;
-        let p = dir.join(format!("{label}.{}.{}.{kind}", std::process::id(), seq));
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&p);
-        let mut file = match file {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(list_error(dir, e)),
-        };
-        let guard = ListFile { path: p, keep };
-        file.set_permissions(fs::Permissions::from_mode(0o600))
-            .and_then(|()| file.write_all(contents))
-            .map_err(|e| HandlerError::io(&guard.path, e))?;
-        return Ok(guard);
-    }
-    Err(HandlerError::Other(format!(
-        "cannot create a list file in {}: too many name clashes",
-        path::display_os(dir)
-    )))
-}
-
-fn list_error(dir: &Path, e: io::Error) -> HandlerError {
-    HandlerError::Other(format!(
-        "cannot create a list file in {}: {e}; make sure the directory exists and is writable \
-         (or fix -L)",
-        path::display_os(dir)
-    ))
-}
-
-/// Makes a fresh 0700 directory with a random name under `parent`.
-fn private_dir(parent: &Path) -> Result<PathBuf, HandlerError> {
-    for _ in 0..100 {
-        let mut h = RandomState::new().build_hasher();
-        h.write_u32(std::process::id());
-        let p = parent.join(format!("livesync-lists-{:016x}", h.finish()));
-        match DirBuilder::new().mode(0o700).create(&p) {
-            Ok(()) => {
-                fs::set_permissions(&p, fs::Permissions::from_mode(0o700))
-                    .map_err(|e| HandlerError::io(&p, e))?;
-                return Ok(p);
-            }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(list_error(parent, e)),
-        }
-    }
-    Err(list_error(parent, io::Error::other("no free name")))
-}
 
 // ---------------------------------------------------------------------------
 // struct ctx
