@@ -1123,6 +1123,7 @@ impl Ctx {
 mod tests {
     use super::*;
     use crate::batch::Lane;
+    use std::os::unix::fs::PermissionsExt;
 
     fn batch(ops: Vec<Op>) -> Batch {
         Batch {
