@@ -1,3 +1,4 @@
+#![cfg(target_os = "linux")] // the privileged helper, capabilities and seccomp are Linux-only
 //! Privilege dropping and hardening (issue #5), tested on the running
 //! processes: the daemon's, the privileged helper's and a handler's
 //! `/proc/PID/status` (Uid, Gid, CapEff, CapPrm, CapBnd, CapAmb, NoNewPrivs,
