@@ -1,4 +1,3 @@
-#![cfg(target_os = "linux")] // the privileged helper, capabilities and seccomp are Linux-only
 //! Privilege dropping and hardening (issue #5), tested on the running
 //! processes: the daemon's, the privileged helper's and a handler's
 //! `/proc/PID/status` (Uid, Gid, CapEff, CapPrm, CapBnd, CapAmb, NoNewPrivs,
@@ -7,6 +6,8 @@
 //! destination, with a clear error; `--check-execvp-arguments` driven through
 //! the helper's protocol; and hostile file names synced as plain names and
 //! never executed. These tests need root (CI runs as root).
+
+#![cfg(target_os = "linux")] // the privileged helper, capabilities and seccomp are Linux-only
 
 mod common;
 

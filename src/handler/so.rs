@@ -255,7 +255,8 @@ pub fn check_object(object: &Path) -> Result<(), SoError> {
             me,
         });
     }
-    // `as u32`: mode_t is narrower on the BSDs.
+    // `as u32`: mode_t is u16 on the BSDs (the same type on Linux).
+    #[allow(clippy::unnecessary_cast)]
     let bad =
         (libc::S_ISUID | libc::S_ISGID | libc::S_ISVTX | libc::S_IWGRP | libc::S_IWOTH) as u32;
     if m.mode() & bad != 0 {
@@ -1264,7 +1265,10 @@ mod tests {
 
     #[test]
     fn masks_follow_the_source_state() {
-        use libc::{IN_CLOSE_WRITE, IN_CREATE, IN_DELETE, IN_ISDIR, IN_MOVED_FROM, IN_MOVED_TO};
+        use super::in_mask::{
+            CLOSE_WRITE as IN_CLOSE_WRITE, CREATE as IN_CREATE, DELETE as IN_DELETE,
+            ISDIR as IN_ISDIR, MOVED_FROM as IN_MOVED_FROM, MOVED_TO as IN_MOVED_TO,
+        };
         let f = Some(SourceKind::File);
         let d = Some(SourceKind::Dir);
         assert_eq!(mask_for(OpRole::Sync, f, None), IN_CREATE | IN_CLOSE_WRITE);
@@ -1304,7 +1308,10 @@ mod tests {
 
     #[test]
     fn entries_split_moves_and_flag_or_list_recursive_ops() {
-        use libc::{IN_CREATE as C, IN_DELETE, IN_ISDIR as D, IN_MOVED_FROM, IN_MOVED_TO};
+        use super::in_mask::{
+            CREATE as C, DELETE as IN_DELETE, ISDIR as D, MOVED_FROM as IN_MOVED_FROM,
+            MOVED_TO as IN_MOVED_TO,
+        };
         let b = batch(vec![
             Op::Move {
                 from: b"old".to_vec(),
