@@ -92,6 +92,10 @@ pub mod privilege; // -u/-g, capabilities, handler identity (issue #5)
 #[cfg(not(target_os = "linux"))]
 #[path = "privilege_other.rs"]
 pub mod privilege; // -u/-g and handler identity; the rest is Linux-only
+#[cfg(all(test, target_os = "linux"))]
+#[path = "privilege_other.rs"]
+#[allow(dead_code)] // only its tests are used here
+mod privilege_other; // its tests, run here too
 pub mod procs;
 pub mod progress; // the initial sync's progress bar (the operations issue)
 pub mod signature;

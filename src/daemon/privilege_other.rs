@@ -281,7 +281,8 @@ impl Plan {
         let runs_programs = !matches!(cfg.mode, Mode::Mirror | Mode::So | Mode::RsyncSo)
             || cfg.pre_exit_hook.is_some()
             || cfg.exit_hook.is_some();
-        if runs_programs && handler != base {
+        let dropped = daemon.is_some_and(|d| d.uid != 0);
+        if runs_programs && dropped && handler != base {
             return Err(format!(
                 "handlers as {handler} need the daemon to stay root, and -u/-g drop it to {base} (this system has no capabilities to keep); drop -u/-g or --sync-handler-uid/--privileged-uid"
             ));
@@ -409,4 +410,93 @@ pub fn failure_hint() -> Option<String> {
 /// were signalled.
 pub fn signal_handlers(sig: libc::c_int) -> usize {
     super::procs::signal_child_groups(sig)
+}
+
+// These run on Linux too: daemon/mod.rs compiles this file a second time
+// under `cfg(test)`, where `Config::privileges` is Linux's `Settings`, whose
+// fields have the same names.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn args(extra: &[&str]) -> cli::Args {
+        let mut v = vec!["livesync", "-H", "/NULL/"];
+        v.extend_from_slice(extra);
+        cli::Args::try_parse_from(v).expect("clap")
+    }
+
+    #[test]
+    fn linux_only_options_are_refused_in_one_line() {
+        assert_eq!(Settings::from_args(&args(&[])), Ok(Settings::default()));
+        for (given, named) in [
+            (&["-C", "CAP_KILL"][..], "-C (capabilities)"),
+            (
+                &["--inherit-capabilities", "permitted"],
+                "--inherit-capabilities",
+            ),
+            (&["--splitting", "process"], "--splitting=process"),
+            (&["--secure-splitting"], "--secure-splitting"),
+            (&["--check-execvp-arguments"], "--check-execvp-arguments"),
+            (&["--seccomp-filter"], "--seccomp-filter"),
+            (
+                &["--detach-network", "everywhere"],
+                "--detach-network=everywhere",
+            ),
+            (&["--detach-ipc"], "--detach-ipc"),
+            (&["--detach-miscellanea"], "--detach-miscellanea"),
+            (&["--forbid-devices"], "--forbid-devices"),
+        ] {
+            let e = Settings::from_args(&args(given)).expect_err(named);
+            assert_eq!(e, format!("{named} is Linux-only; drop it"));
+        }
+        let s = Settings::from_args(&args(&["-u", "0", "-g", "root", "--permit-new-privs"]))
+            .expect("portable options");
+        assert_eq!((s.uid, s.gid, s.no_new_privs), (Some(0), Some(0), false));
+    }
+
+    fn config(extra: &[&str]) -> (tempfile::TempDir, Config) {
+        let t = tempfile::tempdir().expect("tempdir");
+        let (src, dst) = (t.path().join("src"), t.path().join("dst"));
+        std::fs::create_dir(&src).expect("mkdir");
+        let (src, dst) = (src.to_str().expect("utf8"), dst.to_str().expect("utf8"));
+        let mut v = vec!["-W", src, "-D", dst];
+        v.extend_from_slice(extra);
+        let cfg = Config::from_args(args(&v)).expect("config");
+        (t, cfg)
+    }
+
+    #[test]
+    fn identity_plans() {
+        let root = Ident { uid: 0, gid: 0 };
+        let user = Ident {
+            uid: 4242,
+            gid: 4243,
+        };
+        // Defaults: nobody changes; handlers run as the daemon.
+        let (_t, c) = config(&[]);
+        let p = Plan::new(&c, root).expect("root");
+        assert_eq!((p.daemon, p.handler), (None, root));
+        let p = Plan::new(&c, user).expect("user");
+        assert_eq!((p.daemon, p.handler), (None, user));
+        // Not root: no other identity.
+        let (_t, c) = config(&["-u", "1"]);
+        let e = Plan::new(&c, user).expect_err("needs root");
+        assert!(e.starts_with("-u 1: changing identity needs root"), "{e}");
+        // -u/-g from root: the daemon and its handlers become that user.
+        let (_t, c) = config(&["-M", "rsyncdirect", "-u", "4242", "-g", "4243"]);
+        let p = Plan::new(&c, root).expect("drop");
+        assert_eq!((p.daemon, p.handler), (Some(user), user));
+        // A handler user other than the dropped daemon cannot be reached.
+        let (_t, c) = config(&["-M", "rsyncdirect", "-u", "4242", "--sync-handler-uid", "0"]);
+        let e = Plan::new(&c, root).expect_err("no way back to root");
+        assert!(e.contains("need the daemon to stay root"), "{e}");
+        // ... unless no handler program runs.
+        let (_t, c) = config(&["-u", "4242", "--sync-handler-uid", "0"]);
+        assert!(Plan::new(&c, root).is_ok());
+        // Root stays root and starts handlers as someone else.
+        let (_t, c) = config(&["-M", "rsyncdirect", "--sync-handler-uid", "4242"]);
+        let p = Plan::new(&c, root).expect("switch in the child");
+        assert_eq!((p.daemon, p.handler.uid), (None, 4242));
+    }
 }
