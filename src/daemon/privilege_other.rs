@@ -268,7 +268,7 @@ impl Plan {
         });
         // Without capabilities a dropped daemon cannot start handlers as
         // anyone else: they run as the daemon unless one is named.
-        let base = daemon.filter(|d| d.uid != 0).unwrap_or(start);
+        let base = daemon.unwrap_or(start);
         let uid = s.handler_uid.or(s.privileged_uid);
         let handler = Ident {
             uid: uid.unwrap_or(base.uid),
@@ -494,6 +494,11 @@ mod tests {
         // ... unless no handler program runs.
         let (_t, c) = config(&["-u", "4242", "--sync-handler-uid", "0"]);
         assert!(Plan::new(&c, root).is_ok());
+        // -u 0: still root, with the group asked for; handlers alike.
+        let (_t, c) = config(&["-M", "rsyncdirect", "-u", "0", "-g", "5"]);
+        let p = Plan::new(&c, root).expect("stay root");
+        let root5 = Ident { uid: 0, gid: 5 };
+        assert_eq!((p.daemon, p.handler), (Some(root5), root5));
         // Root stays root and starts handlers as someone else.
         let (_t, c) = config(&["-M", "rsyncdirect", "--sync-handler-uid", "4242"]);
         let p = Plan::new(&c, root).expect("switch in the child");
