@@ -12,7 +12,10 @@
 //!
 //! It only reads /proc and the tree it is given; it changes no sysctl.
 
+// Both backends are Linux's; elsewhere only `walk` measures anything.
+#[cfg(target_os = "linux")]
 use livesync::monitor::fanotify::Fanotify;
+#[cfg(target_os = "linux")]
 use livesync::monitor::inotify::InotifyMonitor;
 use livesync::monitor::{Monitor, MonitorError, RawEvent};
 use livesync::rules::Rules;
@@ -105,7 +108,9 @@ fn measure(kind: &str, root: &Path) -> Result<(), String> {
     let (rss0, slab0) = (rss_kib(), slab_kib());
     let t0 = Instant::now();
     let mut mon: Box<dyn Monitor> = match kind {
+        #[cfg(target_os = "linux")]
         "inotify" => Box::new(InotifyMonitor::new(&root).map_err(|e| e.to_string())?),
+        #[cfg(target_os = "linux")]
         "fanotify" => {
             let mut f = Fanotify::new(&root).map_err(|e| e.to_string())?;
             // The probe below is written by this very process.

@@ -483,6 +483,7 @@ mod tests {
         assert!(matches!(e, ExecError::PermissionDenied { .. }), "{e:?}");
     }
 
+    #[cfg(target_os = "linux")] // no-new-privs and /proc/self/status
     #[test]
     fn pre_exec_runs_in_the_child_only_and_its_failure_is_a_spawn_error() {
         let dir = tempfile::tempdir().unwrap();

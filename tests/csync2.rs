@@ -16,7 +16,6 @@ use servers::{listening, Server};
 use std::ffi::OsString;
 use std::fs::{self, File};
 use std::net::{Ipv4Addr, TcpListener};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -211,8 +210,9 @@ impl Live {
             .stdout(out.try_clone().unwrap())
             .stderr(out);
         // SAFETY: prctl in the forked child before exec, async-signal-safe.
+        #[cfg(target_os = "linux")] // PR_SET_PDEATHSIG is Linux's
         unsafe {
-            cmd.pre_exec(|| {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }

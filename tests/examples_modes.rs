@@ -31,6 +31,7 @@ impl Running {
     fn start(mut cmd: Command, log: PathBuf) -> Running {
         let f = fs::File::create(&log).expect("log");
         // SAFETY: prctl/setpgid in the child before exec are async-signal-safe.
+        #[cfg(target_os = "linux")] // PR_SET_PDEATHSIG is Linux's
         unsafe {
             std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {

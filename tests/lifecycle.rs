@@ -462,8 +462,10 @@ fn ignore_failures_keeps_retrying_where_retries_would_give_up() {
 }
 
 /// A tmpfs mounted at `at` for the life of the guard.
+#[cfg(target_os = "linux")] // mount(2)'s Linux signature, umount2
 struct Tmpfs(PathBuf);
 
+#[cfg(target_os = "linux")]
 impl Tmpfs {
     fn mount(at: &Path) -> Tmpfs {
         use std::ffi::CString;
@@ -483,6 +485,7 @@ impl Tmpfs {
     }
 }
 
+#[cfg(target_os = "linux")]
 impl Drop for Tmpfs {
     fn drop(&mut self) {
         use std::ffi::CString;
@@ -492,6 +495,7 @@ impl Drop for Tmpfs {
     }
 }
 
+#[cfg(target_os = "linux")] // Tmpfs
 #[test]
 fn one_file_system_and_exclude_mount_points_stop_at_mount_points() {
     if !require_root("mounting a tmpfs inside the watch dir") {
@@ -620,6 +624,7 @@ fn max_iterations_with_exit_on_no_events_runs_the_server_move_sequence() {
     );
 }
 
+#[cfg(target_os = "linux")] // a private mount namespace
 #[test]
 fn output_syslog_sends_rfc3164_datagrams_to_dev_log() {
     use std::ffi::CString;

@@ -225,8 +225,9 @@ fn run_on_pty(args: &[std::ffi::OsString]) -> (Option<i32>, String) {
             &mut master,
             &mut slave,
             std::ptr::null_mut(),
-            std::ptr::null(),
-            std::ptr::null(),
+            // null_mut: the BSDs' termp/winp are *mut, Linux's *const.
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
         )
     };
     assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());

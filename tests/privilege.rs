@@ -7,6 +7,8 @@
 //! the helper's protocol; and hostile file names synced as plain names and
 //! never executed. These tests need root (CI runs as root).
 
+#![cfg(target_os = "linux")] // the privileged helper, capabilities and seccomp are Linux-only
+
 mod common;
 
 use common::*;

@@ -74,6 +74,7 @@ fn notify_ready_status_watchdog_stopping() {
     );
 }
 
+#[cfg(target_os = "linux")] // the abstract socket namespace is Linux's
 #[test]
 fn notify_abstract_socket_and_foreign_watchdog_pid() {
     use std::os::linux::net::SocketAddrExt;

@@ -1179,6 +1179,7 @@ mod tests {
         assert_eq!(format!("{:?}", a), format!("{:?}", b));
     }
 
+    #[cfg(any(target_os = "linux", target_os = "android"))] // libc's SIGRTMIN()
     #[test]
     fn custom_signals_parse() {
         let spec = |s: &str| parse_custom_signals(s).map(|v| v.0);

@@ -80,18 +80,31 @@
 //! `status` reply is built from [`Snapshot`] and the loop's counters.
 
 pub mod background;
+#[cfg(target_os = "linux")]
 pub mod confine; // namespaces and the seccomp allow-list (issue #5)
 pub mod files;
 pub mod log;
 pub mod metrics; // Prometheus text, --metrics-file (the operations issue)
 pub mod notify; // sd_notify (the operations issue)
 pub mod ops; // notifications and metrics file, driven by the loop (the operations issue)
+#[cfg(target_os = "linux")]
 pub mod privilege; // -u/-g, capabilities, handler identity (issue #5)
+#[cfg(not(target_os = "linux"))]
+#[path = "privilege_other.rs"]
+pub mod privilege; // -u/-g and handler identity; the rest is Linux-only
+#[cfg(all(test, target_os = "linux"))]
+#[path = "privilege_other.rs"]
+#[allow(dead_code)] // only its tests are used here
+mod privilege_other; // its tests, run here too
 pub mod procs;
 pub mod progress; // the initial sync's progress bar (the operations issue)
 pub mod signature;
 pub mod socket;
+#[cfg(target_os = "linux")]
 pub mod split; // --splitting=process: the privileged helper (issue #5)
+#[cfg(not(target_os = "linux"))]
+#[path = "split_other.rs"]
+pub mod split; // no helper: --splitting=process is Linux-only
 
 use crate::batch::{Batch, Lane, Op};
 use crate::config::{cli, Config, Destination, Mode, Threading};

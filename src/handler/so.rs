@@ -254,7 +254,10 @@ pub fn check_object(object: &Path) -> Result<(), SoError> {
             me,
         });
     }
-    let bad = libc::S_ISUID | libc::S_ISGID | libc::S_ISVTX | libc::S_IWGRP | libc::S_IWOTH;
+    // `as u32`: mode_t is u16 on the BSDs (the same type on Linux).
+    #[allow(clippy::unnecessary_cast)]
+    let bad =
+        (libc::S_ISUID | libc::S_ISGID | libc::S_ISVTX | libc::S_IWGRP | libc::S_IWOTH) as u32;
     if m.mode() & bad != 0 {
         return Err(SoError::Mode {
             path: shown,
@@ -654,6 +657,18 @@ fn c_path(p: &[u8]) -> Result<CString, HandlerError> {
         .map_err(|_| HandlerError::Other(format!("{}: a path with a NUL byte", path::display(p))))
 }
 
+/// The inotify event bits of `api_eventinfo_t.evmask`: clsync's API carries
+/// inotify's values on every system, so they are spelled out here rather
+/// than taken from libc (which has them only where inotify exists).
+mod in_mask {
+    pub const CLOSE_WRITE: u32 = 0x0000_0008;
+    pub const MOVED_FROM: u32 = 0x0000_0040;
+    pub const MOVED_TO: u32 = 0x0000_0080;
+    pub const CREATE: u32 = 0x0000_0100;
+    pub const DELETE: u32 = 0x0000_0200;
+    pub const ISDIR: u32 = 0x4000_0000;
+}
+
 /// One `api_eventinfo_t` before it gets its C string.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EventEntry {
@@ -685,18 +700,18 @@ pub enum OpRole {
 pub fn mask_for(role: OpRole, now: Option<SourceKind>, moved_kind: Option<SourceKind>) -> u32 {
     let dir = |k: Option<SourceKind>| {
         if k == Some(SourceKind::Dir) {
-            libc::IN_ISDIR
+            in_mask::ISDIR
         } else {
             0
         }
     };
     match role {
-        OpRole::MovedFrom => libc::IN_MOVED_FROM | dir(moved_kind),
-        OpRole::MovedTo => libc::IN_MOVED_TO | dir(now),
+        OpRole::MovedFrom => in_mask::MOVED_FROM | dir(moved_kind),
+        OpRole::MovedTo => in_mask::MOVED_TO | dir(now),
         OpRole::Sync => match now {
-            None => libc::IN_DELETE,
-            Some(SourceKind::Dir) => libc::IN_CREATE | libc::IN_ISDIR,
-            Some(SourceKind::File) => libc::IN_CREATE | libc::IN_CLOSE_WRITE,
+            None => in_mask::DELETE,
+            Some(SourceKind::Dir) => in_mask::CREATE | in_mask::ISDIR,
+            Some(SourceKind::File) => in_mask::CREATE | in_mask::CLOSE_WRITE,
         },
     }
 }
@@ -763,13 +778,13 @@ pub fn event_entries(
         {
             for (q, kind) in list(path) {
                 let isdir = if kind == SourceKind::Dir {
-                    libc::IN_ISDIR
+                    in_mask::ISDIR
                 } else {
                     0
                 };
                 out.push(EventEntry {
                     path: q,
-                    mask: libc::IN_CREATE | isdir,
+                    mask: in_mask::CREATE | isdir,
                     flags: 0,
                     objtype_old: EOT_DOESNTEXIST,
                     objtype_new: objtype(Some(kind)),
@@ -1136,7 +1151,10 @@ mod tests {
 
     #[test]
     fn masks_follow_the_source_state() {
-        use libc::{IN_CLOSE_WRITE, IN_CREATE, IN_DELETE, IN_ISDIR, IN_MOVED_FROM, IN_MOVED_TO};
+        use super::in_mask::{
+            CLOSE_WRITE as IN_CLOSE_WRITE, CREATE as IN_CREATE, DELETE as IN_DELETE,
+            ISDIR as IN_ISDIR, MOVED_FROM as IN_MOVED_FROM, MOVED_TO as IN_MOVED_TO,
+        };
         let f = Some(SourceKind::File);
         let d = Some(SourceKind::Dir);
         assert_eq!(mask_for(OpRole::Sync, f, None), IN_CREATE | IN_CLOSE_WRITE);
@@ -1176,7 +1194,10 @@ mod tests {
 
     #[test]
     fn entries_split_moves_and_flag_or_list_recursive_ops() {
-        use libc::{IN_CREATE as C, IN_DELETE, IN_ISDIR as D, IN_MOVED_FROM, IN_MOVED_TO};
+        use super::in_mask::{
+            CREATE as C, DELETE as IN_DELETE, ISDIR as D, MOVED_FROM as IN_MOVED_FROM,
+            MOVED_TO as IN_MOVED_TO,
+        };
         let b = batch(vec![
             Op::Move {
                 from: b"old".to_vec(),
@@ -1209,7 +1230,7 @@ mod tests {
                 ),
                 (s(""), C | D, EVIF_RECURSIVELY, EOT_UNKNOWN, EOT_DIR),
                 (s("gone"), IN_DELETE, 0, EOT_UNKNOWN, EOT_DOESNTEXIST),
-                (s("x"), C | libc::IN_CLOSE_WRITE, 0, EOT_UNKNOWN, EOT_FILE),
+                (s("x"), C | in_mask::CLOSE_WRITE, 0, EOT_UNKNOWN, EOT_FILE),
             ]
         );
         // Listing: what is below comes after the op's own entry, each path
@@ -1300,5 +1321,17 @@ mod tests {
             check_object(&dir.path().join("missing.so")),
             Err(SoError::Stat { .. })
         ));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn event_mask_bits_are_inotifys() {
+        use super::in_mask;
+        assert_eq!(in_mask::CLOSE_WRITE, libc::IN_CLOSE_WRITE);
+        assert_eq!(in_mask::MOVED_FROM, libc::IN_MOVED_FROM);
+        assert_eq!(in_mask::MOVED_TO, libc::IN_MOVED_TO);
+        assert_eq!(in_mask::CREATE, libc::IN_CREATE);
+        assert_eq!(in_mask::DELETE, libc::IN_DELETE);
+        assert_eq!(in_mask::ISDIR, libc::IN_ISDIR);
     }
 }

@@ -31,6 +31,7 @@ pub mod bsm;
 pub mod fanotify;
 #[cfg(not(target_os = "linux"))]
 #[path = "unavailable.rs"]
+#[allow(clippy::duplicate_mod)] // the stand-in, once per missing backend, on purpose
 pub mod fanotify;
 pub mod kqueue;
 pub mod notify;

@@ -367,6 +367,7 @@ impl Daemon {
         // If the test process dies without running Drop (killed by a
         // timeout), its daemons must not live on.
         // SAFETY: prctl in the forked child before exec, async-signal-safe.
+        #[cfg(target_os = "linux")] // PR_SET_PDEATHSIG is Linux's
         unsafe {
             std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
@@ -890,6 +891,7 @@ fn write_proc(path: &std::ffi::CStr, data: &[u8]) -> io::Result<()> {
 /// inotify watch limit (`/proc/sys/user/max_inotify_watches`, Linux 5.11+)
 /// is `limit`: the watch limit is lowered for that process alone, nothing
 /// global changes. `limit` is the text written, e.g. `b"5\n"`.
+#[cfg(target_os = "linux")]
 pub fn limit_watches_in_user_namespace(cmd: &mut Command, limit: &'static [u8]) {
     // SAFETY: runs in the forked child before exec; only unshare, open,
     // write and close on data prepared before the fork.
@@ -902,6 +904,17 @@ pub fn limit_watches_in_user_namespace(cmd: &mut Command, limit: &'static [u8]) 
             write_proc(c"/proc/self/uid_map", b"0 0 1")?;
             write_proc(c"/proc/self/gid_map", b"0 0 1")?;
             write_proc(c"/proc/sys/user/max_inotify_watches", limit)
+        });
+    }
+}
+
+/// Elsewhere there are no user namespaces: the spawn fails, saying so.
+#[cfg(not(target_os = "linux"))]
+pub fn limit_watches_in_user_namespace(cmd: &mut Command, _limit: &'static [u8]) {
+    // SAFETY: runs in the forked child before exec; no allocation.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(cmd, || {
+            Err(io::Error::from(io::ErrorKind::Unsupported))
         });
     }
 }

@@ -184,6 +184,7 @@ impl Side {
         let logf = fs::File::create(&log).expect("log file");
         let mut cmd = Command::new(&program);
         // SAFETY: prctl in the child before exec is async-signal-safe.
+        #[cfg(target_os = "linux")] // PR_SET_PDEATHSIG is Linux's
         unsafe {
             std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {

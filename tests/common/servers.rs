@@ -18,7 +18,6 @@
 
 use std::ffi::OsString;
 use std::fs;
-use std::io;
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
@@ -69,10 +68,11 @@ impl Server {
             .stderr(err)
             .process_group(0);
         // SAFETY: prctl in the forked child before exec, async-signal-safe.
+        #[cfg(target_os = "linux")] // PR_SET_PDEATHSIG is Linux's
         unsafe {
             cmd.pre_exec(|| {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(io::Error::last_os_error());
+                    return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
             });

@@ -129,13 +129,26 @@ fn mkfifo(p: &Path) {
     nix::unistd::mkfifo(p, nix::sys::stat::Mode::from_bits_truncate(0o640)).unwrap();
 }
 
+// `st_mode`'s file type bits as u32 (mode_t is u16 on the BSDs: the casts
+// are needed there, not on Linux).
+#[allow(clippy::unnecessary_cast)]
+mod ifmt {
+    pub const S_IFMT: u32 = libc::S_IFMT as u32;
+    pub const S_IFLNK: u32 = libc::S_IFLNK as u32;
+    pub const S_IFREG: u32 = libc::S_IFREG as u32;
+    pub const S_IFCHR: u32 = libc::S_IFCHR as u32;
+    pub const S_IFBLK: u32 = libc::S_IFBLK as u32;
+    pub const S_IFDIR: u32 = libc::S_IFDIR as u32;
+}
+use ifmt::*;
+
 /// Creates a character device like /dev/null; false when not permitted.
 fn mknod_null(p: &Path) -> bool {
     match nix::sys::stat::mknod(
         p,
         nix::sys::stat::SFlag::S_IFCHR,
         nix::sys::stat::Mode::from_bits_truncate(0o666),
-        nix::sys::stat::makedev(1, 3),
+        libc::makedev(1, 3),
     ) {
         Ok(()) => true,
         Err(Errno::EPERM) => false,
@@ -194,11 +207,11 @@ fn compare_trees(a: &Path, b: &Path) -> Result<(), String> {
             fs::symlink_metadata(a).map_err(|e| format!("{here}: source: {e}"))?,
             fs::symlink_metadata(b).map_err(|e| format!("{here}: destination: {e}"))?,
         );
-        let (ta, tb) = (ma.mode() & libc::S_IFMT, mb.mode() & libc::S_IFMT);
+        let (ta, tb) = (ma.mode() & S_IFMT, mb.mode() & S_IFMT);
         if ta != tb {
             return Err(format!("{here}: type {ta:o} vs {tb:o}"));
         }
-        if ta != libc::S_IFLNK && ma.mode() & 0o7777 != mb.mode() & 0o7777 {
+        if ta != S_IFLNK && ma.mode() & 0o7777 != mb.mode() & 0o7777 {
             return Err(format!(
                 "{here}: mode {:o} vs {:o}",
                 ma.mode() & 0o7777,
@@ -218,7 +231,7 @@ fn compare_trees(a: &Path, b: &Path) -> Result<(), String> {
             return Err(format!("{here}: owner differs"));
         }
         match ta {
-            libc::S_IFREG => {
+            S_IFREG => {
                 if ma.size() != mb.size() {
                     return Err(format!("{here}: size {} vs {}", ma.size(), mb.size()));
                 }
@@ -226,16 +239,16 @@ fn compare_trees(a: &Path, b: &Path) -> Result<(), String> {
                     return Err(format!("{here}: contents differ"));
                 }
             }
-            libc::S_IFLNK => {
+            S_IFLNK => {
                 let (la, lb) = (fs::read_link(a).unwrap(), fs::read_link(b).unwrap());
                 if la != lb {
                     return Err(format!("{here}: link {la:?} vs {lb:?}"));
                 }
             }
-            libc::S_IFCHR | libc::S_IFBLK if ma.rdev() != mb.rdev() => {
+            S_IFCHR | S_IFBLK if ma.rdev() != mb.rdev() => {
                 return Err(format!("{here}: device numbers differ"));
             }
-            libc::S_IFDIR => {
+            S_IFDIR => {
                 let list = |p: &Path| -> BTreeMap<Vec<u8>, PathBuf> {
                     fs::read_dir(p)
                         .unwrap()
@@ -360,8 +373,8 @@ fn device_nodes_are_skipped_when_mknod_is_refused_and_made_otherwise() {
     let r = env.run(vec![sync(b"null")]);
     assert_eq!(r.copied, 1);
     let m = fs::symlink_metadata(env.d(b"null")).unwrap();
-    assert_eq!(m.mode() & libc::S_IFMT, libc::S_IFCHR);
-    assert_eq!(m.rdev(), nix::sys::stat::makedev(1, 3));
+    assert_eq!(m.mode() & S_IFMT, S_IFCHR);
+    assert_eq!(m.rdev(), libc::makedev(1, 3));
 }
 
 #[test]
