@@ -44,8 +44,8 @@
 //! loader, and never passes a path through a shell.
 
 use super::lists::{self, Excludes, Includes, Separator, SourceKind};
-use super::{Handler, HandlerError, Report};
 use super::rsync::{write_list, ListDir};
+use super::{Handler, HandlerError, Report};
 use crate::batch::{Batch, Op};
 use crate::path;
 use crate::rules::{Action, Kind, Rules};
@@ -861,7 +861,6 @@ fn lstat_kind(src: &Path, rel: &[u8]) -> Option<SourceKind> {
         Err(_) => Some(SourceKind::File),
     }
 }
-
 
 // ---------------------------------------------------------------------------
 // struct ctx
