@@ -214,6 +214,12 @@ impl Settings {
         if seccomp && a.permit_new_privs {
             return Err("--seccomp-filter needs no-new-privs; drop --permit-new-privs".into());
         }
+        if seccomp && a.monitor == Some(crate::monitor::MonitorKind::Notify) {
+            return Err(
+                "--seccomp-filter and --monitor notify do not mix: the notify crate starts a thread the allow-list forbids; use --monitor inotify, fanotify or poll"
+                    .into(),
+            );
+        }
         let detach_network = match a.detach_network.as_str() {
             "off" => DetachNetwork::Off,
             "everywhere" => DetachNetwork::Everywhere,
@@ -867,6 +873,26 @@ mod tests {
         assert!(mapped(root_only, 0));
         assert!(!mapped(root_only, 65534));
         assert!(mapped("0 1000 1\n100 100000 65536\n", 65534));
+    }
+
+    #[test]
+    fn seccomp_refuses_the_notify_backend_at_start() {
+        use clap::Parser;
+        let parse = |extra: &[&str]| {
+            let mut v = vec![
+                "livesync",
+                "-W",
+                "/tmp",
+                "-D",
+                "/nonexistent",
+                "--secure-splitting",
+            ];
+            v.extend_from_slice(extra);
+            Settings::from_args(&cli::Args::try_parse_from(v).expect("clap"))
+        };
+        let e = parse(&["--monitor", "notify"]).expect_err("notify under seccomp");
+        assert!(e.contains("--monitor notify"), "{e}");
+        assert!(parse(&["--monitor", "poll"]).is_ok());
     }
 
     #[test]
