@@ -230,6 +230,31 @@ mod tests {
         let mut quiet = Vec::new();
         mon.scan(&mut quiet);
         assert!(quiet.is_empty(), "{quiet:?}");
+        // The sync of that removal is not echoed in turn (it looped: the
+        // same deletion synced every few milliseconds, forever).
+        mon.syncing(&batch(vec![crate::batch::Op::Sync {
+            path: b"x".to_vec(),
+            recursive: false,
+        }]));
+        mon.synced();
+        let mut again = Vec::new();
+        mon.scan(&mut again);
+        assert!(again.is_empty(), "{again:?}");
+        // Once x is listed again, a later transient x may be echoed again.
+        std::fs::write(dir.path().join("x"), b"").expect("write");
+        let mut created = Vec::new();
+        mon.scan(&mut created);
+        std::fs::remove_file(dir.path().join("x")).expect("rm");
+        let mut removed = Vec::new();
+        mon.scan(&mut removed);
+        mon.syncing(&batch(vec![crate::batch::Op::Sync {
+            path: b"x".to_vec(),
+            recursive: false,
+        }]));
+        mon.synced();
+        let mut echo2 = Vec::new();
+        mon.scan(&mut echo2);
+        assert_eq!(echo2, removed, "echoed again after being listed");
     }
 
     #[test]

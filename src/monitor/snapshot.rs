@@ -192,6 +192,10 @@ pub struct Snapshots {
     running: Option<SyncCheck>,
     /// Syncs that finished since the last rescan, to check at the next.
     finished: SyncCheck,
+    /// Paths step 4 of a rescan reported removed after a sync (see there),
+    /// until a listing holds them again: the sync of that removal is not
+    /// checked into another one (which looped forever).
+    rereported: BTreeSet<Vec<u8>>,
 }
 
 /// What a sync read from the live state, to check after it.
@@ -647,12 +651,21 @@ impl Snapshots {
             fresh.iter().map(|(k, (_, l))| (now_of(k), l)).collect();
         let reported: BTreeSet<Vec<u8>> =
             out[first_event..].iter().map(|e| e.path.clone()).collect();
+        let absent = |p: &[u8]| {
+            listed
+                .get(path::parent(p))
+                .is_some_and(|l| l.get(path::file_name(p)).is_none())
+        };
+        // A path listed again may come and go again: it may be re-reported.
+        self.rereported
+            .retain(|p| absent(p) || !listed.contains_key(path::parent(p)));
         for p in check.paths {
-            let absent = listed
-                .get(path::parent(&p))
-                .is_some_and(|l| l.get(path::file_name(&p)).is_none());
-            if absent && !p.is_empty() && !reported.contains(&p) {
-                out.push(ev(p, EventKind::Removed, false, 0));
+            if absent(&p) && !p.is_empty() && !reported.contains(&p) {
+                // Reported once already: this sync was that removal.
+                if !self.rereported.remove(&p) {
+                    self.rereported.insert(p.clone());
+                    out.push(ev(p, EventKind::Removed, false, 0));
+                }
             }
         }
 
