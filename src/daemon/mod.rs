@@ -1178,8 +1178,11 @@ impl Daemon {
                 self.queue.requeue_id(id, now, batch, now + backoff);
             }
         }
-        let snapshot = self.socket_status();
-        self.ops.after_batch(&snapshot);
+        // The status snapshot costs a walk over the queue: only for a file.
+        if self.ops.writes_metrics() {
+            let snapshot = self.socket_status();
+            self.ops.after_batch(&snapshot);
+        }
         Ok(())
     }
 

@@ -148,6 +148,12 @@ impl Ops {
         }
     }
 
+    /// Whether there is a metrics file (so whether a batch's end needs a
+    /// status snapshot for [`Ops::after_batch`]).
+    pub fn writes_metrics(&self) -> bool {
+        self.metrics.is_some()
+    }
+
     /// A batch finished: the numbers moved, write them out now.
     pub fn after_batch(&mut self, snapshot: &socket::Status) {
         if self.metrics.is_some() {
