@@ -60,6 +60,8 @@ pub struct Tree {
     /// inotify-style event bits per raw event, in order, until
     /// [`Tree::take_masks`] (the queue keeps them for `%EVENT-MASK%`).
     masks: Vec<(Vec<u8>, u32)>,
+    /// Whether to record `masks` at all (only handlers that report them).
+    record_masks: bool,
 }
 
 impl Tree {
@@ -75,6 +77,16 @@ impl Tree {
             limit_reported: false,
             stats: TreeStats::default(),
             masks: Vec::new(),
+            record_masks: true,
+        }
+    }
+
+    /// Whether to record event bits for [`Tree::take_masks`]: a handler
+    /// that never reports them spares a rules match per event.
+    pub fn record_masks(&mut self, on: bool) {
+        self.record_masks = on;
+        if !on {
+            self.masks.clear();
         }
     }
 
@@ -88,7 +100,7 @@ impl Tree {
 
     fn note_mask(&mut self, ev: &RawEvent) {
         use crate::batch::mask::*;
-        if !self.syncable(&ev.path, ev.is_dir) {
+        if !self.record_masks || !self.syncable(&ev.path, ev.is_dir) {
             return;
         }
         let bits = match ev.kind {

@@ -683,6 +683,12 @@ fn build_handler(cfg: &Config) -> Result<HandlerBox, DaemonError> {
     }
 }
 
+/// Whether the mode hands event bits (`%EVENT-MASK%`, shell lists) to its
+/// program: only clsync's command modes do.
+fn reports_masks(mode: &Mode) -> bool {
+    matches!(mode, Mode::Simple | Mode::Direct | Mode::Shell)
+}
+
 /// One handler per worker thread (`--threads` with `-p safe|full`).
 fn build_handlers(cfg: &Config) -> Result<Vec<HandlerBox>, DaemonError> {
     (0..cfg.threads.max(1))
@@ -1440,6 +1446,7 @@ impl Daemon {
             ::log::warn!("{w}");
         }
         self.tree.set_rules(Arc::clone(&new.rules));
+        self.tree.record_masks(reports_masks(&new.mode));
         let queue = self.cfg.queue.clone();
         let (pid, status) = (self.cfg.pid_file.clone(), self.cfg.status_file.clone());
         let privileges = self.cfg.privileges.clone();
@@ -1833,6 +1840,7 @@ fn start_and_run(cfg: Config) -> Result<(), DaemonError> {
         Arc::clone(&cfg.rules),
         cfg.queue.big_threshold,
     );
+    tree.record_masks(reports_masks(&cfg.mode));
     if cfg.only_initialsync {
         ::log::info!(
             "--only-initialsync: syncing {} once, watching nothing",
