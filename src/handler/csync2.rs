@@ -29,7 +29,6 @@ use crate::batch::{Batch, Op};
 use crate::exec::{self, ExecError, Outcome};
 use crate::path;
 use std::ffi::{OsStr, OsString};
-use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -135,21 +134,7 @@ impl Csync2 {
     }
 
     fn spawn_error(&self, e: ExecError) -> HandlerError {
-        let source = match e {
-            ExecError::NotInPath { .. } => io::Error::new(
-                io::ErrorKind::NotFound,
-                "not found in PATH; install csync2 or pass -S /path/to/csync2",
-            ),
-            ExecError::NoSuchFile { .. } => io::Error::new(
-                io::ErrorKind::NotFound,
-                "no such file; install csync2 or pass -S /path/to/csync2",
-            ),
-            e => e.into_io(),
-        };
-        HandlerError::Spawn {
-            program: self.program_name(),
-            source,
-        }
+        super::spawn_error(&self.cfg.program, "csync2", e)
     }
 }
 

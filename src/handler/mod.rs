@@ -41,6 +41,32 @@ impl HandlerError {
     }
 }
 
+/// A handler program that could not start, with the fix in the message
+/// when it is simply missing: install `tool` or name it with `-S`.
+pub(crate) fn spawn_error(
+    program: &std::ffi::OsStr,
+    tool: &str,
+    e: crate::exec::ExecError,
+) -> HandlerError {
+    use crate::exec::ExecError;
+    use std::os::unix::ffi::OsStrExt;
+    let source = match e {
+        ExecError::NotInPath { .. } => io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("not found in PATH; install {tool} or pass -S /path/to/{tool}"),
+        ),
+        ExecError::NoSuchFile { .. } => io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("no such file; install {tool} or pass -S /path/to/{tool}"),
+        ),
+        e => e.into_io(),
+    };
+    HandlerError::Spawn {
+        program: crate::path::display(program.as_bytes()),
+        source,
+    }
+}
+
 /// What a successful run did, for the one info line per batch.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Report {

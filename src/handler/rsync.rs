@@ -358,18 +358,7 @@ impl RsyncDirect {
                 source: e.into_io(),
             };
         }
-        let source = match e {
-            ExecError::NotInPath { .. } => io::Error::new(
-                io::ErrorKind::NotFound,
-                "not found in PATH; install it or pass -S /path/to/rsync",
-            ),
-            ExecError::NoSuchFile { .. } => io::Error::new(
-                io::ErrorKind::NotFound,
-                "no such file; install rsync or pass -S /path/to/rsync",
-            ),
-            e => e.into_io(),
-        };
-        HandlerError::Spawn { program, source }
+        super::spawn_error(&self.cfg.program, "rsync", e)
     }
 }
 
@@ -850,7 +839,7 @@ mod tests {
         let msg = e.to_string();
         assert!(msg.contains("livesync-no-such-rsync"), "{msg}");
         assert!(
-            msg.contains("install it or pass -S /path/to/rsync"),
+            msg.contains("install rsync or pass -S /path/to/rsync"),
             "{msg}"
         );
     }

@@ -204,21 +204,7 @@ impl Unison {
     }
 
     fn spawn_error(&self, e: ExecError) -> HandlerError {
-        let source = match e {
-            ExecError::NotInPath { .. } => io::Error::new(
-                io::ErrorKind::NotFound,
-                "not found in PATH; install unison or pass -S /path/to/unison",
-            ),
-            ExecError::NoSuchFile { .. } => io::Error::new(
-                io::ErrorKind::NotFound,
-                "no such file; install unison or pass -S /path/to/unison",
-            ),
-            e => e.into_io(),
-        };
-        HandlerError::Spawn {
-            program: self.program_name(),
-            source,
-        }
+        super::spawn_error(&self.cfg.program, "unison", e)
     }
 }
 
