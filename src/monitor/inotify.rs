@@ -321,35 +321,13 @@ impl Monitor for InotifyMonitor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::{Duration, Instant};
+    use crate::monitor::testutil::*;
 
     fn setup() -> (tempfile::TempDir, InotifyMonitor) {
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path().canonicalize().expect("canonical");
         let mon = InotifyMonitor::new(&root).expect("inotify");
         (dir, mon)
-    }
-
-    /// Reads until `want` holds for the events collected so far.
-    fn collect_until(
-        mon: &mut InotifyMonitor,
-        want: impl Fn(&[RawEvent]) -> bool,
-    ) -> Vec<RawEvent> {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let mut all = Vec::new();
-        while Instant::now() < deadline {
-            mon.read_events(&mut all).expect("read");
-            if want(&all) {
-                return all;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        panic!("timed out; events so far: {all:?}");
-    }
-
-    fn has(evs: &[RawEvent], path: &str, kind: EventKind) -> bool {
-        evs.iter()
-            .any(|e| e.path == path.as_bytes() && e.kind == kind)
     }
 
     #[test]

@@ -283,6 +283,36 @@ impl<M: Monitor + ?Sized> Monitor for Box<M> {
     }
 }
 
+/// Helpers the backends' own tests share.
+#[cfg(test)]
+pub(crate) mod testutil {
+    use super::{EventKind, Monitor, RawEvent};
+    use std::time::{Duration, Instant};
+
+    /// Reads until `want` holds for the events collected so far (5 s).
+    pub fn collect_until(
+        mon: &mut dyn Monitor,
+        want: impl Fn(&[RawEvent]) -> bool,
+    ) -> Vec<RawEvent> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut all = Vec::new();
+        while Instant::now() < deadline {
+            mon.read_events(&mut all).expect("read");
+            if want(&all) {
+                return all;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        panic!("timed out; events so far: {all:?}");
+    }
+
+    /// Whether `evs` holds a `kind` event for `path`.
+    pub fn has(evs: &[RawEvent], path: &str, kind: EventKind) -> bool {
+        evs.iter()
+            .any(|e| e.path == path.as_bytes() && e.kind == kind)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -118,6 +118,7 @@ impl Monitor for PollMonitor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::monitor::testutil::*;
     use crate::monitor::EventKind;
 
     fn setup() -> (tempfile::TempDir, PollMonitor) {
@@ -125,11 +126,6 @@ mod tests {
         let root = dir.path().canonicalize().expect("canonical");
         let mon = PollMonitor::new(&root, Duration::from_secs(3600)).expect("poll");
         (dir, mon)
-    }
-
-    fn has(evs: &[RawEvent], path: &str, kind: EventKind) -> bool {
-        evs.iter()
-            .any(|e| e.path == path.as_bytes() && e.kind == kind)
     }
 
     #[test]
