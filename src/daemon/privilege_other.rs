@@ -98,31 +98,7 @@ impl Default for Settings {
     }
 }
 
-/// A user name or number.
-pub fn resolve_user(option: &str, spec: &str) -> Result<u32, String> {
-    if let Ok(n) = spec.parse::<u32>() {
-        return Ok(n);
-    }
-    match nix::unistd::User::from_name(spec) {
-        Ok(Some(u)) => Ok(u.uid.as_raw()),
-        _ => Err(format!(
-            "{option} {spec:?}: no such user; give a user name or a number"
-        )),
-    }
-}
-
-/// A group name or number.
-pub fn resolve_group(option: &str, spec: &str) -> Result<u32, String> {
-    if let Ok(n) = spec.parse::<u32>() {
-        return Ok(n);
-    }
-    match nix::unistd::Group::from_name(spec) {
-        Ok(Some(g)) => Ok(g.gid.as_raw()),
-        _ => Err(format!(
-            "{option} {spec:?}: no such group; give a group name or a number"
-        )),
-    }
-}
+pub use super::users::{resolve_group, resolve_user};
 
 impl Settings {
     /// Reads the privilege options; refuses the Linux-only ones.
