@@ -104,8 +104,8 @@ pub mod socket;
 pub mod split; // --splitting=process: the privileged helper (issue #5)
 #[cfg(not(target_os = "linux"))]
 #[path = "split_other.rs"]
-pub mod split;
-pub mod users; // -u/-g and friends: names or numbers (portable) // no helper: --splitting=process is Linux-only
+pub mod split; // no helper: --splitting=process is Linux-only
+pub mod users; // -u/-g and friends: names or numbers (portable)
 
 use crate::batch::{Batch, Lane, Op};
 use crate::config::{cli, Config, Destination, Mode, Threading};
