@@ -26,7 +26,7 @@
 
 use super::{Handler, HandlerError, Report};
 use crate::batch::{Batch, Op};
-use crate::exec::{self, ExecError, Outcome};
+use crate::exec::{self, ExecError};
 use crate::path;
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
@@ -159,26 +159,12 @@ impl Handler for Csync2 {
                 ..exec::Spec::new(argv)
             };
             let outcome = spec.run().map_err(|e| self.spawn_error(e))?;
-            let program = self.program_name();
-            match outcome {
-                o if o.success(&self.cfg.ignore_exit) => {
-                    let c = o.code().unwrap_or(0);
-                    if c != 0 {
-                        log::info!("{program} exited with code {c}, which is set to be ignored");
-                    }
-                    if code.map_or(true, |old| old == 0) {
-                        code = Some(c);
-                    }
-                }
-                Outcome::Exited(c) => return Err(HandlerError::Exit { program, code: c }),
-                Outcome::Signaled(s) => return Err(HandlerError::Signal { program, signal: s }),
-                Outcome::TimedOut { after, .. } => {
-                    return Err(HandlerError::Other(format!(
-                        "{program} was still running after {after:.0?} (the sync timeout, -k) \
-                         and was killed with its process group"
-                    )))
-                }
-            }
+            super::rsync::judge(
+                outcome,
+                &self.program_name(),
+                &self.cfg.ignore_exit,
+                &mut code,
+            )?;
         }
         Ok(Report {
             exit_code: code,
