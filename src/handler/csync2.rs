@@ -25,7 +25,7 @@
 //! is judged here, and a failure goes back to the daemon.
 
 use super::{Handler, HandlerError, Report};
-use crate::batch::{Batch, Op};
+use crate::batch::Batch;
 use crate::exec::{self, ExecError};
 use crate::path;
 use std::ffi::{OsStr, OsString};
@@ -95,7 +95,8 @@ impl Csync2 {
         if batch.is_empty() {
             return Vec::new();
         }
-        let paths = batch_paths(batch);
+        // csync2's -r is recursive; the root stands for the whole tree.
+        let paths = super::top_paths(batch).unwrap_or_else(|| vec![&[][..]]);
         let whole_tree = paths.first().is_some_and(|p| p.is_empty());
         let mut chunks: Vec<Vec<OsString>> = Vec::new();
         let mut chunk: Vec<OsString> = Vec::new();
@@ -173,28 +174,10 @@ impl Handler for Csync2 {
     }
 }
 
-/// The relative paths a batch names, sorted, without any under another
-/// (`-c -r` is recursive); just the root when the whole tree is asked for.
-fn batch_paths(batch: &Batch) -> Vec<&[u8]> {
-    let mut all: Vec<&[u8]> = batch.ops.iter().flat_map(Op::paths).collect();
-    if all.iter().any(|p| p.is_empty()) {
-        return vec![&[]];
-    }
-    all.sort();
-    all.dedup();
-    let mut out: Vec<&[u8]> = Vec::new();
-    for p in all {
-        if !path::ancestors(p).any(|anc| out.binary_search(&anc).is_ok()) {
-            out.push(p);
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::batch::Lane;
+    use crate::batch::{Lane, Op};
 
     fn batch(ops: Vec<Op>) -> Batch {
         Batch {

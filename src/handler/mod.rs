@@ -67,6 +67,26 @@ pub(crate) fn spawn_error(
     }
 }
 
+/// The paths a batch names (both sides of a move), sorted, without any
+/// that lies under another: for tools whose path arguments are recursive
+/// (unison's `-path`, csync2's `-r`). None when the whole tree is asked for.
+pub(crate) fn top_paths(batch: &Batch) -> Option<Vec<&[u8]>> {
+    let mut all: Vec<&[u8]> = batch.ops.iter().flat_map(crate::batch::Op::paths).collect();
+    if all.iter().any(|p| p.is_empty()) {
+        return None;
+    }
+    all.sort();
+    all.dedup();
+    let mut out: Vec<&[u8]> = Vec::new();
+    for p in all {
+        // `out` stays sorted (a subsequence of `all`), so search it.
+        if !crate::path::ancestors(p).any(|anc| out.binary_search(&anc).is_ok()) {
+            out.push(p);
+        }
+    }
+    Some(out)
+}
+
 /// What a successful run did, for the one info line per batch.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Report {

@@ -20,7 +20,7 @@
 
 use super::template::{Context, Template};
 use super::{Handler, HandlerError, Report};
-use crate::batch::{Batch, Op};
+use crate::batch::Batch;
 use crate::exec::{self, ExecError};
 use crate::path;
 use std::collections::hash_map::RandomState;
@@ -133,7 +133,7 @@ impl Unison {
     /// whole-tree run when the batch covers the root. Empty for an empty
     /// batch.
     pub fn argvs(&self, batch: &Batch) -> Vec<Vec<OsString>> {
-        let Some(paths) = batch_paths(batch) else {
+        let Some(paths) = super::top_paths(batch) else {
             return vec![self.argv(&[])];
         };
         let mut out = Vec::new();
@@ -276,36 +276,6 @@ pub(crate) fn render_args(
     }))
 }
 
-/// The relative paths a batch asks unison to sync, sorted, without any
-/// that lies under another; None when the whole tree is asked for.
-fn batch_paths(batch: &Batch) -> Option<Vec<&[u8]>> {
-    let mut all: Vec<&[u8]> = Vec::new();
-    for op in &batch.ops {
-        match op {
-            Op::Sync { path, .. } if path.is_empty() => return None,
-            Op::Sync { path, .. } => all.push(path),
-            Op::Move { from, to } => {
-                if from.is_empty() || to.is_empty() {
-                    return None;
-                }
-                all.push(from);
-                all.push(to);
-            }
-        }
-    }
-    all.sort();
-    all.dedup();
-    let mut out: Vec<&[u8]> = Vec::new();
-    for p in all {
-        // unison's -path is recursive: drop what a kept ancestor covers.
-        // `out` stays sorted (a subsequence of `all`), so search it.
-        if !path::ancestors(p).any(|anc| out.binary_search(&anc).is_ok()) {
-            out.push(p);
-        }
-    }
-    Some(out)
-}
-
 /// unison's spelling of a remote destination: `ssh://` and `socket://`
 /// roots as given, `[user@]host:path` as `ssh://[user@]host/path` (an
 /// absolute path keeps its slash: `ssh://host//srv/x`).
@@ -368,7 +338,7 @@ fn private_dir(parent: &Path) -> Result<PathBuf, HandlerError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::batch::Lane;
+    use crate::batch::{Lane, Op};
 
     fn batch(ops: Vec<Op>) -> Batch {
         Batch {
