@@ -4,14 +4,26 @@
 //! its own (see [`crate::exec`]), but the process that runs it sits on the
 //! worker thread, out of the event loop's reach. To stop running handlers on
 //! SIGTERM/SIGINT, the loop finds its children through `/proc` (processes
-//! whose parent is us and that lead their own group) and signals each whole
-//! group. This module only finds and signals; it never reaps (the worker's
+//! whose parent is us and that lead their own group) and through
+//! [`crate::exec::running_groups`] (enough where there is no `/proc`, in a
+//! `--chroot` jail) and signals each whole group. This module only finds and signals; it never reaps (the worker's
 //! `exec` does) and never touches a process that is not our child.
 
 use std::fs;
 
 /// The pids of our children that lead a process group of their own.
 pub fn child_groups() -> Vec<i32> {
+    let mut out = crate::exec::running_groups();
+    for pid in from_proc() {
+        if !out.contains(&pid) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// [`child_groups`] as `/proc` shows them.
+fn from_proc() -> Vec<i32> {
     let me = std::process::id() as i32;
     let mut out = Vec::new();
     let Ok(dir) = fs::read_dir("/proc") else {
