@@ -37,6 +37,9 @@ pub enum NotifyError {
 pub struct Notifier {
     sock: UnixDatagram,
     addr: SocketAddr,
+    /// Connected at start, so that a path socket is still reached from
+    /// inside a `--chroot` jail, where its path means nothing.
+    connected: bool,
     shown: String,
     /// How often to send `WATCHDOG=1`: half of `WATCHDOG_USEC`.
     watchdog: Option<Duration>,
@@ -91,9 +94,11 @@ impl Notifier {
                 addr: shown.clone(),
                 source,
             })?;
+        let connected = sock.connect_addr(&addr).is_ok();
         Ok(Notifier {
             sock,
             addr,
+            connected,
             shown,
             watchdog,
         })
@@ -132,6 +137,16 @@ impl Notifier {
     /// Sends one message (`KEY=VALUE` lines). Errors are logged, not
     /// returned: notifications are best effort.
     pub fn send(&self, msg: &str) {
+        let sent = if self.connected {
+            self.sock.send(msg.as_bytes())
+        } else {
+            Err(io::ErrorKind::NotConnected.into())
+        };
+        if sent.is_ok() {
+            return;
+        }
+        // Not connected yet (the manager's socket came later) or the
+        // connection broke: by address.
         if let Err(e) = self.sock.send_to_addr(msg.as_bytes(), &self.addr) {
             ::log::debug!("sd_notify to {}: {e} (message {msg:?})", self.shown);
         }
