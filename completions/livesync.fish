@@ -79,8 +79,8 @@ dont-touch\t''
 clsync\t''
 empty\t''"
 complete -c livesync -n "__fish_livesync_needs_command" -l splitting -d 'off or process: with process, a small privileged helper starts, kills and reaps handlers (and runs the built-in mirror), and the daemon keeps no capability to start them or to write' -r
-complete -c livesync -n "__fish_livesync_needs_command" -l chroot -d 'chroot(2) to DIR before syncing (not supported yet: refused)' -r -F
-complete -c livesync -n "__fish_livesync_needs_command" -l pivot-root -d 'pivot_root(2) into --chroot: auto, auto-ro, direct or off (only off is supported yet)' -r
+complete -c livesync -n "__fish_livesync_needs_command" -l chroot -d 'Confine the daemon, its helper and its handlers to DIR as `/`' -r -F
+complete -c livesync -n "__fish_livesync_needs_command" -l pivot-root -d 'How --chroot is entered: off (chroot(2)), auto (a mount namespace, DIR bind-mounted on itself, pivot_root(2), the old root unmounted), auto-ro (the same, DIR\'s mount read-only: bind-mount a local destination inside on itself so it stays writable) or direct (DIR must be a mount point already)' -r
 complete -c livesync -n "__fish_livesync_needs_command" -l detach-network -d 'Take the network away: everywhere (daemon, helper and handlers), non-privileged (the daemon only, with --splitting=process) or off' -r
 complete -c livesync -n "__fish_livesync_needs_command" -l monitor -d 'Which kernel API watches the tree: inotify (Linux default), kqueue (FreeBSD/macOS default), poll (a periodic scan: NFS, FUSE), notify (the notify crate\'s portable watcher)' -r -f -a "inotify\t'Linux inotify: one watch per directory'
 kqueue\t'FreeBSD/macOS kqueue: one open file per watched directory and file'

@@ -26,7 +26,7 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, ExitStatus, Stdio};
-use std::sync::{mpsc, Arc, OnceLock};
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Starts children on behalf of [`Spec::run`] (see the module docs).
@@ -36,6 +36,56 @@ pub trait Spawner: Send + Sync {
 }
 
 static SPAWNER: OnceLock<Box<dyn Spawner>> = OnceLock::new();
+
+/// `/dev/null`, opened before a `--chroot` jail without one is entered.
+static DEV_NULL: OnceLock<std::fs::File> = OnceLock::new();
+
+/// Opens `/dev/null` now and keeps it for the children's stdin (the
+/// daemon calls this before entering a jail, where there may be none).
+pub fn hold_dev_null() -> io::Result<()> {
+    let f = std::fs::File::open("/dev/null")?;
+    let _ = DEV_NULL.set(f);
+    Ok(())
+}
+
+/// A child's stdin: the held `/dev/null` if there is one.
+fn dev_null() -> Stdio {
+    match DEV_NULL.get().map(std::fs::File::try_clone) {
+        Some(Ok(f)) => Stdio::from(f),
+        _ => Stdio::null(),
+    }
+}
+
+/// The process groups of the children running here (each child leads its
+/// own), so that a stop can signal them without reading `/proc` (which a
+/// `--chroot` jail may lack).
+static RUNNING: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+
+/// The groups of the children [`Spec::run_prepared`] is running now.
+pub fn running_groups() -> Vec<i32> {
+    RUNNING.lock().map(|r| r.clone()).unwrap_or_default()
+}
+
+/// Keeps a child's group in [`RUNNING`] while it runs.
+struct Running(i32);
+
+impl Running {
+    fn new(pid: u32) -> Running {
+        let pid = pid as i32;
+        if let Ok(mut r) = RUNNING.lock() {
+            r.push(pid);
+        }
+        Running(pid)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(mut r) = RUNNING.lock() {
+            r.retain(|&p| p != self.0);
+        }
+    }
+}
 
 /// Installs the spawner every later [`Spec::run`] goes through; only the
 /// first call counts (false for a later one).
@@ -187,7 +237,7 @@ impl Spec {
         let mut cmd = Command::new(program);
         cmd.args(args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
+            .stdin(dev_null())
             .stdout(Stdio::inherit())
             .stderr(Stdio::inherit())
             .process_group(0);
@@ -202,6 +252,7 @@ impl Spec {
         }
         let mut child = spawn(&mut cmd).map_err(|e| spawn_error(program, name.clone(), e))?;
         let pid = child.id();
+        let _running = Running::new(pid);
         let wait_err = |source| ExecError::Wait {
             program: name.clone(),
             pid,
@@ -397,6 +448,31 @@ mod tests {
         assert!(!o.success(&[]));
         assert!(o.success(&[1]));
         assert_eq!(o.code(), Some(1));
+    }
+
+    #[test]
+    fn a_running_child_is_listed_by_its_group_until_it_ends() {
+        let t = tempfile::tempdir().unwrap();
+        let pid_file = t.path().join("pid");
+        let go = t.path().join("go");
+        let argv = sh(r#"echo $$ > "$0"; while [ ! -e "$1" ]; do sleep 0.01; done"#);
+        let argv: Vec<OsString> = argv
+            .into_iter()
+            .chain([pid_file.clone().into(), go.clone().into()])
+            .collect();
+        let runner = std::thread::spawn(move || run(&argv, &[], None));
+        let mut pid = None;
+        wait_until("the child's pid", Duration::from_secs(10), || {
+            pid = std::fs::read_to_string(&pid_file)
+                .ok()
+                .and_then(|s| s.trim().parse::<i32>().ok());
+            pid.is_some()
+        });
+        let pid = pid.unwrap();
+        assert!(running_groups().contains(&pid), "{:?}", running_groups());
+        std::fs::write(&go, "").unwrap();
+        assert_eq!(runner.join().unwrap().unwrap(), Outcome::Exited(0));
+        assert!(!running_groups().contains(&pid));
     }
 
     #[test]

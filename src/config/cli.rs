@@ -620,7 +620,8 @@ still retried, never dropped. Use it only with a handler that tolerates that."
     /// Protects against: a bug in the daemon (which reads hostile file names
     /// and runs the event loop) being used to run programs as the handler's
     /// user or to write as root. Costs: one more process and a round trip
-    /// per handler run or mirror batch.
+    /// per handler run or mirror batch. clsync's thread is refused: threads
+    /// share memory, so a privileged thread protects nothing.
     #[arg(
         long = "splitting",
         value_name = "MODE",
@@ -660,7 +661,17 @@ still retried, never dropped. Use it only with a handler that tolerates that."
     #[arg(long = "seccomp-filter", help_heading = "Privileges and hardening")]
     pub seccomp_filter: bool,
 
-    /// chroot(2) to DIR before syncing (not supported yet: refused).
+    /// Confine the daemon, its helper and its handlers to DIR as `/`.
+    ///
+    /// Paths are given as seen from outside; the watch dir, a local
+    /// destination, -S and the hooks, -L, --status-file, --standby-file,
+    /// --dump-dir and --metrics-file must lie inside DIR (a bare handler
+    /// name is looked up in PATH inside it). The pid file and the control
+    /// socket may lie outside: a small keeper process stays outside and
+    /// removes them at exit. Protects against: a compromised daemon or
+    /// handler reading or writing files outside DIR. Costs: handlers need
+    /// their programs and libraries inside DIR; no reload (SIGHUP);
+    /// Linux only; not with --monitor fanotify.
     #[arg(
         long = "chroot",
         value_name = "DIR",
@@ -668,8 +679,15 @@ still retried, never dropped. Use it only with a handler that tolerates that."
     )]
     pub chroot: Option<PathBuf>,
 
-    /// pivot_root(2) into --chroot: auto, auto-ro, direct or off (only off
-    /// is supported yet).
+    /// How --chroot is entered: off (chroot(2)), auto (a mount namespace,
+    /// DIR bind-mounted on itself, pivot_root(2), the old root unmounted),
+    /// auto-ro (the same, DIR's mount read-only: bind-mount a local
+    /// destination inside on itself so it stays writable) or direct (DIR
+    /// must be a mount point already).
+    ///
+    /// Protects against what --chroot does, and also against escapes from
+    /// a chroot: the host's file systems are not mounted in the daemon's
+    /// namespace at all.
     #[arg(
         long = "pivot-root",
         value_name = "WAY",

@@ -437,7 +437,7 @@ fn program_path(p: &OsStr) -> OsString {
 }
 
 /// Decodes the octal escapes (`\\040` …) of a /proc/self/mountinfo field.
-fn unescape_mountinfo(field: &[u8]) -> Vec<u8> {
+pub(crate) fn unescape_mountinfo(field: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(field.len());
     let mut i = 0;
     while i < field.len() {
@@ -907,7 +907,6 @@ impl Config {
         // ---- privileges and hardening (src/daemon/privilege.rs) ----
         let privileges =
             crate::daemon::privilege::Settings::from_args(&a).map_err(ConfigError::Invalid)?;
-        crate::daemon::privilege::refuse_unsupported(&a).map_err(ConfigError::Invalid)?;
 
         let debug: u32 = a.debug.iter().map(|&d| u32::from(d)).sum();
         let log_level = if a.quiet {
@@ -920,7 +919,7 @@ impl Config {
             }
         };
 
-        Ok(Config {
+        let cfg = Config {
             watch_dir,
             destination,
             mode,
@@ -987,7 +986,12 @@ impl Config {
             monitor_options: crate::monitor::MonitorOptions {
                 poll_interval: a.poll_interval,
             },
-        })
+        };
+        // --chroot: what is used while running must lie inside the jail.
+        if let Some(jail) = &cfg.privileges.jail {
+            jail.check(&cfg).map_err(ConfigError::Invalid)?;
+        }
+        Ok(cfg)
     }
 }
 
@@ -1203,6 +1207,11 @@ mod tests {
         let fx = Fx::new();
         let (src, src2) = (fx.p("src"), fx.p("src2"));
         let (dst, dst2) = (fx.p("dst"), fx.p("dst2"));
+        // Two jails holding the watch dirs and destinations: the fixture's
+        // dir and its parent.
+        let jail1 = std::fs::canonicalize(fx.t.path()).expect("canonical");
+        let jail2 = jail1.parent().expect("parent").to_path_buf();
+        let (jail1, jail2) = (path::display_os(&jail1), path::display_os(&jail2));
         let s = |v: &str| v.to_string();
         let dbg = |v: &dyn std::fmt::Debug| format!("{v:?}");
         let case = |key: &'static str,
@@ -1738,14 +1747,15 @@ mod tests {
             },
             case(
                 "chroot",
-                s("chroot = /var/empty"),
-                &["--chroot", "/srv"],
-                |_| "ok".to_string(),
-                [
-                    s("ok"),
-                    s("error: --chroot: not supported yet; drop it"),
-                    s("error: --chroot: not supported yet; drop it"),
-                ],
+                format!("chroot = {jail1}"),
+                &["--chroot", &jail2],
+                |c| {
+                    c.privileges
+                        .jail
+                        .as_ref()
+                        .map_or("none".to_string(), |j| path::display_os(j.root()))
+                },
+                [s("none"), jail1.clone(), jail2.clone()],
             ),
             case(
                 "pivot-root",
@@ -1754,7 +1764,7 @@ mod tests {
                 |_| "ok".to_string(),
                 [
                     s("ok"),
-                    s("error: --pivot-root=auto-ro: not supported yet; drop it"),
+                    s("error: --pivot-root=auto-ro needs --chroot DIR (the new root); add it or drop --pivot-root"),
                     s("ok"),
                 ],
             ),

@@ -166,21 +166,39 @@ impl PidFile {
     }
 }
 
+impl PidFile {
+    /// The path and the pid it holds, for whoever removes it instead of
+    /// this guard (the `--chroot` keeper).
+    pub fn keeper_view(&self) -> (PathBuf, u32) {
+        (self.path.clone(), self.pid)
+    }
+
+    /// Leaves the removal to someone else (see [`PidFile::keeper_view`]).
+    pub fn disown(self) {
+        std::mem::forget(self);
+    }
+}
+
+/// Removes the pid file `path` if it still holds `pid`.
+pub fn remove_pid_file(path: &Path, pid: u32) {
+    match read_pid(path) {
+        Ok(Some(p)) if p as u32 == pid => {
+            if let Err(e) = fs::remove_file(path) {
+                log::warn!("cannot remove pid file {}: {e}", shown(path));
+            }
+        }
+        Ok(_) => log::warn!(
+            "pid file {} no longer holds our pid; left in place",
+            shown(path)
+        ),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => log::warn!("cannot read pid file {}: {e}", shown(path)),
+    }
+}
+
 impl Drop for PidFile {
     fn drop(&mut self) {
-        match read_pid(&self.path) {
-            Ok(Some(p)) if p as u32 == self.pid => {
-                if let Err(e) = fs::remove_file(&self.path) {
-                    log::warn!("cannot remove pid file {}: {e}", shown(&self.path));
-                }
-            }
-            Ok(_) => log::warn!(
-                "pid file {} no longer holds our pid; left in place",
-                shown(&self.path)
-            ),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => log::warn!("cannot read pid file {}: {e}", shown(&self.path)),
-        }
+        remove_pid_file(&self.path, self.pid);
     }
 }
 
@@ -195,19 +213,30 @@ pub struct StatusFile {
     warned: bool,
 }
 
+/// The status file's temp file, beside it.
+fn tmp_beside(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "status".to_string());
+    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
+}
+
 impl StatusFile {
     pub fn new(path: &Path) -> StatusFile {
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "status".to_string());
-        let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
         StatusFile {
             path: path.to_path_buf(),
-            tmp,
+            tmp: tmp_beside(path),
             current: None,
             warned: false,
         }
+    }
+
+    /// The same file, now reached by `path` (after `--chroot`): nothing is
+    /// written or removed.
+    pub fn moved_to(&mut self, path: &Path) {
+        self.tmp = tmp_beside(path);
+        self.path = path.to_path_buf();
     }
 
     /// Writes `status` unless it is already the current one.

@@ -83,6 +83,11 @@ pub mod background;
 #[cfg(target_os = "linux")]
 pub mod confine; // namespaces and the seccomp allow-list (issue #5)
 pub mod files;
+#[cfg(target_os = "linux")]
+pub mod jail; // --chroot, --pivot-root and the keeper (issue #5)
+#[cfg(not(target_os = "linux"))]
+#[path = "jail_other.rs"]
+pub mod jail; // --chroot is Linux-only: refused
 pub mod log;
 pub mod metrics; // Prometheus text, --metrics-file (the operations issue)
 pub mod notify; // sd_notify (the operations issue)
@@ -1369,6 +1374,13 @@ impl Daemon {
     /// Re-reads the command line and the config file; with `block`, that
     /// config block replaces `-K` (`--custom-signals`).
     fn reload(&mut self, block: Option<&str>) {
+        if let Some(jail) = &self.cfg.privileges.jail {
+            ::log::error!(
+                "reload: not possible inside --chroot {} (the command line's paths and the config file are outside the jail); restart livesync to apply changes",
+                path::display_os(jail.root())
+            );
+            return;
+        }
         self.set_status(Status::Rehashing);
         match block {
             Some(b) => ::log::info!("reloading the rules and the configuration from block [{b}]"),
@@ -1773,6 +1785,8 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
         ::log::warn!("{w}");
     }
     let result = start_and_run(cfg);
+    // --chroot: the keeper removes the pid file and the socket now.
+    jail::finish();
     match &result {
         Err(e) => ::log::error!("{e}"),
         Ok(()) => ::log::info!("exiting"),
@@ -1803,7 +1817,7 @@ fn raise_open_file_limit() {
     }
 }
 
-fn start_and_run(cfg: Config) -> Result<(), DaemonError> {
+fn start_and_run(mut cfg: Config) -> Result<(), DaemonError> {
     // Before any thread starts: it edits the environment.
     let notifier = ops::notifier_from_env();
     raise_open_file_limit();
@@ -1815,7 +1829,7 @@ fn start_and_run(cfg: Config) -> Result<(), DaemonError> {
         background::Ready::none()
     };
     // Guards: dropped (files removed) however this function returns.
-    let _pid_file = match &cfg.pid_file {
+    let mut pid_file = match &cfg.pid_file {
         Some(p) => Some(files::PidFile::create(p).map_err(DaemonError::GaveUp)?),
         None => None,
     };
@@ -1824,17 +1838,36 @@ fn start_and_run(cfg: Config) -> Result<(), DaemonError> {
         f.set(Status::Starting);
     }
     let signals = Signals::install(&cfg.custom_signals)?;
-    let socket = match &cfg.socket {
+    let mut socket = match &cfg.socket {
         Some(p) => Some(
             socket::ControlSocket::bind(p, cfg.socket_owner, cfg.socket_mode)
                 .map_err(|e| DaemonError::GaveUp(format!("control socket: {e}")))?,
         ),
         None => None,
     };
+    if cfg.privileges.jail.is_some() {
+        // --chroot: the pid file and the socket may lie outside the jail;
+        // the keeper, which stays outside, removes them at the end.
+        let left = jail::Leftovers {
+            pid_file: pid_file.as_ref().map(files::PidFile::keeper_view),
+            socket: socket.as_ref().map(socket::ControlSocket::keeper_view),
+        };
+        jail::spawn_keeper(&cfg, left).map_err(DaemonError::GaveUp)?;
+        if let Some(p) = pid_file.take() {
+            p.disown();
+        }
+        if let Some(s) = socket.as_mut() {
+            s.disown_file();
+        }
+    }
     // Privileges are dropped here, once, single-threaded: after what needs
     // root (pid file, status file, control socket), before the tree is
-    // walked and watched (src/daemon/privilege.rs).
-    privilege::apply(&cfg).map_err(DaemonError::GaveUp)?;
+    // walked and watched (src/daemon/privilege.rs). With --chroot, `cfg`'s
+    // paths are the jail's from here on.
+    privilege::apply(&mut cfg).map_err(DaemonError::GaveUp)?;
+    if let (Some(f), Some(p)) = (status_file.as_mut(), &cfg.status_file) {
+        f.moved_to(p);
+    }
     let mut monitor = crate::monitor::open(cfg.monitor, &cfg.watch_dir, &cfg.monitor_options)?;
     let mut tree = Tree::new(
         cfg.watch_dir.clone(),

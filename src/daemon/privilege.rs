@@ -96,6 +96,8 @@ pub struct Settings {
     pub detach_misc: bool,
     /// `--forbid-devices`.
     pub forbid_devices: bool,
+    /// `--chroot`, `--pivot-root` (src/daemon/jail.rs).
+    pub jail: Option<super::jail::Jail>,
 }
 
 impl Default for Settings {
@@ -117,6 +119,7 @@ impl Default for Settings {
             detach_ipc: false,
             detach_misc: false,
             forbid_devices: false,
+            jail: None,
         }
     }
 }
@@ -154,7 +157,7 @@ impl Settings {
             (_, true) | ("process", _) => Splitting::Process,
             ("off", false) => Splitting::Off,
             ("thread", false) => {
-                return Err("--splitting=thread: not supported yet; use --splitting=process".into())
+                return Err("--splitting=thread: not offered: threads share one address space and capabilities are per thread, so a compromised unprivileged thread could take over the privileged one; use --splitting=process".into())
             }
             (other, false) => {
                 return Err(format!(
@@ -223,21 +226,9 @@ impl Settings {
             no_new_privs: !a.permit_new_privs,
             splitting,
             check_execvp,
+            jail: super::jail::from_args(a)?,
         })
     }
-}
-
-/// Refuses, with one line each, the hardening options that are accepted
-/// for clsync's sake but not implemented yet (never silently ignored).
-pub fn refuse_unsupported(a: &cli::Args) -> Result<(), String> {
-    let not_yet = |opt: &str| Err(format!("{opt}: not supported yet; drop it"));
-    if a.chroot.is_some() {
-        return not_yet("--chroot");
-    }
-    if a.pivot_root != "off" {
-        return not_yet(&format!("--pivot-root={}", a.pivot_root));
-    }
-    Ok(())
 }
 
 /// A user and group.
@@ -292,7 +283,7 @@ fn nogroup() -> u32 {
 
 /// Whether `who` may create and remove entries in `dir`, by its mode bits
 /// (ACLs are not looked at).
-fn may_write_dir(dir: &Path, who: Ident) -> bool {
+pub(super) fn may_write_dir(dir: &Path, who: Ident) -> bool {
     let Ok(m) = std::fs::metadata(dir) else {
         return false;
     };
@@ -329,18 +320,21 @@ fn can_become(id: Ident) -> bool {
 }
 
 /// The directories the daemon writes in after the drop: those of the pid
-/// file, status file and control socket (replaced and removed there), the
-/// dump dir and the lists dir.
+/// file, status file and control socket (replaced and removed there; in a
+/// `--chroot` jail the keeper removes the first and the last), the dump dir
+/// and the lists dir.
 fn written_dirs(cfg: &Config) -> Vec<PathBuf> {
     let parent = |p: &Option<PathBuf>| {
         p.as_ref()
             .and_then(|p| p.parent().map(Path::to_path_buf))
             .filter(|d| !d.as_os_str().is_empty())
     };
+    let jailed = cfg.privileges.jail.is_some();
+    let outside = |p: &Option<PathBuf>| if jailed { None } else { parent(p) };
     let mut out: Vec<PathBuf> = [
-        parent(&cfg.pid_file),
+        outside(&cfg.pid_file),
         parent(&cfg.status_file),
-        parent(&cfg.socket),
+        outside(&cfg.socket),
         cfg.dump_dir.clone(),
     ]
     .into_iter()
@@ -749,12 +743,27 @@ pub fn current() -> Ident {
 /// Drops the daemon's privileges as `cfg` says and installs the handler
 /// spawner (see the module docs). Called once, single-threaded, after the
 /// privileged setup (pid file, control socket) and before the watches.
-/// With `--splitting=process` the helper is forked first.
-pub fn apply(cfg: &Config) -> Result<(), String> {
+/// With `--chroot` the jail is entered first and `cfg`'s paths become the
+/// jail's (src/daemon/jail.rs); with `--splitting=process` the helper is
+/// forked then, inside it.
+pub fn apply(cfg: &mut Config) -> Result<(), String> {
     let start = current();
     let plan = Plan::new(cfg, start)?;
-    let s = &cfg.privileges;
+    let s = cfg.privileges.clone();
     confine::before_split(s.detach_network, s.detach_ipc, s.detach_misc)?;
+    if let Some(jail) = &s.jail {
+        if start.uid != 0 {
+            return Err(format!(
+                "--chroot {}: entering a jail needs root (CAP_SYS_CHROOT); start livesync as root or drop --chroot",
+                path::display_os(&jail.root)
+            ));
+        }
+        // The paths are resolved outside, then used inside.
+        super::jail::rebase(cfg, jail);
+        super::jail::enter(jail)?;
+        super::jail::check_inside(cfg, jail)?;
+    }
+    let cfg: &Config = cfg;
     if s.splitting == Splitting::Process {
         super::split::start(cfg, &plan)?;
     }
@@ -798,7 +807,7 @@ pub fn apply(cfg: &Config) -> Result<(), String> {
                 .map(|set| set.iter().fold(0, |m, c| m | c.bitmask()))
                 .unwrap_or(0),
         };
-        let setup = child_setup(s, plan.daemon_ident(), plan.handler, permitted);
+        let setup = child_setup(&s, plan.daemon_ident(), plan.handler, permitted);
         let runs_programs = runs_handler_programs(&cfg.mode)
             || cfg.pre_exit_hook.is_some()
             || cfg.exit_hook.is_some();

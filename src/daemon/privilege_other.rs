@@ -73,6 +73,8 @@ pub struct Settings {
     pub detach_ipc: bool,
     pub detach_misc: bool,
     pub forbid_devices: bool,
+    /// `--chroot` (refused here: always None).
+    pub jail: Option<super::jail::Jail>,
 }
 
 impl Default for Settings {
@@ -94,6 +96,7 @@ impl Default for Settings {
             detach_ipc: false,
             detach_misc: false,
             forbid_devices: false,
+            jail: None,
         }
     }
 }
@@ -147,22 +150,10 @@ impl Settings {
             handler_uid: user("--sync-handler-uid", &a.sync_handler_uid).transpose()?,
             handler_gid: group("--sync-handler-gid", &a.sync_handler_gid).transpose()?,
             no_new_privs: !a.permit_new_privs,
+            jail: super::jail::from_args(a)?,
             ..Settings::default()
         })
     }
-}
-
-/// Refuses, with one line each, the hardening options that are accepted
-/// for clsync's sake but not implemented (as on Linux).
-pub fn refuse_unsupported(a: &cli::Args) -> Result<(), String> {
-    let not_yet = |opt: &str| Err(format!("{opt}: not supported yet; drop it"));
-    if a.chroot.is_some() {
-        return not_yet("--chroot");
-    }
-    if a.pivot_root != "off" {
-        return not_yet(&format!("--pivot-root={}", a.pivot_root));
-    }
-    Ok(())
 }
 
 /// A user and group.
@@ -345,7 +336,8 @@ pub fn current() -> Ident {
 /// Changes the daemon's identity as `cfg` says and, when handlers run as
 /// someone else, installs the spawner that switches to them. Called once,
 /// single-threaded, before the watches.
-pub fn apply(cfg: &Config) -> Result<(), String> {
+pub fn apply(cfg: &mut Config) -> Result<(), String> {
+    let cfg: &Config = cfg;
     let plan = Plan::new(cfg, current())?;
     if let Some(target) = plan.daemon {
         drop_to(target).map_err(|e| {

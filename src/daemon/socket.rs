@@ -810,17 +810,37 @@ fn remove_stale(path: &Path) -> Result<(), SocketError> {
     }
 }
 
+impl ControlSocket {
+    /// The path and the identity of the socket file, for whoever removes
+    /// it instead of this one (the `--chroot` keeper).
+    pub fn keeper_view(&self) -> (PathBuf, (u64, u64)) {
+        (self.path.clone(), self.ident)
+    }
+
+    /// Leaves the removal of the socket file to someone else (see
+    /// [`ControlSocket::keeper_view`]); the socket stays open.
+    pub fn disown_file(&mut self) {
+        self.ident = (u64::MAX, u64::MAX);
+    }
+}
+
+/// Removes the socket file `path` if it is still the one with `ident`
+/// (device, inode): never a file someone else put there.
+pub fn remove_socket_file(path: &Path, ident: (u64, u64)) {
+    match fs::symlink_metadata(path) {
+        Ok(m) if (m.dev(), m.ino()) == ident => {
+            if let Err(e) = fs::remove_file(path) {
+                ::log::warn!("control socket {}: cannot remove it: {e}", disp(path));
+            }
+        }
+        _ => {}
+    }
+}
+
 impl Drop for ControlSocket {
     fn drop(&mut self) {
         self.clients.clear();
-        match fs::symlink_metadata(&self.path) {
-            Ok(m) if (m.dev(), m.ino()) == self.ident => {
-                if let Err(e) = fs::remove_file(&self.path) {
-                    ::log::warn!("control socket {}: cannot remove it: {e}", disp(&self.path));
-                }
-            }
-            _ => {}
-        }
+        remove_socket_file(&self.path, self.ident);
     }
 }
 

@@ -1,0 +1,592 @@
+//! `--chroot DIR` and `--pivot-root auto|auto-ro|direct|off`: the daemon,
+//! its helper and its handlers see only DIR as `/`.
+//!
+//! This module owns checking a configuration against the jail (at
+//! configuration time, so a bad one is one line and exit 2), rewriting the
+//! configuration's paths into the jail's view, entering it (chroot(2), or
+//! a mount namespace of our own and pivot_root(2) with the old root
+//! unmounted), and the *keeper*. Every path on the command line is given
+//! as seen from outside; the ones livesync uses while running (watch dir,
+//! local destination, handler and hook programs, `-L`, status, standby,
+//! metrics and dump paths) must lie inside DIR and are used as `/…` inside.
+//! The pid file and the control socket may lie anywhere: they are made
+//! before the jail is entered, and removed at exit by the keeper, a small
+//! child forked just before, which stays outside with no capability but
+//! the one removing them may need, ignores signals and only waits for the
+//! daemon to end (end of a pipe). No descriptor of a directory outside the
+//! jail is kept in the daemon: that would be a way out of it.
+//!
+//! It must not decide when the jail is entered (`privilege.rs` does: as
+//! root, single-threaded, after the namespaces and before the helper is
+//! forked, so that the helper and handlers are inside too).
+
+use super::privilege::{self, Ident};
+use crate::config::{cli, Config, Destination, Mode};
+use crate::path;
+use caps::{CapSet, Capability, CapsHashSet};
+use std::ffi::{OsStr, OsString};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// `--pivot-root`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PivotRoot {
+    /// chroot(2) only.
+    Off,
+    /// A mount namespace; DIR bind-mounted on itself; pivot_root into it.
+    Auto,
+    /// As `Auto`, the bind mount read-only (mounts below it keep theirs).
+    AutoRo,
+    /// A mount namespace; pivot_root into DIR, which must be a mount point.
+    Direct,
+}
+
+impl PivotRoot {
+    pub fn name(self) -> &'static str {
+        match self {
+            PivotRoot::Off => "off",
+            PivotRoot::Auto => "auto",
+            PivotRoot::AutoRo => "auto-ro",
+            PivotRoot::Direct => "direct",
+        }
+    }
+}
+
+/// The jail: where, and how it is entered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Jail {
+    /// Canonical, absolute, not `/`.
+    pub root: PathBuf,
+    pub pivot: PivotRoot,
+}
+
+/// Reads `--chroot` and `--pivot-root`.
+pub fn from_args(a: &cli::Args) -> Result<Option<Jail>, String> {
+    let pivot = match a.pivot_root.as_str() {
+        "off" => PivotRoot::Off,
+        "auto" => PivotRoot::Auto,
+        "auto-ro" => PivotRoot::AutoRo,
+        "direct" => PivotRoot::Direct,
+        other => {
+            return Err(format!(
+                "--pivot-root {other:?}: use auto, auto-ro, direct or off"
+            ))
+        }
+    };
+    let Some(dir) = a.chroot.as_ref().filter(|d| !d.as_os_str().is_empty()) else {
+        if pivot != PivotRoot::Off {
+            return Err(format!(
+                "--pivot-root={} needs --chroot DIR (the new root); add it or drop --pivot-root",
+                pivot.name()
+            ));
+        }
+        return Ok(None);
+    };
+    let root = std::fs::canonicalize(dir).map_err(|e| {
+        format!(
+            "--chroot {}: {e}; create the directory or fix the path",
+            path::display_os(dir)
+        )
+    })?;
+    if !root.is_dir() {
+        return Err(format!(
+            "--chroot {}: not a directory",
+            path::display_os(dir)
+        ));
+    }
+    if root == Path::new("/") {
+        return Err("--chroot /: that is no jail; name the directory to confine livesync to, or drop --chroot".into());
+    }
+    Ok(Some(Jail { root, pivot }))
+}
+
+impl Jail {
+    /// The jail's root, as seen from outside.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `p` (absolute, as seen from outside) as seen inside, if it lies in
+    /// the jail.
+    pub fn inner(&self, p: &Path) -> Option<PathBuf> {
+        let rest = p.strip_prefix(&self.root).ok()?;
+        Some(Path::new("/").join(rest))
+    }
+
+    /// `p` as seen from inside, as a path outside (for checks made before
+    /// entering).
+    pub fn outer(&self, inside: &Path) -> PathBuf {
+        let rel = inside.strip_prefix("/").unwrap_or(inside);
+        self.root.join(rel)
+    }
+
+    fn must_be_inside(&self, what: &str, p: &Path) -> Result<PathBuf, String> {
+        // What does not exist yet is checked through its directory.
+        let abs = match std::fs::canonicalize(p) {
+            Ok(c) => c,
+            Err(_) => match (p.parent(), p.file_name()) {
+                (Some(d), Some(n)) if !d.as_os_str().is_empty() => std::fs::canonicalize(d)
+                    .map(|d| d.join(n))
+                    .unwrap_or_else(|_| p.to_path_buf()),
+                _ => p.to_path_buf(),
+            },
+        };
+        self.inner(&abs).ok_or_else(|| {
+            format!(
+                "--chroot {}: {what} {} lies outside it; move it inside (or bind-mount it there) and name it by its path under {}",
+                path::display_os(&self.root),
+                path::display_os(p),
+                path::display_os(&self.root)
+            )
+        })
+    }
+
+    /// Where `program` (a handler, a hook) is found inside the jail: an
+    /// absolute path must lie inside; a bare name is looked up in `PATH`
+    /// under the jail's root. Returns the name to run inside.
+    fn program(&self, what: &str, program: &OsStr) -> Result<OsString, String> {
+        if program.as_bytes().starts_with(b"/") {
+            let p = Path::new(program);
+            let inner = self.must_be_inside(what, p)?;
+            if !p.is_file() {
+                return Err(format!(
+                    "{what} {}: not found; the handler must exist inside --chroot {}",
+                    path::display_os(p),
+                    path::display_os(&self.root)
+                ));
+            }
+            return Ok(inner.into_os_string());
+        }
+        if program.as_bytes().contains(&b'/') {
+            // Relative to the watch dir (handlers run there): inside.
+            return Ok(program.to_os_string());
+        }
+        let search = std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into());
+        let found = std::env::split_paths(&search)
+            .filter(|d| d.is_absolute())
+            .map(|d| self.outer(&d).join(program))
+            .any(|p| {
+                p.metadata()
+                    .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            });
+        if found {
+            Ok(program.to_os_string())
+        } else {
+            Err(format!(
+                "--chroot {}: {what} {} is not found in PATH ({}) inside it; copy or bind-mount it (and the libraries it needs) into {}",
+                path::display_os(&self.root),
+                path::display(program.as_bytes()),
+                path::display(search.as_bytes()),
+                path::display_os(&self.root)
+            ))
+        }
+    }
+
+    /// Checks `cfg` against the jail: what livesync uses while running lies
+    /// inside, and the handler can be found there. One line per problem.
+    pub fn check(&self, cfg: &Config) -> Result<(), String> {
+        let r = path::display_os(&self.root);
+        if cfg.monitor == crate::monitor::MonitorKind::Fanotify {
+            return Err(format!(
+                "--chroot {r} and --monitor fanotify do not mix: fanotify names files by walking /proc outside the jail; use --monitor inotify"
+            ));
+        }
+        if cfg.privileges.forbid_devices {
+            return Err(format!(
+                "--chroot {r} and --forbid-devices do not mix: inside the jail only the devices you put in {r}/dev exist; drop --forbid-devices"
+            ));
+        }
+        self.must_be_inside("the watch dir", &cfg.watch_dir)?;
+        if let Some(Destination::Local(d)) = &cfg.destination {
+            self.must_be_inside("the destination", d)?;
+        }
+        let named: [(&str, &Option<PathBuf>); 5] = [
+            ("-L", &cfg.lists_dir),
+            ("--status-file", &cfg.status_file),
+            ("--standby-file", &cfg.standby_file),
+            ("--dump-dir", &cfg.dump_dir),
+            ("--metrics-file", &cfg.metrics_file),
+        ];
+        for (what, p) in named {
+            if let Some(p) = p {
+                self.must_be_inside(what, p)?;
+            }
+        }
+        if let Some(p) = &cfg.handler_program {
+            self.program("the handler", p)?;
+        }
+        for (what, hook) in [
+            ("--pre-exit-hook", &cfg.pre_exit_hook),
+            ("--exit-hook", &cfg.exit_hook),
+        ] {
+            if let Some(h) = hook {
+                self.program(what, h)?;
+            }
+        }
+        let tmp_needed = cfg.mode == Mode::Unison
+            || (cfg.lists_dir.is_none() && !matches!(cfg.mode, Mode::Mirror | Mode::Csync2));
+        if tmp_needed {
+            let tmp = std::env::temp_dir();
+            if !self.outer(&tmp).is_dir() {
+                return Err(format!(
+                    "--chroot {r}: -M {} keeps private files in {} inside the jail, and {} is missing; create it (mode 1777) or give -L with a directory inside {r}",
+                    cfg.mode.name(),
+                    path::display_os(&tmp),
+                    path::display_os(&self.outer(&tmp)),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `cfg`'s paths as seen inside the jail (see [`Jail::check`], which made
+/// sure they are inside).
+pub fn rebase(cfg: &mut Config, jail: &Jail) {
+    let move_in = |p: &mut PathBuf| {
+        if let Ok(inner) = jail.must_be_inside("", p) {
+            *p = inner;
+        }
+    };
+    move_in(&mut cfg.watch_dir);
+    if let Some(Destination::Local(d)) = &mut cfg.destination {
+        move_in(d);
+    }
+    for p in [
+        &mut cfg.lists_dir,
+        &mut cfg.status_file,
+        &mut cfg.standby_file,
+        &mut cfg.dump_dir,
+        &mut cfg.metrics_file,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        move_in(p);
+    }
+    for prog in [
+        &mut cfg.handler_program,
+        &mut cfg.pre_exit_hook,
+        &mut cfg.exit_hook,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if let Ok(inner) = jail.program("", prog) {
+            *prog = inner;
+        }
+    }
+}
+
+fn sys(what: &str, e: impl std::fmt::Display, root: &Path) -> String {
+    format!("--chroot {}: {what}: {e}", path::display_os(root))
+}
+
+/// Enters the jail (see the module docs). Root, single-threaded.
+pub fn enter(jail: &Jail) -> Result<(), String> {
+    use nix::mount::{mount, umount2, MntFlags, MsFlags};
+    let root = &jail.root;
+    // Handlers' stdin; the jail may have no /dev.
+    crate::exec::hold_dev_null().map_err(|e| sys("open /dev/null", e, root))?;
+    if jail.pivot != PivotRoot::Off {
+        // SAFETY: plain syscall; single-threaded here.
+        if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
+            return Err(sys(
+                "a mount namespace for --pivot-root (needs root)",
+                io::Error::last_os_error(),
+                root,
+            ));
+        }
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+            None::<&str>,
+        )
+        .map_err(|e| sys("make the mounts private", e, root))?;
+        if jail.pivot != PivotRoot::Direct {
+            mount(
+                Some(root.as_path()),
+                root.as_path(),
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .map_err(|e| sys("bind-mount it on itself", e, root))?;
+        }
+        if jail.pivot == PivotRoot::Direct && !is_mount_point(root) {
+            return Err(format!(
+                "--pivot-root=direct: {} is not a mount point; mount something there (mount --bind DIR DIR will do) or use --pivot-root=auto",
+                path::display_os(root)
+            ));
+        }
+        if jail.pivot == PivotRoot::AutoRo {
+            mount(
+                None::<&str>,
+                root.as_path(),
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+                None::<&str>,
+            )
+            .map_err(|e| sys("make it read-only", e, root))?;
+        }
+        nix::unistd::chdir(root.as_path()).map_err(|e| sys("chdir", e, root))?;
+        // new_root and put_old the same: the old root ends up stacked on
+        // the new one, and is then detached.
+        nix::unistd::pivot_root(".", ".").map_err(|e| sys("pivot_root", e, root))?;
+        umount2(".", MntFlags::MNT_DETACH).map_err(|e| sys("unmount the old root", e, root))?;
+    } else {
+        nix::unistd::chdir(root.as_path()).map_err(|e| sys("chdir", e, root))?;
+    }
+    nix::unistd::chroot(".").map_err(|e| sys("chroot", e, root))?;
+    nix::unistd::chdir("/").map_err(|e| sys("chdir /", e, root))?;
+    log::info!(
+        "confined to {}{}",
+        path::display_os(root),
+        match jail.pivot {
+            PivotRoot::Off => String::new(),
+            p => format!(" (pivot_root, {}; the old root is unmounted)", p.name()),
+        }
+    );
+    Ok(())
+}
+
+/// Whether `dir` is a mount point, by `/proc/self/mountinfo` (a bind mount
+/// of a directory on itself has the same device as its parent, so `stat`
+/// cannot tell).
+fn is_mount_point(dir: &Path) -> bool {
+    let Ok(info) = std::fs::read("/proc/self/mountinfo") else {
+        return false;
+    };
+    info.split(|&b| b == b'\n')
+        .filter_map(|line| line.split(|&b| b == b' ').nth(4))
+        .any(|m| crate::config::unescape_mountinfo(m) == dir.as_os_str().as_bytes())
+}
+
+/// Checks made once inside: a local destination must be writable where
+/// the handler writes it (`auto-ro` makes the jail's own mount read-only).
+pub fn check_inside(cfg: &Config, jail: &Jail) -> Result<(), String> {
+    if jail.pivot != PivotRoot::AutoRo {
+        return Ok(());
+    }
+    if let Some(Destination::Local(d)) = &cfg.destination {
+        let probe = if d.exists() {
+            d.clone()
+        } else {
+            d.parent()
+                .map_or_else(|| PathBuf::from("/"), Path::to_path_buf)
+        };
+        if let Ok(st) = nix::sys::statvfs::statvfs(&probe) {
+            if st.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY) {
+                return Err(format!(
+                    "--pivot-root=auto-ro: the destination {} is read-only inside the jail; bind-mount it on itself under {} (so it is a mount of its own, writable) or use --pivot-root=auto",
+                    path::display_os(&jail.outer(d)),
+                    path::display_os(&jail.root)
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What the keeper removes at the end: the pid file if it still holds the
+/// daemon's pid, the control socket if it is still the one bound.
+#[derive(Clone, Debug, Default)]
+pub struct Leftovers {
+    pub pid_file: Option<(PathBuf, u32)>,
+    pub socket: Option<(PathBuf, (u64, u64))>,
+}
+
+struct Keeper {
+    pid: nix::unistd::Pid,
+    pipe: OwnedFd,
+}
+
+static KEEPER: Mutex<Option<Keeper>> = Mutex::new(None);
+
+/// Who the keeper runs as, and whether it keeps CAP_DAC_OVERRIDE: it does
+/// when that user may not remove entries where the files lie.
+fn keeper_identity(cfg: &Config, left: &Leftovers) -> Option<(Ident, bool)> {
+    let start = privilege::current();
+    let plan = privilege::Plan::new(cfg, start).ok()?;
+    let target = plan.daemon?;
+    let dirs = [
+        left.pid_file.as_ref().map(|(p, _)| p),
+        left.socket.as_ref().map(|(p, _)| p),
+    ];
+    let needs_override = dirs
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p.parent())
+        .any(|d| !privilege::may_write_dir(d, target));
+    Some((target, needs_override))
+}
+
+/// Forks the keeper (see the module docs). Root or not, single-threaded,
+/// before the jail is entered and before the privileges are dropped.
+pub fn spawn_keeper(cfg: &Config, left: Leftovers) -> Result<(), String> {
+    if left.pid_file.is_none() && left.socket.is_none() {
+        return Ok(());
+    }
+    let who = keeper_identity(cfg, &left);
+    let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| format!("--chroot: cannot make the keeper's pipe: {e}"))?;
+    // SAFETY: single-threaded here (privileges are not dropped yet and no
+    // thread was started); the child only makes plain syscalls and exits.
+    match unsafe { nix::unistd::fork() } {
+        Err(e) => Err(format!("--chroot: cannot fork the keeper: {e}")),
+        Ok(nix::unistd::ForkResult::Child) => {
+            drop(write);
+            keep(read.as_raw_fd(), left, who)
+        }
+        Ok(nix::unistd::ForkResult::Parent { child }) => {
+            drop(read);
+            if let Ok(mut k) = KEEPER.lock() {
+                *k = Some(Keeper {
+                    pid: child,
+                    pipe: write,
+                });
+            }
+            Ok(())
+        }
+    }
+}
+
+/// At the daemon's end: lets the keeper remove the files and waits for it
+/// (so that when livesync is gone, they are).
+pub fn finish() {
+    let k = KEEPER.lock().ok().and_then(|mut k| k.take());
+    if let Some(k) = k {
+        drop(k.pipe);
+        let _ = nix::sys::wait::waitpid(k.pid, None);
+    }
+}
+
+/// The keeper's life: outside the jail, holding nothing but the pipe.
+fn keep(fd: RawFd, left: Leftovers, who: Option<(Ident, bool)>) -> ! {
+    // SAFETY: only this process's own state is changed; fd numbers are ours.
+    unsafe {
+        libc::prctl(
+            libc::PR_SET_NAME,
+            c"livesync-keep".as_ptr() as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
+        // Stop signals (a terminal's ^C, systemd's TERM to the whole group)
+        // are the daemon's business; the keeper ends when the daemon does.
+        for sig in 1..=64 {
+            if ![
+                libc::SIGKILL,
+                libc::SIGSTOP,
+                libc::SIGCHLD,
+                libc::SIGSEGV,
+                libc::SIGBUS,
+            ]
+            .contains(&sig)
+            {
+                libc::signal(sig, libc::SIG_IGN);
+            }
+        }
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+        let keep_fd = 3;
+        if fd != keep_fd {
+            libc::dup2(fd, keep_fd);
+        }
+        if libc::syscall(libc::SYS_close_range, keep_fd + 1, u32::MAX, 0) != 0 {
+            for other in keep_fd + 1..4096 {
+                libc::close(other);
+            }
+        }
+    }
+    // SAFETY: fd 3 is the pipe's read end, ours alone now.
+    let pipe = unsafe { OwnedFd::from_raw_fd(3) };
+    if let Some((target, dac)) = who {
+        let kept: CapsHashSet = if dac {
+            [Capability::CAP_DAC_OVERRIDE].into_iter().collect()
+        } else {
+            CapsHashSet::new()
+        };
+        if let Err(e) = privilege::drop_to(target, &kept, false) {
+            log::warn!("keeper: cannot drop privileges to {target}: {e}; it stays as it is");
+        }
+    } else {
+        let _ = caps::clear(None, CapSet::Effective);
+    }
+    // SAFETY: plain prctl on ourselves.
+    unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+    let mut buf = [0u8; 64];
+    loop {
+        match nix::unistd::read(pipe.as_raw_fd(), &mut buf) {
+            Ok(0) => break,
+            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => break,
+        }
+    }
+    if let Some((p, pid)) = &left.pid_file {
+        super::files::remove_pid_file(p, *pid);
+    }
+    if let Some((p, ident)) = &left.socket {
+        super::socket::remove_socket_file(p, *ident);
+    }
+    // SAFETY: ends this process without running the parent's destructors.
+    unsafe { libc::_exit(0) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_move_in_and_out_of_the_jail() {
+        let j = Jail {
+            root: PathBuf::from("/srv/jail"),
+            pivot: PivotRoot::Off,
+        };
+        assert_eq!(
+            j.inner(Path::new("/srv/jail/www")),
+            Some(PathBuf::from("/www"))
+        );
+        assert_eq!(j.inner(Path::new("/srv/jail")), Some(PathBuf::from("/")));
+        assert_eq!(j.inner(Path::new("/srv/jailbreak/x")), None);
+        assert_eq!(j.inner(Path::new("/etc")), None);
+        assert_eq!(
+            j.outer(Path::new("/usr/bin")),
+            PathBuf::from("/srv/jail/usr/bin")
+        );
+    }
+
+    #[test]
+    fn programs_are_found_inside_the_jail_only() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let root = std::fs::canonicalize(t.path()).expect("canonical");
+        let j = Jail {
+            root: root.clone(),
+            pivot: PivotRoot::Off,
+        };
+        std::fs::create_dir_all(root.join("usr/bin")).expect("mkdir");
+        let tool = root.join("usr/bin/tool");
+        std::fs::write(&tool, "#!/bin/sh\n").expect("write");
+        std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        assert_eq!(
+            j.program("the handler", tool.as_os_str()),
+            Ok(OsString::from("/usr/bin/tool"))
+        );
+        let e = j
+            .program("the handler", OsStr::new("/bin/sh"))
+            .expect_err("outside");
+        assert!(e.contains("lies outside it"), "{e}");
+        // A bare name: PATH is looked up under the root.
+        let e = j
+            .program("the handler", OsStr::new("livesync-no-such-tool"))
+            .expect_err("missing");
+        assert!(e.contains("is not found in PATH"), "{e}");
+    }
+}
