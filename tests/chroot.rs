@@ -532,3 +532,44 @@ fn what_cannot_work_in_a_jail_is_refused_with_one_line() {
         assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
     }
 }
+
+#[test]
+fn the_privileged_helper_is_in_the_jail_too() {
+    if !require_root("pivot_root(2)") {
+        return;
+    }
+    let env = TestEnv::new();
+    env.write("a", "1");
+    let mut d = Daemon::start(
+        &env,
+        &argv(&[
+            &"-t0",
+            &"-w0",
+            &"--chroot",
+            &env.root,
+            &"--pivot-root",
+            &"auto",
+            &"--secure-splitting",
+        ]),
+    );
+    d.wait_synced(&env, T);
+    let pid = d.pid();
+    let children =
+        fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).expect("children");
+    let helper: i32 = children
+        .split_whitespace()
+        .filter_map(|c| c.parse().ok())
+        .find(|&c: &i32| status_field(c, "Uid").starts_with("0"))
+        .expect("a root helper");
+    let ns = |p: i32| fs::read_link(format!("/proc/{p}/ns/mnt")).expect("ns");
+    assert_eq!(
+        ns(helper),
+        ns(pid),
+        "the helper shares the jail's namespace"
+    );
+    assert!(mount_points(helper).iter().all(|at| at == "/"));
+    assert_eq!(status_field(pid, "Seccomp"), "2");
+    env.write("b", "2");
+    d.wait_synced(&env, T);
+    d.stop();
+}
