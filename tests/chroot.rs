@@ -573,3 +573,40 @@ fn the_privileged_helper_is_in_the_jail_too() {
     d.wait_synced(&env, T);
     d.stop();
 }
+
+#[test]
+fn syslog_lines_leave_the_jail() {
+    if !require_root("chroot(2)") {
+        return;
+    }
+    let env = TestEnv::new();
+    let out = outside_dir();
+    let log_path = out.path().join("log");
+    let server = std::os::unix::net::UnixDatagram::bind(&log_path).expect("bind");
+    server.set_read_timeout(Some(T)).expect("timeout");
+    let mut d = Daemon::start(
+        &env,
+        &argv(&[
+            &"-t0",
+            &"-w0",
+            &"--chroot",
+            &env.root,
+            &"-Y",
+            &"syslog",
+            &"--syslog-socket",
+            &log_path,
+        ]),
+    );
+    // "watching …" is logged after the jail is entered.
+    let mut buf = [0u8; 4096];
+    let mut got = String::new();
+    while !got.contains("watching") {
+        let n = server
+            .recv(&mut buf)
+            .expect("a syslog record before the timeout");
+        got.push_str(&String::from_utf8_lossy(&buf[..n]));
+        got.push('\n');
+    }
+    assert!(got.contains("confined to"), "{got}");
+    d.stop();
+}

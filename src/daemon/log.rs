@@ -118,6 +118,10 @@ impl Logger {
     }
 }
 
+extern "C" {
+    fn tzset();
+}
+
 fn connect(path: &Path) -> Option<UnixDatagram> {
     let s = UnixDatagram::unbound().ok()?;
     s.connect(path).ok()?;
@@ -204,10 +208,20 @@ pub fn init_with(level: log::LevelFilter, output: Output, syslog_path: &Path) {
     };
     let stream = std::env::var_os("JOURNAL_STREAM");
     let journal = fd.is_some_and(|fd| is_journal_stream(stream.as_deref(), fd));
+    // Connected (and the time zone read) now, while the paths mean what
+    // they say: a `--chroot` jail may have neither /dev/log nor the zone.
+    let syslog = match output {
+        Output::Syslog => {
+            // SAFETY: tzset only reads the environment and the zone file.
+            unsafe { tzset() };
+            connect(syslog_path)
+        }
+        _ => None,
+    };
     let _ = log::set_boxed_logger(Box::new(Logger {
         level,
         output,
-        syslog: Mutex::new(None),
+        syslog: Mutex::new(syslog),
         syslog_path: syslog_path.to_path_buf(),
         journal,
     }));
