@@ -209,7 +209,24 @@ fn bytes(s: &OsStr) -> &[u8] {
 /// The argv patterns a configuration can produce: the handler's runs (see
 /// the module docs) and the hooks' (`HOOK LABEL`). The built-in mirror and
 /// the shared-object modes run no program: only the hooks.
+///
+/// `-M unison` is refused: unison reads its preferences (a `default.prf`
+/// may set `force`, `backupdir`, `merge`, …) and archives from the state
+/// dir the daemon makes and owns (`UNISON`), so a daemon that may not
+/// choose unison's argv could still choose what unison does. Its patterns
+/// are built (and tested) for the day the helper owns that dir.
 pub fn patterns(cfg: &Config) -> Result<Vec<Vec<Pat>>, String> {
+    if cfg.mode == Mode::Unison {
+        return Err(
+            "--check-execvp-arguments cannot cover -M unison: unison reads its preferences from a state dir the daemon owns, which could override the checked argv; drop the option (--splitting=process alone works) or use another mode"
+                .into(),
+        );
+    }
+    handler_patterns(cfg)
+}
+
+/// [`patterns`] for every mode, unison included.
+fn handler_patterns(cfg: &Config) -> Result<Vec<Vec<Pat>>, String> {
     let held = [
         Some(cfg.label.as_bytes()),
         cfg.handler_program.as_deref().map(bytes),
@@ -654,7 +671,7 @@ mod tests {
 
     fn checker(cfg: &Config) -> Checker {
         Checker {
-            patterns: Some(patterns(cfg).unwrap()),
+            patterns: Some(handler_patterns(cfg).unwrap()),
             lists_dir: cfg.lists_dir.clone(),
             private_parent: std::env::temp_dir(),
         }
@@ -963,6 +980,8 @@ mod tests {
             o("-D"),
             w.dst.clone().into(),
         ]);
+        let e = patterns(&cfg).expect_err("unison is refused");
+        assert!(e.contains("-M unison") && e.contains("state dir"), "{e}");
         let c = checker(&cfg);
         let argvs = real_argvs(&w, &cfg);
         assert!(argvs.iter().any(|a| !a.contains(&o("-path"))), "whole tree");
@@ -1026,6 +1045,7 @@ mod tests {
             o("--exit-hook"),
             w.rec.clone().into(),
         ]);
+        assert_eq!(patterns(&cfg), handler_patterns(&cfg));
         let c = checker(&cfg);
         assert_eq!(c.patterns.as_ref().map(Vec::len), Some(1));
         assert!(c.allows(&[w.rec.clone().into(), o("nolabel")]));

@@ -11,7 +11,8 @@
 //!
 //! - `RUN`: id u64, timeout ms u32 (0: none), grace ms u32, argc u32, each
 //!   argument as u32 length + bytes, envc u32, each variable as two of those
-//!   (names must start with `CLSYNC_` or `LIVESYNC_`). The helper checks
+//!   (names must start with `CLSYNC_` or `LIVESYNC_`, or be `UNISON`
+//!   naming a private unison state dir). The helper checks
 //!   the argv (with `--check-execvp-arguments`), runs it with the handler's
 //!   identity and replies `DONE` (id, how it ended) or `FAIL` (id, error
 //!   kind, message).
@@ -43,7 +44,7 @@ use std::ffi::OsString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -203,8 +204,9 @@ impl Request {
                 for _ in 0..envc {
                     let k = r.bytes()?.to_vec();
                     let v = r.bytes()?.to_vec();
-                    let ok_name = (k.starts_with(b"CLSYNC_") || k.starts_with(b"LIVESYNC_"))
-                        && k.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_');
+                    let ok_name = ((k.starts_with(b"CLSYNC_") || k.starts_with(b"LIVESYNC_"))
+                        && k.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_'))
+                        || (k == b"UNISON" && unison_state_dir(&v));
                     if !ok_name || v.contains(&0) {
                         return Err(format!(
                             "environment variable {} is not one livesync sets",
@@ -352,6 +354,21 @@ impl Reply {
         }
         Ok(reply)
     }
+}
+
+/// The private state dir `-M unison` names in `UNISON`:
+/// `<tmp>/livesync-unison-<16 hex>` (see `handler::unison`).
+fn unison_state_dir(v: &[u8]) -> bool {
+    let p = Path::new(std::ffi::OsStr::from_bytes(v));
+    let (Some(parent), Some(name)) = (p.parent(), p.file_name()) else {
+        return false;
+    };
+    let n = name.as_bytes();
+    parent == std::env::temp_dir()
+        && v.len() == parent.as_os_str().len() + 1 + n.len()
+        && n.len() == 16 + 16
+        && n.starts_with(b"livesync-unison-")
+        && n[16..].iter().all(|c| c.is_ascii_hexdigit())
 }
 
 /// A path relative to the trees, as the mirror takes it: empty (the root)
@@ -987,7 +1004,7 @@ mod tests {
         else {
             unreachable!()
         };
-        let bad_env = Request::Run {
+        let mut bad_env = Request::Run {
             id,
             argv,
             env: vec![("LD_PRELOAD".into(), "/tmp/x.so".into())],
@@ -997,6 +1014,23 @@ mod tests {
         };
         let e = Request::decode(&bad_env.encode()).expect_err("env");
         assert!(e.contains("LD_PRELOAD"), "{e}");
+        // UNISON only names unison's private state dir.
+        let state = std::env::temp_dir().join("livesync-unison-0123456789abcdef");
+        for (v, ok) in [
+            (state.clone().into_os_string(), true),
+            (
+                std::env::temp_dir().join("livesync-unison-zz").into(),
+                false,
+            ),
+            ("/home/u/.unison".into(), false),
+            (state.join("x").into_os_string(), false),
+        ] {
+            let Request::Run { env, .. } = &mut bad_env else {
+                unreachable!()
+            };
+            *env = vec![("UNISON".into(), v.clone())];
+            assert_eq!(Request::decode(&bad_env.encode()).is_ok(), ok, "{v:?}");
+        }
         let d = Reply::Done {
             id: 3,
             outcome: Outcome::TimedOut {
