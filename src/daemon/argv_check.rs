@@ -470,13 +470,13 @@ impl Checker {
             return false;
         }
         if let Some(l) = &self.lists_dir {
-            return dir.as_os_str() == l.as_os_str();
+            return dir == l;
         }
         let (Some(parent), Some(dname)) = (dir.parent(), dir.file_name()) else {
             return false;
         };
         let d = dname.as_bytes();
-        parent.as_os_str() == self.private_parent.as_os_str()
+        parent == self.private_parent
             && dir.as_os_str().len() == parent.as_os_str().len() + 1 + d.len()
             && d.len() == 15 + 16
             && d.starts_with(b"livesync-lists-")
@@ -1055,6 +1055,17 @@ mod tests {
             &[o("rsync"), o("-aH")],
             "a program the mirror never runs",
         );
+        for mode in ["so", "rsyncso"] {
+            let cfg = w.config(&[
+                o("-M"),
+                o(mode),
+                o("-S"),
+                w.rec.clone().into(),
+                o("-D"),
+                w.dst.clone().into(),
+            ]);
+            assert_eq!(patterns(&cfg), Ok(Vec::new()), "-M {mode}");
+        }
     }
 
     #[test]
@@ -1087,6 +1098,18 @@ mod tests {
             private_parent: PathBuf::from("/tmp"),
         };
         assert!(c.list_file_ok(b"/l/x.1.include"));
+        // `-L /l/` and TMPDIR=/tmp/ name the same dirs.
+        let slash = Checker {
+            patterns: None,
+            lists_dir: Some(PathBuf::from("/l/")),
+            private_parent: PathBuf::from("/tmp/"),
+        };
+        assert!(slash.list_file_ok(b"/l/x"));
+        assert!(Checker {
+            lists_dir: None,
+            ..slash
+        }
+        .list_file_ok(b"/tmp/livesync-lists-0123456789abcdef/x"));
         for bad in [
             &b"/l//x"[..],
             b"/l/./x",
