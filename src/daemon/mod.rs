@@ -79,6 +79,8 @@
 //! other fds; its orders go through [`Control`] like the signals, and its
 //! `status` reply is built from [`Snapshot`] and the loop's counters.
 
+#[cfg(target_os = "linux")]
+pub mod argv_check; // --check-execvp-arguments: the argv patterns of every mode
 pub mod background;
 #[cfg(target_os = "linux")]
 pub mod confine; // namespaces and the seccomp allow-list (issue #5)

@@ -11,7 +11,8 @@
 //!
 //! - `RUN`: id u64, timeout ms u32 (0: none), grace ms u32, argc u32, each
 //!   argument as u32 length + bytes, envc u32, each variable as two of those
-//!   (names must start with `CLSYNC_` or `LIVESYNC_`). The helper checks
+//!   (names must start with `CLSYNC_` or `LIVESYNC_`, or be `UNISON`
+//!   naming a private unison state dir). The helper checks
 //!   the argv (with `--check-execvp-arguments`), runs it with the handler's
 //!   identity and replies `DONE` (id, how it ended) or `FAIL` (id, error
 //!   kind, message).
@@ -31,12 +32,12 @@
 //! not ask for, and the helper touches the trees only through the mirror
 //! engine, on the paths the daemon names.
 
+pub use super::argv_check::{patterns, Checker, Part, Pat, PathKind};
 use super::privilege::{self, Ident, Plan};
 use crate::batch::{Batch, Op};
 use crate::config::{Config, Destination, Mode};
 use crate::exec::{self, ExecError, Outcome, Spec};
 use crate::handler::mirror::Mirror;
-use crate::handler::template::{Context, Template};
 use crate::handler::{Handler, HandlerError, Report};
 use crate::rules::Rules;
 use std::ffi::OsString;
@@ -203,8 +204,9 @@ impl Request {
                 for _ in 0..envc {
                     let k = r.bytes()?.to_vec();
                     let v = r.bytes()?.to_vec();
-                    let ok_name = (k.starts_with(b"CLSYNC_") || k.starts_with(b"LIVESYNC_"))
-                        && k.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_');
+                    let ok_name = ((k.starts_with(b"CLSYNC_") || k.starts_with(b"LIVESYNC_"))
+                        && k.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_'))
+                        || (k == b"UNISON" && unison_state_dir(&v));
                     if !ok_name || v.contains(&0) {
                         return Err(format!(
                             "environment variable {} is not one livesync sets",
@@ -354,6 +356,21 @@ impl Reply {
     }
 }
 
+/// The private state dir `-M unison` names in `UNISON`:
+/// `<tmp>/livesync-unison-<16 hex>` (see `handler::unison`).
+fn unison_state_dir(v: &[u8]) -> bool {
+    let p = Path::new(std::ffi::OsStr::from_bytes(v));
+    let (Some(parent), Some(name)) = (p.parent(), p.file_name()) else {
+        return false;
+    };
+    let n = name.as_bytes();
+    parent == std::env::temp_dir()
+        && v.len() == parent.as_os_str().len() + 1 + n.len()
+        && n.len() == 16 + 16
+        && n.starts_with(b"livesync-unison-")
+        && n[16..].iter().all(|c| c.is_ascii_hexdigit())
+}
+
 /// A path relative to the trees, as the mirror takes it: empty (the root)
 /// or `/`-separated names, none empty, `.` or `..`, no NUL, no leading `/`.
 fn tree_path(b: &[u8]) -> Result<Vec<u8>, String> {
@@ -469,234 +486,6 @@ pub fn recv_packet(fd: RawFd) -> io::Result<Option<Vec<u8>>> {
         }
         buf.truncate(n);
         return Ok(Some(buf));
-    }
-}
-
-/// One element of an argv pattern.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Pat {
-    /// Exactly this argument.
-    Lit(Vec<u8>),
-    /// One argument made of these parts in order.
-    Parts(Vec<Part>),
-    /// These elements, or nothing.
-    Opt(Vec<Pat>),
-    /// Any number of arguments (`%INCLUDE-LIST%`): each non-empty.
-    Many,
-}
-
-/// A part of one argument.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Part {
-    Text(Vec<u8>),
-    /// The path of a list file: a plain name in one of the lists dirs.
-    ListFile,
-}
-
-/// What `--check-execvp-arguments` lets the helper run.
-#[derive(Clone, Debug, Default)]
-pub struct Checker {
-    /// None: no check.
-    pub patterns: Option<Vec<Vec<Pat>>>,
-    /// `-L`, or else the parent of the private lists dirs.
-    pub lists_dir: Option<PathBuf>,
-    /// Private lists dirs are `<tmp>/livesync-lists-<16 hex>`.
-    pub private_parent: PathBuf,
-}
-
-const SENTINEL_ILP: &[u8] = b"\x01ILP\x01";
-const SENTINEL_ELP: &[u8] = b"\x01ELP\x01";
-const SENTINEL_RSYNC: &[u8] = b"\x01RSYNC-ARGS\x01";
-const SENTINEL_LIST: &[u8] = b"\x01INCLUDE-LIST\x01";
-
-/// clsync's default rsync arguments as rsyncdirect builds them.
-fn rsync_args_pattern() -> Vec<Pat> {
-    let lit = |s: &str| Pat::Lit(s.as_bytes().to_vec());
-    vec![
-        lit("-aH"),
-        lit("--delete"),
-        lit("--modify-window=-1"),
-        Pat::Opt(vec![lit("--from0")]),
-        Pat::Opt(vec![
-            lit("--exclude-from"),
-            Pat::Parts(vec![Part::ListFile]),
-        ]),
-        lit("--include-from"),
-        Pat::Parts(vec![Part::ListFile]),
-        lit("--exclude=*"),
-    ]
-}
-
-/// `dir/` as rsyncdirect passes a directory (see `handler::rsync`).
-fn dir_arg(dir: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(dir.len() + 3);
-    if dir.first() == Some(&b'-') {
-        out.extend_from_slice(b"./");
-    }
-    out.extend_from_slice(dir);
-    if dir.last() != Some(&b'/') {
-        out.push(b'/');
-    }
-    out
-}
-
-/// Splits `arg` at the sentinels into parts.
-fn parts_of(arg: &[u8]) -> Pat {
-    let mut parts = Vec::new();
-    let mut text = Vec::new();
-    let mut i = 0;
-    while i < arg.len() {
-        let rest = &arg[i..];
-        if rest.starts_with(SENTINEL_ILP) || rest.starts_with(SENTINEL_ELP) {
-            if !text.is_empty() {
-                parts.push(Part::Text(std::mem::take(&mut text)));
-            }
-            parts.push(Part::ListFile);
-            i += SENTINEL_ILP.len();
-        } else {
-            text.push(arg[i]);
-            i += 1;
-        }
-    }
-    if parts.is_empty() {
-        return Pat::Lit(text);
-    }
-    if !text.is_empty() {
-        parts.push(Part::Text(text));
-    }
-    Pat::Parts(parts)
-}
-
-/// The argv patterns a configuration can produce: the handler's (rsync
-/// with clsync's arguments or the user's template) and the hooks'.
-pub fn patterns(cfg: &Config) -> Result<Vec<Vec<Pat>>, String> {
-    let mut out = Vec::new();
-    let label = cfg.label.as_bytes().to_vec();
-    for hook in [&cfg.pre_exit_hook, &cfg.exit_hook].into_iter().flatten() {
-        out.push(vec![
-            Pat::Lit(hook.as_bytes().to_vec()),
-            Pat::Lit(label.clone()),
-        ]);
-    }
-    match cfg.mode {
-        Mode::RsyncDirect => {}
-        Mode::Mirror => return Ok(out),
-        _ => {
-            return Err(format!(
-                "--check-execvp-arguments knows the argv of -M mirror and rsyncdirect only, not of -M {}; drop it or use one of those",
-                cfg.mode.name()
-            ))
-        }
-    }
-    let program = cfg
-        .handler_program
-        .clone()
-        .unwrap_or_else(|| "rsync".into());
-    let dst = cfg
-        .destination
-        .as_ref()
-        .map(Destination::as_os_str)
-        .unwrap_or_default()
-        .as_bytes()
-        .to_vec();
-    let src = cfg.watch_dir.as_os_str().as_bytes().to_vec();
-    let mut p = vec![Pat::Lit(program.as_bytes().to_vec())];
-    if cfg.handler_args.is_empty() {
-        p.extend(rsync_args_pattern());
-        p.push(Pat::Lit(dir_arg(&src)));
-        p.push(Pat::Lit(dir_arg(&dst)));
-    } else {
-        let t = Template::parse(&cfg.handler_args).map_err(|e| e.to_string())?;
-        let ilp = OsString::from_vec(SENTINEL_ILP.to_vec());
-        let elp = OsString::from_vec(SENTINEL_ELP.to_vec());
-        let rsync = [OsString::from_vec(SENTINEL_RSYNC.to_vec())];
-        let list = [OsString::from_vec(SENTINEL_LIST.to_vec())];
-        let label = OsString::from(&cfg.label);
-        let ctx = Context {
-            include_list_path: Some(&ilp),
-            exclude_list_path: Some(&elp),
-            rsync_args: &rsync,
-            label: Some(&label),
-            watch_dir: Some(cfg.watch_dir.as_os_str()),
-            destination_dir: cfg.destination.as_ref().map(Destination::as_os_str),
-            include_list: &list,
-            event_mask: None,
-            type_name: None,
-        };
-        for a in t.render(&ctx) {
-            let b = a.as_bytes();
-            if b == SENTINEL_RSYNC {
-                p.extend(rsync_args_pattern());
-            } else if b == SENTINEL_LIST {
-                p.push(Pat::Many);
-            } else {
-                p.push(parts_of(b));
-            }
-        }
-    }
-    out.push(p);
-    Ok(out)
-}
-
-impl Checker {
-    fn list_file_ok(&self, path: &[u8]) -> bool {
-        let p = Path::new(std::ffi::OsStr::from_bytes(path));
-        let (Some(dir), Some(name)) = (p.parent(), p.file_name()) else {
-            return false;
-        };
-        if name.as_bytes().starts_with(b".") || path.contains(&0) {
-            return false;
-        }
-        if let Some(l) = &self.lists_dir {
-            return dir == l;
-        }
-        let (Some(parent), Some(dname)) = (dir.parent(), dir.file_name()) else {
-            return false;
-        };
-        let d = dname.as_bytes();
-        parent == self.private_parent
-            && d.len() == 15 + 16
-            && d.starts_with(b"livesync-lists-")
-            && d[15..].iter().all(|c| c.is_ascii_hexdigit())
-    }
-
-    fn arg_ok(&self, parts: &[Part], arg: &[u8]) -> bool {
-        match parts.split_first() {
-            None => arg.is_empty(),
-            Some((Part::Text(t), rest)) => arg.starts_with(t) && self.arg_ok(rest, &arg[t.len()..]),
-            Some((Part::ListFile, rest)) => (1..=arg.len())
-                .any(|n| self.list_file_ok(&arg[..n]) && self.arg_ok(rest, &arg[n..])),
-        }
-    }
-
-    fn matches(&self, pat: &[Pat], argv: &[OsString]) -> bool {
-        let Some((first, rest)) = pat.split_first() else {
-            return argv.is_empty();
-        };
-        match first {
-            Pat::Lit(l) => argv
-                .first()
-                .is_some_and(|a| a.as_bytes() == l.as_slice() && self.matches(rest, &argv[1..])),
-            Pat::Parts(parts) => argv.first().is_some_and(|a| {
-                self.arg_ok(parts, a.as_bytes()) && self.matches(rest, &argv[1..])
-            }),
-            Pat::Opt(inner) => {
-                let mut with = inner.clone();
-                with.extend_from_slice(rest);
-                self.matches(&with, argv) || self.matches(rest, argv)
-            }
-            Pat::Many => (0..=argv.len())
-                .any(|n| argv[..n].iter().all(|a| !a.is_empty()) && self.matches(rest, &argv[n..])),
-        }
-    }
-
-    /// Whether `argv` may run: always without patterns; with them, when one
-    /// of them could have produced it.
-    pub fn allows(&self, argv: &[OsString]) -> bool {
-        match &self.patterns {
-            None => true,
-            Some(pats) => pats.iter().any(|p| self.matches(p, argv)),
-        }
     }
 }
 
@@ -1215,7 +1004,7 @@ mod tests {
         else {
             unreachable!()
         };
-        let bad_env = Request::Run {
+        let mut bad_env = Request::Run {
             id,
             argv,
             env: vec![("LD_PRELOAD".into(), "/tmp/x.so".into())],
@@ -1225,6 +1014,23 @@ mod tests {
         };
         let e = Request::decode(&bad_env.encode()).expect_err("env");
         assert!(e.contains("LD_PRELOAD"), "{e}");
+        // UNISON only names unison's private state dir.
+        let state = std::env::temp_dir().join("livesync-unison-0123456789abcdef");
+        for (v, ok) in [
+            (state.clone().into_os_string(), true),
+            (
+                std::env::temp_dir().join("livesync-unison-zz").into(),
+                false,
+            ),
+            ("/home/u/.unison".into(), false),
+            (state.join("x").into_os_string(), false),
+        ] {
+            let Request::Run { env, .. } = &mut bad_env else {
+                unreachable!()
+            };
+            *env = vec![("UNISON".into(), v.clone())];
+            assert_eq!(Request::decode(&bad_env.encode()).is_ok(), ok, "{v:?}");
+        }
         let d = Reply::Done {
             id: 3,
             outcome: Outcome::TimedOut {
@@ -1233,44 +1039,5 @@ mod tests {
             },
         };
         assert_eq!(Reply::decode(&d.encode()), Ok(d));
-    }
-
-    #[test]
-    fn checker_accepts_what_rsyncdirect_builds_and_nothing_else() {
-        let tmp = std::env::temp_dir();
-        let lists = tmp.join("livesync-lists-0123456789abcdef");
-        let l = |n: &str| lists.join(n).into_os_string();
-        let mut p = vec![Pat::Lit(b"rsync".to_vec())];
-        p.extend(rsync_args_pattern());
-        p.push(Pat::Lit(b"/src/".to_vec()));
-        p.push(Pat::Lit(b"/dst/".to_vec()));
-        let c = Checker {
-            patterns: Some(vec![p]),
-            lists_dir: None,
-            private_parent: tmp.clone(),
-        };
-        let mut good = os(&["rsync", "-aH", "--delete", "--modify-window=-1"]);
-        good.extend([
-            "--exclude-from".into(),
-            l("x.1.1.exclude"),
-            "--include-from".into(),
-            l("x.1.2.include"),
-            "--exclude=*".into(),
-            "/src/".into(),
-            "/dst/".into(),
-        ]);
-        assert!(c.allows(&good));
-        let mut bad = good.clone();
-        bad.insert(1, "--rsh=touch /tmp/pwned".into());
-        assert!(!c.allows(&bad));
-        let mut bad = good.clone();
-        bad[5] = "/etc/shadow".into();
-        assert!(!c.allows(&bad));
-        let mut bad = good.clone();
-        bad[5] = tmp.join("livesync-lists-zz/x").into_os_string();
-        assert!(!c.allows(&bad));
-        let mut bad = good;
-        bad[0] = "/bin/sh".into();
-        assert!(!c.allows(&bad));
     }
 }

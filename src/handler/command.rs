@@ -35,7 +35,7 @@ use crate::exec::{self, Outcome};
 use crate::path;
 use crate::rules::{Action, Kind, Rules};
 use std::collections::BTreeMap;
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
@@ -316,6 +316,41 @@ impl CommandHandler {
         path::display(self.cfg.program.as_bytes())
     }
 
+    /// The argv of one run: the program, then the template (`initial`: the
+    /// `initialsync` one, `%TYPE%` = `initialsync`; else `sync`) with the
+    /// list file (None: `%INCLUDE-LIST-PATH%` renders empty, as in an
+    /// `initialsync` run), the paths and the decimal event bits filled in.
+    /// `--check-execvp-arguments` renders it with placeholders to learn
+    /// the shape of every argv this handler can run.
+    pub fn render_argv(
+        &self,
+        initial: bool,
+        list_path: Option<&OsStr>,
+        include_list: &[OsString],
+        event_mask: &OsStr,
+    ) -> Vec<OsString> {
+        let tpl = if initial {
+            &self.initial_template
+        } else {
+            &self.template
+        };
+        let label = OsString::from(&self.cfg.label);
+        let type_s = OsString::from(if initial { "initialsync" } else { "sync" });
+        let ctx = Context {
+            include_list_path: list_path,
+            label: Some(&label),
+            watch_dir: Some(self.cfg.src.as_os_str()),
+            destination_dir: self.cfg.dst.as_deref(),
+            include_list,
+            event_mask: Some(event_mask),
+            type_name: Some(&type_s),
+            ..Context::default()
+        };
+        let mut argv = vec![self.cfg.program.clone()];
+        argv.extend(tpl.render(&ctx));
+        argv
+    }
+
     /// Runs the template once; the list file (if any) lives until it ends.
     fn run_once(
         &mut self,
@@ -345,30 +380,13 @@ impl CommandHandler {
             }
             _ => None,
         };
-        let tpl = if template_initial {
-            &self.initial_template
-        } else {
-            &self.template
-        };
-        let label = OsString::from(&self.cfg.label);
         let mask_s = OsString::from(event_mask.to_string());
-        let type_s = OsString::from(if template_initial {
-            "initialsync"
-        } else {
-            "sync"
-        });
-        let ctx = Context {
-            include_list_path: list.as_ref().map(|f| f.path.as_os_str()),
-            label: Some(&label),
-            watch_dir: Some(self.cfg.src.as_os_str()),
-            destination_dir: self.cfg.dst.as_deref(),
+        let argv = self.render_argv(
+            template_initial,
+            list.as_ref().map(|f| f.path.as_os_str()),
             include_list,
-            event_mask: Some(&mask_s),
-            type_name: Some(&type_s),
-            ..Context::default()
-        };
-        let mut argv = vec![self.cfg.program.clone()];
-        argv.extend(tpl.render(&ctx));
+            &mask_s,
+        );
         log::debug!(
             "running {}",
             argv.iter()

@@ -36,6 +36,13 @@ use std::time::Duration;
 /// At most this many bytes of path arguments per `csync2 -c` run.
 const MAX_PATH_BYTES: usize = 64 * 1024;
 
+/// csync2's options of the run that checks the named paths (recursively)
+/// and marks what changed dirty; then the one that marks them dirty
+/// anyway; then the one that sends every dirty entry (no paths).
+pub const CHECK: [&str; 2] = ["-c", "-r"];
+pub const MARK: [&str; 1] = ["-m"];
+pub const UPDATE: [&str; 1] = ["-u"];
+
 /// Everything the csync2 handler needs, resolved from the command line.
 #[derive(Clone, Debug)]
 pub struct Csync2Config {
@@ -113,16 +120,20 @@ impl Csync2 {
         chunks.push(chunk);
         let mut out = Vec::new();
         for chunk in chunks {
-            out.push(self.argv(&["-c", "-r"], chunk.clone()));
+            out.push(self.argv(&CHECK, chunk.clone()));
             if !whole_tree {
-                out.push(self.argv(&["-m"], chunk));
+                out.push(self.argv(&MARK, chunk));
             }
         }
-        out.push(self.argv(&["-u"], Vec::new()));
+        out.push(self.argv(&UPDATE, Vec::new()));
         out
     }
 
-    fn argv(&self, mode: &[&str], files: Vec<OsString>) -> Vec<OsString> {
+    /// The argv of one run: the program, the handler arguments, `mode`
+    /// (one of [`CHECK`], [`MARK`], [`UPDATE`]) and the absolute `files`.
+    /// `--check-execvp-arguments` renders it with placeholders to learn
+    /// the shape of every argv this handler can run.
+    pub fn argv(&self, mode: &[&str], files: Vec<OsString>) -> Vec<OsString> {
         let mut a = vec![self.cfg.program.clone()];
         a.extend(self.cfg.args.iter().cloned());
         a.extend(mode.iter().map(OsString::from));

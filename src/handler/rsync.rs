@@ -195,27 +195,6 @@ impl RsyncDirect {
         path::display(self.cfg.program.as_bytes())
     }
 
-    /// clsync's default arguments without the program and the two trees
-    /// (what `%RSYNC-ARGS%` stands for), plus `--modify-window=-1`: rsync's
-    /// quick check compares whole seconds by default, so a same-size edit
-    /// within the second of the previous sync would be skipped and lost
-    /// (clsync loses it); with -1 rsync compares nanoseconds.
-    fn default_args(&self, incl: &Path, excl: Option<&Path>, sep: Separator) -> Vec<OsString> {
-        let mut a: Vec<OsString> =
-            vec!["-aH".into(), "--delete".into(), "--modify-window=-1".into()];
-        if sep == Separator::Nul {
-            a.push("--from0".into());
-        }
-        if let Some(excl) = excl {
-            a.push("--exclude-from".into());
-            a.push(excl.into());
-        }
-        a.push("--include-from".into());
-        a.push(incl.into());
-        a.push("--exclude=*".into());
-        a
-    }
-
     /// The paths the rules refuse to sync within what `inc` covers: each op
     /// path itself, and everything below the recursively included ones
     /// (without descending into a refused directory).
@@ -262,7 +241,7 @@ impl RsyncDirect {
         }
 
         let prefer_include = self.cfg.prefer_include;
-        let want_excl_file = !prefer_include || tpl.is_some_and(|t| t.uses(Macro::ExcludeListPath));
+        let want_excl_file = wants_exclude_file(&self.cfg, tpl);
         let inline = prefer_include.then_some(ex);
         let dir = self.lists.path();
         let (label, keep) = (self.cfg.label.as_str(), self.cfg.keep_lists);
@@ -284,53 +263,25 @@ impl RsyncDirect {
         let bytes = lists::render_includes(inc, inline, sep);
         let incl = write_list(dir, &mut self.seq, label, keep, "include", &bytes)?;
 
-        let file_excl = if prefer_include {
-            None
-        } else {
-            excl.as_ref().map(|f| f.path.as_path())
-        };
-        let rsync_args = self.default_args(&incl.path, file_excl, sep);
-        let mut argv = vec![self.cfg.program.clone()];
-        match tpl {
-            None if self.cfg.shell => {
-                argv.push("rsynclist".into());
-                argv.push(OsString::from(&self.cfg.label));
-                argv.push(incl.path.clone().into_os_string());
-                if let Some(f) = &excl {
-                    argv.push(f.path.clone().into_os_string());
+        let include_list: Vec<OsString> = inc
+            .op_paths()
+            .into_iter()
+            .map(|p| {
+                if p.is_empty() {
+                    ".".into()
+                } else {
+                    OsString::from_vec(p.to_vec())
                 }
-            }
-            None => {
-                argv.extend(rsync_args);
-                argv.push(dir_arg(self.cfg.src.as_os_str()));
-                argv.push(dir_arg(&self.cfg.dst));
-            }
-            Some(t) => {
-                let include_list: Vec<OsString> = inc
-                    .op_paths()
-                    .into_iter()
-                    .map(|p| {
-                        if p.is_empty() {
-                            ".".into()
-                        } else {
-                            OsString::from_vec(p.to_vec())
-                        }
-                    })
-                    .collect();
-                let label = OsString::from(&self.cfg.label);
-                let ctx = Context {
-                    include_list_path: Some(incl.path.as_os_str()),
-                    exclude_list_path: excl.as_ref().map(|f| f.path.as_os_str()),
-                    rsync_args: &rsync_args,
-                    label: Some(&label),
-                    watch_dir: Some(self.cfg.src.as_os_str()),
-                    destination_dir: Some(&self.cfg.dst),
-                    include_list: &include_list,
-                    ..Context::default()
-                };
-                argv.extend(t.render(&ctx));
-            }
-        }
+            })
+            .collect();
+        let argv = run_argv(
+            &self.cfg,
+            tpl,
+            &incl.path,
+            excl.as_ref().map(|f| f.path.as_path()),
+            sep,
+            &include_list,
+        );
         log::debug!(
             "running {}",
             argv.iter()
@@ -396,6 +347,80 @@ impl Handler for RsyncDirect {
             ..Report::default()
         })
     }
+}
+
+/// clsync's default arguments without the program and the two trees
+/// (what `%RSYNC-ARGS%` stands for), plus `--modify-window=-1`: rsync's
+/// quick check compares whole seconds by default, so a same-size edit
+/// within the second of the previous sync would be skipped and lost
+/// (clsync loses it); with -1 rsync compares nanoseconds.
+pub fn default_args(incl: &Path, excl: Option<&Path>, sep: Separator) -> Vec<OsString> {
+    let mut a: Vec<OsString> = vec!["-aH".into(), "--delete".into(), "--modify-window=-1".into()];
+    if sep == Separator::Nul {
+        a.push("--from0".into());
+    }
+    if let Some(excl) = excl {
+        a.push("--exclude-from".into());
+        a.push(excl.into());
+    }
+    a.push("--include-from".into());
+    a.push(incl.into());
+    a.push("--exclude=*".into());
+    a
+}
+
+/// Whether a run writes an exclude-list file: always but with
+/// `--rsync-prefer-include`, and then only for a template that names it.
+pub fn wants_exclude_file(cfg: &RsyncConfig, tpl: Option<&Template>) -> bool {
+    !cfg.prefer_include || tpl.is_some_and(|t| t.uses(Macro::ExcludeListPath))
+}
+
+/// The argv of one rsyncdirect or rsyncshell run: `incl` and `excl` are
+/// the list files written for it (`excl` when [`wants_exclude_file`]),
+/// `include_list` the op paths (`.` for the root) for `%INCLUDE-LIST%`.
+/// `--check-execvp-arguments` renders it with placeholders to learn the
+/// shape of every argv this handler can run.
+pub fn run_argv(
+    cfg: &RsyncConfig,
+    tpl: Option<&Template>,
+    incl: &Path,
+    excl: Option<&Path>,
+    sep: Separator,
+    include_list: &[OsString],
+) -> Vec<OsString> {
+    let file_excl = if cfg.prefer_include { None } else { excl };
+    let rsync_args = default_args(incl, file_excl, sep);
+    let mut argv = vec![cfg.program.clone()];
+    match tpl {
+        None if cfg.shell => {
+            argv.push("rsynclist".into());
+            argv.push(OsString::from(&cfg.label));
+            argv.push(incl.into());
+            if let Some(f) = excl {
+                argv.push(f.into());
+            }
+        }
+        None => {
+            argv.extend(rsync_args);
+            argv.push(dir_arg(cfg.src.as_os_str()));
+            argv.push(dir_arg(&cfg.dst));
+        }
+        Some(t) => {
+            let label = OsString::from(&cfg.label);
+            let ctx = Context {
+                include_list_path: Some(incl.as_os_str()),
+                exclude_list_path: excl.map(Path::as_os_str),
+                rsync_args: &rsync_args,
+                label: Some(&label),
+                watch_dir: Some(cfg.src.as_os_str()),
+                destination_dir: Some(&cfg.dst),
+                include_list,
+                ..Context::default()
+            };
+            argv.extend(t.render(&ctx));
+        }
+    }
+    argv
 }
 
 /// Whether a handler environment is the initial sync's.

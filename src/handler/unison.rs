@@ -98,7 +98,8 @@ impl Unison {
     /// the private state directory.
     pub fn new(mut cfg: UnisonConfig) -> Result<Self, HandlerError> {
         cfg.args = render_args(&cfg.args, &cfg.src, &cfg.dst, &cfg.label)?;
-        let root2 = if cfg.local {
+        let root2 = second_root(&cfg)?;
+        if cfg.local {
             let d = Path::new(&cfg.dst);
             fs::create_dir_all(d).map_err(|e| {
                 HandlerError::Other(format!(
@@ -106,10 +107,7 @@ impl Unison {
                     path::display_os(d)
                 ))
             })?;
-            cfg.dst.clone()
-        } else {
-            remote_root(&cfg.dst)?
-        };
+        }
         let state = private_dir(&std::env::temp_dir())?;
         Ok(Unison {
             cfg,
@@ -155,48 +153,7 @@ impl Unison {
     }
 
     fn argv(&self, paths: &[&[u8]]) -> Vec<OsString> {
-        let src = self.cfg.src.as_os_str();
-        let mut a: Vec<OsString> = vec![
-            self.cfg.program.clone(),
-            src.into(),
-            self.root2.clone(),
-            "-batch".into(),
-            "-auto".into(),
-            "-silent".into(),
-            "-ui".into(),
-            "text".into(),
-            "-times".into(),
-            "-links".into(),
-            "true".into(),
-            // A path whose whole contents went away is a normal change for
-            // a mirror, not something to ask about (and -batch would abort).
-            "-confirmbigdel=false".into(),
-            "-log=false".into(),
-        ];
-        let user_decides = self.cfg.args.iter().any(|x| {
-            let b = x.as_bytes();
-            DIRECTION_OPTIONS.iter().any(|o| {
-                b == o.as_bytes() || b.strip_prefix(o.as_bytes()).is_some_and(|r| r[0] == b'=')
-            })
-        });
-        if !user_decides {
-            a.push("-force".into());
-            a.push(src.into());
-        }
-        if !paths.is_empty() {
-            // unison's quick check trusts size and whole-second mtimes, so a
-            // same-size edit within the second after a sync would be missed
-            // (the edit that triggered this very run). Named paths are few:
-            // compare their contents. A whole-tree run keeps the quick check.
-            a.push("-fastcheck".into());
-            a.push("false".into());
-        }
-        for p in paths {
-            a.push("-path".into());
-            a.push(OsString::from_vec(p.to_vec()));
-        }
-        a.extend(self.cfg.args.iter().cloned());
-        a
+        run_argv(&self.cfg, &self.root2, paths)
     }
 
     fn program_name(&self) -> String {
@@ -274,6 +231,65 @@ pub(crate) fn render_args(
         destination_dir: Some(dst),
         ..Context::default()
     }))
+}
+
+/// The argv of one unison run naming `paths` (none: the whole tree);
+/// `cfg.args` already rendered ([`render_args`]), `root2` from
+/// [`second_root`]. `--check-execvp-arguments` renders it with
+/// placeholders to learn the shape of every argv this handler can run.
+pub fn run_argv(cfg: &UnisonConfig, root2: &OsStr, paths: &[&[u8]]) -> Vec<OsString> {
+    let src = cfg.src.as_os_str();
+    let mut a: Vec<OsString> = vec![
+        cfg.program.clone(),
+        src.into(),
+        root2.into(),
+        "-batch".into(),
+        "-auto".into(),
+        "-silent".into(),
+        "-ui".into(),
+        "text".into(),
+        "-times".into(),
+        "-links".into(),
+        "true".into(),
+        // A path whose whole contents went away is a normal change for
+        // a mirror, not something to ask about (and -batch would abort).
+        "-confirmbigdel=false".into(),
+        "-log=false".into(),
+    ];
+    let user_decides = cfg.args.iter().any(|x| {
+        let b = x.as_bytes();
+        DIRECTION_OPTIONS.iter().any(|o| {
+            b == o.as_bytes() || b.strip_prefix(o.as_bytes()).is_some_and(|r| r[0] == b'=')
+        })
+    });
+    if !user_decides {
+        a.push("-force".into());
+        a.push(src.into());
+    }
+    if !paths.is_empty() {
+        // unison's quick check trusts size and whole-second mtimes, so a
+        // same-size edit within the second after a sync would be missed
+        // (the edit that triggered this very run). Named paths are few:
+        // compare their contents. A whole-tree run keeps the quick check.
+        a.push("-fastcheck".into());
+        a.push("false".into());
+    }
+    for p in paths {
+        a.push("-path".into());
+        a.push(OsString::from_vec(p.to_vec()));
+    }
+    a.extend(cfg.args.iter().cloned());
+    a
+}
+
+/// The second root as unison reads it: a local destination as given, a
+/// remote one in unison's spelling ([`remote_root`]).
+pub fn second_root(cfg: &UnisonConfig) -> Result<OsString, HandlerError> {
+    if cfg.local {
+        Ok(cfg.dst.clone())
+    } else {
+        remote_root(&cfg.dst)
+    }
 }
 
 /// unison's spelling of a remote destination: `ssh://` and `socket://`
