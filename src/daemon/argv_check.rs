@@ -19,12 +19,12 @@
 //! It must not allow an argv that no handler run or hook could produce.
 
 use crate::config::{Config, Destination, Mode};
-use crate::handler::command::{CommandConfig, CommandHandler, CommandMode};
-use crate::handler::csync2::{self, Csync2, Csync2Config};
+use crate::handler::command::{CommandHandler, CommandMode};
+use crate::handler::csync2::{self, Csync2};
 use crate::handler::lists::Separator;
-use crate::handler::rsync::{self, RsyncConfig};
+use crate::handler::rsync;
 use crate::handler::template::Template;
-use crate::handler::unison::{self, UnisonConfig};
+use crate::handler::unison;
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
@@ -256,11 +256,6 @@ fn handler_patterns(cfg: &Config) -> Result<Vec<Vec<Pat>>, String> {
     }
     let src = cfg.watch_dir.clone();
     let under = PathKind::Under(src.as_os_str().as_bytes().to_vec());
-    let dst = cfg
-        .destination
-        .as_ref()
-        .map(|d| Destination::as_os_str(d).to_os_string());
-    let program = cfg.handler_program.clone().unwrap_or_default();
     let err = |e: crate::handler::HandlerError| e.to_string();
     let mut runs: Vec<(Vec<OsString>, Paths)> = Vec::new();
     match cfg.mode {
@@ -272,13 +267,7 @@ fn handler_patterns(cfg: &Config) -> Result<Vec<Vec<Pat>>, String> {
                 Mode::Direct => CommandMode::Direct,
                 _ => CommandMode::Shell,
             };
-            let mut cc = CommandConfig::new(mode, program, src);
-            cc.args = cfg.handler_args.clone();
-            cc.initial_args = cfg.initial_handler_args.clone();
-            cc.dst = dst;
-            cc.label = cfg.label.clone();
-            cc.have_recursive_sync = cfg.have_recursive_sync;
-            let h = CommandHandler::new(cc).map_err(err)?;
+            let h = CommandHandler::new(super::command_config(cfg, mode)).map_err(err)?;
             let ilp = os(SENTINEL_ILP);
             let mask = os(SENTINEL_MASK);
             // simple: one run per path, absolute; direct and shell: the
@@ -301,19 +290,7 @@ fn handler_patterns(cfg: &Config) -> Result<Vec<Vec<Pat>>, String> {
             }
         }
         Mode::RsyncDirect | Mode::RsyncShell => {
-            let shell = cfg.mode == Mode::RsyncShell;
-            let program = if shell {
-                program
-            } else {
-                cfg.handler_program
-                    .clone()
-                    .unwrap_or_else(|| "rsync".into())
-            };
-            let mut rc = RsyncConfig::new(program, src, dst.unwrap_or_default());
-            rc.shell = shell;
-            rc.args = cfg.handler_args.clone();
-            rc.label = cfg.label.clone();
-            rc.prefer_include = cfg.rsync_prefer_include;
+            let rc = super::rsync_config(cfg);
             let tpl = if rc.args.is_empty() {
                 None
             } else {
@@ -333,18 +310,11 @@ fn handler_patterns(cfg: &Config) -> Result<Vec<Vec<Pat>>, String> {
             }
         }
         Mode::Unison => {
-            let Some(dst) = dst else {
+            let Some(mut u) = super::unison_config(cfg) else {
                 return Err("-M unison needs -D".into());
             };
-            let program = cfg
-                .handler_program
-                .clone()
-                .unwrap_or_else(|| "unison".into());
-            let local = matches!(cfg.destination, Some(Destination::Local(_)));
-            let mut u = UnisonConfig::new(program, src, dst, local);
-            u.args =
-                unison::render_args(&cfg.handler_args, &u.src, &u.dst, &cfg.label).map_err(err)?;
-            u.label = cfg.label.clone();
+            // As Unison::new renders them (without making its state dir).
+            u.args = unison::render_args(&u.args, &u.src, &u.dst, &cfg.label).map_err(err)?;
             let root2 = unison::second_root(&u).map_err(err)?;
             // The whole tree (no -path), or `-path P` for each path.
             runs.push((unison::run_argv(&u, &root2, &[]), Paths::None));
@@ -357,14 +327,7 @@ fn handler_patterns(cfg: &Config) -> Result<Vec<Vec<Pat>>, String> {
             runs.push((unison::run_argv(&u, &root2, &refs), paths));
         }
         Mode::Csync2 => {
-            let program = cfg
-                .handler_program
-                .clone()
-                .unwrap_or_else(|| "csync2".into());
-            let mut c = Csync2Config::new(program, src);
-            c.args = cfg.handler_args.clone();
-            c.label = cfg.label.clone();
-            let h = Csync2::new(c).map_err(err)?;
+            let h = Csync2::new(super::csync2_config(cfg)).map_err(err)?;
             // The watch dir itself stands for the whole tree.
             let paths = Paths::Many {
                 kind: under.clone(),

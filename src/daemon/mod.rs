@@ -524,66 +524,116 @@ fn wait_readable(fds: &[RawFd], timeout: Option<Duration>) -> io::Result<Vec<boo
     Ok(pfds.iter().map(|p| p.revents != 0).collect())
 }
 
-fn build_handler(cfg: &Config) -> Result<HandlerBox, DaemonError> {
-    // csync2 has no -D: its peers come from its own config.
-    if cfg.mode == Mode::Csync2 {
-        let program = cfg
-            .handler_program
-            .clone()
-            .unwrap_or_else(|| "csync2".into());
-        let mut c = Csync2Config::new(program, cfg.watch_dir.clone());
-        c.args = cfg.handler_args.clone();
-        c.ignore_exit = cfg.ignore_exit.clone();
-        c.timeout = cfg.timeout_sync;
-        c.label = cfg.label.clone();
-        return Ok(HandlerBox::Csync2(Box::new(Csync2::new(c)?)));
-    }
-    let no_dest = || DaemonError::GaveUp("no destination given".into());
+/// The command-mode handler's settings for `cfg` (also used by
+/// `argv_check` to derive the argv the helper allows, so both agree).
+pub(crate) fn command_config(cfg: &Config, mode: CommandMode) -> CommandConfig {
+    let program = cfg.handler_program.clone().unwrap_or_default();
+    let mut cc = CommandConfig::new(mode, program, cfg.watch_dir.clone());
+    cc.args = cfg.handler_args.clone();
+    cc.initial_args = cfg.initial_handler_args.clone();
     // clsync's command modes may run without -D (%destination-dir% is
     // empty then).
+    cc.dst = cfg
+        .destination
+        .as_ref()
+        .map(|d| d.as_os_str().to_os_string());
+    cc.lists_dir = cfg.lists_dir.clone();
+    cc.keep_lists = cfg.keep_lists;
+    cc.ignore_exit = cfg.ignore_exit.clone();
+    cc.label = cfg.label.clone();
+    cc.rules = Arc::clone(&cfg.rules);
+    cc.timeout = cfg.timeout_sync;
+    cc.synclist_simplify = cfg.synclist_simplify;
+    cc.have_recursive_sync = cfg.have_recursive_sync;
+    cc.full_initialsync = cfg.full_initialsync;
+    cc
+}
+
+/// The rsync handler's settings for `cfg` (rsyncdirect, or rsyncshell
+/// with the user's program); see [`command_config`].
+pub(crate) fn rsync_config(cfg: &Config) -> RsyncConfig {
+    let shell = cfg.mode == Mode::RsyncShell;
+    let program = match &cfg.handler_program {
+        Some(p) => p.clone(),
+        None if shell => OsString::new(),
+        None => "rsync".into(),
+    };
+    let dst = cfg
+        .destination
+        .as_ref()
+        .map(|d| d.as_os_str().to_os_string())
+        .unwrap_or_default();
+    let mut rc = RsyncConfig::new(program, cfg.watch_dir.clone(), dst);
+    rc.shell = shell;
+    rc.args = cfg.handler_args.clone();
+    rc.lists_dir = cfg.lists_dir.clone();
+    rc.keep_lists = cfg.keep_lists;
+    rc.ignore_exit = cfg.ignore_exit.clone();
+    rc.label = cfg.label.clone();
+    rc.rules = Arc::clone(&cfg.rules);
+    rc.timeout = cfg.timeout_sync;
+    rc.prefer_include = cfg.rsync_prefer_include;
+    rc.inclimit = cfg.rsync_inclimit;
+    rc.full_initialsync = cfg.full_initialsync;
+    rc
+}
+
+/// The unison handler's settings for `cfg` (None without -D); see
+/// [`command_config`].
+pub(crate) fn unison_config(cfg: &Config) -> Option<UnisonConfig> {
+    let dest = cfg.destination.as_ref()?;
+    let program = cfg
+        .handler_program
+        .clone()
+        .unwrap_or_else(|| "unison".into());
+    let local = matches!(dest, Destination::Local(_));
+    let mut u = UnisonConfig::new(program, cfg.watch_dir.clone(), dest.as_os_str(), local);
+    u.args = cfg.handler_args.clone();
+    u.ignore_exit = cfg.ignore_exit.clone();
+    u.timeout = cfg.timeout_sync;
+    u.label = cfg.label.clone();
+    Some(u)
+}
+
+/// The csync2 handler's settings for `cfg`; see [`command_config`].
+pub(crate) fn csync2_config(cfg: &Config) -> Csync2Config {
+    let program = cfg
+        .handler_program
+        .clone()
+        .unwrap_or_else(|| "csync2".into());
+    let mut c = Csync2Config::new(program, cfg.watch_dir.clone());
+    c.args = cfg.handler_args.clone();
+    c.ignore_exit = cfg.ignore_exit.clone();
+    c.timeout = cfg.timeout_sync;
+    c.label = cfg.label.clone();
+    c
+}
+
+fn build_handler(cfg: &Config) -> Result<HandlerBox, DaemonError> {
+    let command = |mode: CommandMode| -> Result<HandlerBox, DaemonError> {
+        Ok(HandlerBox::Command(Box::new(CommandHandler::new(
+            command_config(cfg, mode),
+        )?)))
+    };
     let dest_os = cfg
         .destination
         .as_ref()
         .map(|d| d.as_os_str().to_os_string());
-    let program = cfg.handler_program.clone().unwrap_or_default();
-    let command = |mode: CommandMode| -> Result<HandlerBox, DaemonError> {
-        let mut cc = CommandConfig::new(mode, program.clone(), cfg.watch_dir.clone());
-        cc.args = cfg.handler_args.clone();
-        cc.initial_args = cfg.initial_handler_args.clone();
-        cc.dst = dest_os.clone();
-        cc.lists_dir = cfg.lists_dir.clone();
-        cc.keep_lists = cfg.keep_lists;
-        cc.ignore_exit = cfg.ignore_exit.clone();
-        cc.label = cfg.label.clone();
-        cc.rules = Arc::clone(&cfg.rules);
-        cc.timeout = cfg.timeout_sync;
-        cc.synclist_simplify = cfg.synclist_simplify;
-        cc.have_recursive_sync = cfg.have_recursive_sync;
-        cc.full_initialsync = cfg.full_initialsync;
-        Ok(HandlerBox::Command(Box::new(CommandHandler::new(cc)?)))
-    };
     match cfg.mode {
-        Mode::Simple => return command(CommandMode::Simple),
-        Mode::Direct => return command(CommandMode::Direct),
-        Mode::Shell => return command(CommandMode::Shell),
-        Mode::RsyncShell => {
-            let mut rc = RsyncConfig::new(
-                program.clone(),
-                cfg.watch_dir.clone(),
-                dest_os.clone().unwrap_or_default(),
-            );
-            rc.shell = true;
-            rc.args = cfg.handler_args.clone();
-            rc.lists_dir = cfg.lists_dir.clone();
-            rc.keep_lists = cfg.keep_lists;
-            rc.ignore_exit = cfg.ignore_exit.clone();
-            rc.label = cfg.label.clone();
-            rc.rules = Arc::clone(&cfg.rules);
-            rc.timeout = cfg.timeout_sync;
-            rc.prefer_include = cfg.rsync_prefer_include;
-            rc.inclimit = cfg.rsync_inclimit;
-            rc.full_initialsync = cfg.full_initialsync;
-            return Ok(HandlerBox::Rsync(Box::new(RsyncDirect::new(rc)?)));
+        // csync2 has no -D: its peers come from its own config.
+        Mode::Csync2 => Ok(HandlerBox::Csync2(Box::new(Csync2::new(csync2_config(
+            cfg,
+        ))?))),
+        Mode::Simple => command(CommandMode::Simple),
+        Mode::Direct => command(CommandMode::Direct),
+        Mode::Shell => command(CommandMode::Shell),
+        Mode::RsyncShell | Mode::RsyncDirect => {
+            if cfg.mode == Mode::RsyncDirect && cfg.destination.is_none() {
+                return Err(DaemonError::GaveUp("no destination given".into()));
+            }
+            Ok(HandlerBox::Rsync(Box::new(RsyncDirect::new(
+                rsync_config(cfg),
+            )?)))
         }
         // so/rsyncso: load the shared object (checks, dlopen, init).
         Mode::So | Mode::RsyncSo => {
@@ -601,7 +651,7 @@ fn build_handler(cfg: &Config) -> Result<HandlerBox, DaemonError> {
                 mode,
                 object,
                 cfg.watch_dir.clone(),
-                dest_os.clone().unwrap_or_default(),
+                dest_os.unwrap_or_default(),
             );
             sc.label = cfg.label.clone();
             sc.lists_dir = cfg.lists_dir.clone();
@@ -618,15 +668,17 @@ fn build_handler(cfg: &Config) -> Result<HandlerBox, DaemonError> {
                 ::log::LevelFilter::Trace => 2,
                 _ => 0,
             };
-            return Ok(HandlerBox::So(Box::new(SoHandler::new(sc)?)));
+            Ok(HandlerBox::So(Box::new(SoHandler::new(sc)?)))
         }
-        Mode::Mirror | Mode::RsyncDirect | Mode::Unison | Mode::Csync2 => {}
-    }
-    let Some(dest) = &cfg.destination else {
-        return Err(no_dest());
-    };
-    match cfg.mode {
+        Mode::Unison => {
+            let u = unison_config(cfg)
+                .ok_or_else(|| DaemonError::GaveUp("no destination given".into()))?;
+            Ok(HandlerBox::Unison(Box::new(Unison::new(u)?)))
+        }
         Mode::Mirror => {
+            let Some(dest) = &cfg.destination else {
+                return Err(DaemonError::GaveUp("no destination given".into()));
+            };
             let Destination::Local(dst) = dest else {
                 return Err(DaemonError::GaveUp(
                     "the built-in mirror needs a local destination".into(),
@@ -651,43 +703,6 @@ fn build_handler(cfg: &Config) -> Result<HandlerBox, DaemonError> {
                 mirror
             }))
         }
-        Mode::RsyncDirect => {
-            let program = cfg
-                .handler_program
-                .clone()
-                .unwrap_or_else(|| "rsync".into());
-            let mut rc = RsyncConfig::new(program, cfg.watch_dir.clone(), dest.as_os_str());
-            rc.args = cfg.handler_args.clone();
-            rc.lists_dir = cfg.lists_dir.clone();
-            rc.keep_lists = cfg.keep_lists;
-            rc.ignore_exit = cfg.ignore_exit.clone();
-            rc.label = cfg.label.clone();
-            rc.rules = Arc::clone(&cfg.rules);
-            rc.timeout = cfg.timeout_sync;
-            rc.prefer_include = cfg.rsync_prefer_include;
-            rc.inclimit = cfg.rsync_inclimit;
-            rc.full_initialsync = cfg.full_initialsync;
-            Ok(HandlerBox::Rsync(Box::new(RsyncDirect::new(rc)?)))
-        }
-        Mode::Unison => {
-            let program = cfg
-                .handler_program
-                .clone()
-                .unwrap_or_else(|| "unison".into());
-            let local = matches!(dest, Destination::Local(_));
-            let mut u = UnisonConfig::new(program, cfg.watch_dir.clone(), dest.as_os_str(), local);
-            u.args = cfg.handler_args.clone();
-            u.ignore_exit = cfg.ignore_exit.clone();
-            u.timeout = cfg.timeout_sync;
-            u.label = cfg.label.clone();
-            Ok(HandlerBox::Unison(Box::new(Unison::new(u)?)))
-        }
-        // Handled above: csync2 before the destination is needed, the
-        // command and shared-object modes without one.
-        _ => Err(DaemonError::GaveUp(format!(
-            "-M {}: no handler",
-            cfg.mode.name()
-        ))),
     }
 }
 
