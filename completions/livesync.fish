@@ -103,7 +103,7 @@ complete -c livesync -n "__fish_livesync_needs_command" -l have-recursive-sync -
 complete -c livesync -n "__fish_livesync_needs_command" -l rsync-prefer-include -d 'rsync modes: no exclude-list file; exclusions go into the include list as `- /path` lines'
 complete -c livesync -n "__fish_livesync_needs_command" -s F -l full-initialsync -d 'The initial sync ignores the rules (later syncs follow them)'
 complete -c livesync -n "__fish_livesync_needs_command" -l permit-new-privs -d 'Let handlers gain privileges through set-user-id programs and file capabilities (no PR_SET_NO_NEW_PRIVS)'
-complete -c livesync -n "__fish_livesync_needs_command" -l check-execvp-arguments -d 'The privileged helper refuses any argv that the configured handler and hooks could not have produced (needs --splitting=process; every mode but unison)'
+complete -c livesync -n "__fish_livesync_needs_command" -l check-execvp-arguments -d 'The privileged helper refuses any argv that the configured handler and hooks could not have produced (needs --splitting=process; every mode)'
 complete -c livesync -n "__fish_livesync_needs_command" -l secure-splitting -d 'Shorthand for --splitting=process --check-execvp-arguments --seccomp-filter'
 complete -c livesync -n "__fish_livesync_needs_command" -l seccomp-filter -d 'Confine the unprivileged daemon to a syscall allow-list (needs --splitting=process)'
 complete -c livesync -n "__fish_livesync_needs_command" -l detach-ipc -d 'Give livesync and its handlers an IPC namespace of their own'

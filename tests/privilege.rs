@@ -825,6 +825,7 @@ fn helper_protocol_refuses_argv_the_templates_cannot_produce() {
         },
         setup: None,
         mirror: None,
+        unison_state: None,
     };
     let server = std::thread::spawn(move || split::serve(theirs, cfg));
     let fd = ours.as_raw_fd();
@@ -1116,6 +1117,7 @@ impl Served {
             checker,
             setup: None,
             mirror: None,
+            unison_state: None,
         };
         Served {
             sock: ours,
@@ -1416,39 +1418,75 @@ fn csync2_runs_under_secure_splitting_and_the_helper_refuses_forged_argv() {
 }
 
 #[test]
-fn unison_runs_under_splitting_and_the_check_refuses_it_at_start() {
+fn unison_runs_under_splitting_and_under_the_check() {
     if !require_root("privilege dropping") || !require_tool("unison") {
         return;
     }
     // Under --splitting=process the helper passes unison its private
-    // state dir (UNISON) and nothing else.
-    let env = TestEnv::new();
-    env.write("a b", "x");
-    env.mkdir_p("d");
-    env.write("d/-x", "y");
-    let mut d = Daemon::start(
-        &env,
-        &["-t0", "-w0", "-M", "unison", "--splitting", "process"],
-    );
-    d.wait_synced(&env, T);
-    env.write("d/later", "z");
-    d.wait_synced(&env, T);
-    let st = d.stop();
-    assert!(st.is_some_and(|s| s.success()), "{st:?}: {}", d.log());
-    // With the check it is refused: unison's preferences come from a dir
-    // the daemon owns.
-    let r = run_livesync(
-        &[
-            "-W".into(),
-            path_str(&env.src),
-            "-D".into(),
-            path_str(&env.dst),
-            "-M".into(),
-            "unison".into(),
-            "--secure-splitting".into(),
+    // state dir (UNISON) and nothing else; under the check (here through
+    // --secure-splitting) that dir is the helper's own.
+    for extra in ["--splitting=process", "--secure-splitting"] {
+        let env = TestEnv::new();
+        env.write("a b", "x");
+        env.mkdir_p("d");
+        env.write("d/-x", "y");
+        let mut d = Daemon::start(&env, &["-t0", "-w0", "-M", "unison", extra]);
+        d.wait_synced(&env, T);
+        env.write("d/later", "z");
+        d.wait_synced(&env, T);
+        let st = d.stop();
+        assert!(
+            st.is_some_and(|s| s.success()),
+            "{extra}: {st:?}: {}",
+            d.log()
+        );
+    }
+}
+
+#[test]
+fn the_helper_names_its_own_unison_state_dir_whatever_the_daemon_sends() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let out = t.path().join("seen");
+    let own = t.path().join("livesync-unison-helper");
+    fs::create_dir(&own).expect("mkdir");
+    let (ours, theirs) = split::seqpacket_pair().expect("socketpair");
+    let cfg = HelperConfig {
+        checker: Checker {
+            patterns: None,
+            lists_dir: None,
+            private_parent: std::env::temp_dir(),
+        },
+        setup: None,
+        mirror: None,
+        unison_state: Some(own.clone()),
+    };
+    let server = std::thread::spawn(move || split::serve(theirs, cfg));
+    // What a daemon would send: a state dir of its own making.
+    let daemons = std::env::temp_dir().join("livesync-unison-0123456789abcdef");
+    let req = Request::Run {
+        id: 1,
+        argv: vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            r#"printf %s "$UNISON" > "$0""#.into(),
+            out.clone().into_os_string(),
         ],
-        T,
+        env: vec![("UNISON".into(), daemons.into_os_string())],
+        timeout: Some(T),
+        grace: Duration::from_millis(100),
+        cwd: None,
+    };
+    let fd = ours.as_raw_fd();
+    split::send_packet(fd, &req.encode()).expect("send");
+    let p = split::recv_packet(fd).expect("recv").expect("a reply");
+    assert_eq!(
+        Reply::decode(&p).expect("decode"),
+        Reply::Done {
+            id: 1,
+            outcome: Outcome::Exited(0)
+        }
     );
-    assert_ne!(r.code, Some(0), "{}", r.stderr);
-    assert!(r.stderr.contains("cannot cover -M unison"), "{}", r.stderr);
+    assert_eq!(fs::read_to_string(&out).expect("seen"), path_str(&own));
+    drop(ours);
+    server.join().expect("join").expect("served");
 }

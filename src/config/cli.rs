@@ -632,7 +632,7 @@ still retried, never dropped. Use it only with a handler that tolerates that."
 
     /// The privileged helper refuses any argv that the configured handler
     /// and hooks could not have produced (needs --splitting=process; every
-    /// mode but unison).
+    /// mode).
     ///
     /// Protects against: a compromised daemon asking the helper to run
     /// arbitrary commands. Costs: the handler arguments, hooks and label

@@ -210,23 +210,13 @@ fn bytes(s: &OsStr) -> &[u8] {
 /// the module docs) and the hooks' (`HOOK LABEL`). The built-in mirror and
 /// the shared-object modes run no program: only the hooks.
 ///
-/// `-M unison` is refused: unison reads its preferences (a `default.prf`
-/// may set `force`, `backupdir`, `merge`, …) and archives from the state
-/// dir the daemon makes and owns (`UNISON`), so a daemon that may not
-/// choose unison's argv could still choose what unison does. Its patterns
-/// are built (and tested) for the day the helper owns that dir.
+/// unison reads its preferences (a `default.prf` may set `force`,
+/// `backupdir`, `merge`, …) and archives from its state dir (`UNISON`):
+/// under the check the helper makes and owns that dir and names it in
+/// every run, whatever the daemon asks (see `split::HelperConfig`), so a
+/// daemon that may not choose unison's argv cannot choose what it does
+/// through its preferences either.
 pub fn patterns(cfg: &Config) -> Result<Vec<Vec<Pat>>, String> {
-    if cfg.mode == Mode::Unison {
-        return Err(
-            "--check-execvp-arguments cannot cover -M unison: unison reads its preferences from a state dir the daemon owns, which could override the checked argv; drop the option (--splitting=process alone works) or use another mode"
-                .into(),
-        );
-    }
-    handler_patterns(cfg)
-}
-
-/// [`patterns`] for every mode, unison included.
-fn handler_patterns(cfg: &Config) -> Result<Vec<Vec<Pat>>, String> {
     let held = [
         Some(cfg.label.as_bytes()),
         cfg.handler_program.as_deref().map(bytes),
@@ -634,7 +624,7 @@ mod tests {
 
     fn checker(cfg: &Config) -> Checker {
         Checker {
-            patterns: Some(handler_patterns(cfg).unwrap()),
+            patterns: Some(patterns(cfg).unwrap()),
             lists_dir: cfg.lists_dir.clone(),
             private_parent: std::env::temp_dir(),
         }
@@ -943,8 +933,6 @@ mod tests {
             o("-D"),
             w.dst.clone().into(),
         ]);
-        let e = patterns(&cfg).expect_err("unison is refused");
-        assert!(e.contains("-M unison") && e.contains("state dir"), "{e}");
         let c = checker(&cfg);
         let argvs = real_argvs(&w, &cfg);
         assert!(argvs.iter().any(|a| !a.contains(&o("-path"))), "whole tree");
@@ -1008,7 +996,6 @@ mod tests {
             o("--exit-hook"),
             w.rec.clone().into(),
         ]);
-        assert_eq!(patterns(&cfg), handler_patterns(&cfg));
         let c = checker(&cfg);
         assert_eq!(c.patterns.as_ref().map(Vec::len), Some(1));
         assert!(c.allows(&[w.rec.clone().into(), o("nolabel")]));

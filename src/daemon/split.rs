@@ -504,6 +504,10 @@ pub struct HelperConfig {
     pub setup: Option<exec::PreExec>,
     /// With `-M mirror`: the mirror runs here, not in the daemon.
     pub mirror: Option<HelperMirror>,
+    /// With `-M unison` under `--check-execvp-arguments`: unison's state
+    /// dir, made and owned here; every run's `UNISON` names it, whatever
+    /// the daemon sent (its preferences could override the checked argv).
+    pub unison_state: Option<PathBuf>,
 }
 
 fn report_reply(id: u64, done: Result<Report, String>) -> Reply {
@@ -620,6 +624,11 @@ pub fn serve(sock: OwnedFd, mut cfg: HelperConfig) -> Result<(), String> {
                         break Err(format!("answering: {e}"));
                     }
                     continue;
+                }
+                let mut env = env;
+                if let Some(state) = &cfg.unison_state {
+                    env.retain(|(k, _)| k != "UNISON");
+                    env.push(("UNISON".into(), state.clone().into_os_string()));
                 }
                 let spec = Spec {
                     argv,
@@ -894,7 +903,9 @@ pub fn start(cfg: &Config, plan: &Plan) -> Result<(), String> {
             // SAFETY: plain prctl; the helper dies with the daemon.
             unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
             close_other_fds(theirs.as_raw_fd());
-            let code = match helper_main(theirs, privileged, &kept, setup, checker, mirror) {
+            let unison = (s.check_execvp && cfg.mode == Mode::Unison).then_some(plan.handler);
+            let code = match helper_main(theirs, privileged, &kept, setup, checker, mirror, unison)
+            {
                 Ok(()) => 0,
                 Err(e) => {
                     log::error!("privileged helper: {e}");
@@ -944,8 +955,27 @@ fn helper_main(
     setup: privilege::ChildSetup,
     checker: Checker,
     mirror: Option<HelperMirror>,
+    unison_for: Option<Ident>,
 ) -> Result<(), String> {
     let set: caps::CapsHashSet = kept.iter().copied().collect();
+    // unison's state dir (see HelperConfig::unison_state), made while the
+    // helper may still give it to the handler's user.
+    let unison_state = match unison_for {
+        Some(handler) => {
+            let dir = crate::handler::unison::private_dir(&std::env::temp_dir())
+                .map_err(|e| e.to_string())?;
+            if handler.uid != privilege::current().uid {
+                nix::unistd::chown(
+                    &dir,
+                    Some(nix::unistd::Uid::from_raw(handler.uid)),
+                    Some(nix::unistd::Gid::from_raw(handler.gid)),
+                )
+                .map_err(|e| format!("unison state dir {}: chown: {e}", dir.display()))?;
+            }
+            Some(dir)
+        }
+        None => None,
+    };
     if privilege::current().uid == 0 {
         privilege::drop_to(me, &set, setup.inheritable.is_none())?;
     }
@@ -964,8 +994,13 @@ fn helper_main(
             setup.apply()
         })),
         mirror,
+        unison_state: unison_state.clone(),
     };
-    serve(sock, cfg)
+    let result = serve(sock, cfg);
+    if let Some(dir) = unison_state {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    result
 }
 
 #[cfg(test)]

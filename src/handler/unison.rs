@@ -325,7 +325,7 @@ fn remote_root(dst: &OsStr) -> Result<OsString, HandlerError> {
 }
 
 /// Makes a fresh 0700 directory with a random name under `parent`.
-fn private_dir(parent: &Path) -> Result<PathBuf, HandlerError> {
+pub(crate) fn private_dir(parent: &Path) -> Result<PathBuf, HandlerError> {
     for _ in 0..100 {
         let mut h = RandomState::new().build_hasher();
         h.write_u32(std::process::id());
