@@ -930,11 +930,24 @@ fn hostile_names_are_plain_names_for_the_mirror_and_rsync() {
     if !require_root("privilege dropping") || !require_tool("rsync") {
         return;
     }
-    for (mode, split) in [
-        ("mirror", "--splitting=off"),
-        ("mirror", "--secure-splitting"),
-        ("rsyncdirect", "--splitting=off"),
-        ("rsyncdirect", "--secure-splitting"),
+    let rsync = path_str(&which("rsync").expect("rsync"));
+    // Direct mode with rsync as the program: the names are arguments of
+    // the program itself (a name starting with `-` is passed as `./-…`).
+    let direct: Vec<&str> = vec![
+        "-S",
+        &rsync,
+        "--",
+        "-aR",
+        "%INCLUDE-LIST%",
+        "%destination-dir%/",
+    ];
+    for (mode, split, extra) in [
+        ("mirror", "--splitting=off", &[][..]),
+        ("mirror", "--secure-splitting", &[]),
+        ("rsyncdirect", "--splitting=off", &[]),
+        ("rsyncdirect", "--secure-splitting", &[]),
+        ("direct", "--splitting=off", &direct[..]),
+        ("direct", "--secure-splitting", &direct[..]),
     ] {
         let env = TestEnv::new();
         let cwd = tempfile::tempdir().expect("tempdir");
@@ -942,15 +955,18 @@ fn hostile_names_are_plain_names_for_the_mirror_and_rsync() {
             env.write(n, n);
         }
         let cwd_path = cwd.path().to_path_buf();
-        let mut d = Daemon::start_prepared(
-            &env,
-            &["-t0", "-w0", "-M", mode, split],
-            Locking::Shared,
-            |c| {
-                c.current_dir(&cwd_path);
-            },
-        );
-        d.wait_live(&env, T);
+        let mut args = vec!["-t0", "-w0", "-M", mode, split];
+        args.extend_from_slice(extra);
+        let mut d = Daemon::start_prepared(&env, &args, Locking::Shared, |c| {
+            c.current_dir(&cwd_path);
+        });
+        if mode == "direct" {
+            // rsync in direct mode copies but never deletes (a sentinel's
+            // removal would not arrive): the first sync is enough.
+            d.wait_synced(&env, T);
+        } else {
+            d.wait_live(&env, T);
+        }
         env.mkdir_p("sub");
         for n in hostile_names() {
             env.write(format!("sub/{n}"), "x");

@@ -60,10 +60,13 @@ pub enum Part {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PathKind {
     /// Relative to the watch dir: `.` (the root) or names joined by `/`,
-    /// none empty, `.` or `..`. A name may start with `-`: the handlers
-    /// pass relative names as they are (see the module docs of
-    /// `handler::command`), so the check cannot refuse them.
+    /// none empty, `.` or `..`; never starting with `-` (the handlers pass
+    /// such a path as `./-…`, see `handler::rel_arg`, and that form is
+    /// allowed).
     Relative,
+    /// As `Relative`, but the value of an option (unison's `-path P`):
+    /// it may start with `-`, as it is never read as an option.
+    OptionValue,
     /// This absolute directory (the watch dir) or a relative path (as
     /// above, not `.`) below it.
     Under(Vec<u8>),
@@ -309,7 +312,7 @@ pub fn patterns(cfg: &Config) -> Result<Vec<Vec<Pat>>, String> {
             // The whole tree (no -path), or `-path P` for each path.
             runs.push((unison::run_argv(&u, &root2, &[]), Paths::None));
             let paths = Paths::Many {
-                kind: PathKind::Relative,
+                kind: PathKind::OptionValue,
                 or_none: false,
             };
             let ph = paths.placeholders();
@@ -352,7 +355,11 @@ fn relative_ok(b: &[u8], dot: bool) -> bool {
 
 fn path_ok(kind: &PathKind, b: &[u8]) -> bool {
     match kind {
-        PathKind::Relative => relative_ok(b, true),
+        PathKind::Relative => match b.strip_prefix(b"./") {
+            Some(rest) => rest.starts_with(b"-") && relative_ok(rest, false),
+            None => !b.starts_with(b"-") && relative_ok(b, true),
+        },
+        PathKind::OptionValue => relative_ok(b, true),
         PathKind::Under(base) => {
             if b == base.as_slice() {
                 return true;
@@ -751,9 +758,19 @@ mod tests {
         let argvs = real_argvs(&w, &cfg);
         let dst_arg = [w.dst.as_os_str().as_bytes(), b"/"].concat();
         assert!(argvs.iter().all(|a| a.last() == Some(&os(&dst_arg))));
-        // Names that start with `-` reach the program as they are: the
-        // check cannot refuse them (see PathKind::Relative).
-        assert!(argvs.iter().any(|a| a.contains(&o("--rsh=evil"))));
+        // Names that start with `-` reach the program as `./-…`, never as
+        // an option; in their bare form they are refused.
+        assert!(argvs.iter().any(|a| a.contains(&o("./--rsh=evil"))));
+        assert!(!argvs.iter().any(|a| a.contains(&o("--rsh=evil"))));
+        for argv in argvs.iter().filter(|a| a.contains(&o("./--rsh=evil"))) {
+            swap_refused(
+                &c,
+                argv,
+                b"./--rsh=evil",
+                &[b"--rsh=evil"],
+                "bare option-like name",
+            );
+        }
         assert!(argvs.iter().any(|a| a.contains(&o("."))), "root as .");
         for argv in &argvs {
             common_mutations(&c, argv);

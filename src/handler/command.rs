@@ -37,7 +37,7 @@ use crate::rules::{Action, Kind, Rules};
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::fs;
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -464,15 +464,6 @@ pub fn split_args(args: Vec<OsString>, budget: usize) -> Vec<Vec<OsString>> {
     out
 }
 
-/// A relative path as direct mode passes it: `.` for the root.
-fn rel_arg(p: &[u8]) -> OsString {
-    if p.is_empty() {
-        ".".into()
-    } else {
-        OsString::from_vec(p.to_vec())
-    }
-}
-
 /// `Some(true)` for a directory, `Some(false)` for anything else (lstat),
 /// None when gone.
 fn lstat_dir(src: &std::path::Path, rel: &[u8]) -> Option<bool> {
@@ -545,7 +536,7 @@ impl Handler for CommandHandler {
                 }
             }
             CommandMode::Direct => {
-                let rels: Vec<OsString> = ev.paths.keys().map(|p| rel_arg(p)).collect();
+                let rels: Vec<OsString> = ev.paths.keys().map(|p| super::rel_arg(p)).collect();
                 // Only arguments that carry the paths need splitting.
                 let budget = if self.template.uses(Macro::IncludeList) {
                     self.path_budget()
@@ -576,7 +567,7 @@ impl Handler for CommandHandler {
                          handler will read it as two lines"
                     );
                 }
-                let rels: Vec<OsString> = ev.paths.keys().map(|p| rel_arg(p)).collect();
+                let rels: Vec<OsString> = ev.paths.keys().map(|p| super::rel_arg(p)).collect();
                 self.run_once(false, &rels, Some(&list), all_mask, &mut code)?;
             }
         }

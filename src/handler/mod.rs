@@ -67,6 +67,22 @@ pub(crate) fn spawn_error(
     }
 }
 
+/// A relative path as an argument of a handler program (`%INCLUDE-LIST%`
+/// in direct mode and in templates): `.` for the root, and `./NAME` for a
+/// path that starts with `-`, so that no file name (`--rsh=…`, `-e …`) is
+/// ever read as an option by the program (clsync passes such names as
+/// they are). Any other path is passed as it is.
+pub fn rel_arg(p: &[u8]) -> std::ffi::OsString {
+    use std::os::unix::ffi::OsStringExt;
+    if p.is_empty() {
+        ".".into()
+    } else if p.starts_with(b"-") {
+        std::ffi::OsString::from_vec([&b"./"[..], p].concat())
+    } else {
+        std::ffi::OsString::from_vec(p.to_vec())
+    }
+}
+
 /// The paths a batch names (both sides of a move), sorted, without any
 /// that lies under another: for tools whose path arguments are recursive
 /// (unison's `-path`, csync2's `-r`). None when the whole tree is asked for.

@@ -266,13 +266,7 @@ impl RsyncDirect {
         let include_list: Vec<OsString> = inc
             .op_paths()
             .into_iter()
-            .map(|p| {
-                if p.is_empty() {
-                    ".".into()
-                } else {
-                    OsString::from_vec(p.to_vec())
-                }
-            })
+            .map(|p| super::rel_arg(p))
             .collect();
         let argv = run_argv(
             &self.cfg,
