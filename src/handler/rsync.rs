@@ -263,11 +263,7 @@ impl RsyncDirect {
         let bytes = lists::render_includes(inc, inline, sep);
         let incl = write_list(dir, &mut self.seq, label, keep, "include", &bytes)?;
 
-        let include_list: Vec<OsString> = inc
-            .op_paths()
-            .into_iter()
-            .map(|p| super::rel_arg(p))
-            .collect();
+        let include_list: Vec<OsString> = inc.op_paths().into_iter().map(super::rel_arg).collect();
         let argv = run_argv(
             &self.cfg,
             tpl,
