@@ -63,6 +63,14 @@ pub enum Op {
 }
 
 impl Op {
+    /// `Op::Sync` of `path`.
+    pub fn sync(path: &[u8], recursive: bool) -> Op {
+        Op::Sync {
+            path: path.to_vec(),
+            recursive,
+        }
+    }
+
     /// The paths this op touches (one for a sync, two for a move).
     pub fn paths(&self) -> Vec<&[u8]> {
         match self {

@@ -12,6 +12,7 @@
 mod common;
 
 use common::*;
+use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -52,6 +53,13 @@ impl Drop for Mount {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(&self.0).status();
     }
+}
+
+/// `livesync -t0 -w0 --chroot <env.root> EXTRA…` (`-W`/`-D` from `env`).
+fn jailed(env: &TestEnv, extra: &[&dyn AsRef<OsStr>]) -> Daemon {
+    let mut args = argv(&[&"-t0", &"-w0", &"--chroot", &env.root]);
+    args.extend(argv(extra));
+    Daemon::start(env, &args)
 }
 
 /// A private dir outside the jail for the pid file and the socket.
@@ -196,19 +204,7 @@ fn a_killed_daemon_leaves_no_pid_file_or_socket_behind() {
     let out = outside_dir();
     let pid_file = out.path().join("p.pid");
     let sock = out.path().join("s.sock");
-    let mut d = Daemon::start(
-        &env,
-        &argv(&[
-            &"-t0",
-            &"-w0",
-            &"--chroot",
-            &env.root,
-            &"-z",
-            &pid_file,
-            &"--socket",
-            &sock,
-        ]),
-    );
+    let mut d = jailed(&env, &[&"-z", &pid_file, &"--socket", &sock]);
     d.wait_until(T, "pid file and socket made", || {
         pid_file.exists() && sock.exists()
     });
@@ -226,17 +222,7 @@ fn pivot_root_auto_leaves_only_the_jail_mounted() {
     }
     let env = TestEnv::new();
     env.write("a", "1");
-    let mut d = Daemon::start(
-        &env,
-        &argv(&[
-            &"-t0",
-            &"-w0",
-            &"--chroot",
-            &env.root,
-            &"--pivot-root",
-            &"auto",
-        ]),
-    );
+    let mut d = jailed(&env, &[&"--pivot-root", &"auto"]);
     d.wait_synced(&env, T);
     let pid = d.pid();
     assert_ne!(
@@ -270,17 +256,7 @@ fn pivot_root_auto_ro_needs_a_destination_mount_of_its_own() {
     }
     let env = TestEnv::new();
     // Without one: refused once inside, with one line.
-    let mut d = Daemon::start(
-        &env,
-        &argv(&[
-            &"-t0",
-            &"-w0",
-            &"--chroot",
-            &env.root,
-            &"--pivot-root",
-            &"auto-ro",
-        ]),
-    );
+    let mut d = jailed(&env, &[&"--pivot-root", &"auto-ro"]);
     let st = d.wait_exit(T);
     assert_ne!(st.code(), Some(0));
     let log = d.log();
@@ -293,17 +269,7 @@ fn pivot_root_auto_ro_needs_a_destination_mount_of_its_own() {
     // the rest of the jail (the watch dir too) is read-only.
     let _dst = Mount::bind(&env.dst, &env.dst, false);
     env.write("x", "1");
-    let mut d = Daemon::start(
-        &env,
-        &argv(&[
-            &"-t0",
-            &"-w0",
-            &"--chroot",
-            &env.root,
-            &"--pivot-root",
-            &"auto-ro",
-        ]),
-    );
+    let mut d = jailed(&env, &[&"--pivot-root", &"auto-ro"]);
     d.wait_synced(&env, T);
     let info = fs::read_to_string(format!("/proc/{}/mountinfo", d.pid())).expect("mountinfo");
     let opts = |at: &str| {
@@ -325,32 +291,12 @@ fn pivot_root_direct_needs_a_mount_point() {
         return;
     }
     let env = TestEnv::new();
-    let mut d = Daemon::start(
-        &env,
-        &argv(&[
-            &"-t0",
-            &"-w0",
-            &"--chroot",
-            &env.root,
-            &"--pivot-root",
-            &"direct",
-        ]),
-    );
+    let mut d = jailed(&env, &[&"--pivot-root", &"direct"]);
     assert_ne!(d.wait_exit(T).code(), Some(0));
     assert!(d.log().contains("is not a mount point"), "{}", d.log());
     let _jail = Mount::bind(&env.root, &env.root, false);
     env.write("z", "1");
-    let mut d = Daemon::start(
-        &env,
-        &argv(&[
-            &"-t0",
-            &"-w0",
-            &"--chroot",
-            &env.root,
-            &"--pivot-root",
-            &"direct",
-        ]),
-    );
+    let mut d = jailed(&env, &[&"--pivot-root", &"direct"]);
     d.wait_synced(&env, T);
     assert!(mount_points(d.pid()).iter().all(|at| at == "/"));
     d.stop();
@@ -402,19 +348,7 @@ fn rsync_runs_inside_the_jail_or_is_refused_with_a_hint() {
     let _usr = furnish(&env.root);
     env.mkdir_p("d");
     env.write("d/f", "1");
-    let mut d = Daemon::start(
-        &env,
-        &argv(&[
-            &"-t0",
-            &"-w0",
-            &"-M",
-            &"rsyncdirect",
-            &"--chroot",
-            &env.root,
-            &"--pivot-root",
-            &"auto",
-        ]),
-    );
+    let mut d = jailed(&env, &[&"-M", &"rsyncdirect", &"--pivot-root", &"auto"]);
     d.wait_synced(&env, T);
     env.write("d/g", "2");
     d.wait_synced(&env, T);
@@ -439,20 +373,9 @@ fn a_stop_ends_a_running_handler_in_a_jail_without_proc() {
     )
     .expect("write");
     fs::set_permissions(&handler, fs::Permissions::from_mode(0o755)).expect("chmod");
-    let mut d = Daemon::start(
+    let mut d = jailed(
         &env,
-        &argv(&[
-            &"-t0",
-            &"-w0",
-            &"-M",
-            &"simple",
-            &"-S",
-            &handler,
-            &"--chroot",
-            &env.root,
-            &"--pivot-root",
-            &"auto",
-        ]),
+        &[&"-M", &"simple", &"-S", &handler, &"--pivot-root", &"auto"],
     );
     d.wait_until(T, "the handler runs", || started.exists());
     assert!(
@@ -540,18 +463,7 @@ fn the_privileged_helper_is_in_the_jail_too() {
     }
     let env = TestEnv::new();
     env.write("a", "1");
-    let mut d = Daemon::start(
-        &env,
-        &argv(&[
-            &"-t0",
-            &"-w0",
-            &"--chroot",
-            &env.root,
-            &"--pivot-root",
-            &"auto",
-            &"--secure-splitting",
-        ]),
-    );
+    let mut d = jailed(&env, &[&"--pivot-root", &"auto", &"--secure-splitting"]);
     d.wait_synced(&env, T);
     let pid = d.pid();
     let children =
@@ -584,19 +496,7 @@ fn syslog_lines_leave_the_jail() {
     let log_path = out.path().join("log");
     let server = std::os::unix::net::UnixDatagram::bind(&log_path).expect("bind");
     server.set_read_timeout(Some(T)).expect("timeout");
-    let mut d = Daemon::start(
-        &env,
-        &argv(&[
-            &"-t0",
-            &"-w0",
-            &"--chroot",
-            &env.root,
-            &"-Y",
-            &"syslog",
-            &"--syslog-socket",
-            &log_path,
-        ]),
-    );
+    let mut d = jailed(&env, &[&"-Y", &"syslog", &"--syslog-socket", &log_path]);
     // "watching …" is logged after the jail is entered.
     let mut buf = [0u8; 4096];
     let mut got = String::new();

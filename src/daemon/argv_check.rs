@@ -571,6 +571,20 @@ mod tests {
             Config::from_args_searching(cli::Args::try_parse_from(v).unwrap(), &[]).unwrap()
         }
 
+        /// `-M mode -S <recorder> -D <dst>` and `more`.
+        fn mode(&self, mode: &str, more: &[OsString]) -> Config {
+            let mut v = vec![
+                o("-M"),
+                o(mode),
+                o("-S"),
+                self.rec.clone().into(),
+                o("-D"),
+                self.dst.clone().into(),
+            ];
+            v.extend(more.iter().cloned());
+            self.config(&v)
+        }
+
         /// The argvs the recorder saw, program first.
         fn runs(&self) -> Vec<Vec<OsString>> {
             let mut p = self.rec.clone().into_os_string();
@@ -592,10 +606,7 @@ mod tests {
     }
 
     fn sync(p: &[u8], recursive: bool) -> Op {
-        Op::Sync {
-            path: p.to_vec(),
-            recursive,
-        }
+        Op::sync(p, recursive)
     }
 
     fn batch(ops: Vec<Op>) -> Batch {
@@ -746,14 +757,7 @@ mod tests {
     #[test]
     fn direct_allows_its_runs_and_refuses_forgeries() {
         let w = World::new();
-        let cfg = w.config(&[
-            o("-M"),
-            o("direct"),
-            o("-S"),
-            w.rec.clone().into(),
-            o("-D"),
-            w.dst.clone().into(),
-        ]);
+        let cfg = w.mode("direct", &[]);
         let c = checker(&cfg);
         let argvs = real_argvs(&w, &cfg);
         let dst_arg = [w.dst.as_os_str().as_bytes(), b"/"].concat();
@@ -942,14 +946,7 @@ mod tests {
     #[test]
     fn unison_allows_its_runs_and_refuses_forgeries() {
         let w = World::new();
-        let cfg = w.config(&[
-            o("-M"),
-            o("unison"),
-            o("-S"),
-            w.rec.clone().into(),
-            o("-D"),
-            w.dst.clone().into(),
-        ]);
+        let cfg = w.mode("unison", &[]);
         let c = checker(&cfg);
         let argvs = real_argvs(&w, &cfg);
         assert!(argvs.iter().any(|a| !a.contains(&o("-path"))), "whole tree");
@@ -1023,14 +1020,7 @@ mod tests {
             "a program the mirror never runs",
         );
         for mode in ["so", "rsyncso"] {
-            let cfg = w.config(&[
-                o("-M"),
-                o(mode),
-                o("-S"),
-                w.rec.clone().into(),
-                o("-D"),
-                w.dst.clone().into(),
-            ]);
+            let cfg = w.mode(mode, &[]);
             assert_eq!(patterns(&cfg), Ok(Vec::new()), "-M {mode}");
         }
     }

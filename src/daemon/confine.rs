@@ -72,6 +72,20 @@ pub fn daemon_only(network: DetachNetwork, split: bool) -> Result<(), String> {
     Ok(())
 }
 
+/// A mount namespace of our own whose mounts propagate nowhere (what is
+/// mounted or unmounted in it stays in it). `what` names the option.
+pub fn private_mount_namespace(what: &str) -> Result<(), String> {
+    unshare(libc::CLONE_NEWNS, what)?;
+    nix::mount::mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| format!("{what}: make the mounts private: {e}"))
+}
+
 /// The device nodes left under `/dev` by `--forbid-devices`: name, major,
 /// minor (the kernel's fixed numbers for the memory devices).
 const KEPT_DEVICES: [(&str, u64, u64); 4] = [
@@ -90,15 +104,7 @@ pub fn forbid_devices() -> Result<(), String> {
     use nix::mount::{mount, MsFlags};
     use nix::sys::stat::{makedev, mknod, Mode, SFlag};
     let fail = |what: &str, e: nix::Error| format!("--forbid-devices: {what}: {e}");
-    unshare(libc::CLONE_NEWNS, "--forbid-devices")?;
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )
-    .map_err(|e| fail("make the mounts private", e))?;
+    private_mount_namespace("--forbid-devices")?;
     let staging = nix::unistd::mkdtemp(&std::env::temp_dir().join("livesync-dev-XXXXXX"))
         .map_err(|e| fail("staging dir", e))?;
     let result = (|| -> Result<(), String> {

@@ -25,7 +25,6 @@ use crate::config::{cli, Config, Destination, Mode};
 use crate::path;
 use caps::{CapSet, Capability, CapsHashSet};
 use std::ffi::{OsStr, OsString};
-use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
@@ -293,22 +292,7 @@ pub fn enter(jail: &Jail) -> Result<(), String> {
     // Handlers' stdin; the jail may have no /dev.
     crate::exec::hold_dev_null().map_err(|e| sys("open /dev/null", e, root))?;
     if jail.pivot != PivotRoot::Off {
-        // SAFETY: plain syscall; single-threaded here.
-        if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
-            return Err(sys(
-                "a mount namespace for --pivot-root (needs root)",
-                io::Error::last_os_error(),
-                root,
-            ));
-        }
-        mount(
-            None::<&str>,
-            "/",
-            None::<&str>,
-            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-            None::<&str>,
-        )
-        .map_err(|e| sys("make the mounts private", e, root))?;
+        super::confine::private_mount_namespace(&format!("--pivot-root={}", jail.pivot.name()))?;
         if jail.pivot != PivotRoot::Direct {
             mount(
                 Some(root.as_path()),

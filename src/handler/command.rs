@@ -604,10 +604,7 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     fn sync(p: &[u8], recursive: bool) -> Op {
-        Op::Sync {
-            path: p.to_vec(),
-            recursive,
-        }
+        Op::sync(p, recursive)
     }
 
     fn batch(ops: Vec<Op>, masks: &[(&[u8], u32)]) -> Batch {

@@ -359,10 +359,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn sync(p: &[u8], recursive: bool) -> Op {
-        Op::Sync {
-            path: p.to_vec(),
-            recursive,
-        }
+        Op::sync(p, recursive)
     }
 
     fn batch(ops: Vec<Op>) -> Batch {

@@ -638,10 +638,7 @@ mod tests {
     }
 
     fn sync(p: &[u8], recursive: bool) -> Op {
-        Op::Sync {
-            path: p.to_vec(),
-            recursive,
-        }
+        Op::sync(p, recursive)
     }
 
     /// A fake rsync: a script that records its argv (NUL separated) and a
