@@ -414,7 +414,7 @@ impl Tree {
             match ev.kind {
                 EventKind::Rescan => {
                     log::warn!(
-                        "inotify queue overflow below {}: events were lost; rescanning (raise fs.inotify.max_queued_events to make this rarer)",
+                        "events were lost below {} (the backend's queue overflowed); rescanning",
                         path::display(&ev.path)
                     );
                     self.rescan(mon, &ev.path, out);

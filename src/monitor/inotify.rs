@@ -136,6 +136,10 @@ impl InotifyMonitor {
         out: &mut Vec<RawEvent>,
     ) {
         if mask.contains(EventMask::Q_OVERFLOW) {
+            log::warn!(
+                "inotify's event queue overflowed (fs.inotify.max_queued_events = {}); raise it to make this rarer",
+                read_sysctl("max_queued_events")
+            );
             out.push(RawEvent {
                 path: Vec::new(),
                 kind: EventKind::Rescan,
