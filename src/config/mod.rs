@@ -816,6 +816,19 @@ impl Config {
                 mode.name()
             ));
         }
+        if a.rules_file.is_some() && matches!(mode, Mode::Unison | Mode::Csync2) {
+            mode_warnings.push(format!(
+                "-R rules choose which changes start a -M {0} run, but {0} syncs a directory \
+                 whole: rule-excluded files inside one are synced too; exclude them with {0}'s \
+                 own means ({1})",
+                mode.name(),
+                if mode == Mode::Unison {
+                    "-ignore after --"
+                } else {
+                    "exclude in its config"
+                }
+            ));
+        }
         if a.only_initialsync && a.skip_initialsync {
             return Err(ConfigError::Invalid(
                 "--only-initialsync and --skip-initialsync together would sync nothing; drop one"
@@ -1047,6 +1060,27 @@ mod tests {
             e.to_string().contains("unison") && e.to_string().contains("csync2"),
             "{e}"
         );
+        // -R: said that the tools sync directories whole.
+        let rules = t.path().join("rules");
+        std::fs::write(&rules, "-f\\.tmp$\n").expect("rules");
+        let r = rules.to_str().expect("utf8");
+        for (mode, dst, hint) in [
+            ("unison", Some("h:/x"), "-ignore"),
+            ("csync2", None, "exclude in its config"),
+        ] {
+            let mut v = vec!["-W", s, "-M", mode, sh[0], sh[1], "-R", r];
+            v.extend(dst.iter().flat_map(|d| ["-D", *d]));
+            let c = parse(&v).expect(mode);
+            assert!(
+                c.warnings
+                    .iter()
+                    .any(|w| w.contains("-R rules choose") && w.contains(hint)),
+                "{mode}: {:?}",
+                c.warnings
+            );
+        }
+        let c = parse(&["-W", s, "-D", "/d", "-R", r]).expect("mirror");
+        assert!(!c.warnings.iter().any(|w| w.contains("-R rules choose")));
     }
 
     #[test]
