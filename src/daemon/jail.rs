@@ -191,7 +191,7 @@ impl Jail {
         let r = path::display_os(&self.root);
         if cfg.monitor == crate::monitor::MonitorKind::Fanotify {
             return Err(format!(
-                "--chroot {r} and --monitor fanotify do not mix: fanotify names files by walking /proc outside the jail; use --monitor inotify"
+                "--chroot {r} and --monitor fanotify do not mix: fanotify marks whole file systems and names files through /proc, which the jail has not; use --monitor inotify"
             ));
         }
         if cfg.privileges.forbid_devices {
