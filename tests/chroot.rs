@@ -152,6 +152,16 @@ fn mirror_runs_in_a_chroot_and_the_keeper_cleans_up_outside() {
         got.push_str(&String::from_utf8_lossy(&buf[..n]));
     }
     assert_eq!(root_of(pid), env.root, "the daemon's root is the jail");
+    // Inside it, the privileges are dropped as without a jail.
+    assert_eq!(
+        status_field(pid, "Uid")
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["65534"; 4]
+    );
+    assert_eq!(status_field(pid, "NoNewPrivs"), "1");
+    let bnd = u64::from_str_radix(&status_field(pid, "CapBnd"), 16).expect("CapBnd");
+    assert_eq!(bnd & (1 << 18), 0, "CAP_SYS_CHROOT is gone for good");
     d.wait_until(T, "status file says running", || {
         fs::read_to_string(&status).is_ok_and(|s| s.trim() == "running")
     });
@@ -382,6 +392,27 @@ fn a_stop_ends_a_running_handler_in_a_jail_without_proc() {
         !Path::new(&format!("/proc/{}/root/proc/self", d.pid())).exists(),
         "no /proc inside the jail"
     );
+    // The handler runs in the jail's namespace, as root (the default
+    // handler user) with no-new-privs.
+    let handler_pid: i32 = fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter(|e| fs::read(e.path().join("cmdline")).is_ok_and(|c| c == b"sleep\x00613\x00"))
+        .find_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+        .expect("the handler's process");
+    let ns = |p: i32| fs::read_link(format!("/proc/{p}/ns/mnt")).expect("ns");
+    assert_eq!(ns(handler_pid), ns(d.pid()));
+    // The jail and the /usr bound into it; nothing of the host.
+    let mounts = mount_points(handler_pid);
+    assert!(
+        mounts.iter().all(|at| at == "/" || at == "/usr"),
+        "{mounts:?}"
+    );
+    assert_eq!(
+        status_field(handler_pid, "Uid").split_whitespace().next(),
+        Some("0")
+    );
+    assert_eq!(status_field(handler_pid, "NoNewPrivs"), "1");
     let st = d.signal_and_wait(libc::SIGTERM, T).expect("exits");
     assert!(st.code().is_some(), "{}", d.log_tail(20));
     let leftover: Vec<String> = fs::read_dir("/proc")
