@@ -11,7 +11,7 @@
 //! (before the worker is started).
 
 use std::io::{self, Read, Write};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 /// The child's end of the "I am up" pipe.
 pub struct Ready(Option<std::fs::File>);
@@ -70,11 +70,19 @@ fn null_stdio() -> io::Result<()> {
 pub fn daemonize() -> io::Result<Ready> {
     let mut fds = [0 as libc::c_int; 2];
     // SAFETY: `fds` is a valid array of two ints.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
         return Err(last_err("pipe"));
     }
-    // SAFETY: pipe2 returned two fresh descriptors that we now own.
+    // SAFETY: pipe returned two fresh descriptors that we now own.
     let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // Close-on-exec (pipe2 is not everywhere; single-threaded here, so no
+    // child can be forked in between).
+    for fd in [&rd, &wr] {
+        // SAFETY: fcntl on a descriptor we own.
+        if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
+            return Err(last_err("fcntl"));
+        }
+    }
     // SAFETY: the process is single-threaded here (documented requirement),
     // so the child may go on running Rust code.
     match unsafe { libc::fork() } {

@@ -256,7 +256,10 @@ mod sys {
         };
         // SAFETY: getrlimit only writes the struct we pass.
         if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
-            lim.rlim_cur as u64
+            // rlim_t is i64 on FreeBSD, u64 on macOS.
+            #[allow(clippy::unnecessary_cast)]
+            let n = lim.rlim_cur as u64;
+            n
         } else {
             1024
         }

@@ -135,8 +135,11 @@ impl Meta {
             size: st.st_size as u64,
             atime: TimeSpec::new(st.st_atime, st.st_atime_nsec),
             mtime: TimeSpec::new(st.st_mtime, st.st_mtime_nsec),
-            rdev: st.st_rdev,
-            dev: st.st_dev,
+            // dev_t is i32 on macOS.
+            #[allow(clippy::unnecessary_cast)]
+            rdev: st.st_rdev as u64,
+            #[allow(clippy::unnecessary_cast)]
+            dev: st.st_dev as u64,
             ino: st.st_ino,
         })
     }
@@ -320,14 +323,20 @@ pub fn symlink(target: &[u8], dir: RawFd, name: &[u8]) -> io::Result<()> {
 /// Creates a fifo, socket or device node (permissions are fixed afterwards:
 /// `mknod` applies the umask).
 pub fn mknod(dir: RawFd, name: &[u8], ftype: FileType, rdev: u64) -> io::Result<()> {
-    stat::mknodat(
-        Some(dir),
-        name,
-        ftype.sflag(),
-        Mode::from_bits_truncate(0o600),
-        rdev,
-    )
-    .map_err(err)
+    let name =
+        std::ffi::CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let mode = ftype.sflag().bits() | 0o600;
+    // dev_t is narrower than u64 on some systems (i32 on macOS): a device
+    // number from this system's stat fits it.
+    #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+    let dev = rdev as libc::dev_t;
+    // SAFETY: a NUL-terminated name relative to a descriptor we hold.
+    let rc = unsafe { libc::mknodat(dir, name.as_ptr(), mode as libc::mode_t, dev) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 fn ids(uid: u32, gid: u32) -> (Option<Uid>, Option<Gid>) {

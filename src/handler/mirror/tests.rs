@@ -374,7 +374,9 @@ fn device_nodes_are_skipped_when_mknod_is_refused_and_made_otherwise() {
     assert_eq!(r.copied, 1);
     let m = fs::symlink_metadata(env.d(b"null")).unwrap();
     assert_eq!(m.mode() & S_IFMT, S_IFCHR);
-    assert_eq!(m.rdev(), libc::makedev(1, 3));
+    #[allow(clippy::unnecessary_cast)] // dev_t is i32 on macOS
+    let null = libc::makedev(1, 3) as u64;
+    assert_eq!(m.rdev(), null);
 }
 
 #[test]
