@@ -918,8 +918,7 @@ impl Config {
         };
 
         // ---- privileges and hardening (src/daemon/privilege.rs) ----
-        let privileges =
-            crate::daemon::privilege::Settings::from_args(&a).map_err(ConfigError::Invalid)?;
+        let privileges = crate::daemon::privilege::from_args(&a).map_err(ConfigError::Invalid)?;
 
         let debug: u32 = a.debug.iter().map(|&d| u32::from(d)).sum();
         let log_level = if a.quiet {

@@ -105,6 +105,7 @@ pub mod privilege; // -u/-g and handler identity; the rest is Linux-only
 mod privilege_other; // its tests, run here too
 pub mod procs;
 pub mod progress; // the initial sync's progress bar (the operations issue)
+pub mod settings; // the privilege options, one struct for every system (issue #5)
 pub mod signature;
 pub mod socket;
 #[cfg(target_os = "linux")]

@@ -15,11 +15,13 @@
 //! inheritable set. It must not decide *when* privileges are dropped (the
 //! daemon does, once, while single-threaded) and it never raises anything.
 
-use super::confine::{self, DetachNetwork};
+use super::confine;
+pub use super::confine::DetachNetwork;
 use crate::config::{cli, Config, Mode};
 use crate::exec;
 use crate::path;
-use caps::{CapSet, Capability, CapsHashSet};
+pub use caps::Capability;
+use caps::{CapSet, CapsHashSet};
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -47,83 +49,7 @@ pub const SWITCH_CAPS: [Capability; 3] = [
     Capability::CAP_KILL,
 ];
 
-/// `--inherit-capabilities`: what a handler inherits of the daemon's
-/// capabilities (clsync's words).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Inherit {
-    /// All the permitted capabilities, as ambient ones.
-    Permitted,
-    /// The inheritable set is left as it is; no ambient capabilities.
-    DontTouch,
-    /// The daemon's effective set, as ambient capabilities.
-    Clsync,
-    /// Nothing (the default).
-    Empty,
-}
-
-/// `--splitting`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Splitting {
-    Off,
-    /// A privileged helper process starts, kills and reaps handlers.
-    Process,
-}
-
-/// The privilege options, validated.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Settings {
-    /// `-u`/`-g`: None = nobody/nogroup when started as root.
-    pub uid: Option<u32>,
-    pub gid: Option<u32>,
-    /// `--privileged-uid/-gid`: None = the identity livesync started as.
-    pub privileged_uid: Option<u32>,
-    pub privileged_gid: Option<u32>,
-    /// `--sync-handler-uid/-gid`: None = the privileged identity.
-    pub handler_uid: Option<u32>,
-    pub handler_gid: Option<u32>,
-    /// `-C`: kept on top of CAP_DAC_READ_SEARCH and what the mode needs.
-    pub preserve: Vec<Capability>,
-    pub inherit: Inherit,
-    /// Handlers get `PR_SET_NO_NEW_PRIVS` (unless `--permit-new-privs`).
-    pub no_new_privs: bool,
-    pub splitting: Splitting,
-    /// `--check-execvp-arguments`.
-    pub check_execvp: bool,
-    /// `--seccomp-filter` (implied by `--secure-splitting`).
-    pub seccomp: bool,
-    pub detach_network: DetachNetwork,
-    pub detach_ipc: bool,
-    pub detach_misc: bool,
-    /// `--forbid-devices`.
-    pub forbid_devices: bool,
-    /// `--chroot`, `--pivot-root` (src/daemon/jail.rs).
-    pub jail: Option<super::jail::Jail>,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            uid: None,
-            gid: None,
-            privileged_uid: None,
-            privileged_gid: None,
-            handler_uid: None,
-            handler_gid: None,
-            preserve: Vec::new(),
-            inherit: Inherit::Empty,
-            no_new_privs: true,
-            splitting: Splitting::Off,
-            check_execvp: false,
-            seccomp: false,
-            detach_network: DetachNetwork::Off,
-            detach_ipc: false,
-            detach_misc: false,
-            forbid_devices: false,
-            jail: None,
-        }
-    }
-}
-
+pub use super::settings::{Inherit, Settings, Splitting};
 pub use super::users::{resolve_group, resolve_user};
 
 /// `-C`'s list: capability names, with or without `CAP_`, any case,
@@ -147,88 +73,86 @@ pub fn parse_caps(spec: &str) -> Result<Vec<Capability>, String> {
     Ok(out)
 }
 
-impl Settings {
-    /// Reads and checks the privilege options of the command line.
-    pub fn from_args(a: &cli::Args) -> Result<Settings, String> {
-        let user = |opt: &str, v: &Option<String>| v.as_deref().map(|s| resolve_user(opt, s));
-        let group = |opt: &str, v: &Option<String>| v.as_deref().map(|s| resolve_group(opt, s));
-        let secure = a.secure_splitting;
-        let splitting = match (a.splitting.as_str(), secure) {
-            (_, true) | ("process", _) => Splitting::Process,
-            ("off", false) => Splitting::Off,
-            ("thread", false) => {
-                return Err("--splitting=thread: not offered: threads share one address space and capabilities are per thread, so a compromised unprivileged thread could take over the privileged one; use --splitting=process".into())
-            }
-            (other, false) => {
-                return Err(format!(
-                    "--splitting {other:?}: unknown; use off or process"
-                ))
-            }
-        };
-        let check_execvp = a.check_execvp_arguments || secure;
-        if check_execvp && splitting == Splitting::Off {
-            return Err(
-                "--check-execvp-arguments needs --splitting=process (the helper does the check); add it"
-                    .into(),
-            );
+/// Reads and checks the privilege options of the command line.
+pub fn from_args(a: &cli::Args) -> Result<Settings, String> {
+    let user = |opt: &str, v: &Option<String>| v.as_deref().map(|s| resolve_user(opt, s));
+    let group = |opt: &str, v: &Option<String>| v.as_deref().map(|s| resolve_group(opt, s));
+    let secure = a.secure_splitting;
+    let splitting = match (a.splitting.as_str(), secure) {
+        (_, true) | ("process", _) => Splitting::Process,
+        ("off", false) => Splitting::Off,
+        ("thread", false) => {
+            return Err("--splitting=thread: not offered: threads share one address space and capabilities are per thread, so a compromised unprivileged thread could take over the privileged one; use --splitting=process".into())
         }
-        let inherit = match a.inherit_capabilities.as_str() {
-            "permitted" => Inherit::Permitted,
-            "dont-touch" => Inherit::DontTouch,
-            "clsync" => Inherit::Clsync,
-            "empty" => Inherit::Empty,
-            other => {
-                return Err(format!(
-                    "--inherit-capabilities {other:?}: use permitted, dont-touch, clsync or empty"
-                ))
-            }
-        };
-        let seccomp = a.seccomp_filter || secure;
-        if seccomp && splitting == Splitting::Off {
-            return Err(
-                "--seccomp-filter needs --splitting=process (the filtered daemon cannot start handlers itself); add it"
-                    .into(),
-            );
+        (other, false) => {
+            return Err(format!(
+                "--splitting {other:?}: unknown; use off or process"
+            ))
         }
-        if seccomp && a.permit_new_privs {
-            return Err("--seccomp-filter needs no-new-privs; drop --permit-new-privs".into());
-        }
-        if seccomp && a.monitor == Some(crate::monitor::MonitorKind::Notify) {
-            return Err(
-                "--seccomp-filter and --monitor notify do not mix: the notify crate starts a thread the allow-list forbids; use --monitor inotify, fanotify or poll"
-                    .into(),
-            );
-        }
-        let detach_network = match a.detach_network.as_str() {
-            "off" => DetachNetwork::Off,
-            "everywhere" => DetachNetwork::Everywhere,
-            "non-privileged" => DetachNetwork::NonPrivileged,
-            other => {
-                return Err(format!(
-                    "--detach-network {other:?}: use everywhere, non-privileged or off"
-                ))
-            }
-        };
-        Ok(Settings {
-            seccomp,
-            detach_network,
-            detach_ipc: a.detach_ipc,
-            detach_misc: a.detach_miscellanea,
-            forbid_devices: a.forbid_devices,
-            uid: user("-u", &a.uid).transpose()?,
-            gid: group("-g", &a.gid).transpose()?,
-            privileged_uid: user("--privileged-uid", &a.privileged_uid).transpose()?,
-            privileged_gid: group("--privileged-gid", &a.privileged_gid).transpose()?,
-            handler_uid: user("--sync-handler-uid", &a.sync_handler_uid).transpose()?,
-            handler_gid: group("--sync-handler-gid", &a.sync_handler_gid).transpose()?,
-            preserve: parse_caps(a.preserve_capabilities.as_deref().unwrap_or(""))?,
-            inherit,
-            no_new_privs: !a.permit_new_privs,
-            splitting,
-            check_execvp,
-            jail: super::jail::from_args(a)?,
-        })
+    };
+    let check_execvp = a.check_execvp_arguments || secure;
+    if check_execvp && splitting == Splitting::Off {
+        return Err(
+            "--check-execvp-arguments needs --splitting=process (the helper does the check); add it"
+                .into(),
+        );
     }
+    let inherit = match a.inherit_capabilities.as_str() {
+        "permitted" => Inherit::Permitted,
+        "dont-touch" => Inherit::DontTouch,
+        "clsync" => Inherit::Clsync,
+        "empty" => Inherit::Empty,
+        other => {
+            return Err(format!(
+                "--inherit-capabilities {other:?}: use permitted, dont-touch, clsync or empty"
+            ))
+        }
+    };
+    let seccomp = a.seccomp_filter || secure;
+    if seccomp && splitting == Splitting::Off {
+        return Err(
+            "--seccomp-filter needs --splitting=process (the filtered daemon cannot start handlers itself); add it"
+                .into(),
+        );
+    }
+    if seccomp && a.permit_new_privs {
+        return Err("--seccomp-filter needs no-new-privs; drop --permit-new-privs".into());
+    }
+    if seccomp && a.monitor == Some(crate::monitor::MonitorKind::Notify) {
+        return Err(
+            "--seccomp-filter and --monitor notify do not mix: the notify crate starts a thread the allow-list forbids; use --monitor inotify, fanotify or poll"
+                .into(),
+        );
+    }
+    let detach_network = match a.detach_network.as_str() {
+        "off" => DetachNetwork::Off,
+        "everywhere" => DetachNetwork::Everywhere,
+        "non-privileged" => DetachNetwork::NonPrivileged,
+        other => {
+            return Err(format!(
+                "--detach-network {other:?}: use everywhere, non-privileged or off"
+            ))
+        }
+    };
+    Ok(Settings {
+        seccomp,
+        detach_network,
+        detach_ipc: a.detach_ipc,
+        detach_misc: a.detach_miscellanea,
+        forbid_devices: a.forbid_devices,
+        uid: user("-u", &a.uid).transpose()?,
+        gid: group("-g", &a.gid).transpose()?,
+        privileged_uid: user("--privileged-uid", &a.privileged_uid).transpose()?,
+        privileged_gid: group("--privileged-gid", &a.privileged_gid).transpose()?,
+        handler_uid: user("--sync-handler-uid", &a.sync_handler_uid).transpose()?,
+        handler_gid: group("--sync-handler-gid", &a.sync_handler_gid).transpose()?,
+        preserve: parse_caps(a.preserve_capabilities.as_deref().unwrap_or(""))?,
+        inherit,
+        no_new_privs: !a.permit_new_privs,
+        splitting,
+        check_execvp,
+        jail: super::jail::from_args(a)?,
+    })
 }
 
 /// A user and group.
@@ -873,7 +797,7 @@ mod tests {
                 "--secure-splitting",
             ];
             v.extend_from_slice(extra);
-            Settings::from_args(&cli::Args::try_parse_from(v).expect("clap"))
+            from_args(&cli::Args::try_parse_from(v).expect("clap"))
         };
         let e = parse(&["--monitor", "notify"]).expect_err("notify under seccomp");
         assert!(e.contains("--monitor notify"), "{e}");

@@ -28,22 +28,6 @@ const NOBODY: u32 = 65534;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Capability {}
 
-/// `--inherit-capabilities` (only `empty`, the default, is accepted here).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Inherit {
-    Permitted,
-    DontTouch,
-    Clsync,
-    Empty,
-}
-
-/// `--splitting` (only `off` is accepted here).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Splitting {
-    Off,
-    Process,
-}
-
 /// `--detach-network` (only `off` is accepted here).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DetachNetwork {
@@ -52,108 +36,59 @@ pub enum DetachNetwork {
     NonPrivileged,
 }
 
-/// The privilege options, validated; the same fields as on Linux, with
-/// the Linux-only ones always at their defaults.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Settings {
-    pub uid: Option<u32>,
-    pub gid: Option<u32>,
-    pub privileged_uid: Option<u32>,
-    pub privileged_gid: Option<u32>,
-    pub handler_uid: Option<u32>,
-    pub handler_gid: Option<u32>,
-    pub preserve: Vec<Capability>,
-    pub inherit: Inherit,
-    /// Not applied on this system (see the module docs).
-    pub no_new_privs: bool,
-    pub splitting: Splitting,
-    pub check_execvp: bool,
-    pub seccomp: bool,
-    pub detach_network: DetachNetwork,
-    pub detach_ipc: bool,
-    pub detach_misc: bool,
-    pub forbid_devices: bool,
-    /// `--chroot` (refused here: always None).
-    pub jail: Option<super::jail::Jail>,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            uid: None,
-            gid: None,
-            privileged_uid: None,
-            privileged_gid: None,
-            handler_uid: None,
-            handler_gid: None,
-            preserve: Vec::new(),
-            inherit: Inherit::Empty,
-            no_new_privs: true,
-            splitting: Splitting::Off,
-            check_execvp: false,
-            seccomp: false,
-            detach_network: DetachNetwork::Off,
-            detach_ipc: false,
-            detach_misc: false,
-            forbid_devices: false,
-            jail: None,
-        }
-    }
-}
+pub use super::settings::Settings;
 
 pub use super::users::{resolve_group, resolve_user};
 
-impl Settings {
-    /// Reads the privilege options; refuses the Linux-only ones.
-    pub fn from_args(a: &cli::Args) -> Result<Settings, String> {
-        let linux_only = |opt: &str| Err(format!("{opt} is Linux-only; drop it"));
-        if a.preserve_capabilities
-            .as_deref()
-            .is_some_and(|c| !c.trim().is_empty())
-        {
-            return linux_only("-C (capabilities)");
-        }
-        if a.inherit_capabilities != "empty" {
-            return linux_only("--inherit-capabilities");
-        }
-        if a.secure_splitting {
-            return linux_only("--secure-splitting");
-        }
-        if a.splitting != "off" {
-            return linux_only(&format!("--splitting={}", a.splitting));
-        }
-        if a.check_execvp_arguments {
-            return linux_only("--check-execvp-arguments");
-        }
-        if a.seccomp_filter {
-            return linux_only("--seccomp-filter");
-        }
-        if a.detach_network != "off" {
-            return linux_only(&format!("--detach-network={}", a.detach_network));
-        }
-        if a.detach_ipc {
-            return linux_only("--detach-ipc");
-        }
-        if a.detach_miscellanea {
-            return linux_only("--detach-miscellanea");
-        }
-        if a.forbid_devices {
-            return linux_only("--forbid-devices");
-        }
-        let user = |opt: &str, v: &Option<String>| v.as_deref().map(|s| resolve_user(opt, s));
-        let group = |opt: &str, v: &Option<String>| v.as_deref().map(|s| resolve_group(opt, s));
-        Ok(Settings {
-            uid: user("-u", &a.uid).transpose()?,
-            gid: group("-g", &a.gid).transpose()?,
-            privileged_uid: user("--privileged-uid", &a.privileged_uid).transpose()?,
-            privileged_gid: group("--privileged-gid", &a.privileged_gid).transpose()?,
-            handler_uid: user("--sync-handler-uid", &a.sync_handler_uid).transpose()?,
-            handler_gid: group("--sync-handler-gid", &a.sync_handler_gid).transpose()?,
-            no_new_privs: !a.permit_new_privs,
-            jail: super::jail::from_args(a)?,
-            ..Settings::default()
-        })
+/// Reads the privilege options; refuses the Linux-only ones.
+pub fn from_args(a: &cli::Args) -> Result<Settings, String> {
+    let linux_only = |opt: &str| Err(format!("{opt} is Linux-only; drop it"));
+    if a.preserve_capabilities
+        .as_deref()
+        .is_some_and(|c| !c.trim().is_empty())
+    {
+        return linux_only("-C (capabilities)");
     }
+    if a.inherit_capabilities != "empty" {
+        return linux_only("--inherit-capabilities");
+    }
+    if a.secure_splitting {
+        return linux_only("--secure-splitting");
+    }
+    if a.splitting != "off" {
+        return linux_only(&format!("--splitting={}", a.splitting));
+    }
+    if a.check_execvp_arguments {
+        return linux_only("--check-execvp-arguments");
+    }
+    if a.seccomp_filter {
+        return linux_only("--seccomp-filter");
+    }
+    if a.detach_network != "off" {
+        return linux_only(&format!("--detach-network={}", a.detach_network));
+    }
+    if a.detach_ipc {
+        return linux_only("--detach-ipc");
+    }
+    if a.detach_miscellanea {
+        return linux_only("--detach-miscellanea");
+    }
+    if a.forbid_devices {
+        return linux_only("--forbid-devices");
+    }
+    let user = |opt: &str, v: &Option<String>| v.as_deref().map(|s| resolve_user(opt, s));
+    let group = |opt: &str, v: &Option<String>| v.as_deref().map(|s| resolve_group(opt, s));
+    Ok(Settings {
+        uid: user("-u", &a.uid).transpose()?,
+        gid: group("-g", &a.gid).transpose()?,
+        privileged_uid: user("--privileged-uid", &a.privileged_uid).transpose()?,
+        privileged_gid: group("--privileged-gid", &a.privileged_gid).transpose()?,
+        handler_uid: user("--sync-handler-uid", &a.sync_handler_uid).transpose()?,
+        handler_gid: group("--sync-handler-gid", &a.sync_handler_gid).transpose()?,
+        no_new_privs: !a.permit_new_privs,
+        jail: super::jail::from_args(a)?,
+        ..Settings::default()
+    })
 }
 
 /// A user and group.
@@ -396,7 +331,7 @@ mod tests {
 
     #[test]
     fn linux_only_options_are_refused_in_one_line() {
-        assert_eq!(Settings::from_args(&args(&[])), Ok(Settings::default()));
+        assert_eq!(from_args(&args(&[])), Ok(Settings::default()));
         for (given, named) in [
             (&["-C", "CAP_KILL"][..], "-C (capabilities)"),
             (
@@ -415,10 +350,10 @@ mod tests {
             (&["--detach-miscellanea"], "--detach-miscellanea"),
             (&["--forbid-devices"], "--forbid-devices"),
         ] {
-            let e = Settings::from_args(&args(given)).expect_err(named);
+            let e = from_args(&args(given)).expect_err(named);
             assert_eq!(e, format!("{named} is Linux-only; drop it"));
         }
-        let s = Settings::from_args(&args(&["-u", "0", "-g", "root", "--permit-new-privs"]))
+        let s = from_args(&args(&["-u", "0", "-g", "root", "--permit-new-privs"]))
             .expect("portable options");
         assert_eq!((s.uid, s.gid, s.no_new_privs), (Some(0), Some(0), false));
     }
