@@ -166,7 +166,8 @@ pub fn forbid_devices() -> Result<(), String> {
 /// What the unprivileged daemon may call (x86_64 and aarch64 names that
 /// exist on the target; the rest are left out by `cfg`). Files: open,
 /// stat, read and write, list, rename and remove (status, dump and list
-/// files, the rules file on reload, the tree walk); inotify; poll; unix
+/// files, the rules file on reload, the tree walk), flock (the private
+/// dirs' locks, see `handler::private`); inotify; poll; unix
 /// sockets (control socket, helper, syslog); threads (clone with
 /// CLONE_THREAD only, see [`filters`]); signals to process groups (the
 /// helper is asked instead, but a stop still looks). Not: execve, fork,
@@ -199,6 +200,7 @@ fn allowed() -> Vec<i64> {
         libc::SYS_fchmod,
         libc::SYS_fchmodat,
         libc::SYS_fsync,
+        libc::SYS_flock,
         libc::SYS_fdatasync,
         libc::SYS_ftruncate,
         libc::SYS_fcntl,

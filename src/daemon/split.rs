@@ -966,11 +966,11 @@ fn helper_main(
                 .map_err(|e| e.to_string())?;
             if handler.uid != privilege::current().uid {
                 nix::unistd::chown(
-                    &dir,
+                    dir.path(),
                     Some(nix::unistd::Uid::from_raw(handler.uid)),
                     Some(nix::unistd::Gid::from_raw(handler.gid)),
                 )
-                .map_err(|e| format!("unison state dir {}: chown: {e}", dir.display()))?;
+                .map_err(|e| format!("unison state dir {}: chown: {e}", dir.path().display()))?;
             }
             Some(dir)
         }
@@ -994,11 +994,11 @@ fn helper_main(
             setup.apply()
         })),
         mirror,
-        unison_state: unison_state.clone(),
+        unison_state: unison_state.as_ref().map(|d| d.path().to_path_buf()),
     };
     let result = serve(sock, cfg);
     if let Some(dir) = unison_state {
-        let _ = std::fs::remove_dir_all(dir);
+        let _ = std::fs::remove_dir_all(dir.path());
     }
     result
 }

@@ -8,6 +8,7 @@ pub mod command;
 pub mod csync2;
 pub mod lists;
 pub mod mirror;
+pub mod private; // private temp dirs: locked while used, stale ones swept
 pub mod progress; // files/bytes done, for the initial sync's progress bar (the operations issue)
 pub mod rsync;
 // clsync's so/rsyncso modes (C shared-object handlers).

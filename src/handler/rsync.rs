@@ -29,13 +29,11 @@ use crate::batch::Batch;
 use crate::exec::{self, ExecError, Outcome};
 use crate::path;
 use crate::rules::{Action, Kind, Rules};
-use std::collections::hash_map::RandomState;
 use std::ffi::{OsStr, OsString};
-use std::fs::{self, DirBuilder, OpenOptions};
-use std::hash::{BuildHasher, Hasher};
+use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -108,7 +106,7 @@ pub(crate) enum ListDir {
     /// `-L`: the user's directory; left in place.
     Given(PathBuf),
     /// Made by us; removed on drop unless lists are kept.
-    Private(PathBuf),
+    Private(super::private::PrivateDir),
 }
 
 impl ListDir {
@@ -116,21 +114,36 @@ impl ListDir {
     pub(crate) fn new(given: Option<&Path>) -> Result<ListDir, HandlerError> {
         Ok(match given {
             Some(d) => ListDir::Given(d.to_path_buf()),
-            None => ListDir::Private(private_dir(&std::env::temp_dir())?),
+            None => {
+                let tmp = std::env::temp_dir();
+                ListDir::Private(
+                    super::private::PrivateDir::create(&tmp, "livesync-lists-")
+                        .map_err(|e| list_error(&tmp, e))?,
+                )
+            }
         })
     }
 
     pub(crate) fn path(&self) -> &Path {
         match self {
-            ListDir::Given(p) | ListDir::Private(p) => p,
+            ListDir::Given(p) => p,
+            ListDir::Private(d) => d.path(),
         }
     }
 
     /// Removes a private directory (unless lists are kept); for `Drop`.
     pub(crate) fn cleanup(&self, keep_lists: bool) {
-        if let ListDir::Private(dir) = self {
+        if let ListDir::Private(d) = self {
+            let dir = d.path();
             if keep_lists {
-                log::info!("list files kept in {}", path::display_os(dir));
+                // Renamed out of the sweep's reach (see handler::private):
+                // kept means kept.
+                let mut kept = dir.as_os_str().to_os_string();
+                kept.push(".kept");
+                match fs::rename(dir, &kept) {
+                    Ok(()) => log::info!("list files kept in {}", path::display_os(Path::new(&kept))),
+                    Err(e) => log::warn!("list files kept in {} (cannot rename it to *.kept: {e}; a later livesync may sweep it)", path::display_os(dir)),
+                }
             } else if let Err(e) = fs::remove_dir_all(dir) {
                 log::warn!("cannot remove {}: {e}", path::display_os(dir));
             }
@@ -530,31 +543,6 @@ fn list_error(dir: &Path, e: io::Error) -> HandlerError {
     ))
 }
 
-/// Makes a fresh 0700 directory with a random name under `parent`.
-fn private_dir(parent: &Path) -> Result<PathBuf, HandlerError> {
-    let mut last = None;
-    for _ in 0..100 {
-        let mut h = RandomState::new().build_hasher();
-        h.write_u32(std::process::id());
-        let name = format!("livesync-lists-{:016x}", h.finish());
-        let p = parent.join(name);
-        match DirBuilder::new().mode(0o700).create(&p) {
-            Ok(()) => {
-                // The umask may have taken bits away; set exactly 0700.
-                fs::set_permissions(&p, fs::Permissions::from_mode(0o700))
-                    .map_err(|e| HandlerError::io(&p, e))?;
-                return Ok(p);
-            }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some(e),
-            Err(e) => return Err(list_error(parent, e)),
-        }
-    }
-    Err(list_error(
-        parent,
-        last.unwrap_or_else(|| io::Error::other("no free name")),
-    ))
-}
-
 /// `dir/` for rsync (a trailing slash means "the contents"), and `./-x/`
 /// for a relative name that would otherwise read as an option.
 fn dir_arg(dir: &OsStr) -> OsString {
@@ -881,6 +869,28 @@ mod tests {
         assert_eq!(argv.iter().filter(|a| *a == "-aH").count(), 3, "{argv:?}");
         assert_eq!(fake.list(2), b"/a\n/a/1\n/a/1/***\n");
         assert_eq!(fake.list(6), b"/a\n/a/3\n/a/3/***\n");
+    }
+
+    #[test]
+    fn kept_private_lists_are_moved_out_of_the_sweeps_reach() {
+        let src = tempfile::tempdir().unwrap();
+        let mut cfg = RsyncConfig::new("rsync", src.path(), "d");
+        cfg.keep_lists = true;
+        let h = RsyncDirect::new(cfg).unwrap();
+        let dir = h.lists_dir().to_path_buf();
+        fs::write(dir.join("x.include"), "/a\n").unwrap();
+        drop(h);
+        let mut kept = dir.clone().into_os_string();
+        kept.push(".kept");
+        let kept = PathBuf::from(kept);
+        assert!(!dir.exists());
+        assert_eq!(fs::read(kept.join("x.include")).unwrap(), b"/a\n");
+        // No sweep takes it: its name is not one a sweep looks at.
+        let name = kept.file_name().unwrap().as_bytes();
+        assert!(!super::super::private::ours(name, "livesync-lists-"));
+        let own = dir.file_name().unwrap().as_bytes();
+        assert!(super::super::private::ours(own, "livesync-lists-"));
+        fs::remove_dir_all(&kept).unwrap();
     }
 
     #[test]

@@ -23,13 +23,9 @@ use super::{Handler, HandlerError, Report};
 use crate::batch::Batch;
 use crate::exec::{self, ExecError};
 use crate::path;
-use std::collections::hash_map::RandomState;
 use std::ffi::{OsStr, OsString};
-use std::fs::{self, DirBuilder};
-use std::hash::{BuildHasher, Hasher};
-use std::io;
+use std::fs;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -88,7 +84,7 @@ pub struct Unison {
     /// The second root as unison reads it.
     root2: OsString,
     /// The private UNISON directory; removed on drop.
-    state: PathBuf,
+    state: super::private::PrivateDir,
     /// Added to unison's environment (set by the daemon before each run).
     env: Vec<(OsString, OsString)>,
 }
@@ -124,7 +120,7 @@ impl Unison {
 
     /// The private directory unison keeps its archives in (`UNISON`).
     pub fn state_dir(&self) -> &Path {
-        &self.state
+        self.state.path()
     }
 
     /// The argv of each run for `batch`: one per chunk of paths, or a single
@@ -184,7 +180,10 @@ impl Handler for Unison {
                     .join(" ")
             );
             let mut env = self.env.clone();
-            env.push(("UNISON".into(), self.state.clone().into_os_string()));
+            env.push((
+                "UNISON".into(),
+                self.state.path().as_os_str().to_os_string(),
+            ));
             let spec = exec::Spec {
                 timeout: self.cfg.timeout,
                 env,
@@ -209,8 +208,8 @@ impl Handler for Unison {
 
 impl Drop for Unison {
     fn drop(&mut self) {
-        if let Err(e) = fs::remove_dir_all(&self.state) {
-            log::warn!("cannot remove {}: {e}", path::display_os(&self.state));
+        if let Err(e) = fs::remove_dir_all(self.state.path()) {
+            log::warn!("cannot remove {}: {e}", path::display_os(self.state.path()));
         }
     }
 }
@@ -324,37 +323,22 @@ fn remote_root(dst: &OsStr) -> Result<OsString, HandlerError> {
     Ok(OsString::from_vec(out))
 }
 
-/// Makes a fresh 0700 directory with a random name under `parent`.
-pub(crate) fn private_dir(parent: &Path) -> Result<PathBuf, HandlerError> {
-    for _ in 0..100 {
-        let mut h = RandomState::new().build_hasher();
-        h.write_u32(std::process::id());
-        let p = parent.join(format!("livesync-unison-{:016x}", h.finish()));
-        match DirBuilder::new().mode(0o700).create(&p) {
-            Ok(()) => {
-                fs::set_permissions(&p, fs::Permissions::from_mode(0o700))
-                    .map_err(|e| HandlerError::io(&p, e))?;
-                return Ok(p);
-            }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => {
-                return Err(HandlerError::Other(format!(
-                    "cannot create unison's state dir in {}: {e}; check TMPDIR",
-                    path::display_os(parent)
-                )))
-            }
-        }
-    }
-    Err(HandlerError::Other(format!(
-        "cannot create unison's state dir in {}: too many name clashes",
-        path::display_os(parent)
-    )))
+/// Makes a fresh private state directory under `parent` (see
+/// [`super::private`]).
+pub(crate) fn private_dir(parent: &Path) -> Result<super::private::PrivateDir, HandlerError> {
+    super::private::PrivateDir::create(parent, "livesync-unison-").map_err(|e| {
+        HandlerError::Other(format!(
+            "cannot create unison's state dir in {}: {e}; check TMPDIR",
+            path::display_os(parent)
+        ))
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::batch::{Lane, Op};
+    use std::os::unix::fs::PermissionsExt;
 
     fn batch(ops: Vec<Op>) -> Batch {
         Batch {
