@@ -100,6 +100,14 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// `ops` as a first try in the normal lane, with no recorded masks.
+    pub fn of(ops: Vec<Op>) -> Batch {
+        Batch {
+            ops,
+            ..Batch::default()
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
     }

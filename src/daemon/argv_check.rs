@@ -515,7 +515,7 @@ impl Checker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::batch::{Batch, Lane, Op};
+    use crate::batch::{Batch, Op};
     use crate::config::cli;
     use clap::Parser;
     use std::fs;
@@ -610,11 +610,7 @@ mod tests {
     }
 
     fn batch(ops: Vec<Op>) -> Batch {
-        Batch {
-            ops,
-            lane: Lane::Normal,
-            ..Batch::default()
-        }
+        Batch::of(ops)
     }
 
     /// The batches every mode is run on: the initial sync, a file, a

@@ -188,15 +188,10 @@ impl Handler for Csync2 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::batch::{Lane, Op};
+    use crate::batch::Op;
 
     fn batch(ops: Vec<Op>) -> Batch {
-        Batch {
-            ops,
-            lane: Lane::Normal,
-            attempt: 0,
-            ..Default::default()
-        }
+        Batch::of(ops)
     }
 
     fn sync(p: &[u8]) -> Op {

@@ -355,7 +355,6 @@ pub fn render_excludes(ex: &Excludes, sep: Separator) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::batch::Lane;
     use proptest::prelude::*;
 
     fn sync(p: &[u8], recursive: bool) -> Op {
@@ -363,12 +362,7 @@ mod tests {
     }
 
     fn batch(ops: Vec<Op>) -> Batch {
-        Batch {
-            ops,
-            lane: Lane::Normal,
-            attempt: 0,
-            ..Default::default()
-        }
+        Batch::of(ops)
     }
 
     /// A fake source: `dirs` are directories, `files` non-directories,

@@ -1136,16 +1136,10 @@ impl Ctx {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::batch::Lane;
     use std::os::unix::fs::PermissionsExt;
 
     fn batch(ops: Vec<Op>) -> Batch {
-        Batch {
-            ops,
-            lane: Lane::Normal,
-            attempt: 0,
-            ..Default::default()
-        }
+        Batch::of(ops)
     }
 
     #[test]

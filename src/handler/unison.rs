@@ -337,16 +337,11 @@ pub(crate) fn private_dir(parent: &Path) -> Result<super::private::PrivateDir, H
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::batch::{Lane, Op};
+    use crate::batch::Op;
     use std::os::unix::fs::PermissionsExt;
 
     fn batch(ops: Vec<Op>) -> Batch {
-        Batch {
-            ops,
-            lane: Lane::Normal,
-            attempt: 0,
-            ..Default::default()
-        }
+        Batch::of(ops)
     }
 
     fn sync(p: &[u8]) -> Op {

@@ -3,7 +3,6 @@
 //! and nowhere else.
 
 use super::*;
-use crate::batch::Lane;
 use nix::sys::time::TimeSpec;
 use proptest::prelude::*;
 use std::collections::BTreeMap;
@@ -75,12 +74,7 @@ impl Env {
 }
 
 fn batch(ops: Vec<Op>) -> Batch {
-    Batch {
-        ops,
-        lane: Lane::Normal,
-        attempt: 0,
-        ..Default::default()
-    }
+    Batch::of(ops)
 }
 
 fn sync(p: &[u8]) -> Op {
