@@ -195,10 +195,7 @@ mod tests {
     }
 
     fn sync(p: &[u8]) -> Op {
-        Op::Sync {
-            path: p.to_vec(),
-            recursive: true,
-        }
+        Op::sync(p, true)
     }
 
     fn strs(v: &[OsString]) -> Vec<String> {

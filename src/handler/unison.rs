@@ -345,10 +345,7 @@ mod tests {
     }
 
     fn sync(p: &[u8]) -> Op {
-        Op::Sync {
-            path: p.to_vec(),
-            recursive: false,
-        }
+        Op::sync(p, false)
     }
 
     fn strs(v: &[OsString]) -> Vec<String> {
