@@ -194,6 +194,23 @@ impl Outcome {
     }
 }
 
+/// How it ended, for a log line after the program's name: "exited with
+/// code 1", "was killed by signal 9", "was still running after 5s (the
+/// timeout) and was killed with its process group".
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Outcome::Exited(c) => write!(f, "exited with code {c}"),
+            Outcome::Signaled(s) => write!(f, "was killed by signal {s}"),
+            Outcome::TimedOut { after, .. } => write!(
+                f,
+                "was still running after {after:.0?} (the timeout) and was killed with its \
+                 process group"
+            ),
+        }
+    }
+}
+
 /// One child to run: argv, extra environment, timeout.
 #[derive(Clone, Debug)]
 pub struct Spec {

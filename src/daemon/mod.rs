@@ -59,7 +59,12 @@
 //!
 //! Hooks run as `PROGRAM LABEL` with `CLSYNC_STATUS` (and the other
 //! variables handlers get) in their environment, under the `-k` timeout,
-//! and only if the initial sync completed. A failed hook is logged.
+//! and only if the initial sync completed. A failed pre-exit hook (a
+//! non-zero exit, a signal, the timeout, or a program that cannot run)
+//! ends livesync at once with exit code 1 and one error line: no more
+//! syncs, no exit hook (in a server move, "start the new server" must not
+//! follow a failed "stop the old one"). A failed exit hook makes the exit
+//! code 1. `--ignore-hook-failures` only logs them, as clsync does.
 //!
 //! # Failures
 //! A failed batch is re-queued with backoff (doubling from max(-w, 0.5 s) up
@@ -1078,12 +1083,43 @@ impl Daemon {
     fn finish(&mut self, done: Done) -> Result<(), DaemonError> {
         let (id, batch, result, elapsed, was_initial) = match done {
             Done::Hook { which, result } => {
-                match result {
+                let program = match which {
+                    Hook::PreExit => self.cfg.pre_exit_hook.as_ref(),
+                    Hook::Exit => self.cfg.exit_hook.as_ref(),
+                }
+                .map(|p| path::display(p.as_bytes()))
+                .unwrap_or_default();
+                let failure = match result {
                     Ok(o) if o.success(&[]) => {
-                        ::log::info!("{} finished", which.option())
+                        ::log::info!("{} finished", which.option());
+                        None
                     }
-                    Ok(o) => ::log::warn!("{} failed: {o:?}", which.option()),
-                    Err(e) => ::log::warn!("{}: {e}", which.option()),
+                    Ok(o) => Some(format!("{} {program} {o}", which.option())),
+                    Err(e) => Some(format!("{}: {e}", which.option())),
+                };
+                if let Some(failure) = failure {
+                    if self.cfg.ignore_hook_failures {
+                        ::log::warn!("{failure} (ignored: --ignore-hook-failures)");
+                    } else if which == Hook::PreExit {
+                        // A server move: "stop the old one" failed, so
+                        // "start the new one" must not run.
+                        let left = self.queue.len();
+                        return Err(DaemonError::GaveUp(format!(
+                            "{failure}: {}{}",
+                            if self.cfg.exit_hook.is_some() {
+                                "not running --exit-hook, exiting"
+                            } else {
+                                "exiting"
+                            },
+                            if left > 0 {
+                                format!(" ({left} pending op(s) not synced)")
+                            } else {
+                                String::new()
+                            }
+                        )));
+                    } else {
+                        return Err(DaemonError::GaveUp(failure));
+                    }
                 }
                 if let Some(e) = self.ending.as_mut() {
                     if e.hook_started {
