@@ -840,3 +840,23 @@ fn a_failed_exit_hook_makes_the_exit_code_non_zero() {
     );
     assert_eq!(env.diff(), None);
 }
+
+#[test]
+fn standby_file_created_just_before_a_change_holds_its_sync() {
+    let env = TestEnv::new();
+    let standby = env.root.join("standby");
+    let mut d = Daemon::start(&env, &["-t0", "-w0", "--standby-file", &path_str(&standby)]);
+    d.wait_live(&env, LONG);
+    // The file was looked at a moment ago; it must be looked at again
+    // before the sync of this change starts, not only a second later.
+    fs::write(&standby, "").expect("standby");
+    env.write("held", "x");
+    assert_stays(
+        Duration::from_millis(1500),
+        "nothing synced while the standby file exists",
+        || !env.dst_has("held"),
+    );
+    d.assert_running();
+    fs::remove_file(&standby).expect("rm standby");
+    d.wait_synced(&env, LONG);
+}

@@ -57,6 +57,10 @@
 //! - The standby file (and a pause) holds the syncs of the way out too;
 //!   remove it, or send a second TERM, to get out.
 //!
+//! The standby file is looked at right before a sync would start (so no
+//! sync starts once it exists), and every second otherwise, to keep the
+//! status up to date.
+//!
 //! Hooks run as `PROGRAM LABEL` with `CLSYNC_STATUS` (and the other
 //! variables handlers get) in their environment, under the `-k` timeout,
 //! and only if the initial sync completed. A failed pre-exit hook (a
@@ -993,6 +997,17 @@ impl Daemon {
         }
     }
 
+    /// Looks at the standby file now, whatever the poll interval says (the
+    /// last look may be a second old): no sync may start once it exists.
+    /// True when syncs are held by it.
+    fn standby_before_sync(&mut self, now: Instant) -> bool {
+        if self.cfg.standby_file.is_some() {
+            self.next_standby_check = now;
+            self.check_standby(now);
+        }
+        self.standby
+    }
+
     /// The environment of a handler run: clsync's variables and ours.
     fn handler_env(&self, status: Status) -> Vec<(OsString, OsString)> {
         let st = OsString::from(status.as_str());
@@ -1386,7 +1401,7 @@ impl Daemon {
             self.set_status(self.derived_status());
             match step {
                 Step::Sync => {
-                    if self.held(now) {
+                    if self.held(now) || self.standby_before_sync(now) {
                         return Ok(false);
                     }
                     // The last sync takes every change made up to now: a
@@ -1720,7 +1735,16 @@ impl Daemon {
             } else {
                 // One batch per free worker thread (one thread with -p off).
                 while self.worker.has_idle() && !self.held(now) && self.below_max_iterations() {
-                    let popped = if self.cfg.exit_on_no_events && self.initial_done {
+                    let all = self.cfg.exit_on_no_events && self.initial_done;
+                    let due = if all {
+                        !self.queue.is_empty()
+                    } else {
+                        self.queue.next_due().is_some_and(|t| t <= now)
+                    };
+                    if !due || self.standby_before_sync(now) {
+                        break;
+                    }
+                    let popped = if all {
                         // Sync until nothing is pending, without windows.
                         self.queue.pop_all_with_id()
                     } else {
