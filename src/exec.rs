@@ -1,11 +1,15 @@
 //! Child processes: run one external program to completion.
 //!
 //! This module owns spawning a handler's program from an argv (never through
-//! a shell; a bare name is looked up in `PATH`), putting it in a process group
-//! of its own, waiting for it with an optional timeout, and killing the whole
-//! group (SIGTERM, then SIGKILL after a grace period) when the timeout passes,
-//! so that no grandchild (an `ssh` under `rsync`, a `sleep` under a script)
-//! outlives a sync. stdin is `/dev/null`; stdout and stderr are inherited.
+//! a shell; a bare name is looked up in `PATH`), putting it in a session and
+//! process group of its own, waiting for it with an optional timeout, and
+//! killing the whole group (SIGTERM, then SIGKILL after a grace period) when
+//! the timeout passes, so that no grandchild (an `ssh` under `rsync`, a
+//! `sleep` under a script) outlives a sync. stdin is `/dev/null`, and the
+//! new session has no controlling terminal: no child can ever read one (an
+//! `ssh` asking for a password or a host key fails at once instead of being
+//! stopped by the terminal, and the sync with it). stdout is inherited;
+//! stderr too, unless the caller asks to see it ([`Spec::stderr`]).
 //!
 //! It must not decide what a result means for a batch (exit codes to ignore,
 //! retries, re-queueing): it reports what happened as an [`Outcome`] and the
@@ -225,7 +229,60 @@ pub struct Spec {
     /// Working directory of the child (None = ours). clsync's command
     /// modes run their handler in the watch dir.
     pub cwd: Option<std::path::PathBuf>,
+    /// Keep the child's stderr here (the first [`CAPTURE_MAX`] bytes; the
+    /// rest is passed on) instead of passing it on, so that the caller can
+    /// read why it failed. None: inherited. Only a child started here is
+    /// captured, not one the privileged helper starts.
+    pub stderr: Option<Captured>,
 }
+
+/// How much of a child's stderr [`Captured`] keeps; more goes to ours.
+pub const CAPTURE_MAX: usize = 64 * 1024;
+
+/// A child's stderr, kept by [`Spec::run_prepared`].
+#[derive(Clone, Debug, Default)]
+pub struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Captured {
+    /// What was kept, leaving it empty.
+    pub fn take(&self) -> Vec<u8> {
+        match self.0.lock() {
+            Ok(mut b) => std::mem::take(&mut *b),
+            Err(p) => std::mem::take(&mut *p.into_inner()),
+        }
+    }
+}
+
+/// Reads `pipe` to its end into `into` (past [`CAPTURE_MAX`] into our
+/// stderr); the receiver hears when the end is reached.
+fn capture(mut pipe: impl io::Read + Send + 'static, into: Captured) -> mpsc::Receiver<()> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        loop {
+            match pipe.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    let mut kept = into.0.lock().unwrap_or_else(|p| p.into_inner());
+                    let room = CAPTURE_MAX.saturating_sub(kept.len()).min(n);
+                    kept.extend_from_slice(&buf[..room]);
+                    drop(kept);
+                    if room < n {
+                        let _ = io::Write::write_all(&mut io::stderr(), &buf[room..n]);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        let _ = tx.send(());
+    });
+    rx
+}
+
+/// How long a capture may go on after the child exited (a grandchild that
+/// still holds the pipe): then the caller gets what is there.
+const CAPTURE_LINGER: Duration = Duration::from_millis(500);
 
 impl Spec {
     pub fn new(argv: Vec<OsString>) -> Spec {
@@ -235,6 +292,7 @@ impl Spec {
             timeout: None,
             grace: DEFAULT_GRACE,
             cwd: None,
+            stderr: None,
         }
     }
 
@@ -256,8 +314,22 @@ impl Spec {
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(dev_null())
             .stdout(Stdio::inherit())
-            .stderr(Stdio::inherit())
-            .process_group(0);
+            .stderr(if self.stderr.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::inherit()
+            });
+        // A session of its own: its own process group (killed as one), and
+        // no controlling terminal to read from or be stopped by.
+        // SAFETY: setsid is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::setsid() < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         if let Some(dir) = &self.cwd {
             cmd.current_dir(dir);
         }
@@ -268,6 +340,19 @@ impl Spec {
             }
         }
         let mut child = spawn(&mut cmd).map_err(|e| spawn_error(program, name.clone(), e))?;
+        let captured = match (&self.stderr, child.stderr.take()) {
+            (Some(into), Some(pipe)) => Some(capture(pipe, into.clone())),
+            _ => None,
+        };
+        let result = self.wait(child, name);
+        if let Some(done) = captured {
+            let _ = done.recv_timeout(CAPTURE_LINGER);
+        }
+        result
+    }
+
+    /// Waits for `child` (see the module docs).
+    fn wait(&self, mut child: std::process::Child, name: String) -> Result<Outcome, ExecError> {
         let pid = child.id();
         let _running = Running::new(pid);
         let wait_err = |source| ExecError::Wait {
@@ -330,6 +415,7 @@ pub fn run(
         timeout,
         grace: DEFAULT_GRACE,
         cwd: None,
+        stderr: None,
     }
     .run()
 }
@@ -631,6 +717,7 @@ mod tests {
             timeout: Some(Duration::from_millis(500)),
             grace: Duration::from_millis(300),
             cwd: None,
+            stderr: None,
         };
         let started = Instant::now();
         let o = spec.run().unwrap();
@@ -658,6 +745,7 @@ mod tests {
             timeout: Some(Duration::from_millis(200)),
             grace: Duration::from_secs(20),
             cwd: None,
+            stderr: None,
         };
         let started = Instant::now();
         let o = spec.run().unwrap();

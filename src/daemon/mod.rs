@@ -76,6 +76,10 @@
 //! changes, unless `--ignore-failures`: then it keeps retrying, with the same
 //! backoff, and never drops the batch. `-k` (rsyncdirect) kills a handler's
 //! whole process group after that many seconds; that counts as a failure.
+//! A stop signal does not wait for a retry's backoff: the last sync runs at
+//! once. Nothing a handler runs may ask a question: `RSYNC_RSH` defaults
+//! to batch-mode ssh ([`DEFAULT_RSYNC_RSH`]), and [`crate::exec`] starts
+//! every child without a controlling terminal.
 //!
 //! # Other signals
 //! SIGHUP re-reads the command line and the config file (and so the rules
@@ -821,6 +825,8 @@ struct Daemon {
     /// Handlers were signalled to stop since the running batch started: its
     /// failure is ours, not the destination's.
     killed: bool,
+    /// Ops of the batches handed to the worker and not finished yet.
+    ops_in_flight: usize,
     /// When to SIGKILL handler groups that ignored our SIGTERM.
     kill_deadline: Option<Instant>,
     /// `--modification-signature`.
@@ -1053,6 +1059,7 @@ impl Daemon {
         }
         // Listing backends check afterwards what the handler may have read.
         self.monitor.syncing(&batch);
+        self.ops_in_flight += batch.len();
         self.worker.send(Job::Batch {
             id,
             batch,
@@ -1155,6 +1162,7 @@ impl Daemon {
         let now = Instant::now();
         self.monitor.synced();
         let n = batch.len();
+        self.ops_in_flight = self.ops_in_flight.saturating_sub(n);
         if was_initial {
             self.initial_running = false;
             self.ops.initial_sync_ended();
@@ -1296,9 +1304,10 @@ impl Daemon {
             }
             Control::Stop => {
                 if self.ending.as_ref().is_some_and(|e| e.hard) {
+                    // What runs now is dropped too.
                     ::log::warn!(
                         "second stop signal: exiting now, {} pending op(s) not synced",
-                        self.queue.len()
+                        self.queue.len() + self.ops_in_flight
                     );
                     return self.control(Control::Die);
                 }
@@ -1309,6 +1318,9 @@ impl Daemon {
                     self.killed = true;
                     self.kill_deadline = Some(now + KILL_GRACE);
                 }
+                // The last try runs now, not after a retry's backoff (up
+                // to a minute): one stop signal must end livesync promptly.
+                self.retry_at = None;
                 self.ending = Some(Ending {
                     steps: [Step::Sync, Step::ExitHook].into(),
                     hard: true,
@@ -1872,6 +1884,21 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
     result
 }
 
+/// What rsync runs to reach a `host:path` destination when `RSYNC_RSH` is
+/// not set: ssh that never asks anything (a password, a passphrase, "add
+/// this host key?") and fails with a message instead. Nobody can answer a
+/// daemon's handler; without a terminal the question is never seen.
+pub const DEFAULT_RSYNC_RSH: &str = "ssh -o BatchMode=yes";
+
+/// Sets `RSYNC_RSH` to [`DEFAULT_RSYNC_RSH`] for every program livesync
+/// runs, unless it is set already. rsync's own `-e`/`--rsh` in a handler
+/// template still win over it. Call it before any thread starts.
+fn batch_mode_ssh() {
+    if std::env::var_os("RSYNC_RSH").is_none() {
+        std::env::set_var("RSYNC_RSH", DEFAULT_RSYNC_RSH);
+    }
+}
+
 /// Raises the soft limit of open files to the hard limit: the mirror holds
 /// two directory descriptors per level of a deep tree, and inotify itself
 /// needs none per watch, so the default soft limit of 1,024 is the only one
@@ -1898,6 +1925,7 @@ fn raise_open_file_limit() {
 fn start_and_run(mut cfg: Config) -> Result<(), DaemonError> {
     // Before any thread starts: it edits the environment.
     let notifier = ops::notifier_from_env();
+    batch_mode_ssh();
     raise_open_file_limit();
     let argv: Vec<OsString> = std::env::args_os().collect();
     let start_dir = std::env::current_dir().ok();
@@ -2046,6 +2074,7 @@ fn start_and_run(mut cfg: Config) -> Result<(), DaemonError> {
         paused: false,
         ending: None,
         killed: false,
+        ops_in_flight: 0,
         kill_deadline: None,
         signatures: None,
         socket,
