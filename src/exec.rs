@@ -229,47 +229,71 @@ pub struct Spec {
     /// Working directory of the child (None = ours). clsync's command
     /// modes run their handler in the watch dir.
     pub cwd: Option<std::path::PathBuf>,
-    /// Keep the child's stderr here (the first [`CAPTURE_MAX`] bytes; the
-    /// rest is passed on) instead of passing it on, so that the caller can
-    /// read why it failed. None: inherited. Only a child started here is
+    /// Keep the child's stderr here instead of passing it on, so that the
+    /// caller can read why it failed (up to [`CAPTURE_MAX`] bytes: a child
+    /// that writes more has all of it passed on). None: inherited. Only a child started here is
     /// captured, not one the privileged helper starts.
     pub stderr: Option<Captured>,
 }
 
-/// How much of a child's stderr [`Captured`] keeps; more goes to ours.
+/// How much of a child's stderr [`Captured`] keeps; with more, all goes to
+/// ours.
 pub const CAPTURE_MAX: usize = 64 * 1024;
 
 /// A child's stderr, kept by [`Spec::run_prepared`].
-#[derive(Clone, Debug, Default)]
-pub struct Captured(Arc<Mutex<Vec<u8>>>);
+#[derive(Clone, Debug)]
+pub struct Captured {
+    kept: Arc<Mutex<Vec<u8>>>,
+    limit: usize,
+}
+
+impl Default for Captured {
+    fn default() -> Captured {
+        Captured::with_limit(CAPTURE_MAX)
+    }
+}
 
 impl Captured {
+    /// Keeps up to `limit` bytes ([`CAPTURE_MAX`] by default).
+    pub fn with_limit(limit: usize) -> Captured {
+        Captured {
+            kept: Arc::default(),
+            limit,
+        }
+    }
+
     /// What was kept, leaving it empty.
     pub fn take(&self) -> Vec<u8> {
-        match self.0.lock() {
+        match self.kept.lock() {
             Ok(mut b) => std::mem::take(&mut *b),
             Err(p) => std::mem::take(&mut *p.into_inner()),
         }
     }
 }
 
-/// Reads `pipe` to its end into `into` (past [`CAPTURE_MAX`] into our
-/// stderr); the receiver hears when the end is reached.
+/// Reads `pipe` to its end into `into`; the receiver hears when the end is
+/// reached. Past its limit it gives up keeping: what it kept
+/// and all that follows go to our stderr, in order.
 fn capture(mut pipe: impl io::Read + Send + 'static, into: Captured) -> mpsc::Receiver<()> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let mut buf = [0u8; 4096];
+        let mut passing_on = false;
         loop {
             match pipe.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => {
-                    let mut kept = into.0.lock().unwrap_or_else(|p| p.into_inner());
-                    let room = CAPTURE_MAX.saturating_sub(kept.len()).min(n);
-                    kept.extend_from_slice(&buf[..room]);
-                    drop(kept);
-                    if room < n {
-                        let _ = io::Write::write_all(&mut io::stderr(), &buf[room..n]);
+                    let mut kept = into.kept.lock().unwrap_or_else(|p| p.into_inner());
+                    if !passing_on && kept.len() + n <= into.limit {
+                        kept.extend_from_slice(&buf[..n]);
+                        continue;
                     }
+                    passing_on = true;
+                    let earlier = std::mem::take(&mut *kept);
+                    drop(kept);
+                    let mut err = io::stderr().lock();
+                    let _ = io::Write::write_all(&mut err, &earlier);
+                    let _ = io::Write::write_all(&mut err, &buf[..n]);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => break,
@@ -637,6 +661,44 @@ mod tests {
         assert_eq!(nums.len(), 2, "{text}");
         assert_eq!(nums[0], nums[1], "pgid must equal the child's pid");
         assert_ne!(nums[0], nix::unistd::getpgrp().as_raw() as i64);
+    }
+
+    #[test]
+    fn child_leads_its_own_session_without_a_terminal() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        // Fields 6 and 7 of /proc/PID/stat: session id, controlling tty.
+        let mut argv = sh(r#"cut -d' ' -f6,7 /proc/$$/stat > "$0"; echo $$ >> "$0""#);
+        argv.push(out.clone().into_os_string());
+        assert_eq!(run(&argv, &[], None).unwrap(), Outcome::Exited(0));
+        let text = std::fs::read_to_string(&out).unwrap();
+        let nums: Vec<i64> = text
+            .split_whitespace()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        assert_eq!(nums.len(), 3, "{text}");
+        assert_eq!(nums[0], nums[2], "the child leads a session: {text}");
+        assert_eq!(nums[1], 0, "no controlling terminal: {text}");
+    }
+
+    #[test]
+    fn stderr_is_kept_when_asked_and_passed_on_past_the_cap() {
+        let kept = Captured::default();
+        let spec = Spec {
+            stderr: Some(kept.clone()),
+            ..Spec::new(sh("echo out; echo 'one line' >&2; exit 3"))
+        };
+        assert_eq!(spec.run_prepared(None).unwrap(), Outcome::Exited(3));
+        assert_eq!(kept.take(), b"one line\n");
+        assert!(kept.take().is_empty(), "take empties it");
+        // More than the limit: nothing is kept (all of it was passed on).
+        let kept = Captured::with_limit(8);
+        let spec = Spec {
+            stderr: Some(kept.clone()),
+            ..Spec::new(sh("echo 'past the limit: passed on' >&2"))
+        };
+        assert_eq!(spec.run_prepared(None).unwrap(), Outcome::Exited(0));
+        assert!(kept.take().is_empty());
     }
 
     #[test]
