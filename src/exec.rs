@@ -1,11 +1,15 @@
 //! Child processes: run one external program to completion.
 //!
 //! This module owns spawning a handler's program from an argv (never through
-//! a shell; a bare name is looked up in `PATH`), putting it in a process group
-//! of its own, waiting for it with an optional timeout, and killing the whole
-//! group (SIGTERM, then SIGKILL after a grace period) when the timeout passes,
-//! so that no grandchild (an `ssh` under `rsync`, a `sleep` under a script)
-//! outlives a sync. stdin is `/dev/null`; stdout and stderr are inherited.
+//! a shell; a bare name is looked up in `PATH`), putting it in a session and
+//! process group of its own, waiting for it with an optional timeout, and
+//! killing the whole group (SIGTERM, then SIGKILL after a grace period) when
+//! the timeout passes, so that no grandchild (an `ssh` under `rsync`, a
+//! `sleep` under a script) outlives a sync. stdin is `/dev/null`, and the
+//! new session has no controlling terminal: no child can ever read one (an
+//! `ssh` asking for a password or a host key fails at once instead of being
+//! stopped by the terminal, and the sync with it). stdout is inherited;
+//! stderr too, unless the caller asks to see it ([`Spec::stderr`]).
 //!
 //! It must not decide what a result means for a batch (exit codes to ignore,
 //! retries, re-queueing): it reports what happened as an [`Outcome`] and the
@@ -194,6 +198,23 @@ impl Outcome {
     }
 }
 
+/// How it ended, for a log line after the program's name: "exited with
+/// code 1", "was killed by signal 9", "was still running after 5s (the
+/// timeout) and was killed with its process group".
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Outcome::Exited(c) => write!(f, "exited with code {c}"),
+            Outcome::Signaled(s) => write!(f, "was killed by signal {s}"),
+            Outcome::TimedOut { after, .. } => write!(
+                f,
+                "was still running after {after:.0?} (the timeout) and was killed with its \
+                 process group"
+            ),
+        }
+    }
+}
+
 /// One child to run: argv, extra environment, timeout.
 #[derive(Clone, Debug)]
 pub struct Spec {
@@ -208,7 +229,84 @@ pub struct Spec {
     /// Working directory of the child (None = ours). clsync's command
     /// modes run their handler in the watch dir.
     pub cwd: Option<std::path::PathBuf>,
+    /// Keep the child's stderr here instead of passing it on, so that the
+    /// caller can read why it failed (up to [`CAPTURE_MAX`] bytes: a child
+    /// that writes more has all of it passed on). None: inherited. Only a child started here is
+    /// captured, not one the privileged helper starts.
+    pub stderr: Option<Captured>,
 }
+
+/// How much of a child's stderr [`Captured`] keeps; with more, all goes to
+/// ours.
+pub const CAPTURE_MAX: usize = 64 * 1024;
+
+/// A child's stderr, kept by [`Spec::run_prepared`].
+#[derive(Clone, Debug)]
+pub struct Captured {
+    kept: Arc<Mutex<Vec<u8>>>,
+    limit: usize,
+}
+
+impl Default for Captured {
+    fn default() -> Captured {
+        Captured::with_limit(CAPTURE_MAX)
+    }
+}
+
+impl Captured {
+    /// Keeps up to `limit` bytes ([`CAPTURE_MAX`] by default).
+    pub fn with_limit(limit: usize) -> Captured {
+        Captured {
+            kept: Arc::default(),
+            limit,
+        }
+    }
+
+    /// What was kept, leaving it empty.
+    pub fn take(&self) -> Vec<u8> {
+        match self.kept.lock() {
+            Ok(mut b) => std::mem::take(&mut *b),
+            Err(p) => std::mem::take(&mut *p.into_inner()),
+        }
+    }
+}
+
+/// Reads `pipe` to its end into `into`; the receiver hears when the end is
+/// reached. Past its limit it gives up keeping: what it kept
+/// and all that follows go to our stderr, in order.
+fn capture(mut pipe: impl io::Read + Send + 'static, into: Captured) -> mpsc::Receiver<()> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        let mut passing_on = false;
+        loop {
+            match pipe.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    let mut kept = into.kept.lock().unwrap_or_else(|p| p.into_inner());
+                    if !passing_on && kept.len() + n <= into.limit {
+                        kept.extend_from_slice(&buf[..n]);
+                        continue;
+                    }
+                    passing_on = true;
+                    let earlier = std::mem::take(&mut *kept);
+                    drop(kept);
+                    let mut err = io::stderr().lock();
+                    let _ = io::Write::write_all(&mut err, &earlier);
+                    let _ = io::Write::write_all(&mut err, &buf[..n]);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        let _ = tx.send(());
+    });
+    rx
+}
+
+/// How long a capture may go on after the child exited (a grandchild that
+/// still holds the pipe): then the caller gets what is there.
+const CAPTURE_LINGER: Duration = Duration::from_millis(500);
 
 impl Spec {
     pub fn new(argv: Vec<OsString>) -> Spec {
@@ -218,6 +316,7 @@ impl Spec {
             timeout: None,
             grace: DEFAULT_GRACE,
             cwd: None,
+            stderr: None,
         }
     }
 
@@ -239,8 +338,22 @@ impl Spec {
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(dev_null())
             .stdout(Stdio::inherit())
-            .stderr(Stdio::inherit())
-            .process_group(0);
+            .stderr(if self.stderr.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::inherit()
+            });
+        // A session of its own: its own process group (killed as one), and
+        // no controlling terminal to read from or be stopped by.
+        // SAFETY: setsid is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::setsid() < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         if let Some(dir) = &self.cwd {
             cmd.current_dir(dir);
         }
@@ -251,6 +364,19 @@ impl Spec {
             }
         }
         let mut child = spawn(&mut cmd).map_err(|e| spawn_error(program, name.clone(), e))?;
+        let captured = match (&self.stderr, child.stderr.take()) {
+            (Some(into), Some(pipe)) => Some(capture(pipe, into.clone())),
+            _ => None,
+        };
+        let result = self.wait(child, name);
+        if let Some(done) = captured {
+            let _ = done.recv_timeout(CAPTURE_LINGER);
+        }
+        result
+    }
+
+    /// Waits for `child` (see the module docs).
+    fn wait(&self, mut child: std::process::Child, name: String) -> Result<Outcome, ExecError> {
         let pid = child.id();
         let _running = Running::new(pid);
         let wait_err = |source| ExecError::Wait {
@@ -313,6 +439,7 @@ pub fn run(
         timeout,
         grace: DEFAULT_GRACE,
         cwd: None,
+        stderr: None,
     }
     .run()
 }
@@ -537,6 +664,44 @@ mod tests {
     }
 
     #[test]
+    fn child_leads_its_own_session_without_a_terminal() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        // Fields 6 and 7 of /proc/PID/stat: session id, controlling tty.
+        let mut argv = sh(r#"cut -d' ' -f6,7 /proc/$$/stat > "$0"; echo $$ >> "$0""#);
+        argv.push(out.clone().into_os_string());
+        assert_eq!(run(&argv, &[], None).unwrap(), Outcome::Exited(0));
+        let text = std::fs::read_to_string(&out).unwrap();
+        let nums: Vec<i64> = text
+            .split_whitespace()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        assert_eq!(nums.len(), 3, "{text}");
+        assert_eq!(nums[0], nums[2], "the child leads a session: {text}");
+        assert_eq!(nums[1], 0, "no controlling terminal: {text}");
+    }
+
+    #[test]
+    fn stderr_is_kept_when_asked_and_passed_on_past_the_cap() {
+        let kept = Captured::default();
+        let spec = Spec {
+            stderr: Some(kept.clone()),
+            ..Spec::new(sh("echo out; echo 'one line' >&2; exit 3"))
+        };
+        assert_eq!(spec.run_prepared(None).unwrap(), Outcome::Exited(3));
+        assert_eq!(kept.take(), b"one line\n");
+        assert!(kept.take().is_empty(), "take empties it");
+        // More than the limit: nothing is kept (all of it was passed on).
+        let kept = Captured::with_limit(8);
+        let spec = Spec {
+            stderr: Some(kept.clone()),
+            ..Spec::new(sh("echo 'past the limit: passed on' >&2"))
+        };
+        assert_eq!(spec.run_prepared(None).unwrap(), Outcome::Exited(0));
+        assert!(kept.take().is_empty());
+    }
+
+    #[test]
     fn missing_program_names_it() {
         let e = run(&os(&["livesync-no-such-program-x"]), &[], None).unwrap_err();
         assert!(matches!(e, ExecError::NotInPath { .. }), "{e:?}");
@@ -614,6 +779,7 @@ mod tests {
             timeout: Some(Duration::from_millis(500)),
             grace: Duration::from_millis(300),
             cwd: None,
+            stderr: None,
         };
         let started = Instant::now();
         let o = spec.run().unwrap();
@@ -641,6 +807,7 @@ mod tests {
             timeout: Some(Duration::from_millis(200)),
             grace: Duration::from_secs(20),
             cwd: None,
+            stderr: None,
         };
         let started = Instant::now();
         let o = spec.run().unwrap();

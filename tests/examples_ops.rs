@@ -95,6 +95,7 @@ fn server_move_example_runs_hooks_around_the_last_sync() {
     cmd.arg(&env.src)
         .arg(&env.dst)
         .env("SERVER_MOVE_STATE", &state)
+        .env("SERVER_MOVE_CUTOVER", "quiet")
         .env("LIVESYNC", BIN);
     let r = run_command(cmd, secs(30.0));
     assert_eq!(r.code, Some(0), "{}", r.stderr);
@@ -114,6 +115,50 @@ fn server_move_example_runs_hooks_around_the_last_sync() {
         "{}",
         r.stderr
     );
+}
+
+#[test]
+fn server_move_example_keeps_up_until_told_to_cut_over() {
+    let env = TestEnv::new();
+    env.write("index.html", "<h1>hi</h1>");
+    let state = env.outside_path("state");
+    let _lock = take_lock(libc::LOCK_SH);
+    let mut s = Script::start(
+        Command::new(example("server-move/run.sh"))
+            .arg(&env.src)
+            .arg(&env.dst)
+            .env("SERVER_MOVE_STATE", &state),
+    );
+    wait_until(secs(20.0), "initial copy", || tree_diff(&env.src, &env.dst));
+    // Quiet now, and still mirroring: changes keep arriving.
+    env.write("later.html", "written after the copy");
+    wait_until(secs(20.0), "a later change", || {
+        tree_diff(&env.src, &env.dst)
+    });
+    assert!(!state.join("hooks.log").exists(), "no cut-over yet");
+    let mut c = Command::new(BIN);
+    c.arg("ctl").arg(state.join("livesync.sock")).arg("quit");
+    let r = run_command(c, secs(10.0));
+    assert_eq!(r.code, Some(0), "ctl quit: {}", r.stderr);
+    let mut code = None;
+    wait_until(secs(20.0), "the cut-over ends livesync", || {
+        match s.child.try_wait() {
+            Ok(Some(st)) => {
+                code = st.code();
+                true
+            }
+            _ => false,
+        }
+    });
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        lines(&state.join("hooks.log")),
+        [
+            "stop-old server-move preexit",
+            "start-new server-move exiting with sessions.dump"
+        ]
+    );
+    assert_eq!(tree_diff(&env.src, &env.dst), None);
 }
 
 /// The `batches` counter of the instance behind `sock`.

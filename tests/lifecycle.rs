@@ -724,3 +724,139 @@ fn output_syslog_sends_rfc3164_datagrams_to_dev_log() {
         "{done}"
     );
 }
+
+/// `script` that logs like [`hook`] and then exits with `code`.
+fn hook_exiting(env: &TestEnv, tag: &str, log: &Path, code: i32) -> PathBuf {
+    script(
+        env,
+        &format!("{tag}.sh"),
+        &format!(
+            "echo \"{tag} $# $1 $CLSYNC_STATUS $LIVESYNC_STATUS\" >> '{}'\nexit {code}",
+            log.display()
+        ),
+    )
+}
+
+/// The lines livesync logged at error level.
+fn error_lines(stderr: &str) -> Vec<&str> {
+    stderr.lines().filter(|l| l.contains(" ERROR: ")).collect()
+}
+
+#[test]
+fn a_failed_pre_exit_hook_aborts_the_cut_over() {
+    let env = TestEnv::new();
+    env.write("a", "a");
+    let log = env.root.join("order.log");
+    // "Stop the old server" fails: "start the new one" must not run.
+    let pre = hook_exiting(&env, "pre", &log, 1);
+    let exit = hook(&env, "exit", &log);
+    let argv = |ignore: bool| {
+        let mut a = vec![
+            "-W".to_string(),
+            path_str(&env.src),
+            "-D".into(),
+            path_str(&env.dst),
+            "--exit-on-no-events".into(),
+            "--pre-exit-hook".into(),
+            path_str(&pre),
+            "--exit-hook".into(),
+            path_str(&exit),
+        ];
+        if ignore {
+            a.push("--ignore-hook-failures".into());
+        }
+        a
+    };
+    let r = run_livesync(&argv(false), LONG);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert_eq!(
+        lines(&log),
+        ["pre 1 nolabel preexit preexit"],
+        "{}",
+        r.stderr
+    );
+    let errors = error_lines(&r.stderr);
+    assert_eq!(errors.len(), 1, "{}", r.stderr);
+    assert!(
+        errors[0].contains(&format!(
+            "--pre-exit-hook {} exited with code 1: not running --exit-hook",
+            pre.display()
+        )),
+        "{}",
+        errors[0]
+    );
+    assert!(!r.stderr.contains("Exited("), "{}", r.stderr);
+
+    // clsync's way, asked for: the exit hook runs and livesync exits 0.
+    fs::remove_file(&log).unwrap();
+    let r = run_livesync(&argv(true), LONG);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert_eq!(
+        lines(&log),
+        [
+            "pre 1 nolabel preexit preexit",
+            "exit 1 nolabel exiting exiting"
+        ],
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .contains("exited with code 1 (ignored: --ignore-hook-failures)"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn a_failed_exit_hook_makes_the_exit_code_non_zero() {
+    let env = TestEnv::new();
+    env.write("a", "a");
+    let log = env.root.join("order.log");
+    let exit = hook_exiting(&env, "exit", &log, 3);
+    let r = run_livesync(
+        &[
+            "-W",
+            &path_str(&env.src),
+            "-D",
+            &path_str(&env.dst),
+            "--exit-on-no-events",
+            "--exit-hook",
+            &path_str(&exit),
+        ],
+        LONG,
+    );
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert_eq!(lines(&log), ["exit 1 nolabel exiting exiting"]);
+    let errors = error_lines(&r.stderr);
+    assert_eq!(errors.len(), 1, "{}", r.stderr);
+    assert!(
+        errors[0].ends_with(&format!(
+            "--exit-hook {} exited with code 3",
+            exit.display()
+        )),
+        "{}",
+        errors[0]
+    );
+    assert_eq!(env.diff(), None);
+}
+
+#[test]
+fn standby_file_created_just_before_a_change_holds_its_sync() {
+    let env = TestEnv::new();
+    let standby = env.root.join("standby");
+    let mut d = Daemon::start(&env, &["-t0", "-w0", "--standby-file", &path_str(&standby)]);
+    d.wait_live(&env, LONG);
+    // The file was looked at a moment ago; it must be looked at again
+    // before the sync of this change starts, not only a second later.
+    fs::write(&standby, "").expect("standby");
+    env.write("held", "x");
+    assert_stays(
+        Duration::from_millis(1500),
+        "nothing synced while the standby file exists",
+        || !env.dst_has("held"),
+    );
+    d.assert_running();
+    fs::remove_file(&standby).expect("rm standby");
+    d.wait_synced(&env, LONG);
+}

@@ -301,3 +301,178 @@ fn rsync_over_ssh_with_e_in_the_handler_arguments() {
     r.env.write(b"z\xff", "second");
     r.wait_synced(&mut d, "a live change with -e");
 }
+
+/// A pseudo-terminal whose slave becomes the controlling terminal (and
+/// stdin) of a command, as when livesync is started from a shell. The
+/// master stays open while this lives.
+struct Pty {
+    _master: std::os::fd::OwnedFd,
+    slave: std::ffi::CString,
+}
+
+impl Pty {
+    fn open() -> Pty {
+        use std::os::fd::FromRawFd;
+        // SAFETY: plain libc calls on a descriptor we own.
+        unsafe {
+            let m = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY);
+            assert!(m >= 0, "posix_openpt: {}", std::io::Error::last_os_error());
+            let master = std::os::fd::OwnedFd::from_raw_fd(m);
+            assert_eq!(libc::grantpt(m), 0, "grantpt");
+            assert_eq!(libc::unlockpt(m), 0, "unlockpt");
+            let mut name = [0 as libc::c_char; 128];
+            assert_eq!(libc::ptsname_r(m, name.as_mut_ptr(), name.len()), 0);
+            let slave = std::ffi::CStr::from_ptr(name.as_ptr()).to_owned();
+            Pty {
+                _master: master,
+                slave,
+            }
+        }
+    }
+
+    /// Makes the terminal `cmd`'s controlling terminal and stdin.
+    fn attach(&self, cmd: &mut std::process::Command) {
+        use std::os::unix::process::CommandExt;
+        let slave = self.slave.clone();
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setsid() < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                let fd = libc::open(slave.as_ptr(), libc::O_RDWR);
+                if fd < 0 || libc::ioctl(fd, libc::TIOCSCTTY, 0) < 0 || libc::dup2(fd, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+}
+
+/// The `retrying in X s` delays logged so far, in order.
+fn retry_delays(log: &str) -> Vec<f64> {
+    log.lines()
+        .filter_map(|l| l.split("retrying in ").nth(1))
+        .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+/// rsync over ssh to a real sshd that will not let us in, the way a new
+/// deployment often starts: the cause is named in one line, the status
+/// says the handler fails, retries back off, and one SIGTERM ends livesync.
+fn no_usable_key(on_pty: bool, ssh_opts: &str, cause: &str) {
+    if !sshd_available() {
+        return;
+    }
+    let mut r = Remote::new();
+    let work = tempfile::tempdir().unwrap();
+    let sshd = Sshd::start(work.path(), &[]);
+    let dest = format!("{}:{}", sshd.host(), r.dir.display());
+    r.set_destination(&dest);
+    r.env.write("f", "f");
+    let status = r.env.outside_path("status");
+    // Only a key that does not exist: nothing sshd accepts.
+    let rsh = format!(
+        "ssh -p {} -o IdentitiesOnly=yes -i {} -o UserKnownHostsFile=/dev/null {ssh_opts}",
+        sshd.port,
+        work.path().join("no-such-key").display()
+    );
+    let pty = on_pty.then(Pty::open);
+    let argv = [
+        "-M",
+        "rsyncdirect",
+        "-t0",
+        "-w0",
+        "--status-file",
+        &path_str(&status),
+    ];
+    let mut d = Daemon::start_prepared(&r.env, &argv, Locking::Shared, |cmd| {
+        cmd.env("RSYNC_RSH", &rsh).env_remove("SSH_AUTH_SOCK");
+        if let Some(p) = &pty {
+            p.attach(cmd);
+        }
+    });
+    d.wait_for_log(T, cause);
+    let log = d.log();
+    let line = log.lines().find(|l| l.contains(cause)).unwrap_or_default();
+    assert!(
+        line.contains("sync of 1 path failed (try 1): rsync exited with code 255: "),
+        "one line says what failed and why: {line}\n{}",
+        d.context()
+    );
+    d.wait_until(T, "status says the handler fails", || {
+        std::fs::read_to_string(&status).unwrap_or_default() == "synchandler error\n"
+    });
+    // Retries back off: 0.5, 1, 2, 4, 8 s.
+    d.wait_for_log(T, "failed (try 5)");
+    let delays = retry_delays(&d.log());
+    assert!(
+        delays.windows(2).all(|w| w[1] > w[0]) && delays.len() >= 5,
+        "{delays:?}\n{}",
+        d.context()
+    );
+    assert!(!r.has(b"f"));
+    // One SIGTERM ends it now, not after the 8 s backoff: the last try
+    // fails at once, and the exit says what was left.
+    let st = d.signal_and_wait(libc::SIGTERM, secs(5.0));
+    assert!(
+        st.is_some(),
+        "one SIGTERM did not end livesync\n{}",
+        d.context()
+    );
+    assert_eq!(st.and_then(|s| s.code()), Some(1), "{}", d.context());
+    assert!(
+        d.log().contains("the last sync before exiting failed")
+            && d.log().contains("1 op(s) not synced"),
+        "{}",
+        d.context()
+    );
+}
+
+#[test]
+fn rsync_over_ssh_without_a_usable_key_on_a_terminal_names_the_cause() {
+    // ssh would ask on the terminal whether to trust the unknown host key.
+    no_usable_key(true, "", "ssh does not know the destination's host key");
+}
+
+#[test]
+fn rsync_over_ssh_without_a_usable_key_and_no_terminal_names_the_cause() {
+    no_usable_key(false, "-o StrictHostKeyChecking=no", "ssh could not log in");
+}
+
+/// Without RSYNC_RSH, rsync's ssh runs in batch mode (it never asks); a
+/// RSYNC_RSH of the user's is left as it is.
+#[test]
+fn rsync_gets_batch_mode_ssh_unless_rsync_rsh_is_set() {
+    for (given, want) in [
+        (None, "ssh -o BatchMode=yes"),
+        (Some("ssh -p 2222 -i /k"), "ssh -p 2222 -i /k"),
+    ] {
+        let env = TestEnv::new();
+        env.write("a", "a");
+        let seen = env.outside_path("rsync_rsh");
+        // A stand-in for rsync that records what it would give ssh.
+        let h = script(
+            &env,
+            "rsync.sh",
+            &format!("printf '%s' \"$RSYNC_RSH\" > '{}'", seen.display()),
+        );
+        let mut d = Daemon::start_prepared(
+            &env,
+            &["-M", "rsyncdirect", "-S", &path_str(&h), "-t0", "-w0"],
+            Locking::Shared,
+            |cmd| {
+                match given {
+                    Some(rsh) => cmd.env("RSYNC_RSH", rsh),
+                    None => cmd.env_remove("RSYNC_RSH"),
+                };
+            },
+        );
+        d.wait_until(T, "the handler ran", || seen.exists());
+        d.wait_until(T, "what it saw", || {
+            fs::read_to_string(&seen).unwrap_or_default() == want
+        });
+        d.stop();
+    }
+}

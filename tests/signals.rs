@@ -119,6 +119,13 @@ fn a_second_term_exits_at_once() {
     let st = d.signal_and_wait(libc::SIGTERM, LONG).expect("exited");
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     assert_eq!(st.code(), Some(0), "{}", d.context());
+    // The running batch (the initial sync: one op) is dropped too.
+    assert!(
+        d.log()
+            .contains("second stop signal: exiting now, 1 pending op(s) not synced"),
+        "{}",
+        d.context()
+    );
     let pid: i32 = lines(&pids)[0].trim().parse().expect("pid");
     wait_until(LONG, "stubborn handler killed", || !alive(pid));
 }

@@ -3,13 +3,18 @@
 //! a datagram socket the test binds, at a path and in the abstract
 //! namespace; under journald (JOURNAL_STREAM naming our stderr) lines carry
 //! a `<N>` priority and no timestamp; `-Y syslog --syslog-socket PATH`
-//! sends RFC 3164 datagrams there, one info line per batch.
+//! sends RFC 3164 datagrams there, one info line per batch. The units in
+//! packaging/systemd are read for their identity and capability settings
+//! and the real binary is started under exactly those (`setpriv`, as
+//! systemd applies them) with the unit's ExecStart, in each mode the units
+//! are for; a bounding set already cut to what livesync keeps is no error.
 
 mod common;
 
 use common::*;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixDatagram;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -219,4 +224,230 @@ fn syslog_socket_gets_one_info_line_per_batch() {
     assert!(lines[0].contains(" with mirror in "), "{}", lines[0]);
     assert!(d.log().is_empty(), "nothing on stderr: {}", d.log());
     d.stop();
+}
+
+/// What a unit in packaging/systemd lets its service do, read from the file
+/// itself, and its ExecStart.
+struct UnitPrivileges {
+    bounding: Vec<String>,
+    ambient: Vec<String>,
+    no_new_privs: bool,
+    user: Option<String>,
+    group: Option<String>,
+    exec_start: String,
+}
+
+/// Parses the [Service] settings that decide the service's identity and
+/// capabilities. A setting the test does not know how to apply fails it,
+/// so that a new one cannot slip past the check below.
+fn unit_privileges(name: &str) -> UnitPrivileges {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("packaging/systemd")
+        .join(name);
+    let mut u = UnitPrivileges {
+        bounding: Vec::new(),
+        ambient: Vec::new(),
+        no_new_privs: false,
+        user: None,
+        group: None,
+        exec_start: String::new(),
+    };
+    let caps = |v: &str| -> Vec<String> {
+        assert!(
+            !v.starts_with('~'),
+            "{name}: an inverted capability list: {v}"
+        );
+        v.split_whitespace()
+            .map(|c| {
+                c.to_ascii_lowercase()
+                    .trim_start_matches("cap_")
+                    .to_string()
+            })
+            .collect()
+    };
+    for line in read(&path).lines() {
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        if line.starts_with('#') {
+            continue;
+        }
+        let value = value.trim();
+        match key.trim() {
+            "CapabilityBoundingSet" => u.bounding.extend(caps(value)),
+            "AmbientCapabilities" => u.ambient.extend(caps(value)),
+            "NoNewPrivileges" => u.no_new_privs = value == "yes" || value == "true",
+            "User" => u.user = Some(value.to_string()),
+            "Group" => u.group = Some(value.to_string()),
+            "ExecStart" => u.exec_start = value.to_string(),
+            k @ ("SecureBits"
+            | "DynamicUser"
+            | "SupplementaryGroups"
+            | "PrivateUsers"
+            | "ExecStartPre"
+            | "ExecStartPost"
+            | "PermissionsStartOnly") => {
+                panic!("{name}: {k}= is not applied by this test yet: teach it")
+            }
+            _ => {}
+        }
+    }
+    assert!(!u.bounding.is_empty(), "{name}: no CapabilityBoundingSet=");
+    assert!(!u.exec_start.is_empty(), "{name}: no ExecStart=");
+    u
+}
+
+/// `setpriv` with the unit's settings, as systemd applies them before
+/// exec, running the unit's ExecStart with its paths moved into `env`'s
+/// temp dirs (`conf_dir` for /etc/livesync, `run_dir` for /run/livesync).
+fn under_unit(u: &UnitPrivileges, conf_dir: &Path, run_dir: &Path, instance: &str) -> Command {
+    let mut c = Command::new("setpriv");
+    let list = |caps: &[String]| {
+        std::iter::once("-all".to_string())
+            .chain(caps.iter().map(|c| format!("+{c}")))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    c.arg("--bounding-set").arg(list(&u.bounding));
+    if !u.ambient.is_empty() {
+        c.arg("--inh-caps").arg(list(&u.ambient));
+        c.arg("--ambient-caps").arg(list(&u.ambient));
+    }
+    if let Some(user) = &u.user {
+        c.args(["--reuid", user, "--init-groups"]);
+    }
+    if let Some(group) = &u.group {
+        c.args(["--regid", group]);
+    }
+    if u.no_new_privs {
+        c.arg("--no-new-privs");
+    }
+    let exec = u
+        .exec_start
+        .replace("%i", instance)
+        .replace("/etc/livesync/", &format!("{}/", conf_dir.display()))
+        .replace("/run/livesync/", &format!("{}/", run_dir.display()));
+    let mut words = exec.split_whitespace();
+    assert_eq!(words.next(), Some("/usr/bin/livesync"), "{}", u.exec_start);
+    c.arg("--").arg(BIN).args(words);
+    c
+}
+
+#[test]
+fn units_start_and_sync_under_their_own_capability_settings() {
+    if !require_root("systemd starts the units as root") || !require_tool("setpriv") {
+        return;
+    }
+    for (unit, instance, conf) in [
+        ("livesync.service", "", "livesync.conf"),
+        ("livesync@.service", "web", "web.conf"),
+    ] {
+        let u = unit_privileges(unit);
+        // The modes the units are for: the built-in mirror, rsync started
+        // as root, an exit hook, the privileged helper.
+        for extra in [
+            "",
+            "mode = rsyncdirect\n",
+            "mode = rsyncdirect\nsplitting = process\n",
+            "exit-hook = /bin/true\n",
+        ] {
+            let env = TestEnv::new();
+            env.write("a", "1");
+            let conf_dir = env.outside_path("etc");
+            let run_dir = env.outside_path("run");
+            std::fs::create_dir(&conf_dir).unwrap();
+            // RuntimeDirectory=livesync, RuntimeDirectoryMode=0755: root's.
+            std::fs::create_dir(&run_dir).unwrap();
+            std::fs::write(
+                conf_dir.join(conf),
+                format!(
+                    "[default]\nwatch-dir = {}\ndestination-dir = {}\n\
+                     delay-collect = 0\ndelay-sync = 0\n{extra}",
+                    env.src.display(),
+                    env.dst.display()
+                ),
+            )
+            .unwrap();
+            let mut d = Daemon::from_command(under_unit(&u, &conf_dir, &run_dir, instance));
+            d.wait_live(&env, secs(30.0));
+            env.write("b", "2");
+            d.wait_synced(&env, secs(20.0));
+            let sock = run_dir.join(if instance.is_empty() {
+                "livesync.sock".to_string()
+            } else {
+                format!("{instance}.sock")
+            });
+            let st = run_command(
+                {
+                    let mut c = Command::new(BIN);
+                    c.arg("ctl").arg(&sock).arg("status");
+                    c
+                },
+                secs(10.0),
+            );
+            assert_eq!(st.code, Some(0), "{unit} {extra:?}: status: {}", st.stderr);
+            let st = d.signal_and_wait(libc::SIGTERM, secs(20.0));
+            assert_eq!(
+                st.and_then(|s| s.code()),
+                Some(0),
+                "{unit} with {extra:?}\n{}",
+                d.context()
+            );
+        }
+    }
+}
+
+#[test]
+fn a_bounding_set_already_cut_to_what_livesync_keeps_is_no_error() {
+    if !require_root("privilege dropping") || !require_tool("setpriv") {
+        return;
+    }
+    // Exactly what -M rsyncdirect keeps (SECURITY.md), without CAP_SETPCAP:
+    // there is nothing left to drop, so nothing needs it.
+    let env = TestEnv::new();
+    env.write("a", "1");
+    let mut c = Command::new("setpriv");
+    c.args([
+        "--bounding-set",
+        "-all,+chown,+dac_override,+dac_read_search,+fowner,+fsetid,+mknod,+setuid,+setgid,+kill",
+        "--no-new-privs",
+        "--",
+        BIN,
+        "-H",
+        "/NULL/",
+        "-t0",
+        "-w0",
+        "-M",
+        "rsyncdirect",
+        "-W",
+    ])
+    .arg(&env.src)
+    .arg("-D")
+    .arg(&env.dst);
+    let mut d = Daemon::from_command(c);
+    d.wait_live(&env, secs(30.0));
+    d.stop();
+
+    // One more than it keeps, and no CAP_SETPCAP to drop it: one line
+    // that says what to change.
+    let mut c = Command::new("setpriv");
+    c.args([
+        "--bounding-set",
+        "-all,+chown,+dac_override,+dac_read_search,+fowner,+fsetid,+mknod,+setuid,+setgid",
+        "--",
+        BIN,
+        "-H",
+        "/NULL/",
+        "-W",
+    ])
+    .arg(&env.src)
+    .arg("-D")
+    .arg(&env.dst);
+    let r = run_command(c, secs(20.0));
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("needs CAP_SETPCAP") && r.stderr.contains("CAP_SETGID,CAP_SETUID"),
+        "{}",
+        r.stderr
+    );
 }

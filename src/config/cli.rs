@@ -50,7 +50,7 @@ dashes), read from -H FILE or else from the first readable of
 (default: [default]). The command line beats the file, option by option.
 
 Exit codes: 0 success; 1 runtime failure (e.g. a sync handler kept failing
-past --retries); 2 bad usage or input (nothing was touched); 3 the inotify
+past --retries, or a pre-exit or exit hook failed); 2 bad usage or input (nothing was touched); 3 the inotify
 watch limit was reached at start (raise fs.inotify.max_user_watches).";
 
 /// livesync: mirror a directory tree live, on kernel change notifications.
@@ -342,6 +342,13 @@ pub struct Args {
     /// initial sync.
     #[arg(long = "exit-hook", value_name = "PROGRAM", help_heading = "Ending")]
     pub exit_hook: Option<OsString>,
+
+    /// Carry on when a hook fails, as clsync does: a failed --pre-exit-hook
+    /// still runs --exit-hook, and livesync exits 0. Without it a failed
+    /// pre-exit hook ends livesync at once with exit code 1 (no exit hook),
+    /// and a failed exit hook makes the exit code 1.
+    #[arg(long = "ignore-hook-failures", help_heading = "Ending")]
+    pub ignore_hook_failures: bool,
 
     /// Don't exit when syncs keep failing past --retries: keep retrying
     /// the batch (with backoff); nothing is dropped.

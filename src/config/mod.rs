@@ -206,6 +206,8 @@ pub struct Config {
     pub sync_on_quit: bool,
     pub pre_exit_hook: Option<OsString>,
     pub exit_hook: Option<OsString>,
+    /// `--ignore-hook-failures`: a failed hook is only logged (clsync).
+    pub ignore_hook_failures: bool,
     /// `--ignore-failures`: never give up on a failing batch.
     pub ignore_failures: bool,
     /// `-k`: None = no limit.
@@ -974,6 +976,7 @@ impl Config {
             sync_on_quit: a.sync_on_quit,
             pre_exit_hook: a.pre_exit_hook.map(|h| program_path(&h)),
             exit_hook: a.exit_hook.map(|h| program_path(&h)),
+            ignore_hook_failures: a.ignore_hook_failures,
             ignore_failures: a.ignore_failures,
             timeout_sync: (a.timeout_sync > 0).then(|| Duration::from_secs(a.timeout_sync)),
             background: a.background.unwrap_or(false),
@@ -1918,6 +1921,16 @@ mod tests {
                     s("full-initialsync = 1"),
                     &["-F"],
                     |c| c.full_initialsync.to_string(),
+                    [s("false"), s("true"), s("true")],
+                )
+            },
+            Case {
+                file_under_cli: Some(s("ignore-hook-failures = 0")),
+                ..case(
+                    "ignore-hook-failures",
+                    s("ignore-hook-failures = 1"),
+                    &["--ignore-hook-failures"],
+                    |c| c.ignore_hook_failures.to_string(),
                     [s("false"), s("true"), s("true")],
                 )
             },

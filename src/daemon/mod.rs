@@ -57,9 +57,18 @@
 //! - The standby file (and a pause) holds the syncs of the way out too;
 //!   remove it, or send a second TERM, to get out.
 //!
+//! The standby file is looked at right before a sync would start (so no
+//! sync starts once it exists), and every second otherwise, to keep the
+//! status up to date.
+//!
 //! Hooks run as `PROGRAM LABEL` with `CLSYNC_STATUS` (and the other
 //! variables handlers get) in their environment, under the `-k` timeout,
-//! and only if the initial sync completed. A failed hook is logged.
+//! and only if the initial sync completed. A failed pre-exit hook (a
+//! non-zero exit, a signal, the timeout, or a program that cannot run)
+//! ends livesync at once with exit code 1 and one error line: no more
+//! syncs, no exit hook (in a server move, "start the new server" must not
+//! follow a failed "stop the old one"). A failed exit hook makes the exit
+//! code 1. `--ignore-hook-failures` only logs them, as clsync does.
 //!
 //! # Failures
 //! A failed batch is re-queued with backoff (doubling from max(-w, 0.5 s) up
@@ -67,6 +76,10 @@
 //! changes, unless `--ignore-failures`: then it keeps retrying, with the same
 //! backoff, and never drops the batch. `-k` (rsyncdirect) kills a handler's
 //! whole process group after that many seconds; that counts as a failure.
+//! A stop signal does not wait for a retry's backoff: the last sync runs at
+//! once. Nothing a handler runs may ask a question: `RSYNC_RSH` defaults
+//! to batch-mode ssh ([`DEFAULT_RSYNC_RSH`]), and [`crate::exec`] starts
+//! every child without a controlling terminal.
 //!
 //! # Other signals
 //! SIGHUP re-reads the command line and the config file (and so the rules
@@ -812,6 +825,8 @@ struct Daemon {
     /// Handlers were signalled to stop since the running batch started: its
     /// failure is ours, not the destination's.
     killed: bool,
+    /// Ops of the batches handed to the worker and not finished yet.
+    ops_in_flight: usize,
     /// When to SIGKILL handler groups that ignored our SIGTERM.
     kill_deadline: Option<Instant>,
     /// `--modification-signature`.
@@ -988,6 +1003,17 @@ impl Daemon {
         }
     }
 
+    /// Looks at the standby file now, whatever the poll interval says (the
+    /// last look may be a second old): no sync may start once it exists.
+    /// True when syncs are held by it.
+    fn standby_before_sync(&mut self, now: Instant) -> bool {
+        if self.cfg.standby_file.is_some() {
+            self.next_standby_check = now;
+            self.check_standby(now);
+        }
+        self.standby
+    }
+
     /// The environment of a handler run: clsync's variables and ours.
     fn handler_env(&self, status: Status) -> Vec<(OsString, OsString)> {
         let st = OsString::from(status.as_str());
@@ -1033,6 +1059,7 @@ impl Daemon {
         }
         // Listing backends check afterwards what the handler may have read.
         self.monitor.syncing(&batch);
+        self.ops_in_flight += batch.len();
         self.worker.send(Job::Batch {
             id,
             batch,
@@ -1078,12 +1105,43 @@ impl Daemon {
     fn finish(&mut self, done: Done) -> Result<(), DaemonError> {
         let (id, batch, result, elapsed, was_initial) = match done {
             Done::Hook { which, result } => {
-                match result {
+                let program = match which {
+                    Hook::PreExit => self.cfg.pre_exit_hook.as_ref(),
+                    Hook::Exit => self.cfg.exit_hook.as_ref(),
+                }
+                .map(|p| path::display(p.as_bytes()))
+                .unwrap_or_default();
+                let failure = match result {
                     Ok(o) if o.success(&[]) => {
-                        ::log::info!("{} finished", which.option())
+                        ::log::info!("{} finished", which.option());
+                        None
                     }
-                    Ok(o) => ::log::warn!("{} failed: {o:?}", which.option()),
-                    Err(e) => ::log::warn!("{}: {e}", which.option()),
+                    Ok(o) => Some(format!("{} {program} {o}", which.option())),
+                    Err(e) => Some(format!("{}: {e}", which.option())),
+                };
+                if let Some(failure) = failure {
+                    if self.cfg.ignore_hook_failures {
+                        ::log::warn!("{failure} (ignored: --ignore-hook-failures)");
+                    } else if which == Hook::PreExit {
+                        // A server move: "stop the old one" failed, so
+                        // "start the new one" must not run.
+                        let left = self.queue.len();
+                        return Err(DaemonError::GaveUp(format!(
+                            "{failure}: {}{}",
+                            if self.cfg.exit_hook.is_some() {
+                                "not running --exit-hook, exiting"
+                            } else {
+                                "exiting"
+                            },
+                            if left > 0 {
+                                format!(" ({left} pending op(s) not synced)")
+                            } else {
+                                String::new()
+                            }
+                        )));
+                    } else {
+                        return Err(DaemonError::GaveUp(failure));
+                    }
                 }
                 if let Some(e) = self.ending.as_mut() {
                     if e.hook_started {
@@ -1104,6 +1162,7 @@ impl Daemon {
         let now = Instant::now();
         self.monitor.synced();
         let n = batch.len();
+        self.ops_in_flight = self.ops_in_flight.saturating_sub(n);
         if was_initial {
             self.initial_running = false;
             self.ops.initial_sync_ended();
@@ -1245,9 +1304,10 @@ impl Daemon {
             }
             Control::Stop => {
                 if self.ending.as_ref().is_some_and(|e| e.hard) {
+                    // What runs now is dropped too.
                     ::log::warn!(
                         "second stop signal: exiting now, {} pending op(s) not synced",
-                        self.queue.len()
+                        self.queue.len() + self.ops_in_flight
                     );
                     return self.control(Control::Die);
                 }
@@ -1258,6 +1318,9 @@ impl Daemon {
                     self.killed = true;
                     self.kill_deadline = Some(now + KILL_GRACE);
                 }
+                // The last try runs now, not after a retry's backoff (up
+                // to a minute): one stop signal must end livesync promptly.
+                self.retry_at = None;
                 self.ending = Some(Ending {
                     steps: [Step::Sync, Step::ExitHook].into(),
                     hard: true,
@@ -1350,7 +1413,7 @@ impl Daemon {
             self.set_status(self.derived_status());
             match step {
                 Step::Sync => {
-                    if self.held(now) {
+                    if self.held(now) || self.standby_before_sync(now) {
                         return Ok(false);
                     }
                     // The last sync takes every change made up to now: a
@@ -1684,7 +1747,16 @@ impl Daemon {
             } else {
                 // One batch per free worker thread (one thread with -p off).
                 while self.worker.has_idle() && !self.held(now) && self.below_max_iterations() {
-                    let popped = if self.cfg.exit_on_no_events && self.initial_done {
+                    let all = self.cfg.exit_on_no_events && self.initial_done;
+                    let due = if all {
+                        !self.queue.is_empty()
+                    } else {
+                        self.queue.next_due().is_some_and(|t| t <= now)
+                    };
+                    if !due || self.standby_before_sync(now) {
+                        break;
+                    }
+                    let popped = if all {
                         // Sync until nothing is pending, without windows.
                         self.queue.pop_all_with_id()
                     } else {
@@ -1812,6 +1884,21 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
     result
 }
 
+/// What rsync runs to reach a `host:path` destination when `RSYNC_RSH` is
+/// not set: ssh that never asks anything (a password, a passphrase, "add
+/// this host key?") and fails with a message instead. Nobody can answer a
+/// daemon's handler; without a terminal the question is never seen.
+pub const DEFAULT_RSYNC_RSH: &str = "ssh -o BatchMode=yes";
+
+/// Sets `RSYNC_RSH` to [`DEFAULT_RSYNC_RSH`] for every program livesync
+/// runs, unless it is set already. rsync's own `-e`/`--rsh` in a handler
+/// template still win over it. Call it before any thread starts.
+fn batch_mode_ssh() {
+    if std::env::var_os("RSYNC_RSH").is_none() {
+        std::env::set_var("RSYNC_RSH", DEFAULT_RSYNC_RSH);
+    }
+}
+
 /// Raises the soft limit of open files to the hard limit: the mirror holds
 /// two directory descriptors per level of a deep tree, and inotify itself
 /// needs none per watch, so the default soft limit of 1,024 is the only one
@@ -1838,6 +1925,7 @@ fn raise_open_file_limit() {
 fn start_and_run(mut cfg: Config) -> Result<(), DaemonError> {
     // Before any thread starts: it edits the environment.
     let notifier = ops::notifier_from_env();
+    batch_mode_ssh();
     raise_open_file_limit();
     let argv: Vec<OsString> = std::env::args_os().collect();
     let start_dir = std::env::current_dir().ok();
@@ -1986,6 +2074,7 @@ fn start_and_run(mut cfg: Config) -> Result<(), DaemonError> {
         paused: false,
         ending: None,
         killed: false,
+        ops_in_flight: 0,
         kill_deadline: None,
         signatures: None,
         socket,

@@ -476,9 +476,58 @@ impl Plan {
 /// Bounding set down to `kept`, then the identity, then permitted and
 /// effective exactly `kept`, nothing inheritable (unless `keep_inheritable`:
 /// `--inherit-capabilities=dont-touch`) and nothing ambient.
+///
+/// The process may have been started with less (systemd's
+/// `CapabilityBoundingSet=`, `setpriv --bounding-set`): a capability already
+/// out of the bounding set is not dropped again (that would need
+/// CAP_SETPCAP for nothing), and what is missing for the change is named
+/// before anything changes.
 pub fn drop_to(target: Ident, kept: &CapsHashSet, keep_inheritable: bool) -> Result<(), String> {
-    let all = caps::runtime::thread_all_supported();
-    for c in all.difference(kept) {
+    let names = |set: &mut Vec<Capability>| {
+        set.sort_by_key(|c| c.index());
+        set.iter()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let bounding =
+        caps::read(None, CapSet::Bounding).map_err(|e| format!("reading the bounding set: {e}"))?;
+    let effective = caps::read(None, CapSet::Effective)
+        .map_err(|e| format!("reading the effective set: {e}"))?;
+    let permitted = caps::read(None, CapSet::Permitted)
+        .map_err(|e| format!("reading the permitted set: {e}"))?;
+    let mut missing: Vec<Capability> = kept.difference(&permitted).copied().collect();
+    if !missing.is_empty() {
+        return Err(format!(
+            "it needs {}, which this process was started without (a CapabilityBoundingSet= or \
+             setpriv took it): \
+             add it there",
+            names(&mut missing)
+        ));
+    }
+    let mut extra: Vec<Capability> = bounding.difference(kept).copied().collect();
+    if !extra.is_empty() && !effective.contains(&Capability::CAP_SETPCAP) {
+        return Err(format!(
+            "cutting the bounding set (it holds {} too) needs CAP_SETPCAP: add CAP_SETPCAP \
+             to CapabilityBoundingSet=, or leave those out of it",
+            names(&mut extra)
+        ));
+    }
+    let me = current();
+    let mut switch: Vec<Capability> = Vec::new();
+    if me.uid != target.uid && !effective.contains(&Capability::CAP_SETUID) {
+        switch.push(Capability::CAP_SETUID);
+    }
+    if !effective.contains(&Capability::CAP_SETGID) {
+        switch.push(Capability::CAP_SETGID);
+    }
+    if !switch.is_empty() {
+        return Err(format!(
+            "changing the user needs {}: add them to CapabilityBoundingSet=",
+            names(&mut switch)
+        ));
+    }
+    for c in &extra {
         caps::drop(None, CapSet::Bounding, *c).map_err(|e| format!("bounding set: {e}"))?;
     }
     caps::securebits::set_keepcaps(true).map_err(|e| format!("keep-caps: {e}"))?;

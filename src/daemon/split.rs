@@ -636,6 +636,8 @@ pub fn serve(sock: OwnedFd, mut cfg: HelperConfig) -> Result<(), String> {
                     timeout,
                     grace,
                     cwd,
+                    // Passed on to the helper's stderr (the daemon's).
+                    stderr: None,
                 };
                 let sock = Arc::clone(&sock);
                 let setup = cfg.setup.clone();

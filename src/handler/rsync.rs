@@ -21,6 +21,12 @@
 //! only, never following symlinks) to find what the rules refuse to sync, so
 //! that rsync skips it; it does not otherwise read or change the trees, and
 //! it never retries: a failure goes back to the daemon, which re-queues.
+//!
+//! In rsyncdirect it reads rsync's stderr: when a run fails and that names
+//! why the destination could not be reached (ssh authentication, host key,
+//! name lookup, a refused or unreachable connection, an rsync daemon's
+//! login), the failure says so in one line ([`transport_cause`]) and the
+//! full output goes to the debug log; otherwise the output is passed on.
 
 use super::lists::{self, Excludes, Includes, Separator, SourceKind};
 use super::template::{Context, Macro, Template};
@@ -235,7 +241,13 @@ impl RsyncDirect {
         out
     }
 
-    fn run_part(&mut self, inc: &Includes, ex: &Excludes) -> Result<Outcome, HandlerError> {
+    /// One rsync run; with its outcome, the cause of a failure when rsync's
+    /// stderr names one ([`transport_cause`]).
+    fn run_part(
+        &mut self,
+        inc: &Includes,
+        ex: &Excludes,
+    ) -> Result<(Outcome, Option<String>), HandlerError> {
         let tpl = self.template.as_ref();
         let literal_from0 =
             tpl.is_some_and(|t| t.has_literal_arg(b"--from0") || t.has_literal_arg(b"-0"));
@@ -292,16 +304,36 @@ impl RsyncDirect {
                 .collect::<Vec<_>>()
                 .join(" ")
         );
+        // rsync's own stderr is read for the cause of a failure (a user's
+        // rsyncshell script's is left alone).
+        let captured = (!self.cfg.shell).then(exec::Captured::default);
         let spec = exec::Spec {
             timeout: self.cfg.timeout,
             env: self.env.clone(),
             cwd: self.cfg.shell.then(|| self.cfg.src.clone()),
+            stderr: captured.clone(),
             ..exec::Spec::new(argv)
         };
         let outcome = spec.run().map_err(|e| self.spawn_error(e))?;
         // `incl` and `excl` are removed here (unless kept).
         drop((incl, excl));
-        Ok(outcome)
+        let text = captured.map(|c| c.take()).unwrap_or_default();
+        let cause = (!outcome.success(&self.cfg.ignore_exit))
+            .then(|| transport_cause(&String::from_utf8_lossy(&text)))
+            .flatten();
+        match &cause {
+            // One line says it (the daemon logs it with the failure); the
+            // full output for -d.
+            Some(_) => log::debug!(
+                "{} said: {}",
+                self.program_name(),
+                String::from_utf8_lossy(&text).trim_end()
+            ),
+            None => {
+                let _ = io::stderr().write_all(&text);
+            }
+        }
+        Ok((outcome, cause))
     }
 
     fn spawn_error(&self, e: ExecError) -> HandlerError {
@@ -337,12 +369,13 @@ impl Handler for RsyncDirect {
 
         let mut code = None;
         for part in inc.split(self.cfg.inclimit) {
-            let outcome = self.run_part(&part, &ex)?;
-            judge(
-                outcome,
-                &self.program_name(),
-                &self.cfg.ignore_exit,
-                &mut code,
+            let (outcome, cause) = self.run_part(&part, &ex)?;
+            let program = self.program_name();
+            judge(outcome, &program, &self.cfg.ignore_exit, &mut code).map_err(
+                |e| match cause {
+                    Some(cause) => HandlerError::Other(format!("{program} {outcome}: {cause}")),
+                    None => e,
+                },
             )?;
         }
         Ok(Report {
@@ -430,6 +463,78 @@ pub fn run_argv(
 pub(crate) fn is_initial(env: &[(OsString, OsString)]) -> bool {
     env.iter()
         .any(|(k, v)| k == "CLSYNC_STATUS" && v.as_bytes() == b"initsync")
+}
+
+/// Why rsync could not reach the destination, in one line, from what it and
+/// its transport (ssh, an rsync daemon) wrote to stderr: the line that
+/// says it, and what to do. None when it names none of these causes.
+pub fn transport_cause(stderr: &str) -> Option<String> {
+    const CAUSES: &[(&[&str], &str)] = &[
+        (
+            &[
+                "Host key verification failed",
+                "REMOTE HOST IDENTIFICATION HAS CHANGED",
+                "host key is not known",
+                "No matching host key",
+            ],
+            "ssh does not know the destination's host key, or it changed: add the host to the \
+             known_hosts of the user the handler runs as (ssh to it once by hand, or \
+             ssh-keyscan)",
+        ),
+        (
+            &[
+                "Permission denied (",
+                "Permission denied, please try again",
+                "Too many authentication failures",
+                "read_passphrase: can't open /dev/tty",
+                "No more authentication methods",
+            ],
+            "ssh could not log in: give the handler's user a key without a passphrase that the \
+             destination accepts (ssh -i KEY in RSYNC_RSH or rsync's -e), or an ssh-agent",
+        ),
+        (
+            &["@ERROR: auth failed"],
+            "the rsync daemon refused the login: check the user and RSYNC_PASSWORD or \
+             --password-file",
+        ),
+        (
+            &[
+                "Could not resolve hostname",
+                "Name or service not known",
+                "Temporary failure in name resolution",
+                "failed to resolve",
+            ],
+            "the destination's host name does not resolve: check its spelling and DNS",
+        ),
+        (
+            &["Connection refused"],
+            "the destination refused the connection: is sshd (or the rsync daemon) running \
+             there, on that port?",
+        ),
+        (
+            &[
+                "Connection timed out",
+                "No route to host",
+                "Network is unreachable",
+                "Operation timed out",
+            ],
+            "the destination cannot be reached: check the network and the firewall",
+        ),
+    ];
+    for (needles, what) in CAUSES {
+        let line = stderr
+            .lines()
+            .map(str::trim)
+            .find(|l| needles.iter().any(|n| l.contains(n)));
+        if let Some(line) = line {
+            let mut quoted: String = line.chars().take(160).collect();
+            if quoted.len() < line.len() {
+                quoted.push('…');
+            }
+            return Some(format!("{what} (\"{quoted}\")"));
+        }
+    }
+    None
 }
 
 /// Judges one run's outcome: Ok for success or an ignored exit code (the
@@ -622,6 +727,51 @@ mod tests {
 
     fn sync(p: &[u8], recursive: bool) -> Op {
         Op::sync(p, recursive)
+    }
+
+    #[test]
+    fn transport_causes_are_named_from_what_ssh_and_rsync_said() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "root@127.0.0.1: Permission denied (publickey).\r\n\
+                 rsync: connection unexpectedly closed (0 bytes received so far) [sender]\n\
+                 rsync error: unexplained error (code 255) at io.c(232) [sender=3.2.7]\n",
+                "ssh could not log in",
+            ),
+            (
+                "Host key verification failed.\nrsync: connection unexpectedly closed\n",
+                "host key",
+            ),
+            (
+                "ssh: Could not resolve hostname nowhere.invalid: Name or service not known\n",
+                "does not resolve",
+            ),
+            (
+                "ssh: connect to host 127.0.0.1 port 1: Connection refused\n",
+                "refused the connection",
+            ),
+            (
+                "@ERROR: auth failed on module m\n",
+                "rsync daemon refused the login",
+            ),
+        ];
+        for (stderr, want) in cases {
+            let got = transport_cause(stderr).unwrap_or_else(|| panic!("no cause in {stderr:?}"));
+            assert!(got.contains(want), "{stderr:?}: {got}");
+            assert!(!got.contains('\n'), "one line: {got:?}");
+        }
+        // The line is quoted, so the real message is there too.
+        let got = transport_cause("Host key verification failed.\n").unwrap_or_default();
+        assert!(
+            got.ends_with("(\"Host key verification failed.\")"),
+            "{got}"
+        );
+        // Anything else is left to rsync's own words.
+        assert_eq!(
+            transport_cause("rsync: [sender] link_stat \"/x\" failed: No such file\n"),
+            None
+        );
+        assert_eq!(transport_cause(""), None);
     }
 
     /// A fake rsync: a script that records its argv (NUL separated) and a

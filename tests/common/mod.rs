@@ -395,6 +395,40 @@ impl Daemon {
         }
     }
 
+    /// Starts `cmd` as it is (its own program and arguments: livesync, or a
+    /// wrapper such as setpriv that execs it), holding the shared test lock,
+    /// with output captured and a death signal as in `start_prepared`.
+    pub fn from_command(mut cmd: Command) -> Daemon {
+        let lock = Some(take_lock(libc::LOCK_SH));
+        // SAFETY: prctl in the forked child before exec, async-signal-safe.
+        #[cfg(target_os = "linux")] // PR_SET_PDEATHSIG is Linux's
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut argv: Vec<OsString> = vec![cmd.get_program().to_os_string()];
+        argv.extend(cmd.get_args().map(|a| a.to_os_string()));
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {argv:?}: {e}"));
+        let log = Arc::new(Mutex::new(Vec::new()));
+        spawn_reader(child.stdout.take().expect("piped stdout"), log.clone());
+        spawn_reader(child.stderr.take().expect("piped stderr"), log.clone());
+        Daemon {
+            child: Some(child),
+            log,
+            argv,
+            _lock: lock,
+        }
+    }
+
     pub fn pid(&self) -> i32 {
         self.child.as_ref().map_or(0, |c| c.id() as i32)
     }
