@@ -200,3 +200,119 @@ fn a_pid_file_naming_a_live_process_that_is_not_livesync_is_replaced() {
     );
     assert_eq!(read(&pid), format!("{}\n", d.pid()));
 }
+
+#[test]
+fn a_symlink_planted_at_the_socket_path_is_refused_and_its_target_kept() {
+    if !require_root("planting a symlink as nobody") {
+        return;
+    }
+    let env = TestEnv::new();
+    let tmp = sticky_dir(&env);
+    // A stale socket (nobody listens) of root's: what the link points at.
+    let victim = env.root.join("victim.sock");
+    drop(std::os::unix::net::UnixListener::bind(&victim).expect("bind"));
+    let sock = tmp.join("ls.sock");
+    plant_as_nobody(&victim, &sock);
+    let r = run_livesync(
+        &argv(&[
+            &"-W",
+            &env.src,
+            &"-D",
+            &env.dst,
+            &"--socket",
+            &sock,
+            &"-t0",
+            &"-w0",
+        ]),
+        LONG,
+    );
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&path_str(&sock)) && r.stderr.contains("not a socket"),
+        "{}",
+        r.stderr
+    );
+    let m = fs::symlink_metadata(&victim).expect("the stale socket is still there");
+    assert!(std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()));
+    assert!(fs::symlink_metadata(&sock)
+        .expect("link")
+        .file_type()
+        .is_symlink());
+}
+
+#[test]
+fn missing_lists_and_dump_dirs_are_created_private() {
+    if !require_tool("rsync") {
+        return;
+    }
+    let env = TestEnv::new();
+    env.write("a", "a");
+    let (lists, dumps) = (env.root.join("lists"), env.root.join("dumps"));
+    let mut d = Daemon::start(
+        &env,
+        &[
+            "-M".as_ref(),
+            "rsyncdirect".as_ref(),
+            "-S".as_ref(),
+            "rsync".as_ref(),
+            "-t0".as_ref(),
+            "-w0".as_ref(),
+            "-L".as_ref(),
+            lists.as_os_str(),
+            "--dump-dir".as_ref(),
+            dumps.as_os_str(),
+        ],
+    );
+    d.wait_synced(&env, LONG);
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    let owner = if me == 0 { NOBODY } else { me };
+    for dir in [&lists, &dumps] {
+        let m = fs::symlink_metadata(dir).expect("created");
+        assert!(m.is_dir(), "{}", dir.display());
+        assert_eq!(m.permissions().mode() & 0o7777, 0o700, "{}", dir.display());
+        assert_eq!(
+            m.uid(),
+            owner,
+            "{} belongs to the daemon's user",
+            dir.display()
+        );
+    }
+    // Both work: a later sync writes its lists there, a dump lands there.
+    env.write("b", "b");
+    d.wait_until(LONG, "b synced", || env.dst_has("b"));
+    unsafe { libc::kill(d.pid(), libc::SIGIO) };
+    d.wait_until(LONG, "a dump file", || {
+        fs::read_dir(&dumps).is_ok_and(|rd| {
+            rd.flatten()
+                .any(|e| e.file_name().to_string_lossy().ends_with(".dump"))
+        })
+    });
+    let st = d.signal_and_wait(libc::SIGTERM, LONG).expect("exited");
+    assert_eq!(st.code(), Some(0), "{}", d.context());
+}
+
+#[test]
+fn a_symlink_in_place_of_the_lists_or_dump_dir_is_refused() {
+    let env = TestEnv::new();
+    let real = env.root.join("real");
+    fs::create_dir(&real).expect("mkdir");
+    let link = env.root.join("link");
+    std::os::unix::fs::symlink(&real, &link).expect("symlink");
+    for opt in ["-L", "--dump-dir"] {
+        let r = run_livesync(
+            &argv(&[
+                &"-W", &env.src, &"-D", &env.dst, &opt, &link, &"-t0", &"-w0",
+            ]),
+            LONG,
+        );
+        assert_ne!(r.code, Some(0), "{opt}: {}", r.stderr);
+        assert!(
+            r.stderr.contains(&path_str(&link)) && r.stderr.contains("is a symlink"),
+            "{opt}: {}",
+            r.stderr
+        );
+        assert_eq!(r.stderr.trim().lines().count(), 1, "{opt}: {}", r.stderr);
+    }
+    assert_eq!(fs::read_dir(&real).expect("ls").count(), 0);
+}

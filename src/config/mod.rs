@@ -415,6 +415,23 @@ fn resolve_maybe_missing(p: &Path) -> std::io::Result<PathBuf> {
     }
 }
 
+/// `-L` or `--dump-dir`: a directory, or nothing yet (the daemon creates
+/// it at start, as clsync does); never a symlink in its place, nor another
+/// kind of file.
+fn check_control_dir(d: &Path, what: &str, option: &str) -> Result<(), ConfigError> {
+    match std::fs::symlink_metadata(d) {
+        Ok(m) if m.file_type().is_symlink() => Err(ConfigError::Invalid(format!(
+            "{what} {} is a symlink, which livesync does not follow; give {option} the real directory",
+            path::display_os(d)
+        ))),
+        Ok(m) if !m.is_dir() => Err(ConfigError::Invalid(format!(
+            "{what} {} is not a directory; remove it or fix {option}",
+            path::display_os(d)
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// A control file's path (`-z`, `--status-file`, `--socket`, …) made
 /// absolute: its directory resolved as [`resolve_maybe_missing`] does, its
 /// own name kept as given. A symlink at that name is never resolved: the
@@ -809,12 +826,7 @@ impl Config {
         }
 
         if let Some(l) = &a.lists_dir {
-            if !l.is_dir() {
-                return Err(ConfigError::Invalid(format!(
-                    "lists dir {} is not a directory; create it or drop -L",
-                    path::display_os(l)
-                )));
-            }
+            check_control_dir(l, "lists dir", "-L")?;
         }
 
         // clsync's command modes (issue #3): -F is for the modes that run
@@ -911,12 +923,7 @@ impl Config {
         let standby_file = control_file("--standby-file", &a.standby_file)?;
         let dump_dir = a.dump_dir.as_deref().map(absolute);
         if let Some(d) = &dump_dir {
-            if !d.is_dir() {
-                return Err(ConfigError::Invalid(format!(
-                    "dump dir {} is not a directory; create it or drop --dump-dir",
-                    path::display_os(d)
-                )));
-            }
+            check_control_dir(d, "dump dir", "--dump-dir")?;
         }
         let socket = control_file("--socket", &a.socket)?;
         let socket_owner = a.socket_own.as_deref().map(resolve_owner).transpose()?;

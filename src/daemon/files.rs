@@ -512,6 +512,56 @@ impl Drop for StatusFile {
     }
 }
 
+/// Makes sure the directory `dir` (`-L`, `--dump-dir`, named `what` in
+/// messages) exists, as clsync does: a missing one is created (one level,
+/// mode 0700, owned by `owner` when given: the user the daemon becomes);
+/// an existing one is left as it is. A symlink in its place, or anything
+/// that is not a directory, is refused: livesync never follows one there.
+pub fn ensure_dir(dir: &Path, what: &str, owner: Option<(u32, u32)>) -> Result<(), String> {
+    match fs::symlink_metadata(dir) {
+        Ok(m) if m.file_type().is_symlink() => Err(format!(
+            "{what} {} is a symlink, which livesync does not follow; name the real directory",
+            shown(dir)
+        )),
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(format!(
+            "{what} {} is not a directory; remove it or choose another path",
+            shown(dir)
+        )),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let made = |e: io::Error| {
+                format!(
+                    "cannot create {what} {}: {e}; create it (mode 0700) or check its parent",
+                    shown(dir)
+                )
+            };
+            std::os::unix::fs::DirBuilderExt::mode(&mut fs::DirBuilder::new(), 0o700)
+                .create(dir)
+                .map_err(made)?;
+            // Opened without following a symlink: what we just made, or
+            // an error if it was swapped meanwhile.
+            let d = open_dir(dir).map_err(made)?;
+            // SAFETY: fchmod/fchown on our own descriptor.
+            unsafe {
+                if libc::fchmod(d.as_raw_fd(), 0o700) != 0 {
+                    return Err(made(io::Error::last_os_error()));
+                }
+                if let Some((uid, gid)) = owner {
+                    if libc::fchown(d.as_raw_fd(), uid, gid) != 0 {
+                        return Err(made(io::Error::last_os_error()));
+                    }
+                }
+            }
+            log::info!("created {what} {} (mode 0700)", shown(dir));
+            Ok(())
+        }
+        Err(e) => Err(format!(
+            "{what} {}: {e}; check the path and its permissions",
+            shown(dir)
+        )),
+    }
+}
+
 /// Whether the standby file exists (a symlink counts; it is not followed).
 pub fn standby(path: &Path) -> bool {
     fs::symlink_metadata(path).is_ok()

@@ -1846,6 +1846,21 @@ fn start_and_run(mut cfg: Config) -> Result<(), DaemonError> {
     } else {
         background::Ready::none()
     };
+    // A missing -L or --dump-dir is created (clsync does: /dev/shm is empty
+    // after a reboot), before the privilege drop, for the user the daemon
+    // becomes.
+    let owner = privilege::Plan::new(&cfg, privilege::current())
+        .ok()
+        .and_then(|p| p.daemon)
+        .map(|who| (who.uid, who.gid));
+    for (dir, what) in [
+        (&cfg.lists_dir, "lists dir (-L)"),
+        (&cfg.dump_dir, "dump dir"),
+    ] {
+        if let Some(d) = dir {
+            files::ensure_dir(d, what, owner).map_err(DaemonError::GaveUp)?;
+        }
+    }
     // Guards: dropped (files removed) however this function returns.
     let mut pid_file = match &cfg.pid_file {
         Some(p) => Some(files::PidFile::create(p).map_err(DaemonError::GaveUp)?),
