@@ -1727,6 +1727,8 @@ impl Daemon {
             }
             // A backend without a descriptor (poll) says when to read it.
             let monitor_due = self.monitor.next_deadline();
+            // A control socket client that stays silent is dropped on time.
+            let socket_due = self.socket.as_ref().and_then(|s| s.next_deadline());
             let timeout = [
                 batch_due,
                 rescan_due,
@@ -1735,6 +1737,7 @@ impl Daemon {
                 self.kill_deadline,
                 self.ops.next_due(),
                 monitor_due,
+                socket_due,
             ]
             .into_iter()
             .flatten()
@@ -1758,7 +1761,8 @@ impl Daemon {
             if ready[2] {
                 self.signals.drain();
             }
-            if ready[3..].iter().any(|&r| r) && self.serve_socket() {
+            let socket_timed_out = socket_due.is_some_and(|t| t <= Instant::now());
+            if (ready[3..].iter().any(|&r| r) || socket_timed_out) && self.serve_socket() {
                 return Ok(());
             }
         }
