@@ -109,38 +109,11 @@ fn temp_with(dir: RawFd, name: &OsStr, data: &[u8], mode: u32) -> io::Result<(Fi
             format!(".{}.{:016x}.tmp", std::process::id(), h.finish()).as_bytes(),
         );
         let tmp = c_name(OsStr::from_bytes(&tmp))?;
-        // SAFETY: tmp is NUL-terminated; the flags create a new file only.
-        let fd = unsafe {
-            libc::openat(
-                dir,
-                tmp.as_ptr(),
-                libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-                0o600 as libc::c_uint,
-            )
-        };
-        if fd < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::AlreadyExists {
-                last = Some(e);
-                continue;
-            }
-            return Err(e);
+        match create_at(dir, &tmp, data, mode) {
+            Ok(f) => return Ok((f, tmp)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(e) => return Err(e),
         }
-        // SAFETY: fd was just opened and is ours alone.
-        let mut f = unsafe { File::from_raw_fd(fd) };
-        // fchmod: the umask may have taken bits away, or the caller wants
-        // more than 0600.
-        // SAFETY: fchmod on our own descriptor.
-        let r = if unsafe { libc::fchmod(f.as_raw_fd(), mode as libc::mode_t) } == 0 {
-            f.write_all(data)
-        } else {
-            Err(io::Error::last_os_error())
-        };
-        if let Err(e) = r {
-            let _ = unlink_at(dir, &tmp);
-            return Err(e);
-        }
-        return Ok((f, tmp));
     }
     Err(last.unwrap_or_else(|| io::Error::from(io::ErrorKind::AlreadyExists)))
 }
@@ -150,10 +123,22 @@ fn temp_with(dir: RawFd, name: &OsStr, data: &[u8], mode: u32) -> io::Result<(Fi
 /// is replaced, never followed. Returns the new file's identity.
 pub fn replace_file(path: &Path, data: &[u8], mode: u32) -> io::Result<Ident> {
     let (dir, name) = split(path)?;
+    let target = c_name(name)?;
     let dir = open_dir(dir)?;
     let (f, tmp) = temp_with(dir.as_raw_fd(), name, data, mode)?;
-    let meta = f.metadata();
-    let target = c_name(name)?;
+    // On disk before it takes the name: a crash never leaves an empty file
+    // there (a collector would read it as no metrics).
+    if let Err(e) = f.sync_data() {
+        let _ = unlink_at(dir.as_raw_fd(), &tmp);
+        return Err(e);
+    }
+    let meta = match f.metadata() {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = unlink_at(dir.as_raw_fd(), &tmp);
+            return Err(e);
+        }
+    };
     // SAFETY: both names are NUL-terminated; both relative to our dir fd.
     let rc = unsafe {
         libc::renameat(
@@ -168,7 +153,6 @@ pub fn replace_file(path: &Path, data: &[u8], mode: u32) -> io::Result<Ident> {
         let _ = unlink_at(dir.as_raw_fd(), &tmp);
         return Err(e);
     }
-    let meta = meta?;
     Ok((meta.dev(), meta.ino()))
 }
 
@@ -178,9 +162,9 @@ pub fn replace_file(path: &Path, data: &[u8], mode: u32) -> io::Result<Ident> {
 /// identity.
 pub fn create_file(path: &Path, data: &[u8], mode: u32) -> io::Result<Ident> {
     let (dir, name) = split(path)?;
+    let target = c_name(name)?;
     let dir = open_dir(dir)?;
     let (f, tmp) = temp_with(dir.as_raw_fd(), name, data, mode)?;
-    let target = c_name(name)?;
     // SAFETY: both names are NUL-terminated; flags 0: a symlink is linked
     // as itself, never followed.
     let rc = unsafe {
@@ -198,9 +182,59 @@ pub fn create_file(path: &Path, data: &[u8], mode: u32) -> io::Result<Ident> {
         Err(io::Error::last_os_error())
     };
     let _ = unlink_at(dir.as_raw_fd(), &tmp);
-    linked?;
-    let meta = f.metadata()?;
-    Ok((meta.dev(), meta.ino()))
+    match linked {
+        Ok(()) => {
+            let meta = f.metadata()?;
+            Ok((meta.dev(), meta.ino()))
+        }
+        // A file system without hard links (vfat, some FUSE): created in
+        // place, still exclusively and never through a symlink.
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EPERM | libc::EOPNOTSUPP | libc::EMLINK)
+            ) =>
+        {
+            let f = create_at(dir.as_raw_fd(), &target, data, mode)?;
+            let meta = f.metadata()?;
+            Ok((meta.dev(), meta.ino()))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Creates `name` in `dir` exclusively, never through a symlink, with
+/// exactly `mode`, holding `data`; removed again if writing fails.
+fn create_at(dir: RawFd, name: &CString, data: &[u8], mode: u32) -> io::Result<File> {
+    // SAFETY: name is NUL-terminated; the flags create a new file only.
+    let fd = unsafe {
+        libc::openat(
+            dir,
+            name.as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            0o600 as libc::c_uint,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd was just opened and is ours alone.
+    let mut f = unsafe { File::from_raw_fd(fd) };
+    // fchmod: the umask may have taken bits away, or the caller wants more
+    // than 0600.
+    // SAFETY: fchmod on our own descriptor.
+    let r = if unsafe { libc::fchmod(f.as_raw_fd(), mode as libc::mode_t) } == 0 {
+        f.write_all(data)
+    } else {
+        Err(io::Error::last_os_error())
+    };
+    match r {
+        Ok(()) => Ok(f),
+        Err(e) => {
+            let _ = unlink_at(dir, name);
+            Err(e)
+        }
+    }
 }
 
 /// Removes `path` if it is still the file `ident` (never a symlink or a
@@ -226,23 +260,9 @@ pub fn remove_if_same(path: &Path, ident: Ident) -> io::Result<bool> {
 /// Creates `name` in directory `dir` exclusively (mode 0600, never through
 /// a symlink, `dir` itself not a symlink) and writes `data` to it.
 pub fn write_new_private_in(dir: &Path, name: &OsStr, data: &[u8]) -> io::Result<()> {
-    let d = open_dir(dir)?;
     let name = c_name(name)?;
-    // SAFETY: name is NUL-terminated; the flags create a new file only.
-    let fd = unsafe {
-        libc::openat(
-            d.as_raw_fd(),
-            name.as_ptr(),
-            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-            0o600 as libc::c_uint,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fd was just opened and is ours alone.
-    let mut f = unsafe { File::from_raw_fd(fd) };
-    f.write_all(data)
+    let d = open_dir(dir)?;
+    create_at(d.as_raw_fd(), &name, data, 0o600).map(drop)
 }
 
 /// What livesync is doing, in clsync's words (see `--status-file`).
