@@ -164,6 +164,8 @@ fn missing_rules_file_is_exit_2() {
 /// and peak resident memory in KiB (wait4's rusage of that child alone).
 fn run_measured(args: &[OsString]) -> (String, Option<i32>, i64) {
     use std::io::Read;
+    // Reaped by wait4 below, which also gives its rusage.
+    #[allow(clippy::zombie_processes)]
     let mut child = std::process::Command::new(BIN)
         .args(["-H", "/NULL/"])
         .args(args)
