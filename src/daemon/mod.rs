@@ -76,8 +76,9 @@
 //! dir, destination, pid/status files and the delay windows stay as they
 //! were (a restart changes them). SIGUSR2 syncs the whole tree at once.
 //! The control socket (`--socket`, see `socket.rs`) is polled with the
-//! other fds; its orders go through [`Control`] like the signals, and its
-//! `status` reply is built from [`Snapshot`] and the loop's counters.
+//! other fds (and serviced at its next client deadline, so a silent client
+//! is dropped on time); its orders go through [`Control`] like the signals,
+//! and its `status` reply is built from [`Snapshot`] and the loop's counters.
 
 #[cfg(target_os = "linux")]
 pub mod argv_check; // --check-execvp-arguments: the argv patterns of every mode

@@ -8,7 +8,8 @@
 //! (or the user's template, rendered by [`super::template`]), judges the
 //! exit code, and removes the list files. List files live in `-L`'s
 //! directory or in a private 0700 directory made once per handler; each is
-//! created exclusively, without following symlinks, mode 0600.
+//! created exclusively, without following symlinks, mode 0600, and removed
+//! only while it is still the file written (device and inode).
 //!
 //! It is also clsync's `rsyncshell` mode ([`RsyncConfig::shell`]): the same
 //! lists, handed to the user's handler as
