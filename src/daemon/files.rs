@@ -59,7 +59,7 @@ fn c_name(name: &OsStr) -> io::Result<CString> {
 
 /// Opens directory `dir` for `*at` calls; a symlink in its place is not
 /// followed (ELOOP or ENOTDIR).
-pub fn open_dir(dir: &Path) -> io::Result<OwnedFd> {
+fn open_dir(dir: &Path) -> io::Result<OwnedFd> {
     let f = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
@@ -367,7 +367,7 @@ pub fn is_livesync(pid: i32) -> Option<bool> {
 }
 
 /// Creates `path` exclusively, without following a symlink, mode 0600.
-/// Kept for the dumps' callers that name a whole path.
+/// The dumps (`--dump-dir`) are written with it.
 pub fn write_new_private(path: &Path, data: &[u8]) -> io::Result<()> {
     let (dir, name) = split(path)?;
     write_new_private_in(dir, name, data)
@@ -719,6 +719,33 @@ mod tests {
             .file_type()
             .is_symlink());
         assert_eq!(fs::read_to_string(&target).expect("read"), "keep me\n");
+    }
+
+    #[test]
+    fn a_missing_dir_is_created_0700_and_a_symlink_or_file_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().expect("tempdir");
+        let d = t.path().join("lists");
+        ensure_dir(&d, "lists dir", None).expect("created");
+        let m = fs::symlink_metadata(&d).expect("stat");
+        assert!(m.is_dir());
+        assert_eq!(m.permissions().mode() & 0o7777, 0o700);
+        // An existing one is left as it is.
+        fs::set_permissions(&d, fs::Permissions::from_mode(0o750)).expect("chmod");
+        ensure_dir(&d, "lists dir", None).expect("exists");
+        let m = fs::symlink_metadata(&d).expect("stat");
+        assert_eq!(m.permissions().mode() & 0o7777, 0o750);
+        let link = t.path().join("link");
+        std::os::unix::fs::symlink(&d, &link).expect("symlink");
+        let e = ensure_dir(&link, "dump dir", None).expect_err("symlink");
+        assert!(e.contains("is a symlink") && e.contains("dump dir"), "{e}");
+        let file = t.path().join("file");
+        fs::write(&file, "").expect("write");
+        let e = ensure_dir(&file, "dump dir", None).expect_err("file");
+        assert!(e.contains("not a directory"), "{e}");
+        let deep = t.path().join("no/such/dir");
+        let e = ensure_dir(&deep, "lists dir", None).expect_err("no parent");
+        assert!(e.contains("cannot create lists dir"), "{e}");
     }
 
     #[test]
