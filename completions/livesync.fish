@@ -36,15 +36,15 @@ complete -c livesync -n "__fish_livesync_needs_command" -s w -l delay-sync -d 'M
 complete -c livesync -n "__fish_livesync_needs_command" -s r -l retries -d 'How many times a batch is tried before livesync gives up and exits (0 = retry forever, with backoff)' -r
 complete -c livesync -n "__fish_livesync_needs_command" -s x -l ignore-exitcode -d 'Exit code of the sync handler that counts as success (repeatable; rsyncdirect ignores 24, "files vanished", by default)' -r
 complete -c livesync -n "__fish_livesync_needs_command" -s l -l label -d 'Label of this instance, passed to handlers as %label%' -r
-complete -c livesync -n "__fish_livesync_needs_command" -s L -l lists-dir -d 'Directory for list files (default: a private 0700 temp dir)' -r -F
+complete -c livesync -n "__fish_livesync_needs_command" -s L -l lists-dir -d 'Directory for list files (default: a private 0700 temp dir); created (0700) if missing, refused if a symlink' -r -F
 complete -c livesync -n "__fish_livesync_needs_command" -s d -l debug -d 'More log output; repeat (-dd) or give a level (-d3)' -r
 complete -c livesync -n "__fish_livesync_needs_command" -s H -l config-file -d 'Config file to read instead of the default ones; `/NULL/` reads no config file at all' -r -F
 complete -c livesync -n "__fish_livesync_needs_command" -s K -l config-block -d 'Block of the config file to use' -r
 complete -c livesync -n "__fish_livesync_needs_command" -l config-block-inherits -d 'Parent block for the chosen block, instead of its own `config-block-inherits` line (an empty NAME: no parent)' -r
 complete -c livesync -n "__fish_livesync_needs_command" -l custom-signals -d '`SIGNAL:BLOCK[,SIGNAL:BLOCK...]`: on SIGNAL (a number or a name such as USR1 or RTMIN+1), switch to that config block; `0` clears the list so far (repeatable)' -r
-complete -c livesync -n "__fish_livesync_needs_command" -s z -l pid-file -d 'Write livesync\'s pid to FILE once it runs (after the fork with -b); refused if FILE names a running process; removed at exit' -r -F
+complete -c livesync -n "__fish_livesync_needs_command" -s z -l pid-file -d 'Write livesync\'s pid to FILE once it runs (after the fork with -b); refused if FILE names a running livesync (a stale pid or another program\'s is replaced); removed at exit if still ours' -r -F
 complete -c livesync -n "__fish_livesync_needs_command" -l status-file -d 'Keep the current state in FILE (starting, initsync, running, synchandler error, hold on, rehashing, preexit, terminating, exiting), replaced atomically; removed at exit' -r -F
-complete -c livesync -n "__fish_livesync_needs_command" -l dump-dir -d 'Where signal 29 (SIGIO) and the control socket\'s `dump` write the daemon\'s state (a 0600 file per dump); without it the state is logged' -r -F
+complete -c livesync -n "__fish_livesync_needs_command" -l dump-dir -d 'Where signal 29 (SIGIO) and the control socket\'s `dump` write the daemon\'s state (a 0600 file per dump); without it the state is logged. Created (0700) if missing, refused if a symlink' -r -F
 complete -c livesync -n "__fish_livesync_needs_command" -l socket -d 'Control socket: a unix socket answering `livesync ctl` (status, resync, pause, resume, quit, …)' -r -F
 complete -c livesync -n "__fish_livesync_needs_command" -l socket-own -d 'Owner of the control socket: USER[:GROUP], names or numbers' -r
 complete -c livesync -n "__fish_livesync_needs_command" -l socket-mod -d 'Mode of the control socket, in octal' -r

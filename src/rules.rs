@@ -53,6 +53,15 @@
 //! Unicode classes (`\w`, `\pL`, `[é]`, `(?i)` on non-ASCII) at the price of
 //! `.` no longer matching bytes that are not UTF-8.
 //!
+//! # Limits
+//!
+//! A rules file may hold at most [`MAX_RULES_BYTES`] bytes and a rules list
+//! at most [`MAX_RULES`] rules; more is refused before anything is
+//! compiled, with one line naming the file and the limit. Compiling costs
+//! memory in proportion to the rules (a few kilobytes each), and far fewer
+//! than the limit already exceed the regex size limit together: without
+//! these bounds a 10 MB file took over a gigabyte before it was refused.
+//!
 //! # Differences from clsync
 //!
 //! * `W` means walk + monitor, as documented; clsync lowercases the type
@@ -70,6 +79,11 @@
 use std::path::Path;
 
 use regex::bytes::{RegexBuilder, RegexSet, RegexSetBuilder};
+
+/// Most bytes a rules file may hold.
+pub const MAX_RULES_BYTES: u64 = 512 << 10;
+/// Most rules in one rules list.
+pub const MAX_RULES: usize = 10_000;
 
 /// What a path is, as far as rules care.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -103,6 +117,20 @@ pub enum RulesError {
     Read {
         path: String,
         source: std::io::Error,
+    },
+    #[error(
+        "rules file {path} is {size} bytes, more than the {limit} a rules file may hold; \
+         use fewer rules (one pattern with alternatives, a|b|c, instead of many)"
+    )]
+    FileTooBig { path: String, size: u64, limit: u64 },
+    #[error(
+        "{origin}: {count} rules, more than the {limit} livesync compiles; \
+         use fewer rules (one pattern with alternatives, a|b|c, instead of many)"
+    )]
+    TooMany {
+        origin: String,
+        count: usize,
+        limit: usize,
     },
     /// Every pattern compiles on its own, but all of them together exceed
     /// the regex size limit.
@@ -207,6 +235,18 @@ impl Rules {
     /// Parses rules text; `origin` (usually the file name) prefixes every
     /// error and `describe` line.
     pub fn parse(text: &[u8], origin: &str) -> Result<Self, RulesError> {
+        // Counted before anything is compiled: compiling is what costs.
+        let count = text
+            .split(|&b| b == b'\n')
+            .filter(|l| !is_ignored(l.strip_suffix(b"\r").unwrap_or(l)))
+            .count();
+        if count > MAX_RULES {
+            return Err(RulesError::TooMany {
+                origin: origin.to_string(),
+                count,
+                limit: MAX_RULES,
+            });
+        }
         let mut rules = Vec::new();
         let mut compiled = Vec::new();
         for (i, raw) in text.split(|&b| b == b'\n').enumerate() {
@@ -243,11 +283,31 @@ impl Rules {
 
     /// Reads and parses a rules file; errors name the file.
     pub fn from_file(path: &Path) -> Result<Self, RulesError> {
+        use std::io::Read;
         let shown = crate::path::display_os(path);
-        let text = std::fs::read(path).map_err(|source| RulesError::Read {
+        let read_err = |source| RulesError::Read {
             path: shown.clone(),
             source,
-        })?;
+        };
+        let too_big = |size| RulesError::FileTooBig {
+            path: shown.clone(),
+            size,
+            limit: MAX_RULES_BYTES,
+        };
+        let f = std::fs::File::open(path).map_err(read_err)?;
+        let size = f.metadata().map_err(read_err)?.len();
+        if size > MAX_RULES_BYTES {
+            return Err(too_big(size));
+        }
+        // Not a regular file (a pipe), or growing: read one byte past the
+        // limit at most.
+        let mut text = Vec::new();
+        f.take(MAX_RULES_BYTES + 1)
+            .read_to_end(&mut text)
+            .map_err(read_err)?;
+        if text.len() as u64 > MAX_RULES_BYTES {
+            return Err(too_big(text.len() as u64));
+        }
         Rules::parse(&text, &shown)
     }
 
@@ -1076,6 +1136,41 @@ mod tests {
         assert!(
             err.starts_with(&format!("{shown}:2: unknown type 'q'")),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn too_big_a_file_or_too_many_rules_are_refused_before_compiling() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.rules");
+        // Comments count toward the bytes, not the rules.
+        let mut text = "# padding\n".repeat(MAX_RULES_BYTES as usize / 10 + 1);
+        text.push_str("-f^a$\n");
+        std::fs::write(&path, &text).unwrap();
+        let err = Rules::from_file(&path).unwrap_err();
+        assert!(matches!(err, RulesError::FileTooBig { .. }), "{err}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&path.display().to_string()) && msg.contains(&MAX_RULES_BYTES.to_string()),
+            "{msg}"
+        );
+        // Exactly at the limit: read.
+        let mut text = "#".repeat(MAX_RULES_BYTES as usize - 7);
+        text.push_str("\n-f^a$\n");
+        std::fs::write(&path, &text).unwrap();
+        assert_eq!(Rules::from_file(&path).unwrap().len(), 1);
+
+        let ok = "-f^a$\n# c\n\n".repeat(MAX_RULES);
+        assert_eq!(Rules::parse(ok.as_bytes(), "ok").unwrap().len(), MAX_RULES);
+        let many = "-f^a$\n".repeat(MAX_RULES + 1);
+        let err = Rules::parse(many.as_bytes(), "many").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "many: {} rules, more than the {MAX_RULES} livesync compiles; \
+                 use fewer rules (one pattern with alternatives, a|b|c, instead of many)",
+                MAX_RULES + 1
+            )
         );
     }
 

@@ -160,6 +160,77 @@ fn missing_rules_file_is_exit_2() {
     );
 }
 
+/// Runs livesync with `args` to its end and returns its stderr, exit code
+/// and peak resident memory in KiB (wait4's rusage of that child alone).
+fn run_measured(args: &[OsString]) -> (String, Option<i32>, i64) {
+    use std::io::Read;
+    // Reaped by wait4 below, which also gives its rusage.
+    #[allow(clippy::zombie_processes)]
+    let mut child = std::process::Command::new(BIN)
+        .args(["-H", "/NULL/"])
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut err = child.stderr.take().expect("stderr");
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is valid; wait4 fills it for our child.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = child.id() as libc::pid_t;
+    // SAFETY: waits for our own child; the Child is not waited on again.
+    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+    assert_eq!(rc, pid, "wait4: {}", std::io::Error::last_os_error());
+    let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+    (reader.join().expect("reader"), code, ru.ru_maxrss)
+}
+
+#[test]
+fn a_huge_rules_file_is_refused_at_once_with_bounded_memory() {
+    let c = case();
+    // 10 MB of ordinary rules: ~350,000 of them.
+    let rules = c.env.root.join("huge.rules");
+    let mut text = Vec::new();
+    let mut i = 0;
+    while text.len() < 10 << 20 {
+        text.extend_from_slice(format!("-f^dir{i}/sub/file{i}\\.tmp$\n").as_bytes());
+        i += 1;
+    }
+    fs::write(&rules, &text).unwrap();
+    let args = argv(&[&"-W", &c.env.src, &"-D", &c.newdst, &"-R", &rules]);
+    let (stderr, code, peak_kib) = run_measured(&args);
+    assert_eq!(code, Some(2), "{stderr}");
+    let lines = error_lines(&stderr);
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].contains(&rules.display().to_string()) && lines[0].contains("524288"),
+        "the line names the file and the limit: {}",
+        lines[0]
+    );
+    assert!(peak_kib < 200 * 1024, "peak RSS {peak_kib} KiB");
+    assert!(!c.newdst.exists());
+    // Within the file limit, too many rules are refused before compiling.
+    let many = c.env.root.join("many.rules");
+    fs::write(&many, "-f^a$\n".repeat(10_001)).unwrap();
+    let args = argv(&[&"-W", &c.env.src, &"-D", &c.newdst, &"-R", &many]);
+    let (stderr, code, peak_kib) = run_measured(&args);
+    assert_eq!(code, Some(2), "{stderr}");
+    let lines = error_lines(&stderr);
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].contains("many.rules") && lines[0].contains("10000"),
+        "{}",
+        lines[0]
+    );
+    assert!(peak_kib < 200 * 1024, "peak RSS {peak_kib} KiB");
+}
+
 #[test]
 fn unknown_mode_is_exit_2() {
     let c = case();

@@ -73,3 +73,46 @@ fn ctl_drives_a_running_daemon() {
     assert_eq!(status.code(), Some(0));
     assert!(!sock.exists(), "socket removed at exit");
 }
+
+#[test]
+fn silent_clients_cannot_lock_status_out_and_refusals_are_not_logged_each() {
+    use std::io::Read;
+    use std::os::unix::net::UnixStream;
+    let env = TestEnv::new();
+    let sock = env.outside_path("ctl.sock");
+    let sock_arg = sock.to_string_lossy().into_owned();
+    let mut d = Daemon::start(&env, &["-t0", "-w0", "--socket", &sock_arg]);
+    d.wait_live(&env, secs(20.0));
+    // Far more silent clients than there are places.
+    let silent: Vec<UnixStream> = (0..48)
+        .map(|_| UnixStream::connect(&sock).expect("connect"))
+        .collect();
+    let started = std::time::Instant::now();
+    let st = ctl(&sock, &["status"]);
+    assert_eq!(st.code, Some(0), "status: {} {}", st.stdout, st.stderr);
+    assert!(st.stdout.contains("\"state\""), "{}", st.stdout);
+    assert!(
+        started.elapsed() < secs(5.0),
+        "status took {:?}",
+        started.elapsed()
+    );
+    // The last silent one still holds a place until its deadline, with no
+    // event to wake the loop: then it is closed with a reason.
+    let mut last = silent.last().expect("a client").try_clone().expect("clone");
+    last.set_read_timeout(Some(secs(30.0))).expect("timeout");
+    let mut got = String::new();
+    last.read_to_string(&mut got).expect("read until closed");
+    assert!(got.starts_with("error idle for"), "{got:?}");
+    let refusals = d
+        .log()
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("control socket"))
+        .count();
+    assert!(refusals <= 1, "one refusal line at most: {}", d.log());
+    assert!(
+        d.log().contains("dropped the one idle longest"),
+        "{}",
+        d.log()
+    );
+    d.assert_running();
+}

@@ -267,8 +267,12 @@ fn background_daemon_writes_its_pid_file_and_cleans_up() {
 fn background_startup_errors_reach_the_terminal_and_the_exit_code() {
     let env = TestEnv::new();
     let pid_file = env.root.join("taken.pid");
-    // pid 1 always runs: the daemon must refuse this pid file.
-    fs::write(&pid_file, "1\n").expect("write");
+    // A running livesync (by its name) holds it: the daemon must refuse it.
+    let mut holder = std::process::Command::new("sleep");
+    std::os::unix::process::CommandExt::arg0(&mut holder, "livesync");
+    let mut holder = holder.arg("60").spawn().expect("sleep");
+    let holder_pid = holder.id();
+    fs::write(&pid_file, format!("{holder_pid}\n")).expect("write");
     let r = run_livesync(
         &[
             "-W",
@@ -281,13 +285,16 @@ fn background_startup_errors_reach_the_terminal_and_the_exit_code() {
         ],
         LONG,
     );
+    let _ = holder.kill();
+    let _ = holder.wait();
     assert_eq!(r.code, Some(1), "{}", r.stderr);
     assert!(
-        r.stderr.contains("names process 1, which is running"),
+        r.stderr
+            .contains(&format!("names process {holder_pid}, a running livesync")),
         "{}",
         r.stderr
     );
-    assert_eq!(read(&pid_file), "1\n", "left alone");
+    assert_eq!(read(&pid_file), format!("{holder_pid}\n"), "left alone");
 }
 
 #[test]

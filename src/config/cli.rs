@@ -187,7 +187,8 @@ pub struct Args {
     )]
     pub label: String,
 
-    /// Directory for list files (default: a private 0700 temp dir).
+    /// Directory for list files (default: a private 0700 temp dir); created
+    /// (0700) if missing, refused if a symlink.
     #[arg(
         short = 'L',
         long = "lists-dir",
@@ -248,7 +249,8 @@ pub struct Args {
     pub custom_signals: Vec<SignalSpec>,
 
     /// Write livesync's pid to FILE once it runs (after the fork with -b);
-    /// refused if FILE names a running process; removed at exit.
+    /// refused if FILE names a running livesync (a stale pid or another
+    /// program's is replaced); removed at exit if still ours.
     #[arg(
         short = 'z',
         long = "pid-file",
@@ -269,6 +271,7 @@ pub struct Args {
 
     /// Where signal 29 (SIGIO) and the control socket's `dump` write the
     /// daemon's state (a 0600 file per dump); without it the state is logged.
+    /// Created (0700) if missing, refused if a symlink.
     #[arg(long = "dump-dir", value_name = "DIR", help_heading = "Control files")]
     pub dump_dir: Option<PathBuf>,
 

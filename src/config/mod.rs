@@ -417,6 +417,41 @@ fn resolve_maybe_missing(p: &Path) -> std::io::Result<PathBuf> {
     }
 }
 
+/// `-L` or `--dump-dir`: a directory, or nothing yet (the daemon creates
+/// it at start, as clsync does); never a symlink in its place, nor another
+/// kind of file.
+fn check_control_dir(d: &Path, what: &str, option: &str) -> Result<(), ConfigError> {
+    match std::fs::symlink_metadata(d) {
+        Ok(m) if m.file_type().is_symlink() => Err(ConfigError::Invalid(format!(
+            "{what} {} is a symlink, which livesync does not follow; give {option} the real directory",
+            path::display_os(d)
+        ))),
+        Ok(m) if !m.is_dir() => Err(ConfigError::Invalid(format!(
+            "{what} {} is not a directory; remove it or fix {option}",
+            path::display_os(d)
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// A control file's path (`-z`, `--status-file`, `--socket`, …) made
+/// absolute: its directory resolved as [`resolve_maybe_missing`] does, its
+/// own name kept as given. A symlink at that name is never resolved: the
+/// daemon replaces such a link, it never writes or removes its target.
+fn resolve_control_file(p: &Path) -> std::io::Result<PathBuf> {
+    match (p.parent(), p.file_name()) {
+        (Some(dir), Some(name)) => {
+            let dir = if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            };
+            Ok(resolve_maybe_missing(dir)?.join(name))
+        }
+        _ => resolve_maybe_missing(p),
+    }
+}
+
 /// `p` made absolute against the current directory (unchanged if that
 /// cannot be read): `-b` moves the daemon to `/`.
 fn absolute(p: &Path) -> PathBuf {
@@ -793,12 +828,7 @@ impl Config {
         }
 
         if let Some(l) = &a.lists_dir {
-            if !l.is_dir() {
-                return Err(ConfigError::Invalid(format!(
-                    "lists dir {} is not a directory; create it or drop -L",
-                    path::display_os(l)
-                )));
-            }
+            check_control_dir(l, "lists dir", "-L")?;
         }
 
         // clsync's command modes (issue #3): -F is for the modes that run
@@ -882,7 +912,7 @@ impl Config {
                     Some(p) if p.as_os_str().is_empty() => {
                         Err(ConfigError::Invalid(format!("{name} must name a file")))
                     }
-                    Some(p) => resolve_maybe_missing(p).map(Some).map_err(|e| {
+                    Some(p) => resolve_control_file(p).map(Some).map_err(|e| {
                         ConfigError::Invalid(format!(
                             "{name} {}: {e}; check the path",
                             path::display_os(p)
@@ -895,12 +925,7 @@ impl Config {
         let standby_file = control_file("--standby-file", &a.standby_file)?;
         let dump_dir = a.dump_dir.as_deref().map(absolute);
         if let Some(d) = &dump_dir {
-            if !d.is_dir() {
-                return Err(ConfigError::Invalid(format!(
-                    "dump dir {} is not a directory; create it or drop --dump-dir",
-                    path::display_os(d)
-                )));
-            }
+            check_control_dir(d, "dump dir", "--dump-dir")?;
         }
         let socket = control_file("--socket", &a.socket)?;
         let socket_owner = a.socket_own.as_deref().map(resolve_owner).transpose()?;
@@ -1019,6 +1044,37 @@ mod tests {
         let mut v = vec!["livesync", "-H", "/NULL/"];
         v.extend_from_slice(args);
         Config::from_args(cli::Args::try_parse_from(v).expect("clap"))
+    }
+
+    #[test]
+    fn a_control_file_that_is_a_symlink_keeps_its_own_name() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let base = std::fs::canonicalize(t.path()).expect("canonical");
+        let (src, dst) = (base.join("src"), base.join("dst"));
+        std::fs::create_dir(&src).expect("mkdir");
+        let target = base.join("precious");
+        std::fs::write(&target, "x").expect("write");
+        let link = base.join("link");
+        std::os::unix::fs::symlink(&target, &link).expect("symlink");
+        let l = link.to_str().expect("utf8");
+        let c = parse(&[
+            "-W",
+            src.to_str().expect("utf8"),
+            "-D",
+            dst.to_str().expect("utf8"),
+            "-z",
+            l,
+            "--status-file",
+            l,
+            "--metrics-file",
+            l,
+            "--socket",
+            l,
+        ])
+        .expect("parse");
+        for p in [&c.pid_file, &c.status_file, &c.metrics_file, &c.socket] {
+            assert_eq!(p.as_deref(), Some(link.as_path()));
+        }
     }
 
     #[test]

@@ -10,7 +10,8 @@
 //! local destination, handler and hook programs, `-L`, status, standby,
 //! metrics and dump paths) must lie inside DIR and are used as `/…` inside.
 //! The pid file and the control socket may lie anywhere: they are made
-//! before the jail is entered, and removed at exit by the keeper, a small
+//! before the jail is entered, and removed at exit (each only while it is
+//! still the inode the daemon made) by the keeper, a small
 //! child forked just before, which stays outside with no capability but
 //! the one removing them may need, ignores signals and only waits for the
 //! daemon to end (end of a pipe). No descriptor of a directory outside the
@@ -378,11 +379,11 @@ pub fn check_inside(cfg: &Config, jail: &Jail) -> Result<(), String> {
     Ok(())
 }
 
-/// What the keeper removes at the end: the pid file if it still holds the
-/// daemon's pid, the control socket if it is still the one bound.
+/// What the keeper removes at the end: the pid file and the control socket,
+/// each only while it is still the file the daemon made (device, inode).
 #[derive(Clone, Debug, Default)]
 pub struct Leftovers {
-    pub pid_file: Option<(PathBuf, u32)>,
+    pub pid_file: Option<(PathBuf, (u64, u64))>,
     pub socket: Option<(PathBuf, (u64, u64))>,
 }
 
@@ -514,8 +515,8 @@ fn keep(fd: RawFd, left: Leftovers, who: Option<(Ident, bool)>) -> ! {
             Err(_) => break,
         }
     }
-    if let Some((p, pid)) = &left.pid_file {
-        super::files::remove_pid_file(p, *pid);
+    if let Some((p, ident)) = &left.pid_file {
+        super::files::remove_pid_file(p, *ident);
     }
     if let Some((p, ident)) = &left.socket {
         super::socket::remove_socket_file(p, *ident);

@@ -12,7 +12,7 @@ pub enum Jail {}
 /// What the keeper would remove (unused here).
 #[derive(Clone, Debug, Default)]
 pub struct Leftovers {
-    pub pid_file: Option<(std::path::PathBuf, u32)>,
+    pub pid_file: Option<(std::path::PathBuf, (u64, u64))>,
     pub socket: Option<(std::path::PathBuf, (u64, u64))>,
 }
 

@@ -28,9 +28,6 @@
 
 use super::socket::Status;
 use std::fmt::Write as _;
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -214,27 +211,20 @@ pub fn render(s: &Status) -> String {
     o
 }
 
-/// `--metrics-file`: rewrites one file atomically. Write errors are logged
-/// (the first at warn, later ones at debug) and never stop the daemon.
+/// `--metrics-file`: rewrites one file atomically (see `files.rs`: a temp
+/// file beside it, renamed over it; a symlink there is replaced, never
+/// followed). Write errors are logged (the first at warn, later ones at
+/// debug) and never stop the daemon.
 #[derive(Debug)]
 pub struct MetricsFile {
     path: PathBuf,
-    tmp: PathBuf,
     warned: bool,
 }
 
 impl MetricsFile {
     pub fn new(path: &Path) -> MetricsFile {
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "metrics".to_string());
-        // node_exporter's textfile collector reads only `*.prom` and skips
-        // dot files, so the temp name can never be read half-written.
-        let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
         MetricsFile {
             path: path.to_path_buf(),
-            tmp,
             warned: false,
         }
     }
@@ -245,7 +235,12 @@ impl MetricsFile {
 
     /// Replaces the file with `text`.
     pub fn write(&mut self, text: &str) {
-        if let Err(e) = self.replace(text) {
+        // 0644, unlike the other control files: metrics hold counts and
+        // paths, no secrets, and a collector usually runs as another user.
+        // The temp file's name starts with a dot and does not end in
+        // `.prom`: node_exporter's textfile collector never reads it
+        // half-written.
+        if let Err(e) = super::files::replace_file(&self.path, text.as_bytes(), 0o644) {
             let msg = format!(
                 "cannot write the metrics file {}: {e}; check --metrics-file",
                 crate::path::display_os(&self.path)
@@ -258,38 +253,6 @@ impl MetricsFile {
             }
         }
     }
-
-    fn replace(&self, text: &str) -> io::Result<()> {
-        match fs::remove_file(&self.tmp) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
-        // 0644 like the status file: metrics hold counts and paths, no
-        // secrets, and a collector usually runs as another user.
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&self.tmp)?;
-        let r = f
-            .write_all(text.as_bytes())
-            .and_then(|()| f.sync_data())
-            .and_then(|()| fs::rename(&self.tmp, &self.path));
-        if r.is_err() {
-            let _ = fs::remove_file(&self.tmp);
-        }
-        r
-    }
-}
-
-impl Drop for MetricsFile {
-    fn drop(&mut self) {
-        // The file itself stays: the last numbers are worth keeping after
-        // an exit (a collector shows them as stale by its own timestamp).
-        let _ = fs::remove_file(&self.tmp);
-    }
 }
 
 #[cfg(test)]
@@ -297,6 +260,7 @@ mod tests {
     use super::*;
     use crate::daemon::socket::LastSync;
     use std::collections::BTreeMap;
+    use std::fs;
 
     fn status() -> Status {
         Status {
@@ -422,5 +386,22 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, [std::ffi::OsString::from("livesync.prom")]);
+    }
+
+    #[test]
+    fn a_symlink_at_the_metrics_path_is_replaced_not_followed() {
+        let t = tempfile::tempdir().unwrap();
+        let target = t.path().join("target");
+        fs::write(&target, "precious\n").unwrap();
+        let p = t.path().join("livesync.prom");
+        std::os::unix::fs::symlink(&target, &p).unwrap();
+        let mut f = MetricsFile::new(&p);
+        f.write("a 1\n");
+        assert_eq!(fs::read_to_string(&target).unwrap(), "precious\n");
+        let m = fs::symlink_metadata(&p).unwrap();
+        assert!(m.file_type().is_file(), "the link itself was replaced");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(m.permissions().mode() & 0o777, 0o644);
+        assert_eq!(fs::read_to_string(&p).unwrap(), "a 1\n");
     }
 }

@@ -89,8 +89,9 @@
 //! dir, destination, pid/status files and the delay windows stay as they
 //! were (a restart changes them). SIGUSR2 syncs the whole tree at once.
 //! The control socket (`--socket`, see `socket.rs`) is polled with the
-//! other fds; its orders go through [`Control`] like the signals, and its
-//! `status` reply is built from [`Snapshot`] and the loop's counters.
+//! other fds (and serviced at its next client deadline, so a silent client
+//! is dropped on time); its orders go through [`Control`] like the signals,
+//! and its `status` reply is built from [`Snapshot`] and the loop's counters.
 
 #[cfg(target_os = "linux")]
 pub mod argv_check; // --check-execvp-arguments: the argv patterns of every mode
@@ -1799,6 +1800,8 @@ impl Daemon {
             }
             // A backend without a descriptor (poll) says when to read it.
             let monitor_due = self.monitor.next_deadline();
+            // A control socket client that stays silent is dropped on time.
+            let socket_due = self.socket.as_ref().and_then(|s| s.next_deadline());
             let timeout = [
                 batch_due,
                 rescan_due,
@@ -1807,6 +1810,7 @@ impl Daemon {
                 self.kill_deadline,
                 self.ops.next_due(),
                 monitor_due,
+                socket_due,
             ]
             .into_iter()
             .flatten()
@@ -1830,7 +1834,8 @@ impl Daemon {
             if ready[2] {
                 self.signals.drain();
             }
-            if ready[3..].iter().any(|&r| r) && self.serve_socket() {
+            let socket_timed_out = socket_due.is_some_and(|t| t <= Instant::now());
+            if (ready[3..].iter().any(|&r| r) || socket_timed_out) && self.serve_socket() {
                 return Ok(());
             }
         }
@@ -1934,6 +1939,21 @@ fn start_and_run(mut cfg: Config) -> Result<(), DaemonError> {
     } else {
         background::Ready::none()
     };
+    // A missing -L or --dump-dir is created (clsync does: /dev/shm is empty
+    // after a reboot), before the privilege drop, for the user the daemon
+    // becomes.
+    let owner = privilege::Plan::new(&cfg, privilege::current())
+        .ok()
+        .and_then(|p| p.daemon)
+        .map(|who| (who.uid, who.gid));
+    for (dir, what) in [
+        (&cfg.lists_dir, "lists dir (-L)"),
+        (&cfg.dump_dir, "dump dir"),
+    ] {
+        if let Some(d) = dir {
+            files::ensure_dir(d, what, owner).map_err(DaemonError::GaveUp)?;
+        }
+    }
     // Guards: dropped (files removed) however this function returns.
     let mut pid_file = match &cfg.pid_file {
         Some(p) => Some(files::PidFile::create(p).map_err(DaemonError::GaveUp)?),

@@ -39,10 +39,17 @@
 //!
 //! Only peers whose uid (from the kernel, `SO_PEERCRED`) is allowed may talk:
 //! by default root and the daemon's own effective uid. Others get one
-//! `error permission denied …` line and are disconnected. At most
-//! [`MAX_CLIENTS`] clients are connected at once; one more gets
-//! `error too many clients …`. A client that does not read its replies until
-//! the kernel's socket buffer fills is dropped rather than waited for.
+//! `error permission denied …` line and are disconnected. A client must
+//! finish each command line within [`CLIENT_IDLE`] of connecting or of its
+//! previous command; one that does not gets `error idle …` and is
+//! disconnected, so silent clients cannot hold their places. At most
+//! [`MAX_CLIENTS`] clients are connected at once; when one more comes, the
+//! one that has waited longest without a command gets `error too many
+//! clients …` and makes room: a new client always gets in. A client that
+//! does not read its replies until the kernel's socket buffer fills is
+//! dropped rather than waited for. Refusals are logged at most once per
+//! [`REFUSAL_LOG_EVERY`] at warn level (with how many were not), the rest
+//! at debug level.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -52,6 +59,7 @@ use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt}
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
 /// The mode of the socket file unless the user gives `--socket-mod`.
 pub const DEFAULT_MODE: u32 = 0o600;
@@ -59,6 +67,11 @@ pub const DEFAULT_MODE: u32 = 0o600;
 pub const MAX_LINE: usize = 4096;
 /// Most clients connected at once.
 pub const MAX_CLIENTS: usize = 16;
+/// How long a client may take to finish a command line, from its
+/// connection or its previous command.
+pub const CLIENT_IDLE: Duration = Duration::from_secs(10);
+/// At most one refusal line at warn level per this long.
+pub const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(60);
 /// Most bytes read from one client in one call of `service`, so that one
 /// flooding client cannot hold the loop (the fd stays readable; the next
 /// turn reads on).
@@ -400,6 +413,41 @@ struct Client {
     /// Bytes received that do not yet end in a newline.
     pending: Vec<u8>,
     uid: u32,
+    /// When it connected or last had a command answered.
+    since: Instant,
+}
+
+/// Refusal lines, rate-limited: one at warn level per
+/// [`REFUSAL_LOG_EVERY`], the others at debug level and counted.
+#[derive(Default)]
+struct Refusals {
+    last_warned: Option<Instant>,
+    unlogged: u64,
+}
+
+impl Refusals {
+    fn log(&mut self, msg: String) {
+        let now = Instant::now();
+        if self
+            .last_warned
+            .is_some_and(|t| now.duration_since(t) < REFUSAL_LOG_EVERY)
+        {
+            self.unlogged += 1;
+            ::log::debug!("{msg}");
+            return;
+        }
+        if self.unlogged > 0 {
+            ::log::warn!(
+                "{msg} (and {} more refusal{} since the last such line)",
+                self.unlogged,
+                if self.unlogged == 1 { "" } else { "s" }
+            );
+        } else {
+            ::log::warn!("{msg}");
+        }
+        self.unlogged = 0;
+        self.last_warned = Some(now);
+    }
 }
 
 /// The listening control socket and its clients. Dropping it closes every
@@ -413,6 +461,9 @@ pub struct ControlSocket {
     clients: Vec<Client>,
     allowed_uids: Vec<u32>,
     settable: Vec<String>,
+    /// [`CLIENT_IDLE`], shorter in tests.
+    idle: Duration,
+    refusals: Refusals,
 }
 
 /// Longest socket path the platform's `sockaddr_un` holds (without its NUL).
@@ -529,6 +580,8 @@ impl ControlSocket {
             clients: Vec::new(),
             allowed_uids,
             settable: Vec::new(),
+            idle: CLIENT_IDLE,
+            refusals: Refusals::default(),
         })
     }
 
@@ -555,6 +608,17 @@ impl ControlSocket {
         self.clients.len()
     }
 
+    /// Replaces [`CLIENT_IDLE`] (tests).
+    pub fn set_idle_timeout(&mut self, idle: Duration) {
+        self.idle = idle;
+    }
+
+    /// When the next client runs out of time (see [`CLIENT_IDLE`]): the loop
+    /// must call [`service`](Self::service) by then even if no fd is ready.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.clients.iter().map(|c| c.since + self.idle).min()
+    }
+
     /// The fds the loop must poll for readability (POLLIN) before calling
     /// [`service`](Self::service): the listener and every client. The set
     /// changes on every `service`, so ask again each turn.
@@ -574,7 +638,20 @@ impl ControlSocket {
         let mut orders = Vec::new();
         let mut i = 0;
         while i < self.clients.len() {
-            let keep = self.serve_client(i, state, &mut snapshot, &mut orders);
+            let mut keep = self.serve_client(i, state, &mut snapshot, &mut orders);
+            if keep && self.clients[i].since.elapsed() >= self.idle {
+                let msg = format!(
+                    "error idle for {} s without a whole command; closing\n",
+                    self.idle.as_secs_f64()
+                );
+                send_all(&self.clients[i].stream, msg.as_bytes());
+                ::log::debug!(
+                    "control socket: dropped a client (uid {}) idle for {:?}",
+                    self.clients[i].uid,
+                    self.idle
+                );
+                keep = false;
+            }
             if keep {
                 i += 1;
             } else {
@@ -607,38 +684,47 @@ impl ControlSocket {
             let uid = match peer_uid(&stream) {
                 Ok(uid) => uid,
                 Err(e) => {
-                    ::log::warn!(
+                    self.refusals.log(format!(
                         "control socket {}: cannot read the peer's credentials, refusing it: {e}",
                         disp(&self.path)
-                    );
+                    ));
                     send_all(&stream, b"error cannot read your credentials\n");
                     continue;
                 }
             };
             if !uid_allowed(uid, &self.allowed_uids) {
-                ::log::warn!(
+                self.refusals.log(format!(
                     "control socket {}: refused a client with uid {uid} (not allowed)",
                     disp(&self.path)
-                );
+                ));
                 let msg =
                     format!("error permission denied: uid {uid} may not use this control socket\n");
                 send_all(&stream, msg.as_bytes());
                 continue;
             }
             if self.clients.len() >= MAX_CLIENTS {
-                ::log::warn!(
-                    "control socket {}: refused a client: {MAX_CLIENTS} already connected",
-                    disp(&self.path)
-                );
-                let msg = format!("error too many clients ({MAX_CLIENTS}); try again later\n");
-                send_all(&stream, msg.as_bytes());
-                continue;
+                // Room for the newcomer: the client waiting longest
+                // without a command goes.
+                if let Some(oldest) = (0..self.clients.len()).min_by_key(|&i| self.clients[i].since)
+                {
+                    let old = self.clients.swap_remove(oldest);
+                    let msg = format!(
+                        "error too many clients ({MAX_CLIENTS}); closing the one idle longest\n"
+                    );
+                    send_all(&old.stream, msg.as_bytes());
+                    self.refusals.log(format!(
+                        "control socket {}: {MAX_CLIENTS} clients connected; dropped the one idle longest (uid {}) for a new one",
+                        disp(&self.path),
+                        old.uid
+                    ));
+                }
             }
             ::log::debug!("control socket: client (uid {uid}) connected");
             self.clients.push(Client {
                 stream,
                 pending: Vec::new(),
                 uid,
+                since: Instant::now(),
             });
         }
     }
@@ -775,6 +861,7 @@ impl ControlSocket {
             }
         };
         reply.push('\n');
+        self.clients[i].since = Instant::now();
         send_all(&self.clients[i].stream, reply.as_bytes())
     }
 }
@@ -1276,32 +1363,75 @@ mod tests {
     }
 
     #[test]
-    fn client_count_is_capped() {
+    fn a_new_client_always_gets_in_and_the_longest_idle_one_makes_room() {
         let mut env = Env::new();
-        let mut clients: Vec<UnixStream> = (0..MAX_CLIENTS).map(|_| env.connect()).collect();
-        env.sock.service(&status);
+        let mut clients: Vec<UnixStream> = Vec::new();
+        for _ in 0..MAX_CLIENTS {
+            clients.push(env.connect());
+            env.sock.service(&status);
+        }
         assert_eq!(env.sock.client_count(), MAX_CLIENTS);
         assert_eq!(env.sock.fds().len(), MAX_CLIENTS + 1);
-        let mut extra = env.connect();
-        let got = env.wait_closed(&mut extra);
-        assert_eq!(
-            String::from_utf8(got).unwrap(),
-            format!("error too many clients ({MAX_CLIENTS}); try again later\n")
-        );
-        assert_eq!(env.sock.client_count(), MAX_CLIENTS);
-        // The connected ones still work; when one leaves, a new one fits.
-        let last = clients.last_mut().unwrap();
+        // The last one used its place: it is not the longest idle.
         let mut orders = Vec::new();
+        let last = clients.last_mut().unwrap();
         last.write_all(b"resync\n").unwrap();
         assert_eq!(env.reply(last, &mut orders).unwrap(), "ok resync requested");
-        drop(clients.pop());
+        // A newcomer is served; the first (idle longest) is closed.
+        let mut extra = env.connect();
+        assert_eq!(
+            env.ask(&mut extra, "version").0,
+            format!("ok livesync {}", env!("CARGO_PKG_VERSION"))
+        );
+        assert_eq!(env.sock.client_count(), MAX_CLIENTS);
+        let got = env.wait_closed(&mut clients[0]);
+        assert_eq!(
+            String::from_utf8(got).unwrap(),
+            format!("error too many clients ({MAX_CLIENTS}); closing the one idle longest\n")
+        );
+        // The others still work.
+        let last = clients.last_mut().unwrap();
+        assert_eq!(env.ask(last, "pause").1, [Command::Pause]);
+    }
+
+    #[test]
+    fn a_client_silent_past_its_deadline_is_dropped() {
+        let mut env = Env::new();
+        env.sock.set_idle_timeout(Duration::from_millis(300));
+        let mut silent = env.connect();
+        let mut partial = env.connect();
+        let mut busy = env.connect();
+        env.sock.service(&status);
+        assert_eq!(env.sock.client_count(), 3);
+        partial.write_all(b"stat").unwrap();
+        let due = env.sock.next_deadline().expect("a deadline");
+        assert!(due <= Instant::now() + Duration::from_millis(300));
+        // A client that keeps asking stays while the silent ones go.
+        let idle = "error idle for 0.3 s without a whole command; closing\n";
         let start = Instant::now();
-        while env.sock.client_count() == MAX_CLIENTS {
-            env.sock.service(&status);
-            assert!(start.elapsed() < DEADLINE);
+        let mut got = Vec::new();
+        loop {
+            env.ask(&mut busy, "version");
+            let mut buf = [0u8; 256];
+            match silent.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("read: {e}"),
+            }
+            assert!(start.elapsed() < DEADLINE, "still open; got {got:?}");
         }
-        let mut again = env.connect();
-        assert_eq!(env.ask(&mut again, "pause").1, [Command::Pause]);
+        assert!(
+            start.elapsed() >= Duration::from_millis(250),
+            "not before its time"
+        );
+        assert_eq!(String::from_utf8(got).unwrap(), idle);
+        assert_eq!(
+            String::from_utf8(env.wait_closed(&mut partial)).unwrap(),
+            idle
+        );
+        assert_eq!(env.sock.client_count(), 1);
+        env.ask(&mut busy, "version");
     }
 
     #[test]

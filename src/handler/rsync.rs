@@ -8,7 +8,8 @@
 //! (or the user's template, rendered by [`super::template`]), judges the
 //! exit code, and removes the list files. List files live in `-L`'s
 //! directory or in a private 0700 directory made once per handler; each is
-//! created exclusively, without following symlinks, mode 0600.
+//! created exclusively, without following symlinks, mode 0600, and removed
+//! only while it is still the file written (device and inode).
 //!
 //! It is also clsync's `rsyncshell` mode ([`RsyncConfig::shell`]): the same
 //! lists, handed to the user's handler as
@@ -39,7 +40,7 @@ use std::ffi::{OsStr, OsString};
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -574,21 +575,34 @@ impl Drop for RsyncDirect {
     }
 }
 
-/// A list file on disk; removed when dropped unless kept.
+/// A list file on disk; removed when dropped unless kept, and only while
+/// it is still the file we made (device and inode): never a file or a
+/// symlink someone put in its place.
 pub(crate) struct ListFile {
     pub(crate) path: PathBuf,
     keep: bool,
+    ident: (u64, u64),
 }
 
 impl Drop for ListFile {
     fn drop(&mut self) {
-        if !self.keep {
-            if let Err(e) = fs::remove_file(&self.path) {
-                log::warn!(
-                    "cannot remove list file {}: {e}",
-                    path::display_os(&self.path)
-                );
-            }
+        if self.keep {
+            return;
+        }
+        let ours = fs::symlink_metadata(&self.path)
+            .is_ok_and(|m| m.file_type().is_file() && (m.dev(), m.ino()) == self.ident);
+        if !ours {
+            log::warn!(
+                "list file {} is no longer the one livesync wrote; left in place",
+                path::display_os(&self.path)
+            );
+            return;
+        }
+        if let Err(e) = fs::remove_file(&self.path) {
+            log::warn!(
+                "cannot remove list file {}: {e}",
+                path::display_os(&self.path)
+            );
         }
     }
 }
@@ -627,8 +641,19 @@ pub(crate) fn write_list(
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(list_error(dir, e)),
         };
+        let ident = match file.metadata() {
+            Ok(m) => (m.dev(), m.ino()),
+            Err(e) => {
+                let _ = fs::remove_file(&p);
+                return Err(HandlerError::io(&p, e));
+            }
+        };
         // Created by us from here on: removed on every way out.
-        let guard = ListFile { path: p, keep };
+        let guard = ListFile {
+            path: p,
+            keep,
+            ident,
+        };
         file.set_permissions(fs::Permissions::from_mode(0o600))
             .and_then(|()| file.write_all(contents))
             .map_err(|e| HandlerError::io(&guard.path, e))?;
@@ -1036,6 +1061,28 @@ mod tests {
         let own = dir.file_name().unwrap().as_bytes();
         assert!(super::super::private::ours(own, "livesync-lists-"));
         fs::remove_dir_all(&kept).unwrap();
+    }
+
+    #[test]
+    fn a_list_file_is_removed_only_while_it_is_still_ours() {
+        let d = tempfile::tempdir().unwrap();
+        let mut seq = 0;
+        let l = write_list(d.path(), &mut seq, "x", false, "include", b"/a\n").unwrap();
+        let p = l.path.clone();
+        drop(l);
+        assert!(!p.exists());
+        // A symlink put in its place (made first: no inode reuse) stays,
+        // and so does its target.
+        let l = write_list(d.path(), &mut seq, "x", false, "include", b"/a\n").unwrap();
+        let target = d.path().join("precious");
+        fs::write(&target, "keep").unwrap();
+        let link = d.path().join("link");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        fs::rename(&link, &l.path).unwrap();
+        let p = l.path.clone();
+        drop(l);
+        assert!(fs::symlink_metadata(&p).unwrap().file_type().is_symlink());
+        assert_eq!(fs::read(&target).unwrap(), b"keep");
     }
 
     #[test]
