@@ -1135,6 +1135,9 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{keep_out:?}: {e}"));
             assert_eq!(c.destination, Some(Destination::Local(PathBuf::from(&dst))));
         }
+        // The rsync modes are held to the same check.
+        let err = parse(&["-W", s, "-D", &dst, "-M", "rsyncdirect"]).expect_err("rsync");
+        assert!(err.to_string().contains("inside the watch dir"), "{err}");
         // Rules that exclude something else, or only files there, do not.
         for other in ["-d^tmp$\n", "-f^mnt/backup/\n", "-s^mnt/backup$\n"] {
             let r = rules_at(other);
