@@ -68,7 +68,8 @@
 //! device and inode are the destination root's (a bind mount of the
 //! destination inside the source, or the destination itself when it lies
 //! inside the source) is skipped with one warning, so a destination inside
-//! the source can never nest copies of itself.
+//! the source can never nest copies of itself; likewise a destination
+//! directory that is the source root is neither written nor deleted in.
 //!
 //! Cost: within a batch, directory descriptors are cached per relative path
 //! (both sides), so a storm of files in a few directories costs about a dozen
@@ -89,6 +90,7 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use sys::{errno, is_gone, raw, FileType, Meta};
 
@@ -107,7 +109,9 @@ pub struct Mirror {
     /// engines of several worker threads and across reloads).
     root: Option<Arc<DstRoot>>,
     /// A source directory that is the destination was skipped and said so.
-    warned_dst_in_src: std::sync::atomic::AtomicBool,
+    warned_dst_in_src: AtomicBool,
+    /// The same for a destination directory that is the source.
+    warned_src_in_dst: AtomicBool,
     preserve_owner: bool,
     /// Running as euid 0: no permission bits stand in our way.
     privileged: bool,
@@ -133,7 +137,8 @@ impl Mirror {
             dst,
             rules,
             root: None,
-            warned_dst_in_src: std::sync::atomic::AtomicBool::new(false),
+            warned_dst_in_src: AtomicBool::new(false),
+            warned_src_in_dst: AtomicBool::new(false),
             preserve_owner: privileged,
             privileged,
             progress: None,
@@ -399,7 +404,6 @@ impl<'m> Run<'m> {
     /// Says once per engine that the source directory `rel` is the
     /// destination and is skipped.
     fn warn_dst_in_src(&self, rel: &[u8]) {
-        use std::sync::atomic::Ordering;
         if !self.m.warned_dst_in_src.swap(true, Ordering::Relaxed) {
             log::warn!(
                 "mirror: source directory {} is the destination {} (same device and inode, e.g. through a bind mount); skipping it and everything below it",
@@ -466,6 +470,19 @@ impl<'m> Run<'m> {
                 sys::open_dir(pfd, name).map_err(|e| self.derr(rel, e))?
             }
         };
+        let id = sys::fstat(raw(&fd)).map_err(|e| self.derr(rel, e))?.id();
+        if id == self.src_root_id {
+            // The source seen from the destination side (a bind mount):
+            // writing or deleting there would change the source.
+            if !self.m.warned_src_in_dst.swap(true, Ordering::Relaxed) {
+                log::warn!(
+                    "mirror: destination directory {} is the source {} (same device and inode, e.g. through a bind mount); leaving it and everything below it alone",
+                    path::display(rel),
+                    path::display_os(&self.m.src)
+                );
+            }
+            return Ok(None);
+        }
         let fd = Rc::new(fd);
         cache_put(&mut self.dst_dirs, rel, &fd);
         Ok(Some(fd))

@@ -1183,3 +1183,29 @@ fn a_source_directory_that_is_the_destination_is_never_entered() {
     assert!(!dst.join("backup").exists());
     assert_eq!(fs::read(dst.join("f")).unwrap(), b"x");
 }
+
+#[test]
+fn a_destination_directory_that_is_the_source_is_never_written_or_deleted_in() {
+    let env = Env::new();
+    // The source inside the destination, as a bind mount of the source in
+    // the destination would show it (the start-up check cannot see that).
+    let src = env.d(b"x");
+    fs::create_dir_all(src.join("x")).unwrap();
+    write(&src.join("x/f"), b"source file");
+    write(&src.join("keep"), b"not in the source's x/");
+    let mut m = Mirror::new(src.clone(), env.dst.clone(), Arc::new(Rules::allow_all()));
+    // x/f exists in the source: unfixed, it was copied to dst/x/f, which
+    // is the source's own f. x/keep does not: unfixed, dst/x/keep (the
+    // source's keep) was deleted.
+    for op in [sync(b"x/f"), sync(b"x/keep"), mv(b"x/f", b"x/g")] {
+        env.run_with(&mut m, vec![op]);
+    }
+    assert_eq!(
+        all_names(&src),
+        vec![b"keep".to_vec(), b"x".to_vec(), b"x/f".to_vec()]
+    );
+    assert_eq!(
+        fs::read(src.join("keep")).unwrap(),
+        b"not in the source's x/"
+    );
+}
