@@ -1864,6 +1864,52 @@ fn raise_open_file_limit() {
     }
 }
 
+/// Directories livesync made at start (a missing destination and its
+/// parents), removed again, deepest first and only while empty, when the
+/// start fails before the loop: a failed start leaves nothing behind.
+#[derive(Default)]
+struct MadeDirs(Vec<PathBuf>);
+
+impl MadeDirs {
+    /// Makes `dir` and its missing parents (`mkdir -p`), remembering which.
+    fn create(dir: &std::path::Path) -> Result<MadeDirs, DaemonError> {
+        let missing: Vec<PathBuf> = dir
+            .ancestors()
+            .take_while(|a| std::fs::symlink_metadata(a).is_err())
+            .map(std::path::Path::to_path_buf)
+            .collect();
+        let mut made = MadeDirs::default();
+        for d in missing.into_iter().rev() {
+            match std::fs::create_dir(&d) {
+                Ok(()) => made.0.push(d),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => {
+                    return Err(DaemonError::GaveUp(format!(
+                        "cannot create the destination {}: {e}; create it or check permissions",
+                        path::display_os(dir)
+                    )))
+                }
+            }
+        }
+        Ok(made)
+    }
+
+    /// The start went through: they stay.
+    fn keep(mut self) {
+        self.0.clear();
+    }
+}
+
+impl Drop for MadeDirs {
+    fn drop(&mut self) {
+        for d in self.0.iter().rev() {
+            if let Err(e) = std::fs::remove_dir(d) {
+                ::log::debug!("cannot remove {} again: {e}", path::display_os(d));
+            }
+        }
+    }
+}
+
 fn start_and_run(mut cfg: Config) -> Result<(), DaemonError> {
     // Before any thread starts: it edits the environment.
     let notifier = ops::notifier_from_env();
@@ -1910,14 +1956,11 @@ fn start_and_run(mut cfg: Config) -> Result<(), DaemonError> {
     // The mirror's destination and its missing parents are made now, by
     // the invoking user: made after the drop they would belong to nobody,
     // and a nobody process could swap them for a symlink.
-    if let (Mode::Mirror, Some(Destination::Local(dst))) = (&cfg.mode, &cfg.destination) {
-        std::fs::create_dir_all(dst).map_err(|e| {
-            DaemonError::GaveUp(format!(
-                "cannot create the destination {}: {e}; create it or check permissions",
-                path::display_os(dst)
-            ))
-        })?;
-    }
+    // A start that fails before the loop removes them again.
+    let made_dst = match (&cfg.mode, &cfg.destination) {
+        (Mode::Mirror, Some(Destination::Local(dst))) => MadeDirs::create(dst)?,
+        _ => MadeDirs::default(),
+    };
     // Privileges are dropped here, once, single-threaded: after what needs
     // root (pid file, status file, control socket), before the tree is
     // walked and watched (src/daemon/privilege.rs). With --chroot, `cfg`'s
@@ -2012,6 +2055,7 @@ fn start_and_run(mut cfg: Config) -> Result<(), DaemonError> {
         );
     }
     let initial_done = cfg.skip_initialsync;
+    made_dst.keep();
     let mut daemon = Daemon {
         cfg,
         dst_root,
