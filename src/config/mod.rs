@@ -8,9 +8,10 @@
 //! exactly the parser that checks the command line.
 //!
 //! Validation reads the filesystem (the config file, the watch dir must
-//! exist, the destination must not lie inside it) but changes nothing: a bad
-//! input is reported as one [`ConfigError`] line before anything is created
-//! or touched. Nothing here logs (the logger is not installed yet): warnings
+//! exist, a local destination must not be it, contain it or lie inside it,
+//! compared by device and inode, unless the rules never walk the way to it)
+//! but changes nothing: a bad input is reported as one [`ConfigError`] line
+//! before anything is created or touched. Nothing here logs (the logger is not installed yet): warnings
 //! are handed on in [`Config::warnings`].
 
 pub mod cli;

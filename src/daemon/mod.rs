@@ -67,6 +67,16 @@
 //! changes, unless `--ignore-failures`: then it keeps retrying, with the same
 //! backoff, and never drops the batch. `-k` (rsyncdirect) kills a handler's
 //! whole process group after that many seconds; that counts as a failure.
+//! A destination that was moved or replaced while running (the mirror's
+//! [`HandlerError::DestinationChanged`]) is not retried: livesync exits 2.
+//!
+//! # The destination
+//! The built-in mirror's missing destination (and its parents) is made
+//! before privileges are dropped, so it belongs to the invoking user; a
+//! start that fails before the loop removes it again. Its root is opened
+//! once and shared by every mirror engine (worker threads, reloads). A
+//! local destination, found by device and inode, is never walked or watched
+//! from the source side.
 //!
 //! # Other signals
 //! SIGHUP re-reads the command line and the config file (and so the rules
