@@ -571,6 +571,29 @@ mod tests {
     }
 
     #[test]
+    fn the_destination_is_never_walked_or_watched_wherever_it_shows_up() {
+        use std::os::unix::fs::MetadataExt;
+        let (dir, mut tree, mut mon) = setup();
+        std::fs::create_dir_all(dir.path().join("a/backup/deep")).expect("mkdir");
+        std::fs::create_dir_all(dir.path().join("b")).expect("mkdir");
+        let m = std::fs::metadata(dir.path().join("a/backup")).expect("stat");
+        tree.never_enter((m.dev(), m.ino()));
+        tree.watch_subtree(&mut mon, b"", true).expect("walk");
+        let got: Vec<&[u8]> = mon.watched.iter().map(|p| p.as_slice()).collect();
+        assert_eq!(got, vec![&b""[..], b"a", b"b"]);
+        // Nor when it appears again, under another name.
+        std::fs::rename(dir.path().join("a/backup"), dir.path().join("b/moved")).expect("mv");
+        let mut out = Vec::new();
+        tree.process(
+            &mut mon,
+            &[ev("b/moved", EventKind::MovedTo, true, 0)],
+            &mut out,
+        )
+        .expect("process");
+        assert!(!mon.watched.iter().any(|p| p.starts_with(b"b/moved")));
+    }
+
+    #[test]
     fn new_directory_is_watched_listed_and_queued_whole() {
         let (dir, mut tree, mut mon) = setup();
         // The nested dir exists before the tree hears of its parent.
