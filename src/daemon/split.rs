@@ -26,7 +26,7 @@
 //!   `..` or empty component and no NUL. The helper runs the mirror on them
 //!   and replies `REPORT` (copied, deleted, renamed) or `FAIL` (kind 5
 //!   when the destination was moved or replaced: the daemon stops). The
-//!   destination root the first engine opened is kept across `RULES`.
+//!   destination root opened on the first `RULES` is kept across later ones.
 //!
 //! Anything else ends the helper (a daemon that speaks nonsense is not
 //! trusted any more). When the daemon goes away (EOF) the helper kills its
@@ -39,7 +39,7 @@ use super::privilege::{self, Ident, Plan};
 use crate::batch::{Batch, Op};
 use crate::config::{Config, Destination, Mode};
 use crate::exec::{self, ExecError, Outcome, Spec};
-use crate::handler::mirror::Mirror;
+use crate::handler::mirror::{DstRoot, Mirror};
 use crate::handler::{Handler, HandlerError, Report};
 use crate::rules::Rules;
 use std::ffi::OsString;
@@ -494,10 +494,12 @@ pub fn recv_packet(fd: RawFd) -> io::Result<Option<Vec<u8>>> {
 }
 
 /// The built-in mirror as the helper runs it: the two trees (the
-/// destination is created on the first `RULES` request) and the engine.
+/// destination is created and opened on the first `RULES` request, and held
+/// from then on) and the engine.
 pub struct HelperMirror {
     pub src: PathBuf,
     pub dst: PathBuf,
+    pub root: Option<Arc<DstRoot>>,
     pub engine: Option<Mirror>,
 }
 
@@ -531,22 +533,16 @@ const MIRROR_STACK: usize = 256 << 20;
 impl HelperMirror {
     fn rules(&mut self, text: &[u8]) -> Result<Report, String> {
         let rules = Rules::parse(text, "the daemon's rules").map_err(|e| e.to_string())?;
-        std::fs::create_dir_all(&self.dst).map_err(|e| {
-            format!(
-                "cannot create the destination {}: {e}; create it or check permissions",
-                crate::path::display_os(&self.dst)
-            )
-        })?;
-        let dst = self
-            .dst
-            .canonicalize()
-            .map_err(|e| format!("destination {}: {e}", crate::path::display_os(&self.dst)))?;
-        // A reload keeps the destination root the first engine opened.
-        let mut engine = Mirror::new(self.src.clone(), dst, Arc::new(rules));
-        if let Some(root) = self.engine.as_ref().and_then(Mirror::root) {
-            engine = engine.with_root(root);
-        }
-        self.engine = Some(engine);
+        // A reload keeps the destination root opened the first time.
+        let root = match &self.root {
+            Some(r) => Arc::clone(r),
+            None => {
+                let r = Arc::new(DstRoot::open(&self.dst, true).map_err(|e| e.to_string())?);
+                Arc::clone(self.root.insert(r))
+            }
+        };
+        self.engine =
+            Some(Mirror::new(self.src.clone(), self.dst.clone(), Arc::new(rules)).with_root(root));
         Ok(Report::default())
     }
 
@@ -905,6 +901,7 @@ pub fn start(cfg: &Config, plan: &Plan) -> Result<(), String> {
             Some(HelperMirror {
                 src: cfg.watch_dir.clone(),
                 dst: dst.clone(),
+                root: None,
                 engine: None,
             })
         }

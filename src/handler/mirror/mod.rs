@@ -157,11 +157,6 @@ impl Mirror {
         self
     }
 
-    /// The destination root this engine writes through, once opened.
-    pub fn root(&self) -> Option<Arc<DstRoot>> {
-        self.root.clone()
-    }
-
     /// Copy owner and group of every entry (default: on when running as root;
     /// turning it on as another user makes every chown fail with `EPERM`).
     pub fn preserve_owner(mut self, yes: bool) -> Self {
