@@ -11,6 +11,11 @@
 //! paired by cookie; an unpaired half becomes a delete or a create. A lost
 //! event (queue overflow) becomes a rescan of the subtree.
 //!
+//! A directory whose device and inode are the local destination's
+//! ([`Tree::never_enter`]) is never walked or watched, whatever its path: a
+//! destination bind-mounted inside the source would otherwise feed the
+//! mirror's own writes back as changes, nesting copies without end.
+//!
 //! The tree does no syncing and no batching, and it never follows symlinks.
 
 use crate::monitor::{EventKind, Monitor, MonitorError, RawEvent};
@@ -62,6 +67,10 @@ pub struct Tree {
     masks: Vec<(Vec<u8>, u32)>,
     /// Whether to record `masks` at all (only handlers that report them).
     record_masks: bool,
+    /// (device, inode) of the local destination: never walked or watched.
+    never_enter: Option<(u64, u64)>,
+    /// Skipping the destination was logged once already.
+    never_enter_reported: bool,
 }
 
 impl Tree {
@@ -78,7 +87,42 @@ impl Tree {
             stats: TreeStats::default(),
             masks: Vec::new(),
             record_masks: true,
+            never_enter: None,
+            never_enter_reported: false,
         }
+    }
+
+    /// Never walk or watch the directory with this (device, inode): the
+    /// local destination, wherever it shows up below the watch dir.
+    pub fn never_enter(&mut self, id: (u64, u64)) {
+        self.never_enter = Some(id);
+    }
+
+    /// Whether `rel` (not the root) is the destination; says so once.
+    fn is_destination(&mut self, rel: &[u8]) -> bool {
+        let Some(id) = self.never_enter else {
+            return false;
+        };
+        if rel.is_empty() {
+            return false;
+        }
+        let abs = path::abs(&self.root, rel);
+        let Ok(m) = std::fs::symlink_metadata(&abs) else {
+            return false;
+        };
+        if !m.is_dir() || (m.dev(), m.ino()) != id {
+            return false;
+        }
+        if self.never_enter_reported {
+            log::debug!("not walking {}: it is the destination", path::display(rel));
+        } else {
+            log::warn!(
+                "not walking or watching {}: it is the destination (the same device and inode, e.g. through a bind mount); nothing below it is synced",
+                path::display_os(&abs)
+            );
+            self.never_enter_reported = true;
+        }
+        true
     }
 
     /// Whether to record event bits for [`Tree::take_masks`]: a handler
@@ -147,7 +191,7 @@ impl Tree {
         let mut stack = vec![rel.to_vec()];
         let mut visited = 0usize;
         while let Some(dir) = stack.pop() {
-            if !self.walkable(&dir) {
+            if !self.walkable(&dir) || self.is_destination(&dir) {
                 continue;
             }
             visited += 1;
@@ -524,6 +568,29 @@ mod tests {
         assert_eq!(n, 5);
         let got: Vec<&[u8]> = mon.watched.iter().map(|p| p.as_slice()).collect();
         assert_eq!(got, vec![&b""[..], b"a", b"a/b", b"a/b/c", b"d"]);
+    }
+
+    #[test]
+    fn the_destination_is_never_walked_or_watched_wherever_it_shows_up() {
+        use std::os::unix::fs::MetadataExt;
+        let (dir, mut tree, mut mon) = setup();
+        std::fs::create_dir_all(dir.path().join("a/backup/deep")).expect("mkdir");
+        std::fs::create_dir_all(dir.path().join("b")).expect("mkdir");
+        let m = std::fs::metadata(dir.path().join("a/backup")).expect("stat");
+        tree.never_enter((m.dev(), m.ino()));
+        tree.watch_subtree(&mut mon, b"", true).expect("walk");
+        let got: Vec<&[u8]> = mon.watched.iter().map(|p| p.as_slice()).collect();
+        assert_eq!(got, vec![&b""[..], b"a", b"b"]);
+        // Nor when it appears again, under another name.
+        std::fs::rename(dir.path().join("a/backup"), dir.path().join("b/moved")).expect("mv");
+        let mut out = Vec::new();
+        tree.process(
+            &mut mon,
+            &[ev("b/moved", EventKind::MovedTo, true, 0)],
+            &mut out,
+        )
+        .expect("process");
+        assert!(!mon.watched.iter().any(|p| p.starts_with(b"b/moved")));
     }
 
     #[test]

@@ -50,7 +50,9 @@ dashes), read from -H FILE or else from the first readable of
 (default: [default]). The command line beats the file, option by option.
 
 Exit codes: 0 success; 1 runtime failure (e.g. a sync handler kept failing
-past --retries, or a pre-exit or exit hook failed); 2 bad usage or input (nothing was touched); 3 the inotify
+past --retries, or a pre-exit or exit hook failed); 2 bad usage or input
+(nothing was touched), or the destination was moved or replaced while
+running; 3 the inotify
 watch limit was reached at start (raise fs.inotify.max_user_watches).";
 
 /// livesync: mirror a directory tree live, on kernel change notifications.

@@ -8,9 +8,10 @@
 //! exactly the parser that checks the command line.
 //!
 //! Validation reads the filesystem (the config file, the watch dir must
-//! exist, the destination must not lie inside it) but changes nothing: a bad
-//! input is reported as one [`ConfigError`] line before anything is created
-//! or touched. Nothing here logs (the logger is not installed yet): warnings
+//! exist, a local destination must not be it, contain it or lie inside it,
+//! compared by device and inode, unless the rules never walk the way to it)
+//! but changes nothing: a bad input is reported as one [`ConfigError`] line
+//! before anything is created or touched. Nothing here logs (the logger is not installed yet): warnings
 //! are handed on in [`Config::warnings`].
 
 pub mod cli;
@@ -380,6 +381,73 @@ fn is_remote(dest: &OsStr) -> bool {
     b[..first_slash].contains(&b':')
 }
 
+/// Where a local destination lies with respect to the watch dir, decided
+/// by device and inode, so that a bind mount cannot hide it.
+#[derive(Debug, PartialEq, Eq)]
+enum Overlap {
+    Apart,
+    /// The same directory.
+    Same,
+    /// Below the watch dir, at this relative path.
+    Inside(Vec<u8>),
+    /// An ancestor of the watch dir.
+    Around,
+}
+
+/// (device, inode) of a directory (following links: the user chose these
+/// paths), or `None` when it does not exist (yet).
+fn dir_id(p: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(p)
+        .ok()
+        .filter(std::fs::Metadata::is_dir)
+        .map(|m| (m.dev(), m.ino()))
+}
+
+/// `dst` (absolute, canonical up to its deepest existing ancestor) and the
+/// canonical `watch`: the destination is inside the watch dir when it or an
+/// ancestor is the watch dir (by id, so a bind mount of the source above
+/// the destination counts), around it when the watch dir or an ancestor of
+/// it is the destination. A bind mount of the destination *below* the watch
+/// dir cannot be seen from the paths; the tree and the mirror skip it while
+/// walking.
+fn overlap(watch: &Path, dst: &Path) -> Overlap {
+    let Some(watch_id) = dir_id(watch) else {
+        return Overlap::Apart;
+    };
+    for a in dst.ancestors() {
+        if dir_id(a) == Some(watch_id) {
+            let below = dst.strip_prefix(a).unwrap_or(Path::new(""));
+            let rel = below.as_os_str().as_bytes().to_vec();
+            return if rel.is_empty() {
+                Overlap::Same
+            } else {
+                Overlap::Inside(rel)
+            };
+        }
+    }
+    if let Some(dst_id) = dir_id(dst) {
+        if watch.ancestors().any(|a| dir_id(a) == Some(dst_id)) {
+            return Overlap::Around;
+        }
+    }
+    Overlap::Apart
+}
+
+/// Whether the rules keep livesync out of `rel` (a destination inside the
+/// watch dir): some directory on the way, `rel` included, is never walked,
+/// so nothing in it is watched, walked or mirrored into itself. This is
+/// clsync's documented way of backing up `/` into `/mnt/backup/mirror`.
+fn keeps_out(rules: &Rules, rel: &[u8]) -> bool {
+    use crate::rules::{Action, Kind};
+    rel.iter()
+        .enumerate()
+        .filter(|&(_, &b)| b == b'/')
+        .map(|(i, _)| &rel[..i])
+        .chain(std::iter::once(rel))
+        .any(|p| !rules.permits(p, Kind::Dir, Action::Walk))
+}
+
 /// The absolute form of a path that may not exist yet: its deepest existing
 /// ancestor canonicalised, the rest appended.
 fn resolve_maybe_missing(p: &Path) -> std::io::Result<PathBuf> {
@@ -665,6 +733,8 @@ impl Config {
             Some(other) => return Err(ConfigError::Mode(other.to_string())),
         };
 
+        // A local destination inside the watch dir: (display, path below it).
+        let mut dst_inside: Option<(String, Vec<u8>)> = None;
         let destination = match &a.destination {
             // csync2 sends to the peers of its own config.
             Some(_) if mode == Mode::Csync2 => {
@@ -693,14 +763,29 @@ impl Config {
                         path: shown.clone(),
                         reason: format!("{e}; check the path"),
                     })?;
-                if resolved.starts_with(&watch_dir) {
-                    return Err(ConfigError::Destination {
-                        path: shown,
-                        reason: format!(
-                            "is inside the watch dir {}: it would mirror into itself; choose a destination outside it",
-                            path::display_os(&watch_dir)
-                        ),
-                    });
+                match overlap(&watch_dir, &resolved) {
+                    Overlap::Apart => {}
+                    // Accepted only when the rules keep livesync out of it;
+                    // checked below, once the rules are read.
+                    Overlap::Inside(rel) => dst_inside = Some((shown.clone(), rel)),
+                    Overlap::Same => {
+                        return Err(ConfigError::Destination {
+                            path: shown,
+                            reason: format!(
+                                "is the watch dir {} itself (the same device and inode, e.g. through a bind mount): give a destination outside it",
+                                path::display_os(&watch_dir)
+                            ),
+                        });
+                    }
+                    Overlap::Around => {
+                        return Err(ConfigError::Destination {
+                            path: shown,
+                            reason: format!(
+                                "contains the watch dir {} (the same device and inode, e.g. through a bind mount): mirroring would delete the source; choose a destination outside it",
+                                path::display_os(&watch_dir)
+                            ),
+                        });
+                    }
                 }
                 if watch_dir.starts_with(&resolved) {
                     return Err(ConfigError::Destination {
@@ -781,6 +866,20 @@ impl Config {
                 let mut text = mount_rules(&points, a.exclude_mount_points);
                 text.extend_from_slice(&rules.to_text());
                 rules = Rules::parse(&text, "the rules file with mount point exclusions")?;
+            }
+        }
+
+        if let Some((shown, rel)) = dst_inside {
+            if !keeps_out(&rules, &rel) {
+                let shown_rel = path::display(&rel);
+                return Err(ConfigError::Destination {
+                    path: shown,
+                    reason: format!(
+                        "is inside the watch dir {} (as {shown_rel}): it would mirror into itself; exclude it with a rule such as -d^{}$ in -R, or choose a destination outside it",
+                        path::display_os(&watch_dir),
+                        regex::escape(&shown_rel),
+                    ),
+                });
             }
         }
 
@@ -1078,6 +1177,55 @@ mod tests {
     }
 
     #[test]
+    fn destination_inside_the_watch_dir_is_accepted_when_the_rules_keep_out_of_it() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let src = t.path().join("src");
+        std::fs::create_dir_all(src.join("mnt/backup")).expect("mkdir");
+        let s = src.to_str().expect("utf8");
+        let dst = format!("{s}/mnt/backup/mirror");
+        let rules_at = |text: &str| {
+            let r = t.path().join("rules");
+            std::fs::write(&r, text).expect("rules");
+            r.to_str().expect("utf8").to_string()
+        };
+        // clsync's pattern: the backup dir is never walked.
+        for keep_out in ["-d^mnt/backup$\n", "-w^mnt$\n", "-d^mnt/backup/mirror$\n"] {
+            let r = rules_at(keep_out);
+            let c = parse(&["-W", s, "-D", &dst, "-R", &r])
+                .unwrap_or_else(|e| panic!("{keep_out:?}: {e}"));
+            assert_eq!(c.destination, Some(Destination::Local(PathBuf::from(&dst))));
+        }
+        // The rsync modes are held to the same check.
+        let err = parse(&["-W", s, "-D", &dst, "-M", "rsyncdirect"]).expect_err("rsync");
+        assert!(err.to_string().contains("inside the watch dir"), "{err}");
+        // Rules that exclude something else, or only files there, do not.
+        for other in ["-d^tmp$\n", "-f^mnt/backup/\n", "-s^mnt/backup$\n"] {
+            let r = rules_at(other);
+            let err = parse(&["-W", s, "-D", &dst, "-R", &r]).expect_err(other);
+            let msg = err.to_string();
+            assert!(msg.contains("inside the watch dir"), "{msg}");
+            assert!(msg.contains("-d^mnt/backup/mirror$"), "{msg}");
+        }
+    }
+
+    #[test]
+    fn overlap_is_decided_by_device_and_inode() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let root = t.path().canonicalize().expect("canon");
+        let src = root.join("src");
+        std::fs::create_dir_all(src.join("a")).expect("mkdir");
+        std::fs::create_dir(root.join("other")).expect("mkdir");
+        assert_eq!(overlap(&src, &src), Overlap::Same);
+        assert_eq!(
+            overlap(&src, &src.join("a/missing/dst")),
+            Overlap::Inside(b"a/missing/dst".to_vec())
+        );
+        assert_eq!(overlap(&src, &root), Overlap::Around);
+        assert_eq!(overlap(&src, &root.join("other")), Overlap::Apart);
+        assert_eq!(overlap(&src, &root.join("missing")), Overlap::Apart);
+    }
+
+    #[test]
     fn destination_inside_or_around_watch_dir_is_refused() {
         let t = tempfile::tempdir().expect("tempdir");
         let src = t.path().join("src");
@@ -1087,7 +1235,7 @@ mod tests {
         let err = parse(&["-W", s, "-D", &inside]).expect_err("inside");
         assert!(err.to_string().contains("inside the watch dir"), "{err}");
         let err = parse(&["-W", s, "-D", s]).expect_err("same");
-        assert!(err.to_string().contains("inside the watch dir"), "{err}");
+        assert!(err.to_string().contains("is the watch dir"), "{err}");
         let parent = t.path().to_str().expect("utf8");
         let err = parse(&["-W", s, "-D", parent]).expect_err("parent");
         assert!(err.to_string().contains("contains the watch dir"), "{err}");

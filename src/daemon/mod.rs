@@ -80,6 +80,16 @@
 //! once. Nothing a handler runs may ask a question: `RSYNC_RSH` defaults
 //! to batch-mode ssh ([`DEFAULT_RSYNC_RSH`]), and [`crate::exec`] starts
 //! every child without a controlling terminal.
+//! A destination that was moved or replaced while running (the mirror's
+//! [`HandlerError::DestinationChanged`]) is not retried: livesync exits 2.
+//!
+//! # The destination
+//! The built-in mirror's missing destination (and its parents) is made
+//! before privileges are dropped, so it belongs to the invoking user; a
+//! start that fails before the loop removes it again. Its root is opened
+//! once and shared by every mirror engine (worker threads, reloads). A
+//! local destination, found by device and inode, is never walked or watched
+//! from the source side.
 //!
 //! # Other signals
 //! SIGHUP re-reads the command line and the config file (and so the rules
@@ -134,7 +144,7 @@ use crate::config::{cli, Config, Destination, Mode, Threading};
 use crate::exec;
 use crate::handler::command::{CommandConfig, CommandHandler, CommandMode};
 use crate::handler::csync2::{Csync2, Csync2Config};
-use crate::handler::mirror::Mirror;
+use crate::handler::mirror::{DstRoot, Mirror};
 use crate::handler::rsync::{RsyncConfig, RsyncDirect};
 use crate::handler::so::{SoConfig, SoHandler, SoMode};
 use crate::handler::unison::{Unison, UnisonConfig};
@@ -184,6 +194,11 @@ pub enum DaemonError {
     /// so/rsyncso: the shared object was refused or failed to start (exit code 2).
     #[error("{0}")]
     SharedObject(#[from] crate::handler::so::SoError),
+    /// The destination was moved or replaced while running (exit code 2:
+    /// a restart would write through whatever replaced it, so systemd's
+    /// `RestartPreventExitStatus=2` leaves it to a human).
+    #[error("{0}")]
+    DestinationChanged(String),
 }
 
 impl DaemonError {
@@ -191,7 +206,7 @@ impl DaemonError {
     pub fn exit_code(&self) -> i32 {
         match self {
             DaemonError::WatchLimit(_) => 3,
-            DaemonError::SharedObject(_) => 2,
+            DaemonError::SharedObject(_) | DaemonError::DestinationChanged(_) => 2,
             _ => 1,
         }
     }
@@ -624,7 +639,19 @@ pub(crate) fn csync2_config(cfg: &Config) -> Csync2Config {
     c
 }
 
+#[cfg(test)]
 fn build_handler(cfg: &Config) -> Result<HandlerBox, DaemonError> {
+    build_handler_with(cfg, &mut None)
+}
+
+/// [`build_handler`], with the built-in mirror's destination root: opened
+/// into `dst_root` the first time, then shared by every engine built later
+/// (worker threads, reloads), so that all of them write through the
+/// directory livesync started with.
+fn build_handler_with(
+    cfg: &Config,
+    dst_root: &mut Option<Arc<DstRoot>>,
+) -> Result<HandlerBox, DaemonError> {
     let command = |mode: CommandMode| -> Result<HandlerBox, DaemonError> {
         Ok(HandlerBox::Command(Box::new(CommandHandler::new(
             command_config(cfg, mode),
@@ -702,14 +729,12 @@ fn build_handler(cfg: &Config) -> Result<HandlerBox, DaemonError> {
             if let Some(client) = split::mirror_client(&cfg.rules) {
                 return Ok(HandlerBox::SplitMirror(client?));
             }
-            std::fs::create_dir_all(dst).map_err(io_err(format!(
-                "cannot create the destination {}; create it or check permissions",
-                path::display_os(dst)
-            )))?;
-            let dst = dst
-                .canonicalize()
-                .map_err(io_err(format!("destination {}", path::display_os(dst))))?;
-            let mirror = Mirror::new(cfg.watch_dir.clone(), dst, Arc::clone(&cfg.rules));
+            let root = match dst_root {
+                Some(r) => Arc::clone(r),
+                None => Arc::clone(dst_root.insert(Arc::new(DstRoot::open(dst, true)?))),
+            };
+            let mirror = Mirror::new(cfg.watch_dir.clone(), dst.clone(), Arc::clone(&cfg.rules))
+                .with_root(root);
             // Dropped from root with the writer capabilities kept: owners
             // are still copied (src/daemon/privilege.rs).
             Ok(HandlerBox::Mirror(if privilege::dropped_from_root() {
@@ -728,9 +753,12 @@ fn reports_masks(mode: &Mode) -> bool {
 }
 
 /// One handler per worker thread (`--threads` with `-p safe|full`).
-fn build_handlers(cfg: &Config) -> Result<Vec<HandlerBox>, DaemonError> {
+fn build_handlers(
+    cfg: &Config,
+    dst_root: &mut Option<Arc<DstRoot>>,
+) -> Result<Vec<HandlerBox>, DaemonError> {
     (0..cfg.threads.max(1))
-        .map(|_| build_handler(cfg))
+        .map(|_| build_handler_with(cfg, dst_root))
         .collect()
 }
 
@@ -793,6 +821,9 @@ pub struct Snapshot {
 /// The state of one run: everything the loop owns.
 struct Daemon {
     cfg: Config,
+    /// The built-in mirror's destination root, held for the daemon's life
+    /// (handlers built on reload write through it too).
+    dst_root: Option<Arc<DstRoot>>,
     /// The backend `--monitor` chose (src/monitor/mod.rs `open`).
     monitor: Box<dyn Monitor>,
     tree: Tree,
@@ -1215,6 +1246,14 @@ impl Daemon {
                 ::log::info!("stopped a running sync of {n} op(s) ({e}); syncing them again");
                 self.queue.requeue_id(id, now, batch, now);
             }
+            Err(HandlerError::DestinationChanged(why)) => {
+                // No retry: every retry would fail the same way, and the
+                // fix (finding out who swapped the destination) is a human's.
+                if self.worker.busy {
+                    procs::signal_child_groups(libc::SIGTERM);
+                }
+                return Err(DaemonError::DestinationChanged(why));
+            }
             Err(e) => {
                 let tries = batch.attempt + 1;
                 let hard_end = self.ending.as_ref().is_some_and(|e| e.hard);
@@ -1517,7 +1556,7 @@ impl Daemon {
             new.monitor = self.cfg.monitor;
             new.monitor_options = self.cfg.monitor_options.clone();
         }
-        let handlers = match build_handlers(&new) {
+        let handlers = match build_handlers(&new, &mut self.dst_root) {
             Ok(h) => h,
             Err(e) => {
                 ::log::error!("reload failed, keeping the running configuration: {e}");
@@ -1927,6 +1966,52 @@ fn raise_open_file_limit() {
     }
 }
 
+/// Directories livesync made at start (a missing destination and its
+/// parents), removed again, deepest first and only while empty, when the
+/// start fails before the loop: a failed start leaves nothing behind.
+#[derive(Default)]
+struct MadeDirs(Vec<PathBuf>);
+
+impl MadeDirs {
+    /// Makes `dir` and its missing parents (`mkdir -p`), remembering which.
+    fn create(dir: &std::path::Path) -> Result<MadeDirs, DaemonError> {
+        let missing: Vec<PathBuf> = dir
+            .ancestors()
+            .take_while(|a| std::fs::symlink_metadata(a).is_err())
+            .map(std::path::Path::to_path_buf)
+            .collect();
+        let mut made = MadeDirs::default();
+        for d in missing.into_iter().rev() {
+            match std::fs::create_dir(&d) {
+                Ok(()) => made.0.push(d),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => {
+                    return Err(DaemonError::GaveUp(format!(
+                        "cannot create the destination {}: {e}; create it or check permissions",
+                        path::display_os(dir)
+                    )))
+                }
+            }
+        }
+        Ok(made)
+    }
+
+    /// The start went through: they stay.
+    fn keep(mut self) {
+        self.0.clear();
+    }
+}
+
+impl Drop for MadeDirs {
+    fn drop(&mut self) {
+        for d in self.0.iter().rev() {
+            if let Err(e) = std::fs::remove_dir(d) {
+                ::log::debug!("cannot remove {} again: {e}", path::display_os(d));
+            }
+        }
+    }
+}
+
 fn start_and_run(mut cfg: Config) -> Result<(), DaemonError> {
     // Before any thread starts: it edits the environment.
     let notifier = ops::notifier_from_env();
@@ -1986,6 +2071,14 @@ fn start_and_run(mut cfg: Config) -> Result<(), DaemonError> {
             s.disown_file();
         }
     }
+    // The mirror's destination and its missing parents are made now, by
+    // the invoking user: made after the drop they would belong to nobody,
+    // and a nobody process could swap them for a symlink.
+    // A start that fails before the loop removes them again.
+    let made_dst = match (&cfg.mode, &cfg.destination) {
+        (Mode::Mirror, Some(Destination::Local(dst))) => MadeDirs::create(dst)?,
+        _ => MadeDirs::default(),
+    };
     // Privileges are dropped here, once, single-threaded: after what needs
     // root (pid file, status file, control socket), before the tree is
     // walked and watched (src/daemon/privilege.rs). With --chroot, `cfg`'s
@@ -2001,6 +2094,14 @@ fn start_and_run(mut cfg: Config) -> Result<(), DaemonError> {
         cfg.queue.big_threshold,
     );
     tree.record_masks(reports_masks(&cfg.mode));
+    if let Some(Destination::Local(dst)) = &cfg.destination {
+        // A local destination is never walked from the source side, even
+        // when a bind mount puts it below the watch dir.
+        use std::os::unix::fs::MetadataExt;
+        if let Ok(m) = std::fs::metadata(dst) {
+            tree.never_enter((m.dev(), m.ino()));
+        }
+    }
     if cfg.only_initialsync {
         ::log::info!(
             "--only-initialsync: syncing {} once, watching nothing",
@@ -2023,7 +2124,8 @@ fn start_and_run(mut cfg: Config) -> Result<(), DaemonError> {
             started.elapsed().as_secs_f64() * 1000.0
         );
     }
-    let mut handlers = build_handlers(&cfg)?;
+    let mut dst_root = None;
+    let mut handlers = build_handlers(&cfg, &mut dst_root)?;
     // The initial sync's progress bar (the operations issue): every mirror
     // handler counts into one bar; only one of them runs the initial sync.
     let mut ops = ops::Ops::new(notifier, cfg.metrics_file.as_deref());
@@ -2071,8 +2173,10 @@ fn start_and_run(mut cfg: Config) -> Result<(), DaemonError> {
         );
     }
     let initial_done = cfg.skip_initialsync;
+    made_dst.keep();
     let mut daemon = Daemon {
         cfg,
+        dst_root,
         monitor,
         tree,
         queue,

@@ -24,7 +24,9 @@
 //! - `MIRROR`: id, op count, each op a kind (0 sync, 1 recursive sync,
 //!   2 move) and one or two paths, each relative to the trees with no `.`,
 //!   `..` or empty component and no NUL. The helper runs the mirror on them
-//!   and replies `REPORT` (copied, deleted, renamed) or `FAIL`.
+//!   and replies `REPORT` (copied, deleted, renamed) or `FAIL` (kind 5
+//!   when the destination was moved or replaced: the daemon stops). The
+//!   destination root opened on the first `RULES` is kept across later ones.
 //!
 //! Anything else ends the helper (a daemon that speaks nonsense is not
 //! trusted any more). When the daemon goes away (EOF) the helper kills its
@@ -37,7 +39,7 @@ use super::privilege::{self, Ident, Plan};
 use crate::batch::{Batch, Op};
 use crate::config::{Config, Destination, Mode};
 use crate::exec::{self, ExecError, Outcome, Spec};
-use crate::handler::mirror::Mirror;
+use crate::handler::mirror::{DstRoot, Mirror};
 use crate::handler::{Handler, HandlerError, Report};
 use crate::rules::Rules;
 use std::ffi::OsString;
@@ -111,6 +113,8 @@ pub const FAIL_REFUSED: u8 = 1;
 pub const FAIL_NOT_FOUND: u8 = 2;
 pub const FAIL_DENIED: u8 = 3;
 pub const FAIL_OTHER: u8 = 4;
+/// The mirror's destination was moved or replaced: stop syncing to it.
+pub const FAIL_DESTINATION_CHANGED: u8 = 5;
 
 fn put(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(&(b.len() as u32).to_le_bytes());
@@ -490,10 +494,12 @@ pub fn recv_packet(fd: RawFd) -> io::Result<Option<Vec<u8>>> {
 }
 
 /// The built-in mirror as the helper runs it: the two trees (the
-/// destination is created on the first `RULES` request) and the engine.
+/// destination is created and opened on the first `RULES` request, and held
+/// from then on) and the engine.
 pub struct HelperMirror {
     pub src: PathBuf,
     pub dst: PathBuf,
+    pub root: Option<Arc<DstRoot>>,
     pub engine: Option<Mirror>,
 }
 
@@ -527,23 +533,22 @@ const MIRROR_STACK: usize = 256 << 20;
 impl HelperMirror {
     fn rules(&mut self, text: &[u8]) -> Result<Report, String> {
         let rules = Rules::parse(text, "the daemon's rules").map_err(|e| e.to_string())?;
-        std::fs::create_dir_all(&self.dst).map_err(|e| {
-            format!(
-                "cannot create the destination {}: {e}; create it or check permissions",
-                crate::path::display_os(&self.dst)
-            )
-        })?;
-        let dst = self
-            .dst
-            .canonicalize()
-            .map_err(|e| format!("destination {}: {e}", crate::path::display_os(&self.dst)))?;
-        self.engine = Some(Mirror::new(self.src.clone(), dst, Arc::new(rules)));
+        // A reload keeps the destination root opened the first time.
+        let root = match &self.root {
+            Some(r) => Arc::clone(r),
+            None => {
+                let r = Arc::new(DstRoot::open(&self.dst, true).map_err(|e| e.to_string())?);
+                Arc::clone(self.root.insert(r))
+            }
+        };
+        self.engine =
+            Some(Mirror::new(self.src.clone(), self.dst.clone(), Arc::new(rules)).with_root(root));
         Ok(Report::default())
     }
 
-    fn run(&mut self, ops: Vec<Op>) -> Result<Report, String> {
+    fn run(&mut self, ops: Vec<Op>) -> Result<Report, (u8, String)> {
         let Some(engine) = self.engine.as_mut() else {
-            return Err("the mirror got no rules yet".into());
+            return Err((FAIL_OTHER, "the mirror got no rules yet".into()));
         };
         let batch = Batch {
             ops,
@@ -553,10 +558,15 @@ impl HelperMirror {
             std::thread::Builder::new()
                 .name("livesync-helper-mirror".into())
                 .stack_size(MIRROR_STACK)
-                .spawn_scoped(scope, || engine.run(&batch).map_err(|e| e.to_string()))
-                .map_err(|e| format!("cannot start the mirror thread: {e}"))?
+                .spawn_scoped(scope, || {
+                    engine.run(&batch).map_err(|e| match e {
+                        HandlerError::DestinationChanged(m) => (FAIL_DESTINATION_CHANGED, m),
+                        e => (FAIL_OTHER, e.to_string()),
+                    })
+                })
+                .map_err(|e| (FAIL_OTHER, format!("cannot start the mirror thread: {e}")))?
                 .join()
-                .unwrap_or_else(|_| Err("the mirror thread panicked".into()))
+                .unwrap_or_else(|_| Err((FAIL_OTHER, "the mirror thread panicked".into())))
         })
     }
 }
@@ -590,11 +600,14 @@ pub fn serve(sock: OwnedFd, mut cfg: HelperConfig) -> Result<(), String> {
                 }
             }
             Request::Mirror { id, ops } => {
-                let done = match cfg.mirror.as_mut() {
-                    Some(m) => m.run(ops),
-                    None => Err("this helper runs no mirror".into()),
+                let reply = match cfg.mirror.as_mut() {
+                    Some(m) => match m.run(ops) {
+                        Ok(report) => Reply::Report { id, report },
+                        Err((kind, message)) => Reply::Fail { id, kind, message },
+                    },
+                    None => report_reply(id, Err("this helper runs no mirror".into())),
                 };
-                if let Err(e) = send_packet(sock.as_raw_fd(), &report_reply(id, done).encode()) {
+                if let Err(e) = send_packet(sock.as_raw_fd(), &reply.encode()) {
                     break Err(format!("answering: {e}"));
                 }
             }
@@ -768,6 +781,11 @@ impl MirrorClient {
     fn answer(reply: io::Result<Reply>) -> Result<Report, HandlerError> {
         match reply {
             Ok(Reply::Report { report, .. }) => Ok(report),
+            Ok(Reply::Fail {
+                kind: FAIL_DESTINATION_CHANGED,
+                message,
+                ..
+            }) => Err(HandlerError::DestinationChanged(message)),
             Ok(Reply::Fail { message, .. }) => Err(HandlerError::Other(message)),
             Ok(Reply::Done { .. }) => Err(HandlerError::Other(
                 "the privileged helper answered a mirror batch with an exit".into(),
@@ -885,6 +903,7 @@ pub fn start(cfg: &Config, plan: &Plan) -> Result<(), String> {
             Some(HelperMirror {
                 src: cfg.watch_dir.clone(),
                 dst: dst.clone(),
+                root: None,
                 engine: None,
             })
         }

@@ -31,6 +31,10 @@ pub enum HandlerError {
     Signal { program: String, signal: i32 },
     #[error("{0}")]
     Other(String),
+    /// The destination's path no longer leads to the directory the handler
+    /// started with: retrying cannot help, and must not write anywhere.
+    #[error("{0}")]
+    DestinationChanged(String),
 }
 
 impl HandlerError {

@@ -54,6 +54,23 @@
 //! alone, never deleted (a directory that still holds such entries is kept;
 //! a renamed directory takes them along). The root itself is always synced.
 //!
+//! The destination root is opened once, on the first batch (or handed in
+//! with [`Mirror::with_root`], opened before privileges were dropped), and
+//! that descriptor is held for the engine's life: every write goes through
+//! it. Each batch opens the configured path again and compares device and
+//! inode; when the path now leads somewhere else (someone renamed the
+//! destination away and put a symlink or another directory there) or
+//! nowhere, the batch fails with [`HandlerError::DestinationChanged`] and
+//! nothing is written, neither through the new path nor into the old
+//! directory: the caller stops syncing that destination.
+//!
+//! The source side never enters the destination: a source directory whose
+//! device and inode are the destination root's (a bind mount of the
+//! destination inside the source, or the destination itself when it lies
+//! inside the source) is skipped with one warning, so a destination inside
+//! the source can never nest copies of itself; likewise a destination
+//! directory that is the source root is neither written nor deleted in.
+//!
 //! Cost: within a batch, directory descriptors are cached per relative path
 //! (both sides), so a storm of files in a few directories costs about a dozen
 //! system calls per file and no re-resolution of ancestors. A moved
@@ -73,6 +90,7 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use sys::{errno, is_gone, raw, FileType, Meta};
 
@@ -87,6 +105,13 @@ pub struct Mirror {
     src: PathBuf,
     dst: PathBuf,
     rules: Arc<Rules>,
+    /// The destination root, held from the first batch on (shared by the
+    /// engines of several worker threads and across reloads).
+    root: Option<Arc<DstRoot>>,
+    /// A source directory that is the destination was skipped and said so.
+    warned_dst_in_src: AtomicBool,
+    /// The same for a destination directory that is the source.
+    warned_src_in_dst: AtomicBool,
     preserve_owner: bool,
     /// Running as euid 0: no permission bits stand in our way.
     privileged: bool,
@@ -111,6 +136,9 @@ impl Mirror {
             src,
             dst,
             rules,
+            root: None,
+            warned_dst_in_src: AtomicBool::new(false),
+            warned_src_in_dst: AtomicBool::new(false),
             preserve_owner: privileged,
             privileged,
             progress: None,
@@ -119,6 +147,14 @@ impl Mirror {
             #[cfg(test)]
             before_copy: None,
         }
+    }
+
+    /// Write through `root`, the destination opened earlier (before a
+    /// privilege drop, or by the engine this one replaces on a reload),
+    /// instead of opening `dst` on the first batch.
+    pub fn with_root(mut self, root: Arc<DstRoot>) -> Self {
+        self.root = Some(root);
+        self
     }
 
     /// Copy owner and group of every entry (default: on when running as root;
@@ -136,12 +172,80 @@ impl Mirror {
     }
 }
 
+/// The destination root directory, opened once and held: the mirror writes
+/// only through this descriptor, and [`DstRoot::check`] tells whether the
+/// configured path still leads to it.
+#[derive(Debug)]
+pub struct DstRoot {
+    path: PathBuf,
+    fd: OwnedFd,
+    id: (u64, u64),
+}
+
+impl DstRoot {
+    /// Opens the directory `path` (symlinks in the configured path are
+    /// followed: the user chose it). `create`: make it, with its missing
+    /// parents, when it does not exist.
+    pub fn open(path: &Path, create: bool) -> Result<DstRoot, HandlerError> {
+        let fd = match sys::open_root(path) {
+            Err(e) if create && errno(&e) == Some(Errno::ENOENT) => {
+                std::fs::create_dir_all(path).map_err(|e| {
+                    HandlerError::io(
+                        path,
+                        io::Error::new(
+                            e.kind(),
+                            format!("cannot create the destination directory: {e}; create it or check permissions"),
+                        ),
+                    )
+                })?;
+                sys::open_root(path)
+            }
+            other => other,
+        }
+        .map_err(|e| HandlerError::io(path, with_hint(e, "destination")))?;
+        let id = sys::fstat(raw(&fd))
+            .map_err(|e| HandlerError::io(path, e))?
+            .id();
+        Ok(DstRoot {
+            path: path.to_path_buf(),
+            fd,
+            id,
+        })
+    }
+
+    /// (device, inode) of the held directory.
+    pub fn id(&self) -> (u64, u64) {
+        self.id
+    }
+
+    /// Fails with [`HandlerError::DestinationChanged`] unless the configured
+    /// path still leads to the held directory.
+    pub fn check(&self) -> Result<(), HandlerError> {
+        let now = sys::open_root(&self.path).and_then(|fd| sys::fstat(raw(&fd)));
+        let why = match now {
+            Ok(m) if m.id() == self.id => return Ok(()),
+            Ok(m) => format!(
+                "it now leads to another directory (device {} inode {}, was device {} inode {})",
+                m.dev, m.ino, self.id.0, self.id.1
+            ),
+            Err(e) => format!("it no longer leads to the directory livesync started with ({e})"),
+        };
+        Err(HandlerError::DestinationChanged(format!(
+            "stopped syncing to the destination {}: {why}; it was moved or replaced (a symlink?) while livesync ran, so nothing more is written there; check who changed it, then restart livesync",
+            path::display_os(&self.path)
+        )))
+    }
+}
+
 impl Handler for Mirror {
     fn name(&self) -> &str {
         "mirror"
     }
 
     fn run(&mut self, batch: &Batch) -> Result<Report, HandlerError> {
+        if self.root.is_none() {
+            self.root = Some(Arc::new(DstRoot::open(&self.dst, true)?));
+        }
         let mut run = Run::start(self)?;
         let mut outcome = Ok(());
         for op in &batch.ops {
@@ -200,20 +304,20 @@ impl<'m> Run<'m> {
     fn start(m: &'m Mirror) -> R<Self> {
         let src_root =
             sys::open_root(&m.src).map_err(|e| HandlerError::io(&m.src, with_hint(e, "source")))?;
-        let dst_root = match sys::open_root(&m.dst) {
-            Err(e) if errno(&e) == Some(Errno::ENOENT) => {
-                std::fs::create_dir_all(&m.dst).map_err(|e| HandlerError::io(&m.dst, e))?;
-                sys::open_root(&m.dst)
-            }
-            other => other,
-        }
-        .map_err(|e| HandlerError::io(&m.dst, with_hint(e, "destination")))?;
+        let root = m.root.as_ref().ok_or_else(|| {
+            HandlerError::Other("mirror: the destination root is not open".to_string())
+        })?;
+        // Before anything is written: the path must still lead to the
+        // directory we hold, or this destination is not ours any more.
+        root.check()?;
+        let dst_root = root
+            .fd
+            .try_clone()
+            .map_err(|e| HandlerError::io(&m.dst, e))?;
         let src_root_id = sys::fstat(raw(&src_root))
             .map_err(|e| HandlerError::io(&m.src, e))?
             .id();
-        let dst_root_id = sys::fstat(raw(&dst_root))
-            .map_err(|e| HandlerError::io(&m.dst, e))?
-            .id();
+        let dst_root_id = root.id;
         if src_root_id == dst_root_id {
             return Err(HandlerError::Other(format!(
                 "source {} and destination {} are the same directory: give two different ones",
@@ -275,12 +379,32 @@ impl<'m> Run<'m> {
         };
         match sys::open_dir(raw(&*parent), path::file_name(rel)) {
             Ok(fd) => {
+                let id = sys::fstat(raw(&fd)).map_err(|e| self.serr(rel, e))?.id();
+                if id == self.dst_root_id {
+                    // The destination seen from the source side (a bind
+                    // mount, or a destination inside the source): never
+                    // entered, or copies would nest without end.
+                    self.warn_dst_in_src(rel);
+                    return Ok(None);
+                }
                 let fd = Rc::new(fd);
                 cache_put(&mut self.src_dirs, rel, &fd);
                 Ok(Some(fd))
             }
             Err(e) if is_gone(&e) => Ok(None),
             Err(e) => Err(self.serr(rel, e)),
+        }
+    }
+
+    /// Says once per engine that the source directory `rel` is the
+    /// destination and is skipped.
+    fn warn_dst_in_src(&self, rel: &[u8]) {
+        if !self.m.warned_dst_in_src.swap(true, Ordering::Relaxed) {
+            log::warn!(
+                "mirror: source directory {} is the destination {} (same device and inode, e.g. through a bind mount); skipping it and everything below it",
+                path::display(rel),
+                path::display_os(&self.m.dst)
+            );
         }
     }
 
@@ -341,6 +465,19 @@ impl<'m> Run<'m> {
                 sys::open_dir(pfd, name).map_err(|e| self.derr(rel, e))?
             }
         };
+        let id = sys::fstat(raw(&fd)).map_err(|e| self.derr(rel, e))?.id();
+        if id == self.src_root_id {
+            // The source seen from the destination side (a bind mount):
+            // writing or deleting there would change the source.
+            if !self.m.warned_src_in_dst.swap(true, Ordering::Relaxed) {
+                log::warn!(
+                    "mirror: destination directory {} is the source {} (same device and inode, e.g. through a bind mount); leaving it and everything below it alone",
+                    path::display(rel),
+                    path::display_os(&self.m.src)
+                );
+            }
+            return Ok(None);
+        }
         let fd = Rc::new(fd);
         cache_put(&mut self.dst_dirs, rel, &fd);
         Ok(Some(fd))
@@ -570,10 +707,7 @@ impl<'m> Run<'m> {
         recursive: bool,
     ) -> R<Outcome> {
         if src.is_dir() && src.id() == self.dst_root_id {
-            log::warn!(
-                "mirror: {} is the destination itself; not copying it into itself",
-                path::display(at.rel)
-            );
+            self.warn_dst_in_src(at.rel);
             return Ok(Outcome::Done);
         }
         if let Some(d) = dst {

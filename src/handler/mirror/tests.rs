@@ -1099,3 +1099,113 @@ proptest! {
         assert_no_temp_files(&env.dst);
     }
 }
+
+// ----- the destination root is held; the source never enters it ---------
+
+#[test]
+fn destination_swapped_for_a_symlink_stops_the_mirror_before_any_write() {
+    let env = Env::new();
+    write(&env.s(b"a"), b"one");
+    let mut m = env.mirror();
+    env.run_with(&mut m, vec![rsync(b"")]);
+    assert_eq!(fs::read(env.d(b"a")).unwrap(), b"one");
+    // Someone renames the destination away and puts a symlink to another
+    // directory, holding a file the source does not have, in its place.
+    let away = env.dst.with_file_name("dst.away");
+    fs::rename(&env.dst, &away).unwrap();
+    write(&env.outside.join("victim"), b"keep me");
+    symlink(&env.outside, &env.dst).unwrap();
+    write(&env.s(b"b"), b"two");
+    for ops in [vec![sync(b"b")], vec![rsync(b"")]] {
+        match m.run(&batch(ops)) {
+            Err(HandlerError::DestinationChanged(msg)) => {
+                assert!(msg.contains("stopped syncing to the destination"), "{msg}");
+                assert!(msg.contains(&*env.dst.to_string_lossy()), "{msg}");
+            }
+            other => panic!("expected DestinationChanged, got {other:?}"),
+        }
+    }
+    // Nothing written through the symlink, nothing deleted there, and
+    // nothing more written into the directory that was moved away.
+    assert_eq!(all_names(&env.outside), vec![b"victim".to_vec()]);
+    assert_eq!(fs::read(env.outside.join("victim")).unwrap(), b"keep me");
+    assert_eq!(all_names(&away), vec![b"a".to_vec()]);
+    // Gone altogether: the same.
+    fs::remove_file(&env.dst).unwrap();
+    assert!(matches!(
+        m.run(&batch(vec![sync(b"b")])),
+        Err(HandlerError::DestinationChanged(_))
+    ));
+    assert!(
+        !env.dst.exists(),
+        "a vanished destination is not re-created"
+    );
+}
+
+#[test]
+fn engines_sharing_a_root_write_through_the_directory_opened_first() {
+    let env = Env::new();
+    let root = Arc::new(DstRoot::open(&env.dst, false).unwrap());
+    let swapped = env.dst.with_file_name("dst.new");
+    fs::create_dir(&swapped).unwrap();
+    fs::rename(&env.dst, env.dst.with_file_name("dst.old")).unwrap();
+    fs::rename(&swapped, &env.dst).unwrap();
+    write(&env.s(b"f"), b"x");
+    // A new engine (a reload) with the held root sees the swap, too.
+    let mut m = env.mirror().with_root(Arc::clone(&root));
+    assert!(matches!(
+        m.run(&batch(vec![sync(b"f")])),
+        Err(HandlerError::DestinationChanged(_))
+    ));
+    assert!(all_names(&env.dst).is_empty());
+}
+
+#[test]
+fn a_source_directory_that_is_the_destination_is_never_entered() {
+    let env = Env::new();
+    // The destination inside the source, as a bind mount would show it.
+    let dst = env.s(b"backup");
+    fs::create_dir(&dst).unwrap();
+    write(&env.s(b"f"), b"x");
+    let mut m = Mirror::new(env.src.clone(), dst.clone(), Arc::new(Rules::allow_all()));
+    env.run_with(&mut m, vec![rsync(b"")]);
+    assert_eq!(fs::read(dst.join("f")).unwrap(), b"x");
+    // The mirror's own write shows up in the source as backup/f: syncing
+    // it must not copy it to backup/backup/f, and so on without end.
+    for op in [sync(b"backup/f"), rsync(b"backup"), mv(b"f", b"backup/g")] {
+        env.run_with(&mut m, vec![op]);
+        assert!(
+            !dst.join("backup").exists(),
+            "the destination was copied into itself"
+        );
+    }
+    env.run_with(&mut m, vec![rsync(b"")]);
+    assert!(!dst.join("backup").exists());
+    assert_eq!(fs::read(dst.join("f")).unwrap(), b"x");
+}
+
+#[test]
+fn a_destination_directory_that_is_the_source_is_never_written_or_deleted_in() {
+    let env = Env::new();
+    // The source inside the destination, as a bind mount of the source in
+    // the destination would show it (the start-up check cannot see that).
+    let src = env.d(b"x");
+    fs::create_dir_all(src.join("x")).unwrap();
+    write(&src.join("x/f"), b"source file");
+    write(&src.join("keep"), b"not in the source's x/");
+    let mut m = Mirror::new(src.clone(), env.dst.clone(), Arc::new(Rules::allow_all()));
+    // x/f exists in the source: unfixed, it was copied to dst/x/f, which
+    // is the source's own f. x/keep does not: unfixed, dst/x/keep (the
+    // source's keep) was deleted.
+    for op in [sync(b"x/f"), sync(b"x/keep"), mv(b"x/f", b"x/g")] {
+        env.run_with(&mut m, vec![op]);
+    }
+    assert_eq!(
+        all_names(&src),
+        vec![b"keep".to_vec(), b"x".to_vec(), b"x/f".to_vec()]
+    );
+    assert_eq!(
+        fs::read(src.join("keep")).unwrap(),
+        b"not in the source's x/"
+    );
+}
