@@ -30,7 +30,9 @@
 //! Files are copied into a temporary sibling (`.livesync.<name>.<random>`,
 //! `O_EXCL`, mode 0600), given their final owner, mode and times, and renamed
 //! over the target, so a half-written file is never visible under its name;
-//! the temporary is removed on every failure path. Symlinks, fifos, sockets
+//! the temporary is removed on every failure path. Holes are kept: only the
+//! ranges the source reports as data (`SEEK_DATA`/`SEEK_HOLE`) are written,
+//! so a sparse file stays sparse. Symlinks, fifos, sockets
 //! and device nodes are built under a temporary name the same way. Device
 //! nodes are created with `mknod` when the kernel lets us (root with
 //! `CAP_MKNOD`); otherwise the entry is skipped with a warning, not an error,
@@ -861,7 +863,7 @@ impl<'m> Run<'m> {
         let (temp, mut out) =
             sys::create_temp_file(at.dst, at.name).map_err(|e| self.derr(at.rel, e))?;
         let filled = (|| -> io::Result<()> {
-            io::copy(&mut file, &mut out)?;
+            sys::copy_sparse(&mut file, &mut out)?;
             if self.m.preserve_owner {
                 sys::fchown(out.as_raw_fd(), meta.uid, meta.gid)?;
             }

@@ -281,6 +281,69 @@ pub fn create_temp_file(dir: RawFd, name: &[u8]) -> io::Result<(Vec<u8>, File)> 
     })
 }
 
+/// Copies the whole of `from` into the empty file `to`, keeping holes: only
+/// the ranges `SEEK_DATA`/`SEEK_HOLE` report as data are read and written,
+/// and the length is set at the end, so a sparse source stays sparse (as
+/// `cp` does). Where the file system does not report holes, every byte is
+/// copied. The length is the source's when the copy ends.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub fn copy_sparse(from: &mut File, to: &mut File) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let (ifd, mut buf, mut end) = (from.as_raw_fd(), Vec::new(), 0u64);
+    let mut off = 0u64;
+    loop {
+        let data = match seek(ifd, off, libc::SEEK_DATA) {
+            Ok(d) => d,
+            // No data at or after `off`: the rest is a hole.
+            Err(e) if errno(&e) == Some(Errno::ENXIO) => break,
+            // The file system cannot tell: copy everything.
+            Err(e) if off == 0 && errno(&e) == Some(Errno::EINVAL) => {
+                io::copy(from, to)?;
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        let hole = seek(ifd, data, libc::SEEK_HOLE)?;
+        if buf.is_empty() {
+            buf = vec![0u8; 256 * 1024];
+        }
+        let mut pos = data;
+        while pos < hole {
+            let want = buf.len().min((hole - pos) as usize);
+            let n = from.read_at(&mut buf[..want], pos)?;
+            if n == 0 {
+                break; // truncated under us
+            }
+            to.write_all_at(&buf[..n], pos)?;
+            pos += n as u64;
+        }
+        end = end.max(pos);
+        if pos < hole {
+            break;
+        }
+        off = hole;
+    }
+    to.set_len(from.metadata()?.len().max(end))
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub fn copy_sparse(from: &mut File, to: &mut File) -> io::Result<()> {
+    io::copy(from, to).map(|_| ())
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn seek(fd: RawFd, off: u64, whence: libc::c_int) -> io::Result<u64> {
+    let off =
+        libc::off_t::try_from(off).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: lseek on a descriptor we hold; no memory is passed.
+    let rc = unsafe { libc::lseek(fd, off, whence) };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc as u64)
+    }
+}
+
 pub fn unlink(dir: RawFd, name: &[u8]) -> io::Result<()> {
     unistd::unlinkat(Some(dir), name, UnlinkatFlags::NoRemoveDir).map_err(err)
 }

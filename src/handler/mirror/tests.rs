@@ -925,6 +925,63 @@ fn temp_names_are_hidden_unique_and_short_enough() {
     assert!(!a.contains(&b'/'));
 }
 
+// ----- sparse files -------------------------------------------------------
+
+const MIB: u64 = 1024 * 1024;
+
+/// Writes `data` bytes of 0x5a at each offset of `at` into a new file of
+/// `len` bytes; everything else is a hole.
+fn write_sparse(p: &Path, len: u64, at: &[u64], data: usize) {
+    use std::os::unix::fs::FileExt;
+    let f = fs::File::create(p).unwrap();
+    f.set_len(len).unwrap();
+    for &off in at {
+        f.write_all_at(&vec![0x5a; data], off).unwrap();
+    }
+}
+
+/// Bytes the file really occupies on disk.
+fn allocated(p: &Path) -> u64 {
+    fs::symlink_metadata(p).unwrap().blocks() * 512
+}
+
+#[test]
+fn sparse_files_keep_their_holes() {
+    let env = Env::new();
+    // 64 MiB apparent: data at the start and in the middle (holes between
+    // and at the end), and one file that is all hole.
+    write_sparse(
+        &env.s(b"sparse"),
+        64 * MIB,
+        &[0, 20 * MIB],
+        MIB as usize / 2,
+    );
+    write_sparse(&env.s(b"empty"), 64 * MIB, &[], 0);
+    // A hole probe on the source: a file system that cannot make holes
+    // has nothing to keep.
+    if allocated(&env.s(b"sparse")) > 4 * MIB {
+        eprintln!("skipping: the temp dir's file system does not make sparse files");
+        return;
+    }
+    // Both an initial sync and an explicit copy keep the holes.
+    env.run(vec![rsync(b"")]);
+    env.assert_equal();
+    write_sparse(&env.s(b"late"), 64 * MIB, &[MIB, 63 * MIB], 4096);
+    env.run(vec![sync(b"sparse"), sync(b"late")]);
+    env.assert_equal();
+    for (name, data) in [("sparse", MIB), ("empty", 0), ("late", 8192)] {
+        let d = env.d(name.as_bytes());
+        assert_eq!(fs::metadata(&d).unwrap().len(), 64 * MIB, "{name}");
+        let on_disk = allocated(&d);
+        // Block rounding and file system metadata blocks: a few hundred KiB
+        // at most, nowhere near the 64 MiB a dense copy takes.
+        assert!(
+            on_disk <= data + MIB,
+            "{name}: {on_disk} bytes allocated for {data} bytes of data"
+        );
+    }
+}
+
 // ----- scale --------------------------------------------------------------
 
 #[test]
