@@ -36,7 +36,14 @@
 //! and device nodes are built under a temporary name the same way. Device
 //! nodes are created with `mknod` when the kernel lets us (root with
 //! `CAP_MKNOD`); otherwise the entry is skipped with a warning, not an error,
-//! because retrying cannot help. Hard links are copied as separate files.
+//! because retrying cannot help.
+//!
+//! Hard links stay links: the first name of a multi-link source file that a
+//! batch puts in place is remembered by its source inode, and each other name
+//! of that inode in the same batch is made a link to it (copied only when the
+//! destination cannot link). The batch must name them all: the tree adds the
+//! other known names of a changed multi-link file (see `crate::tree`), and a
+//! recursive sync walks them all.
 //!
 //! Directory metadata (mode, owner, times) is set after the directory's
 //! contents are done: bottom-up inside a recursive sync, and at the end of the
@@ -193,6 +200,10 @@ struct Run<'m> {
     /// Directories whose entries or existence this batch changed outside a
     /// recursive walk; their metadata is copied from the source at the end.
     touched: BTreeSet<Vec<u8>>,
+    /// Hard links: for each multi-link source file put in place in this
+    /// batch, its source (dev, ino) → the destination path and (dev, ino)
+    /// it got, so its other names become links to it instead of copies.
+    links: HashMap<(u64, u64), (Vec<u8>, (u64, u64))>,
     report: Report,
 }
 
@@ -233,6 +244,7 @@ impl<'m> Run<'m> {
             dst_dirs: HashMap::new(),
             writable: HashSet::new(),
             touched: BTreeSet::new(),
+            links: HashMap::new(),
             report: Report::default(),
         })
     }
@@ -587,6 +599,11 @@ impl<'m> Run<'m> {
                 return Ok(Outcome::Done);
             }
         }
+        if src.ftype == FileType::Regular && src.nlink > 1 {
+            if let Some(done) = self.link_to_known(at, src, dst)? {
+                return Ok(done);
+            }
+        }
         match src.ftype {
             FileType::Dir => self.sync_dir(at, dst, recursive),
             FileType::Regular => {
@@ -610,6 +627,9 @@ impl<'m> Run<'m> {
                 };
                 if let (Ok(Outcome::Done), Some(p)) = (&done, &self.m.progress) {
                     p.add_file(src.size);
+                }
+                if src.nlink > 1 && matches!(done, Ok(Outcome::Done)) {
+                    self.note_link(at, src)?;
                 }
                 done
             }
@@ -898,6 +918,71 @@ impl<'m> Run<'m> {
             log::debug!("mirror: copied {}", path::display(at.rel));
         }
         Ok(Outcome::Done)
+    }
+
+    /// Remembers where the multi-link source file `src` (at `at`) now is in
+    /// the destination, for its other names in this batch.
+    fn note_link(&mut self, at: &At, src: &Meta) -> R<()> {
+        if let Some(d) = sys::lstat_at(at.dst, at.name).map_err(|e| self.derr(at.rel, e))? {
+            if d.ftype == FileType::Regular {
+                self.links.insert(src.id(), (at.rel.to_vec(), d.id()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Hard links: when another name of the source file `src` was put in
+    /// place earlier in this batch, makes `at` a link to that destination
+    /// file (built at a temporary name and renamed over the target) instead
+    /// of a second copy. `None` when there is no such name or linking is not
+    /// possible (another file system below the destination, the link limit,
+    /// a file system without hard links): the caller copies.
+    fn link_to_known(&mut self, at: &At, src: &Meta, dst: Option<&Meta>) -> R<Option<Outcome>> {
+        let Some((first, first_id)) = self.links.get(&src.id()).cloned() else {
+            return Ok(None);
+        };
+        if first == at.rel {
+            return Ok(None);
+        }
+        let Some(fdir) = self.dst_dir(path::parent(&first), false)? else {
+            return Ok(None);
+        };
+        let fname = path::file_name(&first);
+        // Still the file this batch put there (a later op may have replaced
+        // or removed it).
+        match sys::lstat_at(raw(&*fdir), fname).map_err(|e| self.derr(&first, e))? {
+            Some(m) if m.ftype == FileType::Regular && m.id() == first_id => {}
+            _ => return Ok(None),
+        }
+        if dst.is_some_and(|d| d.id() == first_id) {
+            return Ok(Some(Outcome::Done)); // already that file
+        }
+        let temp = match sys::with_temp_name(at.name, |temp| {
+            sys::link(raw(&*fdir), fname, at.dst, temp)
+        }) {
+            Ok((temp, ())) => temp,
+            Err(e) => {
+                log::debug!(
+                    "mirror: cannot link {} to {}: {e}; copying it",
+                    path::display(at.rel),
+                    path::display(&first)
+                );
+                return Ok(None);
+            }
+        };
+        let placed = self.place(at, &temp, dst);
+        if !matches!(placed, Ok(true)) {
+            let _ = sys::unlink(at.dst, &temp);
+        }
+        if placed? {
+            self.report.copied += 1;
+            log::debug!(
+                "mirror: linked {} to {}",
+                path::display(at.rel),
+                path::display(&first)
+            );
+        }
+        Ok(Some(Outcome::Done))
     }
 
     /// Builds a symlink or special file at a temporary name with `make`,

@@ -108,6 +108,8 @@ pub struct Meta {
     pub rdev: u64,
     pub dev: u64,
     pub ino: u64,
+    /// How many names the inode has.
+    pub nlink: u64,
 }
 
 impl Meta {
@@ -141,6 +143,9 @@ impl Meta {
             #[allow(clippy::unnecessary_cast)]
             dev: st.st_dev as u64,
             ino: st.st_ino,
+            // nlink_t is u16 on macOS.
+            #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+            nlink: st.st_nlink as u64,
         })
     }
 
@@ -377,6 +382,12 @@ pub fn readlink(dir: RawFd, name: &[u8]) -> io::Result<Vec<u8>> {
     fcntl::readlinkat(Some(dir), name)
         .map(OsStringExt::into_vec)
         .map_err(err)
+}
+
+/// A new name `to` in `to_dir` for the entry `from` in `from_dir` (a hard
+/// link; a symlink `from` is linked itself, never followed).
+pub fn link(from_dir: RawFd, from: &[u8], to_dir: RawFd, to: &[u8]) -> io::Result<()> {
+    unistd::linkat(Some(from_dir), from, Some(to_dir), to, AtFlags::empty()).map_err(err)
 }
 
 pub fn symlink(target: &[u8], dir: RawFd, name: &[u8]) -> io::Result<()> {

@@ -925,6 +925,75 @@ fn temp_names_are_hidden_unique_and_short_enough() {
     assert!(!a.contains(&b'/'));
 }
 
+// ----- hard links ---------------------------------------------------------
+
+fn ino(p: &Path) -> u64 {
+    fs::symlink_metadata(p).unwrap().ino()
+}
+
+/// Asserts that the destination names `names` are one inode holding
+/// `content`.
+fn assert_one_file(env: &Env, names: &[&[u8]], content: &[u8]) {
+    let first = ino(&env.d(names[0]));
+    for n in names {
+        let d = env.d(n);
+        assert_eq!(fs::read(&d).unwrap(), content, "{}", d.display());
+        assert_eq!(
+            ino(&d),
+            first,
+            "{} is not a link to {:?}",
+            d.display(),
+            names[0]
+        );
+    }
+}
+
+#[test]
+fn hard_links_stay_links_and_edits_through_either_name_reach_both() {
+    let env = Env::new();
+    fs::create_dir(env.s(b"sub")).unwrap();
+    write(&env.s(b"a"), b"one");
+    fs::hard_link(env.s(b"a"), env.s(b"b")).unwrap();
+    fs::hard_link(env.s(b"a"), env.s(b"sub/c")).unwrap();
+    write(&env.s(b"lone"), b"single");
+    env.run(vec![rsync(b"")]);
+    env.assert_equal();
+    assert_one_file(&env, &[b"a", b"b", b"sub/c"], b"one");
+    assert_eq!(fs::symlink_metadata(env.d(b"lone")).unwrap().nlink(), 1);
+    // An edit through one name: the batch names all of them (the tree adds
+    // the other names), in any order.
+    write(&env.s(b"a"), b"two, longer");
+    env.run(vec![sync(b"a"), sync(b"b"), sync(b"sub/c")]);
+    assert_one_file(&env, &[b"a", b"b", b"sub/c"], b"two, longer");
+    write(&env.s(b"b"), b"three");
+    env.run(vec![sync(b"sub/c"), sync(b"b"), sync(b"a")]);
+    assert_one_file(&env, &[b"a", b"b", b"sub/c"], b"three");
+    env.assert_equal();
+    // Copies made before (or by a tool without links) are joined by a
+    // recursive sync.
+    fs::remove_file(env.d(b"b")).unwrap();
+    fs::copy(env.d(b"a"), env.d(b"b")).unwrap();
+    env.run(vec![rsync(b"")]);
+    assert_one_file(&env, &[b"a", b"b", b"sub/c"], b"three");
+    assert_no_temp_files(&env.dst);
+}
+
+#[test]
+fn a_name_that_stops_being_a_link_is_copied_on_its_own() {
+    let env = Env::new();
+    write(&env.s(b"a"), b"shared");
+    fs::hard_link(env.s(b"a"), env.s(b"b")).unwrap();
+    env.run(vec![rsync(b"")]);
+    assert_one_file(&env, &[b"a", b"b"], b"shared");
+    // b becomes a file of its own; a keeps the old inode.
+    fs::remove_file(env.s(b"b")).unwrap();
+    write(&env.s(b"b"), b"own");
+    env.run(vec![sync(b"a"), sync(b"b")]);
+    env.assert_equal();
+    assert_ne!(ino(&env.d(b"a")), ino(&env.d(b"b")));
+    assert_eq!(fs::read(env.d(b"a")).unwrap(), b"shared");
+}
+
 // ----- sparse files -------------------------------------------------------
 
 const MIB: u64 = 1024 * 1024;
