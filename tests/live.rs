@@ -824,6 +824,40 @@ fn default_mode_is_mirror_when_d_given() {
     d.wait_synced(&env, SYNC);
 }
 
+/// Two names of one inode: an edit through either reaches both names at
+/// the destination (the daemon syncs every known name of a changed
+/// multi-link file); the built-in mirror keeps them one inode.
+fn hard_links_edited_through_either_name(mode: Mode) {
+    use std::os::unix::fs::MetadataExt;
+    let env = TestEnv::new();
+    env.mkdir_p("sub");
+    env.write("a", "one");
+    fs::hard_link(env.src_path("a"), env.src_path("sub/b")).unwrap();
+    let mut d = start_now(&env, mode);
+    let linked = || {
+        let ino = |rel: &str| {
+            fs::symlink_metadata(env.dst_path(rel))
+                .map(|m| m.ino())
+                .ok()
+        };
+        ino("a").is_some() && ino("a") == ino("sub/b")
+    };
+    if matches!(mode, Mode::Mirror) {
+        assert!(linked(), "a and sub/b are one file at the destination");
+    }
+    for (name, content) in [("a", "two, and longer"), ("sub/b", "three")] {
+        // Rewritten in place: the same inode, so both names change.
+        fs::write(env.src_path(name), content).unwrap();
+        d.wait_until(SYNC, &format!("both names show {content:?}"), || {
+            env.dst_read("a").as_deref() == Some(content.as_bytes())
+                && env.dst_read("sub/b").as_deref() == Some(content.as_bytes())
+        });
+        if matches!(mode, Mode::Mirror) {
+            assert!(linked(), "still one file after an edit through {name}");
+        }
+    }
+}
+
 macro_rules! both_modes {
     ($($name:ident),* $(,)?) => {
         mod mirror {
@@ -857,4 +891,5 @@ both_modes!(
     fifos_are_recreated,
     names_at_the_limits,
     dir_moved_out_and_back_in,
+    hard_links_edited_through_either_name,
 );

@@ -203,11 +203,14 @@ struct Run<'m> {
     /// Hard links: for each multi-link source file put in place in this
     /// batch, its source (dev, ino) → the destination path and (dev, ino)
     /// it got, so its other names become links to it instead of copies.
-    links: HashMap<(u64, u64), (Vec<u8>, (u64, u64))>,
+    links: HashMap<Id, (Vec<u8>, Id)>,
     report: Report,
 }
 
 type R<T> = Result<T, HandlerError>;
+
+/// Device and inode of an entry.
+type Id = (u64, u64);
 
 impl<'m> Run<'m> {
     fn start(m: &'m Mirror) -> R<Self> {
