@@ -17,7 +17,8 @@
 //! changes, its other known names are queued as changed too, so every handler
 //! syncs all of them and none is left stale at the destination. A link made
 //! at runtime is learnt from its creation and from the link-count change
-//! (`IN_ATTRIB`) the old name reports.
+//! (`IN_ATTRIB`) the old name reports. `--cancel-syscalls=mon_stat` turns
+//! this off with the other `lstat`s.
 //!
 //! The tree does no syncing and no batching, and it never follows symlinks.
 
@@ -72,6 +73,8 @@ pub struct Tree {
     record_masks: bool,
     /// The known names of multi-link files.
     links: Links,
+    /// Whether to learn them at all (each costs an `lstat` per file).
+    track_links: bool,
 }
 
 /// Source (dev, ino) of a file.
@@ -174,6 +177,7 @@ impl Tree {
             masks: Vec::new(),
             record_masks: true,
             links: Links::default(),
+            track_links: true,
         }
     }
 
@@ -183,6 +187,17 @@ impl Tree {
         self.record_masks = on;
         if !on {
             self.masks.clear();
+        }
+    }
+
+    /// Whether to learn the names of hard-linked files (on by default): off
+    /// with `--cancel-syscalls=mon_stat`, which asks for no `lstat` of
+    /// changed files; then a change reaches only the name it was made
+    /// through.
+    pub fn track_links(&mut self, on: bool) {
+        self.track_links = on;
+        if !on {
+            self.links = Links::default();
         }
     }
 
@@ -293,7 +308,7 @@ impl Tree {
                 };
                 if ftype.is_dir() {
                     stack.push(path::join(&dir, entry.file_name().as_bytes()));
-                } else if ftype.is_file() {
+                } else if self.track_links && ftype.is_file() {
                     // An lstat: only the link count tells a hard link.
                     if let Ok(m) = entry.metadata() {
                         if m.nlink() > 1 {
@@ -311,6 +326,9 @@ impl Tree {
     /// that is off) and the other names it has as a hard link, which changed
     /// with it. One `lstat`.
     fn file_changed(&mut self, rel: &[u8]) -> (u64, Vec<(Vec<u8>, u64)>) {
+        if !self.track_links && self.big_threshold == 0 {
+            return (0, Vec::new());
+        }
         let Ok(m) = std::fs::symlink_metadata(path::abs(&self.root, rel)) else {
             self.links.forget(rel);
             return (0, Vec::new());
@@ -321,6 +339,9 @@ impl Tree {
             0
         };
         let id = (m.dev(), m.ino());
+        if !self.track_links {
+            return (size, Vec::new());
+        }
         if !m.file_type().is_file() || m.nlink() < 2 {
             if self.links.ids.get(rel) == Some(&id) {
                 // Its only name now: the others we knew are gone.
@@ -776,6 +797,24 @@ mod tests {
             "only multi-link files are kept"
         );
         assert!(!tree.links.ids.contains_key(b"moved/b".as_slice()));
+    }
+
+    #[test]
+    fn without_lstat_hard_links_are_not_tracked() {
+        let (dir, mut tree, mut mon) = setup();
+        std::fs::write(dir.path().join("a"), b"x").expect("write");
+        std::fs::hard_link(dir.path().join("a"), dir.path().join("b")).expect("link");
+        tree.track_links(false);
+        tree.watch_subtree(&mut mon, b"", true).expect("walk");
+        let mut out = Vec::new();
+        tree.process(
+            &mut mon,
+            &[ev("a", EventKind::Modified, false, 0)],
+            &mut out,
+        )
+        .expect("process");
+        assert_eq!(modified(&out), ["a"]);
+        assert!(tree.links.ids.is_empty());
     }
 
     #[test]

@@ -576,6 +576,8 @@ pub(crate) fn rsync_config(cfg: &Config) -> RsyncConfig {
     rc.prefer_include = cfg.rsync_prefer_include;
     rc.inclimit = cfg.rsync_inclimit;
     rc.full_initialsync = cfg.full_initialsync;
+    rc.xattrs = cfg.xattrs;
+    rc.acls = cfg.acls;
     rc
 }
 
@@ -695,7 +697,8 @@ fn build_handler(cfg: &Config) -> Result<HandlerBox, DaemonError> {
             let dst = dst
                 .canonicalize()
                 .map_err(io_err(format!("destination {}", path::display_os(dst))))?;
-            let mirror = Mirror::new(cfg.watch_dir.clone(), dst, Arc::clone(&cfg.rules));
+            let mirror = Mirror::new(cfg.watch_dir.clone(), dst, Arc::clone(&cfg.rules))
+                .xattrs(cfg.xattrs, cfg.acls);
             // Dropped from root with the writer capabilities kept: owners
             // are still copied (src/daemon/privilege.rs).
             Ok(HandlerBox::Mirror(if privilege::dropped_from_root() {
@@ -1893,6 +1896,7 @@ fn start_and_run(mut cfg: Config) -> Result<(), DaemonError> {
         cfg.queue.big_threshold,
     );
     tree.record_masks(reports_masks(&cfg.mode));
+    tree.track_links(!cfg.cancel_mon_stat);
     if cfg.only_initialsync {
         ::log::info!(
             "--only-initialsync: syncing {} once, watching nothing",

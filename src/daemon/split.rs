@@ -494,6 +494,9 @@ pub fn recv_packet(fd: RawFd) -> io::Result<Option<Vec<u8>>> {
 pub struct HelperMirror {
     pub src: PathBuf,
     pub dst: PathBuf,
+    /// `--xattrs`, `--acls`.
+    pub xattrs: bool,
+    pub acls: bool,
     pub engine: Option<Mirror>,
 }
 
@@ -537,7 +540,9 @@ impl HelperMirror {
             .dst
             .canonicalize()
             .map_err(|e| format!("destination {}: {e}", crate::path::display_os(&self.dst)))?;
-        self.engine = Some(Mirror::new(self.src.clone(), dst, Arc::new(rules)));
+        self.engine = Some(
+            Mirror::new(self.src.clone(), dst, Arc::new(rules)).xattrs(self.xattrs, self.acls),
+        );
         Ok(Report::default())
     }
 
@@ -883,6 +888,8 @@ pub fn start(cfg: &Config, plan: &Plan) -> Result<(), String> {
             Some(HelperMirror {
                 src: cfg.watch_dir.clone(),
                 dst: dst.clone(),
+                xattrs: cfg.xattrs,
+                acls: cfg.acls,
                 engine: None,
             })
         }

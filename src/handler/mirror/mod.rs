@@ -45,6 +45,12 @@
 //! other known names of a changed multi-link file (see `crate::tree`), and a
 //! recursive sync walks them all.
 //!
+//! Extended attributes and POSIX ACLs of files and directories are copied
+//! only when asked (`--xattrs`, `--acls`, rsync's `-X` and `-A`; off by
+//! default as in clsync), read and written through descriptors; symlinks and
+//! special files keep none (Linux allows `user.*` on neither). A copied
+//! namespace is mirrored whole: attributes the source lost are removed.
+//!
 //! Directory metadata (mode, owner, times) is set after the directory's
 //! contents are done: bottom-up inside a recursive sync, and at the end of the
 //! batch for every directory an op created or changed entries in, so
@@ -99,6 +105,10 @@ pub struct Mirror {
     preserve_owner: bool,
     /// Running as euid 0: no permission bits stand in our way.
     privileged: bool,
+    /// `--xattrs`: copy extended attributes (see [`Run::wants_xattr`]).
+    xattrs: bool,
+    /// `--acls`: copy POSIX ACLs.
+    acls: bool,
     /// Bumped for every regular file put in place (the operations issue's
     /// progress bar).
     progress: Option<Arc<super::progress::Progress>>,
@@ -122,6 +132,8 @@ impl Mirror {
             rules,
             preserve_owner: privileged,
             privileged,
+            xattrs: false,
+            acls: false,
             progress: None,
             #[cfg(test)]
             fail_copy_of: None,
@@ -134,6 +146,14 @@ impl Mirror {
     /// turning it on as another user makes every chown fail with `EPERM`).
     pub fn preserve_owner(mut self, yes: bool) -> Self {
         self.preserve_owner = yes;
+        self
+    }
+
+    /// Copy extended attributes (`xattrs`, rsync's `-X`) and POSIX ACLs
+    /// (`acls`, rsync's `-A`) of files and directories; both off by default.
+    pub fn xattrs(mut self, xattrs: bool, acls: bool) -> Self {
+        self.xattrs = xattrs;
+        self.acls = acls;
         self
     }
 
@@ -890,6 +910,9 @@ impl<'m> Run<'m> {
             if self.m.preserve_owner {
                 sys::fchown(out.as_raw_fd(), meta.uid, meta.gid)?;
             }
+            // After chown (which drops security.capability), before chmod
+            // (a read-only mode would refuse user.* attributes).
+            self.copy_xattrs(file.as_raw_fd(), out.as_raw_fd())?;
             sys::fchmod(out.as_raw_fd(), meta.perm)?;
             sys::futimens(out.as_raw_fd(), &meta.atime, &meta.mtime)?;
             #[cfg(test)]
@@ -1074,7 +1097,57 @@ impl<'m> Run<'m> {
 
     fn fix_meta_at(&self, at: &At, src: &Meta, dst: &Meta) -> R<()> {
         self.set_meta_at(at.dst, at.name, src, Some(dst))
-            .map_err(|e| self.derr(at.rel, e))
+            .map_err(|e| self.derr(at.rel, e))?;
+        if (self.m.xattrs || self.m.acls) && src.ftype == FileType::Regular {
+            let from = match sys::open_read(at.src, at.name) {
+                Ok(f) => f,
+                // Changed meanwhile: its own event follows.
+                Err(e) if is_gone(&e) || errno(&e) == Some(Errno::ENXIO) => return Ok(()),
+                Err(e) => return Err(self.serr(at.rel, e)),
+            };
+            let to = sys::open_read(at.dst, at.name).map_err(|e| self.derr(at.rel, e))?;
+            self.copy_xattrs(from.as_raw_fd(), to.as_raw_fd())
+                .map_err(|e| self.derr(at.rel, e))?;
+        }
+        Ok(())
+    }
+
+    /// Whether the extended attribute `name` is copied: the POSIX ACLs with
+    /// `--acls`; with `--xattrs` the `user.*` namespace, and as root every
+    /// other namespace but `system.*` (rsync's `-X` does the same).
+    fn wants_xattr(&self, name: &[u8]) -> bool {
+        match name {
+            b"system.posix_acl_access" | b"system.posix_acl_default" => self.m.acls,
+            n if n.starts_with(b"system.") => false,
+            n if n.starts_with(b"user.") => self.m.xattrs,
+            _ => self.m.xattrs && self.m.privileged,
+        }
+    }
+
+    /// Makes the copied extended attributes (and ACLs) of the open file or
+    /// directory `to` those of `from`: missing ones set, changed ones
+    /// rewritten, ones the source no longer has removed. Nothing to do when
+    /// neither `--xattrs` nor `--acls` is on.
+    fn copy_xattrs(&self, from: RawFd, to: RawFd) -> io::Result<()> {
+        if !self.m.xattrs && !self.m.acls {
+            return Ok(());
+        }
+        let mut want = sys::xattr_names(from)?;
+        want.retain(|n| self.wants_xattr(n));
+        for name in sys::xattr_names(to)? {
+            if self.wants_xattr(&name) && !want.contains(&name) {
+                sys::xattr_remove(to, &name)?;
+            }
+        }
+        for name in &want {
+            let Some(value) = sys::xattr_get(from, name)? else {
+                continue; // removed meanwhile
+            };
+            if sys::xattr_get(to, name)?.as_deref() != Some(value.as_slice()) {
+                sys::xattr_set(to, name, &value)?;
+            }
+        }
+        Ok(())
     }
 
     /// Gives the destination directory `ddir` the metadata of the source
@@ -1090,6 +1163,7 @@ impl<'m> Run<'m> {
             if owner_differs {
                 sys::fchown(ddir, s.uid, s.gid)?;
             }
+            self.copy_xattrs(sdir, ddir)?;
             if owner_differs || d.perm != s.perm {
                 sys::fchmod(ddir, s.perm)?;
             }

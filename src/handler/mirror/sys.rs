@@ -454,6 +454,117 @@ pub fn utimes_at(dir: RawFd, name: &[u8], atime: &TimeSpec, mtime: &TimeSpec) ->
     .map_err(err)
 }
 
+/// The names of the extended attributes of the open file `fd` (any
+/// namespace the caller may list). A file system without extended
+/// attributes has none.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub fn xattr_names(fd: RawFd) -> io::Result<Vec<Vec<u8>>> {
+    // SAFETY: the kernel writes at most `len` bytes into `buf`.
+    let list = sized(|buf, len| unsafe { libc::flistxattr(fd, buf.cast(), len) });
+    match list {
+        Ok(list) => Ok(list
+            .split(|&b| b == 0)
+            .filter(|n| !n.is_empty())
+            .map(<[u8]>::to_vec)
+            .collect()),
+        Err(e) if errno(&e) == Some(Errno::ENOTSUP) => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
+/// The value of the extended attribute `name` of `fd`; `None` when it has
+/// none by that name.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub fn xattr_get(fd: RawFd, name: &[u8]) -> io::Result<Option<Vec<u8>>> {
+    let name = c_name(name)?;
+    // SAFETY: a NUL-terminated name; the kernel writes at most `len` bytes.
+    let got = sized(|buf, len| unsafe { libc::fgetxattr(fd, name.as_ptr(), buf.cast(), len) });
+    match got {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if errno(&e) == Some(Errno::ENODATA) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub fn xattr_set(fd: RawFd, name: &[u8], value: &[u8]) -> io::Result<()> {
+    let name = c_name(name)?;
+    // SAFETY: a NUL-terminated name and a buffer of `value.len()` bytes.
+    let rc = unsafe { libc::fsetxattr(fd, name.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Removes the extended attribute `name` of `fd`; gone already is fine.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub fn xattr_remove(fd: RawFd, name: &[u8]) -> io::Result<()> {
+    let name = c_name(name)?;
+    // SAFETY: a NUL-terminated name.
+    let rc = unsafe { libc::fremovexattr(fd, name.as_ptr()) };
+    if rc == 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    if errno(&e) == Some(Errno::ENODATA) {
+        Ok(())
+    } else {
+        Err(e)
+    }
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn c_name(name: &[u8]) -> io::Result<std::ffi::CString> {
+    std::ffi::CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+}
+
+/// Runs a list/get call that fills a buffer: asks for the size first and
+/// grows the buffer while the value grows under us (`ERANGE`).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn sized(mut call: impl FnMut(*mut u8, usize) -> libc::ssize_t) -> io::Result<Vec<u8>> {
+    for _ in 0..8 {
+        let want = call(std::ptr::null_mut(), 0);
+        if want < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut buf = vec![0u8; want as usize];
+        let got = call(buf.as_mut_ptr(), buf.len());
+        if got >= 0 {
+            buf.truncate(got as usize);
+            return Ok(buf);
+        }
+        let e = io::Error::last_os_error();
+        if errno(&e) != Some(Errno::ERANGE) {
+            return Err(e);
+        }
+    }
+    Err(io::Error::from_raw_os_error(libc::ERANGE))
+}
+
+/// Elsewhere extended attributes are not copied (the BSDs' extattr API
+/// differs): there are none to read, and nothing is ever written.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub fn xattr_names(_fd: RawFd) -> io::Result<Vec<Vec<u8>>> {
+    Ok(Vec::new())
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub fn xattr_get(_fd: RawFd, _name: &[u8]) -> io::Result<Option<Vec<u8>>> {
+    Ok(None)
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub fn xattr_set(_fd: RawFd, _name: &[u8], _value: &[u8]) -> io::Result<()> {
+    Err(io::Error::from(io::ErrorKind::Unsupported))
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub fn xattr_remove(_fd: RawFd, _name: &[u8]) -> io::Result<()> {
+    Ok(())
+}
+
 /// The raw descriptor of anything that has one (shorthand for call sites).
 pub fn raw(fd: &impl AsRawFd) -> RawFd {
     fd.as_raw_fd()
