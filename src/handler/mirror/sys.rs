@@ -293,8 +293,16 @@ pub fn create_temp_file(dir: RawFd, name: &[u8]) -> io::Result<(Vec<u8>, File)> 
 /// copied. The length is the source's when the copy ends.
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub fn copy_sparse(from: &mut File, to: &mut File) -> io::Result<()> {
+    copy_sparse_via(from, to, true)
+}
+
+/// [`copy_sparse`], with `in_kernel` false: through a buffer from the start
+/// (what it falls back to where `copy_file_range` does not work).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(super) fn copy_sparse_via(from: &mut File, to: &mut File, in_kernel: bool) -> io::Result<()> {
     use std::os::unix::fs::FileExt;
     let (ifd, mut buf, mut end) = (from.as_raw_fd(), Vec::new(), 0u64);
+    let mut in_kernel = in_kernel;
     let mut off = 0u64;
     loop {
         let data = match seek(ifd, off, libc::SEEK_DATA) {
@@ -309,11 +317,29 @@ pub fn copy_sparse(from: &mut File, to: &mut File) -> io::Result<()> {
             Err(e) => return Err(e),
         };
         let hole = seek(ifd, data, libc::SEEK_HOLE)?;
-        if buf.is_empty() {
+        let mut pos = data;
+        // In the kernel where it can (no copy through user space), else
+        // through a buffer.
+        while in_kernel && pos < hole {
+            let want = usize::try_from(hole - pos)
+                .unwrap_or(usize::MAX)
+                .min(1 << 30);
+            match copy_range(ifd, to.as_raw_fd(), pos, want) {
+                Ok(0) => break, // truncated under us
+                Ok(n) => pos += n as u64,
+                Err(Errno::EINTR) => {}
+                // Not between these two files (another file system, an
+                // old kernel, a special file system): the buffer does it.
+                Err(
+                    Errno::EXDEV | Errno::ENOSYS | Errno::EINVAL | Errno::EOPNOTSUPP | Errno::EBADF,
+                ) => in_kernel = false,
+                Err(e) => return Err(err(e)),
+            }
+        }
+        if pos < hole && buf.is_empty() {
             buf = vec![0u8; 256 * 1024];
         }
-        let mut pos = data;
-        while pos < hole {
+        while !in_kernel && pos < hole {
             let want = buf.len().min((hole - pos) as usize);
             let n = from.read_at(&mut buf[..want], pos)?;
             if n == 0 {
@@ -334,6 +360,20 @@ pub fn copy_sparse(from: &mut File, to: &mut File) -> io::Result<()> {
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 pub fn copy_sparse(from: &mut File, to: &mut File) -> io::Result<()> {
     io::copy(from, to).map(|_| ())
+}
+
+/// `copy_file_range` of `len` bytes at `pos` in both files.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn copy_range(from: RawFd, to: RawFd, pos: u64, len: usize) -> Result<usize, Errno> {
+    let start = libc::loff_t::try_from(pos).map_err(|_| Errno::EINVAL)?;
+    let (mut i, mut o) = (start, start);
+    // SAFETY: descriptors we hold and two offsets on our stack.
+    let rc = unsafe { libc::copy_file_range(from, &mut i, to, &mut o, len, 0) };
+    if rc < 0 {
+        Err(Errno::last())
+    } else {
+        Ok(rc as usize)
+    }
 }
 
 #[cfg(any(target_os = "linux", target_os = "android"))]

@@ -1198,6 +1198,30 @@ fn allocated(p: &Path) -> u64 {
     fs::symlink_metadata(p).unwrap().blocks() * 512
 }
 
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[test]
+fn the_buffered_copy_keeps_holes_and_bytes_too() {
+    let env = Env::new();
+    write_sparse(&env.s(b"s"), 16 * MIB, &[3 * MIB + 17], 300_000);
+    if allocated(&env.s(b"s")) > 4 * MIB {
+        eprintln!("skipping: the temp dir's file system does not make sparse files");
+        return;
+    }
+    let mut from = fs::File::open(env.s(b"s")).unwrap();
+    let mut to = fs::File::create(env.d(b"s")).unwrap();
+    sys::copy_sparse_via(&mut from, &mut to, false).unwrap();
+    drop(to);
+    assert_eq!(
+        fs::read(env.d(b"s")).unwrap(),
+        fs::read(env.s(b"s")).unwrap()
+    );
+    assert!(
+        allocated(&env.d(b"s")) <= 2 * MIB,
+        "{}",
+        allocated(&env.d(b"s"))
+    );
+}
+
 #[test]
 fn sparse_files_keep_their_holes() {
     let env = Env::new();
