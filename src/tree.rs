@@ -26,7 +26,7 @@ use crate::monitor::{EventKind, Monitor, MonitorError, RawEvent};
 use crate::path;
 use crate::queue::Change;
 use crate::rules::{Action, Kind, Rules};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
@@ -80,11 +80,12 @@ pub struct Tree {
 /// Source (dev, ino) of a file.
 type FileId = (u64, u64);
 
-/// The names of files with more than one link, both ways.
+/// The names of files with more than one link, both ways (names sorted, so
+/// that the names below a directory are one range).
 #[derive(Default)]
 struct Links {
     names: HashMap<FileId, BTreeSet<Vec<u8>>>,
-    ids: HashMap<Vec<u8>, FileId>,
+    ids: BTreeMap<Vec<u8>, FileId>,
 }
 
 impl Links {
@@ -114,18 +115,19 @@ impl Links {
         }
     }
 
+    /// The names at or below `rel`, with their files.
+    fn under(&self, rel: &[u8]) -> Vec<(Vec<u8>, FileId)> {
+        self.ids
+            .range(rel.to_vec()..)
+            .take_while(|(k, _)| k.starts_with(rel))
+            .filter(|(k, _)| path::is_under(k, rel))
+            .map(|(k, id)| (k.clone(), *id))
+            .collect()
+    }
+
     /// Forgets every name at or below `rel`.
     fn forget_under(&mut self, rel: &[u8]) {
-        if self.ids.is_empty() {
-            return;
-        }
-        let gone: Vec<Vec<u8>> = self
-            .ids
-            .keys()
-            .filter(|k| path::is_under(k, rel))
-            .cloned()
-            .collect();
-        for k in gone {
+        for (k, _) in self.under(rel) {
             self.forget(&k);
         }
     }
@@ -133,16 +135,7 @@ impl Links {
     /// Renames every name at or below `from` to the same place below `to`.
     fn moved(&mut self, from: &[u8], to: &[u8]) {
         self.forget_under(to);
-        if self.ids.is_empty() {
-            return;
-        }
-        let moved: Vec<(Vec<u8>, FileId)> = self
-            .ids
-            .iter()
-            .filter(|(k, _)| path::is_under(k, from))
-            .map(|(k, id)| (k.clone(), *id))
-            .collect();
-        for (old, id) in moved {
+        for (old, id) in self.under(from) {
             self.forget(&old);
             self.note(&path::rebase(&old, from, to), id);
         }

@@ -1144,7 +1144,7 @@ impl<'m> Run<'m> {
                 continue; // removed meanwhile
             };
             if sys::xattr_get(to, name)?.as_deref() != Some(value.as_slice()) {
-                sys::xattr_set(to, name, &value)?;
+                sys::xattr_set(to, name, &value).map_err(|e| xattr_hint(e, name))?;
             }
         }
         Ok(())
@@ -1255,6 +1255,21 @@ fn cache_put(cache: &mut HashMap<Vec<u8>, DirFd>, rel: &[u8], fd: &DirFd) {
         cache.clear();
     }
     cache.insert(rel.to_vec(), fd.clone());
+}
+
+/// Says what to do when the destination cannot take an attribute.
+fn xattr_hint(e: io::Error, name: &[u8]) -> io::Error {
+    let what = String::from_utf8_lossy(name);
+    let fix = match errno(&e) {
+        Some(Errno::ENOTSUP) => {
+            "the destination file system does not support it; drop --xattrs/--acls or mount it with xattr and ACL support"
+        }
+        Some(Errno::EPERM | Errno::EACCES) => {
+            "not permitted; run as root, or drop --xattrs/--acls"
+        }
+        _ => "check the destination file system",
+    };
+    io::Error::new(e.kind(), format!("cannot set {what}: {e}; {fix}"))
 }
 
 fn with_hint(e: io::Error, which: &str) -> io::Error {
