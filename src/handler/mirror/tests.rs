@@ -995,13 +995,16 @@ fn a_name_that_stops_being_a_link_is_copied_on_its_own() {
 }
 
 // ----- extended attributes and ACLs ---------------------------------------
+// (Linux only: elsewhere the mirror copies none.)
 
+#[cfg(any(target_os = "linux", target_os = "android"))]
 fn cpath(p: &Path) -> std::ffi::CString {
     std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap()
 }
 
 /// Sets the extended attribute `name` of `p` (not following a symlink);
 /// false when the file system refuses (no xattr or ACL support).
+#[cfg(any(target_os = "linux", target_os = "android"))]
 fn set_xattr(p: &Path, name: &str, value: &[u8]) -> bool {
     let (p, n) = (cpath(p), std::ffi::CString::new(name).unwrap());
     // SAFETY: NUL-terminated strings and a buffer of value.len() bytes.
@@ -1016,6 +1019,7 @@ fn set_xattr(p: &Path, name: &str, value: &[u8]) -> bool {
     }
 }
 
+#[cfg(any(target_os = "linux", target_os = "android"))]
 fn remove_xattr(p: &Path, name: &str) {
     let (p, n) = (cpath(p), std::ffi::CString::new(name).unwrap());
     // SAFETY: NUL-terminated strings.
@@ -1023,6 +1027,7 @@ fn remove_xattr(p: &Path, name: &str) {
 }
 
 /// The value of the extended attribute `name` of `p`, if it has one.
+#[cfg(any(target_os = "linux", target_os = "android"))]
 fn get_xattr(p: &Path, name: &str) -> Option<Vec<u8>> {
     let (p, n) = (cpath(p), std::ffi::CString::new(name).unwrap());
     let mut buf = vec![0u8; 4096];
@@ -1038,6 +1043,7 @@ fn get_xattr(p: &Path, name: &str) -> Option<Vec<u8>> {
 /// A POSIX access ACL in the kernel's xattr format (what `setfacl -m
 /// u:12345:r,g:54321:rw` leaves on a 0644 file): owner rw, user 12345 r,
 /// group r, group 54321 rw, mask rw, other r.
+#[cfg(any(target_os = "linux", target_os = "android"))]
 fn acl_xattr() -> Vec<u8> {
     const UNDEFINED: u32 = u32::MAX;
     let mut v = 2u32.to_le_bytes().to_vec();
@@ -1056,7 +1062,9 @@ fn acl_xattr() -> Vec<u8> {
     v
 }
 
+#[cfg(any(target_os = "linux", target_os = "android"))]
 #[test]
+#[cfg(any(target_os = "linux", target_os = "android"))]
 fn xattrs_are_copied_updated_and_removed_only_with_the_option() {
     let env = Env::new();
     fs::create_dir(env.s(b"d")).unwrap();
@@ -1131,7 +1139,9 @@ fn xattrs_are_copied_updated_and_removed_only_with_the_option() {
     }
 }
 
+#[cfg(any(target_os = "linux", target_os = "android"))]
 #[test]
+#[cfg(any(target_os = "linux", target_os = "android"))]
 fn acls_are_copied_only_with_the_option() {
     let env = Env::new();
     fs::create_dir(env.s(b"d")).unwrap();
