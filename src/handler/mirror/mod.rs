@@ -624,6 +624,9 @@ impl<'m> Run<'m> {
         }
         if src.ftype == FileType::Regular && src.nlink > 1 {
             if let Some(done) = self.link_to_known(at, src, dst)? {
+                if let Some(p) = &self.m.progress {
+                    p.add_file(src.size); // every name counts, as in the totals
+                }
                 return Ok(done);
             }
         }

@@ -956,10 +956,16 @@ fn hard_links_stay_links_and_edits_through_either_name_reach_both() {
     fs::hard_link(env.s(b"a"), env.s(b"b")).unwrap();
     fs::hard_link(env.s(b"a"), env.s(b"sub/c")).unwrap();
     write(&env.s(b"lone"), b"single");
-    env.run(vec![rsync(b"")]);
+    let progress = Arc::new(crate::handler::progress::Progress::default());
+    env.run_with(
+        &mut env.mirror().with_progress(Arc::clone(&progress)),
+        vec![rsync(b"")],
+    );
     env.assert_equal();
     assert_one_file(&env, &[b"a", b"b", b"sub/c"], b"one");
     assert_eq!(fs::symlink_metadata(env.d(b"lone")).unwrap().nlink(), 1);
+    // Every name counts towards the initial sync's progress, as in its totals.
+    assert_eq!((progress.files(), progress.bytes()), (4, 3 * 3 + 6));
     // An edit through one name: the batch names all of them (the tree adds
     // the other names), in any order.
     write(&env.s(b"a"), b"two, longer");
