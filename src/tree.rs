@@ -16,13 +16,22 @@
 //! destination bind-mounted inside the source would otherwise feed the
 //! mirror's own writes back as changes, nesting copies without end.
 //!
+//! Hard links: the tree knows the names of every file with more than one
+//! link (from the walk and from events, one `lstat` per file, kept only while
+//! a file has several links, so memory stays small). When such a file
+//! changes, its other known names are queued as changed too, so every handler
+//! syncs all of them and none is left stale at the destination. A link made
+//! at runtime is learnt from its creation and from the link-count change
+//! (`IN_ATTRIB`) the old name reports. `--cancel-syscalls=mon_stat` turns
+//! this off with the other `lstat`s.
+//!
 //! The tree does no syncing and no batching, and it never follows symlinks.
 
 use crate::monitor::{EventKind, Monitor, MonitorError, RawEvent};
 use crate::path;
 use crate::queue::Change;
 use crate::rules::{Action, Kind, Rules};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
@@ -71,6 +80,88 @@ pub struct Tree {
     never_enter: Option<(u64, u64)>,
     /// Skipping the destination was logged once already.
     never_enter_reported: bool,
+    /// The known names of multi-link files.
+    links: Links,
+    /// Whether to learn them at all (each costs an `lstat` per file).
+    track_links: bool,
+}
+
+/// Source (dev, ino) of a file.
+type FileId = (u64, u64);
+
+/// The names of files with more than one link, both ways (names sorted, so
+/// that the names below a directory are one range).
+#[derive(Default)]
+struct Links {
+    names: HashMap<FileId, BTreeSet<Vec<u8>>>,
+    ids: BTreeMap<Vec<u8>, FileId>,
+}
+
+impl Links {
+    fn note(&mut self, rel: &[u8], id: FileId) {
+        if self.ids.get(rel) == Some(&id) {
+            return;
+        }
+        self.forget(rel);
+        self.ids.insert(rel.to_vec(), id);
+        self.names.entry(id).or_default().insert(rel.to_vec());
+    }
+
+    fn forget(&mut self, rel: &[u8]) {
+        if let Some(id) = self.ids.remove(rel) {
+            if let Some(set) = self.names.get_mut(&id) {
+                set.remove(rel);
+                if set.is_empty() {
+                    self.names.remove(&id);
+                }
+            }
+        }
+    }
+
+    fn forget_id(&mut self, id: FileId) {
+        for name in self.names.remove(&id).unwrap_or_default() {
+            self.ids.remove(&name);
+        }
+    }
+
+    /// The names at or below `rel`, with their files.
+    fn under(&self, rel: &[u8]) -> Vec<(Vec<u8>, FileId)> {
+        self.ids
+            .range(rel.to_vec()..)
+            .take_while(|(k, _)| k.starts_with(rel))
+            .filter(|(k, _)| path::is_under(k, rel))
+            .map(|(k, id)| (k.clone(), *id))
+            .collect()
+    }
+
+    /// Forgets every name at or below `rel`.
+    fn forget_under(&mut self, rel: &[u8]) {
+        for (k, _) in self.under(rel) {
+            self.forget(&k);
+        }
+    }
+
+    /// Renames every name at or below `from` to the same place below `to`.
+    fn moved(&mut self, from: &[u8], to: &[u8]) {
+        self.forget_under(to);
+        for (old, id) in self.under(from) {
+            self.forget(&old);
+            self.note(&path::rebase(&old, from, to), id);
+        }
+    }
+
+    /// The other known names of `id`.
+    fn others(&self, rel: &[u8], id: FileId) -> Vec<Vec<u8>> {
+        self.names
+            .get(&id)
+            .map(|set| {
+                set.iter()
+                    .filter(|n| n.as_slice() != rel)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
 }
 
 impl Tree {
@@ -89,6 +180,8 @@ impl Tree {
             record_masks: true,
             never_enter: None,
             never_enter_reported: false,
+            links: Links::default(),
+            track_links: true,
         }
     }
 
@@ -131,6 +224,17 @@ impl Tree {
         self.record_masks = on;
         if !on {
             self.masks.clear();
+        }
+    }
+
+    /// Whether to learn the names of hard-linked files (on by default): off
+    /// with `--cancel-syscalls=mon_stat`, which asks for no `lstat` of
+    /// changed files; then a change reaches only the name it was made
+    /// through.
+    pub fn track_links(&mut self, on: bool) {
+        self.track_links = on;
+        if !on {
+            self.links = Links::default();
         }
     }
 
@@ -236,22 +340,78 @@ impl Tree {
             };
             for entry in entries.flatten() {
                 // d_type from readdir; never follows symlinks.
-                let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
-                if is_dir {
+                let Ok(ftype) = entry.file_type() else {
+                    continue;
+                };
+                if ftype.is_dir() {
                     stack.push(path::join(&dir, entry.file_name().as_bytes()));
+                } else if self.track_links && ftype.is_file() {
+                    // An lstat: only the link count tells a hard link.
+                    if let Ok(m) = entry.metadata() {
+                        if m.nlink() > 1 {
+                            let rel = path::join(&dir, entry.file_name().as_bytes());
+                            self.links.note(&rel, (m.dev(), m.ino()));
+                        }
+                    }
                 }
             }
         }
         Ok(visited)
     }
 
-    fn size_of(&self, rel: &[u8]) -> u64 {
-        if self.big_threshold == 0 {
-            return 0;
+    /// A non-directory `rel` changed: its size (for the big lane; 0 when
+    /// that is off) and the other names it has as a hard link, which changed
+    /// with it. One `lstat`.
+    fn file_changed(&mut self, rel: &[u8]) -> (u64, Vec<(Vec<u8>, u64)>) {
+        if !self.track_links && self.big_threshold == 0 {
+            return (0, Vec::new());
         }
-        std::fs::symlink_metadata(path::abs(&self.root, rel))
-            .map(|m| if m.file_type().is_file() { m.size() } else { 0 })
-            .unwrap_or(0)
+        let Ok(m) = std::fs::symlink_metadata(path::abs(&self.root, rel)) else {
+            self.links.forget(rel);
+            return (0, Vec::new());
+        };
+        let size = if self.big_threshold > 0 && m.file_type().is_file() {
+            m.size()
+        } else {
+            0
+        };
+        let id = (m.dev(), m.ino());
+        if !self.track_links {
+            return (size, Vec::new());
+        }
+        if !m.file_type().is_file() || m.nlink() < 2 {
+            if self.links.ids.get(rel) == Some(&id) {
+                // Its only name now: the others we knew are gone.
+                self.links.forget_id(id);
+            }
+            self.links.forget(rel);
+            return (size, Vec::new());
+        }
+        self.links.note(rel, id);
+        let mut others = Vec::new();
+        for other in self.links.others(rel, id) {
+            // Still that file? A name may have been replaced meanwhile.
+            match std::fs::symlink_metadata(path::abs(&self.root, &other)) {
+                Ok(o) if (o.dev(), o.ino()) == id => {
+                    if self.syncable(&other, false) {
+                        others.push((other, size));
+                    }
+                }
+                _ => self.links.forget(&other),
+            }
+        }
+        (size, others)
+    }
+
+    /// Queues the other names of a changed hard-linked file as modified.
+    fn push_others(others: Vec<(Vec<u8>, u64)>, out: &mut Vec<Change>) {
+        for (path, size) in others {
+            out.push(Change::Modified {
+                path,
+                is_dir: false,
+                size,
+            });
+        }
     }
 
     /// A directory appeared: watch it, list it, and queue it whole. `created`
@@ -298,7 +458,8 @@ impl Tree {
         if is_dir {
             self.dir_appeared(mon, rel, created, out);
         } else if self.syncable(rel, false) {
-            let (path, size) = (rel.to_vec(), self.size_of(rel));
+            let (size, others) = self.file_changed(rel);
+            let path = rel.to_vec();
             out.push(if created {
                 Change::Created {
                     path,
@@ -312,6 +473,7 @@ impl Tree {
                     size,
                 }
             });
+            Self::push_others(others, out);
         }
     }
 
@@ -325,6 +487,7 @@ impl Tree {
         if is_dir {
             mon.forget_subtree(rel);
         }
+        self.links.forget_under(rel);
         if self.syncable(rel, is_dir) {
             out.push(Change::Removed {
                 path: rel.to_vec(),
@@ -343,6 +506,7 @@ impl Tree {
     ) {
         let from_ok = self.syncable(from, is_dir);
         let to_ok = self.syncable(to, is_dir);
+        self.links.moved(from, to);
         if is_dir {
             // The backend re-labelled the subtree's watches already, but that
             // is not enough: a directory inside it that appeared just before
@@ -476,11 +640,17 @@ impl Tree {
                 EventKind::Removed => self.entry_gone(mon, &ev.path, ev.is_dir, out),
                 EventKind::Modified | EventKind::Attrib => {
                     if self.syncable(&ev.path, ev.is_dir) {
+                        let (size, others) = if ev.is_dir {
+                            (0, Vec::new())
+                        } else {
+                            self.file_changed(&ev.path)
+                        };
                         out.push(Change::Modified {
                             path: ev.path.clone(),
                             is_dir: ev.is_dir,
-                            size: if ev.is_dir { 0 } else { self.size_of(&ev.path) },
+                            size,
                         });
+                        Self::push_others(others, out);
                     }
                 }
             }
@@ -568,6 +738,120 @@ mod tests {
         assert_eq!(n, 5);
         let got: Vec<&[u8]> = mon.watched.iter().map(|p| p.as_slice()).collect();
         assert_eq!(got, vec![&b""[..], b"a", b"a/b", b"a/b/c", b"d"]);
+    }
+
+    /// The paths of the `Modified` changes in `out`, sorted.
+    fn modified(out: &[Change]) -> Vec<String> {
+        let mut v: Vec<String> = out
+            .iter()
+            .filter_map(|c| match c {
+                Change::Modified { path, .. } => Some(String::from_utf8_lossy(path).into_owned()),
+                _ => None,
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_change_to_a_hard_linked_file_queues_all_its_names() {
+        let (dir, mut tree, mut mon) = setup();
+        let p = dir.path();
+        std::fs::create_dir(p.join("sub")).expect("mkdir");
+        std::fs::write(p.join("a"), b"x").expect("write");
+        std::fs::hard_link(p.join("a"), p.join("sub/b")).expect("link");
+        std::fs::write(p.join("lone"), b"y").expect("write");
+        tree.watch_subtree(&mut mon, b"", true).expect("walk");
+        // Through either name, and for metadata changes too.
+        for (name, kind) in [
+            ("a", EventKind::Modified),
+            ("sub/b", EventKind::Modified),
+            ("sub/b", EventKind::Attrib),
+        ] {
+            let mut out = Vec::new();
+            tree.process(&mut mon, &[ev(name, kind, false, 0)], &mut out)
+                .expect("process");
+            assert_eq!(modified(&out), ["a", "sub/b"], "event on {name}");
+        }
+        let mut out = Vec::new();
+        tree.process(
+            &mut mon,
+            &[ev("lone", EventKind::Modified, false, 0)],
+            &mut out,
+        )
+        .expect("process");
+        assert_eq!(modified(&out), ["lone"]);
+
+        // A link made at runtime: the new name's creation and the old name's
+        // link-count change teach the tree both.
+        std::fs::hard_link(p.join("lone"), p.join("c")).expect("link");
+        let evs = [
+            ev("c", EventKind::Created, false, 0),
+            ev("lone", EventKind::Attrib, false, 0),
+        ];
+        tree.process(&mut mon, &evs, &mut Vec::new())
+            .expect("process");
+        let mut out = Vec::new();
+        tree.process(
+            &mut mon,
+            &[ev("c", EventKind::Modified, false, 0)],
+            &mut out,
+        )
+        .expect("process");
+        assert_eq!(modified(&out), ["c", "lone"]);
+
+        // Renamed names are followed; a removed or replaced name is dropped.
+        std::fs::rename(p.join("sub"), p.join("moved")).expect("rename");
+        tree.process(
+            &mut mon,
+            &[
+                ev("sub", EventKind::MovedFrom, true, 9),
+                ev("moved", EventKind::MovedTo, true, 9),
+            ],
+            &mut Vec::new(),
+        )
+        .expect("process");
+        let mut out = Vec::new();
+        tree.process(
+            &mut mon,
+            &[ev("a", EventKind::Modified, false, 0)],
+            &mut out,
+        )
+        .expect("process");
+        assert_eq!(modified(&out), ["a", "moved/b"]);
+        std::fs::remove_file(p.join("moved/b")).expect("rm");
+        std::fs::write(p.join("moved/b"), b"own").expect("write");
+        let mut out = Vec::new();
+        tree.process(
+            &mut mon,
+            &[ev("a", EventKind::Modified, false, 0)],
+            &mut out,
+        )
+        .expect("process");
+        assert_eq!(modified(&out), ["a"]);
+        assert!(
+            tree.links.names.len() <= 2,
+            "only multi-link files are kept"
+        );
+        assert!(!tree.links.ids.contains_key(b"moved/b".as_slice()));
+    }
+
+    #[test]
+    fn without_lstat_hard_links_are_not_tracked() {
+        let (dir, mut tree, mut mon) = setup();
+        std::fs::write(dir.path().join("a"), b"x").expect("write");
+        std::fs::hard_link(dir.path().join("a"), dir.path().join("b")).expect("link");
+        tree.track_links(false);
+        tree.watch_subtree(&mut mon, b"", true).expect("walk");
+        let mut out = Vec::new();
+        tree.process(
+            &mut mon,
+            &[ev("a", EventKind::Modified, false, 0)],
+            &mut out,
+        )
+        .expect("process");
+        assert_eq!(modified(&out), ["a"]);
+        assert!(tree.links.ids.is_empty());
     }
 
     #[test]

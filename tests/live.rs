@@ -824,6 +824,113 @@ fn default_mode_is_mirror_when_d_given() {
     d.wait_synced(&env, SYNC);
 }
 
+/// Two names of one inode: an edit through either reaches both names at
+/// the destination (the daemon syncs every known name of a changed
+/// multi-link file); the built-in mirror keeps them one inode.
+fn hard_links_edited_through_either_name(mode: Mode) {
+    use std::os::unix::fs::MetadataExt;
+    let env = TestEnv::new();
+    env.mkdir_p("sub");
+    env.write("a", "one");
+    fs::hard_link(env.src_path("a"), env.src_path("sub/b")).unwrap();
+    let mut d = start_now(&env, mode);
+    let linked = || {
+        let ino = |rel: &str| {
+            fs::symlink_metadata(env.dst_path(rel))
+                .map(|m| m.ino())
+                .ok()
+        };
+        ino("a").is_some() && ino("a") == ino("sub/b")
+    };
+    if matches!(mode, Mode::Mirror) {
+        assert!(linked(), "a and sub/b are one file at the destination");
+    }
+    for (name, content) in [("a", "two, and longer"), ("sub/b", "three")] {
+        // Rewritten in place: the same inode, so both names change.
+        fs::write(env.src_path(name), content).unwrap();
+        d.wait_until(SYNC, &format!("both names show {content:?}"), || {
+            env.dst_read("a").as_deref() == Some(content.as_bytes())
+                && env.dst_read("sub/b").as_deref() == Some(content.as_bytes())
+        });
+        if matches!(mode, Mode::Mirror) {
+            assert!(linked(), "still one file after an edit through {name}");
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn xattr(p: &Path, name: &str) -> Option<Vec<u8>> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
+    let name = std::ffi::CString::new(name).unwrap();
+    let mut buf = vec![0u8; 1024];
+    // SAFETY: NUL-terminated strings and a buffer of buf.len() bytes.
+    let n = unsafe {
+        libc::lgetxattr(
+            path.as_ptr(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    (n >= 0).then(|| {
+        buf.truncate(n as usize);
+        buf
+    })
+}
+
+/// Sets (`Some`) or removes (`None`) a user xattr; false when the file
+/// system refuses.
+#[cfg(target_os = "linux")]
+fn set_xattr(p: &Path, name: &str, value: Option<&[u8]>) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
+    let name = std::ffi::CString::new(name).unwrap();
+    // SAFETY: NUL-terminated strings and a buffer of value.len() bytes.
+    let rc = unsafe {
+        match value {
+            Some(v) => libc::lsetxattr(path.as_ptr(), name.as_ptr(), v.as_ptr().cast(), v.len(), 0),
+            None => libc::lremovexattr(path.as_ptr(), name.as_ptr()),
+        }
+    };
+    rc == 0
+}
+
+// Elsewhere the mirror copies no xattrs: the scenario skips.
+#[cfg(not(target_os = "linux"))]
+fn xattr(_p: &Path, _name: &str) -> Option<Vec<u8>> {
+    None
+}
+
+#[cfg(not(target_os = "linux"))]
+fn set_xattr(_p: &Path, _name: &str, _value: Option<&[u8]>) -> bool {
+    false
+}
+
+/// `--xattrs`: user xattrs of files and directories reach the destination
+/// at the initial sync and when they change or go later.
+fn xattrs_follow_with_the_option(mode: Mode) {
+    let env = TestEnv::new();
+    env.mkdir_p("d");
+    env.write("d/f", "content");
+    if !set_xattr(&env.src_path("d/f"), "user.pre", Some(b"1")) {
+        eprintln!("skipping: the temp dir's file system has no user xattrs");
+        return;
+    }
+    assert!(set_xattr(&env.src_path("d"), "user.dir", Some(b"x")));
+    let mut d = start(&env, mode, &["-t0", "-w0", "--xattrs"]);
+    d.wait_until(SYNC, "the initial sync's xattrs", || {
+        xattr(&env.dst_path("d/f"), "user.pre").as_deref() == Some(b"1")
+            && xattr(&env.dst_path("d"), "user.dir").as_deref() == Some(b"x")
+    });
+    assert!(set_xattr(&env.src_path("d/f"), "user.new", Some(b"2")));
+    assert!(set_xattr(&env.src_path("d/f"), "user.pre", None));
+    d.wait_until(SYNC, "a new xattr added, a removed one gone", || {
+        xattr(&env.dst_path("d/f"), "user.new").as_deref() == Some(b"2")
+            && xattr(&env.dst_path("d/f"), "user.pre").is_none()
+    });
+}
+
 macro_rules! both_modes {
     ($($name:ident),* $(,)?) => {
         mod mirror {
@@ -857,4 +964,6 @@ both_modes!(
     fifos_are_recreated,
     names_at_the_limits,
     dir_moved_out_and_back_in,
+    hard_links_edited_through_either_name,
+    xattrs_follow_with_the_option,
 );

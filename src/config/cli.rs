@@ -120,6 +120,20 @@ pub struct Args {
     )]
     pub rules_file: Option<PathBuf>,
 
+    /// Copy extended attributes (rsync's -X): `user.*`, and as root every
+    /// namespace but `system.*`. Off by default, as in clsync's rsync
+    /// arguments. The built-in mirror copies them; rsync modes pass -X
+    /// (in a `--` template, through %RSYNC-ARGS%).
+    #[arg(long = "xattrs", help_heading = "How")]
+    pub xattrs: bool,
+
+    /// Copy POSIX ACLs (rsync's -A): the access ACL, and a directory's
+    /// default ACL. Off by default, as in clsync's rsync arguments. The
+    /// built-in mirror copies them; rsync modes pass -A (in a `--`
+    /// template, through %RSYNC-ARGS%).
+    #[arg(long = "acls", help_heading = "How")]
+    pub acls: bool,
+
     /// Seconds to collect events about ordinary files before syncing
     /// (fractions allowed).
     #[arg(
@@ -442,8 +456,9 @@ still retried, never dropped. Use it only with a handler that tolerates that."
     )]
     pub modification_signature: Option<String>,
 
-    /// Syscalls to skip: `mon_stat` (no lstat for sizes: the big-file lane
-    /// -B/-T is off). Empty: none.
+    /// Syscalls to skip: `mon_stat` (no lstat of changed files: the
+    /// big-file lane -B/-T is off, and a hard-linked file is synced only
+    /// through the name that changed). Empty: none.
     #[arg(long = "cancel-syscalls", value_name = "LIST", help_heading = "How")]
     pub cancel_syscalls: Option<String>,
 

@@ -156,6 +156,10 @@ pub struct Config {
     pub handler_args: Vec<OsString>,
     pub rules: Arc<Rules>,
     pub rules_file: Option<PathBuf>,
+    /// `--xattrs`: copy extended attributes (mirror; rsync's -X).
+    pub xattrs: bool,
+    /// `--acls`: copy POSIX ACLs (mirror; rsync's -A).
+    pub acls: bool,
     pub queue: QueueConfig,
     /// 0 = forever.
     pub retries: u32,
@@ -947,6 +951,15 @@ impl Config {
                 mode.name()
             ));
         }
+        if (a.xattrs || a.acls)
+            && !matches!(mode, Mode::Mirror | Mode::RsyncDirect | Mode::RsyncShell)
+        {
+            mode_warnings.push(format!(
+                "--xattrs and --acls only change -M mirror and the rsync modes; they do \
+                 nothing with -M {}",
+                mode.name()
+            ));
+        }
         if a.rules_file.is_some() && matches!(mode, Mode::Unison | Mode::Csync2) {
             mode_warnings.push(format!(
                 "-R rules choose which changes start a -M {0} run, but {0} syncs a directory \
@@ -1065,6 +1078,8 @@ impl Config {
             handler_args: a.handler_args,
             rules: Arc::new(rules),
             rules_file: a.rules_file,
+            xattrs: a.xattrs,
+            acls: a.acls,
             queue,
             retries: a.retries,
             ignore_exit,
@@ -2135,6 +2150,26 @@ mod tests {
                     s("ignore-hook-failures = 1"),
                     &["--ignore-hook-failures"],
                     |c| c.ignore_hook_failures.to_string(),
+                    [s("false"), s("true"), s("true")],
+                )
+            },
+            Case {
+                file_under_cli: Some(s("xattrs = 0")),
+                ..case(
+                    "xattrs",
+                    s("xattrs = 1"),
+                    &["--xattrs"],
+                    |c| c.xattrs.to_string(),
+                    [s("false"), s("true"), s("true")],
+                )
+            },
+            Case {
+                file_under_cli: Some(s("acls = 0")),
+                ..case(
+                    "acls",
+                    s("acls = 1"),
+                    &["--acls"],
+                    |c| c.acls.to_string(),
                     [s("false"), s("true"), s("true")],
                 )
             },

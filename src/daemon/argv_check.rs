@@ -940,6 +940,35 @@ mod tests {
     }
 
     #[test]
+    fn rsync_runs_with_xattrs_and_acls_pass_the_check() {
+        let w = World::new();
+        let template = vec![
+            o("--"),
+            o("%RSYNC-ARGS%"),
+            o("%watch-dir%/"),
+            o("%destination-dir%/"),
+        ];
+        for tail in [Vec::new(), template] {
+            let args = [
+                vec![o("-M"), o("rsyncdirect"), o("-S"), w.rec.clone().into()],
+                vec![o("-D"), w.dst.clone().into(), o("--xattrs"), o("--acls")],
+                tail,
+            ]
+            .concat();
+            let cfg = w.config(&args);
+            let c = checker(&cfg);
+            for argv in real_argvs(&w, &cfg) {
+                assert!(
+                    argv.contains(&o("-X")) && argv.contains(&o("-A")),
+                    "{argv:?}"
+                );
+                let without: Vec<OsString> = argv.iter().filter(|a| *a != "-X").cloned().collect();
+                refused(&c, &without, "the argv without -X");
+            }
+        }
+    }
+
+    #[test]
     fn unison_allows_its_runs_and_refuses_forgeries() {
         let w = World::new();
         let cfg = w.mode("unison", &[]);

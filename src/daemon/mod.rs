@@ -605,6 +605,8 @@ pub(crate) fn rsync_config(cfg: &Config) -> RsyncConfig {
     rc.prefer_include = cfg.rsync_prefer_include;
     rc.inclimit = cfg.rsync_inclimit;
     rc.full_initialsync = cfg.full_initialsync;
+    rc.xattrs = cfg.xattrs;
+    rc.acls = cfg.acls;
     rc
 }
 
@@ -734,7 +736,8 @@ fn build_handler_with(
                 None => Arc::clone(dst_root.insert(Arc::new(DstRoot::open(dst, true)?))),
             };
             let mirror = Mirror::new(cfg.watch_dir.clone(), dst.clone(), Arc::clone(&cfg.rules))
-                .with_root(root);
+                .with_root(root)
+                .xattrs(cfg.xattrs, cfg.acls);
             // Dropped from root with the writer capabilities kept: owners
             // are still copied (src/daemon/privilege.rs).
             Ok(HandlerBox::Mirror(if privilege::dropped_from_root() {
@@ -2102,6 +2105,7 @@ fn start_and_run(mut cfg: Config) -> Result<(), DaemonError> {
             tree.never_enter((m.dev(), m.ino()));
         }
     }
+    tree.track_links(!cfg.cancel_mon_stat);
     if cfg.only_initialsync {
         ::log::info!(
             "--only-initialsync: syncing {} once, watching nothing",

@@ -500,6 +500,9 @@ pub struct HelperMirror {
     pub src: PathBuf,
     pub dst: PathBuf,
     pub root: Option<Arc<DstRoot>>,
+    /// `--xattrs`, `--acls`.
+    pub xattrs: bool,
+    pub acls: bool,
     pub engine: Option<Mirror>,
 }
 
@@ -541,8 +544,11 @@ impl HelperMirror {
                 Arc::clone(self.root.insert(r))
             }
         };
-        self.engine =
-            Some(Mirror::new(self.src.clone(), self.dst.clone(), Arc::new(rules)).with_root(root));
+        self.engine = Some(
+            Mirror::new(self.src.clone(), self.dst.clone(), Arc::new(rules))
+                .with_root(root)
+                .xattrs(self.xattrs, self.acls),
+        );
         Ok(Report::default())
     }
 
@@ -904,6 +910,8 @@ pub fn start(cfg: &Config, plan: &Plan) -> Result<(), String> {
                 src: cfg.watch_dir.clone(),
                 dst: dst.clone(),
                 root: None,
+                xattrs: cfg.xattrs,
+                acls: cfg.acls,
                 engine: None,
             })
         }

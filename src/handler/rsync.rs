@@ -5,7 +5,7 @@
 //! from [`super::lists`], runs rsync through [`crate::exec`] with clsync's
 //! default arguments
 //! `-aH --delete --exclude-from EXCL --include-from INCL --exclude=* SRC/ DST/`
-//! (or the user's template, rendered by [`super::template`]), judges the
+//! (plus `-X`, `-A` with `--xattrs`, `--acls`; or the user's template, rendered by [`super::template`]), judges the
 //! exit code, and removes the list files. List files live in `-L`'s
 //! directory or in a private 0700 directory made once per handler; each is
 //! created exclusively, without following symlinks, mode 0600, and removed
@@ -79,6 +79,10 @@ pub struct RsyncConfig {
     pub shell: bool,
     /// `-F`: the initial sync ignores the rules.
     pub full_initialsync: bool,
+    /// `--xattrs`: rsync's `-X` in the default arguments.
+    pub xattrs: bool,
+    /// `--acls`: rsync's `-A` in the default arguments.
+    pub acls: bool,
 }
 
 impl RsyncConfig {
@@ -103,6 +107,8 @@ impl RsyncConfig {
             timeout: Some(Duration::from_secs(86400)),
             shell: false,
             full_initialsync: false,
+            xattrs: false,
+            acls: false,
         }
     }
 }
@@ -390,9 +396,21 @@ impl Handler for RsyncDirect {
 /// (what `%RSYNC-ARGS%` stands for), plus `--modify-window=-1`: rsync's
 /// quick check compares whole seconds by default, so a same-size edit
 /// within the second of the previous sync would be skipped and lost
-/// (clsync loses it); with -1 rsync compares nanoseconds.
-pub fn default_args(incl: &Path, excl: Option<&Path>, sep: Separator) -> Vec<OsString> {
+/// (clsync loses it); with -1 rsync compares nanoseconds. `-X` and `-A`
+/// follow `--xattrs` and `--acls` (off by default, as in clsync).
+pub fn default_args(
+    cfg: &RsyncConfig,
+    incl: &Path,
+    excl: Option<&Path>,
+    sep: Separator,
+) -> Vec<OsString> {
     let mut a: Vec<OsString> = vec!["-aH".into(), "--delete".into(), "--modify-window=-1".into()];
+    if cfg.xattrs {
+        a.push("-X".into());
+    }
+    if cfg.acls {
+        a.push("-A".into());
+    }
     if sep == Separator::Nul {
         a.push("--from0".into());
     }
@@ -426,7 +444,7 @@ pub fn run_argv(
     include_list: &[OsString],
 ) -> Vec<OsString> {
     let file_excl = if cfg.prefer_include { None } else { excl };
-    let rsync_args = default_args(incl, file_excl, sep);
+    let rsync_args = default_args(cfg, incl, file_excl, sep);
     let mut argv = vec![cfg.program.clone()];
     match tpl {
         None if cfg.shell => {
@@ -849,6 +867,24 @@ mod tests {
         v.iter()
             .map(|a| String::from_utf8_lossy(a).into_owned())
             .collect()
+    }
+
+    #[test]
+    fn xattrs_and_acls_add_rsyncs_x_and_a() {
+        let fake = Fake::new(0);
+        let src = tempfile::tempdir().unwrap();
+        let mut cfg = RsyncConfig::new(fake.program(), src.path(), "/dst");
+        cfg.xattrs = true;
+        cfg.acls = true;
+        let mut h = RsyncDirect::new(cfg).unwrap();
+        h.run(&batch(vec![sync(b"", true)])).unwrap();
+        let argv = strs(&fake.argv());
+        assert_eq!(
+            argv[..5],
+            ["-aH", "--delete", "--modify-window=-1", "-X", "-A"],
+            "{argv:?}"
+        );
+        assert_eq!(argv.len(), 12, "{argv:?}");
     }
 
     #[test]

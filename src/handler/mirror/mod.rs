@@ -30,11 +30,26 @@
 //! Files are copied into a temporary sibling (`.livesync.<name>.<random>`,
 //! `O_EXCL`, mode 0600), given their final owner, mode and times, and renamed
 //! over the target, so a half-written file is never visible under its name;
-//! the temporary is removed on every failure path. Symlinks, fifos, sockets
+//! the temporary is removed on every failure path. Holes are kept: only the
+//! ranges the source reports as data (`SEEK_DATA`/`SEEK_HOLE`) are written,
+//! so a sparse file stays sparse. Symlinks, fifos, sockets
 //! and device nodes are built under a temporary name the same way. Device
 //! nodes are created with `mknod` when the kernel lets us (root with
 //! `CAP_MKNOD`); otherwise the entry is skipped with a warning, not an error,
-//! because retrying cannot help. Hard links are copied as separate files.
+//! because retrying cannot help.
+//!
+//! Hard links stay links: the first name of a multi-link source file that a
+//! batch puts in place is remembered by its source inode, and each other name
+//! of that inode in the same batch is made a link to it (copied only when the
+//! destination cannot link). The batch must name them all: the tree adds the
+//! other known names of a changed multi-link file (see `crate::tree`), and a
+//! recursive sync walks them all.
+//!
+//! Extended attributes and POSIX ACLs of files and directories are copied
+//! only when asked (`--xattrs`, `--acls`, rsync's `-X` and `-A`; off by
+//! default as in clsync), read and written through descriptors; symlinks and
+//! special files keep none (Linux allows `user.*` on neither). A copied
+//! namespace is mirrored whole: attributes the source lost are removed.
 //!
 //! Directory metadata (mode, owner, times) is set after the directory's
 //! contents are done: bottom-up inside a recursive sync, and at the end of the
@@ -115,6 +130,10 @@ pub struct Mirror {
     preserve_owner: bool,
     /// Running as euid 0: no permission bits stand in our way.
     privileged: bool,
+    /// `--xattrs`: copy extended attributes (see [`Run::wants_xattr`]).
+    xattrs: bool,
+    /// `--acls`: copy POSIX ACLs.
+    acls: bool,
     /// Bumped for every regular file put in place (the operations issue's
     /// progress bar).
     progress: Option<Arc<super::progress::Progress>>,
@@ -141,6 +160,8 @@ impl Mirror {
             warned_src_in_dst: AtomicBool::new(false),
             preserve_owner: privileged,
             privileged,
+            xattrs: false,
+            acls: false,
             progress: None,
             #[cfg(test)]
             fail_copy_of: None,
@@ -161,6 +182,14 @@ impl Mirror {
     /// turning it on as another user makes every chown fail with `EPERM`).
     pub fn preserve_owner(mut self, yes: bool) -> Self {
         self.preserve_owner = yes;
+        self
+    }
+
+    /// Copy extended attributes (`xattrs`, rsync's `-X`) and POSIX ACLs
+    /// (`acls`, rsync's `-A`) of files and directories; both off by default.
+    pub fn xattrs(mut self, xattrs: bool, acls: bool) -> Self {
+        self.xattrs = xattrs;
+        self.acls = acls;
         self
     }
 
@@ -295,10 +324,17 @@ struct Run<'m> {
     /// Directories whose entries or existence this batch changed outside a
     /// recursive walk; their metadata is copied from the source at the end.
     touched: BTreeSet<Vec<u8>>,
+    /// Hard links: for each multi-link source file put in place in this
+    /// batch, its source (dev, ino) → the destination path and (dev, ino)
+    /// it got, so its other names become links to it instead of copies.
+    links: HashMap<Id, (Vec<u8>, Id)>,
     report: Report,
 }
 
 type R<T> = Result<T, HandlerError>;
+
+/// Device and inode of an entry.
+type Id = (u64, u64);
 
 impl<'m> Run<'m> {
     fn start(m: &'m Mirror) -> R<Self> {
@@ -335,6 +371,7 @@ impl<'m> Run<'m> {
             dst_dirs: HashMap::new(),
             writable: HashSet::new(),
             touched: BTreeSet::new(),
+            links: HashMap::new(),
             report: Report::default(),
         })
     }
@@ -719,6 +756,14 @@ impl<'m> Run<'m> {
                 return Ok(Outcome::Done);
             }
         }
+        if src.ftype == FileType::Regular && src.nlink > 1 {
+            if let Some(done) = self.link_to_known(at, src, dst)? {
+                if let Some(p) = &self.m.progress {
+                    p.add_file(src.size); // every name counts, as in the totals
+                }
+                return Ok(done);
+            }
+        }
         match src.ftype {
             FileType::Dir => self.sync_dir(at, dst, recursive),
             FileType::Regular => {
@@ -742,6 +787,9 @@ impl<'m> Run<'m> {
                 };
                 if let (Ok(Outcome::Done), Some(p)) = (&done, &self.m.progress) {
                     p.add_file(src.size);
+                }
+                if src.nlink > 1 && matches!(done, Ok(Outcome::Done)) {
+                    self.note_link(at, src)?;
                 }
                 done
             }
@@ -995,10 +1043,13 @@ impl<'m> Run<'m> {
         let (temp, mut out) =
             sys::create_temp_file(at.dst, at.name).map_err(|e| self.derr(at.rel, e))?;
         let filled = (|| -> io::Result<()> {
-            io::copy(&mut file, &mut out)?;
+            sys::copy_sparse(&mut file, &mut out)?;
             if self.m.preserve_owner {
                 sys::fchown(out.as_raw_fd(), meta.uid, meta.gid)?;
             }
+            // After chown (which drops security.capability), before chmod
+            // (a read-only mode would refuse user.* attributes).
+            self.copy_xattrs(file.as_raw_fd(), out.as_raw_fd())?;
             sys::fchmod(out.as_raw_fd(), meta.perm)?;
             sys::futimens(out.as_raw_fd(), &meta.atime, &meta.mtime)?;
             #[cfg(test)]
@@ -1030,6 +1081,71 @@ impl<'m> Run<'m> {
             log::debug!("mirror: copied {}", path::display(at.rel));
         }
         Ok(Outcome::Done)
+    }
+
+    /// Remembers where the multi-link source file `src` (at `at`) now is in
+    /// the destination, for its other names in this batch.
+    fn note_link(&mut self, at: &At, src: &Meta) -> R<()> {
+        if let Some(d) = sys::lstat_at(at.dst, at.name).map_err(|e| self.derr(at.rel, e))? {
+            if d.ftype == FileType::Regular {
+                self.links.insert(src.id(), (at.rel.to_vec(), d.id()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Hard links: when another name of the source file `src` was put in
+    /// place earlier in this batch, makes `at` a link to that destination
+    /// file (built at a temporary name and renamed over the target) instead
+    /// of a second copy. `None` when there is no such name or linking is not
+    /// possible (another file system below the destination, the link limit,
+    /// a file system without hard links): the caller copies.
+    fn link_to_known(&mut self, at: &At, src: &Meta, dst: Option<&Meta>) -> R<Option<Outcome>> {
+        let Some((first, first_id)) = self.links.get(&src.id()).cloned() else {
+            return Ok(None);
+        };
+        if first == at.rel {
+            return Ok(None);
+        }
+        let Some(fdir) = self.dst_dir(path::parent(&first), false)? else {
+            return Ok(None);
+        };
+        let fname = path::file_name(&first);
+        // Still the file this batch put there (a later op may have replaced
+        // or removed it).
+        match sys::lstat_at(raw(&*fdir), fname).map_err(|e| self.derr(&first, e))? {
+            Some(m) if m.ftype == FileType::Regular && m.id() == first_id => {}
+            _ => return Ok(None),
+        }
+        if dst.is_some_and(|d| d.id() == first_id) {
+            return Ok(Some(Outcome::Done)); // already that file
+        }
+        let temp = match sys::with_temp_name(at.name, |temp| {
+            sys::link(raw(&*fdir), fname, at.dst, temp)
+        }) {
+            Ok((temp, ())) => temp,
+            Err(e) => {
+                log::debug!(
+                    "mirror: cannot link {} to {}: {e}; copying it",
+                    path::display(at.rel),
+                    path::display(&first)
+                );
+                return Ok(None);
+            }
+        };
+        let placed = self.place(at, &temp, dst);
+        if !matches!(placed, Ok(true)) {
+            let _ = sys::unlink(at.dst, &temp);
+        }
+        if placed? {
+            self.report.copied += 1;
+            log::debug!(
+                "mirror: linked {} to {}",
+                path::display(at.rel),
+                path::display(&first)
+            );
+        }
+        Ok(Some(Outcome::Done))
     }
 
     /// Builds a symlink or special file at a temporary name with `make`,
@@ -1118,7 +1234,57 @@ impl<'m> Run<'m> {
 
     fn fix_meta_at(&self, at: &At, src: &Meta, dst: &Meta) -> R<()> {
         self.set_meta_at(at.dst, at.name, src, Some(dst))
-            .map_err(|e| self.derr(at.rel, e))
+            .map_err(|e| self.derr(at.rel, e))?;
+        if (self.m.xattrs || self.m.acls) && src.ftype == FileType::Regular {
+            let from = match sys::open_read(at.src, at.name) {
+                Ok(f) => f,
+                // Changed meanwhile: its own event follows.
+                Err(e) if is_gone(&e) || errno(&e) == Some(Errno::ENXIO) => return Ok(()),
+                Err(e) => return Err(self.serr(at.rel, e)),
+            };
+            let to = sys::open_read(at.dst, at.name).map_err(|e| self.derr(at.rel, e))?;
+            self.copy_xattrs(from.as_raw_fd(), to.as_raw_fd())
+                .map_err(|e| self.derr(at.rel, e))?;
+        }
+        Ok(())
+    }
+
+    /// Whether the extended attribute `name` is copied: the POSIX ACLs with
+    /// `--acls`; with `--xattrs` the `user.*` namespace, and as root every
+    /// other namespace but `system.*` (rsync's `-X` does the same).
+    fn wants_xattr(&self, name: &[u8]) -> bool {
+        match name {
+            b"system.posix_acl_access" | b"system.posix_acl_default" => self.m.acls,
+            n if n.starts_with(b"system.") => false,
+            n if n.starts_with(b"user.") => self.m.xattrs,
+            _ => self.m.xattrs && self.m.privileged,
+        }
+    }
+
+    /// Makes the copied extended attributes (and ACLs) of the open file or
+    /// directory `to` those of `from`: missing ones set, changed ones
+    /// rewritten, ones the source no longer has removed. Nothing to do when
+    /// neither `--xattrs` nor `--acls` is on.
+    fn copy_xattrs(&self, from: RawFd, to: RawFd) -> io::Result<()> {
+        if !self.m.xattrs && !self.m.acls {
+            return Ok(());
+        }
+        let mut want = sys::xattr_names(from)?;
+        want.retain(|n| self.wants_xattr(n));
+        for name in sys::xattr_names(to)? {
+            if self.wants_xattr(&name) && !want.contains(&name) {
+                sys::xattr_remove(to, &name)?;
+            }
+        }
+        for name in &want {
+            let Some(value) = sys::xattr_get(from, name)? else {
+                continue; // removed meanwhile
+            };
+            if sys::xattr_get(to, name)?.as_deref() != Some(value.as_slice()) {
+                sys::xattr_set(to, name, &value).map_err(|e| xattr_hint(e, name))?;
+            }
+        }
+        Ok(())
     }
 
     /// Gives the destination directory `ddir` the metadata of the source
@@ -1134,6 +1300,7 @@ impl<'m> Run<'m> {
             if owner_differs {
                 sys::fchown(ddir, s.uid, s.gid)?;
             }
+            self.copy_xattrs(sdir, ddir)?;
             if owner_differs || d.perm != s.perm {
                 sys::fchmod(ddir, s.perm)?;
             }
@@ -1225,6 +1392,21 @@ fn cache_put(cache: &mut HashMap<Vec<u8>, DirFd>, rel: &[u8], fd: &DirFd) {
         cache.clear();
     }
     cache.insert(rel.to_vec(), fd.clone());
+}
+
+/// Says what to do when the destination cannot take an attribute.
+fn xattr_hint(e: io::Error, name: &[u8]) -> io::Error {
+    let what = String::from_utf8_lossy(name);
+    let fix = match errno(&e) {
+        Some(Errno::ENOTSUP) => {
+            "the destination file system does not support it; drop --xattrs/--acls or mount it with xattr and ACL support"
+        }
+        Some(Errno::EPERM | Errno::EACCES) => {
+            "not permitted; run as root, or drop --xattrs/--acls"
+        }
+        _ => "check the destination file system",
+    };
+    io::Error::new(e.kind(), format!("cannot set {what}: {e}; {fix}"))
 }
 
 fn with_hint(e: io::Error, which: &str) -> io::Error {

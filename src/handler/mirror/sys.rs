@@ -108,6 +108,8 @@ pub struct Meta {
     pub rdev: u64,
     pub dev: u64,
     pub ino: u64,
+    /// How many names the inode has.
+    pub nlink: u64,
 }
 
 impl Meta {
@@ -141,6 +143,9 @@ impl Meta {
             #[allow(clippy::unnecessary_cast)]
             dev: st.st_dev as u64,
             ino: st.st_ino,
+            // nlink_t is u16 on macOS.
+            #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+            nlink: st.st_nlink as u64,
         })
     }
 
@@ -281,6 +286,109 @@ pub fn create_temp_file(dir: RawFd, name: &[u8]) -> io::Result<(Vec<u8>, File)> 
     })
 }
 
+/// Copies the whole of `from` into the empty file `to`, keeping holes: only
+/// the ranges `SEEK_DATA`/`SEEK_HOLE` report as data are read and written,
+/// and the length is set at the end, so a sparse source stays sparse (as
+/// `cp` does). Where the file system does not report holes, every byte is
+/// copied. The length is the source's when the copy ends.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub fn copy_sparse(from: &mut File, to: &mut File) -> io::Result<()> {
+    copy_sparse_via(from, to, true)
+}
+
+/// [`copy_sparse`], with `in_kernel` false: through a buffer from the start
+/// (what it falls back to where `copy_file_range` does not work).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(super) fn copy_sparse_via(from: &mut File, to: &mut File, in_kernel: bool) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let (ifd, mut buf, mut end) = (from.as_raw_fd(), Vec::new(), 0u64);
+    let mut in_kernel = in_kernel;
+    let mut off = 0u64;
+    loop {
+        let data = match seek(ifd, off, libc::SEEK_DATA) {
+            Ok(d) => d,
+            // No data at or after `off`: the rest is a hole.
+            Err(e) if errno(&e) == Some(Errno::ENXIO) => break,
+            // The file system cannot tell: copy everything.
+            Err(e) if off == 0 && errno(&e) == Some(Errno::EINVAL) => {
+                io::copy(from, to)?;
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        let hole = seek(ifd, data, libc::SEEK_HOLE)?;
+        let mut pos = data;
+        // In the kernel where it can (no copy through user space), else
+        // through a buffer.
+        while in_kernel && pos < hole {
+            let want = usize::try_from(hole - pos)
+                .unwrap_or(usize::MAX)
+                .min(1 << 30);
+            match copy_range(ifd, to.as_raw_fd(), pos, want) {
+                Ok(0) => break, // truncated under us
+                Ok(n) => pos += n as u64,
+                Err(Errno::EINTR) => {}
+                // Not between these two files (another file system, an
+                // old kernel, a special file system): the buffer does it.
+                Err(
+                    Errno::EXDEV | Errno::ENOSYS | Errno::EINVAL | Errno::EOPNOTSUPP | Errno::EBADF,
+                ) => in_kernel = false,
+                Err(e) => return Err(err(e)),
+            }
+        }
+        if pos < hole && buf.is_empty() {
+            buf = vec![0u8; 256 * 1024];
+        }
+        while !in_kernel && pos < hole {
+            let want = buf.len().min((hole - pos) as usize);
+            let n = from.read_at(&mut buf[..want], pos)?;
+            if n == 0 {
+                break; // truncated under us
+            }
+            to.write_all_at(&buf[..n], pos)?;
+            pos += n as u64;
+        }
+        end = end.max(pos);
+        if pos < hole {
+            break;
+        }
+        off = hole;
+    }
+    to.set_len(from.metadata()?.len().max(end))
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub fn copy_sparse(from: &mut File, to: &mut File) -> io::Result<()> {
+    io::copy(from, to).map(|_| ())
+}
+
+/// `copy_file_range` of `len` bytes at `pos` in both files.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn copy_range(from: RawFd, to: RawFd, pos: u64, len: usize) -> Result<usize, Errno> {
+    let start = libc::loff_t::try_from(pos).map_err(|_| Errno::EINVAL)?;
+    let (mut i, mut o) = (start, start);
+    // SAFETY: descriptors we hold and two offsets on our stack.
+    let rc = unsafe { libc::copy_file_range(from, &mut i, to, &mut o, len, 0) };
+    if rc < 0 {
+        Err(Errno::last())
+    } else {
+        Ok(rc as usize)
+    }
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn seek(fd: RawFd, off: u64, whence: libc::c_int) -> io::Result<u64> {
+    let off =
+        libc::off_t::try_from(off).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: lseek on a descriptor we hold; no memory is passed.
+    let rc = unsafe { libc::lseek(fd, off, whence) };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc as u64)
+    }
+}
+
 pub fn unlink(dir: RawFd, name: &[u8]) -> io::Result<()> {
     unistd::unlinkat(Some(dir), name, UnlinkatFlags::NoRemoveDir).map_err(err)
 }
@@ -314,6 +422,12 @@ pub fn readlink(dir: RawFd, name: &[u8]) -> io::Result<Vec<u8>> {
     fcntl::readlinkat(Some(dir), name)
         .map(OsStringExt::into_vec)
         .map_err(err)
+}
+
+/// A new name `to` in `to_dir` for the entry `from` in `from_dir` (a hard
+/// link; a symlink `from` is linked itself, never followed).
+pub fn link(from_dir: RawFd, from: &[u8], to_dir: RawFd, to: &[u8]) -> io::Result<()> {
+    unistd::linkat(Some(from_dir), from, Some(to_dir), to, AtFlags::empty()).map_err(err)
 }
 
 pub fn symlink(target: &[u8], dir: RawFd, name: &[u8]) -> io::Result<()> {
@@ -378,6 +492,117 @@ pub fn utimes_at(dir: RawFd, name: &[u8], atime: &TimeSpec, mtime: &TimeSpec) ->
         UtimensatFlags::NoFollowSymlink,
     )
     .map_err(err)
+}
+
+/// The names of the extended attributes of the open file `fd` (any
+/// namespace the caller may list). A file system without extended
+/// attributes has none.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub fn xattr_names(fd: RawFd) -> io::Result<Vec<Vec<u8>>> {
+    // SAFETY: the kernel writes at most `len` bytes into `buf`.
+    let list = sized(|buf, len| unsafe { libc::flistxattr(fd, buf.cast(), len) });
+    match list {
+        Ok(list) => Ok(list
+            .split(|&b| b == 0)
+            .filter(|n| !n.is_empty())
+            .map(<[u8]>::to_vec)
+            .collect()),
+        Err(e) if errno(&e) == Some(Errno::ENOTSUP) => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
+/// The value of the extended attribute `name` of `fd`; `None` when it has
+/// none by that name.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub fn xattr_get(fd: RawFd, name: &[u8]) -> io::Result<Option<Vec<u8>>> {
+    let name = c_name(name)?;
+    // SAFETY: a NUL-terminated name; the kernel writes at most `len` bytes.
+    let got = sized(|buf, len| unsafe { libc::fgetxattr(fd, name.as_ptr(), buf.cast(), len) });
+    match got {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if errno(&e) == Some(Errno::ENODATA) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub fn xattr_set(fd: RawFd, name: &[u8], value: &[u8]) -> io::Result<()> {
+    let name = c_name(name)?;
+    // SAFETY: a NUL-terminated name and a buffer of `value.len()` bytes.
+    let rc = unsafe { libc::fsetxattr(fd, name.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Removes the extended attribute `name` of `fd`; gone already is fine.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub fn xattr_remove(fd: RawFd, name: &[u8]) -> io::Result<()> {
+    let name = c_name(name)?;
+    // SAFETY: a NUL-terminated name.
+    let rc = unsafe { libc::fremovexattr(fd, name.as_ptr()) };
+    if rc == 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    if errno(&e) == Some(Errno::ENODATA) {
+        Ok(())
+    } else {
+        Err(e)
+    }
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn c_name(name: &[u8]) -> io::Result<std::ffi::CString> {
+    std::ffi::CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+}
+
+/// Runs a list/get call that fills a buffer: asks for the size first and
+/// grows the buffer while the value grows under us (`ERANGE`).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn sized(mut call: impl FnMut(*mut u8, usize) -> libc::ssize_t) -> io::Result<Vec<u8>> {
+    for _ in 0..8 {
+        let want = call(std::ptr::null_mut(), 0);
+        if want < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut buf = vec![0u8; want as usize];
+        let got = call(buf.as_mut_ptr(), buf.len());
+        if got >= 0 {
+            buf.truncate(got as usize);
+            return Ok(buf);
+        }
+        let e = io::Error::last_os_error();
+        if errno(&e) != Some(Errno::ERANGE) {
+            return Err(e);
+        }
+    }
+    Err(io::Error::from_raw_os_error(libc::ERANGE))
+}
+
+/// Elsewhere extended attributes are not copied (the BSDs' extattr API
+/// differs): there are none to read, and nothing is ever written.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub fn xattr_names(_fd: RawFd) -> io::Result<Vec<Vec<u8>>> {
+    Ok(Vec::new())
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub fn xattr_get(_fd: RawFd, _name: &[u8]) -> io::Result<Option<Vec<u8>>> {
+    Ok(None)
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub fn xattr_set(_fd: RawFd, _name: &[u8], _value: &[u8]) -> io::Result<()> {
+    Err(io::Error::from(io::ErrorKind::Unsupported))
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub fn xattr_remove(_fd: RawFd, _name: &[u8]) -> io::Result<()> {
+    Ok(())
 }
 
 /// The raw descriptor of anything that has one (shorthand for call sites).

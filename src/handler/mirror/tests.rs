@@ -925,6 +925,356 @@ fn temp_names_are_hidden_unique_and_short_enough() {
     assert!(!a.contains(&b'/'));
 }
 
+// ----- hard links ---------------------------------------------------------
+
+fn ino(p: &Path) -> u64 {
+    fs::symlink_metadata(p).unwrap().ino()
+}
+
+/// Asserts that the destination names `names` are one inode holding
+/// `content`.
+fn assert_one_file(env: &Env, names: &[&[u8]], content: &[u8]) {
+    let first = ino(&env.d(names[0]));
+    for n in names {
+        let d = env.d(n);
+        assert_eq!(fs::read(&d).unwrap(), content, "{}", d.display());
+        assert_eq!(
+            ino(&d),
+            first,
+            "{} is not a link to {:?}",
+            d.display(),
+            names[0]
+        );
+    }
+}
+
+#[test]
+fn hard_links_stay_links_and_edits_through_either_name_reach_both() {
+    let env = Env::new();
+    fs::create_dir(env.s(b"sub")).unwrap();
+    write(&env.s(b"a"), b"one");
+    fs::hard_link(env.s(b"a"), env.s(b"b")).unwrap();
+    fs::hard_link(env.s(b"a"), env.s(b"sub/c")).unwrap();
+    write(&env.s(b"lone"), b"single");
+    let progress = Arc::new(crate::handler::progress::Progress::default());
+    env.run_with(
+        &mut env.mirror().with_progress(Arc::clone(&progress)),
+        vec![rsync(b"")],
+    );
+    env.assert_equal();
+    assert_one_file(&env, &[b"a", b"b", b"sub/c"], b"one");
+    assert_eq!(fs::symlink_metadata(env.d(b"lone")).unwrap().nlink(), 1);
+    // Every name counts towards the initial sync's progress, as in its totals.
+    assert_eq!((progress.files(), progress.bytes()), (4, 3 * 3 + 6));
+    // An edit through one name: the batch names all of them (the tree adds
+    // the other names), in any order.
+    write(&env.s(b"a"), b"two, longer");
+    env.run(vec![sync(b"a"), sync(b"b"), sync(b"sub/c")]);
+    assert_one_file(&env, &[b"a", b"b", b"sub/c"], b"two, longer");
+    write(&env.s(b"b"), b"three");
+    env.run(vec![sync(b"sub/c"), sync(b"b"), sync(b"a")]);
+    assert_one_file(&env, &[b"a", b"b", b"sub/c"], b"three");
+    env.assert_equal();
+    // Copies made before (or by a tool without links) are joined by a
+    // recursive sync.
+    fs::remove_file(env.d(b"b")).unwrap();
+    fs::copy(env.d(b"a"), env.d(b"b")).unwrap();
+    env.run(vec![rsync(b"")]);
+    assert_one_file(&env, &[b"a", b"b", b"sub/c"], b"three");
+    assert_no_temp_files(&env.dst);
+}
+
+#[test]
+fn a_name_that_stops_being_a_link_is_copied_on_its_own() {
+    let env = Env::new();
+    write(&env.s(b"a"), b"shared");
+    fs::hard_link(env.s(b"a"), env.s(b"b")).unwrap();
+    env.run(vec![rsync(b"")]);
+    assert_one_file(&env, &[b"a", b"b"], b"shared");
+    // b becomes a file of its own; a keeps the old inode.
+    fs::remove_file(env.s(b"b")).unwrap();
+    write(&env.s(b"b"), b"own");
+    env.run(vec![sync(b"a"), sync(b"b")]);
+    env.assert_equal();
+    assert_ne!(ino(&env.d(b"a")), ino(&env.d(b"b")));
+    assert_eq!(fs::read(env.d(b"a")).unwrap(), b"shared");
+}
+
+// ----- extended attributes and ACLs ---------------------------------------
+// (Linux only: elsewhere the mirror copies none.)
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn cpath(p: &Path) -> std::ffi::CString {
+    std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap()
+}
+
+/// Sets the extended attribute `name` of `p` (not following a symlink);
+/// false when the file system refuses (no xattr or ACL support).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn set_xattr(p: &Path, name: &str, value: &[u8]) -> bool {
+    let (p, n) = (cpath(p), std::ffi::CString::new(name).unwrap());
+    // SAFETY: NUL-terminated strings and a buffer of value.len() bytes.
+    unsafe {
+        libc::lsetxattr(
+            p.as_ptr(),
+            n.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        ) == 0
+    }
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn remove_xattr(p: &Path, name: &str) {
+    let (p, n) = (cpath(p), std::ffi::CString::new(name).unwrap());
+    // SAFETY: NUL-terminated strings.
+    assert_eq!(unsafe { libc::lremovexattr(p.as_ptr(), n.as_ptr()) }, 0);
+}
+
+/// The value of the extended attribute `name` of `p`, if it has one.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn get_xattr(p: &Path, name: &str) -> Option<Vec<u8>> {
+    let (p, n) = (cpath(p), std::ffi::CString::new(name).unwrap());
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: NUL-terminated strings and a buffer of buf.len() bytes.
+    let got =
+        unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    (got >= 0).then(|| {
+        buf.truncate(got as usize);
+        buf
+    })
+}
+
+/// A POSIX access ACL in the kernel's xattr format (what `setfacl -m
+/// u:12345:r,g:54321:rw` leaves on a 0644 file): owner rw, user 12345 r,
+/// group r, group 54321 rw, mask rw, other r.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn acl_xattr() -> Vec<u8> {
+    const UNDEFINED: u32 = u32::MAX;
+    let mut v = 2u32.to_le_bytes().to_vec();
+    for (tag, perm, id) in [
+        (0x01u16, 6u16, UNDEFINED),
+        (0x02, 4, 12345),
+        (0x04, 4, UNDEFINED),
+        (0x08, 6, 54321),
+        (0x10, 6, UNDEFINED),
+        (0x20, 4, UNDEFINED),
+    ] {
+        v.extend_from_slice(&tag.to_le_bytes());
+        v.extend_from_slice(&perm.to_le_bytes());
+        v.extend_from_slice(&id.to_le_bytes());
+    }
+    v
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[test]
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn xattrs_are_copied_updated_and_removed_only_with_the_option() {
+    let env = Env::new();
+    fs::create_dir(env.s(b"d")).unwrap();
+    write(&env.s(b"f"), b"content");
+    write(&env.s(b"d/g"), b"more");
+    if !set_xattr(&env.s(b"f"), "user.a", b"1") {
+        eprintln!("skipping: the temp dir's file system has no user xattrs");
+        return;
+    }
+    assert!(set_xattr(&env.s(b"f"), "user.b", b"two"));
+    assert!(set_xattr(&env.s(b"d"), "user.dir", b"x"));
+    assert!(set_xattr(&env.s(b"d/g"), "user.g", b"\0binary\xff"));
+
+    // Off by default.
+    env.run(vec![rsync(b"")]);
+    env.assert_equal();
+    assert_eq!(get_xattr(&env.d(b"f"), "user.a"), None);
+    assert_eq!(get_xattr(&env.d(b"d"), "user.dir"), None);
+
+    // With --xattrs a recursive sync adds them to what is already there.
+    let mut m = env.mirror().xattrs(true, false);
+    env.run_with(&mut m, vec![rsync(b"")]);
+    assert_eq!(
+        get_xattr(&env.d(b"f"), "user.a").as_deref(),
+        Some(&b"1"[..])
+    );
+    assert_eq!(
+        get_xattr(&env.d(b"f"), "user.b").as_deref(),
+        Some(&b"two"[..])
+    );
+    assert_eq!(
+        get_xattr(&env.d(b"d"), "user.dir").as_deref(),
+        Some(&b"x"[..])
+    );
+    assert_eq!(
+        get_xattr(&env.d(b"d/g"), "user.g").as_deref(),
+        Some(&b"\0binary\xff"[..])
+    );
+
+    // Changed and removed at the source: an explicit sync (an attribute
+    // event) follows, for files and directories.
+    assert!(set_xattr(&env.s(b"f"), "user.a", b"changed"));
+    remove_xattr(&env.s(b"f"), "user.b");
+    remove_xattr(&env.s(b"d"), "user.dir");
+    assert!(set_xattr(&env.s(b"d"), "user.new", b"n"));
+    env.run_with(&mut m, vec![sync(b"f"), sync(b"d")]);
+    assert_eq!(
+        get_xattr(&env.d(b"f"), "user.a").as_deref(),
+        Some(&b"changed"[..])
+    );
+    assert_eq!(get_xattr(&env.d(b"f"), "user.b"), None);
+    assert_eq!(get_xattr(&env.d(b"d"), "user.dir"), None);
+    assert_eq!(
+        get_xattr(&env.d(b"d"), "user.new").as_deref(),
+        Some(&b"n"[..])
+    );
+
+    // A new copy carries them; a read-only source file too.
+    write(&env.s(b"f"), b"rewritten");
+    chmod(&env.s(b"f"), 0o444);
+    env.run_with(&mut m, vec![sync(b"f")]);
+    assert_eq!(fs::read(env.d(b"f")).unwrap(), b"rewritten");
+    assert_eq!(
+        get_xattr(&env.d(b"f"), "user.a").as_deref(),
+        Some(&b"changed"[..])
+    );
+    env.assert_equal();
+    // ACLs are not xattrs for this purpose: without --acls none is copied.
+    if set_xattr(&env.s(b"d/g"), "system.posix_acl_access", &acl_xattr()) {
+        env.run_with(&mut m, vec![sync(b"d/g")]);
+        assert_eq!(get_xattr(&env.d(b"d/g"), "system.posix_acl_access"), None);
+    }
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[test]
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn acls_are_copied_only_with_the_option() {
+    let env = Env::new();
+    fs::create_dir(env.s(b"d")).unwrap();
+    write(&env.s(b"f"), b"content");
+    chmod(&env.s(b"f"), 0o644);
+    let acl = acl_xattr();
+    if !set_xattr(&env.s(b"f"), "system.posix_acl_access", &acl) {
+        eprintln!("skipping: the temp dir's file system has no POSIX ACLs");
+        return;
+    }
+    assert!(set_xattr(&env.s(b"d"), "system.posix_acl_default", &acl));
+    assert!(set_xattr(&env.s(b"f"), "user.x", b"1"));
+    env.run(vec![rsync(b"")]);
+    assert_eq!(get_xattr(&env.d(b"f"), "system.posix_acl_access"), None);
+
+    let mut m = env.mirror().xattrs(false, true);
+    env.run_with(&mut m, vec![rsync(b"")]);
+    assert_eq!(
+        get_xattr(&env.d(b"f"), "system.posix_acl_access"),
+        Some(acl.clone())
+    );
+    assert_eq!(
+        get_xattr(&env.d(b"d"), "system.posix_acl_default"),
+        Some(acl.clone())
+    );
+    // The mask became the group bits, as at the source; user.* stays out.
+    assert_eq!(
+        fs::metadata(env.d(b"f")).unwrap().mode() & 0o777,
+        fs::metadata(env.s(b"f")).unwrap().mode() & 0o777
+    );
+    assert_eq!(get_xattr(&env.d(b"f"), "user.x"), None);
+    // A new file in d inherits the default ACL at the destination, but the
+    // source file has no ACL: it is removed.
+    write(&env.s(b"d/new"), b"n");
+    env.run_with(&mut m, vec![sync(b"d/new")]);
+    assert_eq!(
+        get_xattr(&env.s(b"d/new"), "system.posix_acl_access").is_some(),
+        get_xattr(&env.d(b"d/new"), "system.posix_acl_access").is_some()
+    );
+    // An ACL removed at the source goes at the destination too.
+    remove_xattr(&env.s(b"f"), "system.posix_acl_access");
+    env.run_with(&mut m, vec![sync(b"f")]);
+    assert_eq!(get_xattr(&env.d(b"f"), "system.posix_acl_access"), None);
+    env.assert_equal();
+}
+
+// ----- sparse files -------------------------------------------------------
+
+const MIB: u64 = 1024 * 1024;
+
+/// Writes `data` bytes of 0x5a at each offset of `at` into a new file of
+/// `len` bytes; everything else is a hole.
+fn write_sparse(p: &Path, len: u64, at: &[u64], data: usize) {
+    use std::os::unix::fs::FileExt;
+    let f = fs::File::create(p).unwrap();
+    f.set_len(len).unwrap();
+    for &off in at {
+        f.write_all_at(&vec![0x5a; data], off).unwrap();
+    }
+}
+
+/// Bytes the file really occupies on disk.
+fn allocated(p: &Path) -> u64 {
+    fs::symlink_metadata(p).unwrap().blocks() * 512
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[test]
+fn the_buffered_copy_keeps_holes_and_bytes_too() {
+    let env = Env::new();
+    write_sparse(&env.s(b"s"), 16 * MIB, &[3 * MIB + 17], 300_000);
+    if allocated(&env.s(b"s")) > 4 * MIB {
+        eprintln!("skipping: the temp dir's file system does not make sparse files");
+        return;
+    }
+    let mut from = fs::File::open(env.s(b"s")).unwrap();
+    let mut to = fs::File::create(env.d(b"s")).unwrap();
+    sys::copy_sparse_via(&mut from, &mut to, false).unwrap();
+    drop(to);
+    assert_eq!(
+        fs::read(env.d(b"s")).unwrap(),
+        fs::read(env.s(b"s")).unwrap()
+    );
+    assert!(
+        allocated(&env.d(b"s")) <= 2 * MIB,
+        "{}",
+        allocated(&env.d(b"s"))
+    );
+}
+
+#[test]
+fn sparse_files_keep_their_holes() {
+    let env = Env::new();
+    // 64 MiB apparent: data at the start and in the middle (holes between
+    // and at the end), and one file that is all hole.
+    write_sparse(
+        &env.s(b"sparse"),
+        64 * MIB,
+        &[0, 20 * MIB],
+        MIB as usize / 2,
+    );
+    write_sparse(&env.s(b"empty"), 64 * MIB, &[], 0);
+    // A hole probe on the source: a file system that cannot make holes
+    // has nothing to keep.
+    if allocated(&env.s(b"sparse")) > 4 * MIB {
+        eprintln!("skipping: the temp dir's file system does not make sparse files");
+        return;
+    }
+    // Both an initial sync and an explicit copy keep the holes.
+    env.run(vec![rsync(b"")]);
+    env.assert_equal();
+    write_sparse(&env.s(b"late"), 64 * MIB, &[MIB, 63 * MIB], 4096);
+    env.run(vec![sync(b"sparse"), sync(b"late")]);
+    env.assert_equal();
+    for (name, data) in [("sparse", MIB), ("empty", 0), ("late", 8192)] {
+        let d = env.d(name.as_bytes());
+        assert_eq!(fs::metadata(&d).unwrap().len(), 64 * MIB, "{name}");
+        let on_disk = allocated(&d);
+        // Block rounding and file system metadata blocks: a few hundred KiB
+        // at most, nowhere near the 64 MiB a dense copy takes.
+        assert!(
+            on_disk <= data + MIB,
+            "{name}: {on_disk} bytes allocated for {data} bytes of data"
+        );
+    }
+}
+
 // ----- scale --------------------------------------------------------------
 
 #[test]
