@@ -1,0 +1,255 @@
+//! One bad path never stops the rest: a full destination recovers when the
+//! user deletes in the source, an unreadable file is skipped (with one
+//! warning, counted in the status and the metrics) while everything else
+//! is synced and `--exit-on-no-events` and the hooks still work, and an
+//! unreadable watch dir is refused at start.
+
+mod common;
+
+use common::*;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+const LONG: Duration = Duration::from_secs(30);
+
+/// nobody:nogroup, for a daemon that is not root from the start (so it has
+/// no capability that reads past permission bits).
+const NOBODY: u32 = 65534;
+
+/// A tmpfs of `size` mounted at `at` for the life of the guard.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, size: &str) -> Tmpfs {
+        use std::ffi::CString;
+        use std::os::unix::ffi::OsStrExt;
+        let target = CString::new(at.as_os_str().as_bytes()).expect("path");
+        let data = CString::new(format!("size={size},mode=0755")).expect("data");
+        // SAFETY: valid NUL-terminated strings; the mount is undone by Drop.
+        let rc = unsafe {
+            libc::mount(
+                c"none".as_ptr(),
+                target.as_ptr(),
+                c"tmpfs".as_ptr(),
+                0,
+                data.as_ptr().cast(),
+            )
+        };
+        assert_eq!(rc, 0, "mount tmpfs: {}", std::io::Error::last_os_error());
+        Tmpfs(at.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        use std::ffi::CString;
+        use std::os::unix::ffi::OsStrExt;
+        let target = CString::new(self.0.as_os_str().as_bytes()).expect("path");
+        // SAFETY: a valid path; detaching a mount we made.
+        unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+    }
+}
+
+fn kib(n: usize) -> Vec<u8> {
+    vec![b'x'; n * 1024]
+}
+
+#[test]
+fn a_full_destination_recovers_when_the_user_deletes_in_the_source() {
+    if !require_root("mounting a small tmpfs as the destination") {
+        return;
+    }
+    let env = TestEnv::new();
+    let _tmpfs = Tmpfs::mount(&env.dst, "1m");
+    for f in ["f1", "f2", "f3", "f4"] {
+        env.write(f, kib(200));
+    }
+    let mut d = Daemon::start(&env, &["-t0", "-w0"]);
+    d.wait_synced(&env, LONG);
+
+    // 800 KiB of 1 MiB are taken: big cannot be copied.
+    env.write("big", kib(400));
+    d.wait_for_log(LONG, "No space left on device");
+    assert!(d.log().contains("/dst/big"), "{}", d.context());
+    // Other changes are not stuck behind it.
+    env.write("note", "n");
+    d.wait_until(LONG, "note synced while big fails", || env.dst_has("note"));
+    // (An early copy may have caught big half written.)
+    assert!(env.dst_read("big").map_or(0, |b| b.len()) < 400 * 1024);
+
+    // The user frees space in the source: the deletions reach the
+    // destination, and then big goes too.
+    for f in ["f1", "f2"] {
+        fs::remove_file(env.src_path(f)).expect("rm");
+    }
+    d.wait_until(LONG, "deletions applied", || {
+        !env.dst_has("f1") && !env.dst_has("f2")
+    });
+    d.wait_until(LONG, "big synced once there is room", || {
+        env.dst_read("big").is_some_and(|b| b.len() == 400 * 1024)
+    });
+    d.wait_synced(&env, LONG);
+    d.assert_running();
+}
+
+/// Makes `p` nobody's.
+fn give_to_nobody(p: &Path) {
+    std::os::unix::fs::chown(p, Some(NOBODY), Some(NOBODY))
+        .unwrap_or_else(|e| panic!("chown {}: {e}", p.display()));
+}
+
+/// A command that runs as nobody from the start (no capabilities at all).
+fn as_nobody(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let gid = NOBODY as libc::gid_t;
+            if libc::setgroups(1, &gid) != 0
+                || libc::setgid(gid) != 0
+                || libc::setuid(NOBODY as libc::uid_t) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// A tree nobody may read, but for the 0000 file `secret`; an exit hook
+/// that leaves a mark.
+fn unreadable_tree(env: &TestEnv) -> PathBuf {
+    env.write("a", "a");
+    env.mkdir_p("sub");
+    env.write("sub/c", "c");
+    env.write("secret", "s");
+    let hook = script(env, "exit-hook", "touch \"$(dirname \"$0\")/hook-ran\"\n");
+    for p in [&env.root, &env.src, &env.dst, &env.outside] {
+        give_to_nobody(p);
+    }
+    for f in ["a", "sub", "sub/c", "secret"] {
+        give_to_nobody(&env.src_path(f));
+    }
+    give_to_nobody(&hook);
+    fs::set_permissions(env.src_path("secret"), fs::Permissions::from_mode(0o000)).expect("chmod");
+    hook
+}
+
+#[test]
+fn an_unreadable_file_is_skipped_once_and_everything_else_goes_on() {
+    if !require_root("running the daemon as nobody") {
+        return;
+    }
+    let env = TestEnv::new();
+    let hook = unreadable_tree(&env);
+    let metrics = env.root.join("metrics.prom");
+    let mut cmd = Command::new(BIN);
+    as_nobody(&mut cmd);
+    cmd.args(["-H", "/NULL/", "-W"])
+        .arg(&env.src)
+        .arg("-D")
+        .arg(&env.dst)
+        .args(backend_args())
+        .args(["-t0", "-w0", "--exit-on-no-events", "--exit-hook"])
+        .arg(&hook)
+        .arg("--metrics-file")
+        .arg(&metrics);
+    let r = run_command(cmd, LONG);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    // Everything else is there, the hook ran.
+    for f in ["a", "sub/c"] {
+        assert!(env.dst_has(f), "{f} synced; {}", r.stderr);
+    }
+    assert!(!env.dst_has("secret"));
+    assert!(env.root.join("hook-ran").exists(), "{}", r.stderr);
+    // One warning naming the file, and no failure.
+    let warnings: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| l.contains("skipped secret"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{}", r.stderr);
+    assert!(warnings[0].contains("/src/secret"), "{}", warnings[0]);
+    assert!(warnings[0].contains("Permission denied"), "{}", warnings[0]);
+    assert!(!r.stderr.contains("failed"), "{}", r.stderr);
+    let text = fs::read_to_string(&metrics).expect("metrics file");
+    assert!(
+        text.lines().any(|l| l == "livesync_skipped_paths 1"),
+        "{text}"
+    );
+
+    // Live: counted in the status; synced once it is readable and changes.
+    let sock = env.root.join("ctl.sock");
+    let mut d = Daemon::start_prepared(
+        &env,
+        &[
+            "-t0".as_ref(),
+            "-w0".as_ref(),
+            "--socket".as_ref(),
+            sock.as_os_str(),
+        ],
+        Locking::Shared,
+        as_nobody,
+    );
+    let status = |key: &str| -> Option<u64> {
+        let out = Command::new(BIN)
+            .args(["status", "--json", "--socket"])
+            .arg(&sock)
+            .output()
+            .ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        v["counters"][key].as_u64()
+    };
+    d.wait_until(LONG, "status counts the skipped file", || {
+        status("skipped_paths") == Some(1)
+    });
+    assert_eq!(status("failed_paths"), Some(0));
+    fs::set_permissions(env.src_path("secret"), fs::Permissions::from_mode(0o644)).expect("chmod");
+    fs::write(env.src_path("secret"), "readable now").expect("write");
+    d.wait_until(LONG, "secret synced", || {
+        env.dst_read("secret").as_deref() == Some(&b"readable now"[..])
+    });
+    d.wait_until(LONG, "no longer counted", || {
+        status("skipped_paths") == Some(0)
+    });
+    assert_eq!(
+        d.log().matches("skipped secret").count(),
+        1,
+        "{}",
+        d.context()
+    );
+}
+
+#[test]
+fn an_unreadable_watch_dir_is_refused_at_start() {
+    if !require_root("running the daemon as nobody") {
+        return;
+    }
+    let env = TestEnv::new();
+    env.write("a", "a");
+    give_to_nobody(&env.root);
+    give_to_nobody(&env.dst);
+    fs::set_permissions(&env.src, fs::Permissions::from_mode(0o700)).expect("chmod");
+    let mut cmd = Command::new(BIN);
+    as_nobody(&mut cmd);
+    cmd.args(["-H", "/NULL/", "-W"])
+        .arg(&env.src)
+        .arg("-D")
+        .arg(&env.dst)
+        .args(backend_args())
+        .args(["-t0", "-w0"]);
+    let r = run_command(cmd, LONG);
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    let errors: Vec<&str> = r.stderr.lines().filter(|l| l.contains("error")).collect();
+    assert_eq!(errors.len(), 1, "{}", r.stderr);
+    assert!(
+        errors[0].contains(&format!("watch dir {}", env.src.display()))
+            && errors[0].contains("Permission denied"),
+        "{}",
+        errors[0]
+    );
+    assert!(!env.dst_has("a"));
+}
