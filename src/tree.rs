@@ -24,6 +24,17 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Whether `rel` is a directory reachable below `root` without following
+/// a symlink (at any depth, PATH_MAX or not).
+fn is_real_dir(root: &std::path::Path, rel: &[u8]) -> bool {
+    let at = crate::monitor::deep::dir_path(root, rel);
+    match at {
+        Ok(p) if p.via_descriptor() => true, // opened O_DIRECTORY|O_NOFOLLOW
+        Ok(p) => std::fs::symlink_metadata(p.path()).is_ok_and(|m| m.is_dir()),
+        Err(_) => false,
+    }
+}
+
 /// How often directories that could not be watched (watch limit) are
 /// rescanned and watching them is tried again.
 pub const UNWATCHED_RESCAN: Duration = Duration::from_secs(5);
@@ -50,12 +61,16 @@ pub struct Tree {
     /// A `MovedFrom` that was the last event of a read: its `MovedTo` may
     /// be in the next one.
     held: Option<RawEvent>,
-    /// Directories that could not be watched because the watch limit was
-    /// reached (nothing below them is watched either); rescanned every
-    /// [`UNWATCHED_RESCAN`] until watching them works.
+    /// Directories that could not be watched: the watch limit was reached
+    /// (nothing below them is watched either), or adding the watch failed
+    /// otherwise; rescanned every [`UNWATCHED_RESCAN`] until watching them
+    /// works.
     unwatched: BTreeSet<Vec<u8>>,
     /// The watch-limit error was logged loudly once already.
     limit_reported: bool,
+    /// Directories whose watch failed for another reason, logged loudly
+    /// once each.
+    watch_failed: BTreeSet<Vec<u8>>,
     pub stats: TreeStats,
     /// inotify-style event bits per raw event, in order, until
     /// [`Tree::take_masks`] (the queue keeps them for `%EVENT-MASK%`).
@@ -75,6 +90,7 @@ impl Tree {
             held: None,
             unwatched: BTreeSet::new(),
             limit_reported: false,
+            watch_failed: BTreeSet::new(),
             stats: TreeStats::default(),
             masks: Vec::new(),
             record_masks: true,
@@ -173,13 +189,26 @@ impl Tree {
                         continue;
                     }
                     Err(e) => {
+                        // Listed and synced all the same; what changes below
+                        // it is found by the rescans of the unwatched.
                         self.stats.watch_failures += 1;
-                        log::error!("{e}; changes below it are synced only by rescans");
+                        if self.unwatched.contains(&dir) || !self.watch_failed.insert(dir.clone()) {
+                            log::debug!("{e}");
+                        } else {
+                            log::error!(
+                                "{e}; changes below it are found by a rescan every {} s until it can be watched",
+                                UNWATCHED_RESCAN.as_secs()
+                            );
+                        }
+                        self.unwatched.insert(dir.clone());
                     }
                 }
             }
             let abs = path::abs(&self.root, &dir);
-            let entries = match std::fs::read_dir(&abs) {
+            // (Deeper than PATH_MAX: listed through a descriptor.)
+            let listed = crate::monitor::deep::dir_path(&self.root, &dir)
+                .and_then(|p| std::fs::read_dir(p.path()));
+            let entries = match listed {
                 Ok(it) => it,
                 Err(e) => {
                     if e.kind() != std::io::ErrorKind::NotFound
@@ -334,10 +363,7 @@ impl Tree {
     pub fn rescan(&mut self, mon: &mut dyn Monitor, rel: &[u8], out: &mut Vec<Change>) {
         self.stats.rescans += 1;
         for watched in mon.watched_under(rel) {
-            let abs = path::abs(&self.root, &watched);
-            let still_dir = std::fs::symlink_metadata(&abs)
-                .map(|m| m.is_dir())
-                .unwrap_or(false);
+            let still_dir = is_real_dir(&self.root, &watched);
             if !still_dir {
                 mon.forget_subtree(&watched);
             }
@@ -361,8 +387,7 @@ impl Tree {
     pub fn rescan_unwatched(&mut self, mon: &mut dyn Monitor, out: &mut Vec<Change>) {
         let roots = std::mem::take(&mut self.unwatched);
         for dir in roots {
-            let abs = path::abs(&self.root, &dir);
-            if !std::fs::symlink_metadata(&abs).is_ok_and(|m| m.is_dir()) {
+            if !is_real_dir(&self.root, &dir) {
                 continue;
             }
             let _ = self.watch_subtree(mon, &dir, false);

@@ -253,3 +253,130 @@ fn an_unreadable_watch_dir_is_refused_at_start() {
     );
     assert!(!env.dst_has("a"));
 }
+
+/// `openat` of `name` in `dir` (`AT_FDCWD` for a path), as a directory
+/// (created first with `mkdir`), or as a file with `flags`.
+fn open_at(dir: i32, name: &[u8], flags: i32, mkdir: bool) -> std::os::fd::OwnedFd {
+    use std::os::fd::FromRawFd;
+    let c = std::ffi::CString::new(name).expect("name");
+    // SAFETY: valid NUL-terminated names, descriptors we hold; results checked.
+    unsafe {
+        if mkdir {
+            let rc = libc::mkdirat(dir, c.as_ptr(), 0o755);
+            assert!(rc == 0, "mkdir: {}", std::io::Error::last_os_error());
+        }
+        let fd = libc::openat(dir, c.as_ptr(), flags | libc::O_CLOEXEC, 0o644);
+        assert!(fd >= 0, "open: {}", std::io::Error::last_os_error());
+        std::os::fd::OwnedFd::from_raw_fd(fd)
+    }
+}
+
+/// The directory `comps` below `root`, one component at a time (its path
+/// is too long to name whole); None when a component is missing.
+fn deep_dir(root: &Path, comps: &[Vec<u8>]) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let mut fd = open_at(
+        libc::AT_FDCWD,
+        root.as_os_str().as_bytes(),
+        libc::O_DIRECTORY,
+        false,
+    );
+    for c in comps {
+        let name = std::ffi::CString::new(c.clone()).expect("name");
+        // SAFETY: as in open_at.
+        let next = unsafe {
+            libc::openat(
+                fd.as_raw_fd(),
+                name.as_ptr(),
+                libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        };
+        if next < 0 {
+            return None;
+        }
+        // SAFETY: just opened, ours.
+        fd = unsafe { std::os::fd::FromRawFd::from_raw_fd(next) };
+    }
+    Some(fd)
+}
+
+fn read_deep(root: &Path, comps: &[Vec<u8>], name: &str) -> Option<Vec<u8>> {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    let dir = deep_dir(root, comps)?;
+    let c = std::ffi::CString::new(name).expect("name");
+    // SAFETY: as in open_at.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: just opened, ours.
+    let mut f = unsafe { <fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    let mut out = Vec::new();
+    f.read_to_end(&mut out).ok()?;
+    Some(out)
+}
+
+fn write_deep(root: &Path, comps: &[Vec<u8>], name: &str, content: &[u8]) {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    let dir = deep_dir(root, comps).expect("deep dir");
+    let fd = open_at(
+        dir.as_raw_fd(),
+        name.as_bytes(),
+        libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC,
+        false,
+    );
+    fs::File::from(fd).write_all(content).expect("write");
+}
+
+#[test]
+fn a_change_deeper_than_path_max_reaches_the_destination() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    if test_monitor().is_some_and(|m| m != "inotify") {
+        return; // the watch below PATH_MAX is inotify's
+    }
+    let env = TestEnv::new();
+    let mut d = Daemon::start(&env, &["-t0", "-w0"]);
+    d.wait_live(&env, LONG);
+    // 52 levels of 100-byte names: 5,252 bytes below the watch dir.
+    let comps: Vec<Vec<u8>> = (0..52)
+        .map(|i| format!("{i:02}{}", "d".repeat(98)).into_bytes())
+        .collect();
+    let mut fd = open_at(
+        libc::AT_FDCWD,
+        env.src.as_os_str().as_bytes(),
+        libc::O_DIRECTORY,
+        false,
+    );
+    for c in &comps {
+        fd = open_at(fd.as_raw_fd(), c, libc::O_DIRECTORY, true);
+    }
+    drop(fd);
+    d.wait_until(
+        LONG,
+        "the deepest directory made at the destination",
+        || deep_dir(&env.dst, &comps).is_some(),
+    );
+    // A file made and changed down there afterwards is seen by the watch
+    // on the deepest directory, not by a sync of a directory above it.
+    write_deep(&env.src, &comps, "f", b"first");
+    d.wait_until(LONG, "file at depth synced", || {
+        read_deep(&env.dst, &comps, "f").as_deref() == Some(&b"first"[..])
+    });
+    write_deep(&env.src, &comps, "f", b"second");
+    d.wait_until(LONG, "change at depth synced", || {
+        read_deep(&env.dst, &comps, "f").as_deref() == Some(&b"second"[..])
+    });
+    let log = d.log();
+    assert!(!log.contains("File name too long"), "{}", d.context());
+    assert!(!log.contains("rescan"), "{}", d.context());
+}

@@ -33,6 +33,12 @@ pub mod fanotify;
 #[path = "unavailable.rs"]
 #[allow(clippy::duplicate_mod)] // the stand-in, once per missing backend, on purpose
 pub mod fanotify;
+// Directories deeper than PATH_MAX, by descriptor (Linux's O_PATH).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub mod deep;
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+#[path = "deep_other.rs"]
+pub mod deep;
 pub mod kqueue;
 pub mod notify;
 pub mod poll;
