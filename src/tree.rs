@@ -480,10 +480,19 @@ mod tests {
     struct FakeMonitor {
         root: PathBuf,
         watched: BTreeSet<Vec<u8>>,
+        /// Directories it refuses to watch (as the kernel does one a
+        /// daemon that is not root may not read).
+        refuse: BTreeSet<Vec<u8>>,
     }
 
     impl Monitor for FakeMonitor {
         fn add_watch(&mut self, rel: &[u8]) -> Result<(), MonitorError> {
+            if self.refuse.contains(rel) {
+                return Err(MonitorError::Watch {
+                    path: path::display(rel),
+                    source: std::io::Error::from_raw_os_error(libc::EACCES),
+                });
+            }
             let is_dir =
                 std::fs::symlink_metadata(path::abs(&self.root, rel)).is_ok_and(|m| m.is_dir());
             if !is_dir {
@@ -549,6 +558,35 @@ mod tests {
         assert_eq!(n, 5);
         let got: Vec<&[u8]> = mon.watched.iter().map(|p| p.as_slice()).collect();
         assert_eq!(got, vec![&b""[..], b"a", b"a/b", b"a/b/c", b"d"]);
+    }
+
+    #[test]
+    fn a_directory_that_cannot_be_watched_is_rescanned_until_it_can() {
+        let (dir, mut tree, mut mon) = setup();
+        std::fs::create_dir_all(dir.path().join("a/b")).expect("mkdir");
+        mon.refuse.insert(b"a".to_vec());
+        tree.watch_subtree(&mut mon, b"", true).expect("walk");
+        let got: Vec<&[u8]> = mon.watched.iter().map(|p| p.as_slice()).collect();
+        assert_eq!(got, vec![&b""[..], b"a/b"], "listed all the same");
+        assert!(tree.has_unwatched());
+        // The promised rescan: `a` is synced whole (a change below it was
+        // not seen), and watching it is tried again.
+        let mut out = Vec::new();
+        tree.rescan_unwatched(&mut mon, &mut out);
+        assert_eq!(
+            out,
+            vec![Change::Subtree {
+                path: b"a".to_vec(),
+                instant: true
+            }]
+        );
+        assert!(tree.has_unwatched(), "still refused");
+        mon.refuse.clear();
+        out.clear();
+        tree.rescan_unwatched(&mut mon, &mut out);
+        assert_eq!(out.len(), 1);
+        assert!(mon.is_watched(b"a"));
+        assert!(!tree.has_unwatched());
     }
 
     #[test]
