@@ -95,6 +95,38 @@ fn a_full_destination_recovers_when_the_user_deletes_in_the_source() {
     d.assert_running();
 }
 
+#[test]
+fn rsyncdirect_splits_a_run_that_fails_for_some_paths() {
+    if !require_root("mounting a small tmpfs as the destination") || !require_tool("rsync") {
+        return;
+    }
+    let env = TestEnv::new();
+    let _tmpfs = Tmpfs::mount(&env.dst, "1m");
+    for f in ["f1", "f2", "f3", "f4"] {
+        env.write(f, kib(200));
+    }
+    let mut d = Daemon::start(&env, &["-M", "rsyncdirect", "-t", "1", "-w0"]);
+    d.wait_synced(&env, LONG);
+    // One window: a big file that cannot fit (and sorts first, so that
+    // rsync meets it first) and two small ones that can.
+    fs::write(env.outside_path("a-big"), kib(400)).expect("write");
+    fs::rename(env.outside_path("a-big"), env.src_path("a-big")).expect("move in");
+    env.write("z1", "1");
+    env.write("z2", "2");
+    d.wait_until(LONG, "the small files synced while a-big fails", || {
+        env.dst_has("z1") && env.dst_has("z2")
+    });
+    assert!(d.log().contains("in parts"), "{}", d.context());
+    assert!(env.dst_read("a-big").map_or(0, |b| b.len()) < 400 * 1024);
+    for f in ["f1", "f2"] {
+        fs::remove_file(env.src_path(f)).expect("rm");
+    }
+    d.wait_until(LONG, "a-big synced once there is room", || {
+        env.dst_read("a-big").is_some_and(|b| b.len() == 400 * 1024)
+    });
+    d.wait_synced(&env, LONG);
+}
+
 /// Makes `p` nobody's.
 fn give_to_nobody(p: &Path) {
     std::os::unix::fs::chown(p, Some(NOBODY), Some(NOBODY))

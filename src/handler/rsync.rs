@@ -21,11 +21,16 @@
 //! only, never following symlinks) to find what the rules refuse to sync, so
 //! that rsync skips it; it does not otherwise read or change the trees, and
 //! it never retries: a failure goes back to the daemon, which re-queues.
+//! A run of several ops that rsync ends with "some files could not be
+//! transferred" (23, 24) or a file I/O error (11: a full destination) is
+//! split in halves, and halves of the halves that fail, so that the paths
+//! that can go, go; the ops that still fail alone are returned as
+//! [`HandlerError::Paths`] and only they are retried.
 
 use super::lists::{self, Excludes, Includes, Separator, SourceKind};
 use super::template::{Context, Macro, Template};
 use super::{Handler, HandlerError, Report};
-use crate::batch::Batch;
+use crate::batch::{Batch, Op};
 use crate::exec::{self, ExecError, Outcome};
 use crate::path;
 use crate::rules::{Action, Kind, Rules};
@@ -329,27 +334,108 @@ impl Handler for RsyncDirect {
         if batch.is_empty() {
             return Ok(Report::default());
         }
+        let mut code = None;
+        match self.run_ops(&batch.ops, &mut code) {
+            Err(e) if !self.cfg.shell && partial(&e) => {
+                // Some paths could not go (a full destination, a file it
+                // refuses): split the run so that the others do. (One op
+                // alone fails alone, and nothing else waits for it.)
+                let mut failed = Vec::new();
+                if let [op] = &batch.ops[..] {
+                    failed.extend(issues(op, &e));
+                } else {
+                    log::info!(
+                        "{e}: syncing the batch's {} ops in parts to find the paths that fail",
+                        batch.ops.len()
+                    );
+                    self.bisect(&batch.ops, &mut code, &mut failed)?;
+                }
+                let report = Report {
+                    exit_code: code,
+                    ..Report::default()
+                };
+                if failed.is_empty() {
+                    Ok(report)
+                } else {
+                    Err(HandlerError::Paths { failed, report })
+                }
+            }
+            Err(e) => Err(e),
+            Ok(()) => Ok(Report {
+                exit_code: code,
+                ..Report::default()
+            }),
+        }
+    }
+}
+
+impl RsyncDirect {
+    /// One rsync run (or one per `--rsync-inclimit` part) for `ops`.
+    fn run_ops(&mut self, ops: &[Op], code: &mut Option<i32>) -> Result<(), HandlerError> {
         let src = self.cfg.src.clone();
-        let inc = Includes::from_batch(batch, |p| lstat_kind(&src, p));
+        let inc = Includes::from_batch(&Batch::of(ops.to_vec()), |p| lstat_kind(&src, p));
         let mut excluded = self.rule_exclusions(&inc);
         excluded.extend(self.excluded.iter().cloned());
         let ex = Excludes::new(excluded).relevant_to(&inc);
-
-        let mut code = None;
         for part in inc.split(self.cfg.inclimit) {
             let outcome = self.run_part(&part, &ex)?;
-            judge(
-                outcome,
-                &self.program_name(),
-                &self.cfg.ignore_exit,
-                &mut code,
-            )?;
+            judge(outcome, &self.program_name(), &self.cfg.ignore_exit, code)?;
         }
-        Ok(Report {
-            exit_code: code,
-            ..Report::default()
-        })
+        Ok(())
     }
+
+    /// Runs the two halves of `ops` apart, and halves of a half that
+    /// fails for some paths, down to single ops: those that still fail go
+    /// into `failed`. Any other failure stops it.
+    fn bisect(
+        &mut self,
+        ops: &[Op],
+        code: &mut Option<i32>,
+        failed: &mut Vec<super::PathIssue>,
+    ) -> Result<(), HandlerError> {
+        let (a, b) = ops.split_at(ops.len() / 2);
+        for half in [a, b] {
+            if half.is_empty() {
+                continue;
+            }
+            match self.run_ops(half, code) {
+                Ok(()) => {}
+                Err(e) if partial(&e) && half.len() > 1 => self.bisect(half, code, failed)?,
+                Err(e) if partial(&e) => failed.extend(issues(&half[0], &e)),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The paths of `op` failed with `e`.
+fn issues(op: &Op, e: &HandlerError) -> Vec<super::PathIssue> {
+    let sides: Vec<(&[u8], bool)> = match op {
+        Op::Sync { path, recursive } => vec![(path, *recursive)],
+        Op::Move { from, to } => vec![(from, true), (to, true)],
+    };
+    sides
+        .into_iter()
+        .map(|(p, recursive)| super::PathIssue {
+            path: p.to_vec(),
+            recursive,
+            message: format!("{}: {e}", path::display(p)),
+        })
+        .collect()
+}
+
+/// rsync's "some files could not be transferred" (23, 24) and its file
+/// I/O error (11, what a full destination gives): other paths of the same
+/// run may well go.
+fn partial(e: &HandlerError) -> bool {
+    matches!(
+        e,
+        HandlerError::Exit {
+            code: 11 | 23 | 24,
+            ..
+        }
+    )
 }
 
 /// clsync's default arguments without the program and the two trees
