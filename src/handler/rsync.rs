@@ -899,7 +899,20 @@ mod tests {
         let e = handler(&fake, src.path(), "d")
             .run(&batch(vec![sync(b"f", false)]))
             .unwrap_err();
-        assert!(matches!(e, HandlerError::Exit { code: 23, .. }), "{e:?}");
+        // One op that fails for its paths fails alone.
+        match &e {
+            HandlerError::Paths { failed, .. } => {
+                assert_eq!(failed.len(), 1, "{e:?}");
+                assert_eq!(failed[0].path, b"f");
+                assert!(failed[0].message.ends_with("exited with code 23"), "{e}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let other = Fake::new(12);
+        let e = handler(&other, src.path(), "d")
+            .run(&batch(vec![sync(b"f", false), sync(b"g", false)]))
+            .unwrap_err();
+        assert!(matches!(e, HandlerError::Exit { code: 12, .. }), "{e:?}");
 
         let mut cfg = RsyncConfig::new(fake.program(), src.path(), "d");
         cfg.ignore_exit = vec![23, 24];
@@ -908,6 +921,41 @@ mod tests {
             .run(&batch(vec![sync(b"f", false)]))
             .unwrap();
         assert_eq!(r.exit_code, Some(23));
+    }
+
+    #[test]
+    fn a_run_that_fails_for_some_paths_is_split_until_they_are_found() {
+        let src = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("fake-rsync");
+        let runs = dir.path().join("runs");
+        // rsync that cannot transfer `bad` (or `worse`): code 23 when its
+        // include list names one.
+        fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\necho run >> '{runs}'\nfor a in \"$@\"; do if [ -f \"$a\" ] && grep -qE '^/(bad|worse)$' \"$a\"; then exit 23; fi; done\nexit 0\n",
+                runs = runs.display()
+            ),
+        )
+        .unwrap();
+        fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+        let mut h =
+            RsyncDirect::new(RsyncConfig::new(script.as_os_str(), src.path(), "d")).unwrap();
+        let ops: Vec<Op> = ["a", "b", "bad", "c", "d", "e", "f", "worse"]
+            .iter()
+            .map(|p| sync(p.as_bytes(), false))
+            .collect();
+        let e = h.run(&batch(ops)).unwrap_err();
+        let HandlerError::Paths { failed, .. } = &e else {
+            panic!("{e:?}");
+        };
+        let paths: Vec<&[u8]> = failed.iter().map(|f| &f.path[..]).collect();
+        assert_eq!(paths, vec![&b"bad"[..], b"worse"]);
+        // 1 whole + 2 halves + 4 quarters + 4 single ops of the two
+        // failing quarters: far fewer than one run per op would be if
+        // many failed, and the good halves ran once.
+        assert_eq!(fs::read_to_string(&runs).unwrap().lines().count(), 11);
     }
 
     #[test]
