@@ -62,37 +62,47 @@ fn a_full_destination_recovers_when_the_user_deletes_in_the_source() {
     if !require_root("mounting a small tmpfs as the destination") {
         return;
     }
-    let env = TestEnv::new();
-    let _tmpfs = Tmpfs::mount(&env.dst, "1m");
-    for f in ["f1", "f2", "f3", "f4"] {
-        env.write(f, kib(200));
-    }
-    let mut d = Daemon::start(&env, &["-t0", "-w0"]);
-    d.wait_synced(&env, LONG);
+    // The mirror in the daemon, and in the privileged helper.
+    for extra in [&[][..], &["--splitting=process"]] {
+        let env = TestEnv::new();
+        let _tmpfs = Tmpfs::mount(&env.dst, "1m");
+        for f in ["f1", "f2", "f3", "f4"] {
+            env.write(f, kib(200));
+        }
+        let mut args = vec!["-t0", "-w0"];
+        args.extend(extra);
+        let mut d = Daemon::start(&env, &args);
+        d.wait_synced(&env, LONG);
 
-    // 800 KiB of 1 MiB are taken: big cannot be copied.
-    env.write("big", kib(400));
-    d.wait_for_log(LONG, "No space left on device");
-    assert!(d.log().contains("/dst/big"), "{}", d.context());
-    // Other changes are not stuck behind it.
-    env.write("note", "n");
-    d.wait_until(LONG, "note synced while big fails", || env.dst_has("note"));
-    // (An early copy may have caught big half written.)
-    assert!(env.dst_read("big").map_or(0, |b| b.len()) < 400 * 1024);
+        // 800 KiB of 1 MiB are taken: big cannot be copied.
+        env.write("big", kib(400));
+        d.wait_for_log(LONG, "No space left on device");
+        assert!(d.log().contains("/dst/big"), "{}", d.context());
+        // Other changes are not stuck behind it.
+        env.write("note", "n");
+        d.wait_until(LONG, "note synced while big fails", || env.dst_has("note"));
+        // (An early copy may have caught big half written.)
+        assert!(env.dst_read("big").map_or(0, |b| b.len()) < 400 * 1024);
 
-    // The user frees space in the source: the deletions reach the
-    // destination, and then big goes too.
-    for f in ["f1", "f2"] {
-        fs::remove_file(env.src_path(f)).expect("rm");
+        // The user frees space in the source: the deletions reach the
+        // destination, and then big goes too.
+        for f in ["f1", "f2"] {
+            fs::remove_file(env.src_path(f)).expect("rm");
+        }
+        d.wait_until(LONG, "deletions applied", || {
+            !env.dst_has("f1") && !env.dst_has("f2")
+        });
+        d.wait_until(LONG, "big synced once there is room", || {
+            env.dst_read("big").is_some_and(|b| b.len() == 400 * 1024)
+        });
+        d.wait_synced(&env, LONG);
+        d.assert_running();
+        assert!(
+            d.log().contains("1 path(s) failed"),
+            "only big failed: {}",
+            d.context()
+        );
     }
-    d.wait_until(LONG, "deletions applied", || {
-        !env.dst_has("f1") && !env.dst_has("f2")
-    });
-    d.wait_until(LONG, "big synced once there is room", || {
-        env.dst_read("big").is_some_and(|b| b.len() == 400 * 1024)
-    });
-    d.wait_synced(&env, LONG);
-    d.assert_running();
 }
 
 #[test]
