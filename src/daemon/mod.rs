@@ -1368,7 +1368,7 @@ impl Daemon {
 
     /// The slow timer of the skipped paths: sync them again, changed or not.
     fn retry_skipped(&mut self, now: Instant) {
-        if self.next_skipped_retry.is_none_or(|t| t > now) {
+        if self.next_skipped_retry.map_or(true, |t| t > now) {
             return;
         }
         self.next_skipped_retry = None;

@@ -192,11 +192,14 @@ enum Scope {
     Batch,
 }
 
+/// Errors about the whole destination whose kind std tells apart (a
+/// read-only or stale file system, a lost connection, no memory).
+const WHOLE_KINDS: [i32; 4] = [libc::EROFS, libc::ESTALE, libc::ENOTCONN, libc::ENOMEM];
+
 fn scope(e: &HandlerError) -> Scope {
     match e {
         HandlerError::Unreadable { .. } => Scope::Unreadable,
         HandlerError::Io { source, .. } => {
-            use io::ErrorKind as K;
             let whole = matches!(
                 source.raw_os_error(),
                 Some(
@@ -210,13 +213,11 @@ fn scope(e: &HandlerError) -> Scope {
                         | libc::ENOMEM
                         | libc::EBADF
                 )
-            ) || matches!(
-                source.kind(),
-                K::ReadOnlyFilesystem
-                    | K::StaleNetworkFileHandle
-                    | K::NotConnected
-                    | K::OutOfMemory
-            );
+            ) || WHOLE_KINDS.iter().any(|&code| {
+                // An error re-worded on the way (a copy's) keeps its kind only.
+                source.raw_os_error().is_none()
+                    && source.kind() == io::Error::from_raw_os_error(code).kind()
+            });
             if whole {
                 Scope::Batch
             } else {

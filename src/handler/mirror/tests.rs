@@ -1101,6 +1101,17 @@ fn an_error_about_the_whole_destination_stops_the_batch() {
     assert_eq!(scope(&io(libc::EIO)), Scope::Batch);
     assert_eq!(scope(&io(libc::ESTALE)), Scope::Batch);
     assert_eq!(scope(&HandlerError::Other("x".into())), Scope::Batch);
+    // Re-worded (a copy's error keeps its kind, not its errno).
+    let reworded = |code| {
+        let e = io::Error::from_raw_os_error(code);
+        HandlerError::io("/x", io::Error::new(e.kind(), format!("copying: {e}")))
+    };
+    assert_eq!(scope(&reworded(libc::ENOSPC)), Scope::Entry);
+    assert_eq!(scope(&reworded(libc::EROFS)), Scope::Batch);
+    assert_eq!(
+        scope(&HandlerError::io("/x", io::Error::other("injected"))),
+        Scope::Entry
+    );
 }
 
 /// Runs `f` in a thread whose file system uid is nobody's: no permission
