@@ -9,7 +9,11 @@
 //! Directories deleted or moved out are forgotten (no ghost watches), and a
 //! directory re-created under an old name is watched afresh. Rename halves are
 //! paired by cookie; an unpaired half becomes a delete or a create. A lost
-//! event (queue overflow) becomes a rescan of the subtree.
+//! event (queue overflow) becomes a rescan of the subtree. A directory that
+//! cannot be watched (the watch limit, or any other refusal) is listed and
+//! synced all the same and rescanned every [`UNWATCHED_RESCAN`] until it
+//! can be. Directories deeper than `PATH_MAX` are listed through a
+//! descriptor (`monitor::deep`), so depth does not matter.
 //!
 //! The tree does no syncing and no batching, and it never follows symlinks.
 

@@ -13,7 +13,8 @@
 //! diff. The optional methods have no-op defaults: `next_deadline` (a
 //! backend without a descriptor says when to read it), `syncing`/`synced`
 //! (a listing backend checks what a sync may have read) and `catch_up`
-//! (read everything now, before a last sync).
+//! (read everything now, before a last sync). `deep` names directories
+//! deeper than `PATH_MAX` for the calls that take a path.
 
 // Backends: the `cfg` sits on these lines and nowhere else. A backend that
 // cannot run on this platform is the `unavailable.rs` stand-in, whose
