@@ -73,9 +73,9 @@
 //! for `-r`; nothing else waits for them (a full destination still takes
 //! the deletions that free it). Source paths the handler may not read are
 //! skipped: one warning each, counted in the status (`skipped_paths`) and
-//! the metrics, synced again on their next change or every
-//! [`SKIPPED_RETRY`]; they hold up neither the initial sync, nor the hooks,
-//! nor `--exit-on-no-events`.
+//! the metrics, synced again on their next change or every 5 minutes
+//! (`SKIPPED_RETRY`); they hold up neither the initial sync, nor the
+//! hooks, nor `--exit-on-no-events`.
 //!
 //! # Other signals
 //! SIGHUP re-reads the command line and the config file (and so the rules
