@@ -1334,12 +1334,18 @@ impl Daemon {
                     }
                 );
                 for p in op.paths() {
-                    let gone: Vec<Vec<u8>> = self
-                        .skipped
-                        .keys()
-                        .filter(|k| k[..] == *p || (recursive && path::is_under(k, p)))
-                        .cloned()
-                        .collect();
+                    let mut gone: Vec<Vec<u8>> = Vec::new();
+                    if self.skipped.contains_key(p) {
+                        gone.push(p.to_vec());
+                    }
+                    if recursive && p.is_empty() {
+                        gone.extend(self.skipped.keys().cloned());
+                    } else if recursive {
+                        // Everything below `p`: the keys from `p/` to `p0`.
+                        let lo = [p, b"/"].concat();
+                        let hi = [p, b"0"].concat();
+                        gone.extend(self.skipped.range(lo..hi).map(|(k, _)| k.clone()));
+                    }
                     for k in gone {
                         self.skipped.remove(&k);
                         before.insert(k);
