@@ -508,9 +508,11 @@ impl Queue {
         for (p, recursive) in failed {
             // What the op that carried it (or one above or below it) had
             // already suffered.
+            let root = (!p.is_empty()).then(|| attempts.get(&b""[..])).flatten();
             let before = attempts
                 .get(&p)
                 .into_iter()
+                .chain(root)
                 .chain(path::ancestors(&p).filter_map(|a| attempts.get(a)))
                 .chain(attempts.range(below(&p)).map(|(_, a)| a))
                 .copied()
@@ -2421,6 +2423,27 @@ mod isolation {
             ms(t0, 630 + 500 * u64::from(n))
         });
         assert_eq!((tries, q.len()), (2, 1));
+        // A path that fails inside a whole-tree sync counts the tries of
+        // that sync.
+        let (mut q, t0) = queue();
+        q.push(
+            t0,
+            Change::Subtree {
+                path: Vec::new(),
+                instant: true,
+            },
+        );
+        for n in 1..=2 {
+            let (_, b) = q.pop_due_with_id(ms(t0, 1000 * n)).expect("due");
+            q.requeue(ms(t0, 1000 * n), b, ms(t0, 1000 * n));
+            q.finished(ms(t0, 1000 * n));
+        }
+        let (id, b) = q.pop_due_with_id(ms(t0, 5000)).expect("due");
+        assert_eq!(show(&Some(b)), "instant#2: sync* .");
+        let tries = q.requeue_failed_id(id, ms(t0, 5000), vec![(b"d/f".to_vec(), true)], |_| {
+            ms(t0, 9000)
+        });
+        assert_eq!(tries, 3);
         // A rename in flight makes the failed path's destination uncertain:
         // synced again at once.
         let (mut q, t0) = queue();
