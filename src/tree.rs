@@ -196,7 +196,14 @@ impl Tree {
                         // Listed and synced all the same; what changes below
                         // it is found by the rescans of the unwatched.
                         self.stats.watch_failures += 1;
-                        if self.unwatched.contains(&dir) || !self.watch_failed.insert(dir.clone()) {
+                        // (One we may not read is the sync's to report: it
+                        // skips it with one warning.)
+                        let denied = matches!(&e, MonitorError::Watch { source, .. }
+                            if matches!(source.raw_os_error(), Some(libc::EACCES | libc::EPERM)));
+                        if denied
+                            || self.unwatched.contains(&dir)
+                            || !self.watch_failed.insert(dir.clone())
+                        {
                             log::debug!("{e}");
                         } else {
                             log::error!(
@@ -215,7 +222,9 @@ impl Tree {
             let entries = match listed {
                 Ok(it) => it,
                 Err(e) => {
-                    if e.kind() != std::io::ErrorKind::NotFound
+                    if matches!(e.raw_os_error(), Some(libc::EACCES | libc::EPERM)) {
+                        log::debug!("cannot list {}: {e}", path::display_os(&abs));
+                    } else if e.kind() != std::io::ErrorKind::NotFound
                         && e.raw_os_error() != Some(libc::ENOTDIR)
                     {
                         log::warn!("cannot list {}: {e}", path::display_os(&abs));

@@ -161,22 +161,26 @@ fn as_nobody(cmd: &mut Command) {
     }
 }
 
-/// A tree nobody may read, but for the 0000 file `secret`; an exit hook
-/// that leaves a mark.
+/// A tree nobody may read, but for the 0000 file `secret` and directory
+/// `locked`; an exit hook that leaves a mark.
 fn unreadable_tree(env: &TestEnv) -> PathBuf {
     env.write("a", "a");
     env.mkdir_p("sub");
     env.write("sub/c", "c");
     env.write("secret", "s");
+    env.mkdir_p("locked");
+    env.write("locked/in", "i");
     let hook = script(env, "exit-hook", "touch \"$(dirname \"$0\")/hook-ran\"\n");
     for p in [&env.root, &env.src, &env.dst, &env.outside] {
         give_to_nobody(p);
     }
-    for f in ["a", "sub", "sub/c", "secret"] {
+    for f in ["a", "sub", "sub/c", "secret", "locked", "locked/in"] {
         give_to_nobody(&env.src_path(f));
     }
     give_to_nobody(&hook);
-    fs::set_permissions(env.src_path("secret"), fs::Permissions::from_mode(0o000)).expect("chmod");
+    for f in ["secret", "locked"] {
+        fs::set_permissions(env.src_path(f), fs::Permissions::from_mode(0o000)).expect("chmod");
+    }
     hook
 }
 
@@ -206,6 +210,7 @@ fn an_unreadable_file_is_skipped_once_and_everything_else_goes_on() {
         assert!(env.dst_has(f), "{f} synced; {}", r.stderr);
     }
     assert!(!env.dst_has("secret"));
+    assert!(!env.dst_has("locked/in"));
     assert!(env.root.join("hook-ran").exists(), "{}", r.stderr);
     // One warning naming the file, and no failure.
     let warnings: Vec<&str> = r
@@ -217,9 +222,17 @@ fn an_unreadable_file_is_skipped_once_and_everything_else_goes_on() {
     assert!(warnings[0].contains("/src/secret"), "{}", warnings[0]);
     assert!(warnings[0].contains("Permission denied"), "{}", warnings[0]);
     assert!(!r.stderr.contains("failed"), "{}", r.stderr);
+    // The directory: one warning too, nothing louder.
+    assert_eq!(
+        r.stderr.matches("skipped locked").count(),
+        1,
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("ERROR"), "{}", r.stderr);
     let text = fs::read_to_string(&metrics).expect("metrics file");
     assert!(
-        text.lines().any(|l| l == "livesync_skipped_paths 1"),
+        text.lines().any(|l| l == "livesync_skipped_paths 2"),
         "{text}"
     );
 
@@ -245,8 +258,8 @@ fn an_unreadable_file_is_skipped_once_and_everything_else_goes_on() {
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
         v["counters"][key].as_u64()
     };
-    d.wait_until(LONG, "status counts the skipped file", || {
-        status("skipped_paths") == Some(1)
+    d.wait_until(LONG, "status counts the skipped file and dir", || {
+        status("skipped_paths") == Some(2)
     });
     assert_eq!(status("failed_paths"), Some(0));
     fs::set_permissions(env.src_path("secret"), fs::Permissions::from_mode(0o644)).expect("chmod");
@@ -254,9 +267,19 @@ fn an_unreadable_file_is_skipped_once_and_everything_else_goes_on() {
     d.wait_until(LONG, "secret synced", || {
         env.dst_read("secret").as_deref() == Some(&b"readable now"[..])
     });
-    d.wait_until(LONG, "no longer counted", || {
+    d.wait_until(LONG, "the file no longer counted", || {
+        status("skipped_paths") == Some(1)
+    });
+    // A directory made readable: what it holds arrives (the rescan of
+    // what could not be watched finds it).
+    fs::set_permissions(env.src_path("locked"), fs::Permissions::from_mode(0o755)).expect("chmod");
+    d.wait_until(LONG, "locked/in synced", || {
+        env.dst_read("locked/in").as_deref() == Some(&b"i"[..])
+    });
+    d.wait_until(LONG, "nothing skipped", || {
         status("skipped_paths") == Some(0)
     });
+    d.wait_synced(&env, LONG);
     assert_eq!(
         d.log().matches("skipped secret").count(),
         1,
