@@ -262,6 +262,22 @@ fn an_unreadable_file_is_skipped_once_and_everything_else_goes_on() {
         status("skipped_paths") == Some(2)
     });
     assert_eq!(status("failed_paths"), Some(0));
+    // Tried again (a full resync), still unreadable: no second warning.
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(d.pid(), libc::SIGUSR2) };
+    d.wait_for_log(LONG, "full resync requested");
+    // (The whole tree is pending now: the next batch carries it.)
+    let batches = status("batches").expect("batches");
+    d.wait_until(LONG, "the resync ran", || {
+        status("batches").is_some_and(|b| b > batches)
+    });
+    assert_eq!(status("skipped_paths"), Some(2));
+    assert_eq!(
+        d.log().matches("skipped secret").count(),
+        1,
+        "{}",
+        d.context()
+    );
     fs::set_permissions(env.src_path("secret"), fs::Permissions::from_mode(0o644)).expect("chmod");
     fs::write(env.src_path("secret"), "readable now").expect("write");
     d.wait_until(LONG, "secret synced", || {

@@ -1377,13 +1377,15 @@ impl Daemon {
         if self.next_skipped_retry.map_or(true, |t| t > now) {
             return;
         }
-        self.next_skipped_retry = None;
-        for (p, _) in std::mem::take(&mut self.skipped) {
-            ::log::debug!("trying skipped {} again", path::display(&p));
+        // They stay listed (and are not warned about again) until a sync
+        // of them works.
+        self.next_skipped_retry = Some(now + SKIPPED_RETRY);
+        for p in self.skipped.keys() {
+            ::log::debug!("trying skipped {} again", path::display(p));
             self.queue.push(
                 now,
                 Change::Subtree {
-                    path: p,
+                    path: p.clone(),
                     instant: false,
                 },
             );
