@@ -69,7 +69,9 @@ fn a_full_destination_recovers_when_the_user_deletes_in_the_source() {
         for f in ["f1", "f2", "f3", "f4"] {
             env.write(f, kib(200));
         }
-        let mut args = vec!["-t0", "-w0"];
+        let status = env.root.join("status");
+        let status_arg = path_str(&status);
+        let mut args = vec!["-t0", "-w0", "--status-file", &status_arg];
         args.extend(extra);
         let mut d = Daemon::start(&env, &args);
         d.wait_synced(&env, LONG);
@@ -83,6 +85,9 @@ fn a_full_destination_recovers_when_the_user_deletes_in_the_source() {
         d.wait_until(LONG, "note synced while big fails", || env.dst_has("note"));
         // (An early copy may have caught big half written.)
         assert!(env.dst_read("big").map_or(0, |b| b.len()) < 400 * 1024);
+        d.wait_until(LONG, "status: big waits for a retry", || {
+            read(&status) == "synchandler error\n"
+        });
 
         // The user frees space in the source: the deletions reach the
         // destination, and then big goes too.
@@ -96,6 +101,7 @@ fn a_full_destination_recovers_when_the_user_deletes_in_the_source() {
             env.dst_read("big").is_some_and(|b| b.len() == 400 * 1024)
         });
         d.wait_synced(&env, LONG);
+        d.wait_until(LONG, "status running", || read(&status) == "running\n");
         d.assert_running();
         assert!(
             d.log().contains("1 path(s) failed"),

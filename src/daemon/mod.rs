@@ -25,7 +25,7 @@
 //! # Statuses (`--status-file`, `CLSYNC_STATUS`)
 //! `starting` (watches being added), `initsync` (the initial sync runs or is
 //! retried), `running`, `synchandler error` (waiting to retry a failed
-//! batch), `hold on` (standby file or pause), `rehashing` (SIGHUP),
+//! batch, or failed paths; the rest keeps syncing meanwhile), `hold on` (standby file or pause), `rehashing` (SIGHUP),
 //! `preexit` (pre-exit hook), `terminating` (the last syncs), `exiting`
 //! (exit hook, cleanup).
 //!
@@ -968,7 +968,8 @@ impl Daemon {
         }
         if self.standby || self.paused {
             Status::HoldOn
-        } else if self.retry_at.is_some() {
+        } else if self.retry_at.is_some() || self.queue.waiting() > 0 {
+            // A failed batch, or failed paths, wait for their retries.
             Status::HandlerError
         } else if !self.initial_done {
             Status::InitSync
