@@ -116,6 +116,11 @@ fn rsyncdirect_splits_a_run_that_fails_for_some_paths() {
     if !require_root("mounting a small tmpfs as the destination") || !require_tool("rsync") {
         return;
     }
+    if test_monitor().as_deref() == Some("poll") {
+        // A scan reports a changed directory as one subtree: one op, which
+        // cannot be split into the paths that can go.
+        return;
+    }
     let env = TestEnv::new();
     let _tmpfs = Tmpfs::mount(&env.dst, "1m");
     for f in ["f1", "f2", "f3", "f4"] {
@@ -271,11 +276,11 @@ fn an_unreadable_file_is_skipped_once_and_everything_else_goes_on() {
     // Tried again (a full resync), still unreadable: no second warning.
     // SAFETY: signalling our own child.
     unsafe { libc::kill(d.pid(), libc::SIGUSR2) };
-    d.wait_for_log(LONG, "full resync requested");
-    // (The whole tree is pending now: the next batch carries it.)
-    let batches = status("batches").expect("batches");
-    d.wait_until(LONG, "the resync ran", || {
-        status("batches").is_some_and(|b| b > batches)
+    wait_until(LONG, "the resync ran", || {
+        d.log()
+            .split("full resync requested")
+            .nth(1)
+            .is_some_and(|after| after.contains(" synced "))
     });
     assert_eq!(status("skipped_paths"), Some(2));
     assert_eq!(
@@ -292,8 +297,7 @@ fn an_unreadable_file_is_skipped_once_and_everything_else_goes_on() {
     d.wait_until(LONG, "the file no longer counted", || {
         status("skipped_paths") == Some(1)
     });
-    // A directory made readable: what it holds arrives (the rescan of
-    // what could not be watched finds it).
+    // A directory made readable: its change syncs what it holds too.
     fs::set_permissions(env.src_path("locked"), fs::Permissions::from_mode(0o755)).expect("chmod");
     d.wait_until(LONG, "locked/in synced", || {
         env.dst_read("locked/in").as_deref() == Some(&b"i"[..])

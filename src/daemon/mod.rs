@@ -884,6 +884,23 @@ fn backoff(base: Duration, tries: u32) -> Duration {
         .min(MAX_BACKOFF)
 }
 
+/// A change to a directory that was skipped as unreadable (a chmod, say)
+/// syncs what it holds too: its contents were never seen.
+fn skipped_dir_changed(
+    skipped: &std::collections::BTreeMap<Vec<u8>, bool>,
+    c: &Change,
+) -> Option<Change> {
+    match c {
+        Change::Modified {
+            path, is_dir: true, ..
+        } if skipped.get(path) == Some(&true) => Some(Change::Subtree {
+            path: path.clone(),
+            instant: false,
+        }),
+        _ => None,
+    }
+}
+
 /// Whether a batch carries the whole-tree sync.
 fn is_full_sync(batch: &Batch) -> bool {
     batch
@@ -935,12 +952,20 @@ impl Daemon {
             let now = Instant::now();
             for c in self.changes.drain(..) {
                 ::log::trace!("change {c:?}");
+                let again = skipped_dir_changed(&self.skipped, &c);
                 self.queue.push(now, at_once(&self.cfg, c));
+                if let Some(again) = again {
+                    self.queue.push(now, again);
+                }
             }
         }
         let now = Instant::now();
         for c in self.changes.drain(..) {
+            let again = skipped_dir_changed(&self.skipped, &c);
             self.queue.push(now, at_once(&self.cfg, c));
+            if let Some(again) = again {
+                self.queue.push(now, again);
+            }
         }
         Ok(())
     }
