@@ -2279,4 +2279,44 @@ mod tests {
             v(&["livesync", "-K", "n"])
         );
     }
+
+    #[test]
+    fn a_change_to_a_skipped_directory_syncs_its_subtree() {
+        let mut skipped = std::collections::BTreeMap::new();
+        skipped.insert(b"locked".to_vec(), true);
+        skipped.insert(b"secret".to_vec(), false);
+        let modified = |p: &str, is_dir| Change::Modified {
+            path: p.as_bytes().to_vec(),
+            is_dir,
+            size: 0,
+        };
+        assert_eq!(
+            skipped_dir_changed(&skipped, &modified("locked", true)),
+            Some(Change::Subtree {
+                path: b"locked".to_vec(),
+                instant: false
+            })
+        );
+        assert_eq!(
+            skipped_dir_changed(&skipped, &modified("secret", false)),
+            None
+        );
+        assert_eq!(
+            skipped_dir_changed(&skipped, &modified("other", true)),
+            None
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_from_the_base_up_to_the_cap() {
+        let base = Duration::from_millis(500);
+        let waits: Vec<u64> = (1..=9)
+            .map(|t| backoff(base, t).as_millis() as u64)
+            .collect();
+        assert_eq!(
+            waits,
+            [500, 1000, 2000, 4000, 8000, 16000, 32000, 60000, 60000]
+        );
+        assert_eq!(backoff(base, u32::MAX), MAX_BACKOFF);
+    }
 }
