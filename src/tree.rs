@@ -9,7 +9,11 @@
 //! Directories deleted or moved out are forgotten (no ghost watches), and a
 //! directory re-created under an old name is watched afresh. Rename halves are
 //! paired by cookie; an unpaired half becomes a delete or a create. A lost
-//! event (queue overflow) becomes a rescan of the subtree.
+//! event (queue overflow) becomes a rescan of the subtree. A directory that
+//! cannot be watched (the watch limit, or any other refusal) is listed and
+//! synced all the same and rescanned every [`UNWATCHED_RESCAN`] until it
+//! can be. Directories deeper than `PATH_MAX` are listed through a
+//! descriptor (`monitor::deep`), so depth does not matter.
 //!
 //! A directory whose device and inode are the local destination's
 //! ([`Tree::never_enter`]) is never walked or watched, whatever its path: a
@@ -38,6 +42,17 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Whether `rel` is a directory reachable below `root` without following
+/// a symlink (at any depth, PATH_MAX or not).
+fn is_real_dir(root: &std::path::Path, rel: &[u8]) -> bool {
+    let at = crate::monitor::deep::dir_path(root, rel);
+    match at {
+        Ok(p) if p.via_descriptor() => true, // opened O_DIRECTORY|O_NOFOLLOW
+        Ok(p) => std::fs::symlink_metadata(p.path()).is_ok_and(|m| m.is_dir()),
+        Err(_) => false,
+    }
+}
+
 /// How often directories that could not be watched (watch limit) are
 /// rescanned and watching them is tried again.
 pub const UNWATCHED_RESCAN: Duration = Duration::from_secs(5);
@@ -64,12 +79,16 @@ pub struct Tree {
     /// A `MovedFrom` that was the last event of a read: its `MovedTo` may
     /// be in the next one.
     held: Option<RawEvent>,
-    /// Directories that could not be watched because the watch limit was
-    /// reached (nothing below them is watched either); rescanned every
-    /// [`UNWATCHED_RESCAN`] until watching them works.
+    /// Directories that could not be watched: the watch limit was reached
+    /// (nothing below them is watched either), or adding the watch failed
+    /// otherwise; rescanned every [`UNWATCHED_RESCAN`] until watching them
+    /// works.
     unwatched: BTreeSet<Vec<u8>>,
     /// The watch-limit error was logged loudly once already.
     limit_reported: bool,
+    /// Directories whose watch failed for another reason, logged loudly
+    /// once each.
+    watch_failed: BTreeSet<Vec<u8>>,
     pub stats: TreeStats,
     /// inotify-style event bits per raw event, in order, until
     /// [`Tree::take_masks`] (the queue keeps them for `%EVENT-MASK%`).
@@ -175,6 +194,7 @@ impl Tree {
             held: None,
             unwatched: BTreeSet::new(),
             limit_reported: false,
+            watch_failed: BTreeSet::new(),
             stats: TreeStats::default(),
             masks: Vec::new(),
             record_masks: true,
@@ -321,16 +341,38 @@ impl Tree {
                         continue;
                     }
                     Err(e) => {
+                        // Listed and synced all the same; what changes below
+                        // it is found by the rescans of the unwatched.
                         self.stats.watch_failures += 1;
-                        log::error!("{e}; changes below it are synced only by rescans");
+                        // (One we may not read is the sync's to report: it
+                        // skips it with one warning.)
+                        let denied = matches!(&e, MonitorError::Watch { source, .. }
+                            if matches!(source.raw_os_error(), Some(libc::EACCES | libc::EPERM)));
+                        if denied
+                            || self.unwatched.contains(&dir)
+                            || !self.watch_failed.insert(dir.clone())
+                        {
+                            log::debug!("{e}");
+                        } else {
+                            log::error!(
+                                "{e}; changes below it are found by a rescan every {} s until it can be watched",
+                                UNWATCHED_RESCAN.as_secs()
+                            );
+                        }
+                        self.unwatched.insert(dir.clone());
                     }
                 }
             }
             let abs = path::abs(&self.root, &dir);
-            let entries = match std::fs::read_dir(&abs) {
+            // (Deeper than PATH_MAX: listed through a descriptor.)
+            let listed = crate::monitor::deep::dir_path(&self.root, &dir)
+                .and_then(|p| std::fs::read_dir(p.path()));
+            let entries = match listed {
                 Ok(it) => it,
                 Err(e) => {
-                    if e.kind() != std::io::ErrorKind::NotFound
+                    if matches!(e.raw_os_error(), Some(libc::EACCES | libc::EPERM)) {
+                        log::debug!("cannot list {}: {e}", path::display_os(&abs));
+                    } else if e.kind() != std::io::ErrorKind::NotFound
                         && e.raw_os_error() != Some(libc::ENOTDIR)
                     {
                         log::warn!("cannot list {}: {e}", path::display_os(&abs));
@@ -542,10 +584,7 @@ impl Tree {
     pub fn rescan(&mut self, mon: &mut dyn Monitor, rel: &[u8], out: &mut Vec<Change>) {
         self.stats.rescans += 1;
         for watched in mon.watched_under(rel) {
-            let abs = path::abs(&self.root, &watched);
-            let still_dir = std::fs::symlink_metadata(&abs)
-                .map(|m| m.is_dir())
-                .unwrap_or(false);
+            let still_dir = is_real_dir(&self.root, &watched);
             if !still_dir {
                 mon.forget_subtree(&watched);
             }
@@ -569,8 +608,7 @@ impl Tree {
     pub fn rescan_unwatched(&mut self, mon: &mut dyn Monitor, out: &mut Vec<Change>) {
         let roots = std::mem::take(&mut self.unwatched);
         for dir in roots {
-            let abs = path::abs(&self.root, &dir);
-            if !std::fs::symlink_metadata(&abs).is_ok_and(|m| m.is_dir()) {
+            if !is_real_dir(&self.root, &dir) {
                 continue;
             }
             let _ = self.watch_subtree(mon, &dir, false);
@@ -669,10 +707,19 @@ mod tests {
     struct FakeMonitor {
         root: PathBuf,
         watched: BTreeSet<Vec<u8>>,
+        /// Directories it refuses to watch (as the kernel does one a
+        /// daemon that is not root may not read).
+        refuse: BTreeSet<Vec<u8>>,
     }
 
     impl Monitor for FakeMonitor {
         fn add_watch(&mut self, rel: &[u8]) -> Result<(), MonitorError> {
+            if self.refuse.contains(rel) {
+                return Err(MonitorError::Watch {
+                    path: path::display(rel),
+                    source: std::io::Error::from_raw_os_error(libc::EACCES),
+                });
+            }
             let is_dir =
                 std::fs::symlink_metadata(path::abs(&self.root, rel)).is_ok_and(|m| m.is_dir());
             if !is_dir {
@@ -875,6 +922,35 @@ mod tests {
         )
         .expect("process");
         assert!(!mon.watched.iter().any(|p| p.starts_with(b"b/moved")));
+    }
+
+    #[test]
+    fn a_directory_that_cannot_be_watched_is_rescanned_until_it_can() {
+        let (dir, mut tree, mut mon) = setup();
+        std::fs::create_dir_all(dir.path().join("a/b")).expect("mkdir");
+        mon.refuse.insert(b"a".to_vec());
+        tree.watch_subtree(&mut mon, b"", true).expect("walk");
+        let got: Vec<&[u8]> = mon.watched.iter().map(|p| p.as_slice()).collect();
+        assert_eq!(got, vec![&b""[..], b"a/b"], "listed all the same");
+        assert!(tree.has_unwatched());
+        // The promised rescan: `a` is synced whole (a change below it was
+        // not seen), and watching it is tried again.
+        let mut out = Vec::new();
+        tree.rescan_unwatched(&mut mon, &mut out);
+        assert_eq!(
+            out,
+            vec![Change::Subtree {
+                path: b"a".to_vec(),
+                instant: true
+            }]
+        );
+        assert!(tree.has_unwatched(), "still refused");
+        mon.refuse.clear();
+        out.clear();
+        tree.rescan_unwatched(&mut mon, &mut out);
+        assert_eq!(out.len(), 1);
+        assert!(mon.is_watched(b"a"));
+        assert!(!tree.has_unwatched());
     }
 
     #[test]

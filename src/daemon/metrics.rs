@@ -19,6 +19,8 @@
 //! | `failures_total` | counter | | failed handler runs |
 //! | `retries_total` | counter | | batches queued again after a failure |
 //! | `rescans_total` | counter | | rescans after lost events |
+//! | `skipped_paths` | gauge | | source paths skipped because the daemon may not read them |
+//! | `failed_paths` | gauge | | paths that failed on their own and wait for their retries |
 //! | `queue_depth` | gauge | lane | pending operations per lane |
 //! | `oldest_pending_age_seconds` | gauge | | lag of the oldest pending change (0: none) |
 //! | `destination_up` | gauge (0/1) | destination | 0 while the last sync to it failed |
@@ -136,6 +138,20 @@ pub fn render(s: &Status) -> String {
     ] {
         head(&mut o, name, "counter", help);
         let _ = writeln!(o, "livesync_{name} {}", counter(s, key));
+    }
+
+    for (name, help) in [
+        (
+            "skipped_paths",
+            "Source paths skipped because the daemon may not read them.",
+        ),
+        (
+            "failed_paths",
+            "Paths that failed on their own and wait for their retries.",
+        ),
+    ] {
+        head(&mut o, name, "gauge", help);
+        let _ = writeln!(o, "livesync_{name} {}", counter(s, name));
     }
 
     head(
@@ -279,6 +295,8 @@ mod tests {
                 ("failures".into(), 1),
                 ("retries".into(), 1),
                 ("rescans".into(), 0),
+                ("skipped_paths".into(), 2),
+                ("failed_paths".into(), 5),
             ],
             watch_dir: "/s\"x\\".into(),
             destination: "/d\nz".into(),
@@ -316,6 +334,8 @@ mod tests {
         let m = parse(&render(&status()));
         assert_eq!(m["livesync_events_total"], 10.0);
         assert_eq!(m["livesync_batches_total"], 4.0);
+        assert_eq!(m["livesync_skipped_paths"], 2.0);
+        assert_eq!(m["livesync_failed_paths"], 5.0);
         assert_eq!(m["livesync_paths_synced_total"], 7.0);
         assert_eq!(m["livesync_failures_total"], 1.0);
         assert_eq!(m["livesync_retries_total"], 1.0);

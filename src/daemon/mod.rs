@@ -25,7 +25,7 @@
 //! # Statuses (`--status-file`, `CLSYNC_STATUS`)
 //! `starting` (watches being added), `initsync` (the initial sync runs or is
 //! retried), `running`, `synchandler error` (waiting to retry a failed
-//! batch), `hold on` (standby file or pause), `rehashing` (SIGHUP),
+//! batch, or failed paths; the rest keeps syncing meanwhile), `hold on` (standby file or pause), `rehashing` (SIGHUP),
 //! `preexit` (pre-exit hook), `terminating` (the last syncs), `exiting`
 //! (exit hook, cleanup).
 //!
@@ -90,6 +90,16 @@
 //! once and shared by every mirror engine (worker threads, reloads). A
 //! local destination, found by device and inode, is never walked or watched
 //! from the source side.
+//!
+//! When the handler names the paths that failed ([`HandlerError::Paths`]:
+//! the built-in mirror does), the rest of the batch counts as done and only
+//! those paths are re-queued, each with its own backoff and its own count
+//! for `-r`; nothing else waits for them (a full destination still takes
+//! the deletions that free it). Source paths the handler may not read are
+//! skipped: one warning each, counted in the status (`skipped_paths`) and
+//! the metrics, synced again on their next change or every 5 minutes
+//! (`SKIPPED_RETRY`); they hold up neither the initial sync, nor the
+//! hooks, nor `--exit-on-no-events`.
 //!
 //! # Other signals
 //! SIGHUP re-reads the command line and the config file (and so the rules
@@ -175,6 +185,9 @@ const WORKER_STACK: usize = 256 << 20;
 const MAX_READS_PER_TURN: usize = 64;
 /// Longest wait between retries of a failing batch.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// How often source paths skipped as unreadable are tried again when no
+/// change to them comes first.
+const SKIPPED_RETRY: Duration = Duration::from_secs(300);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -199,6 +212,9 @@ pub enum DaemonError {
     /// `RestartPreventExitStatus=2` leaves it to a human).
     #[error("{0}")]
     DestinationChanged(String),
+    /// The watch dir cannot be read by the daemon's user (exit code 2).
+    #[error("{0}")]
+    WatchDirUnreadable(String),
 }
 
 impl DaemonError {
@@ -206,7 +222,9 @@ impl DaemonError {
     pub fn exit_code(&self) -> i32 {
         match self {
             DaemonError::WatchLimit(_) => 3,
-            DaemonError::SharedObject(_) | DaemonError::DestinationChanged(_) => 2,
+            DaemonError::SharedObject(_)
+            | DaemonError::DestinationChanged(_)
+            | DaemonError::WatchDirUnreadable(_) => 2,
             _ => 1,
         }
     }
@@ -869,6 +887,11 @@ struct Daemon {
     /// `--socket`.
     socket: Option<socket::ControlSocket>,
     counters: Counters,
+    /// Source paths the handler skipped because it may not read them
+    /// (`true`: with their subtree), until a sync of them works.
+    skipped: std::collections::BTreeMap<Vec<u8>, bool>,
+    /// When the skipped paths are tried again, changed or not.
+    next_skipped_retry: Option<Instant>,
     last_sync: Option<socket::LastSync>,
     /// systemd notifications and the metrics file (the operations issue).
     ops: ops::Ops,
@@ -903,6 +926,31 @@ fn at_once(cfg: &Config, c: Change) -> Change {
             }
         }
         c => c,
+    }
+}
+
+/// The wait before try `tries + 1` of something that failed `tries`
+/// times: `base` doubling, up to [`MAX_BACKOFF`].
+fn backoff(base: Duration, tries: u32) -> Duration {
+    base.checked_mul(1u32 << tries.saturating_sub(1).min(16))
+        .unwrap_or(MAX_BACKOFF)
+        .min(MAX_BACKOFF)
+}
+
+/// A change to a directory that was skipped as unreadable (a chmod, say)
+/// syncs what it holds too: its contents were never seen.
+fn skipped_dir_changed(
+    skipped: &std::collections::BTreeMap<Vec<u8>, bool>,
+    c: &Change,
+) -> Option<Change> {
+    match c {
+        Change::Modified {
+            path, is_dir: true, ..
+        } if skipped.get(path) == Some(&true) => Some(Change::Subtree {
+            path: path.clone(),
+            instant: false,
+        }),
+        _ => None,
     }
 }
 
@@ -957,12 +1005,20 @@ impl Daemon {
             let now = Instant::now();
             for c in self.changes.drain(..) {
                 ::log::trace!("change {c:?}");
+                let again = skipped_dir_changed(&self.skipped, &c);
                 self.queue.push(now, at_once(&self.cfg, c));
+                if let Some(again) = again {
+                    self.queue.push(now, again);
+                }
             }
         }
         let now = Instant::now();
         for c in self.changes.drain(..) {
+            let again = skipped_dir_changed(&self.skipped, &c);
             self.queue.push(now, at_once(&self.cfg, c));
+            if let Some(again) = again {
+                self.queue.push(now, again);
+            }
         }
         Ok(())
     }
@@ -990,7 +1046,8 @@ impl Daemon {
         }
         if self.standby || self.paused {
             Status::HoldOn
-        } else if self.retry_at.is_some() {
+        } else if self.retry_at.is_some() || self.queue.waiting() > 0 {
+            // A failed batch, or failed paths, wait for their retries.
             Status::HandlerError
         } else if !self.initial_done {
             Status::InitSync
@@ -1208,6 +1265,12 @@ impl Daemon {
         if result.is_ok() {
             self.queue.finished_id(id, now);
         }
+        match &result {
+            Ok(report) | Err(HandlerError::Paths { report, .. }) => {
+                self.note_skipped(&batch, &report.skipped, now);
+            }
+            Err(_) => {}
+        }
         self.counters.batches += 1;
         self.last_sync = Some(socket::LastSync {
             finished_unix_ms: std::time::SystemTime::now()
@@ -1257,6 +1320,69 @@ impl Daemon {
                 }
                 return Err(DaemonError::DestinationChanged(why));
             }
+            Err(HandlerError::Paths { failed, report }) => {
+                // Everything else was done: only the failed paths come
+                // back, each with its own backoff, and the rest flows on.
+                let paths: Vec<(Vec<u8>, bool)> = failed
+                    .iter()
+                    .map(|f| (f.path.clone(), f.recursive))
+                    .collect();
+                let base = self.backoff_base();
+                let tries = self
+                    .queue
+                    .requeue_failed_id(id, now, paths, |attempt| now + backoff(base, attempt));
+                let hard_end = self.ending.as_ref().is_some_and(|e| e.hard);
+                let exhausted = self.cfg.retries != 0 && tries >= self.cfg.retries;
+                let first = HandlerError::Paths {
+                    failed: failed.clone(),
+                    report: Report::default(),
+                };
+                if hard_end || (exhausted && !self.cfg.ignore_failures) {
+                    let why = if hard_end {
+                        "the last sync before exiting failed".to_string()
+                    } else {
+                        format!(
+                            "a path failed {tries} time(s) (-r {}), giving up",
+                            self.cfg.retries
+                        )
+                    };
+                    if self.worker.busy {
+                        procs::signal_child_groups(libc::SIGTERM);
+                    }
+                    return Err(DaemonError::GaveUp(format!(
+                        "{why}: {first}; {} op(s) not synced; a restart resyncs everything",
+                        self.queue.len()
+                    )));
+                }
+                self.counters.paths_synced += n.saturating_sub(failed.len()) as u64;
+                self.counters.failures += 1;
+                self.counters.retries += 1;
+                if was_initial {
+                    self.initial_done = true;
+                    ::log::info!(
+                        "initial sync done, but for {} path(s) that are retried",
+                        failed.len()
+                    );
+                }
+                ::log::error!(
+                    "sync of {n} path{} ({} lane) with {}: {} path(s) failed (try {tries}{}): {first}{}; retrying {} in {:.1} s, the rest is done (copied {}, deleted {}, renamed {})",
+                    if n == 1 { "" } else { "s" },
+                    batch.lane.name(),
+                    self.worker_name(),
+                    failed.len(),
+                    if exhausted {
+                        ", --ignore-failures keeps it"
+                    } else {
+                        ""
+                    },
+                    privilege::failure_hint().unwrap_or_default(),
+                    if failed.len() == 1 { "it" } else { "them" },
+                    backoff(base, tries).as_secs_f64(),
+                    report.copied,
+                    report.deleted,
+                    report.renamed
+                );
+            }
             Err(e) => {
                 let tries = batch.attempt + 1;
                 let hard_end = self.ending.as_ref().is_some_and(|e| e.hard);
@@ -1287,11 +1413,7 @@ impl Daemon {
                         paths.join(", ")
                     )));
                 }
-                let base = self.cfg.queue.interval.max(Duration::from_millis(500));
-                let backoff = base
-                    .checked_mul(1u32 << (tries - 1).min(16))
-                    .unwrap_or(MAX_BACKOFF)
-                    .min(MAX_BACKOFF);
+                let backoff = backoff(self.backoff_base(), tries);
                 ::log::error!(
                     "sync of {n} path{} failed (try {tries}{}): {e}{}; retrying in {:.1} s",
                     if n == 1 { "" } else { "s" },
@@ -1320,6 +1442,85 @@ impl Daemon {
 
     fn worker_name(&self) -> &'static str {
         self.cfg.mode.name()
+    }
+
+    /// The first wait after a failure: max(-w, 0.5 s).
+    fn backoff_base(&self) -> Duration {
+        self.cfg.queue.interval.max(Duration::from_millis(500))
+    }
+
+    /// Keeps the source paths the handler skipped as unreadable: each is
+    /// warned about once, counted in the status, and synced again on its
+    /// next change or after [`SKIPPED_RETRY`]. What `batch` synced without
+    /// skipping it again is no longer skipped.
+    fn note_skipped(&mut self, batch: &Batch, skipped: &[crate::handler::PathIssue], now: Instant) {
+        let mut before: std::collections::BTreeSet<Vec<u8>> = std::collections::BTreeSet::new();
+        if !self.skipped.is_empty() {
+            for op in &batch.ops {
+                let recursive = !matches!(
+                    op,
+                    Op::Sync {
+                        recursive: false,
+                        ..
+                    }
+                );
+                for p in op.paths() {
+                    let mut gone: Vec<Vec<u8>> = Vec::new();
+                    if self.skipped.contains_key(p) {
+                        gone.push(p.to_vec());
+                    }
+                    if recursive && p.is_empty() {
+                        gone.extend(self.skipped.keys().cloned());
+                    } else if recursive {
+                        // Everything below `p`: the keys from `p/` to `p0`.
+                        let lo = [p, b"/"].concat();
+                        let hi = [p, b"0"].concat();
+                        gone.extend(self.skipped.range(lo..hi).map(|(k, _)| k.clone()));
+                    }
+                    for k in gone {
+                        self.skipped.remove(&k);
+                        before.insert(k);
+                    }
+                }
+            }
+        }
+        for s in skipped {
+            let known = before.contains(&s.path) || self.skipped.contains_key(&s.path);
+            *self.skipped.entry(s.path.clone()).or_default() |= s.recursive;
+            if !known {
+                ::log::warn!(
+                    "skipped {}: {}; it is synced when it changes (or tried again every {} s); make it readable by the daemon's user",
+                    path::display(&s.path),
+                    s.message,
+                    SKIPPED_RETRY.as_secs()
+                );
+            }
+        }
+        if !self.skipped.is_empty() && self.next_skipped_retry.is_none() {
+            self.next_skipped_retry = Some(now + SKIPPED_RETRY);
+        } else if self.skipped.is_empty() {
+            self.next_skipped_retry = None;
+        }
+    }
+
+    /// The slow timer of the skipped paths: sync them again, changed or not.
+    fn retry_skipped(&mut self, now: Instant) {
+        if self.next_skipped_retry.map_or(true, |t| t > now) {
+            return;
+        }
+        // They stay listed (and are not warned about again) until a sync
+        // of them works.
+        self.next_skipped_retry = Some(now + SKIPPED_RETRY);
+        for p in self.skipped.keys() {
+            ::log::debug!("trying skipped {} again", path::display(p));
+            self.queue.push(
+                now,
+                Change::Subtree {
+                    path: p.clone(),
+                    instant: false,
+                },
+            );
+        }
     }
 
     /// Acts on a request (from a signal or the control socket). Returns
@@ -1414,6 +1615,9 @@ impl Daemon {
             return;
         }
         if self.cfg.only_initialsync {
+            if !self.queue.is_empty() {
+                return; // paths of it that failed wait for their retries
+            }
             ::log::info!("--only-initialsync: the initial sync is done");
             self.begin_ending([Step::PreExit, Step::ExitHook].into());
             return;
@@ -1463,8 +1667,17 @@ impl Daemon {
                     // backend that scans (poll) looks now, not when due.
                     self.monitor.catch_up();
                     self.drain_events()?;
-                    match self.queue.pop_all_with_id() {
+                    // A hard end tries everything once more; a soft one
+                    // lets failed paths wait for their retries.
+                    let hard = self.ending.as_ref().is_some_and(|e| e.hard);
+                    let popped = if hard {
+                        self.queue.pop_all_with_id()
+                    } else {
+                        self.queue.pop_ready_with_id(now)
+                    };
+                    match popped {
                         Some((id, batch)) => self.start_batch(id, batch)?,
+                        None if !hard && !self.queue.is_empty() => return Ok(false),
                         None => {
                             if let Some(e) = self.ending.as_mut() {
                                 e.steps.pop_front();
@@ -1702,6 +1915,10 @@ impl Daemon {
                 ("failures".into(), self.counters.failures),
                 ("retries".into(), self.counters.retries),
                 ("rescans".into(), self.tree.stats.rescans),
+                // Gauges: source paths skipped as unreadable, and paths
+                // that failed on their own and wait for their retries.
+                ("skipped_paths".into(), self.skipped.len() as u64),
+                ("failed_paths".into(), self.queue.waiting() as u64),
                 ("pending".into(), snap.pending as u64),
                 ("iterations".into(), snap.iterations),
                 // -p safe|full: handler runs (or hooks) going on now, of how many.
@@ -1777,6 +1994,9 @@ impl Daemon {
                 }
             }
             self.check_standby(now);
+            if self.ending.is_none() {
+                self.retry_skipped(now);
+            }
             if self.retry_at.is_some_and(|t| t <= now) && self.worker.has_idle() {
                 // Due: the retry itself is what runs next.
                 self.retry_at = None;
@@ -1792,7 +2012,7 @@ impl Daemon {
                 while self.worker.has_idle() && !self.held(now) && self.below_max_iterations() {
                     let all = self.cfg.exit_on_no_events && self.initial_done;
                     let due = if all {
-                        !self.queue.is_empty()
+                        self.queue.next_ready(now).is_some_and(|t| t <= now)
                     } else {
                         self.queue.next_due().is_some_and(|t| t <= now)
                     };
@@ -1800,8 +2020,9 @@ impl Daemon {
                         break;
                     }
                     let popped = if all {
-                        // Sync until nothing is pending, without windows.
-                        self.queue.pop_all_with_id()
+                        // Sync until nothing is pending, without windows
+                        // (failed paths still wait for their retries).
+                        self.queue.pop_ready_with_id(now)
                     } else {
                         self.queue.pop_due_with_id(now)
                     };
@@ -1814,8 +2035,10 @@ impl Daemon {
             let idle = self.worker.has_idle();
             let batch_due = if !idle || self.held(now) || !self.below_max_iterations() {
                 None
-            } else if self.ending.is_some() || (self.cfg.exit_on_no_events && self.initial_done) {
+            } else if self.ending.as_ref().is_some_and(|e| e.hard) {
                 (!self.queue.is_empty()).then_some(now)
+            } else if self.ending.is_some() || (self.cfg.exit_on_no_events && self.initial_done) {
+                self.queue.next_ready(now)
             } else {
                 self.queue.next_due()
             };
@@ -1834,6 +2057,7 @@ impl Daemon {
                 }
             });
             let retry_due = self.retry_at.filter(|_| idle);
+            let skipped_due = self.next_skipped_retry.filter(|_| self.ending.is_none());
             // The watchdog and the metrics file (the operations issue).
             {
                 let mut ops = std::mem::replace(&mut self.ops, ops::Ops::new(None, None));
@@ -1849,6 +2073,7 @@ impl Daemon {
                 rescan_due,
                 standby_due,
                 retry_due,
+                skipped_due,
                 self.kill_deadline,
                 self.ops.next_due(),
                 monitor_due,
@@ -1944,6 +2169,21 @@ fn batch_mode_ssh() {
     if std::env::var_os("RSYNC_RSH").is_none() {
         std::env::set_var("RSYNC_RSH", DEFAULT_RSYNC_RSH);
     }
+}
+
+/// The watch dir must be listable and searchable by the daemon's user (as
+/// it is after dropping privileges): nothing below an unreadable one can
+/// ever be synced, so that is a usage error, not a failure to retry.
+fn check_watch_dir_readable(dir: &std::path::Path) -> Result<(), DaemonError> {
+    let listed = std::fs::read_dir(dir).and_then(|mut d| d.next().transpose());
+    let searched = listed.and_then(|_| std::fs::symlink_metadata(dir.join(".")));
+    searched.map(|_| ()).map_err(|e| {
+        DaemonError::WatchDirUnreadable(format!(
+            "watch dir {}: cannot read it as uid {}: {e}; make it readable and searchable by that user, or run as another (-u)",
+            path::display_os(dir),
+            nix::unistd::geteuid()
+        ))
+    })
 }
 
 /// Raises the soft limit of open files to the hard limit: the mirror holds
@@ -2090,6 +2330,7 @@ fn start_and_run(mut cfg: Config) -> Result<(), DaemonError> {
     if let (Some(f), Some(p)) = (status_file.as_mut(), &cfg.status_file) {
         f.moved_to(p);
     }
+    check_watch_dir_readable(&cfg.watch_dir)?;
     let mut monitor = crate::monitor::open(cfg.monitor, &cfg.watch_dir, &cfg.monitor_options)?;
     let mut tree = Tree::new(
         cfg.watch_dir.clone(),
@@ -2207,6 +2448,8 @@ fn start_and_run(mut cfg: Config) -> Result<(), DaemonError> {
         signatures: None,
         socket,
         counters: Counters::default(),
+        skipped: std::collections::BTreeMap::new(),
+        next_skipped_retry: None,
         last_sync: None,
         ops,
     };
@@ -2255,5 +2498,45 @@ mod tests {
             with_config_block(&v(&["livesync", "--config-block", "a"]), "n"),
             v(&["livesync", "-K", "n"])
         );
+    }
+
+    #[test]
+    fn a_change_to_a_skipped_directory_syncs_its_subtree() {
+        let mut skipped = std::collections::BTreeMap::new();
+        skipped.insert(b"locked".to_vec(), true);
+        skipped.insert(b"secret".to_vec(), false);
+        let modified = |p: &str, is_dir| Change::Modified {
+            path: p.as_bytes().to_vec(),
+            is_dir,
+            size: 0,
+        };
+        assert_eq!(
+            skipped_dir_changed(&skipped, &modified("locked", true)),
+            Some(Change::Subtree {
+                path: b"locked".to_vec(),
+                instant: false
+            })
+        );
+        assert_eq!(
+            skipped_dir_changed(&skipped, &modified("secret", false)),
+            None
+        );
+        assert_eq!(
+            skipped_dir_changed(&skipped, &modified("other", true)),
+            None
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_from_the_base_up_to_the_cap() {
+        let base = Duration::from_millis(500);
+        let waits: Vec<u64> = (1..=9)
+            .map(|t| backoff(base, t).as_millis() as u64)
+            .collect();
+        assert_eq!(
+            waits,
+            [500, 1000, 2000, 4000, 8000, 16000, 32000, 60000, 60000]
+        );
+        assert_eq!(backoff(base, u32::MAX), MAX_BACKOFF);
     }
 }

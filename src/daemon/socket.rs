@@ -138,7 +138,9 @@ pub struct Status {
     pub oldest_pending_age_ms: Option<u64>,
     pub last_sync: Option<LastSync>,
     /// `events`, `batches`, `paths_synced`, `failures`, `retries`, `rescans`;
-    /// also gauges: `pending`, `iterations`, `running` (handler runs or hooks
+    /// also gauges: `skipped_paths` (source paths skipped as unreadable),
+    /// `failed_paths` (paths that failed on their own, waiting for their
+    /// retries), `pending`, `iterations`, `running` (handler runs or hooks
     /// going on now) and `threads` (worker threads, `-p`/`--threads`).
     pub counters: Vec<(String, u64)>,
     pub watch_dir: String,

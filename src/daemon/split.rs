@@ -24,8 +24,11 @@
 //! - `MIRROR`: id, op count, each op a kind (0 sync, 1 recursive sync,
 //!   2 move) and one or two paths, each relative to the trees with no `.`,
 //!   `..` or empty component and no NUL. The helper runs the mirror on them
-//!   and replies `REPORT` (copied, deleted, renamed) or `FAIL` (kind 5
-//!   when the destination was moved or replaced: the daemon stops). The
+//!   and replies `REPORT` (copied, deleted, renamed, then the paths it
+//!   skipped as unreadable and the paths that failed on their own, each a
+//!   count and per path a recursive flag, the path and the message) or
+//!   `FAIL` (the whole batch failed, or the paths do not fit a packet; kind
+//!   5 when the destination was moved or replaced: the daemon stops). The
 //!   destination root opened on the first `RULES` is kept across later ones.
 //!
 //! Anything else ends the helper (a daemon that speaks nonsense is not
@@ -40,6 +43,7 @@ use crate::batch::{Batch, Op};
 use crate::config::{Config, Destination, Mode};
 use crate::exec::{self, ExecError, Outcome, Spec};
 use crate::handler::mirror::{DstRoot, Mirror};
+use crate::handler::PathIssue;
 use crate::handler::{Handler, HandlerError, Report};
 use crate::rules::Rules;
 use std::ffi::OsString;
@@ -101,10 +105,12 @@ pub enum Reply {
         kind: u8,
         message: String,
     },
-    /// What a `RULES` or `MIRROR` request did.
+    /// What a `RULES` or `MIRROR` request did (`report.skipped` too), and
+    /// the paths that failed on their own while the rest was done.
     Report {
         id: u64,
         report: Report,
+        failed: Vec<PathIssue>,
     },
 }
 
@@ -304,11 +310,19 @@ impl Reply {
                 out.push(*kind);
                 put(&mut out, message.as_bytes());
             }
-            Reply::Report { id, report } => {
+            Reply::Report { id, report, failed } => {
                 out.push(TAG_REPORT);
                 out.extend_from_slice(&id.to_le_bytes());
                 for n in [report.copied, report.deleted, report.renamed] {
                     out.extend_from_slice(&n.to_le_bytes());
+                }
+                for list in [&report.skipped, failed] {
+                    out.extend_from_slice(&(list.len() as u32).to_le_bytes());
+                    for i in list {
+                        out.push(u8::from(i.recursive));
+                        put(&mut out, &i.path);
+                        put(&mut out, i.message.as_bytes());
+                    }
                 }
             }
         }
@@ -343,13 +357,15 @@ impl Reply {
             }
             TAG_REPORT => {
                 let id = r.u64()?;
-                let report = Report {
+                let mut report = Report {
                     copied: r.u64()?,
                     deleted: r.u64()?,
                     renamed: r.u64()?,
                     ..Report::default()
                 };
-                Reply::Report { id, report }
+                report.skipped = r.issues()?;
+                let failed = r.issues()?;
+                Reply::Report { id, report, failed }
             }
             t => return Err(format!("unknown reply type {t}")),
         };
@@ -404,6 +420,27 @@ impl Reader<'_> {
         self.at = end;
         Ok(s)
     }
+    /// A count, then per path: recursive flag, path, message.
+    fn issues(&mut self) -> Result<Vec<PathIssue>, String> {
+        let n = self.count()?;
+        let mut out = Vec::with_capacity(n.min(1024));
+        for _ in 0..n {
+            let recursive = match self.u8()? {
+                0 => false,
+                1 => true,
+                f => return Err(format!("bad recursive flag {f}")),
+            };
+            let path = tree_path(self.bytes()?)?;
+            let message = String::from_utf8_lossy(self.bytes()?).into_owned();
+            out.push(PathIssue {
+                path,
+                recursive,
+                message,
+            });
+        }
+        Ok(out)
+    }
+
     fn u8(&mut self) -> Result<u8, String> {
         Ok(self.take(1)?[0])
     }
@@ -519,9 +556,9 @@ pub struct HelperConfig {
     pub unison_state: Option<PathBuf>,
 }
 
-fn report_reply(id: u64, done: Result<Report, String>) -> Reply {
+fn report_reply(id: u64, done: Result<(Report, Vec<PathIssue>), String>) -> Reply {
     match done {
-        Ok(report) => Reply::Report { id, report },
+        Ok((report, failed)) => Reply::Report { id, report, failed },
         Err(message) => Reply::Fail {
             id,
             kind: FAIL_OTHER,
@@ -530,11 +567,31 @@ fn report_reply(id: u64, done: Result<Report, String>) -> Reply {
     }
 }
 
+/// `reply` as one packet; a report whose paths do not fit says so as a
+/// failure of the whole batch instead (never a report that drops a failed
+/// path, which would then count as done).
+fn reply_packet(reply: &Reply) -> Vec<u8> {
+    let packet = reply.encode();
+    match reply {
+        Reply::Report { id, failed, report } if packet.len() > MAX_PACKET => Reply::Fail {
+            id: *id,
+            kind: FAIL_OTHER,
+            message: format!(
+                "the mirror failed for {} path(s) and skipped {}, more than one reply can carry; retrying the batch whole",
+                failed.len(),
+                report.skipped.len()
+            ),
+        }
+        .encode(),
+        _ => packet,
+    }
+}
+
 /// Stack of the thread that runs a mirror batch (it walks depth-first).
 const MIRROR_STACK: usize = 256 << 20;
 
 impl HelperMirror {
-    fn rules(&mut self, text: &[u8]) -> Result<Report, String> {
+    fn rules(&mut self, text: &[u8]) -> Result<(Report, Vec<PathIssue>), String> {
         let rules = Rules::parse(text, "the daemon's rules").map_err(|e| e.to_string())?;
         // A reload keeps the destination root opened the first time.
         let root = match &self.root {
@@ -549,10 +606,10 @@ impl HelperMirror {
                 .with_root(root)
                 .xattrs(self.xattrs, self.acls),
         );
-        Ok(Report::default())
+        Ok((Report::default(), Vec::new()))
     }
 
-    fn run(&mut self, ops: Vec<Op>) -> Result<Report, (u8, String)> {
+    fn run(&mut self, ops: Vec<Op>) -> Result<(Report, Vec<PathIssue>), (u8, String)> {
         let Some(engine) = self.engine.as_mut() else {
             return Err((FAIL_OTHER, "the mirror got no rules yet".into()));
         };
@@ -564,11 +621,11 @@ impl HelperMirror {
             std::thread::Builder::new()
                 .name("livesync-helper-mirror".into())
                 .stack_size(MIRROR_STACK)
-                .spawn_scoped(scope, || {
-                    engine.run(&batch).map_err(|e| match e {
-                        HandlerError::DestinationChanged(m) => (FAIL_DESTINATION_CHANGED, m),
-                        e => (FAIL_OTHER, e.to_string()),
-                    })
+                .spawn_scoped(scope, || match engine.run(&batch) {
+                    Ok(report) => Ok((report, Vec::new())),
+                    Err(HandlerError::Paths { failed, report }) => Ok((report, failed)),
+                    Err(HandlerError::DestinationChanged(m)) => Err((FAIL_DESTINATION_CHANGED, m)),
+                    Err(e) => Err((FAIL_OTHER, e.to_string())),
                 })
                 .map_err(|e| (FAIL_OTHER, format!("cannot start the mirror thread: {e}")))?
                 .join()
@@ -601,19 +658,21 @@ pub fn serve(sock: OwnedFd, mut cfg: HelperConfig) -> Result<(), String> {
                     Some(m) => m.rules(&text),
                     None => Err("this helper runs no mirror".into()),
                 };
-                if let Err(e) = send_packet(sock.as_raw_fd(), &report_reply(id, done).encode()) {
+                if let Err(e) =
+                    send_packet(sock.as_raw_fd(), &reply_packet(&report_reply(id, done)))
+                {
                     break Err(format!("answering: {e}"));
                 }
             }
             Request::Mirror { id, ops } => {
                 let reply = match cfg.mirror.as_mut() {
                     Some(m) => match m.run(ops) {
-                        Ok(report) => Reply::Report { id, report },
+                        Ok((report, failed)) => Reply::Report { id, report, failed },
                         Err((kind, message)) => Reply::Fail { id, kind, message },
                     },
                     None => report_reply(id, Err("this helper runs no mirror".into())),
                 };
-                if let Err(e) = send_packet(sock.as_raw_fd(), &reply.encode()) {
+                if let Err(e) = send_packet(sock.as_raw_fd(), &reply_packet(&reply)) {
                     break Err(format!("answering: {e}"));
                 }
             }
@@ -786,7 +845,8 @@ pub struct MirrorClient {
 impl MirrorClient {
     fn answer(reply: io::Result<Reply>) -> Result<Report, HandlerError> {
         match reply {
-            Ok(Reply::Report { report, .. }) => Ok(report),
+            Ok(Reply::Report { report, failed, .. }) if failed.is_empty() => Ok(report),
+            Ok(Reply::Report { report, failed, .. }) => Err(HandlerError::Paths { failed, report }),
             Ok(Reply::Fail {
                 kind: FAIL_DESTINATION_CHANGED,
                 message,
@@ -1103,5 +1163,41 @@ mod tests {
             },
         };
         assert_eq!(Reply::decode(&d.encode()), Ok(d));
+        // A mirror report with the paths it skipped and those that failed.
+        let issue = |p: &[u8], recursive| PathIssue {
+            path: p.to_vec(),
+            recursive,
+            message: format!("{}: no", String::from_utf8_lossy(p)),
+        };
+        let rep = Reply::Report {
+            id: 4,
+            report: Report {
+                copied: 1,
+                deleted: 2,
+                renamed: 3,
+                skipped: vec![issue(b"a/secret", false)],
+                ..Report::default()
+            },
+            failed: vec![issue(b"", true), issue(b"big", false)],
+        };
+        assert_eq!(Reply::decode(&rep.encode()), Ok(rep.clone()));
+        let mut bad = rep.clone();
+        if let Reply::Report { failed, .. } = &mut bad {
+            failed[0].path = b"../x".to_vec();
+        }
+        assert!(
+            Reply::decode(&bad.encode()).is_err(),
+            "a path outside the tree"
+        );
+        // Too many to carry: the whole batch fails instead.
+        let mut huge = rep;
+        if let Reply::Report { failed, .. } = &mut huge {
+            let long = vec![b'x'; 200];
+            failed.extend((0..MAX_PACKET / 200).map(|_| issue(&long, false)));
+        }
+        assert!(matches!(
+            Reply::decode(&reply_packet(&huge)),
+            Ok(Reply::Fail { id: 4, .. })
+        ));
     }
 }

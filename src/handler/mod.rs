@@ -2,7 +2,12 @@
 //!
 //! A handler runs on a worker thread, never on the event loop, and may block.
 //! It reports failure with a [`HandlerError`]; the daemon then puts the batch
-//! back into the queue, so a handler never needs to retry by itself.
+//! back into the queue, so a handler never needs to retry by itself. A
+//! handler that can tell which paths failed does the rest of the batch and
+//! says so ([`HandlerError::Paths`]): only those come back, so one bad path
+//! never stops the rest. Source entries it may not read are skipped and
+//! listed in [`Report::skipped`], as rsync's "some files could not be
+//! transferred": retrying cannot help until someone changes them.
 
 pub mod command;
 pub mod csync2;
@@ -29,12 +34,41 @@ pub enum HandlerError {
     Exit { program: String, code: i32 },
     #[error("{program} was killed by signal {signal}")]
     Signal { program: String, signal: i32 },
+    /// A source entry we may not read (`EACCES`, `EPERM`): skipped, not
+    /// retried until it changes.
+    #[error("{path}: {source}")]
+    Unreadable { path: String, source: io::Error },
+    /// Everything in the batch was done but `failed`.
+    #[error("{}", paths_message(failed))]
+    Paths {
+        failed: Vec<PathIssue>,
+        report: Report,
+    },
     #[error("{0}")]
     Other(String),
     /// The destination's path no longer leads to the directory the handler
     /// started with: retrying cannot help, and must not write anywhere.
     #[error("{0}")]
     DestinationChanged(String),
+}
+
+fn paths_message(failed: &[PathIssue]) -> String {
+    match failed {
+        [] => "no path failed".into(),
+        [one] => one.message.clone(),
+        [first, rest @ ..] => format!("{} (and {} more path(s))", first.message, rest.len()),
+    }
+}
+
+/// One path a handler failed on or skipped, while it did the rest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PathIssue {
+    /// Relative to the watch root (empty: the root).
+    pub path: Vec<u8>,
+    /// Its whole subtree is concerned.
+    pub recursive: bool,
+    /// What went wrong, naming the path.
+    pub message: String,
 }
 
 impl HandlerError {
@@ -117,6 +151,8 @@ pub struct Report {
     pub copied: u64,
     pub deleted: u64,
     pub renamed: u64,
+    /// Source entries left out because we may not read them.
+    pub skipped: Vec<PathIssue>,
 }
 
 pub trait Handler: Send {

@@ -28,11 +28,17 @@
 //! name lookup, a refused or unreachable connection, an rsync daemon's
 //! login), the failure says so in one line ([`transport_cause`]) and the
 //! full output goes to the debug log; otherwise the output is passed on.
+//!
+//! A run of several ops that rsync ends with "some files could not be
+//! transferred" (23, 24) or a file I/O error (11: a full destination) is
+//! split in halves, and halves of the halves that fail, so that the paths
+//! that can go, go; the ops that still fail alone are returned as
+//! [`HandlerError::Paths`] and only they are retried.
 
 use super::lists::{self, Excludes, Includes, Separator, SourceKind};
 use super::template::{Context, Macro, Template};
 use super::{Handler, HandlerError, Report};
-use crate::batch::Batch;
+use crate::batch::{Batch, Op};
 use crate::exec::{self, ExecError, Outcome};
 use crate::path;
 use crate::rules::{Action, Kind, Rules};
@@ -368,28 +374,112 @@ impl Handler for RsyncDirect {
         if batch.is_empty() {
             return Ok(Report::default());
         }
+        let mut code = None;
+        match self.run_ops(&batch.ops, &mut code) {
+            Err(e) if !self.cfg.shell && partial(&e) => {
+                // Some paths could not go (a full destination, a file it
+                // refuses): split the run so that the others do. (One op
+                // alone fails alone, and nothing else waits for it.)
+                let mut failed = Vec::new();
+                if let [op] = &batch.ops[..] {
+                    failed.extend(issues(op, &e));
+                } else {
+                    log::info!(
+                        "{e}: syncing the batch's {} ops in parts to find the paths that fail",
+                        batch.ops.len()
+                    );
+                    self.bisect(&batch.ops, &mut code, &mut failed)?;
+                }
+                let report = Report {
+                    exit_code: code,
+                    ..Report::default()
+                };
+                if failed.is_empty() {
+                    Ok(report)
+                } else {
+                    Err(HandlerError::Paths { failed, report })
+                }
+            }
+            Err(e) => Err(e),
+            Ok(()) => Ok(Report {
+                exit_code: code,
+                ..Report::default()
+            }),
+        }
+    }
+}
+
+impl RsyncDirect {
+    /// One rsync run (or one per `--rsync-inclimit` part) for `ops`.
+    fn run_ops(&mut self, ops: &[Op], code: &mut Option<i32>) -> Result<(), HandlerError> {
         let src = self.cfg.src.clone();
-        let inc = Includes::from_batch(batch, |p| lstat_kind(&src, p));
+        let inc = Includes::from_batch(&Batch::of(ops.to_vec()), |p| lstat_kind(&src, p));
         let mut excluded = self.rule_exclusions(&inc);
         excluded.extend(self.excluded.iter().cloned());
         let ex = Excludes::new(excluded).relevant_to(&inc);
-
-        let mut code = None;
         for part in inc.split(self.cfg.inclimit) {
             let (outcome, cause) = self.run_part(&part, &ex)?;
             let program = self.program_name();
-            judge(outcome, &program, &self.cfg.ignore_exit, &mut code).map_err(
-                |e| match cause {
-                    Some(cause) => HandlerError::Other(format!("{program} {outcome}: {cause}")),
-                    None => e,
-                },
-            )?;
+            judge(outcome, &program, &self.cfg.ignore_exit, code).map_err(|e| match cause {
+                Some(cause) => HandlerError::Other(format!("{program} {outcome}: {cause}")),
+                None => e,
+            })?;
         }
-        Ok(Report {
-            exit_code: code,
-            ..Report::default()
-        })
+        Ok(())
     }
+
+    /// Runs the two halves of `ops` apart, and halves of a half that
+    /// fails for some paths, down to single ops: those that still fail go
+    /// into `failed`. Any other failure stops it.
+    fn bisect(
+        &mut self,
+        ops: &[Op],
+        code: &mut Option<i32>,
+        failed: &mut Vec<super::PathIssue>,
+    ) -> Result<(), HandlerError> {
+        let (a, b) = ops.split_at(ops.len() / 2);
+        for half in [a, b] {
+            if half.is_empty() {
+                continue;
+            }
+            match self.run_ops(half, code) {
+                Ok(()) => {}
+                Err(e) if partial(&e) && half.len() > 1 => self.bisect(half, code, failed)?,
+                Err(e) if partial(&e) => failed.extend(issues(&half[0], &e)),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The paths of `op` failed with `e`.
+fn issues(op: &Op, e: &HandlerError) -> Vec<super::PathIssue> {
+    let sides: Vec<(&[u8], bool)> = match op {
+        Op::Sync { path, recursive } => vec![(path, *recursive)],
+        Op::Move { from, to } => vec![(from, true), (to, true)],
+    };
+    sides
+        .into_iter()
+        .map(|(p, recursive)| super::PathIssue {
+            path: p.to_vec(),
+            recursive,
+            message: format!("{}: {e}", path::display(p)),
+        })
+        .collect()
+}
+
+/// rsync's "some files could not be transferred" (23, 24) and its file
+/// I/O error (11, what a full destination gives): other paths of the same
+/// run may well go.
+fn partial(e: &HandlerError) -> bool {
+    matches!(
+        e,
+        HandlerError::Exit {
+            code: 11 | 23 | 24,
+            ..
+        }
+    )
 }
 
 /// clsync's default arguments without the program and the two trees
@@ -1024,7 +1114,20 @@ mod tests {
         let e = handler(&fake, src.path(), "d")
             .run(&batch(vec![sync(b"f", false)]))
             .unwrap_err();
-        assert!(matches!(e, HandlerError::Exit { code: 23, .. }), "{e:?}");
+        // One op that fails for its paths fails alone.
+        match &e {
+            HandlerError::Paths { failed, .. } => {
+                assert_eq!(failed.len(), 1, "{e:?}");
+                assert_eq!(failed[0].path, b"f");
+                assert!(failed[0].message.ends_with("exited with code 23"), "{e}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let other = Fake::new(12);
+        let e = handler(&other, src.path(), "d")
+            .run(&batch(vec![sync(b"f", false), sync(b"g", false)]))
+            .unwrap_err();
+        assert!(matches!(e, HandlerError::Exit { code: 12, .. }), "{e:?}");
 
         let mut cfg = RsyncConfig::new(fake.program(), src.path(), "d");
         cfg.ignore_exit = vec![23, 24];
@@ -1033,6 +1136,41 @@ mod tests {
             .run(&batch(vec![sync(b"f", false)]))
             .unwrap();
         assert_eq!(r.exit_code, Some(23));
+    }
+
+    #[test]
+    fn a_run_that_fails_for_some_paths_is_split_until_they_are_found() {
+        let src = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("fake-rsync");
+        let runs = dir.path().join("runs");
+        // rsync that cannot transfer `bad` (or `worse`): code 23 when its
+        // include list names one.
+        fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\necho run >> '{runs}'\nfor a in \"$@\"; do if [ -f \"$a\" ] && grep -qE '^/(bad|worse)$' \"$a\"; then exit 23; fi; done\nexit 0\n",
+                runs = runs.display()
+            ),
+        )
+        .unwrap();
+        fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+        let mut h =
+            RsyncDirect::new(RsyncConfig::new(script.as_os_str(), src.path(), "d")).unwrap();
+        let ops: Vec<Op> = ["a", "b", "bad", "c", "d", "e", "f", "worse"]
+            .iter()
+            .map(|p| sync(p.as_bytes(), false))
+            .collect();
+        let e = h.run(&batch(ops)).unwrap_err();
+        let HandlerError::Paths { failed, .. } = &e else {
+            panic!("{e:?}");
+        };
+        let paths: Vec<&[u8]> = failed.iter().map(|f| &f.path[..]).collect();
+        assert_eq!(paths, vec![&b"bad"[..], b"worse"]);
+        // 1 whole + 2 halves + 4 quarters + 4 single ops of the two
+        // failing quarters: far fewer than one run per op would be if
+        // many failed, and the good halves ran once.
+        assert_eq!(fs::read_to_string(&runs).unwrap().lines().count(), 11);
     }
 
     #[test]

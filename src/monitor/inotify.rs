@@ -10,7 +10,9 @@
 //! about which directories to watch: that is the tree's job.
 //!
 //! Watches are added with `IN_DONT_FOLLOW | IN_ONLYDIR`, so a symlink in the
-//! tree is never followed to a directory outside it.
+//! tree is never followed to a directory outside it. A directory deeper
+//! than `PATH_MAX` is watched through `/proc/self/fd/N` of a descriptor
+//! reached one component at a time without following links (`deep.rs`).
 
 use super::{EventKind, Monitor, MonitorError, RawEvent};
 use crate::path;
@@ -218,7 +220,18 @@ impl InotifyMonitor {
 impl Monitor for InotifyMonitor {
     fn add_watch(&mut self, rel: &[u8]) -> Result<(), MonitorError> {
         let abs = path::abs(&self.root, rel);
-        let wd = match self.inotify.watches().add(&abs, mask()) {
+        // Deeper than PATH_MAX: watched through a descriptor reached
+        // without following links (see deep.rs), whose /proc link must
+        // itself be followed.
+        let added = super::deep::dir_path(&self.root, rel).and_then(|p| {
+            let m = if p.via_descriptor() {
+                mask() & !WatchMask::DONT_FOLLOW
+            } else {
+                mask()
+            };
+            self.inotify.watches().add(p.path(), m)
+        });
+        let wd = match added {
             Ok(wd) => wd,
             Err(e) => {
                 return Err(match e.raw_os_error() {

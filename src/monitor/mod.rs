@@ -13,7 +13,8 @@
 //! diff. The optional methods have no-op defaults: `next_deadline` (a
 //! backend without a descriptor says when to read it), `syncing`/`synced`
 //! (a listing backend checks what a sync may have read) and `catch_up`
-//! (read everything now, before a last sync).
+//! (read everything now, before a last sync). `deep` names directories
+//! deeper than `PATH_MAX` for the calls that take a path.
 
 // Backends: the `cfg` sits on these lines and nowhere else. A backend that
 // cannot run on this platform is the `unavailable.rs` stand-in, whose
@@ -33,6 +34,12 @@ pub mod fanotify;
 #[path = "unavailable.rs"]
 #[allow(clippy::duplicate_mod)] // the stand-in, once per missing backend, on purpose
 pub mod fanotify;
+// Directories deeper than PATH_MAX, by descriptor (Linux's O_PATH).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub mod deep;
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+#[path = "deep_other.rs"]
+pub mod deep;
 pub mod kqueue;
 pub mod notify;
 pub mod poll;

@@ -58,10 +58,24 @@
 //! their real mode then. Ownership is copied when `preserve_owner` is on (by
 //! default: when running as euid 0).
 //!
+//! Order: renames go first (in order), then every op whose source path is
+//! gone (deletions), then the copies, so that deletions that free space
+//! at a full destination are never stuck behind a copy that needs it. Ops
+//! are state based and name each path once, so a path deleted and made
+//! again ends as the source has it.
+//!
 //! Errors: a source entry that vanishes or changes type mid-op is not a
 //! failure (the op re-reads it and deletes or syncs what is there now; a
-//! later event follows anyway). Any other I/O error stops the batch at once
-//! and is returned naming the path; the queue retries the whole batch.
+//! later event follows anyway). A source entry we may not read (`EACCES`,
+//! `EPERM`) is skipped and listed in the report. An error that concerns one
+//! entry (a full or over-quota destination, a name too long, the injected
+//! failure of the tests) fails that entry only: the batch goes on and
+//! returns [`HandlerError::Paths`] naming them, so the queue retries just
+//! those, each with its own backoff. Past [`MAX_FAILED`] such entries, the
+//! ops not yet run fail as a whole. An error that says the destination as a
+//! whole is unusable (read-only, `EIO`, a stale or lost network mount, out
+//! of descriptors or memory) stops the batch at once; the queue retries the
+//! whole batch.
 //!
 //! Rules: an entry is created, updated or deleted only when the rules permit
 //! `Action::Sync` for its kind, a directory is descended only when they
@@ -115,6 +129,11 @@ const DIR_CACHE: usize = 128;
 /// How often one entry is re-read when the source keeps changing its type
 /// under us before we leave it to the next event.
 const ATTEMPTS: usize = 3;
+
+/// How many entries one batch may fail on one by one before the ops it has
+/// not run yet fail whole (a destination that refuses everything need not
+/// be tried file by file).
+pub const MAX_FAILED: usize = 64;
 
 pub struct Mirror {
     src: PathBuf,
@@ -276,19 +295,69 @@ impl Handler for Mirror {
             self.root = Some(Arc::new(DstRoot::open(&self.dst, true)?));
         }
         let mut run = Run::start(self)?;
-        let mut outcome = Ok(());
-        for op in &batch.ops {
-            outcome = run.op(op);
-            if outcome.is_err() {
-                break;
-            }
-        }
+        let outcome = run.ops(&batch.ops);
         // Directory metadata is fixed even after a failure, so that what was
         // done is not left with 0700 placeholders until the retry.
         let fixed = run.fix_touched_dirs();
         outcome?;
         fixed?;
-        Ok(run.report)
+        let mut report = std::mem::take(&mut run.report);
+        report.skipped = std::mem::take(&mut run.skipped);
+        if run.failed.is_empty() {
+            Ok(report)
+        } else {
+            Err(HandlerError::Paths {
+                failed: std::mem::take(&mut run.failed),
+                report,
+            })
+        }
+    }
+}
+
+/// What an error says about the rest of the batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scope {
+    /// A source entry we may not read: skip it.
+    Unreadable,
+    /// This entry only: fail it, go on with the others.
+    Entry,
+    /// The destination as a whole: stop the batch.
+    Batch,
+}
+
+/// Errors about the whole destination whose kind std tells apart (a
+/// read-only or stale file system, a lost connection, no memory).
+const WHOLE_KINDS: [i32; 4] = [libc::EROFS, libc::ESTALE, libc::ENOTCONN, libc::ENOMEM];
+
+fn scope(e: &HandlerError) -> Scope {
+    match e {
+        HandlerError::Unreadable { .. } => Scope::Unreadable,
+        HandlerError::Io { source, .. } => {
+            let whole = matches!(
+                source.raw_os_error(),
+                Some(
+                    libc::EROFS
+                        | libc::EIO
+                        | libc::ENOTCONN
+                        | libc::ESTALE
+                        | libc::ENODEV
+                        | libc::EMFILE
+                        | libc::ENFILE
+                        | libc::ENOMEM
+                        | libc::EBADF
+                )
+            ) || WHOLE_KINDS.iter().any(|&code| {
+                // An error re-worded on the way (a copy's) keeps its kind only.
+                source.raw_os_error().is_none()
+                    && source.kind() == io::Error::from_raw_os_error(code).kind()
+            });
+            if whole {
+                Scope::Batch
+            } else {
+                Scope::Entry
+            }
+        }
+        _ => Scope::Batch,
     }
 }
 
@@ -329,6 +398,10 @@ struct Run<'m> {
     /// it got, so its other names become links to it instead of copies.
     links: HashMap<Id, (Vec<u8>, Id)>,
     report: Report,
+    /// Entries that failed on their own (see [`scope`]).
+    failed: Vec<super::PathIssue>,
+    /// Source entries we may not read.
+    skipped: Vec<super::PathIssue>,
 }
 
 type R<T> = Result<T, HandlerError>;
@@ -373,6 +446,8 @@ impl<'m> Run<'m> {
             touched: BTreeSet::new(),
             links: HashMap::new(),
             report: Report::default(),
+            failed: Vec::new(),
+            skipped: Vec::new(),
         })
     }
 
@@ -383,7 +458,37 @@ impl<'m> Run<'m> {
             Side::Src => &self.m.src,
             Side::Dst => &self.m.dst,
         };
+        if matches!(side, Side::Src) && matches!(errno(&e), Some(Errno::EACCES | Errno::EPERM)) {
+            return HandlerError::Unreadable {
+                path: path::display_os(&path::abs(root, rel)),
+                source: e,
+            };
+        }
         HandlerError::io(path::abs(root, rel), e)
+    }
+
+    /// Takes `e`, an error about `rel` (`recursive`: its subtree), into the
+    /// report when it concerns that entry only (see [`scope`]), so that the
+    /// batch goes on; gives it back when it must stop the batch.
+    fn isolate(&mut self, rel: &[u8], recursive: bool, e: HandlerError) -> R<()> {
+        let issue = |e: &HandlerError| super::PathIssue {
+            path: rel.to_vec(),
+            recursive,
+            message: e.to_string(),
+        };
+        match scope(&e) {
+            Scope::Unreadable => {
+                log::debug!("mirror: skipped {}: {e}", path::display(rel));
+                self.skipped.push(issue(&e));
+                Ok(())
+            }
+            Scope::Entry if self.failed.len() < MAX_FAILED => {
+                log::debug!("mirror: failed {}: {e}", path::display(rel));
+                self.failed.push(issue(&e));
+                Ok(())
+            }
+            Scope::Entry | Scope::Batch => Err(e),
+        }
     }
 
     fn serr(&self, rel: &[u8], e: io::Error) -> HandlerError {
@@ -552,20 +657,92 @@ impl<'m> Run<'m> {
 
     // ----- ops ----------------------------------------------------------
 
-    fn op(&mut self, op: &Op) -> R<()> {
-        if let Some(bad) = op.paths().into_iter().find(|p| !well_formed(p)) {
-            // A bug upstream, not something a retry can fix: `..` would
-            // leave the trees, so the op is dropped rather than failed.
-            log::error!(
-                "mirror: ignoring an op on malformed path {:?}",
-                path::display(bad)
-            );
-            return Ok(());
+    /// Runs a batch's ops: renames in order, then the paths the source no
+    /// longer has (deletions), then the rest (copies). A failure of one
+    /// path is isolated (see [`Run::isolate`]); past [`MAX_FAILED`], the
+    /// copies not yet made fail whole, unrun.
+    fn ops(&mut self, ops: &[Op]) -> R<()> {
+        // What to make equal to the source once the renames are done:
+        // (path, recursive).
+        let mut targets: Vec<(&[u8], bool)> = Vec::new();
+        for op in ops {
+            if let Some(bad) = op.paths().into_iter().find(|p| !well_formed(p)) {
+                // A bug upstream, not something a retry can fix: `..` would
+                // leave the trees, so the op is dropped rather than failed.
+                log::error!(
+                    "mirror: ignoring an op on malformed path {:?}",
+                    path::display(bad)
+                );
+                continue;
+            }
+            match op {
+                Op::Sync { path, recursive } => targets.push((path, *recursive)),
+                Op::Move { from, to } => {
+                    if let Err(e) = self.move_hint(from, to) {
+                        // Only a hint: the syncs of both sides below make
+                        // the destination right, or fail on their own.
+                        if scope(&e) == Scope::Batch {
+                            return Err(e);
+                        }
+                        log::debug!("mirror: {e}; copying instead");
+                    }
+                    targets.push((to, true));
+                    targets.push((from, true));
+                }
+            }
         }
-        match op {
-            Op::Sync { path, recursive } => self.sync_path(path, *recursive),
-            Op::Move { from, to } => self.move_path(from, to),
+        let mut copies = Vec::new();
+        for (rel, recursive) in targets {
+            let gone = match self.src_has(rel) {
+                Ok(has) => !has,
+                Err(e) => {
+                    self.isolate(rel, recursive, e)?;
+                    continue;
+                }
+            };
+            if gone {
+                if let Err(e) = self.delete_path(rel) {
+                    self.isolate(rel, recursive, e)?;
+                }
+            } else {
+                copies.push((rel, recursive));
+            }
         }
+        for (i, &(rel, recursive)) in copies.iter().enumerate() {
+            let Err(e) = self.sync_path(rel, recursive) else {
+                continue;
+            };
+            if scope(&e) != Scope::Entry || self.failed.len() < MAX_FAILED {
+                self.isolate(rel, recursive, e)?;
+                continue;
+            }
+            // Too many failures to go on one by one: this op and the ones
+            // not run yet fail whole (the queue keeps them apart from the
+            // rest, which is done).
+            log::debug!("mirror: {e}; {} more op(s) not run", copies.len() - i - 1);
+            for &(rel, recursive) in &copies[i..] {
+                self.failed.push(super::PathIssue {
+                    path: rel.to_vec(),
+                    recursive,
+                    message: e.to_string(),
+                });
+            }
+            break;
+        }
+        Ok(())
+    }
+
+    /// Whether the source has `rel` (reachable without following a link).
+    fn src_has(&mut self, rel: &[u8]) -> R<bool> {
+        if rel.is_empty() {
+            return Ok(true);
+        }
+        let Some(sdir) = self.src_dir(path::parent(rel))? else {
+            return Ok(false);
+        };
+        let meta =
+            sys::lstat_at(raw(&*sdir), path::file_name(rel)).map_err(|e| self.serr(rel, e))?;
+        Ok(meta.is_some())
     }
 
     /// Makes `dst/rel` equal to `src/rel`. Without `recursive` a regular file
@@ -650,8 +827,9 @@ impl<'m> Run<'m> {
     }
 
     /// `from` was renamed to `to` in the source: rename at the destination
-    /// too when that fits, then sync both (cheap compares when it worked).
-    fn move_path(&mut self, from: &[u8], to: &[u8]) -> R<()> {
+    /// too when that fits. The caller then syncs both (cheap compares when
+    /// it worked).
+    fn move_hint(&mut self, from: &[u8], to: &[u8]) -> R<()> {
         if !from.is_empty()
             && !to.is_empty()
             && !path::is_under(to, from)
@@ -659,8 +837,7 @@ impl<'m> Run<'m> {
         {
             self.rename_hint(from, to)?;
         }
-        self.sync_path(to, true)?;
-        self.sync_path(from, true)
+        Ok(())
     }
 
     fn rename_hint(&mut self, from: &[u8], to: &[u8]) -> R<()> {
@@ -879,13 +1056,8 @@ impl<'m> Run<'m> {
         let in_dst: HashSet<&[u8]> = dnames.iter().map(Vec::as_slice).collect();
         for name in dnames.iter().filter(|n| !in_src.contains(n.as_slice())) {
             let crel = path::join(rel, name);
-            if let Some(d) = sys::lstat_at(ddir, name).map_err(|e| self.derr(&crel, e))? {
-                if !self.remove_entry(ddir, name, &crel, &d)? {
-                    log::debug!(
-                        "mirror: kept {}: excluded by the rules",
-                        path::display(&crel)
-                    );
-                }
+            if let Err(e) = self.walk_delete(ddir, name, &crel) {
+                self.isolate(&crel, true, e)?;
             }
         }
         for name in &snames {
@@ -896,41 +1068,54 @@ impl<'m> Run<'m> {
                 name,
                 rel: &crel,
             };
-            let mut known_in_dst = in_dst.contains(name.as_slice());
-            let mut done = false;
-            for _ in 0..ATTEMPTS {
-                let dmeta = if known_in_dst {
-                    sys::lstat_at(ddir, name).map_err(|e| self.derr(&crel, e))?
-                } else {
-                    None
-                };
-                let Some(smeta) = sys::lstat_at(sdir, name).map_err(|e| self.serr(&crel, e))?
-                else {
-                    if let Some(d) = dmeta {
-                        self.remove_entry(ddir, name, &crel, &d)?;
-                    }
-                    done = true;
-                    break;
-                };
-                if !self.permits(&crel, kind_of(&smeta), Action::Sync) {
-                    done = true;
-                    break;
-                }
-                match self.sync_entry(&at, &smeta, dmeta.as_ref(), How::Compare, true)? {
-                    Outcome::Done => {
-                        done = true;
-                        break;
-                    }
-                    Outcome::Changed => known_in_dst = true,
-                }
+            if let Err(e) = self.walk_entry(&at, in_dst.contains(name.as_slice())) {
+                self.isolate(&crel, true, e)?;
             }
-            if !done {
-                log::warn!(
-                    "mirror: {} keeps changing type; leaving it to its next event",
-                    path::display(&crel)
+        }
+        Ok(())
+    }
+
+    /// `walk`: removes the destination entry `at` the source does not have.
+    fn walk_delete(&mut self, ddir: RawFd, name: &[u8], crel: &[u8]) -> R<()> {
+        if let Some(d) = sys::lstat_at(ddir, name).map_err(|e| self.derr(crel, e))? {
+            if !self.remove_entry(ddir, name, crel, &d)? {
+                log::debug!(
+                    "mirror: kept {}: excluded by the rules",
+                    path::display(crel)
                 );
             }
         }
+        Ok(())
+    }
+
+    /// `walk`: makes the destination entry `at` equal to the source's.
+    fn walk_entry(&mut self, at: &At, known_in_dst: bool) -> R<()> {
+        let (sdir, ddir, name, crel) = (at.src, at.dst, at.name, at.rel);
+        let mut known_in_dst = known_in_dst;
+        for _ in 0..ATTEMPTS {
+            let dmeta = if known_in_dst {
+                sys::lstat_at(ddir, name).map_err(|e| self.derr(crel, e))?
+            } else {
+                None
+            };
+            let Some(smeta) = sys::lstat_at(sdir, name).map_err(|e| self.serr(crel, e))? else {
+                if let Some(d) = dmeta {
+                    self.remove_entry(ddir, name, crel, &d)?;
+                }
+                return Ok(());
+            };
+            if !self.permits(crel, kind_of(&smeta), Action::Sync) {
+                return Ok(());
+            }
+            match self.sync_entry(at, &smeta, dmeta.as_ref(), How::Compare, true)? {
+                Outcome::Done => return Ok(()),
+                Outcome::Changed => known_in_dst = true,
+            }
+        }
+        log::warn!(
+            "mirror: {} keeps changing type; leaving it to its next event",
+            path::display(crel)
+        );
         Ok(())
     }
 
@@ -1321,15 +1506,21 @@ impl<'m> Run<'m> {
             if !self.permits(rel, Kind::Dir, Action::Sync) {
                 continue;
             }
-            let Some(s) = self.src_dir(rel)? else {
-                continue;
-            };
-            let Some(d) = self.dst_dir(rel, false)? else {
-                continue;
-            };
-            self.copy_dir_meta(raw(&*s), raw(&*d), rel)?;
+            if let Err(e) = self.fix_dir_meta(rel) {
+                self.isolate(rel, false, e)?;
+            }
         }
         Ok(())
+    }
+
+    fn fix_dir_meta(&mut self, rel: &[u8]) -> R<()> {
+        let Some(s) = self.src_dir(rel)? else {
+            return Ok(());
+        };
+        let Some(d) = self.dst_dir(rel, false)? else {
+            return Ok(());
+        };
+        self.copy_dir_meta(raw(&*s), raw(&*d), rel)
     }
 }
 

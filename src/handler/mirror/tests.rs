@@ -819,7 +819,11 @@ fn no_temp_file_survives_success_or_failure() {
     m.fail_copy_of = Some(b"f".to_vec());
     let err = m.run(&batch(vec![sync(b"f")])).unwrap_err();
     match &err {
-        HandlerError::Io { path, .. } => assert!(path.ends_with("/dst/f"), "{path}"),
+        HandlerError::Paths { failed, .. } => {
+            assert_eq!(failed.len(), 1, "{err}");
+            assert_eq!(failed[0].path, b"f");
+            assert!(failed[0].message.contains("/dst/f: "), "{err}");
+        }
         other => panic!("unexpected error {other}"),
     }
     assert_no_temp_files(&env.dst);
@@ -1273,6 +1277,247 @@ fn sparse_files_keep_their_holes() {
             "{name}: {on_disk} bytes allocated for {data} bytes of data"
         );
     }
+}
+
+// ----- one bad path never stops the rest ---------------------------------
+
+fn failed_paths(e: HandlerError) -> (Vec<(Vec<u8>, bool)>, Report) {
+    match e {
+        HandlerError::Paths { failed, report } => (
+            failed.into_iter().map(|f| (f.path, f.recursive)).collect(),
+            report,
+        ),
+        other => panic!("not a per-path failure: {other}"),
+    }
+}
+
+#[test]
+fn a_failing_file_fails_alone_and_the_batch_goes_on() {
+    let env = Env::new();
+    for f in ["a", "b", "c"] {
+        write(&env.s(f.as_bytes()), f.as_bytes());
+    }
+    let mut m = env.mirror();
+    m.fail_copy_of = Some(b"b".to_vec());
+    let err = m
+        .run(&batch(vec![sync(b"a"), sync(b"b"), sync(b"c")]))
+        .unwrap_err();
+    let (failed, report) = failed_paths(err);
+    assert_eq!(failed, vec![(b"b".to_vec(), false)]);
+    assert_eq!(report.copied, 2);
+    assert_eq!(fs::read(env.d(b"a")).unwrap(), b"a");
+    assert_eq!(fs::read(env.d(b"c")).unwrap(), b"c");
+    assert!(!env.d(b"b").exists());
+    assert_no_temp_files(&env.dst);
+    // The retry of just that path, once it works, completes the tree.
+    env.run(vec![sync(b"b")]);
+    env.assert_equal();
+}
+
+#[test]
+fn a_failing_entry_inside_a_subtree_fails_alone() {
+    let env = Env::new();
+    fs::create_dir_all(env.s(b"d/e")).unwrap();
+    for f in ["d/a", "d/b", "d/e/c", "z"] {
+        write(&env.s(f.as_bytes()), f.as_bytes());
+    }
+    write(&env.d(b"old"), b"stale");
+    let mut m = env.mirror();
+    m.fail_copy_of = Some(b"d/b".to_vec());
+    let (failed, _) = failed_paths(m.run(&batch(vec![rsync(b"")])).unwrap_err());
+    assert_eq!(failed, vec![(b"d/b".to_vec(), true)]);
+    for f in ["d/a", "d/e/c", "z"] {
+        assert_eq!(fs::read(env.d(f.as_bytes())).unwrap(), f.as_bytes(), "{f}");
+    }
+    assert!(!env.d(b"old").exists(), "deletions still happen");
+    env.run(vec![rsync(b"d/b")]);
+    env.assert_equal();
+}
+
+#[test]
+fn past_the_limit_the_ops_not_run_fail_whole() {
+    if !nix::unistd::geteuid().is_root() {
+        return; // needs to hand the trees to nobody
+    }
+    let env = Env::new();
+    fs::create_dir(env.s(b"ro")).unwrap();
+    let names: Vec<String> = (0..MAX_FAILED + 5).map(|i| format!("ro/f{i:03}")).collect();
+    for n in names.iter().map(String::as_str).chain(["zz"]) {
+        write(&env.s(n.as_bytes()), b"x");
+    }
+    write(&env.d(b"z-gone"), b"x");
+    give_to_nobody(&env);
+    // Nobody may not add entries to the destination's root-owned ro.
+    fs::create_dir(env.d(b"ro")).unwrap();
+    let err = as_nobody(|| {
+        let mut m = env.mirror().preserve_owner(false);
+        m.run(&batch(vec![rsync(b"ro"), sync(b"z-gone"), sync(b"zz")]))
+    })
+    .unwrap_err();
+    let (failed, report) = failed_paths(err);
+    assert_eq!(failed.len(), MAX_FAILED + 2, "{failed:?}");
+    assert!(failed[..MAX_FAILED]
+        .iter()
+        .all(|(p, _)| p.starts_with(b"ro/f")));
+    assert_eq!(
+        failed[MAX_FAILED..],
+        [(b"ro".to_vec(), true), (b"zz".to_vec(), false)],
+        "the op that hit the limit and the one not run"
+    );
+    assert_eq!(report.deleted, 1, "deletions ran first");
+    assert!(!env.d(b"z-gone").exists());
+    assert!(!env.d(b"zz").exists());
+}
+
+/// Gives the test's trees (and what the source holds) to nobody.
+fn give_to_nobody(env: &Env) {
+    let base = env.src.parent().unwrap();
+    for p in [base, &env.dst, &env.outside] {
+        std::os::unix::fs::chown(p, Some(65534), Some(65534)).unwrap();
+    }
+    for e in walkdir(&env.src) {
+        std::os::unix::fs::chown(e, Some(65534), Some(65534)).unwrap();
+    }
+    for e in walkdir(&env.dst) {
+        std::os::unix::fs::chown(e, Some(65534), Some(65534)).unwrap();
+    }
+}
+
+fn walkdir(root: &Path) -> Vec<PathBuf> {
+    let mut out = vec![root.to_path_buf()];
+    let mut i = 0;
+    while i < out.len() {
+        if out[i].is_dir() {
+            let mut kids: Vec<PathBuf> = fs::read_dir(&out[i])
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
+            out.append(&mut kids);
+        }
+        i += 1;
+    }
+    out
+}
+
+#[test]
+fn deletions_run_before_copies() {
+    let env = Env::new();
+    write(&env.s(b"big"), b"needs the space");
+    write(&env.d(b"z-gone"), b"takes the space");
+    let mut m = env.mirror();
+    // The copy of big sees the deletion of z-gone done already (ops come
+    // sorted by path, so z-gone's would run after big's).
+    m.before_copy = Some(|p| {
+        let dst = p.parent().unwrap().parent().unwrap().join("dst");
+        assert!(!dst.join("z-gone").exists(), "copied before deleting");
+    });
+    let r = env.run_with(&mut m, vec![sync(b"big"), sync(b"z-gone")]);
+    assert_eq!((r.copied, r.deleted), (1, 1));
+    env.assert_equal();
+}
+
+#[test]
+fn renames_and_deletions_run_before_copies_and_a_remade_path_ends_as_the_source() {
+    let env = Env::new();
+    // The destination had a (renamed to b), g (deleted), and r, which the
+    // source deleted and made again (one op: the source's r wins).
+    write(&env.d(b"a"), b"moved");
+    write(&env.d(b"g"), b"gone");
+    write(&env.d(b"r"), b"old r");
+    write(&env.s(b"b"), b"moved");
+    write(&env.s(b"c"), b"new");
+    write(&env.s(b"r"), b"new r");
+    let mut m = env.mirror();
+    m.before_copy = Some(|p| {
+        let dst = p.parent().unwrap().parent().unwrap().join("dst");
+        assert!(!dst.join("g").exists(), "copied before deleting");
+        assert!(!dst.join("a").exists(), "copied before renaming");
+    });
+    let r = env.run_with(
+        &mut m,
+        vec![mv(b"a", b"b"), sync(b"c"), sync(b"g"), sync(b"r")],
+    );
+    assert_eq!((r.renamed, r.deleted), (1, 1));
+    env.assert_equal();
+}
+
+#[test]
+fn an_error_about_the_whole_destination_stops_the_batch() {
+    let io = |code| HandlerError::io("/x", io::Error::from_raw_os_error(code));
+    assert_eq!(scope(&io(libc::ENOSPC)), Scope::Entry);
+    assert_eq!(scope(&io(libc::EDQUOT)), Scope::Entry);
+    assert_eq!(scope(&io(libc::ENAMETOOLONG)), Scope::Entry);
+    assert_eq!(scope(&io(libc::EROFS)), Scope::Batch);
+    assert_eq!(scope(&io(libc::EIO)), Scope::Batch);
+    assert_eq!(scope(&io(libc::ESTALE)), Scope::Batch);
+    assert_eq!(scope(&HandlerError::Other("x".into())), Scope::Batch);
+    // Re-worded (a copy's error keeps its kind, not its errno).
+    let reworded = |code| {
+        let e = io::Error::from_raw_os_error(code);
+        HandlerError::io("/x", io::Error::new(e.kind(), format!("copying: {e}")))
+    };
+    assert_eq!(scope(&reworded(libc::ENOSPC)), Scope::Entry);
+    assert_eq!(scope(&reworded(libc::EROFS)), Scope::Batch);
+    assert_eq!(
+        scope(&HandlerError::io("/x", io::Error::other("injected"))),
+        Scope::Entry
+    );
+}
+
+/// Runs `f` in a thread whose file system uid is nobody's: no permission
+/// bits are overridden there, as for a daemon that is not root.
+fn as_nobody<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // SAFETY: setfsuid changes only the calling thread's fsuid.
+            let old = unsafe { libc::setfsuid(65534) };
+            let out = f();
+            unsafe { libc::setfsuid(old as libc::uid_t) };
+            out
+        })
+        .join()
+        .unwrap()
+    })
+}
+
+#[test]
+fn unreadable_source_entries_are_skipped_and_listed() {
+    if !nix::unistd::geteuid().is_root() {
+        return; // needs to hand the trees to nobody
+    }
+    let env = Env::new();
+    fs::create_dir(env.s(b"locked")).unwrap();
+    write(&env.s(b"locked/in"), b"x");
+    for f in ["a", "secret", "z"] {
+        write(&env.s(f.as_bytes()), f.as_bytes());
+    }
+    give_to_nobody(&env);
+    chmod(&env.s(b"secret"), 0o000);
+    chmod(&env.s(b"locked"), 0o000);
+    let report = as_nobody(|| {
+        let mut m = env.mirror().preserve_owner(false);
+        m.run(&batch(vec![rsync(b"")]))
+    })
+    .unwrap_or_else(|e| panic!("batch failed: {e}"));
+    let skipped: Vec<&[u8]> = report.skipped.iter().map(|s| &s.path[..]).collect();
+    assert_eq!(skipped, vec![&b"locked"[..], b"secret"]);
+    assert!(
+        report.skipped[1].message.contains("/src/secret: "),
+        "{:?}",
+        report.skipped
+    );
+    assert_eq!(fs::read(env.d(b"a")).unwrap(), b"a");
+    assert_eq!(fs::read(env.d(b"z")).unwrap(), b"z");
+    assert!(!env.d(b"secret").exists());
+    // Readable again: its next sync copies it.
+    chmod(&env.s(b"secret"), 0o600);
+    let report = as_nobody(|| {
+        let mut m = env.mirror().preserve_owner(false);
+        m.run(&batch(vec![sync(b"secret")]))
+    })
+    .unwrap_or_else(|e| panic!("batch failed: {e}"));
+    assert!(report.skipped.is_empty());
+    assert_eq!(fs::read(env.d(b"secret")).unwrap(), b"secret");
 }
 
 // ----- scale --------------------------------------------------------------
