@@ -123,6 +123,7 @@ pub struct Args {
     #[arg(
         short = 't',
         long = "delay-collect",
+        allow_negative_numbers = true,
         value_name = "SECS",
         default_value = "30",
         help_heading = "Timing"
@@ -133,6 +134,7 @@ pub struct Args {
     #[arg(
         short = 'T',
         long = "delay-collect-bigfile",
+        allow_negative_numbers = true,
         value_name = "SECS",
         default_value = "1800",
         help_heading = "Timing"
@@ -144,6 +146,7 @@ pub struct Args {
     #[arg(
         short = 'B',
         long = "threshold-bigfile",
+        allow_negative_numbers = true,
         value_name = "BYTES",
         default_value = "134217728",
         help_heading = "Timing"
@@ -155,6 +158,7 @@ pub struct Args {
     #[arg(
         short = 'w',
         long = "delay-sync",
+        allow_negative_numbers = true,
         value_name = "SECS",
         default_value = "30",
         help_heading = "Timing"
@@ -166,6 +170,7 @@ pub struct Args {
     #[arg(
         short = 'r',
         long = "retries",
+        allow_negative_numbers = true,
         value_name = "N",
         default_value = "0",
         help_heading = "Failures"
@@ -354,6 +359,7 @@ pub struct Args {
     #[arg(
         short = 'k',
         long = "timeout-sync",
+        allow_negative_numbers = true,
         value_name = "SECS",
         default_value = "86400",
         help_heading = "Failures"
@@ -869,6 +875,36 @@ impl clap::Args for CommandLine {
     }
 }
 
+/// The one line livesync prints for a command line clap refused (without
+/// `error: `): clap's own first line, plus its suggestion for a misspelt
+/// option (`did you mean '--watch-dir'?`), or for a clsync option that
+/// livesync does not have, the same reason a config file key gets.
+pub fn usage_error_line(e: &clap::Error) -> String {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let rendered = e.render().to_string();
+    let first = rendered.lines().next().unwrap_or("invalid arguments");
+    let first = first.strip_prefix("error: ").unwrap_or(first).to_string();
+    if e.kind() != ErrorKind::UnknownArgument {
+        return first;
+    }
+    if let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg) {
+        let name = arg.trim_start_matches('-');
+        let name = name.split_once('=').map_or(name, |(n, _)| n);
+        if arg.starts_with("--") {
+            if let Some(reason) = super::file::clsync_only_reason(name) {
+                return format!("{reason}; remove {arg}");
+            }
+        }
+    }
+    match e.get(ContextKind::SuggestedArg) {
+        Some(ContextValue::String(s)) => format!("{first}; did you mean '{s}'?"),
+        Some(ContextValue::Strings(v)) if !v.is_empty() => {
+            format!("{first}; did you mean '{}'?", v.join("' or '"))
+        }
+        _ => first,
+    }
+}
+
 /// One item of a `--custom-signals` list.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SignalEntry {
@@ -1080,6 +1116,54 @@ mod tests {
             a.handler_args,
             vec![OsString::from("-a"), OsString::from("%RSYNC-ARGS%")]
         );
+    }
+
+    fn usage_error(args: &[&str]) -> String {
+        let mut v = vec!["livesync"];
+        v.extend_from_slice(args);
+        let e = Args::try_parse_from(v).expect_err("refused");
+        usage_error_line(&e)
+    }
+
+    #[test]
+    fn misspelt_and_clsync_only_options_get_a_helpful_line() {
+        let s = usage_error(&["--wach-dir", "/s"]);
+        assert!(
+            s.contains("'--wach-dir'") && s.ends_with("did you mean '--watch-dir'?"),
+            "{s}"
+        );
+        let s = usage_error(&["--delay-colect=1"]);
+        assert!(s.ends_with("did you mean '--delay-collect'?"), "{s}");
+        let s = usage_error(&["--auto-add-rules-w"]);
+        assert!(
+            s.starts_with("auto-add-rules-w is a clsync option that livesync does not support")
+                && s.contains("write `+w` rules")
+                && s.ends_with("; remove --auto-add-rules-w"),
+            "{s}"
+        );
+        let s = usage_error(&["--fts-experimental-optimization"]);
+        assert!(
+            s.contains("clsync option that livesync does not support"),
+            "{s}"
+        );
+        // Nothing like it: clap's line alone.
+        let s = usage_error(&["--zzzzzzzz"]);
+        assert!(
+            s.contains("'--zzzzzzzz'") && !s.contains("did you mean"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn negative_numbers_reach_the_range_checks() {
+        let a = Args::try_parse_from(["livesync", "-t", "-1", "-w", "-2", "-T", "-3"])
+            .expect("negative numbers are values");
+        assert_eq!(
+            (a.delay_collect, a.delay_sync, a.delay_collect_bigfile),
+            (-1.0, -2.0, -3.0)
+        );
+        let s = usage_error(&["-r", "-1"]);
+        assert!(s.contains("invalid value '-1'"), "{s}");
     }
 
     #[test]

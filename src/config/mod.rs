@@ -141,6 +141,24 @@ pub enum ConfigError {
     File(#[from] file::FileError),
     #[error("{0}")]
     Invalid(String),
+    /// `error`, found after the configuration had already given these
+    /// warnings (an ignored unknown key may be why): the caller shows them
+    /// first, since the logger that would carry them never starts.
+    #[error("{error}")]
+    Warned {
+        warnings: Vec<String>,
+        error: Box<ConfigError>,
+    },
+}
+
+impl ConfigError {
+    /// The warnings to show before this error.
+    pub fn warnings(&self) -> &[String] {
+        match self {
+            ConfigError::Warned { warnings, .. } => warnings,
+            _ => &[],
+        }
+    }
 }
 
 /// Resolved settings.
@@ -282,18 +300,19 @@ fn merge_config_file(
     let Some(f) = loaded else {
         let block_asked = a.given.gave("config-block") || a.given.gave("config-block-inherits");
         if block_asked && a.config_file.is_none() {
+            // clsync's own example scripts pass -K NAME with no config file
+            // anywhere; clsync goes on with the command line, and so do we.
             let tried: Vec<String> = search.iter().map(|p| path::display_os(p)).collect();
-            return Err(ConfigError::Invalid(format!(
-                "-K {}: no config file was found (tried {}); give the file with -H",
+            out.warnings.push(format!(
+                "-K {}: no config file was found (tried {}); going on with the command line alone, as clsync does (give the file with -H, or -H /NULL/ to read none)",
                 a.config_block,
                 if tried.is_empty() {
                     "none".to_string()
                 } else {
                     tried.join(", ")
                 }
-            )));
-        }
-        if block_asked {
+            ));
+        } else if block_asked {
             out.warnings.push(
                 "-K and --config-block-inherits have no effect with -H /NULL/ (no config file is read)"
                     .to_string(),
@@ -314,6 +333,7 @@ fn merge_config_file(
     }
     let settings = f.settings(&a.config_block, a.config_block_inherits.as_deref())?;
     let from_file = file::file_args(&settings, &cli::Args::command(), &a.given)?;
+    out.warnings.extend(from_file.warnings);
     let mut argv: Vec<OsString> = vec![OsString::from("livesync")];
     argv.extend(from_file.words);
     argv.extend(a.given.words().iter().cloned());
@@ -589,6 +609,21 @@ impl Config {
     /// `search` instead (used when `-H` is not given).
     pub fn from_args_searching(a: cli::Args, search: &[PathBuf]) -> Result<Config, ConfigError> {
         let (a, from_file) = merge_config_file(a, search)?;
+        let warnings = from_file.warnings.clone();
+        Config::resolve(a, from_file).map_err(|error| {
+            if warnings.is_empty() {
+                error
+            } else {
+                ConfigError::Warned {
+                    warnings,
+                    error: Box::new(error),
+                }
+            }
+        })
+    }
+
+    /// Validates the merged arguments into a Config.
+    fn resolve(a: cli::Args, from_file: FromFile) -> Result<Config, ConfigError> {
         let custom_signals = custom_signals(&a, from_file.file.as_ref())?;
         let Some(watch_dir_arg) = a.watch_dir.clone() else {
             return Err(ConfigError::Invalid(
@@ -2090,18 +2125,22 @@ config-block-inherits = one
         // ... unless -K asked for it.
         let e = run(&["-K", "mine"]).expect_err("-K");
         assert!(e.to_string().contains("has no block [mine]"), "{e}");
-        // -K with no file at all: an error; with -H /NULL/: a warning.
-        let e = Config::from_args_searching(
-            cli::Args::try_parse_from(["livesync", "-K", "mine"]).expect("clap"),
+        // -K with no file at all: a warning, and the command line is used
+        // alone (as clsync does); with -H /NULL/: another warning.
+        let c = Config::from_args_searching(
+            cli::Args::try_parse_from(["livesync", "-K", "mine", "-W", &fx.p("src"), "-D", "/x"])
+                .expect("clap"),
             &[PathBuf::from(&absent)],
         )
-        .expect_err("-K without a file");
+        .expect("-K without a file goes on");
         assert!(
-            e.to_string().contains(&format!(
-                "-K mine: no config file was found (tried {absent})"
-            )),
-            "{e}"
+            c.warnings.iter().any(|w| w.contains(&format!(
+                "-K mine: no config file was found (tried {absent}); going on with the command line alone"
+            ))),
+            "{:?}",
+            c.warnings
         );
+        assert_eq!(c.config_file, None);
         let c = run(&["-H", "/NULL/", "-K", "mine", "-W", &fx.p("src"), "-D", "/x"]).expect("null");
         assert!(
             c.warnings
