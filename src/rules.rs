@@ -67,6 +67,8 @@
 //!   non-directory.
 //! * The regex flavour is the `regex` crate's, not POSIX ERE (see above).
 
+pub mod glob; // --exclude/--include: rsync-style globs as rule lines
+
 use std::path::Path;
 
 use regex::bytes::{RegexBuilder, RegexSet, RegexSetBuilder};

@@ -118,6 +118,24 @@ pub struct Args {
     )]
     pub rules_file: Option<PathBuf>,
 
+    /// rsync-style glob of paths to leave out (repeatable; with --include,
+    /// the first that matches decides): `*` and `?` stay within one path
+    /// component, `**` crosses `/`, a leading `/` anchors at the watch dir,
+    /// a trailing `/` matches directories only; without a `/` the glob
+    /// matches the last component. Put in front of the -R rules.
+    #[arg(long = "exclude", value_name = "GLOB", action = ArgAction::Append, help_heading = "How")]
+    pub exclude: Vec<OsString>,
+
+    /// rsync-style glob of paths to keep even where a later --exclude (or
+    /// rule) would leave them out (repeatable; see --exclude).
+    #[arg(long = "include", value_name = "GLOB", action = ArgAction::Append, help_heading = "How")]
+    pub include: Vec<OsString>,
+
+    /// Built-in mirror: log every operation it would do (copy, rename,
+    /// delete, chmod, …) and write nothing to the destination.
+    #[arg(long = "dry-run", help_heading = "How")]
+    pub dry_run: bool,
+
     /// Seconds to collect events about ordinary files before syncing
     /// (fractions allowed).
     #[arg(
@@ -784,6 +802,9 @@ pub struct CommandLine {
     /// (empty for a flag).
     given: BTreeMap<String, Vec<OsString>>,
     words: Vec<OsString>,
+    /// `--include`/`--exclude` interleaved as given: the first glob that
+    /// matches decides, so their relative order matters.
+    filters: Vec<(bool, OsString)>,
 }
 
 /// Name under which [`CommandLine`] records the handler arguments.
@@ -806,13 +827,30 @@ impl CommandLine {
         &self.words
     }
 
+    /// `--include` (true) and `--exclude` (false) globs in the order given.
+    pub fn filters(&self) -> &[(bool, OsString)] {
+        &self.filters
+    }
+
     fn capture(m: &ArgMatches) -> CommandLine {
         let cmd = Args::command();
         let mut out = CommandLine::default();
         let mut tail: Vec<OsString> = Vec::new();
+        let mut filters: Vec<(usize, bool, OsString)> = Vec::new();
         for arg in cmd.get_arguments() {
             let id = arg.get_id().as_str();
             if m.value_source(id) != Some(ValueSource::CommandLine) {
+                continue;
+            }
+            if let Some(long @ ("include" | "exclude")) = arg.get_long() {
+                let at = m.indices_of(id).into_iter().flatten();
+                let vals = m.get_raw(id).into_iter().flatten();
+                let raw: Vec<OsString> = vals.map(|v| v.to_os_string()).collect();
+                filters.extend(
+                    at.zip(raw.iter().cloned())
+                        .map(|(i, v)| (i, long == "include", v)),
+                );
+                out.given.insert(long.to_string(), raw);
                 continue;
             }
             let raw: Vec<OsString> = if arg.get_action().takes_values() {
@@ -848,6 +886,19 @@ impl CommandLine {
                 }
             }
             out.given.insert(long.to_string(), raw);
+        }
+        // The globs keep their order, in the words too (a config file's come
+        // first when they are parsed again).
+        filters.sort_by_key(|(i, _, _)| *i);
+        for (_, include, v) in filters {
+            let mut w = if include {
+                b"--include=".to_vec()
+            } else {
+                b"--exclude=".to_vec()
+            };
+            w.extend_from_slice(v.as_bytes());
+            out.words.push(OsString::from_vec(w));
+            out.filters.push((include, v));
         }
         out.words.extend(tail);
         out

@@ -192,6 +192,9 @@ pub struct Config {
     /// `-F`: the initial sync ignores the rules.
     pub full_initialsync: bool,
     // ---- end of the command modes' block ----
+    /// `--dry-run`: the built-in mirror logs what it would do and writes
+    /// nothing.
+    pub dry_run: bool,
     pub log_level: log::LevelFilter,
     /// Handler arguments for the initial sync (the config file's `---`
     /// key); empty when not set. Not used by the daemon yet.
@@ -768,6 +771,25 @@ impl Config {
             Some(f) => Rules::from_file(f)?,
             None => Rules::allow_all(),
         };
+        // --exclude/--include: rsync-style globs, in the order given, in
+        // front of the rules file's rules.
+        if !a.given.filters().is_empty() {
+            let mut text = Vec::new();
+            for (include, glob) in a.given.filters() {
+                let line =
+                    crate::rules::glob::rule_line(*include, glob.as_bytes()).map_err(|why| {
+                        ConfigError::Invalid(format!(
+                            "--{} {}: {why}; fix the glob",
+                            if *include { "include" } else { "exclude" },
+                            path::display(glob.as_bytes())
+                        ))
+                    })?;
+                text.extend_from_slice(line.as_bytes());
+                text.push(b'\n');
+            }
+            text.extend_from_slice(&rules.to_text());
+            rules = Rules::parse(&text, "the --exclude/--include globs and the rules file")?;
+        }
         if a.one_file_system || a.exclude_mount_points {
             let mountinfo = std::fs::read("/proc/self/mountinfo").map_err(|e| {
                 ConfigError::Invalid(format!(
@@ -864,6 +886,12 @@ impl Config {
                 }
             ));
         }
+        if a.dry_run && mode != Mode::Mirror {
+            return Err(ConfigError::Invalid(format!(
+                "--dry-run works with the built-in mirror only, not -M {}; drop it (a handler program may have its own, such as rsync's --dry-run)",
+                mode.name()
+            )));
+        }
         if a.only_initialsync && a.skip_initialsync {
             return Err(ConfigError::Invalid(
                 "--only-initialsync and --skip-initialsync together would sync nothing; drop one"
@@ -946,11 +974,26 @@ impl Config {
                     a.socket_mod
                 ))
             })?;
-        let output = match a.output.as_str() {
+        let mut output = match a.output.as_str() {
             "stdout" => Output::Stdout,
             "syslog" => Output::Syslog,
             _ => Output::Stderr,
         };
+        // -b: stdout and stderr lead to /dev/null once livesync is up.
+        if a.background == Some(true) && output != Output::Syslog {
+            if a.given.gave("output") {
+                mode_warnings.push(format!(
+                    "-b with -Y {}: once livesync is in the background its {} is /dev/null, so every later log line is lost; use -Y syslog",
+                    a.output, a.output
+                ));
+            } else {
+                output = Output::Syslog;
+                mode_warnings.push(format!(
+                    "-b: once livesync is in the background stderr is /dev/null, so log lines go to syslog ({}) instead; give -Y syslog to say so",
+                    path::display_os(&a.syslog_socket)
+                ));
+            }
+        }
 
         // ---- privileges and hardening (src/daemon/privilege.rs) ----
         let privileges = crate::daemon::privilege::from_args(&a).map_err(ConfigError::Invalid)?;
@@ -985,6 +1028,7 @@ impl Config {
             rsync_inclimit: a.rsync_inclimit,
             rsync_prefer_include: a.rsync_prefer_include,
             full_initialsync: a.full_initialsync,
+            dry_run: a.dry_run,
             log_level,
             initial_handler_args: from_file.initial_handler_args,
             custom_signals,
@@ -1956,6 +2000,39 @@ mod tests {
                     [s("false"), s("true"), s("true")],
                 )
             },
+            // --exclude/--include: rsync-style globs as rules lines.
+            case(
+                "exclude",
+                s("exclude = *.tmp, /a/"),
+                &["--exclude", "*.log"],
+                |c| String::from_utf8_lossy(&c.rules.to_text()).into_owned(),
+                [
+                    s(""),
+                    s("-*(^|/)[^/]*\\x2Etmp$\n-d^a$\n"),
+                    s("-*(^|/)[^/]*\\x2Elog$\n"),
+                ],
+            ),
+            case(
+                "include",
+                s("include = *.tmp"),
+                &["--include", "*.log"],
+                |c| String::from_utf8_lossy(&c.rules.to_text()).into_owned(),
+                [
+                    s(""),
+                    s("+*(^|/)[^/]*\\x2Etmp$\n"),
+                    s("+*(^|/)[^/]*\\x2Elog$\n"),
+                ],
+            ),
+            Case {
+                file_under_cli: Some(s("dry-run = 0")),
+                ..case(
+                    "dry-run",
+                    s("dry-run = 1"),
+                    &["--dry-run"],
+                    |c| c.dry_run.to_string(),
+                    [s("false"), s("true"), s("true")],
+                )
+            },
         ];
         let base = |skip: &str| {
             let mut lines = String::new();
@@ -2153,6 +2230,114 @@ config-block-inherits = one
         std::fs::write(&home, "[default]\nlabel\n").expect("write");
         let e = run(&[]).expect_err("broken");
         assert!(e.to_string().starts_with(&format!("{home}:2: ")), "{e}");
+    }
+
+    #[test]
+    fn globs_keep_their_order_in_front_of_the_rules_file() {
+        let fx = Fx::new();
+        let (src, r1) = (fx.p("src"), fx.p("r1"));
+        let c = Config::from_args_searching(
+            cli::Args::try_parse_from([
+                "livesync",
+                "-W",
+                &src,
+                "-D",
+                "/x",
+                "-R",
+                &r1,
+                "--exclude",
+                "secret.c",
+                "--include",
+                "*.c",
+                "--exclude=*",
+            ])
+            .expect("clap"),
+            &[],
+        )
+        .expect("config");
+        let file = |p: &str| {
+            c.rules.permits(
+                p.as_bytes(),
+                crate::rules::Kind::File,
+                crate::rules::Action::Sync,
+            )
+        };
+        assert!(file("a.c") && file("d/b.c"));
+        assert!(!file("secret.c") && !file("a.h"));
+        // The rules file's own rule comes after the globs.
+        assert_eq!(c.rules.len(), 4);
+        assert!(String::from_utf8_lossy(&c.rules.to_text()).ends_with("-f\\.tmp$\n"));
+        // A glob that names nothing is refused, naming the option.
+        let e = Config::from_args_searching(
+            cli::Args::try_parse_from(["livesync", "-W", &src, "-D", "/x", "--include", "/"])
+                .expect("clap"),
+            &[],
+        )
+        .expect_err("empty glob");
+        assert!(
+            e.to_string()
+                .starts_with("--include /: the glob names no path"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn background_logs_to_syslog_unless_told_otherwise() {
+        let fx = Fx::new();
+        let src = fx.p("src");
+        let parse = |extra: &[&str]| {
+            let mut v = vec!["livesync", "-W", &src, "-D", "/x"];
+            v.extend_from_slice(extra);
+            Config::from_args_searching(cli::Args::try_parse_from(v).expect("clap"), &[])
+                .expect("config")
+        };
+        let c = parse(&["-b"]);
+        assert_eq!(c.output, Output::Syslog);
+        assert!(
+            c.warnings.iter().any(|w| w.starts_with("-b: once livesync is in the background stderr is /dev/null, so log lines go to syslog (/dev/log)")),
+            "{:?}",
+            c.warnings
+        );
+        let c = parse(&["-b", "-Y", "stderr"]);
+        assert_eq!(c.output, Output::Stderr);
+        assert!(
+            c.warnings
+                .iter()
+                .any(|w| w.contains("every later log line is lost; use -Y syslog")),
+            "{:?}",
+            c.warnings
+        );
+        for quiet in [&["-b", "-Y", "syslog"][..], &["-Y", "stderr"], &[]] {
+            let c = parse(quiet);
+            assert!(
+                !c.warnings.iter().any(|w| w.contains("-b")),
+                "{quiet:?}: {:?}",
+                c.warnings
+            );
+        }
+        // --dry-run is the built-in mirror's.
+        let e = Config::from_args_searching(
+            cli::Args::try_parse_from([
+                "livesync",
+                "-W",
+                &src,
+                "-D",
+                "/x",
+                "-M",
+                "rsyncdirect",
+                "-S",
+                "/bin/true",
+                "--dry-run",
+            ])
+            .expect("clap"),
+            &[],
+        )
+        .expect_err("dry run with rsync");
+        assert!(
+            e.to_string()
+                .starts_with("--dry-run works with the built-in mirror only"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -59,6 +59,7 @@
 //! system calls per file and no re-resolution of ancestors. A moved
 //! directory costs one `rename` plus an `lstat` compare per entry below it.
 
+mod dry; // --dry-run: the same questions, answered read-only and logged
 mod sys;
 #[cfg(test)]
 mod tests;
@@ -93,6 +94,8 @@ pub struct Mirror {
     /// Bumped for every regular file put in place (the operations issue's
     /// progress bar).
     progress: Option<Arc<super::progress::Progress>>,
+    /// `--dry-run`: log what would be done, write nothing (`dry.rs`).
+    dry_run: bool,
     /// Test hook: fail the copy of this path after the temporary is written.
     #[cfg(test)]
     fail_copy_of: Option<Vec<u8>>,
@@ -114,6 +117,7 @@ impl Mirror {
             preserve_owner: privileged,
             privileged,
             progress: None,
+            dry_run: false,
             #[cfg(test)]
             fail_copy_of: None,
             #[cfg(test)]
@@ -125,6 +129,13 @@ impl Mirror {
     /// turning it on as another user makes every chown fail with `EPERM`).
     pub fn preserve_owner(mut self, yes: bool) -> Self {
         self.preserve_owner = yes;
+        self
+    }
+
+    /// Only log what each batch would do (`--dry-run`): nothing is
+    /// written, the destination is not even created.
+    pub fn dry_run(mut self, yes: bool) -> Self {
+        self.dry_run = yes;
         self
     }
 
@@ -142,6 +153,9 @@ impl Handler for Mirror {
     }
 
     fn run(&mut self, batch: &Batch) -> Result<Report, HandlerError> {
+        if self.dry_run {
+            return dry::run(self, batch);
+        }
         let mut run = Run::start(self)?;
         let mut outcome = Ok(());
         for op in &batch.ops {
