@@ -77,7 +77,10 @@ fn dry_run_logs_every_operation_and_writes_nothing() {
     assert_stays(Duration::from_millis(500), "destination unchanged", || {
         tree_diff(&env.dst, &snap).is_none()
     });
-    assert!(!d.log().contains("would copy same"), "an equal file is no operation");
+    assert!(
+        !d.log().contains("would copy same"),
+        "an equal file is no operation"
+    );
 }
 
 /// A destination that does not exist yet is not created.
@@ -102,6 +105,10 @@ fn dry_run_does_not_create_the_destination() {
         "dry run: would create the destination {}",
         missing.display()
     )));
-    assert!(r.stderr.contains("dry run: would copy a (1 bytes)"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("dry run: would copy a (1 bytes)"),
+        "{}",
+        r.stderr
+    );
     assert!(!missing.exists());
 }

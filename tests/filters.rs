@@ -39,9 +39,14 @@ fn excluded_files_are_not_mirrored() {
     env.write("sub/deeper/y.tmp", "y");
     env.write("sub/deeper/z.txt", "z");
     d.wait_until(LONG, "z.txt synced", || env.dst_has("sub/deeper/z.txt"));
-    assert_stays(Duration::from_millis(300), "excluded entries stay out", || {
-        !env.dst_has("x.tmp") && !env.dst_has("cache") && !env.dst_has("sub/deeper/y.tmp")
-    });
+    assert_stays(
+        Duration::from_millis(300),
+        "excluded entries stay out",
+        || !env.dst_has("x.tmp") && !env.dst_has("cache") && !env.dst_has("sub/deeper/y.tmp"),
+    );
     assert!(env.dst_has("keep.txt") && env.dst_has("sub/cache/f"));
-    assert_eq!(env.dst_read("keep.tmp").as_deref(), Some(&b"kept by --include"[..]));
+    assert_eq!(
+        env.dst_read("keep.tmp").as_deref(),
+        Some(&b"kept by --include"[..])
+    );
 }

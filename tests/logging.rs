@@ -93,7 +93,10 @@ fn a_burst_of_files_logs_a_bounded_number_of_info_lines() {
     let log = d.log();
     let batches = log.lines().filter(|l| l.contains(" lane) with ")).count();
     let (_, _, info_lines) = tally(&log);
-    assert!(batches >= 60, "only {batches} batches: the test proves nothing");
+    assert!(
+        batches >= 60,
+        "only {batches} batches: the test proves nothing"
+    );
     // The initial sync's own line, then one line per 5 s at most (and the
     // one that flushed the last batches).
     let bound = 2 + (elapsed / 5.0).ceil() as u64;
@@ -102,7 +105,11 @@ fn a_burst_of_files_logs_a_bounded_number_of_info_lines() {
         "{info_lines} info lines about {batches} batches in {elapsed:.1} s (at most {bound} wanted)"
     );
     let all_info = log.lines().filter(|l| l.contains(" INFO: ")).count();
-    assert!(all_info < 20, "{all_info} info lines in all:\n{}", d.log_tail(4000));
+    assert!(
+        all_info < 20,
+        "{all_info} info lines in all:\n{}",
+        d.log_tail(4000)
+    );
 }
 
 /// `-b` with `-Y stderr`: stderr is /dev/null once livesync is up, so it
@@ -119,7 +126,10 @@ fn background_says_where_its_log_lines_go() {
     struct Kill(std::path::PathBuf);
     impl Drop for Kill {
         fn drop(&mut self) {
-            if let Some(pid) = fs::read_to_string(&self.0).ok().and_then(|p| p.trim().parse::<i32>().ok()) {
+            if let Some(pid) = fs::read_to_string(&self.0)
+                .ok()
+                .and_then(|p| p.trim().parse::<i32>().ok())
+            {
                 unsafe { libc::kill(pid, libc::SIGKILL) };
             }
         }
@@ -201,6 +211,8 @@ fn syslog_without_a_socket_says_so_at_start() {
         missing.display()
     );
     assert!(r.stderr.contains(&want), "{want:?} not in:\n{}", r.stderr);
-    assert!(r.stderr.contains("log lines are lost until a syslog daemon listens there"));
+    assert!(r
+        .stderr
+        .contains("log lines are lost until a syslog daemon listens there"));
     assert_eq!(env.dst_read("a").as_deref(), Some(&b"a"[..]));
 }

@@ -385,11 +385,13 @@ pub struct Args {
     pub timeout_sync: u64,
 
     /// Run in the background as a daemon (fork, setsid, stdio to
-    /// /dev/null, chdir /); -b0 or --background=off: stay in front.
+    /// /dev/null, chdir /; log lines go to syslog unless -Y is given);
+    /// -b0 or --background=off: stay in front.
     #[arg(short = 'b', long = "background", value_name = "BOOL", num_args = 0..=1, default_missing_value = "1", value_parser = clap::builder::BoolishValueParser::new(), help_heading = "Process")]
     pub background: Option<bool>,
 
-    /// Where log lines go: stderr, stdout or syslog.
+    /// Where log lines go: stderr, stdout or syslog (with -b the default
+    /// is syslog).
     #[arg(
         short = 'Y',
         long = "output",
