@@ -181,13 +181,14 @@ impl log::Log for Logger {
                 &msg,
             ));
             if record.level() <= log::Level::Warn && TEE_STDERR.load(Ordering::SeqCst) {
-                let _ = std::io::stderr().lock().write_all(
-                    format!(
-                        "livesync: {}: {msg}\n",
-                        record.level().as_str().to_lowercase()
-                    )
-                    .as_bytes(),
-                );
+                let what = if record.level() == log::Level::Error {
+                    "error"
+                } else {
+                    "warning"
+                };
+                let _ = std::io::stderr()
+                    .lock()
+                    .write_all(format!("livesync: {what}: {msg}\n").as_bytes());
             }
             return;
         }

@@ -1837,12 +1837,19 @@ fn with_config_block(argv: &[OsString], block: &str) -> Vec<OsString> {
 /// Runs livesync with a validated configuration until it is stopped. Every
 /// error is logged (one line) before it is returned.
 pub fn run(cfg: Config) -> Result<(), DaemonError> {
-    if let Err(e) = log::init_with(cfg.log_level, cfg.output, &cfg.syslog_socket) {
-        // The logger cannot carry this one.
-        eprintln!("livesync: warning: {e}");
-    }
-    if cfg.background && cfg.output == crate::config::Output::Syslog {
+    // -b with syslog: warnings and errors reach the terminal until detached.
+    let tee = cfg.background && cfg.output == crate::config::Output::Syslog;
+    if tee {
         log::tee_until_detached();
+    }
+    if let Err(e) = log::init_with(cfg.log_level, cfg.output, &cfg.syslog_socket) {
+        // The logger cannot carry this one, nor the configuration's.
+        eprintln!("livesync: warning: {e}");
+        if !tee {
+            for w in &cfg.warnings {
+                eprintln!("livesync: warning: {w}");
+            }
+        }
     }
     for w in &cfg.warnings {
         ::log::warn!("{w}");
