@@ -1208,6 +1208,41 @@ mod tests {
     }
 
     #[test]
+    fn include_and_exclude_keep_their_order_in_the_words() {
+        let g = given(&[
+            "--exclude",
+            "a",
+            "-W",
+            "/s",
+            "--include=b",
+            "--exclude",
+            "c",
+        ]);
+        let f: Vec<(bool, String)> = g
+            .filters()
+            .iter()
+            .map(|(i, v)| (*i, v.to_string_lossy().into_owned()))
+            .collect();
+        assert_eq!(
+            f,
+            [(false, "a".into()), (true, "b".into()), (false, "c".into())]
+        );
+        assert_eq!(
+            strs(g.words()),
+            [
+                "--watch-dir=/s",
+                "--exclude=a",
+                "--include=b",
+                "--exclude=c"
+            ]
+        );
+        let mut again = vec![OsString::from("livesync")];
+        again.extend(g.words().iter().cloned());
+        let b = Args::try_parse_from(again).expect("parse again").given;
+        assert_eq!(b.filters(), g.filters());
+    }
+
+    #[test]
     fn negative_numbers_reach_the_range_checks() {
         let a = Args::try_parse_from(["livesync", "-t", "-1", "-w", "-2", "-T", "-3"])
             .expect("negative numbers are values");
