@@ -1,9 +1,10 @@
 //! What livesync logs, through the real binary: the start-up line (what is
 //! watched, the mode, the destination, the delay windows), a burst of
-//! thousands of files giving a bounded number of info lines (one summary
-//! per interval, every batch still accounted for), `-b` not throwing log
-//! lines away in silence, and `-Y syslog` saying at start that its socket
-//! cannot be reached. Every daemon is stopped at the end, whatever happens.
+//! thousands of files giving a bounded number of info lines (a few batch
+//! lines and one summary per interval, every batch still accounted for),
+//! `-b` not throwing log lines away in silence, and `-Y syslog` saying at
+//! start that its socket cannot be reached. Every daemon is stopped at the
+//! end, whatever happens.
 
 mod common;
 
@@ -31,7 +32,7 @@ fn the_start_up_line_says_what_where_and_when() {
         .find(|l| l.contains(" INFO: livesync "))
         .unwrap_or_else(|| panic!("no start-up line:\n{log}"));
     let want = [
-        format!("watching {} with ", env.src.display()),
+        format!("watch dir {} with ", env.src.display()),
         format!(", mode mirror, to {}; ", env.dst.display()),
         "changes wait 0.5 s (-t), files over 1000 bytes wait 60 s (-T), at least 2 s between syncs (-w)".to_string(),
     ];
@@ -42,7 +43,7 @@ fn the_start_up_line_says_what_where_and_when() {
 
 /// 3,000 files in 60 waves, each wave synced before the next starts (so
 /// there are at least 60 batches): the info lines about batches stay at
-/// one per 5 s, and the info lines together still count every path the
+/// a few per 5 s, and the info lines together still count every path the
 /// batches synced (`-d` shows each batch, to check that).
 #[test]
 fn a_burst_of_files_logs_a_bounded_number_of_info_lines() {
@@ -97,16 +98,16 @@ fn a_burst_of_files_logs_a_bounded_number_of_info_lines() {
         batches >= 60,
         "only {batches} batches: the test proves nothing"
     );
-    // The initial sync's own line, then one line per 5 s at most (and the
-    // one that flushed the last batches).
-    let bound = 2 + (elapsed / 5.0).ceil() as u64;
+    // At most 5 batch lines and one summary per 5 s interval (and the
+    // summary that flushed the last batches).
+    let bound = 6 * (1 + (elapsed / 5.0).ceil() as u64);
     assert!(
         info_lines <= bound,
         "{info_lines} info lines about {batches} batches in {elapsed:.1} s (at most {bound} wanted)"
     );
     let all_info = log.lines().filter(|l| l.contains(" INFO: ")).count();
     assert!(
-        all_info < 20,
+        all_info as u64 <= bound + 10,
         "{all_info} info lines in all:\n{}",
         d.log_tail(4000)
     );

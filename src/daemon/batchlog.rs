@@ -3,20 +3,22 @@
 //! Every finished batch has a line (`synced N paths (… lane) with … in … ms:
 //! …`). On a quiet tree that line is logged at info, as clsync users
 //! expect. Under load a line per batch floods the log (creating 100,000
-//! files made 51,811 info lines), so at most one info line is written per
-//! [`INTERVAL`]: a batch that finishes within the interval after the last
-//! info line is logged at debug only and counted, and the counts come out
-//! as one summary line at info when the interval is over (at the next
-//! batch, or at [`BatchLog::due`] when no batch comes). `-d` still shows
-//! every batch.
+//! files made 51,811 info lines), so each [`INTERVAL`] gets at most
+//! [`BURST`] batch lines at info: later batches in the same interval are
+//! logged at debug only and counted, and the counts come out as one
+//! summary line at info when the interval is over (at the next batch, or at
+//! [`BatchLog::due`] when no batch comes). `-d` still shows every batch.
 //!
 //! Pure bookkeeping on a clock the caller passes in; the daemon logs what
 //! it returns.
 
 use std::time::{Duration, Instant};
 
-/// At most one info line about finished batches per this long.
+/// The interval the info lines about finished batches are counted in.
 pub const INTERVAL: Duration = Duration::from_secs(5);
+
+/// Batch lines at info per interval; then one summary for the rest.
+pub const BURST: u32 = 5;
 
 /// One finished batch, as far as the log cares.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -44,8 +46,23 @@ struct Held {
 #[derive(Debug)]
 pub struct BatchLog {
     interval: Duration,
-    last_info: Option<Instant>,
+    burst: u32,
+    /// When the current interval began (its first info line).
+    window: Option<Instant>,
+    /// Info lines in the current interval.
+    lines: u32,
     held: Held,
+}
+
+/// Whether an interval that began at `self` is over at `now`.
+trait Window {
+    fn is_none_or_over(&self, now: Instant, interval: Duration) -> bool;
+}
+
+impl Window for Option<Instant> {
+    fn is_none_or_over(&self, now: Instant, interval: Duration) -> bool {
+        self.map_or(true, |t| now.saturating_duration_since(t) >= interval)
+    }
 }
 
 /// How to log one batch's own line.
@@ -57,45 +74,48 @@ pub enum Level {
 
 impl Default for BatchLog {
     fn default() -> Self {
-        BatchLog::new(INTERVAL)
+        BatchLog::new(INTERVAL, BURST)
     }
 }
 
 impl BatchLog {
-    pub fn new(interval: Duration) -> Self {
+    pub fn new(interval: Duration, burst: u32) -> Self {
         BatchLog {
             interval,
-            last_info: None,
+            burst,
+            window: None,
+            lines: 0,
             held: Held::default(),
         }
     }
 
     /// A batch finished at `now`: the level of its own line, and a summary
-    /// to log at info (which then stands for it) when the interval is over.
+    /// of the batches held in the interval that just ended, if any, to log
+    /// at info first.
     pub fn finished(&mut self, now: Instant, b: Finished) -> (Level, Option<String>) {
-        let quiet = self
-            .last_info
-            .map_or(true, |t| now.saturating_duration_since(t) >= self.interval);
-        if quiet && self.held.batches == 0 {
-            self.last_info = Some(now);
-            return (Level::Info, None);
+        let mut summary = self.flush(now);
+        if self.window.is_none_or_over(now, self.interval) {
+            self.window = Some(now);
+            self.lines = 0;
+        }
+        if self.held.batches == 0 && self.lines < self.burst {
+            self.lines += 1;
+            return (Level::Info, summary.take());
         }
         self.hold(b);
-        (Level::Debug, self.flush(now))
+        (Level::Debug, summary)
     }
 
-    /// When the counted batches are due as a summary (None: nothing held).
+    /// When the held batches are due as a summary (None: nothing held).
     pub fn due(&self) -> Option<Instant> {
         if self.held.batches == 0 {
             return None;
         }
-        Some(
-            self.last_info
-                .map_or_else(Instant::now, |t| t + self.interval),
-        )
+        Some(self.window.map_or_else(Instant::now, |t| t + self.interval))
     }
 
-    /// The summary of the counted batches, when they are due at `now`.
+    /// The summary of the held batches, when their interval is over at
+    /// `now`; it opens the next interval.
     pub fn flush(&mut self, now: Instant) -> Option<String> {
         match self.due() {
             Some(d) if now >= d => {}
@@ -103,9 +123,10 @@ impl BatchLog {
         }
         let h = std::mem::take(&mut self.held);
         let since = self
-            .last_info
+            .window
             .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
-        self.last_info = Some(now);
+        self.window = Some(now);
+        self.lines = 1;
         let counts = if h.any_mirror {
             format!(
                 ": copied {}, deleted {}, renamed {}",
@@ -115,7 +136,7 @@ impl BatchLog {
             String::new()
         };
         Some(format!(
-            "synced {} path{} in {} batch{} over the last {:.1} s ({:.1} s in handlers){counts}; -d logs each batch",
+            "synced {} path{} in {} more batch{} over the last {:.1} s ({:.1} s in handlers){counts}; -d logs each batch",
             h.paths,
             if h.paths == 1 { "" } else { "s" },
             h.batches,
@@ -154,8 +175,13 @@ mod tests {
     #[test]
     fn a_quiet_tree_logs_each_batch_at_info() {
         let t0 = Instant::now();
-        let mut l = BatchLog::new(Duration::from_secs(5));
-        assert_eq!(l.finished(t0, batch(1)), (Level::Info, None));
+        let mut l = BatchLog::new(Duration::from_secs(5), 3);
+        for i in 0..3 {
+            assert_eq!(
+                l.finished(t0 + Duration::from_millis(i), batch(1)),
+                (Level::Info, None)
+            );
+        }
         assert_eq!(
             l.finished(t0 + Duration::from_secs(6), batch(2)),
             (Level::Info, None)
@@ -164,9 +190,9 @@ mod tests {
     }
 
     #[test]
-    fn a_burst_is_one_summary_per_interval() {
+    fn a_burst_is_a_few_lines_and_one_summary_per_interval() {
         let t0 = Instant::now();
-        let mut l = BatchLog::new(Duration::from_secs(5));
+        let mut l = BatchLog::new(Duration::from_secs(5), 3);
         let mut info = 0;
         let mut summaries = Vec::new();
         // 1,000 batches of 3 paths, one every 10 ms: 10 s of load.
@@ -183,13 +209,15 @@ mod tests {
         assert!(l.flush(due - Duration::from_millis(1)).is_none());
         summaries.extend(l.flush(due));
         assert_eq!(l.due(), None);
-        assert_eq!(info, 1, "only the first batch has its own info line");
+        // Interval 1: 3 lines; at 5 s the summary and 2 lines; at 10 s the
+        // last summary.
+        assert_eq!(info, 5, "batch lines at info");
         assert_eq!(summaries.len(), 2, "{summaries:?}");
         // Every batch is in exactly one info line.
         let counted: u64 = summaries
             .iter()
             .map(|s| {
-                s.split(" batch")
+                s.split(" more batch")
                     .next()
                     .and_then(|x| x.rsplit(' ').next())
                     .and_then(|n| n.parse::<u64>().ok())
@@ -198,17 +226,17 @@ mod tests {
             .sum();
         assert_eq!(counted + info, 1000);
         assert!(
-            summaries[0].starts_with("synced 1500 paths in 500 batches over the last 5.0 s"),
+            summaries[0].starts_with("synced 1491 paths in 497 more batches over the last 5.0 s"),
             "{}",
             summaries[0]
         );
-        assert!(summaries[0].ends_with("copied 1500, deleted 0, renamed 0; -d logs each batch"));
+        assert!(summaries[0].ends_with("copied 1491, deleted 0, renamed 0; -d logs each batch"));
     }
 
     #[test]
     fn handler_programs_get_no_mirror_counts() {
         let t0 = Instant::now();
-        let mut l = BatchLog::new(Duration::from_secs(1));
+        let mut l = BatchLog::new(Duration::from_secs(1), 1);
         l.finished(t0, batch(1));
         let program = Finished {
             paths: 1,
@@ -219,7 +247,7 @@ mod tests {
         let s = l.flush(t0 + Duration::from_secs(1)).expect("summary");
         assert_eq!(
             s,
-            "synced 1 path in 1 batch over the last 1.0 s (0.0 s in handlers); -d logs each batch"
+            "synced 1 path in 1 more batch over the last 1.0 s (0.0 s in handlers); -d logs each batch"
         );
     }
 }

@@ -82,7 +82,7 @@
 #[cfg(target_os = "linux")]
 pub mod argv_check; // --check-execvp-arguments: the argv patterns of every mode
 pub mod background;
-pub mod batchlog; // the per-batch info line, one summary per interval under load
+pub mod batchlog; // the per-batch info line: a few per interval, then a summary
 #[cfg(target_os = "linux")]
 pub mod confine; // namespaces and the seccomp allow-list (issue #5)
 pub mod files;
@@ -835,7 +835,7 @@ struct Daemon {
     last_sync: Option<socket::LastSync>,
     /// systemd notifications and the metrics file (the operations issue).
     ops: ops::Ops,
-    /// Which batch lines go out at info (one summary per interval under load).
+    /// Which batch lines go out at info (a few per interval, then a summary).
     batch_log: batchlog::BatchLog,
 }
 
@@ -1176,12 +1176,12 @@ impl Daemon {
                         elapsed,
                     },
                 );
+                if let Some(s) = summary {
+                    ::log::info!("{s}");
+                }
                 match level {
                     batchlog::Level::Info => ::log::info!("{line}"),
                     batchlog::Level::Debug => ::log::debug!("{line}"),
-                }
-                if let Some(s) = summary {
-                    ::log::info!("{s}");
                 }
             }
             Err(e) if self.killed => {
@@ -1891,7 +1891,7 @@ fn startup_line(cfg: &Config) -> String {
         )
     };
     format!(
-        "{} {}: watching {} with {}, mode {}{program}, {dest}{}; changes wait {} (-t), {big}, at least {} between syncs (-w)",
+        "{} {}: watch dir {} with {}, mode {}{program}, {dest}{}; changes wait {} (-t), {big}, at least {} between syncs (-w)",
         env!("CARGO_PKG_NAME"),
         env!("CARGO_PKG_VERSION"),
         path::display_os(&cfg.watch_dir),
