@@ -248,9 +248,12 @@ fn clsyncs_example_config_runs_with_warnings() {
         &env.root,
     );
     assert_eq!(code, Some(0), "{stderr}");
-    for key in ["syslog", "rules-path"] {
+    for (key, hint) in [
+        ("syslog", "for log lines to syslog write `output = syslog`"),
+        ("rules-path", "did you mean `rules-file`?"),
+    ] {
         let needle = format!(
-            "{}:{}: unknown option `{key}`",
+            "{}:{}: unknown option `{key}`; {hint}",
             conf.display(),
             line_of(key)
         );

@@ -784,6 +784,12 @@ fn unknown_key_hint(key: &str, opts: &BTreeMap<String, Opt>) -> String {
     if let Some(reason) = clsync_only_reason(key) {
         return reason;
     }
+    // Keys of older clsync versions, as its own example configs still use.
+    match key {
+        "syslog" => return "for log lines to syslog write `output = syslog`".to_string(),
+        "rules-path" => return "did you mean `rules-file`?".to_string(),
+        _ => {}
+    }
     let best = opts
         .keys()
         .filter(|k| !COMMAND_LINE_ONLY.contains(&k.as_str()))
@@ -1036,7 +1042,7 @@ pub fn file_args(
                     },
                 );
                 out.warnings
-                    .push(format!("{unknown}; the line is ignored (as clsync does)"));
+                    .push(format!("{unknown} (the line is ignored, as clsync does)"));
             }
         }
     }
@@ -1616,6 +1622,8 @@ rules-file = 50%-off
                 "auto-add-rules-w = 1",
                 "write `+w` rules for the directories",
             ),
+            ("syslog = 1", "write `output = syslog`"),
+            ("rules-path = /r", "did you mean `rules-file`?"),
             ("frobnicate = 1", "long option names without dashes"),
         ];
         for (line, needle) in cases {
@@ -1626,7 +1634,7 @@ rules-file = 50%-off
             let w = &a.warnings[0];
             assert!(w.starts_with(&format!("{FILE}:3: unknown option `")), "{w}");
             assert!(
-                w.contains(needle) && w.ends_with("the line is ignored (as clsync does)"),
+                w.contains(needle) && w.ends_with(" (the line is ignored, as clsync does)"),
                 "{line}: {w}"
             );
         }
