@@ -26,6 +26,14 @@ use std::os::fd::{OwnedFd, RawFd};
 
 /// Plans `batch` against the two trees and logs every operation.
 pub(super) fn run(m: &Mirror, batch: &Batch) -> Result<Report, HandlerError> {
+    let lines = plan(m, batch)?;
+    log::debug!("dry run: {} operation(s) for this batch", lines.len());
+    Ok(Report::default())
+}
+
+/// The operations `batch` would take, in order, each logged as it is found
+/// (`would …` without the `dry run: ` prefix).
+fn plan(m: &Mirror, batch: &Batch) -> Result<Vec<String>, HandlerError> {
     let src_root = sys::open_root(&m.src).map_err(|e| HandlerError::io(&m.src, e))?;
     let dst_root = match sys::open_root(&m.dst) {
         Ok(fd) => Some(fd),
@@ -36,7 +44,7 @@ pub(super) fn run(m: &Mirror, batch: &Batch) -> Result<Report, HandlerError> {
         m,
         src_root,
         dst_root,
-        ops: 0,
+        lines: Vec::new(),
     };
     for op in &batch.ops {
         if op.paths().into_iter().any(|p| !well_formed(p)) {
@@ -47,15 +55,14 @@ pub(super) fn run(m: &Mirror, batch: &Batch) -> Result<Report, HandlerError> {
             Op::Move { from, to } => plan.moved(from, to)?,
         }
     }
-    log::debug!("dry run: {} operation(s) for this batch", plan.ops);
-    Ok(Report::default())
+    Ok(plan.lines)
 }
 
 struct Plan<'m> {
     m: &'m Mirror,
     src_root: OwnedFd,
     dst_root: Option<OwnedFd>,
-    ops: u64,
+    lines: Vec<String>,
 }
 
 /// One entry on both sides: the source's parent and the destination's (if
@@ -72,8 +79,8 @@ type R<T> = Result<T, HandlerError>;
 
 impl Plan<'_> {
     fn say(&mut self, what: String) {
-        self.ops += 1;
         log::info!("dry run: would {what}");
+        self.lines.push(what);
     }
 
     fn permits(&self, rel: &[u8], kind: Kind, action: Action) -> bool {
@@ -391,5 +398,169 @@ impl Plan<'_> {
             self.entry(&pair, &s, d.as_ref(), true, false)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handler::Handler;
+    use crate::rules::Rules;
+    use std::fs;
+    use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+    use std::path::{Path, PathBuf};
+    use std::sync::Arc;
+
+    /// Every entry below `root`: path, type, mode, size, mtime, link target
+    /// and contents; what "nothing was written" is checked against.
+    fn state(root: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            let Ok(rd) = fs::read_dir(&dir) else { continue };
+            for e in rd.flatten() {
+                let p = e.path();
+                let md = fs::symlink_metadata(&p).expect("lstat");
+                let extra = if md.file_type().is_symlink() {
+                    fs::read_link(&p).expect("readlink").display().to_string()
+                } else if md.is_file() {
+                    String::from_utf8_lossy(&fs::read(&p).expect("read")).into_owned()
+                } else {
+                    stack.push(p.clone());
+                    String::new()
+                };
+                out.push(format!(
+                    "{} {:o} {} {} {extra}",
+                    p.strip_prefix(root).expect("under root").display(),
+                    md.mode(),
+                    md.size(),
+                    md.mtime_nsec() + md.mtime() * 1_000_000_000,
+                ));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    struct Trees {
+        _t: tempfile::TempDir,
+        src: PathBuf,
+        dst: PathBuf,
+    }
+
+    fn trees() -> Trees {
+        let t = tempfile::tempdir().expect("tempdir");
+        let base = t.path().canonicalize().expect("canonical");
+        let (src, dst) = (base.join("src"), base.join("dst"));
+        fs::create_dir(&src).expect("src");
+        fs::create_dir(&dst).expect("dst");
+        Trees { _t: t, src, dst }
+    }
+
+    fn mirror(t: &Trees) -> Mirror {
+        Mirror::new(t.src.clone(), t.dst.clone(), Arc::new(Rules::allow_all()))
+    }
+
+    fn sync(p: &[u8], recursive: bool) -> Op {
+        Op::Sync {
+            path: p.to_vec(),
+            recursive,
+        }
+    }
+
+    #[test]
+    fn every_operation_is_named_and_nothing_is_written() {
+        let t = trees();
+        let w = |root: &Path, rel: &str, text: &str| {
+            fs::write(root.join(rel), text).expect("write");
+        };
+        for d in [&t.src, &t.dst] {
+            fs::create_dir(d.join("moved")).expect("mkdir");
+            w(d, "moved/in", "i");
+            w(d, "same", "same");
+        }
+        fs::rename(t.src.join("moved"), t.src.join("moved-to")).expect("rename");
+        w(&t.src, "new", "new!");
+        w(&t.dst, "gone", "g");
+        fs::create_dir(t.src.join("became-dir")).expect("mkdir");
+        w(&t.dst, "became-dir", "was a file");
+        symlink("same", t.src.join("link")).expect("symlink");
+        w(&t.src, "chmodded", "c");
+        w(&t.dst, "chmodded", "c");
+        fs::set_permissions(t.src.join("chmodded"), fs::Permissions::from_mode(0o600))
+            .expect("chmod");
+        let mtime = fs::metadata(t.src.join("chmodded"))
+            .expect("stat")
+            .modified()
+            .expect("mtime");
+        fs::File::options()
+            .write(true)
+            .open(t.dst.join("chmodded"))
+            .and_then(|f| f.set_modified(mtime))
+            .expect("same mtime");
+        let before = state(&t.dst);
+        let m = mirror(&t).dry_run(true);
+        let ops = [
+            Op::Move {
+                from: b"moved".to_vec(),
+                to: b"moved-to".to_vec(),
+            },
+            sync(b"", true),
+        ];
+        let got = plan(&m, &Batch::of(ops.to_vec())).expect("plan");
+        for want in [
+            "rename moved to moved-to",
+            "copy new (4 bytes)",
+            "delete file gone",
+            "delete file became-dir",
+            "create directory became-dir",
+            "link link -> same",
+            "chmod chmodded 0600",
+        ] {
+            assert!(got.iter().any(|l| l == want), "{want:?} not in {got:#?}");
+        }
+        assert!(!got.iter().any(|l| l.contains("same (")), "{got:#?}");
+        assert_eq!(state(&t.dst), before, "the destination changed");
+        // Through the handler too: a report of nothing done.
+        let mut m = m;
+        let r = m.run(&Batch::of(ops.to_vec())).expect("run");
+        assert_eq!((r.copied, r.deleted, r.renamed), (0, 0, 0));
+        assert_eq!(state(&t.dst), before, "the destination changed");
+    }
+
+    /// The planner asks what the engine asks: after a real run of the same
+    /// batch, a dry run finds nothing left to do.
+    #[test]
+    fn after_the_engine_ran_nothing_is_left_to_do() {
+        let t = trees();
+        fs::create_dir_all(t.src.join("a/b/c")).expect("mkdir");
+        fs::write(t.src.join("a/b/c/f"), "deep").expect("write");
+        fs::write(t.src.join("top"), "t").expect("write");
+        symlink("/nowhere", t.src.join("a/dangling")).expect("symlink");
+        fs::create_dir(t.dst.join("stale")).expect("mkdir");
+        fs::write(t.dst.join("stale/x"), "x").expect("write");
+        let batch = Batch::of(vec![sync(b"", true)]);
+        let dry = mirror(&t).dry_run(true);
+        assert!(!plan(&dry, &batch).expect("plan").is_empty());
+        mirror(&t).run(&batch).expect("real run");
+        let left = plan(&dry, &batch).expect("plan");
+        assert!(left.is_empty(), "{left:#?}");
+    }
+
+    /// A destination that does not exist is an empty one, and stays absent.
+    #[test]
+    fn a_missing_destination_is_planned_not_made() {
+        let t = trees();
+        fs::write(t.src.join("f"), "f").expect("write");
+        fs::remove_dir(&t.dst).expect("rmdir");
+        let got = plan(&mirror(&t).dry_run(true), &Batch::of(vec![sync(b"", true)])).expect("plan");
+        assert_eq!(
+            got,
+            [
+                format!("create the destination {}", t.dst.display()),
+                "copy f (1 bytes)".to_string()
+            ]
+        );
+        assert!(!t.dst.exists());
     }
 }
