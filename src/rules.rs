@@ -6,7 +6,8 @@
 //! single [`RegexSet`] plus per-rule metadata, so a decision is one set
 //! match and a scan of the matching indices. It does no filesystem work
 //! beyond reading a rules file, keeps no state between calls, and never
-//! decides what a handler does with the answer.
+//! decides what a handler does with the answer. Its [`glob`] submodule
+//! turns rsync-style globs (`--exclude`, `--include`) into rule lines.
 //!
 //! # Grammar
 //!

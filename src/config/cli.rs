@@ -4,8 +4,9 @@
 //! merges the config file under them and turns them into resolved settings.
 //! Besides the typed fields, [`Args::given`] records which options were given
 //! on the command line and their raw values ([`CommandLine`]), so that the
-//! command line can beat the config file option by option. Nothing here
-//! touches the filesystem.
+//! command line can beat the config file option by option, and the order of
+//! `--include`/`--exclude` (the first glob that matches decides). Nothing
+//! here touches the filesystem.
 
 use clap::parser::ValueSource;
 use clap::{ArgAction, ArgMatches, CommandFactory, FromArgMatches, Parser};
