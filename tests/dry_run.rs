@@ -1,7 +1,8 @@
 //! `--dry-run` through the real binary: the built-in mirror logs every
 //! operation it would do (copy, rename, delete, chmod, create directory) for
-//! the initial sync and for live changes, and the destination stays exactly
-//! as it was. Every daemon is stopped at the end, whatever happens.
+//! the initial sync and for live changes, the destination stays exactly as
+//! it was, and started as root the daemon keeps no capability that writes.
+//! Every daemon is stopped at the end, whatever happens.
 
 mod common;
 
@@ -111,4 +112,29 @@ fn dry_run_does_not_create_the_destination() {
         r.stderr
     );
     assert!(!missing.exists());
+}
+
+/// Started as root, a dry run keeps CAP_DAC_READ_SEARCH (to read the
+/// tree) and none of the capabilities that write a destination.
+#[test]
+fn dry_run_as_root_keeps_no_writer_capabilities() {
+    if !require_root("privilege dropping") {
+        return;
+    }
+    let env = TestEnv::new();
+    env.write("a", "a");
+    let mut d = Daemon::start(&env, &["--dry-run", "-t0", "-w0"]);
+    d.wait_for_log(LONG, "initial sync done");
+    let status = fs::read_to_string(format!("/proc/{}/status", d.pid())).expect("status");
+    let field = |k: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}:\t")))
+            .map(|v| u64::from_str_radix(v.trim(), 16).expect("hex"))
+            .unwrap_or_else(|| panic!("no {k} in {status}"))
+    };
+    const CAP_DAC_READ_SEARCH: u64 = 1 << 2;
+    assert_eq!(field("CapEff"), CAP_DAC_READ_SEARCH, "{status}");
+    assert_eq!(field("CapBnd"), CAP_DAC_READ_SEARCH, "{status}");
+    assert!(!env.dst_has("a"));
 }
