@@ -41,7 +41,7 @@ _livesync() {
 
     case "${cmd}" in
         livesync)
-            opts="-W -D -M -S -R -t -T -B -w -r -x -l -L -U -d -q -H -K -z -k -b -Y -p -X -F -u -g -C -h -V --watch-dir --destination-dir --mode --sync-handler --rules-file --xattrs --acls --delay-collect --delay-collect-bigfile --threshold-bigfile --delay-sync --retries --ignore-exitcode --label --lists-dir --dont-unlink-lists --debug --quiet --config-file --config-block --config-block-inherits --custom-signals --pid-file --status-file --dump-dir --socket --socket-own --socket-mod --standby-file --exit-on-no-events --only-initialsync --skip-initialsync --max-iterations --sync-on-quit --pre-exit-hook --exit-hook --ignore-hook-failures --ignore-failures --timeout-sync --background --output --threading --threads --one-file-system --exclude-mount-points --modification-signature --cancel-syscalls --metrics-file --syslog-socket --progress --synclist-simplify --have-recursive-sync --rsync-inclimit --rsync-prefer-include --full-initialsync --uid --gid --privileged-uid --privileged-gid --sync-handler-uid --sync-handler-gid --preserve-capabilities --inherit-capabilities --permit-new-privs --splitting --check-execvp-arguments --secure-splitting --seccomp-filter --chroot --pivot-root --detach-network --detach-ipc --detach-miscellanea --forbid-devices --monitor --poll-interval --help --version status resync pause resume metrics ctl"
+            opts="-W -D -M -S -R -t -T -B -w -r -x -l -L -U -d -q -H -K -z -k -b -Y -p -X -F -u -g -C -h -V --watch-dir --destination-dir --mode --sync-handler --rules-file --xattrs --acls --exclude --include --dry-run --delay-collect --delay-collect-bigfile --threshold-bigfile --delay-sync --retries --ignore-exitcode --label --lists-dir --dont-unlink-lists --debug --quiet --config-file --config-block --config-block-inherits --custom-signals --pid-file --status-file --dump-dir --socket --socket-own --socket-mod --standby-file --exit-on-no-events --only-initialsync --skip-initialsync --max-iterations --sync-on-quit --pre-exit-hook --exit-hook --ignore-hook-failures --ignore-failures --timeout-sync --background --output --threading --threads --one-file-system --exclude-mount-points --modification-signature --cancel-syscalls --metrics-file --syslog-socket --progress --synclist-simplify --have-recursive-sync --rsync-inclimit --rsync-prefer-include --full-initialsync --uid --gid --privileged-uid --privileged-gid --sync-handler-uid --sync-handler-gid --preserve-capabilities --inherit-capabilities --permit-new-privs --splitting --check-execvp-arguments --secure-splitting --seccomp-filter --chroot --pivot-root --detach-network --detach-ipc --detach-miscellanea --forbid-devices --monitor --poll-interval --help --version status resync pause resume metrics ctl"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -84,6 +84,14 @@ _livesync() {
                     return 0
                     ;;
                 -R)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --exclude)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --include)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -36,11 +36,9 @@ fn main() -> ExitCode {
                 let _ = e.print();
                 return ExitCode::SUCCESS;
             }
-            // clap's first line says what is wrong; the usage block after it
-            // is noise in a log.
-            let rendered = e.render().to_string();
-            let first = rendered.lines().next().unwrap_or("invalid arguments");
-            let first = first.strip_prefix("error: ").unwrap_or(first);
+            // clap's first line says what is wrong (with its suggestion for
+            // a misspelt option); the usage block after it is noise in a log.
+            let first = livesync::config::cli::usage_error_line(&e);
             eprintln!("livesync: error: {first} (see livesync --help)");
             return ExitCode::from(EXIT_USAGE);
         }
@@ -48,6 +46,9 @@ fn main() -> ExitCode {
     let cfg = match Config::from_args(args) {
         Ok(c) => c,
         Err(e) => {
+            for w in e.warnings() {
+                eprintln!("livesync: warning: {w}");
+            }
             eprintln!("livesync: error: {e}");
             return ExitCode::from(EXIT_USAGE);
         }

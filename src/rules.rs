@@ -6,7 +6,8 @@
 //! single [`RegexSet`] plus per-rule metadata, so a decision is one set
 //! match and a scan of the matching indices. It does no filesystem work
 //! beyond reading a rules file, keeps no state between calls, and never
-//! decides what a handler does with the answer.
+//! decides what a handler does with the answer. Its [`glob`] submodule
+//! turns rsync-style globs (`--exclude`, `--include`) into rule lines.
 //!
 //! # Grammar
 //!
@@ -75,6 +76,8 @@
 //! * clsync's `f` means regular files only; here it covers every
 //!   non-directory.
 //! * The regex flavour is the `regex` crate's, not POSIX ERE (see above).
+
+pub mod glob; // --exclude/--include: rsync-style globs as rule lines
 
 use std::path::Path;
 

@@ -280,6 +280,55 @@ fn bad_number_for_delay_is_exit_2() {
     );
 }
 
+/// A misspelt option gets clap's suggestion on the one error line.
+#[test]
+fn misspelt_option_suggests_the_right_one() {
+    let c = case();
+    let line = expect_usage_error(
+        &argv(&[&"--wach-dir", &c.env.src, &"-D", &c.newdst]),
+        &c.newdst,
+    );
+    assert!(
+        line.contains("'--wach-dir'") && line.contains("did you mean '--watch-dir'?"),
+        "{line}"
+    );
+}
+
+/// `-t -1` is a negative number, not an unknown option: the range check
+/// answers.
+#[test]
+fn negative_delay_gets_the_range_message() {
+    let c = case();
+    for (opt, name) in [("-t", "-t"), ("--delay-sync", "-w"), ("-T", "-T")] {
+        let line = expect_usage_error(
+            &argv(&[&"-W", &c.env.src, &"-D", &c.newdst, &opt, &"-1"]),
+            &c.newdst,
+        );
+        assert!(
+            line.contains(&format!(
+                "{name} must be a number of seconds between 0 and 1e9, not -1"
+            )),
+            "{opt}: {line}"
+        );
+    }
+}
+
+/// `--auto-add-rules-w` on the command line gets the line a config file key
+/// gets: what it was, and what to write instead.
+#[test]
+fn clsync_only_option_says_what_to_do_instead() {
+    let c = case();
+    let line = expect_usage_error(
+        &argv(&[&"-W", &c.env.src, &"-D", &c.newdst, &"--auto-add-rules-w"]),
+        &c.newdst,
+    );
+    assert!(
+        line.contains("auto-add-rules-w is a clsync option that livesync does not support")
+            && line.contains("write `+w` rules"),
+        "{line}"
+    );
+}
+
 /// At start, running out of inotify watches is exit 3 with a message naming
 /// `fs.inotify.max_user_watches`. The limit is lowered only for the daemon:
 /// it runs in a fresh user namespace whose own `max_inotify_watches` is set

@@ -4,8 +4,9 @@
 //! merges the config file under them and turns them into resolved settings.
 //! Besides the typed fields, [`Args::given`] records which options were given
 //! on the command line and their raw values ([`CommandLine`]), so that the
-//! command line can beat the config file option by option. Nothing here
-//! touches the filesystem.
+//! command line can beat the config file option by option, and the order of
+//! `--include`/`--exclude` (the first glob that matches decides). Nothing
+//! here touches the filesystem.
 
 use clap::parser::ValueSource;
 use clap::{ArgAction, ArgMatches, CommandFactory, FromArgMatches, Parser};
@@ -134,11 +135,30 @@ pub struct Args {
     #[arg(long = "acls", help_heading = "How")]
     pub acls: bool,
 
+    /// rsync-style glob of paths to leave out (repeatable; with --include,
+    /// the first that matches decides): `*` and `?` stay within one path
+    /// component, `**` crosses `/`, a leading `/` anchors at the watch dir,
+    /// a trailing `/` matches directories only; without a `/` the glob
+    /// matches the last component. Put in front of the -R rules.
+    #[arg(long = "exclude", value_name = "GLOB", action = ArgAction::Append, help_heading = "How")]
+    pub exclude: Vec<OsString>,
+
+    /// rsync-style glob of paths to keep even where a later --exclude (or
+    /// rule) would leave them out (repeatable; see --exclude).
+    #[arg(long = "include", value_name = "GLOB", action = ArgAction::Append, help_heading = "How")]
+    pub include: Vec<OsString>,
+
+    /// Built-in mirror: log every operation it would do (copy, rename,
+    /// delete, chmod, …) and write nothing to the destination.
+    #[arg(long = "dry-run", help_heading = "How")]
+    pub dry_run: bool,
+
     /// Seconds to collect events about ordinary files before syncing
     /// (fractions allowed).
     #[arg(
         short = 't',
         long = "delay-collect",
+        allow_negative_numbers = true,
         value_name = "SECS",
         default_value = "30",
         help_heading = "Timing"
@@ -149,6 +169,7 @@ pub struct Args {
     #[arg(
         short = 'T',
         long = "delay-collect-bigfile",
+        allow_negative_numbers = true,
         value_name = "SECS",
         default_value = "1800",
         help_heading = "Timing"
@@ -160,6 +181,7 @@ pub struct Args {
     #[arg(
         short = 'B',
         long = "threshold-bigfile",
+        allow_negative_numbers = true,
         value_name = "BYTES",
         default_value = "134217728",
         help_heading = "Timing"
@@ -171,6 +193,7 @@ pub struct Args {
     #[arg(
         short = 'w',
         long = "delay-sync",
+        allow_negative_numbers = true,
         value_name = "SECS",
         default_value = "30",
         help_heading = "Timing"
@@ -182,6 +205,7 @@ pub struct Args {
     #[arg(
         short = 'r',
         long = "retries",
+        allow_negative_numbers = true,
         value_name = "N",
         default_value = "0",
         help_heading = "Failures"
@@ -380,6 +404,7 @@ pub struct Args {
     #[arg(
         short = 'k',
         long = "timeout-sync",
+        allow_negative_numbers = true,
         value_name = "SECS",
         default_value = "86400",
         help_heading = "Failures"
@@ -387,11 +412,13 @@ pub struct Args {
     pub timeout_sync: u64,
 
     /// Run in the background as a daemon (fork, setsid, stdio to
-    /// /dev/null, chdir /); -b0 or --background=off: stay in front.
+    /// /dev/null, chdir /; log lines go to syslog unless -Y is given);
+    /// -b0 or --background=off: stay in front.
     #[arg(short = 'b', long = "background", value_name = "BOOL", num_args = 0..=1, default_missing_value = "1", value_parser = clap::builder::BoolishValueParser::new(), help_heading = "Process")]
     pub background: Option<bool>,
 
-    /// Where log lines go: stderr, stdout or syslog.
+    /// Where log lines go: stderr, stdout or syslog (with -b the default
+    /// is syslog).
     #[arg(
         short = 'Y',
         long = "output",
@@ -805,6 +832,9 @@ pub struct CommandLine {
     /// (empty for a flag).
     given: BTreeMap<String, Vec<OsString>>,
     words: Vec<OsString>,
+    /// `--include`/`--exclude` interleaved as given: the first glob that
+    /// matches decides, so their relative order matters.
+    filters: Vec<(bool, OsString)>,
 }
 
 /// Name under which [`CommandLine`] records the handler arguments.
@@ -827,13 +857,30 @@ impl CommandLine {
         &self.words
     }
 
+    /// `--include` (true) and `--exclude` (false) globs in the order given.
+    pub fn filters(&self) -> &[(bool, OsString)] {
+        &self.filters
+    }
+
     fn capture(m: &ArgMatches) -> CommandLine {
         let cmd = Args::command();
         let mut out = CommandLine::default();
         let mut tail: Vec<OsString> = Vec::new();
+        let mut filters: Vec<(usize, bool, OsString)> = Vec::new();
         for arg in cmd.get_arguments() {
             let id = arg.get_id().as_str();
             if m.value_source(id) != Some(ValueSource::CommandLine) {
+                continue;
+            }
+            if let Some(long @ ("include" | "exclude")) = arg.get_long() {
+                let at = m.indices_of(id).into_iter().flatten();
+                let vals = m.get_raw(id).into_iter().flatten();
+                let raw: Vec<OsString> = vals.map(|v| v.to_os_string()).collect();
+                filters.extend(
+                    at.zip(raw.iter().cloned())
+                        .map(|(i, v)| (i, long == "include", v)),
+                );
+                out.given.insert(long.to_string(), raw);
                 continue;
             }
             let raw: Vec<OsString> = if arg.get_action().takes_values() {
@@ -870,6 +917,19 @@ impl CommandLine {
             }
             out.given.insert(long.to_string(), raw);
         }
+        // The globs keep their order, in the words too (a config file's come
+        // first when they are parsed again).
+        filters.sort_by_key(|(i, _, _)| *i);
+        for (_, include, v) in filters {
+            let mut w = if include {
+                b"--include=".to_vec()
+            } else {
+                b"--exclude=".to_vec()
+            };
+            w.extend_from_slice(v.as_bytes());
+            out.words.push(OsString::from_vec(w));
+            out.filters.push((include, v));
+        }
         out.words.extend(tail);
         out
     }
@@ -893,6 +953,36 @@ impl clap::Args for CommandLine {
 
     fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
         cmd
+    }
+}
+
+/// The one line livesync prints for a command line clap refused (without
+/// `error: `): clap's own first line, plus its suggestion for a misspelt
+/// option (`did you mean '--watch-dir'?`), or for a clsync option that
+/// livesync does not have, the same reason a config file key gets.
+pub fn usage_error_line(e: &clap::Error) -> String {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let rendered = e.render().to_string();
+    let first = rendered.lines().next().unwrap_or("invalid arguments");
+    let first = first.strip_prefix("error: ").unwrap_or(first).to_string();
+    if e.kind() != ErrorKind::UnknownArgument {
+        return first;
+    }
+    if let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg) {
+        let name = arg.trim_start_matches('-');
+        let name = name.split_once('=').map_or(name, |(n, _)| n);
+        if arg.starts_with("--") {
+            if let Some(reason) = super::file::clsync_only_reason(name) {
+                return format!("{reason}; remove {arg}");
+            }
+        }
+    }
+    match e.get(ContextKind::SuggestedArg) {
+        Some(ContextValue::String(s)) => format!("{first}; did you mean '{s}'?"),
+        Some(ContextValue::Strings(v)) if !v.is_empty() => {
+            format!("{first}; did you mean '{}'?", v.join("' or '"))
+        }
+        _ => first,
     }
 }
 
@@ -1107,6 +1197,89 @@ mod tests {
             a.handler_args,
             vec![OsString::from("-a"), OsString::from("%RSYNC-ARGS%")]
         );
+    }
+
+    fn usage_error(args: &[&str]) -> String {
+        let mut v = vec!["livesync"];
+        v.extend_from_slice(args);
+        let e = Args::try_parse_from(v).expect_err("refused");
+        usage_error_line(&e)
+    }
+
+    #[test]
+    fn misspelt_and_clsync_only_options_get_a_helpful_line() {
+        let s = usage_error(&["--wach-dir", "/s"]);
+        assert!(
+            s.contains("'--wach-dir'") && s.ends_with("did you mean '--watch-dir'?"),
+            "{s}"
+        );
+        let s = usage_error(&["--delay-colect=1"]);
+        assert!(s.ends_with("did you mean '--delay-collect'?"), "{s}");
+        let s = usage_error(&["--auto-add-rules-w"]);
+        assert!(
+            s.starts_with("auto-add-rules-w is a clsync option that livesync does not support")
+                && s.contains("write `+w` rules")
+                && s.ends_with("; remove --auto-add-rules-w"),
+            "{s}"
+        );
+        let s = usage_error(&["--fts-experimental-optimization"]);
+        assert!(
+            s.contains("clsync option that livesync does not support"),
+            "{s}"
+        );
+        // Nothing like it: clap's line alone.
+        let s = usage_error(&["--zzzzzzzz"]);
+        assert!(
+            s.contains("'--zzzzzzzz'") && !s.contains("did you mean"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn include_and_exclude_keep_their_order_in_the_words() {
+        let g = given(&[
+            "--exclude",
+            "a",
+            "-W",
+            "/s",
+            "--include=b",
+            "--exclude",
+            "c",
+        ]);
+        let f: Vec<(bool, String)> = g
+            .filters()
+            .iter()
+            .map(|(i, v)| (*i, v.to_string_lossy().into_owned()))
+            .collect();
+        assert_eq!(
+            f,
+            [(false, "a".into()), (true, "b".into()), (false, "c".into())]
+        );
+        assert_eq!(
+            strs(g.words()),
+            [
+                "--watch-dir=/s",
+                "--exclude=a",
+                "--include=b",
+                "--exclude=c"
+            ]
+        );
+        let mut again = vec![OsString::from("livesync")];
+        again.extend(g.words().iter().cloned());
+        let b = Args::try_parse_from(again).expect("parse again").given;
+        assert_eq!(b.filters(), g.filters());
+    }
+
+    #[test]
+    fn negative_numbers_reach_the_range_checks() {
+        let a = Args::try_parse_from(["livesync", "-t", "-1", "-w", "-2", "-T", "-3"])
+            .expect("negative numbers are values");
+        assert_eq!(
+            (a.delay_collect, a.delay_sync, a.delay_collect_bigfile),
+            (-1.0, -2.0, -3.0)
+        );
+        let s = usage_error(&["-r", "-1"]);
+        assert!(s.contains("invalid value '-1'"), "{s}");
     }
 
     #[test]

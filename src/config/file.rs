@@ -60,9 +60,11 @@
 //! `dont-unlink-lists`, `debug`, `quiet`, `custom-signals` — whatever
 //! `livesync --help` lists, except `config-file` and `config-block`, which
 //! choose the file and the block and so mean nothing inside one. An unknown
-//! key is an error (with a suggestion; clsync options that livesync does not
-//! support are named as such). The value is what the option takes on the
-//! command line, checked by the same parser:
+//! key is ignored with a warning naming `file:line` (with a suggestion;
+//! clsync options that livesync does not support are named as such), as
+//! clsync ignores keys it does not know: clsync's own example configs carry
+//! keys neither program has (`syslog`, `rules-path`). The value is what the
+//! option takes on the command line, checked by the same parser:
 //!
 //! * an option that takes a value: `delay-collect = 0.5`. An empty value
 //!   (`lists-dir =`) means "not set here": the option keeps its default,
@@ -680,6 +682,8 @@ pub struct FileArgs {
     pub handler_args: Option<Vec<OsString>>,
     /// The `---` key's words.
     pub initial_handler_args: Vec<OsString>,
+    /// Unknown keys, one `file:line: …` line each: ignored, as clsync does.
+    pub warnings: Vec<String>,
 }
 
 /// What the file needs to know about one command line option.
@@ -725,6 +729,22 @@ fn join_commas<'b>(parts: impl Iterator<Item = &'b [u8]>) -> OsString {
     OsString::from_vec(out)
 }
 
+/// Why a clsync option that livesync does not have is left out, and what
+/// to do instead; `None` when `name` (a long name without dashes) is not
+/// one. The same words serve a config file key and a command line option.
+pub fn clsync_only_reason(name: &str) -> Option<String> {
+    if !CLSYNC_ONLY.contains(&name) {
+        return None;
+    }
+    Some(match name {
+        "auto-add-rules-w" => "auto-add-rules-w is a clsync option that livesync does not support \
+             (clsync's own builds leave it out too): livesync adds no walk rules by itself; write \
+             `+w` rules for the directories that lead to what your `+` rules permit"
+            .to_string(),
+        _ => format!("{name} is a clsync option that livesync does not support"),
+    })
+}
+
 /// Edit distance, for suggestions.
 fn distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
@@ -761,8 +781,14 @@ fn unknown_key_hint(key: &str, opts: &BTreeMap<String, Opt>) -> String {
             return format!("keys are long option names: write `{long} = …`");
         }
     }
-    if CLSYNC_ONLY.contains(&key) {
-        return format!("{key} is a clsync option that livesync does not support; remove the line");
+    if let Some(reason) = clsync_only_reason(key) {
+        return reason;
+    }
+    // Keys of older clsync versions, as its own example configs still use.
+    match key {
+        "syslog" => return "for log lines to syslog write `output = syslog`".to_string(),
+        "rules-path" => return "did you mean `rules-file`?".to_string(),
+        _ => {}
     }
     let best = opts
         .keys()
@@ -982,14 +1008,16 @@ fn clap_reason(e: &clap::Error) -> String {
 }
 
 /// Turns `settings` into clap words for `cmd`, leaving out every option
-/// `cli` gave, and checks each value with clap. Unknown keys are errors
-/// even where the command line overrides them.
+/// `cli` gave, and checks each value with clap. Unknown keys are left out
+/// with a warning (in [`FileArgs::warnings`]), even where the command line
+/// overrides them.
 pub fn file_args(
     settings: &Settings<'_>,
     cmd: &Command,
     cli: &CommandLine,
 ) -> Result<FileArgs, FileError> {
     let opts = options(cmd);
+    let mut out = FileArgs::default();
     // Every key of every block in the chain, overridden or not.
     for block in &settings.chain {
         for e in &block.entries {
@@ -1006,13 +1034,15 @@ pub fn file_args(
                 ));
             }
             if !opts.contains_key(key) {
-                return Err(settings.error(
+                let unknown = settings.error(
                     e.line,
                     ErrorKind::UnknownOption {
                         key: key.to_string(),
                         hint: unknown_key_hint(key, &opts),
                     },
-                ));
+                );
+                out.warnings
+                    .push(format!("{unknown} (the line is ignored, as clsync does)"));
             }
         }
     }
@@ -1023,7 +1053,6 @@ pub fn file_args(
         done: HashMap::new(),
         stack: Vec::new(),
     };
-    let mut out = FileArgs::default();
     for e in settings.entries() {
         let key = e.key.as_str();
         if key == HANDLER_ARGS || key == INITIAL_HANDLER_ARGS {
@@ -1048,7 +1077,7 @@ pub fn file_args(
             continue;
         }
         let Some(opt) = opts.get(key) else {
-            continue; // checked above
+            continue; // unknown: warned about above
         };
         let value = resolver.expanded(e)?;
         let v = value.as_bytes();
@@ -1579,7 +1608,7 @@ rules-file = 50%-off
     }
 
     #[test]
-    fn unknown_keys_are_errors_with_hints() {
+    fn unknown_keys_are_ignored_with_a_warning_and_a_hint() {
         let cases: &[(&str, &str)] = &[
             ("watchdir = /x", "did you mean `watch-dir`?"),
             ("--watch-dir = /x", "without dashes: `watch-dir = …`"),
@@ -1589,22 +1618,46 @@ rules-file = 50%-off
                 "cluster-iface = /x",
                 "clsync option that livesync does not support",
             ),
+            (
+                "auto-add-rules-w = 1",
+                "write `+w` rules for the directories",
+            ),
+            ("syslog = 1", "write `output = syslog`"),
+            ("rules-path = /r", "did you mean `rules-file`?"),
             ("frobnicate = 1", "long option names without dashes"),
-            ("config-file = /x", "cannot be set inside one"),
-            ("config-block = x", "cannot be set inside one"),
         ];
         for (line, needle) in cases {
             let text = format!("[b]\nlabel = ok\n{line}\n");
-            let e = err_of(args_of(&text, "b", &[]));
-            let s = line_err(&e, 3);
-            assert!(s.contains(needle), "{line}: {s}");
+            let a = args_of(&text, "b", &[]).unwrap_or_else(|e| panic!("{line}: {e}"));
+            assert_eq!(a.words, os(&["--label=ok"]), "{line}");
+            assert_eq!(a.warnings.len(), 1, "{line}: {:?}", a.warnings);
+            let w = &a.warnings[0];
+            assert!(w.starts_with(&format!("{FILE}:3: unknown option `")), "{w}");
+            assert!(
+                w.contains(needle) && w.ends_with(" (the line is ignored, as clsync does)"),
+                "{line}: {w}"
+            );
+        }
+        // Keys that choose the file or the block are still errors.
+        for line in ["config-file = /x", "config-block = x"] {
+            let text = format!("[b]\nlabel = ok\n{line}\n");
+            let s = line_err(&err_of(args_of(&text, "b", &[])), 3);
+            assert!(s.contains("cannot be set inside one"), "{s}");
         }
         // Even in a parent block, and even when the command line gives it.
         let text = "[p]\ncluster-iface = /x\n[b]\nconfig-block-inherits = p\n";
-        let e = err_of(args_of(text, "b", &[]));
-        line_err(&e, 2);
-        let e = err_of(args_of("[b]\nwatchdir = /x\n", "b", &["-W", "/y"]));
-        line_err(&e, 2);
+        let a = args_of(text, "b", &[]).expect("ok");
+        assert!(
+            a.warnings[0].starts_with(&format!("{FILE}:2: ")),
+            "{:?}",
+            a.warnings
+        );
+        let a = args_of("[b]\nwatchdir = /x\n", "b", &["-W", "/y"]).expect("ok");
+        assert!(
+            a.warnings[0].starts_with(&format!("{FILE}:2: ")),
+            "{:?}",
+            a.warnings
+        );
     }
 
     #[test]

@@ -142,6 +142,24 @@ pub enum ConfigError {
     File(#[from] file::FileError),
     #[error("{0}")]
     Invalid(String),
+    /// `error`, found after the configuration had already given these
+    /// warnings (an ignored unknown key may be why): the caller shows them
+    /// first, since the logger that would carry them never starts.
+    #[error("{error}")]
+    Warned {
+        warnings: Vec<String>,
+        error: Box<ConfigError>,
+    },
+}
+
+impl ConfigError {
+    /// The warnings to show before this error.
+    pub fn warnings(&self) -> &[String] {
+        match self {
+            ConfigError::Warned { warnings, .. } => warnings,
+            _ => &[],
+        }
+    }
 }
 
 /// Resolved settings.
@@ -179,6 +197,9 @@ pub struct Config {
     /// `-F`: the initial sync ignores the rules.
     pub full_initialsync: bool,
     // ---- end of the command modes' block ----
+    /// `--dry-run`: the built-in mirror logs what it would do and writes
+    /// nothing.
+    pub dry_run: bool,
     pub log_level: log::LevelFilter,
     /// Handler arguments for the initial sync (the config file's `---`
     /// key); empty when not set. Not used by the daemon yet.
@@ -289,18 +310,19 @@ fn merge_config_file(
     let Some(f) = loaded else {
         let block_asked = a.given.gave("config-block") || a.given.gave("config-block-inherits");
         if block_asked && a.config_file.is_none() {
+            // clsync's own example scripts pass -K NAME with no config file
+            // anywhere; clsync goes on with the command line, and so do we.
             let tried: Vec<String> = search.iter().map(|p| path::display_os(p)).collect();
-            return Err(ConfigError::Invalid(format!(
-                "-K {}: no config file was found (tried {}); give the file with -H",
+            out.warnings.push(format!(
+                "-K {}: no config file was found (tried {}); going on with the command line alone, as clsync does (give the file with -H, or -H /NULL/ to read none)",
                 a.config_block,
                 if tried.is_empty() {
                     "none".to_string()
                 } else {
                     tried.join(", ")
                 }
-            )));
-        }
-        if block_asked {
+            ));
+        } else if block_asked {
             out.warnings.push(
                 "-K and --config-block-inherits have no effect with -H /NULL/ (no config file is read)"
                     .to_string(),
@@ -321,6 +343,7 @@ fn merge_config_file(
     }
     let settings = f.settings(&a.config_block, a.config_block_inherits.as_deref())?;
     let from_file = file::file_args(&settings, &cli::Args::command(), &a.given)?;
+    out.warnings.extend(from_file.warnings);
     let mut argv: Vec<OsString> = vec![OsString::from("livesync")];
     argv.extend(from_file.words);
     argv.extend(a.given.words().iter().cloned());
@@ -698,6 +721,21 @@ impl Config {
     /// `search` instead (used when `-H` is not given).
     pub fn from_args_searching(a: cli::Args, search: &[PathBuf]) -> Result<Config, ConfigError> {
         let (a, from_file) = merge_config_file(a, search)?;
+        let warnings = from_file.warnings.clone();
+        Config::resolve(a, from_file).map_err(|error| {
+            if warnings.is_empty() {
+                error
+            } else {
+                ConfigError::Warned {
+                    warnings,
+                    error: Box::new(error),
+                }
+            }
+        })
+    }
+
+    /// Validates the merged arguments into a Config.
+    fn resolve(a: cli::Args, from_file: FromFile) -> Result<Config, ConfigError> {
         let custom_signals = custom_signals(&a, from_file.file.as_ref())?;
         let Some(watch_dir_arg) = a.watch_dir.clone() else {
             return Err(ConfigError::Invalid(
@@ -859,6 +897,25 @@ impl Config {
             Some(f) => Rules::from_file(f)?,
             None => Rules::allow_all(),
         };
+        // --exclude/--include: rsync-style globs, in the order given, in
+        // front of the rules file's rules.
+        if !a.given.filters().is_empty() {
+            let mut text = Vec::new();
+            for (include, glob) in a.given.filters() {
+                let line =
+                    crate::rules::glob::rule_line(*include, glob.as_bytes()).map_err(|why| {
+                        ConfigError::Invalid(format!(
+                            "--{} {}: {why}; fix the glob",
+                            if *include { "include" } else { "exclude" },
+                            path::display(glob.as_bytes())
+                        ))
+                    })?;
+                text.extend_from_slice(line.as_bytes());
+                text.push(b'\n');
+            }
+            text.extend_from_slice(&rules.to_text());
+            rules = Rules::parse(&text, "the --exclude/--include globs and the rules file")?;
+        }
         if a.one_file_system || a.exclude_mount_points {
             let mountinfo = std::fs::read("/proc/self/mountinfo").map_err(|e| {
                 ConfigError::Invalid(format!(
@@ -973,6 +1030,12 @@ impl Config {
                 }
             ));
         }
+        if a.dry_run && mode != Mode::Mirror {
+            return Err(ConfigError::Invalid(format!(
+                "--dry-run works with the built-in mirror only, not -M {}; drop it (a handler program may have its own, such as rsync's --dry-run)",
+                mode.name()
+            )));
+        }
         if a.only_initialsync && a.skip_initialsync {
             return Err(ConfigError::Invalid(
                 "--only-initialsync and --skip-initialsync together would sync nothing; drop one"
@@ -1050,11 +1113,26 @@ impl Config {
                     a.socket_mod
                 ))
             })?;
-        let output = match a.output.as_str() {
+        let mut output = match a.output.as_str() {
             "stdout" => Output::Stdout,
             "syslog" => Output::Syslog,
             _ => Output::Stderr,
         };
+        // -b: stdout and stderr lead to /dev/null once livesync is up.
+        if a.background == Some(true) && output != Output::Syslog {
+            if a.given.gave("output") {
+                mode_warnings.push(format!(
+                    "-b with -Y {}: once livesync is in the background its {} is /dev/null, so every later log line is lost; use -Y syslog",
+                    a.output, a.output
+                ));
+            } else {
+                output = Output::Syslog;
+                mode_warnings.push(format!(
+                    "-b: once livesync is in the background stderr is /dev/null, so log lines go to syslog ({}) instead; give -Y syslog to say so",
+                    path::display_os(&a.syslog_socket)
+                ));
+            }
+        }
 
         // ---- privileges and hardening (src/daemon/privilege.rs) ----
         let privileges = crate::daemon::privilege::from_args(&a).map_err(ConfigError::Invalid)?;
@@ -1091,6 +1169,7 @@ impl Config {
             rsync_inclimit: a.rsync_inclimit,
             rsync_prefer_include: a.rsync_prefer_include,
             full_initialsync: a.full_initialsync,
+            dry_run: a.dry_run,
             log_level,
             initial_handler_args: from_file.initial_handler_args,
             custom_signals,
@@ -2173,6 +2252,39 @@ mod tests {
                     [s("false"), s("true"), s("true")],
                 )
             },
+            // --exclude/--include: rsync-style globs as rules lines.
+            case(
+                "exclude",
+                s("exclude = *.tmp, /a/"),
+                &["--exclude", "*.log"],
+                |c| String::from_utf8_lossy(&c.rules.to_text()).into_owned(),
+                [
+                    s(""),
+                    s("-*(^|/)[^/]*\\x2Etmp$\n-d^a$\n"),
+                    s("-*(^|/)[^/]*\\x2Elog$\n"),
+                ],
+            ),
+            case(
+                "include",
+                s("include = *.tmp"),
+                &["--include", "*.log"],
+                |c| String::from_utf8_lossy(&c.rules.to_text()).into_owned(),
+                [
+                    s(""),
+                    s("+*(^|/)[^/]*\\x2Etmp$\n"),
+                    s("+*(^|/)[^/]*\\x2Elog$\n"),
+                ],
+            ),
+            Case {
+                file_under_cli: Some(s("dry-run = 0")),
+                ..case(
+                    "dry-run",
+                    s("dry-run = 1"),
+                    &["--dry-run"],
+                    |c| c.dry_run.to_string(),
+                    [s("false"), s("true"), s("true")],
+                )
+            },
         ];
         let base = |skip: &str| {
             let mut lines = String::new();
@@ -2342,18 +2454,22 @@ config-block-inherits = one
         // ... unless -K asked for it.
         let e = run(&["-K", "mine"]).expect_err("-K");
         assert!(e.to_string().contains("has no block [mine]"), "{e}");
-        // -K with no file at all: an error; with -H /NULL/: a warning.
-        let e = Config::from_args_searching(
-            cli::Args::try_parse_from(["livesync", "-K", "mine"]).expect("clap"),
+        // -K with no file at all: a warning, and the command line is used
+        // alone (as clsync does); with -H /NULL/: another warning.
+        let c = Config::from_args_searching(
+            cli::Args::try_parse_from(["livesync", "-K", "mine", "-W", &fx.p("src"), "-D", "/x"])
+                .expect("clap"),
             &[PathBuf::from(&absent)],
         )
-        .expect_err("-K without a file");
+        .expect("-K without a file goes on");
         assert!(
-            e.to_string().contains(&format!(
-                "-K mine: no config file was found (tried {absent})"
-            )),
-            "{e}"
+            c.warnings.iter().any(|w| w.contains(&format!(
+                "-K mine: no config file was found (tried {absent}); going on with the command line alone"
+            ))),
+            "{:?}",
+            c.warnings
         );
+        assert_eq!(c.config_file, None);
         let c = run(&["-H", "/NULL/", "-K", "mine", "-W", &fx.p("src"), "-D", "/x"]).expect("null");
         assert!(
             c.warnings
@@ -2366,6 +2482,114 @@ config-block-inherits = one
         std::fs::write(&home, "[default]\nlabel\n").expect("write");
         let e = run(&[]).expect_err("broken");
         assert!(e.to_string().starts_with(&format!("{home}:2: ")), "{e}");
+    }
+
+    #[test]
+    fn globs_keep_their_order_in_front_of_the_rules_file() {
+        let fx = Fx::new();
+        let (src, r1) = (fx.p("src"), fx.p("r1"));
+        let c = Config::from_args_searching(
+            cli::Args::try_parse_from([
+                "livesync",
+                "-W",
+                &src,
+                "-D",
+                "/x",
+                "-R",
+                &r1,
+                "--exclude",
+                "secret.c",
+                "--include",
+                "*.c",
+                "--exclude=*",
+            ])
+            .expect("clap"),
+            &[],
+        )
+        .expect("config");
+        let file = |p: &str| {
+            c.rules.permits(
+                p.as_bytes(),
+                crate::rules::Kind::File,
+                crate::rules::Action::Sync,
+            )
+        };
+        assert!(file("a.c") && file("d/b.c"));
+        assert!(!file("secret.c") && !file("a.h"));
+        // The rules file's own rule comes after the globs.
+        assert_eq!(c.rules.len(), 4);
+        assert!(String::from_utf8_lossy(&c.rules.to_text()).ends_with("-f\\.tmp$\n"));
+        // A glob that names nothing is refused, naming the option.
+        let e = Config::from_args_searching(
+            cli::Args::try_parse_from(["livesync", "-W", &src, "-D", "/x", "--include", "/"])
+                .expect("clap"),
+            &[],
+        )
+        .expect_err("empty glob");
+        assert!(
+            e.to_string()
+                .starts_with("--include /: the glob names no path"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn background_logs_to_syslog_unless_told_otherwise() {
+        let fx = Fx::new();
+        let src = fx.p("src");
+        let parse = |extra: &[&str]| {
+            let mut v = vec!["livesync", "-W", &src, "-D", "/x"];
+            v.extend_from_slice(extra);
+            Config::from_args_searching(cli::Args::try_parse_from(v).expect("clap"), &[])
+                .expect("config")
+        };
+        let c = parse(&["-b"]);
+        assert_eq!(c.output, Output::Syslog);
+        assert!(
+            c.warnings.iter().any(|w| w.starts_with("-b: once livesync is in the background stderr is /dev/null, so log lines go to syslog (/dev/log)")),
+            "{:?}",
+            c.warnings
+        );
+        let c = parse(&["-b", "-Y", "stderr"]);
+        assert_eq!(c.output, Output::Stderr);
+        assert!(
+            c.warnings
+                .iter()
+                .any(|w| w.contains("every later log line is lost; use -Y syslog")),
+            "{:?}",
+            c.warnings
+        );
+        for quiet in [&["-b", "-Y", "syslog"][..], &["-Y", "stderr"], &[]] {
+            let c = parse(quiet);
+            assert!(
+                !c.warnings.iter().any(|w| w.contains("-b")),
+                "{quiet:?}: {:?}",
+                c.warnings
+            );
+        }
+        // --dry-run is the built-in mirror's.
+        let e = Config::from_args_searching(
+            cli::Args::try_parse_from([
+                "livesync",
+                "-W",
+                &src,
+                "-D",
+                "/x",
+                "-M",
+                "rsyncdirect",
+                "-S",
+                "/bin/true",
+                "--dry-run",
+            ])
+            .expect("clap"),
+            &[],
+        )
+        .expect_err("dry run with rsync");
+        assert!(
+            e.to_string()
+                .starts_with("--dry-run works with the built-in mirror only"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -31,6 +31,7 @@ impl Ready {
     /// that startup succeeded.
     pub fn notify(&mut self) {
         if let Some(mut f) = self.0.take() {
+            super::log::detached();
             if let Err(e) = null_stdio() {
                 log::warn!("{e}");
             }

@@ -7,13 +7,47 @@
 //! `<N>` syslog priority prefix, since the journal records both itself.
 //! `-d` raises the level, `-q` keeps errors only. Installed once from
 //! `daemon::run`; nothing else sets it.
+//!
+//! With `-b`, stderr points at `/dev/null` once livesync is up, so `-b`
+//! without `-Y` logs to syslog (the configuration says so in a warning);
+//! until the daemon detaches, its warnings and errors are also written to
+//! stderr, so that a failed start still shows on the terminal. When the
+//! syslog socket cannot be reached at start, [`init_with`] says so (the
+//! caller prints it on stderr): lines are dropped until a syslog daemon
+//! listens there.
+//!
+//! Why our own syslog client rather than the `syslog` crate: the socket is
+//! connected at start, while `/dev/log` (or `--syslog-socket`) still means
+//! what it says, and kept; inside a `--chroot` or `--pivot-root` jail the
+//! path may not exist, and a client that connects on demand (or reconnects
+//! by path only) loses every line there. We also need `--syslog-socket`,
+//! one reconnect attempt after the syslog daemon restarts, records that
+//! never block the event loop, and the journald stream detection above;
+//! the format (RFC 3164, facility daemon) is a dozen lines. The same
+//! reasoning keeps `notify.rs` (sd_notify) our own.
 
 use crate::config::Output;
 use std::io::Write;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+/// `-b` with syslog output: warnings and errors also go to stderr until the
+/// daemon detaches from the terminal.
+static TEE_STDERR: AtomicBool = AtomicBool::new(false);
+
+/// Until [`detached`], warnings and errors are written to stderr as well as
+/// to syslog (`-b -Y syslog`: a failed start still shows on the terminal).
+pub fn tee_until_detached() {
+    TEE_STDERR.store(true, Ordering::SeqCst);
+}
+
+/// stderr no longer leads anywhere (`-b`, after start).
+pub fn detached() {
+    TEE_STDERR.store(false, Ordering::SeqCst);
+}
 
 /// Where syslog datagrams go.
 const SYSLOG_SOCKET: &str = "/dev/log";
@@ -105,12 +139,12 @@ impl Logger {
     fn send_syslog(&self, record: &[u8]) {
         let mut sock = self.syslog.lock().unwrap_or_else(|p| p.into_inner());
         if sock.is_none() {
-            *sock = connect(&self.syslog_path);
+            *sock = connect(&self.syslog_path).ok();
         }
         let sent = sock.as_ref().is_some_and(|s| s.send(record).is_ok());
         if !sent {
             // The syslog daemon may have restarted: reconnect once.
-            *sock = connect(&self.syslog_path);
+            *sock = connect(&self.syslog_path).ok();
             if let Some(s) = sock.as_ref() {
                 let _ = s.send(record);
             }
@@ -122,10 +156,10 @@ extern "C" {
     fn tzset();
 }
 
-fn connect(path: &Path) -> Option<UnixDatagram> {
-    let s = UnixDatagram::unbound().ok()?;
-    s.connect(path).ok()?;
-    Some(s)
+fn connect(path: &Path) -> std::io::Result<UnixDatagram> {
+    let s = UnixDatagram::unbound()?;
+    s.connect(path)?;
+    Ok(s)
 }
 
 impl log::Log for Logger {
@@ -146,6 +180,16 @@ impl log::Log for Logger {
                 std::process::id(),
                 &msg,
             ));
+            if record.level() <= log::Level::Warn && TEE_STDERR.load(Ordering::SeqCst) {
+                let what = if record.level() == log::Level::Error {
+                    "error"
+                } else {
+                    "warning"
+                };
+                let _ = std::io::stderr()
+                    .lock()
+                    .write_all(format!("livesync: {what}: {msg}\n").as_bytes());
+            }
             return;
         }
         let line = if self.journal {
@@ -194,13 +238,19 @@ pub fn set_progress_bar(bar: Option<indicatif::ProgressBar>) {
 }
 
 /// Installs the logger (a second call only changes the level).
-pub fn init(level: log::LevelFilter, output: Output) {
-    init_with(level, output, Path::new(SYSLOG_SOCKET));
+pub fn init(level: log::LevelFilter, output: Output) -> Result<(), String> {
+    init_with(level, output, Path::new(SYSLOG_SOCKET))
 }
 
 /// Installs the logger with `-Y syslog` datagrams going to `syslog_path`
-/// (`--syslog-socket`).
-pub fn init_with(level: log::LevelFilter, output: Output, syslog_path: &Path) {
+/// (`--syslog-socket`). The logger is installed either way; the error says
+/// that the syslog socket cannot be reached now, so that nothing logged
+/// reaches anyone until a syslog daemon listens there.
+pub fn init_with(
+    level: log::LevelFilter,
+    output: Output,
+    syslog_path: &Path,
+) -> Result<(), String> {
     let fd = match output {
         Output::Stdout => Some(libc::STDOUT_FILENO),
         Output::Stderr => Some(libc::STDERR_FILENO),
@@ -210,11 +260,19 @@ pub fn init_with(level: log::LevelFilter, output: Output, syslog_path: &Path) {
     let journal = fd.is_some_and(|fd| is_journal_stream(stream.as_deref(), fd));
     // Connected (and the time zone read) now, while the paths mean what
     // they say: a `--chroot` jail may have neither /dev/log nor the zone.
+    let mut problem = Ok(());
     let syslog = match output {
         Output::Syslog => {
             // SAFETY: tzset only reads the environment and the zone file.
             unsafe { tzset() };
             connect(syslog_path)
+                .map_err(|e| {
+                    problem = Err(format!(
+                        "-Y syslog: cannot reach the syslog socket {} ({e}): log lines are lost until a syslog daemon listens there; start one, give --syslog-socket, or use -Y stderr",
+                        crate::path::display_os(syslog_path)
+                    ));
+                })
+                .ok()
         }
         _ => None,
     };
@@ -226,6 +284,7 @@ pub fn init_with(level: log::LevelFilter, output: Output, syslog_path: &Path) {
         journal,
     }));
     log::set_max_level(level);
+    problem
 }
 
 /// Whether `fd` is the journald stream `JOURNAL_STREAM` (`DEVICE:INODE`)

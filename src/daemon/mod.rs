@@ -116,6 +116,7 @@
 #[cfg(target_os = "linux")]
 pub mod argv_check; // --check-execvp-arguments: the argv patterns of every mode
 pub mod background;
+pub mod batchlog; // the per-batch info line: a few per interval, then a summary
 #[cfg(target_os = "linux")]
 pub mod confine; // namespaces and the seccomp allow-list (issue #5)
 pub mod files;
@@ -746,6 +747,18 @@ fn build_handler_with(
                     "the built-in mirror needs a local destination".into(),
                 ));
             };
+            if cfg.dry_run {
+                // --dry-run only reads: no helper, and the destination is
+                // not created.
+                let mirror =
+                    Mirror::new(cfg.watch_dir.clone(), dst.clone(), Arc::clone(&cfg.rules))
+                        .dry_run(true);
+                return Ok(HandlerBox::Mirror(if privilege::dropped_from_root() {
+                    mirror.preserve_owner(true)
+                } else {
+                    mirror
+                }));
+            }
             if let Some(client) = split::mirror_client(&cfg.rules) {
                 return Ok(HandlerBox::SplitMirror(client?));
             }
@@ -895,6 +908,8 @@ struct Daemon {
     last_sync: Option<socket::LastSync>,
     /// systemd notifications and the metrics file (the operations issue).
     ops: ops::Ops,
+    /// Which batch lines go out at info (a few per interval, then a summary).
+    batch_log: batchlog::BatchLog,
 }
 
 /// What the loop counts, for `status` on the control socket.
@@ -1299,13 +1314,32 @@ impl Daemon {
                         report.copied, report.deleted, report.renamed
                     ),
                 };
-                ::log::info!(
+                let line = format!(
                     "synced {n} path{} ({} lane) with {} in {:.1} ms: {how}",
                     if n == 1 { "" } else { "s" },
                     batch.lane.name(),
                     self.worker_name(),
                     elapsed.as_secs_f64() * 1000.0
                 );
+                let (level, summary) = self.batch_log.finished(
+                    now,
+                    batchlog::Finished {
+                        paths: n as u64,
+                        mirror: report.exit_code.is_none().then_some((
+                            report.copied,
+                            report.deleted,
+                            report.renamed,
+                        )),
+                        elapsed,
+                    },
+                );
+                if let Some(s) = summary {
+                    ::log::info!("{s}");
+                }
+                match level {
+                    batchlog::Level::Info => ::log::info!("{line}"),
+                    batchlog::Level::Debug => ::log::debug!("{line}"),
+                }
             }
             Err(e) if self.killed => {
                 // We stopped it (shutting down): not the destination's fault.
@@ -2058,6 +2092,10 @@ impl Daemon {
             });
             let retry_due = self.retry_at.filter(|_| idle);
             let skipped_due = self.next_skipped_retry.filter(|_| self.ending.is_none());
+            // Batches logged at debug under load: their summary, when due.
+            if let Some(summary) = self.batch_log.flush(now) {
+                ::log::info!("{summary}");
+            }
             // The watchdog and the metrics file (the operations issue).
             {
                 let mut ops = std::mem::replace(&mut self.ops, ops::Ops::new(None, None));
@@ -2075,6 +2113,7 @@ impl Daemon {
                 retry_due,
                 skipped_due,
                 self.kill_deadline,
+                self.batch_log.due(),
                 self.ops.next_due(),
                 monitor_due,
                 socket_due,
@@ -2142,10 +2181,24 @@ fn with_config_block(argv: &[OsString], block: &str) -> Vec<OsString> {
 /// Runs livesync with a validated configuration until it is stopped. Every
 /// error is logged (one line) before it is returned.
 pub fn run(cfg: Config) -> Result<(), DaemonError> {
-    log::init_with(cfg.log_level, cfg.output, &cfg.syslog_socket);
+    // -b with syslog: warnings and errors reach the terminal until detached.
+    let tee = cfg.background && cfg.output == crate::config::Output::Syslog;
+    if tee {
+        log::tee_until_detached();
+    }
+    if let Err(e) = log::init_with(cfg.log_level, cfg.output, &cfg.syslog_socket) {
+        // The logger cannot carry this one, nor the configuration's.
+        eprintln!("livesync: warning: {e}");
+        if !tee {
+            for w in &cfg.warnings {
+                eprintln!("livesync: warning: {w}");
+            }
+        }
+    }
     for w in &cfg.warnings {
         ::log::warn!("{w}");
     }
+    ::log::info!("{}", startup_line(&cfg));
     let result = start_and_run(cfg);
     // --chroot: the keeper removes the pid file and the socket now.
     jail::finish();
@@ -2184,6 +2237,44 @@ fn check_watch_dir_readable(dir: &std::path::Path) -> Result<(), DaemonError> {
             nix::unistd::geteuid()
         ))
     })
+}
+
+/// The first info line: what is watched, how, where it goes and the delay
+/// windows in force (the 30 s defaults surprise people who expect a
+/// mirror to follow within a second).
+fn startup_line(cfg: &Config) -> String {
+    let secs = |d: Duration| format!("{} s", d.as_secs_f64());
+    let program = cfg
+        .handler_program
+        .as_ref()
+        .map(|p| format!(" ({})", path::display(p.as_bytes())))
+        .unwrap_or_default();
+    let dest = match (&cfg.destination, &cfg.mode) {
+        (Some(d), _) => format!("to {}", path::display(d.as_os_str().as_bytes())),
+        (None, Mode::Csync2) => "to the peers in csync2's config".to_string(),
+        (None, _) => "with no destination (-D)".to_string(),
+    };
+    let q = &cfg.queue;
+    let big = if q.big_threshold == 0 {
+        "no big-file lane (-B 0)".to_string()
+    } else {
+        format!(
+            "files over {} bytes wait {} (-T)",
+            q.big_threshold,
+            secs(q.delay_big)
+        )
+    };
+    format!(
+        "{} {}: watch dir {} with {}, mode {}{program}, {dest}{}; changes wait {} (-t), {big}, at least {} between syncs (-w)",
+        env!("CARGO_PKG_NAME"),
+        env!("CARGO_PKG_VERSION"),
+        path::display_os(&cfg.watch_dir),
+        if cfg.only_initialsync { "nothing (--only-initialsync)" } else { cfg.monitor.name() },
+        cfg.mode.name(),
+        if cfg.dry_run { " (dry run: nothing is written)" } else { "" },
+        secs(q.delay),
+        secs(q.interval)
+    )
 }
 
 /// Raises the soft limit of open files to the hard limit: the mirror holds
@@ -2452,6 +2543,7 @@ fn start_and_run(mut cfg: Config) -> Result<(), DaemonError> {
         next_skipped_retry: None,
         last_sync: None,
         ops,
+        batch_log: batchlog::BatchLog::default(),
     };
     daemon.signatures = daemon
         .cfg

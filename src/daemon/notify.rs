@@ -11,6 +11,12 @@
 //!
 //! Sending never blocks the loop (the socket is non-blocking) and never
 //! fails the daemon: a lost notification is logged at debug level.
+//!
+//! Why not the `sd-notify` crate: it reads `NOTIFY_SOCKET` and sends to the
+//! path on every call, which fails inside a `--chroot`/`--pivot-root` jail
+//! where the path does not exist; we connect once at start and keep the
+//! socket. The protocol is a datagram of `KEY=VALUE` lines, small enough
+//! to own (see also the syslog client in `log.rs`).
 
 use std::ffi::{OsStr, OsString};
 use std::io;

@@ -375,8 +375,9 @@ impl Plan {
             "to read and watch the whole tree".into(),
         )];
         let split = s.splitting == Splitting::Process;
-        // The mirror runs in the helper when split; a shared object never.
-        if writes_in_process(&cfg.mode) && !(split && cfg.mode == Mode::Mirror) {
+        // The mirror runs in the helper when split; a shared object never;
+        // --dry-run writes nothing.
+        if writes_in_process(&cfg.mode) && !(split && cfg.mode == Mode::Mirror) && !cfg.dry_run {
             for c in WRITER_CAPS {
                 reasons.push((
                     c,

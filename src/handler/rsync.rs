@@ -659,7 +659,7 @@ pub(crate) fn judge(
         o if o.success(ignore_exit) => {
             let c = o.code().unwrap_or(0);
             if c != 0 {
-                log::info!("{program} exited with code {c}, which is set to be ignored");
+                log::debug!("{program} exited with code {c}, which is set to be ignored");
             }
             // Keep the first non-zero (ignored) code for the report.
             if code.map_or(true, |old| old == 0) {

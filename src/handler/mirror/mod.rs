@@ -105,6 +105,7 @@
 //! system calls per file and no re-resolution of ancestors. A moved
 //! directory costs one `rename` plus an `lstat` compare per entry below it.
 
+mod dry; // --dry-run: the same questions, answered read-only and logged
 mod sys;
 #[cfg(test)]
 mod tests;
@@ -156,6 +157,8 @@ pub struct Mirror {
     /// Bumped for every regular file put in place (the operations issue's
     /// progress bar).
     progress: Option<Arc<super::progress::Progress>>,
+    /// `--dry-run`: log what would be done, write nothing (`dry.rs`).
+    dry_run: bool,
     /// Test hook: fail the copy of this path after the temporary is written.
     #[cfg(test)]
     fail_copy_of: Option<Vec<u8>>,
@@ -182,6 +185,7 @@ impl Mirror {
             xattrs: false,
             acls: false,
             progress: None,
+            dry_run: false,
             #[cfg(test)]
             fail_copy_of: None,
             #[cfg(test)]
@@ -209,6 +213,13 @@ impl Mirror {
     pub fn xattrs(mut self, xattrs: bool, acls: bool) -> Self {
         self.xattrs = xattrs;
         self.acls = acls;
+        self
+    }
+
+    /// Only log what each batch would do (`--dry-run`): nothing is
+    /// written, the destination is not even created.
+    pub fn dry_run(mut self, yes: bool) -> Self {
+        self.dry_run = yes;
         self
     }
 
@@ -291,6 +302,9 @@ impl Handler for Mirror {
     }
 
     fn run(&mut self, batch: &Batch) -> Result<Report, HandlerError> {
+        if self.dry_run {
+            return dry::run(self, batch);
+        }
         if self.root.is_none() {
             self.root = Some(Arc::new(DstRoot::open(&self.dst, true)?));
         }
