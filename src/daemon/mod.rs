@@ -2408,9 +2408,10 @@ fn start_and_run(mut cfg: Config) -> Result<(), DaemonError> {
     // The mirror's destination and its missing parents are made now, by
     // the invoking user: made after the drop they would belong to nobody,
     // and a nobody process could swap them for a symlink.
-    // A start that fails before the loop removes them again.
+    // A start that fails before the loop removes them again. A dry run
+    // writes nothing, not even the destination.
     let made_dst = match (&cfg.mode, &cfg.destination) {
-        (Mode::Mirror, Some(Destination::Local(dst))) => MadeDirs::create(dst)?,
+        (Mode::Mirror, Some(Destination::Local(dst))) if !cfg.dry_run => MadeDirs::create(dst)?,
         _ => MadeDirs::default(),
     };
     // Privileges are dropped here, once, single-threaded: after what needs
