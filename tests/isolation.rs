@@ -4,6 +4,8 @@
 //! is synced and `--exit-on-no-events` and the hooks still work, and an
 //! unreadable watch dir is refused at start.
 
+#![cfg(target_os = "linux")] // tmpfs mounts in a private mount namespace
+
 mod common;
 
 use common::*;

@@ -320,9 +320,20 @@ impl Pty {
             let master = std::os::fd::OwnedFd::from_raw_fd(m);
             assert_eq!(libc::grantpt(m), 0, "grantpt");
             assert_eq!(libc::unlockpt(m), 0, "unlockpt");
-            let mut name = [0 as libc::c_char; 128];
-            assert_eq!(libc::ptsname_r(m, name.as_mut_ptr(), name.len()), 0);
-            let slave = std::ffi::CStr::from_ptr(name.as_ptr()).to_owned();
+            #[cfg(target_os = "linux")]
+            let slave = {
+                let mut name = [0 as libc::c_char; 128];
+                assert_eq!(libc::ptsname_r(m, name.as_mut_ptr(), name.len()), 0);
+                std::ffi::CStr::from_ptr(name.as_ptr()).to_owned()
+            };
+            // Elsewhere only the static-buffer form: this is the one test
+            // that opens a terminal.
+            #[cfg(not(target_os = "linux"))]
+            let slave = {
+                let name = libc::ptsname(m);
+                assert!(!name.is_null(), "ptsname");
+                std::ffi::CStr::from_ptr(name).to_owned()
+            };
             Pty {
                 _master: master,
                 slave,
@@ -341,7 +352,7 @@ impl Pty {
                     return Err(std::io::Error::last_os_error());
                 }
                 let fd = libc::open(slave.as_ptr(), libc::O_RDWR);
-                if fd < 0 || libc::ioctl(fd, libc::TIOCSCTTY, 0) < 0 || libc::dup2(fd, 0) < 0 {
+                if fd < 0 || libc::ioctl(fd, libc::TIOCSCTTY as _, 0) < 0 || libc::dup2(fd, 0) < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())

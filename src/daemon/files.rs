@@ -600,6 +600,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(target_os = "linux")] // gettid, and /proc tells a livesync
     fn pid_file_is_exclusive_replaces_stale_and_is_removed() {
         let t = tempfile::tempdir().expect("tempdir");
         let p = t.path().join("x.pid");

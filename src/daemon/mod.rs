@@ -660,7 +660,7 @@ pub(crate) fn csync2_config(cfg: &Config) -> Csync2Config {
     c
 }
 
-#[cfg(test)]
+#[cfg(all(test, target_os = "linux"))] // argv_check's tests
 fn build_handler(cfg: &Config) -> Result<HandlerBox, DaemonError> {
     build_handler_with(cfg, &mut None)
 }

@@ -1334,6 +1334,7 @@ fn a_failing_entry_inside_a_subtree_fails_alone() {
     env.assert_equal();
 }
 
+#[cfg(target_os = "linux")] // setfsuid
 #[test]
 fn past_the_limit_the_ops_not_run_fail_whole() {
     if !nix::unistd::geteuid().is_root() {
@@ -1369,6 +1370,7 @@ fn past_the_limit_the_ops_not_run_fail_whole() {
     assert!(!env.d(b"zz").exists());
 }
 
+#[cfg(target_os = "linux")] // only the setfsuid tests use it
 /// Gives the test's trees (and what the source holds) to nobody.
 fn give_to_nobody(env: &Env) {
     let base = env.src.parent().unwrap();
@@ -1383,6 +1385,7 @@ fn give_to_nobody(env: &Env) {
     }
 }
 
+#[cfg(target_os = "linux")] // only the setfsuid tests use it
 fn walkdir(root: &Path) -> Vec<PathBuf> {
     let mut out = vec![root.to_path_buf()];
     let mut i = 0;
@@ -1464,6 +1467,7 @@ fn an_error_about_the_whole_destination_stops_the_batch() {
     );
 }
 
+#[cfg(target_os = "linux")] // setfsuid
 /// Runs `f` in a thread whose file system uid is nobody's: no permission
 /// bits are overridden there, as for a daemon that is not root.
 fn as_nobody<T: Send>(f: impl FnOnce() -> T + Send) -> T {
@@ -1480,6 +1484,7 @@ fn as_nobody<T: Send>(f: impl FnOnce() -> T + Send) -> T {
     })
 }
 
+#[cfg(target_os = "linux")] // setfsuid
 #[test]
 fn unreadable_source_entries_are_skipped_and_listed() {
     if !nix::unistd::geteuid().is_root() {
