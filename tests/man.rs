@@ -72,6 +72,20 @@ fn exit_status_section() -> String {
     s
 }
 
+/// The end of a client subcommand's page: its exit codes, and where the
+/// daemon is described.
+fn client_page_tail() -> String {
+    use livesync::ctl::{EXIT_ERROR_REPLY, EXIT_NO_CONNECTION, EXIT_OK};
+    format!(
+        ".SH \"EXIT STATUS\"\n\
+         .TP\n.B {EXIT_OK}\nThe daemon answered.\n\
+         .TP\n.B {EXIT_ERROR_REPLY}\nThe daemon answered with an error.\n\
+         .TP\n.B {EXIT_NO_CONNECTION}\nThe daemon could not be reached or gave no usable \
+         reply, or the command line is wrong.\n\
+         .SH \"SEE ALSO\"\n.BR livesync (1),\n.BR livesync.conf (5)\n"
+    )
+}
+
 /// livesync(1): clap's NAME, SYNOPSIS, DESCRIPTION, OPTIONS and client
 /// subcommands, the examples of `--help`, EXIT STATUS from the code, the
 /// hand-written sections, and the version.
@@ -130,6 +144,7 @@ fn subcommand_pages_match_the_cli() {
         .date("")
         .render(&mut out)
         .unwrap();
+        out.extend_from_slice(client_page_tail().as_bytes());
         check_generated(&format!("man/{name}.1"), &out);
         names.push(format!("{name}.1"));
     }
