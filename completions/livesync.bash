@@ -64,11 +64,11 @@ _livesync() {
                     return 0
                     ;;
                 --mode)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "mirror rsyncdirect simple direct shell rsyncshell so rsyncso unison csync2" -- "${cur}"))
                     return 0
                     ;;
                 -M)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "mirror rsyncdirect simple direct shell rsyncshell so rsyncso unison csync2" -- "${cur}"))
                     return 0
                     ;;
                 --sync-handler)

@@ -26,8 +26,17 @@ end
 
 complete -c livesync -n "__fish_livesync_needs_command" -s W -l watch-dir -d 'Directory to watch and mirror (or `watch-dir` in the config file)' -r -F
 complete -c livesync -n "__fish_livesync_needs_command" -s D -l destination-dir -d 'Destination: a local directory (created if missing), or for rsync modes also `host:path` or `rsync://host/module/path` (for unison `host:path` or `ssh://host//path`; csync2 takes none)' -r
-complete -c livesync -n "__fish_livesync_needs_command" -s M -l mode -d 'Sync handler mode: `mirror` (built in, the default), `rsyncdirect` (runs rsync with clsync\'s argv), clsync\'s `simple`, `direct`, `shell`, `rsyncshell` (run the -S program) and `so`, `rsyncso` (load the -S shared object), `unison` (runs unison per batch) or `csync2` (runs csync2 to the peers of its config); see the man page' -r
-complete -c livesync -n "__fish_livesync_needs_command" -s S -l sync-handler -d 'Sync handler program (for rsyncdirect: the rsync binary; default `rsync` from PATH; for unison and csync2 their binary, default `unison` / `csync2` from PATH)' -r
+complete -c livesync -n "__fish_livesync_needs_command" -s M -l mode -d 'Sync handler mode: what syncs each batch (default: `mirror`, the built-in engine; clsync\'s modes run the -S program or load it)' -r -f -a "mirror\t'the built-in engine (the default): no external program'
+rsyncdirect\t'rsync with clsync\'s argv and include lists'
+simple\t'the -S program once per changed path'
+direct\t'the -S program once per batch, one argument per path'
+shell\t'the -S program once per batch with a synclist file'
+rsyncshell\t'the -S program once per batch with rsync include/exclude lists'
+so\t'the -S shared object\'s clsyncapi_sync, in process'
+rsyncso\t'the -S shared object\'s clsyncapi_rsync with lists, in process'
+unison\t'unison per batch, as a mirror unless told otherwise'
+csync2\t'csync2 to the peers of its own config (no -D)'"
+complete -c livesync -n "__fish_livesync_needs_command" -s S -l sync-handler -d 'Sync handler program: for rsyncdirect the rsync binary (default `rsync` from PATH), for unison and csync2 their binary (default `unison` / `csync2` from PATH), for the command modes the program to run and for so/rsyncso the shared object to load (required there)' -r
 complete -c livesync -n "__fish_livesync_needs_command" -s R -l rules-file -d 'Rules file: one `[+-][fdwmsW*]regex` rule per line' -r -F
 complete -c livesync -n "__fish_livesync_needs_command" -l exclude -d 'rsync-style glob of paths to leave out (repeatable; with --include, the first that matches decides): `*` and `?` stay within one path component, `**` crosses `/`, a leading `/` anchors at the watch dir, a trailing `/` matches directories only; without a `/` the glob matches the last component. Put in front of the -R rules' -r
 complete -c livesync -n "__fish_livesync_needs_command" -l include -d 'rsync-style glob of paths to keep even where a later --exclude (or rule) would leave them out (repeatable; see --exclude)' -r
@@ -51,7 +60,7 @@ complete -c livesync -n "__fish_livesync_needs_command" -l socket -d 'Control so
 complete -c livesync -n "__fish_livesync_needs_command" -l socket-own -d 'Owner of the control socket: USER[:GROUP], names or numbers' -r
 complete -c livesync -n "__fish_livesync_needs_command" -l socket-mod -d 'Mode of the control socket, in octal' -r
 complete -c livesync -n "__fish_livesync_needs_command" -l standby-file -d 'While FILE exists, hold every sync (events are still collected)' -r -F
-complete -c livesync -n "__fish_livesync_needs_command" -l max-iterations -d 'Stop after the initial sync and N-1 syncs after it (0 = no limit); see the man page for what counts' -r
+complete -c livesync -n "__fish_livesync_needs_command" -l max-iterations -d 'Stop after the initial sync and N-1 handler runs after it (0 = no limit)' -r
 complete -c livesync -n "__fish_livesync_needs_command" -l pre-exit-hook -d 'Program run as `PROGRAM LABEL` before the last sync of a soft exit (--exit-on-no-events, --max-iterations, SIGQUIT)' -r
 complete -c livesync -n "__fish_livesync_needs_command" -l exit-hook -d 'Program run as `PROGRAM LABEL` when livesync exits after a completed initial sync' -r
 complete -c livesync -n "__fish_livesync_needs_command" -s k -l timeout-sync -d 'Kill a sync handler or hook (its whole process group) that runs longer than SECS and count it as a failed try; 0 = no limit. The built-in mirror runs no child and is not limited' -r
@@ -84,7 +93,7 @@ complete -c livesync -n "__fish_livesync_needs_command" -l splitting -d 'off or 
 complete -c livesync -n "__fish_livesync_needs_command" -l chroot -d 'Confine the daemon, its helper and its handlers to DIR as `/`' -r -F
 complete -c livesync -n "__fish_livesync_needs_command" -l pivot-root -d 'How --chroot is entered: off (chroot(2)), auto (a mount namespace, DIR bind-mounted on itself, pivot_root(2), the old root unmounted), auto-ro (the same, DIR\'s mount read-only: bind-mount a local destination inside on itself so it stays writable) or direct (DIR must be a mount point already)' -r
 complete -c livesync -n "__fish_livesync_needs_command" -l detach-network -d 'Take the network away: everywhere (daemon, helper and handlers), non-privileged (the daemon only, with --splitting=process) or off' -r
-complete -c livesync -n "__fish_livesync_needs_command" -l monitor -d 'Which kernel API watches the tree: inotify (Linux default), kqueue (FreeBSD/macOS default), poll (a periodic scan: NFS, FUSE), notify (the notify crate\'s portable watcher)' -r -f -a "inotify\t'Linux inotify: one watch per directory'
+complete -c livesync -n "__fish_livesync_needs_command" -l monitor -d 'Which kernel API watches the tree: inotify (Linux default), fanotify (Linux, root; falls back to inotify where it cannot run), kqueue (FreeBSD/macOS default), bsm (FreeBSD\'s audit trail), poll (a periodic scan: NFS, FUSE) or notify (the notify crate\'s portable watcher). Any other backend that cannot start here ends livesync with one line and exit code 1' -r -f -a "inotify\t'Linux inotify: one watch per directory'
 kqueue\t'FreeBSD/macOS kqueue: one open file per watched directory and file'
 poll\t'A periodic scan of the watched directories (NFS, FUSE, anything the kernel does not report); see --poll-interval'
 notify\t'The `notify` crate\'s recommended watcher (FSEvents on macOS, inotify on Linux)'
@@ -105,7 +114,7 @@ complete -c livesync -n "__fish_livesync_needs_command" -l ignore-failures -d 'D
 complete -c livesync -n "__fish_livesync_needs_command" -l one-file-system -d 'Don\'t cross into other filesystems: the mount points under the watch dir (found at start and on SIGHUP) are synced as empty directories and not walked, watched or synced below'
 complete -c livesync -n "__fish_livesync_needs_command" -s X -l exclude-mount-points -d 'Like --one-file-system, and leave the mount points themselves out'
 complete -c livesync -n "__fish_livesync_needs_command" -l synclist-simplify -d 'Shell mode: list lines are the bare relative path instead of `sync LABEL MASK PATH`'
-complete -c livesync -n "__fish_livesync_needs_command" -l have-recursive-sync -d 'Shell mode: hand a whole subtree (the initial sync, a new directory) to one `initialsync LABEL PATH` run instead of listing every entry'
+complete -c livesync -n "__fish_livesync_needs_command" -l have-recursive-sync -d 'Shell and so modes: hand a whole subtree (the initial sync, a new directory) over as one: in shell mode one `initialsync LABEL PATH` run, in so mode one entry flagged EVIF_RECURSIVELY, instead of one per entry below it (an rsyncso object sees it in its ctx flags)'
 complete -c livesync -n "__fish_livesync_needs_command" -l rsync-prefer-include -d 'rsync modes: no exclude-list file; exclusions go into the include list as `- /path` lines'
 complete -c livesync -n "__fish_livesync_needs_command" -s F -l full-initialsync -d 'The initial sync ignores the rules (later syncs follow them)'
 complete -c livesync -n "__fish_livesync_needs_command" -l permit-new-privs -d 'Let handlers gain privileges through set-user-id programs and file capabilities (no PR_SET_NO_NEW_PRIVS)'

@@ -315,8 +315,13 @@ pub enum ClientCommand {
     /// set KEY VALUE, quit, die).
     #[command(disable_help_flag = true)]
     Ctl {
+        /// The daemon's control socket (its --socket).
         #[arg(value_name = "SOCKET")]
         socket: PathBuf,
+        /// The command and its arguments: version, info, status (JSON),
+        /// metrics (Prometheus text), help, resync, pause, resume, dump,
+        /// set KEY VALUE, quit (sync what is pending, then exit), die (exit
+        /// at once).
         #[arg(value_name = "COMMAND", num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
     },

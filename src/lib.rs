@@ -9,6 +9,7 @@ pub mod config; // command line (clap) and the validated, typed Config
 pub mod ctl; // `livesync ctl SOCKET COMMAND`: the control socket's client
 pub mod daemon; // the event loop, signals, logging: process-global state lives here
 pub mod exec; // child processes: argv only, process group, exit codes
+pub mod exit; // the daemon's exit codes, one list for the code and the docs
 pub mod handler; // turns a batch into work: built-in mirror, rsyncdirect
 pub mod monitor; // kernel change notifications → RawEvent (one module per backend)
 pub mod path; // relative byte paths: joining, parents, rebasing, escaping for display

@@ -1,14 +1,16 @@
 //! The `livesync` binary: parse the command line, build the Config, call
-//! `daemon::run`, and turn the outcome into the documented exit code; or,
-//! for `livesync ctl ...` and `livesync status|resync|pause|resume|metrics`,
-//! hand over to the control socket's clients (src/ctl.rs).
+//! `daemon::run`, and turn the outcome into the documented exit code
+//! (`livesync::exit`); or, for `livesync ctl ...` and
+//! `livesync status|resync|pause|resume|metrics`, hand over to the control
+//! socket's clients (src/ctl.rs); `livesync help [NAME]` prints the help of
+//! the daemon or of one of those.
 
 use clap::Parser;
 use livesync::config::{cli::Args, Config};
+use std::ffi::OsString;
 use std::process::ExitCode;
 
-/// Exit code for bad usage or input (nothing was touched).
-const EXIT_USAGE: u8 = 2;
+use livesync::exit::USAGE as EXIT_USAGE;
 
 fn main() -> ExitCode {
     // `livesync ctl SOCKET COMMAND`: the control socket's client, not the daemon.
@@ -18,6 +20,11 @@ fn main() -> ExitCode {
         let rest: Vec<_> = argv.collect();
         let code = livesync::ctl::run(&rest, &mut std::io::stdout(), &mut std::io::stderr());
         return ExitCode::from(code);
+    }
+    // `livesync help [NAME]`: the daemon's long help, or a subcommand's.
+    if first.as_ref().is_some_and(|a| a == "help") {
+        let rest: Vec<_> = argv.collect();
+        return ExitCode::from(help(&rest));
     }
     // `livesync status|resync|pause|resume|metrics`: clients for people.
     if first
@@ -54,7 +61,33 @@ fn main() -> ExitCode {
         }
     };
     match livesync::daemon::run(cfg) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(1)),
+        Ok(()) => ExitCode::from(livesync::exit::OK),
+        Err(e) => ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(livesync::exit::FAILURE)),
+    }
+}
+
+/// `livesync help [NAME]`: with no NAME the daemon's `--help`; with a
+/// subcommand's name that subcommand's help.
+fn help(rest: &[OsString]) -> u8 {
+    use clap::CommandFactory;
+    let (out, err) = (&mut std::io::stdout(), &mut std::io::stderr());
+    match rest {
+        [] => {
+            print!("{}", Args::command().render_long_help());
+            livesync::exit::OK
+        }
+        [name] if name == "ctl" => livesync::ctl::run(&["--help".into()], out, err),
+        [name] if livesync::ctl::is_client_command(name) => {
+            livesync::ctl::run_client(&[name.clone(), "--help".into()], out, err)
+        }
+        _ => {
+            let what: Vec<_> = rest.iter().map(|a| a.to_string_lossy()).collect();
+            eprintln!(
+                "livesync: error: no help for `{}`: give one of status, resync, pause, resume, \
+                 metrics, ctl, or no name for the daemon (see livesync --help)",
+                what.join(" ")
+            );
+            EXIT_USAGE
+        }
     }
 }

@@ -381,3 +381,47 @@ fn help_mentions_examples() {
         assert!(run.stdout.contains(flag), "--help does not mention {flag}");
     }
 }
+
+/// `livesync ARGS` exactly as given (`run_livesync` puts options first,
+/// which would hide a subcommand).
+fn run_bare(args: &[&str]) -> Run {
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.args(args);
+    run_command(cmd, secs(10.0))
+}
+
+#[test]
+fn help_lists_the_subcommands_and_livesync_help_works() {
+    let long = run_bare(&["--help"]);
+    assert_eq!(long.code, Some(0), "--help failed: {}", long.stderr);
+    let short = run_bare(&["-h"]);
+    assert_eq!(short.code, Some(0), "-h failed: {}", short.stderr);
+    for out in [&long.stdout, &short.stdout] {
+        for sub in ["status", "resync", "pause", "resume", "metrics", "ctl"] {
+            assert!(
+                out.contains(&format!(" {sub}")),
+                "help does not list the subcommand {sub}:\n{out}"
+            );
+        }
+    }
+    // `livesync help` is the long help; `livesync help NAME` is NAME's.
+    let help = run_bare(&["help"]);
+    assert_eq!(help.code, Some(0), "livesync help failed: {}", help.stderr);
+    assert_eq!(help.stdout, long.stdout);
+    let status = run_bare(&["status", "--help"]);
+    let help_status = run_bare(&["help", "status"]);
+    assert_eq!(help_status.code, Some(0), "{}", help_status.stderr);
+    assert!(help_status.stdout.contains("Usage: livesync status"));
+    assert_eq!(help_status.stdout, status.stdout);
+    let help_ctl = run_bare(&["help", "ctl"]);
+    assert_eq!(help_ctl.code, Some(0), "{}", help_ctl.stderr);
+    assert!(help_ctl
+        .stdout
+        .contains("usage: livesync ctl SOCKET COMMAND"));
+    // An unknown name is a usage error, in one line naming what to give.
+    let bad = run_bare(&["help", "bogus"]);
+    assert_eq!(bad.code, Some(2), "{}", bad.stderr);
+    let lines = error_lines(&bad.stderr);
+    assert_eq!(lines.len(), 1, "{}", bad.stderr);
+    assert!(lines[0].contains("bogus") && lines[0].contains("status"));
+}

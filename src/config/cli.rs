@@ -8,6 +8,7 @@
 //! `--include`/`--exclude` (the first glob that matches decides). Nothing
 //! here touches the filesystem.
 
+use clap::builder::{PossibleValue, StringValueParser, TypedValueParser};
 use clap::parser::ValueSource;
 use clap::{ArgAction, ArgMatches, CommandFactory, FromArgMatches, Parser};
 use std::collections::BTreeMap;
@@ -15,7 +16,8 @@ use std::ffi::OsString;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
 
-const EXAMPLES: &str = "\
+/// The examples of `--help` (and of the man page's EXAMPLES section).
+pub const EXAMPLES: &str = "\
 Examples:
   Mirror a directory live with the built-in engine (no rsync needed):
     livesync -W /srv/www -D /backup/www
@@ -35,11 +37,14 @@ Examples:
     livesync -M csync2 -W /srv/www -- -N web1
 
   Skip PHP sessions and caches with a rules file:
-    livesync -W /srv/www -D /backup/www -R /etc/livesync/webroot.rules
+    livesync -W /srv/www -D /backup/www -R /usr/share/livesync/rules/webroot.rules
 
   Take the settings from block [www] of a config file, but collect for 5 s:
-    livesync -H /etc/livesync/livesync.conf -K www -t5
+    livesync -H /etc/livesync/livesync.conf -K www -t5";
 
+/// Rules and config file in brief, for `--help` (the man pages
+/// livesync-rules(5) and livesync.conf(5) have the whole story).
+const NOTES: &str = "\
 Rules file lines are `[+-][fdwmsW*]regex`, matched against the path relative
 to the watch dir without a leading slash (the root is the empty string); the
 first matching rule decides, and a path no rule matches is permitted.
@@ -48,22 +53,105 @@ Config file: INI blocks of `option = value` lines (long option names without
 dashes), read from -H FILE or else from the first readable of
 ~/.livesync.conf, /etc/livesync/livesync.conf, ~/.clsync.conf,
 /etc/clsync/clsync.conf (-H /NULL/ reads none); -K picks the block
-(default: [default]). The command line beats the file, option by option.
+(default: [default]). The command line beats the file, option by option.";
 
-Exit codes: 0 success; 1 runtime failure (e.g. a sync handler kept failing
-past --retries, or a pre-exit or exit hook failed); 2 bad usage or input
-(nothing was touched), or the destination was moved or replaced while
-running; 3 the inotify
-watch limit was reached at start (raise fs.inotify.max_user_watches).";
+/// The client subcommands, as `--help` lists them.
+const SUBCOMMANDS: &str = "\
+Subcommands (clients of a running livesync's --socket; `livesync help NAME`):
+  status, resync, pause, resume, metrics   for people (--socket PATH or -H/-K)
+  ctl SOCKET COMMAND [ARGS]                any control command, the raw reply";
+
+/// What `--help` prints after the options: examples, rules and config file
+/// in brief, the subcommands and the exit codes (from [`crate::exit::CODES`]).
+fn after_long_help() -> String {
+    let mut s = format!("{EXAMPLES}\n\n{NOTES}\n\n{SUBCOMMANDS}\n\nExit codes:");
+    for (code, meaning) in crate::exit::CODES {
+        // Wrapped by hand with a hanging indent (clap would start the
+        // continuation lines at the margin).
+        let mut line = format!("\n  {code}");
+        for word in meaning.split(' ') {
+            if line.len() + 1 + word.len() > 80 {
+                s.push_str(&line);
+                line = "\n    ".to_string();
+            } else {
+                line.push(' ');
+            }
+            line.push_str(word);
+        }
+        s.push_str(&line);
+    }
+    s
+}
+
+/// `-M`'s names, with what each does: clap lists them in `--help` and
+/// the man page and offers them to shell completion. Parsing accepts any
+/// word; [`super::Config::from_args`] refuses an unknown one with its own
+/// one-line error.
+pub const MODES: [(&str, &str); 10] = [
+    (
+        "mirror",
+        "the built-in engine (the default): no external program",
+    ),
+    ("rsyncdirect", "rsync with clsync's argv and include lists"),
+    ("simple", "the -S program once per changed path"),
+    (
+        "direct",
+        "the -S program once per batch, one argument per path",
+    ),
+    (
+        "shell",
+        "the -S program once per batch with a synclist file",
+    ),
+    (
+        "rsyncshell",
+        "the -S program once per batch with rsync include/exclude lists",
+    ),
+    ("so", "the -S shared object's clsyncapi_sync, in process"),
+    (
+        "rsyncso",
+        "the -S shared object's clsyncapi_rsync with lists, in process",
+    ),
+    (
+        "unison",
+        "unison per batch, as a mirror unless told otherwise",
+    ),
+    ("csync2", "csync2 to the peers of its own config (no -D)"),
+];
+
+/// `-M`'s value parser: any word, with [`MODES`] as its possible values.
+#[derive(Clone, Copy, Debug)]
+struct ModeName;
+
+impl TypedValueParser for ModeName {
+    type Value = String;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<String, clap::Error> {
+        StringValueParser::new().parse_ref(cmd, arg, value)
+    }
+
+    fn possible_values(&self) -> Option<Box<dyn Iterator<Item = PossibleValue> + '_>> {
+        Some(Box::new(
+            MODES
+                .iter()
+                .map(|(name, what)| PossibleValue::new(*name).help(*what)),
+        ))
+    }
+}
 
 /// livesync: mirror a directory tree live, on kernel change notifications.
 #[derive(Debug, Parser)]
 #[command(
     name = "livesync",
     version,
-    about = "Mirror a directory tree live: kernel change notifications, delay windows, regex rules, built-in mirror or rsync",
-    after_long_help = EXAMPLES,
-    after_help = "See --help for examples, rules and exit codes.",
+    about = "Mirror a directory tree live: kernel change notifications, delay windows, regex rules; a built-in mirror, rsync, unison, csync2 or any command syncs",
+    after_long_help = after_long_help(),
+    after_help = "Subcommands: status, resync, pause, resume, metrics, ctl (livesync help NAME).\n\
+See --help for examples, rules, subcommands and exit codes; man livesync for the reference.",
     max_term_width = 100
 )]
 pub struct Args {
@@ -93,17 +181,21 @@ pub struct Args {
     )]
     pub destination: Option<OsString>,
 
-    /// Sync handler mode: `mirror` (built in, the default), `rsyncdirect`
-    /// (runs rsync with clsync's argv), clsync's `simple`, `direct`,
-    /// `shell`, `rsyncshell` (run the -S program) and `so`, `rsyncso` (load
-    /// the -S shared object), `unison` (runs unison per batch) or `csync2`
-    /// (runs csync2 to the peers of its config); see the man page.
-    #[arg(short = 'M', long = "mode", value_name = "MODE", help_heading = "How")]
+    /// Sync handler mode: what syncs each batch (default: `mirror`, the
+    /// built-in engine; clsync's modes run the -S program or load it).
+    #[arg(
+        short = 'M',
+        long = "mode",
+        value_name = "MODE",
+        value_parser = ModeName,
+        help_heading = "How"
+    )]
     pub mode: Option<String>,
 
-    /// Sync handler program (for rsyncdirect: the rsync binary; default
-    /// `rsync` from PATH; for unison and csync2 their binary, default
-    /// `unison` / `csync2` from PATH).
+    /// Sync handler program: for rsyncdirect the rsync binary (default
+    /// `rsync` from PATH), for unison and csync2 their binary (default
+    /// `unison` / `csync2` from PATH), for the command modes the program to
+    /// run and for so/rsyncso the shared object to load (required there).
     #[arg(
         short = 'S',
         long = "sync-handler",
@@ -358,8 +450,16 @@ pub struct Args {
     #[arg(long = "skip-initialsync", help_heading = "Ending")]
     pub skip_initialsync: bool,
 
-    /// Stop after the initial sync and N-1 syncs after it (0 = no limit);
-    /// see the man page for what counts.
+    /// Stop after the initial sync and N-1 handler runs after it (0 = no
+    /// limit).
+    ///
+    /// An iteration is one handler run on one batch, a retry included; the
+    /// runs that carry the initial sync (the whole-tree sync and its
+    /// retries) are not counted, and handlers see the count of those done
+    /// as CLSYNC_ITERATION. When the limit is reached: the pre-exit hook,
+    /// with --exit-on-no-events one more sync of what is pending, the exit
+    /// hook, exit 0 (without --exit-on-no-events pending changes are left
+    /// unsynced, and logged).
     #[arg(
         long = "max-iterations",
         value_name = "N",
@@ -528,9 +628,10 @@ still retried, never dropped. Use it only with a handler that tolerates that."
     #[arg(long = "synclist-simplify", help_heading = "Command modes")]
     pub synclist_simplify: bool,
 
-    /// Shell mode: hand a whole subtree (the initial sync, a new
-    /// directory) to one `initialsync LABEL PATH` run instead of listing
-    /// every entry.
+    /// Shell and so modes: hand a whole subtree (the initial sync, a new
+    /// directory) over as one: in shell mode one `initialsync LABEL PATH`
+    /// run, in so mode one entry flagged EVIF_RECURSIVELY, instead of one
+    /// per entry below it (an rsyncso object sees it in its ctx flags).
     #[arg(long = "have-recursive-sync", help_heading = "Command modes")]
     pub have_recursive_sync: bool,
 
@@ -790,9 +891,12 @@ still retried, never dropped. Use it only with a handler that tolerates that."
     pub forbid_devices: bool,
     // ---- end of privileges and hardening ----
     // --- Event backends (src/monitor/): --monitor and its settings. ---
-    /// Which kernel API watches the tree: inotify (Linux default), kqueue
-    /// (FreeBSD/macOS default), poll (a periodic scan: NFS, FUSE), notify
-    /// (the notify crate's portable watcher).
+    /// Which kernel API watches the tree: inotify (Linux default),
+    /// fanotify (Linux, root; falls back to inotify where it cannot run),
+    /// kqueue (FreeBSD/macOS default), bsm (FreeBSD's audit trail), poll (a
+    /// periodic scan: NFS, FUSE) or notify (the notify crate's portable
+    /// watcher). Any other backend that cannot start here ends livesync
+    /// with one line and exit code 1.
     #[arg(
         long = "monitor",
         value_name = "BACKEND",

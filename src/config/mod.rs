@@ -1001,9 +1001,17 @@ impl Config {
                     .to_string(),
             );
         }
-        if (a.synclist_simplify || a.have_recursive_sync) && mode != Mode::Shell {
+        if a.synclist_simplify && mode != Mode::Shell {
             mode_warnings.push(format!(
-                "--synclist-simplify and --have-recursive-sync only change -M shell; they do \
+                "--synclist-simplify only changes -M shell; it does nothing with -M {}",
+                mode.name()
+            ));
+        }
+        // so hands a subtree over as one flagged entry; rsyncso passes the
+        // flag on to the object in its ctx.
+        if a.have_recursive_sync && !matches!(mode, Mode::Shell | Mode::So | Mode::RsyncSo) {
+            mode_warnings.push(format!(
+                "--have-recursive-sync only changes -M shell and the so modes; it does \
                  nothing with -M {}",
                 mode.name()
             ));
@@ -1237,6 +1245,26 @@ mod tests {
         let mut v = vec!["livesync", "-H", "/NULL/"];
         v.extend_from_slice(args);
         Config::from_args(cli::Args::try_parse_from(v).expect("clap"))
+    }
+
+    #[test]
+    fn have_recursive_sync_warns_only_where_it_does_nothing() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let s = t.path().to_str().expect("utf8");
+        let warned = |mode: &str, program: &str| {
+            let c = parse(&["-W", s, "-M", mode, "-S", program, "--have-recursive-sync"])
+                .unwrap_or_else(|e| panic!("{mode}: {e}"));
+            c.warnings
+                .iter()
+                .any(|w| w.contains("--have-recursive-sync"))
+        };
+        // so hands a subtree over as one entry, rsyncso tells its object.
+        for mode in ["shell", "so", "rsyncso"] {
+            assert!(!warned(mode, "/bin/true"), "{mode} uses it");
+        }
+        for mode in ["direct", "rsyncshell"] {
+            assert!(warned(mode, "/bin/true"), "{mode} does not use it");
+        }
     }
 
     #[test]

@@ -222,11 +222,11 @@ impl DaemonError {
     /// The documented exit code for this error.
     pub fn exit_code(&self) -> i32 {
         match self {
-            DaemonError::WatchLimit(_) => 3,
+            DaemonError::WatchLimit(_) => crate::exit::WATCH_LIMIT.into(),
             DaemonError::SharedObject(_)
             | DaemonError::DestinationChanged(_)
-            | DaemonError::WatchDirUnreadable(_) => 2,
-            _ => 1,
+            | DaemonError::WatchDirUnreadable(_) => crate::exit::USAGE.into(),
+            _ => crate::exit::FAILURE.into(),
         }
     }
 }
