@@ -1,4 +1,4 @@
-//! `--chroot` and `--pivot-root` (issue #5), tested on the running
+//! `--chroot` and `--pivot-root`, tested on the running
 //! processes: the daemon's root (`/proc/PID/root`), its mount namespace and
 //! mounts (`/proc/PID/mountinfo`), the keeper that stays outside and removes
 //! the pid file and the control socket (also after a SIGKILL), handlers

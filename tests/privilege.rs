@@ -1,4 +1,4 @@
-//! Privilege dropping and hardening (issue #5), tested on the running
+//! Privilege dropping and hardening, tested on the running
 //! processes: the daemon's, the privileged helper's and a handler's
 //! `/proc/PID/status` (Uid, Gid, CapEff, CapPrm, CapBnd, CapAmb, NoNewPrivs,
 //! Seccomp) for the default run and for each option; a root-owned 0700 tree
