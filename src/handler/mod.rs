@@ -5,12 +5,12 @@
 //! back into the queue, so a handler never needs to retry by itself.
 
 pub mod command;
+pub mod counts; // files/bytes a handler has put in place, read by the initial sync's progress bar
 pub mod csync2;
 pub mod lists;
 pub mod mirror;
-pub mod private; // private temp dirs: locked while used, stale ones swept
-pub mod progress; // files/bytes done, for the initial sync's progress bar (the operations issue)
 pub mod rsync;
+pub mod tempdir; // private temp dirs: locked while used, stale ones swept
 // clsync's so/rsyncso modes (C shared-object handlers).
 pub mod so;
 pub mod template;

@@ -134,9 +134,9 @@ pub struct Mirror {
     xattrs: bool,
     /// `--acls`: copy POSIX ACLs.
     acls: bool,
-    /// Bumped for every regular file put in place (the operations issue's
-    /// progress bar).
-    progress: Option<Arc<super::progress::Progress>>,
+    /// Bumped for every regular file put in place (read by the initial
+    /// sync's progress bar).
+    progress: Option<Arc<super::counts::Counts>>,
     /// Test hook: fail the copy of this path after the temporary is written.
     #[cfg(test)]
     fail_copy_of: Option<Vec<u8>>,
@@ -195,7 +195,7 @@ impl Mirror {
 
     /// Count every regular file put in place (copied or found identical)
     /// in `p`.
-    pub fn with_progress(mut self, p: Arc<super::progress::Progress>) -> Self {
+    pub fn with_progress(mut self, p: Arc<super::counts::Counts>) -> Self {
         self.progress = Some(p);
         self
     }
