@@ -10,9 +10,8 @@ pub mod csync2;
 pub mod lists;
 pub mod mirror;
 pub mod rsync;
+pub mod so; // clsync's so/rsyncso modes (C shared-object handlers)
 pub mod tempdir; // private temp dirs: locked while used, stale ones swept
-// clsync's so/rsyncso modes (C shared-object handlers).
-pub mod so;
 pub mod template;
 pub mod unison;
 
