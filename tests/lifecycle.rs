@@ -97,7 +97,7 @@ fn pid_and_status_files_follow_the_run_and_are_removed() {
     d.wait_until(LONG, "c synced", || env.dst_has("c"));
     d.wait_until(LONG, "third run logged", || lines(&log).len() == 3);
     assert_eq!(lines(&log)[2], "sync running 1 1 running");
-    let st = d.signal_and_wait(libc::SIGTERM, LONG).expect("exited");
+    let st = d.signal_and_wait(Signal::SIGTERM, LONG).expect("exited");
     assert_eq!(st.code(), Some(0), "{}", d.context());
     assert!(!pid_file.exists(), "pid file removed at exit");
     assert!(!status.exists(), "status file removed at exit");

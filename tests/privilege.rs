@@ -567,7 +567,7 @@ fn secure_splitting_confines_the_daemon_and_it_still_does_everything() {
     // Under the filter: events, reload, the control socket, dumps.
     env.write("b", "b");
     d.wait_until(T, "a second handler run", || lines(&runs).len() >= 2);
-    unsafe { libc::kill(d.pid(), libc::SIGHUP) };
+    d.signal(Signal::SIGHUP);
     d.wait_for_log(T, "reloaded");
     d.wait_until(T, "the run after the reload", || lines(&runs).len() >= 3);
     let mut ctl = std::process::Command::new(BIN);
@@ -575,7 +575,7 @@ fn secure_splitting_confines_the_daemon_and_it_still_does_everything() {
     let r = run_command(ctl, T);
     assert_eq!(r.code, Some(0), "ctl status: {}", r.stderr);
     assert!(r.stdout.contains("running"), "{}", r.stdout);
-    unsafe { libc::kill(d.pid(), libc::SIGIO) };
+    d.signal(Signal::SIGIO);
     d.wait_until(T, "a dump file", || {
         fs::read_dir(&run)
             .map(|rd| {
@@ -705,7 +705,7 @@ fn a_dead_helper_stops_the_daemon_with_an_error() {
     );
     d.wait_for_log(T, "synced 1 path");
     let helper = helper_of(d.pid()).expect("helper");
-    unsafe { libc::kill(helper, libc::SIGKILL) };
+    let _ = kill(helper, Signal::SIGKILL);
     env.write("after", "x");
     let st = d.wait_exit(T);
     assert_eq!(st.code(), Some(1), "{}", d.log());
@@ -759,7 +759,7 @@ fn under_splitting_a_stop_and_a_timeout_reach_the_handlers_through_the_helper() 
     d.wait_until(T, "a second run", || lines(&pids).len() >= 2);
     let second: i32 = lines(&pids)[1].parse().expect("pid");
     assert!(alive(second));
-    unsafe { libc::kill(d.pid(), libc::SIGTERM) };
+    d.signal(Signal::SIGTERM);
     // Well before its own -k timeout: the stop went through the helper.
     wait_until(
         Duration::from_secs(2),
@@ -803,7 +803,7 @@ fn split_mirror_writes_from_the_helper_and_the_daemon_holds_no_writer_caps() {
     d.wait_synced(&env, T);
     // A reload hands the helper the new rules.
     fs::write(&rules, "-f\\.tmp$\n").expect("rules");
-    unsafe { libc::kill(d.pid(), libc::SIGHUP) };
+    d.signal(Signal::SIGHUP);
     d.wait_for_log(T, "reloaded");
     env.write("x.tmp", "t");
     env.write("y.txt", "y");
@@ -1049,9 +1049,12 @@ fn hostile_names_are_plain_names_for_the_mirror_and_rsync() {
         let cwd_path = cwd.path().to_path_buf();
         let mut args = vec!["-t0", "-w0", "-M", mode, split];
         args.extend_from_slice(extra);
-        let mut d = Daemon::start_prepared(&env, &args, Locking::Shared, |c| {
-            c.current_dir(&cwd_path);
-        });
+        let mut d = Daemon::builder(&env)
+            .args(&args)
+            .prepare(|c| {
+                c.current_dir(&cwd_path);
+            })
+            .start();
         if mode == "direct" {
             // rsync in direct mode copies but never deletes (a sentinel's
             // removal would not arrive): the first sync is enough.
@@ -1458,8 +1461,7 @@ impl Bare {
     }
 
     fn stop(&mut self) -> bool {
-        // SAFETY: a signal to our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = kill(self.child.id() as i32, Signal::SIGTERM);
         let mut ok = false;
         wait_until(T, "livesync to stop", || match self.child.try_wait() {
             Ok(Some(st)) => {

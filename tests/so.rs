@@ -64,17 +64,13 @@ fn record_path(env: &TestEnv) -> PathBuf {
 
 /// Starts livesync with the recorder's environment.
 fn start(env: &TestEnv, args: &[&str], extra_env: &[(&str, &str)]) -> Daemon {
-    let record = record_path(env);
-    let extra: Vec<(String, String)> = extra_env
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    Daemon::start_prepared(env, args, Locking::Shared, move |cmd| {
-        cmd.env("LIVESYNC_SO_RECORD", &record);
-        for (k, v) in extra {
-            cmd.env(k, v);
-        }
-    })
+    let mut b = Daemon::builder(env)
+        .args(args)
+        .env("LIVESYNC_SO_RECORD", record_path(env));
+    for (k, v) in extra_env {
+        b = b.env(k, v);
+    }
+    b.start()
 }
 
 fn has_line(env: &TestEnv, line: &str) -> Option<String> {
@@ -412,7 +408,7 @@ fn a_reload_deinits_the_old_handler_before_the_new_init() {
     d.wait_until(secs(10.0), "initial sync", || {
         has_line(&env, "sync n=1 iteration=0")
     });
-    unsafe { libc::kill(d.pid(), libc::SIGHUP) };
+    d.signal(Signal::SIGHUP);
     d.wait_until(secs(10.0), "a second init after the reload", || {
         let rec = lines(&record_path(&env));
         (rec.iter().filter(|l| l.starts_with("init ")).count() == 2

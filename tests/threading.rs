@@ -382,7 +382,7 @@ fn term_stops_every_running_handler_and_syncs_their_batches() {
         .iter()
         .map(|l| l.trim().parse().expect("pid"))
         .collect();
-    let st = d.signal_and_wait(libc::SIGTERM, LONG).expect("exited");
+    let st = d.signal_and_wait(Signal::SIGTERM, LONG).expect("exited");
     assert_eq!(st.code(), Some(0), "{}", d.context());
     for p in recorded {
         wait_until(LONG, "a hanging handler killed", || !alive(p));

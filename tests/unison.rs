@@ -51,15 +51,14 @@ impl Setup {
         fs::symlink_metadata(self.dir.join(rel(rel_path))).is_ok()
     }
 
-    fn start(&self, args: &[&str]) -> Daemon {
-        let mut argv = vec!["-M", "unison", "-t0", "-w0"];
-        argv.extend_from_slice(args);
-        let (home, tmp) = (self.home.clone(), self.tmp.clone());
-        Daemon::start_prepared(&self.env, &argv, Locking::Shared, move |cmd| {
-            cmd.env("HOME", &home)
-                .env("TMPDIR", &tmp)
-                .env_remove("UNISON");
-        })
+    /// `livesync -M unison` with this setup's HOME and TMPDIR; the test
+    /// adds its arguments.
+    fn daemon(&self) -> DaemonBuilder {
+        Daemon::builder(&self.env)
+            .args(["-M", "unison", "-t0", "-w0"])
+            .env("HOME", &self.home)
+            .env("TMPDIR", &self.tmp)
+            .env_remove("UNISON")
     }
 
     fn wait_synced(&self, d: &mut Daemon, what: &str) {
@@ -67,12 +66,7 @@ impl Setup {
     }
 
     fn wait_live(&self, d: &mut Daemon) {
-        const SENTINEL: &[u8] = b".livesync-test-live";
-        self.wait_synced(d, "initial sync");
-        self.env.write(SENTINEL, "s");
-        d.wait_until(T, "sentinel arrives", || self.has(SENTINEL));
-        fs::remove_file(self.env.src_path(SENTINEL)).unwrap();
-        d.wait_until(T, "sentinel removal arrives", || !self.has(SENTINEL));
+        d.wait_live_in(&self.env, &self.dir, T);
     }
 
     fn assert_home_untouched(&self) {
@@ -158,7 +152,7 @@ fn unison_to_a_local_dir_is_a_live_mirror() {
     }
     let s = Setup::new();
     seed(&s);
-    let mut d = s.start(&[]);
+    let mut d = s.daemon().start();
     exercise(&s, &mut d);
     // unison kept its archives in one private 0700 dir under TMPDIR …
     let state: Vec<PathBuf> = fs::read_dir(&s.tmp)
@@ -188,7 +182,7 @@ fn unison_destination_changes_are_overwritten_by_default() {
     }
     let s = Setup::new();
     s.env.write("f", "source");
-    let mut d = s.start(&[]);
+    let mut d = s.daemon().start();
     s.wait_live(&mut d);
     fs::write(s.dir.join("f"), "edited at the destination").unwrap();
     s.env.write("f", "source, edited");
@@ -206,11 +200,10 @@ fn unison_two_way_when_the_user_picks_the_direction() {
     }
     let s = Setup::new();
     s.env.mkdir_p("d");
-    let mut d = s.start(&["--", "-prefer", "%watch-dir%"]);
+    let mut d = s.daemon().args(["--", "-prefer", "%watch-dir%"]).start();
     s.wait_live(&mut d);
     fs::write(s.dir.join("d/from-dst"), "made at the destination").unwrap();
-    // SAFETY: plain syscall to our own child.
-    unsafe { libc::kill(d.pid(), libc::SIGUSR2) };
+    d.signal(Signal::SIGUSR2);
     d.wait_until(T, "the destination's file comes back", || {
         s.env.src_path("d/from-dst").exists()
     });
@@ -231,7 +224,7 @@ fn unison_over_ssh_is_a_live_mirror() {
     seed(&s);
     s.env.dst = PathBuf::from(format!("ssh://{}/{}", sshd.host(), s.dir.display()));
     let sshargs = sshd.ssh_args();
-    let mut d = s.start(&["--", "-sshargs", &sshargs]);
+    let mut d = s.daemon().args(["--", "-sshargs", &sshargs]).start();
     exercise(&s, &mut d);
     assert!(
         fs::read_dir(&remote_state).unwrap().next().is_some(),
@@ -254,7 +247,7 @@ fn unison_over_ssh_down_and_back_converges() {
     s.env.write("before", "1");
     s.env.dst = PathBuf::from(format!("ssh://{}/{}", sshd.host(), s.dir.display()));
     let sshargs = sshd.ssh_args();
-    let mut d = s.start(&["--", "-sshargs", &sshargs]);
+    let mut d = s.daemon().args(["--", "-sshargs", &sshargs]).start();
     s.wait_live(&mut d);
 
     sshd.stop();
@@ -281,7 +274,7 @@ fn unison_over_ssh_with_host_colon_path() {
     s.env.write("a b", "x");
     s.env.dst = PathBuf::from(format!("{}:{}", sshd.host(), s.dir.display()));
     let sshargs = sshd.ssh_args();
-    let mut d = s.start(&["--", "-sshargs", &sshargs]);
+    let mut d = s.daemon().args(["--", "-sshargs", &sshargs]).start();
     s.wait_synced(&mut d, "initial sync over host:path");
     s.env.write(b"c\xff", "y");
     s.wait_synced(&mut d, "a live change over host:path");
@@ -298,7 +291,7 @@ fn unison_failure_is_retried() {
     let closed = servers::free_port();
     s.env.dst = PathBuf::from(format!("ssh://127.0.0.1/{}", s.dir.display()));
     let sshargs = format!("-p {closed} -o BatchMode=yes -o ConnectTimeout=5");
-    let mut d = s.start(&["--", "-sshargs", &sshargs]);
+    let mut d = s.daemon().args(["--", "-sshargs", &sshargs]).start();
     d.wait_for_log(T, "failed (try 2)");
     assert!(
         d.log().contains("unison exited with code"),
