@@ -15,7 +15,7 @@ use common::*;
 use livesync::daemon::split::{self, Checker, HelperConfig, Reply, Request};
 use livesync::exec::Outcome;
 use std::collections::BTreeMap;
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -316,6 +316,16 @@ fn u_g_and_c_choose_the_daemons_identity_and_extra_caps() {
     assert_eq!(groups, "65534", "supplementary groups are dropped");
 }
 
+/// `livesync -t0 -w0 -M rsyncdirect -S SCRIPT EXTRA...`, the daemon most
+/// tests here start: the script records the handler's credentials.
+fn rsyncdirect(env: &TestEnv, script: &Path, extra: &[&OsStr]) -> Daemon {
+    Daemon::builder(env)
+        .args(["-t0", "-w0", "-M", "rsyncdirect", "-S"])
+        .arg(script)
+        .args(extra)
+        .start()
+}
+
 #[test]
 fn the_helper_runs_as_the_privileged_user_and_template_argv_passes_the_check() {
     if !require_root("privilege dropping") {
@@ -325,15 +335,10 @@ fn the_helper_runs_as_the_privileged_user_and_template_argv_passes_the_check() {
     let public = Public::new();
     let script = public.status_script("tpl");
     env.write("a b", "x");
-    let mut d = Daemon::start(
+    let mut d = rsyncdirect(
         &env,
+        &script,
         &[
-            "-t0".as_ref(),
-            "-w0".as_ref(),
-            "-M".as_ref(),
-            "rsyncdirect".as_ref(),
-            "-S".as_ref(),
-            script.as_os_str(),
             "--splitting".as_ref(),
             "process".as_ref(),
             "--check-execvp-arguments".as_ref(),
@@ -370,17 +375,7 @@ fn rsyncdirect_handler_runs_as_root_with_no_new_privs_and_bounded_caps() {
     let public = Public::new();
     let script = public.status_script("handler");
     env.write("a", "a");
-    let mut d = Daemon::start(
-        &env,
-        &[
-            "-t0".as_ref(),
-            "-w0".as_ref(),
-            "-M".as_ref(),
-            "rsyncdirect".as_ref(),
-            "-S".as_ref(),
-            script.as_os_str(),
-        ],
-    );
+    let mut d = rsyncdirect(&env, &script, &[]);
     let h = public.wait_status(&mut d, "handler");
     let kept = caps(&WRITER) | caps(&[DAC_READ_SEARCH, SETUID, SETGID, KILL]);
     Status::of(d.pid()).expect("daemon", 65534, kept, Some(kept), 1);
@@ -402,15 +397,10 @@ fn handler_as_nobody_inherits_what_it_is_told_to() {
         ("clsync", caps(&[DAC_READ_SEARCH])),
     ] {
         let script = public.status_script(inherit);
-        let mut d = Daemon::start(
+        let mut d = rsyncdirect(
             &env,
+            &script,
             &[
-                "-t0".as_ref(),
-                "-w0".as_ref(),
-                "-M".as_ref(),
-                "rsyncdirect".as_ref(),
-                "-S".as_ref(),
-                script.as_os_str(),
                 "--sync-handler-uid".as_ref(),
                 "nobody".as_ref(),
                 "--sync-handler-gid".as_ref(),
@@ -428,15 +418,10 @@ fn handler_as_nobody_inherits_what_it_is_told_to() {
     }
     // --permit-new-privs: neither the daemon nor the handler has it.
     let script = public.status_script("nnp");
-    let mut d = Daemon::start(
+    let mut d = rsyncdirect(
         &env,
+        &script,
         &[
-            "-t0".as_ref(),
-            "-w0".as_ref(),
-            "-M".as_ref(),
-            "rsyncdirect".as_ref(),
-            "-S".as_ref(),
-            script.as_os_str(),
             "--sync-handler-uid".as_ref(),
             "nobody".as_ref(),
             "--permit-new-privs".as_ref(),
@@ -538,15 +523,10 @@ fn secure_splitting_confines_the_daemon_and_it_still_does_everything() {
     fs::create_dir(&run).expect("mkdir");
     fs::set_permissions(&run, fs::Permissions::from_mode(0o700)).expect("chmod");
     let (sock, status) = (run.join("sock"), run.join("status"));
-    let mut d = Daemon::start(
+    let mut d = rsyncdirect(
         &env,
+        &script,
         &[
-            "-t0".as_ref(),
-            "-w0".as_ref(),
-            "-M".as_ref(),
-            "rsyncdirect".as_ref(),
-            "-S".as_ref(),
-            script.as_os_str(),
             "--secure-splitting".as_ref(),
             "--socket".as_ref(),
             sock.as_os_str(),
@@ -1131,15 +1111,10 @@ fn control_files_in_a_root_only_dir_still_work_after_the_drop() {
     fs::create_dir(&run).expect("mkdir");
     fs::set_permissions(&run, fs::Permissions::from_mode(0o700)).expect("chmod");
     let (pid, status) = (run.join("l.pid"), run.join("l.status"));
-    let mut d = Daemon::start(
+    let mut d = rsyncdirect(
         &env,
+        &script,
         &[
-            "-t0".as_ref(),
-            "-w0".as_ref(),
-            "-M".as_ref(),
-            "rsyncdirect".as_ref(),
-            "-S".as_ref(),
-            script.as_os_str(),
             "--sync-handler-uid".as_ref(),
             "nobody".as_ref(),
             "-z".as_ref(),

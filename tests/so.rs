@@ -476,6 +476,15 @@ fn assert_load_refusal(env: &TestEnv, mode: &str, so: &Path, msg: impl Fn(&str) 
     assert_eq!(code, Some(2), "{stderr}");
 }
 
+/// The refusal of an object with `mode`.
+fn mode_refusal(so: &Path, mode: u32) -> String {
+    format!(
+        "sync handler {} has mode {mode:04o}; group/other write, setuid, setgid and sticky \
+         bits are refused: chmod go-w,ug-s,o-t it",
+        s(so)
+    )
+}
+
 #[test]
 fn refuses_a_group_or_other_writable_object() {
     if !prerequisites() {
@@ -485,16 +494,7 @@ fn refuses_a_group_or_other_writable_object() {
     let so = recorder(&env, "h.so", &[]);
     for mode in [0o775, 0o757] {
         fs::set_permissions(&so, fs::Permissions::from_mode(mode)).unwrap();
-        assert_config_refusal(
-            &env,
-            "so",
-            &so,
-            &format!(
-                "sync handler {} has mode {mode:04o}; group/other write, setuid, setgid and \
-                 sticky bits are refused: chmod go-w,ug-s,o-t it",
-                s(&so)
-            ),
-        );
+        assert_config_refusal(&env, "so", &so, &mode_refusal(&so, mode));
     }
 }
 
@@ -508,16 +508,7 @@ fn refuses_setuid_setgid_and_sticky_objects() {
     for mode in [0o4755, 0o2755, 0o1755] {
         fs::set_permissions(&so, fs::Permissions::from_mode(mode)).unwrap();
         assert_eq!(fs::metadata(&so).unwrap().mode() & 0o7777, mode);
-        assert_config_refusal(
-            &env,
-            "rsyncso",
-            &so,
-            &format!(
-                "sync handler {} has mode {mode:04o}; group/other write, setuid, setgid and \
-                 sticky bits are refused: chmod go-w,ug-s,o-t it",
-                s(&so)
-            ),
-        );
+        assert_config_refusal(&env, "rsyncso", &so, &mode_refusal(&so, mode));
     }
 }
 
