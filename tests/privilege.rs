@@ -317,7 +317,8 @@ fn u_g_and_c_choose_the_daemons_identity_and_extra_caps() {
 }
 
 /// `livesync -t0 -w0 -M rsyncdirect -S SCRIPT EXTRA...`, the daemon most
-/// tests here start: the script records the handler's credentials.
+/// tests here start (the script records the handler's credentials, or is
+/// `/bin/true`).
 fn rsyncdirect(env: &TestEnv, script: &Path, extra: &[&OsStr]) -> Daemon {
     Daemon::builder(env)
         .args(["-t0", "-w0", "-M", "rsyncdirect", "-S"])
@@ -670,18 +671,10 @@ fn a_dead_helper_stops_the_daemon_with_an_error() {
         return;
     }
     let env = TestEnv::new();
-    let mut d = Daemon::start(
+    let mut d = rsyncdirect(
         &env,
-        &[
-            "-t0",
-            "-w0",
-            "-M",
-            "rsyncdirect",
-            "-S",
-            "/bin/true",
-            "--splitting",
-            "process",
-        ],
+        Path::new("/bin/true"),
+        &["--splitting".as_ref(), "process".as_ref()],
     );
     d.wait_for_log(T, "synced 1 path");
     let helper = helper_of(d.pid()).expect("helper");
@@ -834,22 +827,17 @@ fn detach_and_forbid_devices_give_the_daemon_its_own_namespaces() {
         return;
     }
     let env = TestEnv::new();
-    let mut d = Daemon::start(
+    let mut d = rsyncdirect(
         &env,
+        Path::new("/bin/true"),
         &[
-            "-t0",
-            "-w0",
-            "-M",
-            "rsyncdirect",
-            "-S",
-            "/bin/true",
-            "--detach-ipc",
-            "--detach-miscellanea",
-            "--detach-network",
-            "non-privileged",
-            "--splitting",
-            "process",
-            "--forbid-devices",
+            "--detach-ipc".as_ref(),
+            "--detach-miscellanea".as_ref(),
+            "--detach-network".as_ref(),
+            "non-privileged".as_ref(),
+            "--splitting".as_ref(),
+            "process".as_ref(),
+            "--forbid-devices".as_ref(),
         ],
     );
     d.wait_for_log(T, "synced 1 path");
