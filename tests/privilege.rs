@@ -267,17 +267,7 @@ fn u_0_keeps_root_and_an_unknown_user_is_refused() {
     assert_eq!(s.id("Uid"), 0);
     assert_eq!(s.caps("CapEff"), s.caps("CapBnd"), "root keeps its caps");
     drop(d);
-    let r = run_livesync(
-        &[
-            "-W",
-            &path_str(&env.src),
-            "-D",
-            &path_str(&env.dst),
-            "-u",
-            "no-such-livesync-user",
-        ],
-        T,
-    );
+    let r = run_on(&env, &["-u", "no-such-livesync-user"], T);
     assert_eq!(r.code, Some(2), "{}", r.stderr);
     assert!(
         r.stderr

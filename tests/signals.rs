@@ -221,12 +221,9 @@ fn background_daemon_writes_its_pid_file_and_cleans_up() {
     let pid_file = env.root.join("bg.pid");
     let status = env.root.join("status");
     let _lock = take_lock(libc::LOCK_SH);
-    let r = run_livesync(
+    let r = run_on(
+        &env,
         &[
-            "-W",
-            &path_str(&env.src),
-            "-D",
-            &path_str(&env.dst),
             "-t0",
             "-w0",
             "-b",
@@ -273,18 +270,7 @@ fn background_startup_errors_reach_the_terminal_and_the_exit_code() {
     let mut holder = holder.arg("60").spawn().expect("sleep");
     let holder_pid = holder.id();
     fs::write(&pid_file, format!("{holder_pid}\n")).expect("write");
-    let r = run_livesync(
-        &[
-            "-W",
-            &path_str(&env.src),
-            "-D",
-            &path_str(&env.dst),
-            "-b",
-            "-z",
-            &path_str(&pid_file),
-        ],
-        LONG,
-    );
+    let r = run_on(&env, &["-b", "-z", &path_str(&pid_file)], LONG);
     let _ = holder.kill();
     let _ = holder.wait();
     assert_eq!(r.code, Some(1), "{}", r.stderr);

@@ -881,6 +881,15 @@ pub fn run_livesync<S: AsRef<OsStr>>(args: &[S], timeout: Duration) -> Run {
     run_command(cmd, timeout)
 }
 
+/// Runs `livesync -W <src> -D <dst> ARGS...` to completion, as
+/// [`run_livesync`] does.
+pub fn run_on<S: AsRef<OsStr>>(env: &TestEnv, args: &[S], timeout: Duration) -> Run {
+    let mut argv: Vec<OsString> = vec!["-W".into(), env.src.clone().into()];
+    argv.extend(["-D".into(), env.dst.clone().into()]);
+    argv.extend(args.iter().map(|a| a.as_ref().to_os_string()));
+    run_livesync(&argv, timeout)
+}
+
 /// Runs a prepared command to completion with captured output (killing it
 /// after `timeout`); panics if it cannot be spawned.
 pub fn run_command(cmd: Command, timeout: Duration) -> Run {
