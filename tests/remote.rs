@@ -33,6 +33,16 @@ impl Remote {
         Remote { env, dir }
     }
 
+    /// A destination `host:dir` served by a test sshd whose files live in
+    /// `work` (which must outlive the sshd).
+    fn over_ssh(work: &Path) -> (Remote, Sshd) {
+        let mut r = Remote::new();
+        let sshd = Sshd::start(work, &[]);
+        let dest = format!("{}:{}", sshd.host(), r.dir.display());
+        r.set_destination(&dest);
+        (r, sshd)
+    }
+
     /// Makes the daemon's `-D` `dest` (what `Daemon::start` passes).
     fn set_destination(&mut self, dest: &str) {
         self.env.dst = PathBuf::from(dest);
@@ -207,11 +217,8 @@ fn rsync_over_ssh_is_mirrored_live() {
     if !sshd_available() {
         return;
     }
-    let mut r = Remote::new();
     let work = tempfile::tempdir().unwrap();
-    let sshd = Sshd::start(work.path(), &[]);
-    let dest = format!("{}:{}", sshd.host(), r.dir.display());
-    r.set_destination(&dest);
+    let (r, sshd) = Remote::over_ssh(work.path());
     seed(&r);
     let mut d = r.daemon(Some(sshd.ssh_command())).start();
     exercise(&r, &mut d);
@@ -225,11 +232,8 @@ fn rsync_over_ssh_down_and_back_converges() {
     if !sshd_available() {
         return;
     }
-    let mut r = Remote::new();
     let work = tempfile::tempdir().unwrap();
-    let mut sshd = Sshd::start(work.path(), &[]);
-    let dest = format!("{}:{}", sshd.host(), r.dir.display());
-    r.set_destination(&dest);
+    let (r, mut sshd) = Remote::over_ssh(work.path());
     r.env.write("before", "1");
     let mut d = r.daemon(Some(sshd.ssh_command())).start();
     r.wait_live(&mut d);
@@ -251,11 +255,8 @@ fn rsync_over_ssh_to_a_closed_port_fails_and_retries() {
     if !sshd_available() {
         return;
     }
-    let mut r = Remote::new();
     let work = tempfile::tempdir().unwrap();
-    let sshd = Sshd::start(work.path(), &[]);
-    let dest = format!("{}:{}", sshd.host(), r.dir.display());
-    r.set_destination(&dest);
+    let (r, _sshd) = Remote::over_ssh(work.path());
     r.env.write("f", "f");
     // A port nothing listens on.
     let closed = servers::free_port();
@@ -275,11 +276,8 @@ fn rsync_over_ssh_with_e_in_the_handler_arguments() {
     if !sshd_available() {
         return;
     }
-    let mut r = Remote::new();
     let work = tempfile::tempdir().unwrap();
-    let sshd = Sshd::start(work.path(), &[]);
-    let dest = format!("{}:{}", sshd.host(), r.dir.display());
-    r.set_destination(&dest);
+    let (r, sshd) = Remote::over_ssh(work.path());
     r.env.write("x y", "over ssh with -e");
     let e = sshd.ssh_command();
     let args = [
@@ -359,11 +357,8 @@ fn no_usable_key(on_pty: bool, ssh_opts: &str, cause: &str) {
     if !sshd_available() {
         return;
     }
-    let mut r = Remote::new();
     let work = tempfile::tempdir().unwrap();
-    let sshd = Sshd::start(work.path(), &[]);
-    let dest = format!("{}:{}", sshd.host(), r.dir.display());
-    r.set_destination(&dest);
+    let (r, sshd) = Remote::over_ssh(work.path());
     r.env.write("f", "f");
     let status = r.env.outside_path("status");
     // Only a key that does not exist: nothing sshd accepts.
