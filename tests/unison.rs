@@ -210,6 +210,17 @@ fn unison_two_way_when_the_user_picks_the_direction() {
     s.wait_synced(&mut d, "both sides equal");
 }
 
+/// A test sshd (files in `work`) whose unison server keeps its archives
+/// in the directory returned, not in ~/.unison.
+fn unison_sshd(work: &Path) -> (Sshd, PathBuf) {
+    let remote_state = work.join("remote-unison");
+    fs::create_dir(&remote_state).unwrap();
+    (
+        Sshd::start(work, &[("UNISON", &remote_state)]),
+        remote_state,
+    )
+}
+
 #[test]
 fn unison_over_ssh_is_a_live_mirror() {
     if !unison_and_sshd() {
@@ -217,14 +228,13 @@ fn unison_over_ssh_is_a_live_mirror() {
     }
     let mut s = Setup::new();
     let work = tempfile::tempdir().unwrap();
-    // The server side of unison keeps its archives here, not in ~/.unison.
-    let remote_state = work.path().join("remote-unison");
-    fs::create_dir(&remote_state).unwrap();
-    let sshd = Sshd::start(work.path(), &[("UNISON", &remote_state)]);
+    let (sshd, remote_state) = unison_sshd(work.path());
     seed(&s);
     s.env.dst = PathBuf::from(format!("ssh://{}/{}", sshd.host(), s.dir.display()));
-    let sshargs = sshd.ssh_args();
-    let mut d = s.daemon().args(["--", "-sshargs", &sshargs]).start();
+    let mut d = s
+        .daemon()
+        .args(["--", "-sshargs", &sshd.ssh_args()])
+        .start();
     exercise(&s, &mut d);
     assert!(
         fs::read_dir(&remote_state).unwrap().next().is_some(),
@@ -241,13 +251,13 @@ fn unison_over_ssh_down_and_back_converges() {
     }
     let mut s = Setup::new();
     let work = tempfile::tempdir().unwrap();
-    let remote_state = work.path().join("remote-unison");
-    fs::create_dir(&remote_state).unwrap();
-    let mut sshd = Sshd::start(work.path(), &[("UNISON", &remote_state)]);
+    let (mut sshd, _) = unison_sshd(work.path());
     s.env.write("before", "1");
     s.env.dst = PathBuf::from(format!("ssh://{}/{}", sshd.host(), s.dir.display()));
-    let sshargs = sshd.ssh_args();
-    let mut d = s.daemon().args(["--", "-sshargs", &sshargs]).start();
+    let mut d = s
+        .daemon()
+        .args(["--", "-sshargs", &sshd.ssh_args()])
+        .start();
     s.wait_live(&mut d);
 
     sshd.stop();
@@ -268,13 +278,13 @@ fn unison_over_ssh_with_host_colon_path() {
     }
     let mut s = Setup::new();
     let work = tempfile::tempdir().unwrap();
-    let remote_state = work.path().join("remote-unison");
-    fs::create_dir(&remote_state).unwrap();
-    let sshd = Sshd::start(work.path(), &[("UNISON", &remote_state)]);
+    let (sshd, _) = unison_sshd(work.path());
     s.env.write("a b", "x");
     s.env.dst = PathBuf::from(format!("{}:{}", sshd.host(), s.dir.display()));
-    let sshargs = sshd.ssh_args();
-    let mut d = s.daemon().args(["--", "-sshargs", &sshargs]).start();
+    let mut d = s
+        .daemon()
+        .args(["--", "-sshargs", &sshd.ssh_args()])
+        .start();
     s.wait_synced(&mut d, "initial sync over host:path");
     s.env.write(b"c\xff", "y");
     s.wait_synced(&mut d, "a live change over host:path");
