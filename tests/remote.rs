@@ -69,17 +69,12 @@ impl Remote {
     fn wait_synced(&self, d: &mut Daemon, what: &str) {
         d.wait_until(T, what, || self.diff());
     }
-
-    /// Like `Daemon::wait_live`, for a remote destination.
-    fn wait_live(&self, d: &mut Daemon) {
-        d.wait_live_in(&self.env, &self.dir, T);
-    }
 }
 
 /// The same life of a tree whatever the transport: initial sync, create,
 /// modify, delete, rename a directory, awkward names.
 fn exercise(r: &Remote, d: &mut Daemon) {
-    r.wait_live(d);
+    d.wait_live_in(&r.env, &r.dir, T);
 
     r.env.write("new.txt", "created");
     r.env.mkdir_p("dir/sub");
@@ -179,7 +174,7 @@ fn rsync_daemon_down_and_back_converges() {
     r.set_destination(&rsyncd.url(""));
     r.env.write("before", "1");
     let mut d = r.daemon(None).start();
-    r.wait_live(&mut d);
+    d.wait_live_in(&r.env, &r.dir, T);
 
     rsyncd.stop();
     r.env.write("while-down", "made while the daemon was down");
@@ -236,7 +231,7 @@ fn rsync_over_ssh_down_and_back_converges() {
     let (r, mut sshd) = Remote::over_ssh(work.path());
     r.env.write("before", "1");
     let mut d = r.daemon(Some(sshd.ssh_command())).start();
-    r.wait_live(&mut d);
+    d.wait_live_in(&r.env, &r.dir, T);
 
     sshd.stop();
     r.env.write("while-down", "made while sshd was down");

@@ -65,10 +65,6 @@ impl Setup {
         d.wait_until(T, what, || self.diff());
     }
 
-    fn wait_live(&self, d: &mut Daemon) {
-        d.wait_live_in(&self.env, &self.dir, T);
-    }
-
     fn assert_home_untouched(&self) {
         assert!(
             !self.home.join(".unison").exists(),
@@ -89,7 +85,7 @@ fn seed(s: &Setup) {
 /// Initial sync, create, modify (also same size), delete, directory
 /// rename, awkward names.
 fn exercise(s: &Setup, d: &mut Daemon) {
-    s.wait_live(d);
+    d.wait_live_in(&s.env, &s.dir, T);
     assert!(!s.has(b"stale"), "the stale destination file survived");
 
     s.env.write("new.txt", "created");
@@ -183,7 +179,7 @@ fn unison_destination_changes_are_overwritten_by_default() {
     let s = Setup::new();
     s.env.write("f", "source");
     let mut d = s.daemon().start();
-    s.wait_live(&mut d);
+    d.wait_live_in(&s.env, &s.dir, T);
     fs::write(s.dir.join("f"), "edited at the destination").unwrap();
     s.env.write("f", "source, edited");
     s.wait_synced(&mut d, "the source's version wins");
@@ -201,7 +197,7 @@ fn unison_two_way_when_the_user_picks_the_direction() {
     let s = Setup::new();
     s.env.mkdir_p("d");
     let mut d = s.daemon().args(["--", "-prefer", "%watch-dir%"]).start();
-    s.wait_live(&mut d);
+    d.wait_live_in(&s.env, &s.dir, T);
     fs::write(s.dir.join("d/from-dst"), "made at the destination").unwrap();
     d.signal(Signal::SIGUSR2);
     d.wait_until(T, "the destination's file comes back", || {
@@ -258,7 +254,7 @@ fn unison_over_ssh_down_and_back_converges() {
         .daemon()
         .args(["--", "-sshargs", &sshd.ssh_args()])
         .start();
-    s.wait_live(&mut d);
+    d.wait_live_in(&s.env, &s.dir, T);
 
     sshd.stop();
     s.env.write("while-down", "made while sshd was down");
