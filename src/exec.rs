@@ -13,15 +13,29 @@
 //!
 //! It must not decide what a result means for a batch (exit codes to ignore,
 //! retries, re-queueing): it reports what happened as an [`Outcome`] and the
-//! caller judges. It never touches process-global state (signal handlers,
-//! the global reaper): the caller's process must not reap children it did not
-//! start (no `waitpid(-1)`), or the status of ours is lost.
+//! caller judges. It never touches the process's global settings (signal
+//! handlers, uid/gid and capabilities, the logger, `exit`, a global reaper):
+//! the caller's process must not reap children it did not start (no
+//! `waitpid(-1)`), or the status of ours is lost.
 //!
-//! The daemon may install one [`Spawner`] at start ([`set_spawner`]): from
-//! then on [`Spec::run`] goes through it, so that handlers get the identity,
-//! capabilities and no-new-privs the daemon decided, or are started by its
-//! privileged helper (`--splitting=process`). Without one, children are
-//! started here as they are.
+//! It keeps three pieces of bookkeeping of its own, process-wide because
+//! children are started from any worker thread and a stop must reach all
+//! of them:
+//!
+//! * the process groups of the children running now ([`running_groups`]),
+//!   so that a stop can signal them without reading `/proc` (which a
+//!   `--chroot` jail may lack); each entry lives exactly as long as its
+//!   child's run;
+//! * a `/dev/null` opened before a jail is entered ([`hold_dev_null`]), for
+//!   the children's stdin where the jail has none;
+//! * the [`Spawner`] the daemon may install once at start ([`set_spawner`]):
+//!   from then on [`Spec::run`] goes through it, so that handlers get the
+//!   identity, capabilities and no-new-privs the daemon decided, or are
+//!   started by its privileged helper (`--splitting=process`). Without one,
+//!   children are started here as they are.
+//!
+//! The spawner and the `/dev/null` are installed only by the daemon; the
+//! running groups are written only here and read only by the daemon's stop.
 
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;

@@ -1,4 +1,4 @@
-//! `--chroot` and `--pivot-root` (issue #5), tested on the running
+//! `--chroot` and `--pivot-root`, tested on the running
 //! processes: the daemon's root (`/proc/PID/root`), its mount namespace and
 //! mounts (`/proc/PID/mountinfo`), the keeper that stays outside and removes
 //! the pid file and the control socket (also after a SIGKILL), handlers
@@ -120,9 +120,8 @@ fn mirror_runs_in_a_chroot_and_the_keeper_cleans_up_outside() {
     let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).expect("bind");
     notify.set_read_timeout(Some(T)).expect("timeout");
     env.write("before", "1");
-    let mut d = Daemon::start_prepared(
-        &env,
-        &argv(&[
+    let mut d = Daemon::builder(&env)
+        .args(argv(&[
             &"-t0",
             &"-w0",
             &"--chroot",
@@ -133,12 +132,9 @@ fn mirror_runs_in_a_chroot_and_the_keeper_cleans_up_outside() {
             &sock,
             &"--status-file",
             &status,
-        ]),
-        Locking::Shared,
-        |c| {
-            c.env("NOTIFY_SOCKET", &notify_path);
-        },
-    );
+        ]))
+        .env("NOTIFY_SOCKET", &notify_path)
+        .start();
     d.wait_synced(&env, T);
     let pid = d.pid();
     // READY=1 is sent from inside the jail, through the socket connected
@@ -191,12 +187,11 @@ fn mirror_runs_in_a_chroot_and_the_keeper_cleans_up_outside() {
     );
     assert_eq!(status_field(keeper, "NoNewPrivs"), "1");
     // SIGHUP cannot reload in a jail: said, and the daemon goes on.
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(pid, libc::SIGHUP) };
+    let _ = kill(pid, Signal::SIGHUP);
     d.wait_for_log(T, "reload: not possible inside --chroot");
     env.write("after-hup", "3");
     d.wait_synced(&env, T);
-    let st = d.signal_and_wait(libc::SIGTERM, T).expect("exits");
+    let st = d.signal_and_wait(Signal::SIGTERM, T).expect("exits");
     assert_eq!(st.code(), Some(0), "{}", d.log_tail(20));
     // livesync waits for its keeper: once it is gone, so are the files.
     assert!(!pid_file.exists(), "pid file removed");
@@ -218,7 +213,7 @@ fn a_killed_daemon_leaves_no_pid_file_or_socket_behind() {
     d.wait_until(T, "pid file and socket made", || {
         pid_file.exists() && sock.exists()
     });
-    let st = d.signal_and_wait(libc::SIGKILL, T).expect("killed");
+    let st = d.signal_and_wait(Signal::SIGKILL, T).expect("killed");
     assert!(st.code().is_none());
     wait_until(T, "the keeper removes the pid file and the socket", || {
         !pid_file.exists() && !sock.exists()
@@ -413,7 +408,7 @@ fn a_stop_ends_a_running_handler_in_a_jail_without_proc() {
         Some("0")
     );
     assert_eq!(status_field(handler_pid, "NoNewPrivs"), "1");
-    let st = d.signal_and_wait(libc::SIGTERM, T).expect("exits");
+    let st = d.signal_and_wait(Signal::SIGTERM, T).expect("exits");
     assert!(st.code().is_some(), "{}", d.log_tail(20));
     let leftover: Vec<String> = fs::read_dir("/proc")
         .expect("/proc")

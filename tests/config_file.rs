@@ -8,87 +8,22 @@ mod common;
 
 use common::*;
 use std::ffi::OsString;
-use std::fs::{self, File};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::fs;
+use std::path::Path;
+use std::process::Command;
 
-/// A started `livesync`, with stderr going to a file; killed on drop.
-struct Running {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Running {
-    /// Starts `livesync ARGS` with `HOME=home`.
-    fn start(args: &[OsString], home: &Path, log: PathBuf) -> Running {
-        let err = File::create(&log).unwrap_or_else(|e| panic!("create {}: {e}", log.display()));
-        let child = Command::new(BIN)
-            .args(args)
-            .env("HOME", home)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(err)
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {BIN}: {e}"));
-        Running { child, log }
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits for the exit, up to `timeout`.
-    fn wait(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                return Some(st);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(POLL);
-        }
-    }
-
-    /// Polls `cond` until `timeout`, failing at once if livesync exits.
-    fn wait_for(&mut self, timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-        let res = poll_until(timeout, || {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                return Some(format!("livesync exited ({st})"));
-            }
-            if cond() {
-                None
-            } else {
-                Some("not yet".to_string())
-            }
-        });
-        if let Err(why) = res {
-            panic!(
-                "waiting for {what}: {why}\n--- livesync log ---\n{}",
-                self.log()
-            );
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `livesync ARGS` with `HOME=home`, as a daemon.
+fn daemon(args: &[OsString], home: &Path) -> Daemon {
+    Daemon::bare().args(args).env("HOME", home).start()
 }
 
 /// Runs `livesync ARGS` with `HOME=home` to its end (at most 10 s):
 /// (exit code, stderr).
 fn run_to_end(args: &[OsString], home: &Path) -> (Option<i32>, String) {
-    let log = home.join(format!("run-{}.log", std::process::id()));
-    let mut r = Running::start(args, home, log);
-    let st = r
-        .wait(secs(10.0))
-        .unwrap_or_else(|| panic!("livesync {args:?} did not exit\n{}", r.log()));
-    (st.code(), r.log())
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).env("HOME", home);
+    let r = run_command(cmd, secs(10.0));
+    (r.code, r.stderr)
 }
 
 /// The single error line of a failed run (asserting there is exactly one).
@@ -127,23 +62,15 @@ fn a_config_block_drives_a_live_mirror() {
         ),
     )
     .expect("write config");
-    let _lock = take_lock(libc::LOCK_SH);
-    let mut d = Running::start(
-        &argv(&[&"-H", &conf, &"-K", &"fast"]),
-        &env.root,
-        env.root.join("daemon.log"),
-    );
-    d.wait_for(secs(20.0), "the initial sync of `before`", || {
+    let mut d = daemon(&argv(&[&"-H", &conf, &"-K", &"fast"]), &env.root);
+    d.wait_until(secs(20.0), "the initial sync of `before`", || {
         env.dst_read("before").as_deref() == Some(b"old")
     });
     env.write("after", "new");
-    d.wait_for(secs(10.0), "`after` to be mirrored", || {
+    d.wait_until(secs(10.0), "`after` to be mirrored", || {
         env.dst_read("after").as_deref() == Some(b"new")
     });
-    // SAFETY: kill(2) on our own child's pid.
-    let rc = unsafe { libc::kill(d.child.id() as libc::pid_t, libc::SIGTERM) };
-    assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
-    let st = d.wait(secs(10.0));
+    let st = d.signal_and_wait(Signal::SIGTERM, secs(10.0));
     assert!(
         st.is_some_and(|s| s.success()),
         "livesync did not exit cleanly on SIGTERM ({st:?})\n{}",
@@ -382,32 +309,19 @@ fn a_custom_signal_loads_its_config_block() {
         ),
     )
     .expect("write config");
-    let _lock = take_lock(libc::LOCK_SH);
-    let mut d = Running::start(
-        &argv(&[&"-H", &conf]),
-        &env.root,
-        env.root.join("daemon.log"),
-    );
+    let mut d = daemon(&argv(&[&"-H", &conf]), &env.root);
     env.write("before.tmp", "synced under [default]");
-    d.wait_for(secs(20.0), "before.tmp under the default block", || {
+    d.wait_until(secs(20.0), "before.tmp under the default block", || {
         env.dst_has("before.tmp")
     });
-    // SAFETY: kill(2) on our own child's pid.
-    let rc = unsafe { libc::kill(d.child.id() as libc::pid_t, libc::SIGUSR1) };
-    assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
-    d.wait_for(secs(10.0), "the reload from [strict]", || {
-        d_log_has(&env, "block [strict]")
-    });
+    d.signal(Signal::SIGUSR1);
+    d.wait_for_log(secs(10.0), "block [strict]");
     env.write("after.tmp", "kept out by [strict]");
     env.write("after.txt", "still synced");
-    d.wait_for(secs(10.0), "after.txt", || env.dst_has("after.txt"));
+    d.wait_until(secs(10.0), "after.txt", || env.dst_has("after.txt"));
     assert!(
         !env.dst_has("after.tmp"),
         "[strict]'s rules apply\n{}",
         d.log()
     );
-}
-
-fn d_log_has(env: &TestEnv, needle: &str) -> bool {
-    fs::read_to_string(env.root.join("daemon.log")).is_ok_and(|l| l.contains(needle))
 }

@@ -114,7 +114,7 @@ fn symlinks_planted_by_nobody_at_pid_status_and_metrics_paths_are_never_followed
         assert_untouched(v);
     }
     assert!(d.log().contains("is a symlink"), "{}", d.log());
-    let st = d.signal_and_wait(libc::SIGTERM, LONG).expect("exited");
+    let st = d.signal_and_wait(Signal::SIGTERM, LONG).expect("exited");
     assert_eq!(st.code(), Some(0), "{}", d.context());
     for v in [&pid_v, &status_v, &metrics_v] {
         assert_untouched(v);
@@ -162,7 +162,7 @@ fn files_put_in_place_of_ours_while_running_are_left_at_exit() {
         std::os::unix::fs::symlink(v, &link).expect("symlink");
         fs::rename(&link, p).expect("rename over");
     }
-    let st = d.signal_and_wait(libc::SIGTERM, LONG).expect("exited");
+    let st = d.signal_and_wait(Signal::SIGTERM, LONG).expect("exited");
     assert_eq!(st.code(), Some(0), "{}", d.context());
     // The pid file is not ours any more: left. The status file was
     // rewritten at exit (the link replaced, not followed) and that one removed.
@@ -281,14 +281,14 @@ fn missing_lists_and_dump_dirs_are_created_private() {
     // Both work: a later sync writes its lists there, a dump lands there.
     env.write("b", "b");
     d.wait_until(LONG, "b synced", || env.dst_has("b"));
-    unsafe { libc::kill(d.pid(), libc::SIGIO) };
+    d.signal(Signal::SIGIO);
     d.wait_until(LONG, "a dump file", || {
         fs::read_dir(&dumps).is_ok_and(|rd| {
             rd.flatten()
                 .any(|e| e.file_name().to_string_lossy().ends_with(".dump"))
         })
     });
-    let st = d.signal_and_wait(libc::SIGTERM, LONG).expect("exited");
+    let st = d.signal_and_wait(Signal::SIGTERM, LONG).expect("exited");
     assert_eq!(st.code(), Some(0), "{}", d.context());
 }
 

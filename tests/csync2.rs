@@ -14,10 +14,10 @@ mod servers;
 use common::*;
 use servers::{listening, Server};
 use std::ffi::OsString;
-use std::fs::{self, File};
+use std::fs;
 use std::net::{Ipv4Addr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(30);
@@ -135,144 +135,47 @@ impl Cluster {
         fs::symlink_metadata(self.env.dst_path(rel_path)).is_ok()
     }
 
-    /// livesync -M csync2 as node 1.
-    fn start(&self) -> Live {
-        let log = self.env.root.join("livesync.log");
-        let args: Vec<OsString> = vec![
-            "-H".into(),
-            "/NULL/".into(),
-            "-W".into(),
-            self.env.src.clone().into(),
-            "-M".into(),
-            "csync2".into(),
-            "-t0".into(),
-            "-w0".into(),
-            "--".into(),
-            "-N".into(),
-            NODE1.into(),
-            "-D".into(),
-            self.db1.clone().into(),
-            "-p".into(),
-            self.port.to_string().into(),
-        ];
-        Live::start(&args, &self.etc, log)
+    /// livesync -M csync2 as node 1 (no `-D`: the peers are csync2's).
+    fn start(&self) -> Daemon {
+        Daemon::bare()
+            .args(["-H", "/NULL/", "-W"])
+            .arg(&self.env.src)
+            .args(["-M", "csync2", "-t0", "-w0", "--", "-N", NODE1, "-D"])
+            .arg(&self.db1)
+            .args(["-p", &self.port.to_string()])
+            .env("CSYNC2_SYSTEM_DIR", &self.etc)
+            .start()
     }
 
-    fn wait(&self, live: &mut Live, what: &str, cond: impl FnMut() -> bool) {
-        live.wait(what, cond, || self.peer_log());
-    }
-
-    fn wait_synced(&self, live: &mut Live, what: &str) {
-        let mut last = None;
+    /// Polls `cond`, failing at once if livesync exits; on failure shows
+    /// both logs.
+    fn wait<R: Pending>(&self, live: &mut Daemon, what: &str, mut cond: impl FnMut() -> R) {
+        let mut exited = false;
         let res = poll_until(T, || {
-            if live.exited() {
+            if !live.running() {
+                exited = true;
                 return None;
             }
-            last = self.diff();
-            last.clone()
+            cond().pending()
         });
-        if let Err(e) = res {
+        if res.is_err() || exited {
             panic!(
-                "{what}: not synced: {e}\n--- livesync log ---\n{}\n--- peer log ---\n{}",
-                live.log(),
+                "{what}: {}\n{}\n--- peer log ---\n{}",
+                res.err().unwrap_or_else(|| "livesync exited".to_string()),
+                live.context(),
                 self.peer_log()
             );
         }
-        assert!(
-            !live.exited(),
-            "{what}: livesync exited\n{}\n{}",
-            live.log(),
-            self.peer_log()
-        );
+    }
+
+    fn wait_synced(&self, live: &mut Daemon, what: &str) {
+        self.wait(live, what, || self.diff());
     }
 }
 
 fn free_port_on_node2() -> u16 {
     let l = TcpListener::bind((NODE2, 0)).expect("bind 127.0.0.2:0");
     l.local_addr().expect("local addr").port()
-}
-
-/// The livesync binary without `-D`, logging to a file, stopped on drop.
-struct Live {
-    child: Option<Child>,
-    log: PathBuf,
-    _lock: File,
-}
-
-impl Live {
-    fn start(args: &[OsString], etc: &Path, log: PathBuf) -> Live {
-        let lock = take_lock(libc::LOCK_SH);
-        let out = File::create(&log).unwrap();
-        let mut cmd = Command::new(BIN);
-        cmd.args(args)
-            .env("CSYNC2_SYSTEM_DIR", etc)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out);
-        // SAFETY: prctl in the forked child before exec, async-signal-safe.
-        #[cfg(target_os = "linux")] // PR_SET_PDEATHSIG is Linux's
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let child = cmd.spawn().expect("spawn livesync");
-        Live {
-            child: Some(child),
-            log,
-            _lock: lock,
-        }
-    }
-
-    fn log(&self) -> String {
-        fs::read(&self.log)
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default()
-    }
-
-    fn exited(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .map_or(true, |c| matches!(c.try_wait(), Ok(Some(_))))
-    }
-
-    fn wait(&mut self, what: &str, mut cond: impl FnMut() -> bool, peer: impl Fn() -> String) {
-        let res = poll_until(T, || !self.exited() && cond());
-        if res.is_err() || self.exited() {
-            panic!(
-                "timed out or exited waiting for: {what}\n--- livesync log ---\n{}\n--- peer \
-                 log ---\n{}",
-                self.log(),
-                peer()
-            );
-        }
-    }
-
-    fn wait_for_log(&mut self, needle: &str) {
-        let log = self.log.clone();
-        let what = format!("log line containing {needle:?}");
-        self.wait(
-            &what,
-            || String::from_utf8_lossy(&fs::read(&log).unwrap_or_default()).contains(needle),
-            String::new,
-        );
-    }
-}
-
-impl Drop for Live {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            // SAFETY: plain syscall to our own child.
-            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
-            if poll_until(secs(5.0), || matches!(c.try_wait(), Ok(Some(_)))).is_err() {
-                let _ = c.kill();
-            }
-            let _ = c.wait();
-        }
-    }
 }
 
 fn csync2_available() -> bool {
@@ -347,7 +250,7 @@ fn csync2_peer_down_and_back_converges() {
     c.stop_peer();
     c.env.write("while-down", "made while the peer was down");
     c.env.write("before", "changed while down");
-    live.wait_for_log("failed (try 2)");
+    live.wait_for_log(T, "failed (try 2)");
     assert!(c.diff().is_some(), "synced although the peer was down");
     assert!(
         live.log().contains("csync2 exited with code 1"),

@@ -163,9 +163,10 @@ fn destination_bind_mounted_inside_the_source_is_skipped_not_nested() {
     env.mkdir_p("backup");
     env.write("f", "x");
     let (dst, inside) = (env.dst.clone(), env.src_path("backup"));
-    let mut d = Daemon::start_prepared(&env, &["-t0", "-w0"], Locking::Shared, |cmd| {
-        with_bind_mount(cmd, &dst, &inside)
-    });
+    let mut d = Daemon::builder(&env)
+        .args(["-t0", "-w0"])
+        .prepare(|cmd| with_bind_mount(cmd, &dst, &inside))
+        .start();
     d.wait_until(T, "f synced", || env.dst_read("f").is_some());
     env.write("g", "y");
     d.wait_until(T, "g synced", || env.dst_read("g").is_some());
@@ -191,9 +192,10 @@ fn source_and_destination_one_directory_through_a_bind_mount_is_refused() {
     fs::create_dir(&view).expect("mkdir");
     let src = env.src.clone();
     env.dst = view.clone();
-    let mut d = Daemon::start_prepared(&env, &["-t0", "-w0"], Locking::Shared, |cmd| {
-        with_bind_mount(cmd, &src, &view)
-    });
+    let mut d = Daemon::builder(&env)
+        .args(["-t0", "-w0"])
+        .prepare(|cmd| with_bind_mount(cmd, &src, &view))
+        .start();
     let st = d.wait_exit(T);
     assert_eq!(st.code(), Some(2), "{}", d.log());
     let log = d.log();
@@ -205,9 +207,10 @@ fn source_and_destination_one_directory_through_a_bind_mount_is_refused() {
     fs::create_dir(&view2).expect("mkdir");
     let src2 = env2.src.clone();
     env2.dst = view2.join("backup");
-    let mut d = Daemon::start_prepared(&env2, &["-t0", "-w0"], Locking::Shared, |cmd| {
-        with_bind_mount(cmd, &src2, &view2)
-    });
+    let mut d = Daemon::builder(&env2)
+        .args(["-t0", "-w0"])
+        .prepare(|cmd| with_bind_mount(cmd, &src2, &view2))
+        .start();
     let st = d.wait_exit(T);
     assert_eq!(st.code(), Some(2), "{}", d.log());
     assert!(d.log().contains("inside the watch dir"), "{}", d.log());

@@ -8,12 +8,12 @@ mod common;
 #[path = "common/modes.rs"]
 mod modes;
 
-use common::{assert_stays, require_tool, secs, tree_diff, wait_until, BIN};
+use common::{assert_stays, require_tool, secs, tree_diff, Daemon, Signal, BIN};
 use modes::put;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 fn example(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -21,60 +21,10 @@ fn example(rel: &str) -> PathBuf {
         .join(rel)
 }
 
-/// A started example; killed (with its whole group) when dropped.
-struct Running {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Running {
-    fn start(mut cmd: Command, log: PathBuf) -> Running {
-        let f = fs::File::create(&log).expect("log");
-        // SAFETY: prctl/setpgid in the child before exec are async-signal-safe.
-        #[cfg(target_os = "linux")] // PR_SET_PDEATHSIG is Linux's
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let child = cmd
-            .env("LIVESYNC", BIN)
-            .stdin(Stdio::null())
-            .stdout(f.try_clone().expect("log"))
-            .stderr(f)
-            .spawn()
-            .expect("start the example");
-        Running { child, log }
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        // SAFETY: signalling our own child by pid.
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGTERM);
-        }
-        let deadline = std::time::Instant::now() + secs(5.0);
-        while std::time::Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(common::POLL);
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Starts an example's command (its script execs livesync) as a daemon.
+fn start(mut cmd: Command) -> Daemon {
+    cmd.env("LIVESYNC", BIN);
+    Daemon::command(cmd).start()
 }
 
 fn run_to_end(mut cmd: Command) -> std::process::Output {
@@ -147,10 +97,8 @@ fn authorized_keys_copies_only_the_key_files() {
     live.arg(&master)
         .arg(&homes)
         .args(["-H", "/NULL/", "-t0.2", "-w0"]);
-    let mut r = Running::start(live, t.path().join("log"));
-    wait_until(secs(20.0), "the initial sync", || {
-        r.log().contains("initial sync done")
-    });
+    let mut r = start(live);
+    r.wait_for_log(secs(20.0), "initial sync done");
     put(
         &master,
         b"dave/.ssh/authorized_keys",
@@ -163,8 +111,7 @@ fn authorized_keys_copies_only_the_key_files() {
         b"ssh-ed25519 A2 alice\n",
     );
     let key = |user: &str| fs::read(homes.join(user).join(".ssh/authorized_keys")).ok();
-    wait_until(secs(20.0), "the new and the changed key", || {
-        assert!(r.alive(), "{}", r.log());
+    r.wait_until(secs(20.0), "the new and the changed key", || {
         key("dave") == Some(b"ssh-ed25519 D dave\n".to_vec())
             && key("alice") == Some(b"ssh-ed25519 A2 alice\n".to_vec())
     });
@@ -175,12 +122,9 @@ fn authorized_keys_copies_only_the_key_files() {
         b"carol/.ssh/authorized_keys",
         b"ssh-ed25519 C carol\n",
     );
-    // SAFETY: signalling our own child (run.sh execs livesync).
-    unsafe {
-        libc::kill(r.child.id() as i32, libc::SIGUSR2);
-    }
-    wait_until(secs(20.0), "the new user's key after SIGUSR2", || {
-        assert!(r.alive(), "{}", r.log());
+    // run.sh execs livesync: the signal reaches it.
+    r.signal(Signal::SIGUSR2);
+    r.wait_until(secs(20.0), "the new user's key after SIGUSR2", || {
         key("carol") == Some(b"ssh-ed25519 C carol\n".to_vec())
     });
     assert_eq!(
@@ -213,11 +157,8 @@ fn make_runs_once_per_batch_of_c_changes() {
     };
     let mut cmd = Command::new(example("make-on-change/run.sh"));
     cmd.arg(&proj).args(["-H", "/NULL/"]).env("DELAY", "0.3");
-    let mut r = Running::start(cmd, t.path().join("log"));
-    wait_until(secs(20.0), "the first build", || {
-        assert!(r.alive(), "{}", r.log());
-        builds() == 1
-    });
+    let mut r = start(cmd);
+    r.wait_until(secs(20.0), "the first build", || builds() == 1);
     assert_eq!(
         fs::read(proj.join("out.txt")).unwrap(),
         fs::read(proj.join("main.c")).unwrap()
@@ -226,7 +167,7 @@ fn make_runs_once_per_batch_of_c_changes() {
     fs::write(proj.join("README"), "notes").unwrap();
     assert_stays(secs(1.5), "no build for a non-C file", || builds() == 1);
     fs::write(proj.join("main.c"), "int main(void) { return 1; }\n").unwrap();
-    wait_until(secs(20.0), "a build for the changed source", || {
+    r.wait_until(secs(20.0), "a build for the changed source", || {
         builds() == 2
     });
     assert_eq!(
@@ -310,17 +251,15 @@ fn fanout(mode: &str, handler: &str, handler_args: &[&str]) {
         .env("FANOUT_PDCP", &pdcp)
         .env("FANOUT_PDSH", &pdsh)
         .env("FANOUT_UFTP", &uftp);
-    let mut r = Running::start(cmd, root.join("log"));
+    let mut r = start(cmd);
     let hosts = [root.join("n1/srv/conf"), root.join("n2/srv/conf")];
     let mut synced = |what: &str| {
-        wait_until(secs(20.0), what, || {
-            assert!(r.alive(), "{}", r.log());
+        r.wait_until(secs(20.0), what, || {
             hosts
                 .iter()
                 .map(|h| tree_diff(&src, h))
                 .find(Option::is_some)
                 .flatten()
-                .map(|d| format!("{d}\n--- log:\n{}", r.log()))
         });
     };
     synced("the initial sync on every host");

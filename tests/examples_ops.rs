@@ -39,7 +39,7 @@ impl Script {
 
     /// SIGTERM to the script (its trap stops what it started); waits.
     fn stop(&mut self) -> Option<i32> {
-        unsafe { libc::kill(self.pgid(), libc::SIGTERM) };
+        let _ = kill(self.pgid(), Signal::SIGTERM);
         let mut code = None;
         wait_until(secs(15.0), "the example exits on SIGTERM", || {
             match self.child.try_wait() {
@@ -56,7 +56,7 @@ impl Script {
 
 impl Drop for Script {
     fn drop(&mut self) {
-        unsafe { libc::kill(-self.pgid(), libc::SIGKILL) };
+        let _ = kill(-self.pgid(), Signal::SIGKILL);
         let _ = self.child.wait();
     }
 }

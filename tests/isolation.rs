@@ -251,17 +251,11 @@ fn an_unreadable_file_is_skipped_once_and_everything_else_goes_on() {
 
     // Live: counted in the status; synced once it is readable and changes.
     let sock = env.root.join("ctl.sock");
-    let mut d = Daemon::start_prepared(
-        &env,
-        &[
-            "-t0".as_ref(),
-            "-w0".as_ref(),
-            "--socket".as_ref(),
-            sock.as_os_str(),
-        ],
-        Locking::Shared,
-        as_nobody,
-    );
+    let mut d = Daemon::builder(&env)
+        .args(["-t0", "-w0", "--socket"])
+        .arg(&sock)
+        .prepare(as_nobody)
+        .start();
     let status = |key: &str| -> Option<u64> {
         let out = Command::new(BIN)
             .args(["status", "--json", "--socket"])
@@ -276,8 +270,7 @@ fn an_unreadable_file_is_skipped_once_and_everything_else_goes_on() {
     });
     assert_eq!(status("failed_paths"), Some(0));
     // Tried again (a full resync), still unreadable: no second warning.
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(d.pid(), libc::SIGUSR2) };
+    d.signal(Signal::SIGUSR2);
     wait_until(LONG, "the resync ran", || {
         d.log()
             .split("full resync requested")

@@ -97,7 +97,7 @@ fn pid_and_status_files_follow_the_run_and_are_removed() {
     d.wait_until(LONG, "c synced", || env.dst_has("c"));
     d.wait_until(LONG, "third run logged", || lines(&log).len() == 3);
     assert_eq!(lines(&log)[2], "sync running 1 1 running");
-    let st = d.signal_and_wait(libc::SIGTERM, LONG).expect("exited");
+    let st = d.signal_and_wait(Signal::SIGTERM, LONG).expect("exited");
     assert_eq!(st.code(), Some(0), "{}", d.context());
     assert!(!pid_file.exists(), "pid file removed at exit");
     assert!(!status.exists(), "status file removed at exit");
@@ -136,17 +136,7 @@ fn pid_file_in_a_root_owned_dir_is_removed_and_a_live_one_is_refused() {
     assert_eq!(read(&pid_file), format!("{}\n", d.pid()));
     // A second instance with the same pid file refuses to start.
     let env2 = TestEnv::new();
-    let r = run_livesync(
-        &[
-            "-W",
-            &path_str(&env2.src),
-            "-D",
-            &path_str(&env2.dst),
-            "-z",
-            &path_str(&pid_file),
-        ],
-        LONG,
-    );
+    let r = run_on(&env2, &["-z", &path_str(&pid_file)], LONG);
     assert_eq!(r.code, Some(1), "{}", r.stderr);
     assert!(
         r.stderr.contains("is another livesync using it"),
@@ -204,12 +194,9 @@ fn exit_on_no_events_runs_hooks_in_order_with_one_more_sync() {
     // The pre-exit hook logs and changes the source: the sync after it
     // must carry that change.
     let pre = pre_hook_writing(&env, &log, "late");
-    let r = run_livesync(
+    let r = run_on(
+        &env,
         &[
-            "-W",
-            &path_str(&env.src),
-            "-D",
-            &path_str(&env.dst),
             "-M",
             "rsyncdirect",
             "-S",
@@ -249,16 +236,7 @@ fn exit_on_no_events_with_the_mirror_leaves_dst_equal_to_src() {
         env.mkdir_p(format!("d{i}"));
         env.write(format!("d{i}/f"), format!("{i}"));
     }
-    let r = run_livesync(
-        &[
-            "-W",
-            &path_str(&env.src),
-            "-D",
-            &path_str(&env.dst),
-            "--exit-on-no-events",
-        ],
-        LONG,
-    );
+    let r = run_on(&env, &["--exit-on-no-events"], LONG);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     assert_eq!(env.diff(), None);
 }
@@ -270,12 +248,9 @@ fn only_initialsync_syncs_once_and_exits_with_the_hooks() {
     env.write("a/b/c", "c");
     let log = env.root.join("hooks.log");
     let (pre, exit) = (hook(&env, "pre", &log), hook(&env, "exit", &log));
-    let r = run_livesync(
+    let r = run_on(
+        &env,
         &[
-            "-W",
-            &path_str(&env.src),
-            "-D",
-            &path_str(&env.dst),
             "--only-initialsync",
             "--pre-exit-hook",
             &path_str(&pre),
@@ -509,17 +484,7 @@ fn one_file_system_and_exclude_mount_points_stop_at_mount_points() {
         env.mkdir_p("mnt/sub");
         env.write("mnt/sub/f", "other fs");
         let flag = if exclude { "-X" } else { "--one-file-system" };
-        let r = run_livesync(
-            &[
-                "-W",
-                &path_str(&env.src),
-                "-D",
-                &path_str(&env.dst),
-                "--only-initialsync",
-                flag,
-            ],
-            LONG,
-        );
+        let r = run_on(&env, &["--only-initialsync", flag], LONG);
         assert_eq!(r.code, Some(0), "{}", r.stderr);
         assert!(env.dst_has("top"));
         assert!(
@@ -570,18 +535,7 @@ fn modification_signature_skips_changes_outside_the_mask() {
 fn output_stdout_moves_the_log_off_stderr() {
     let env = TestEnv::new();
     env.write("a", "a");
-    let r = run_livesync(
-        &[
-            "-W",
-            &path_str(&env.src),
-            "-D",
-            &path_str(&env.dst),
-            "--only-initialsync",
-            "-Y",
-            "stdout",
-        ],
-        LONG,
-    );
+    let r = run_on(&env, &["--only-initialsync", "-Y", "stdout"], LONG);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     assert!(r.stdout.contains("initial sync done"), "{}", r.stdout);
     assert_eq!(r.stderr, "");
@@ -597,12 +551,9 @@ fn max_iterations_with_exit_on_no_events_runs_the_server_move_sequence() {
     let log = env.root.join("hooks.log");
     let exit = hook(&env, "exit", &log);
     let pre = pre_hook_writing(&env, &log, "stopped");
-    let r = run_livesync(
+    let r = run_on(
+        &env,
         &[
-            "-W",
-            &path_str(&env.src),
-            "-D",
-            &path_str(&env.dst),
             "--exit-on-no-events",
             "--max-iterations",
             "20",
@@ -814,16 +765,9 @@ fn a_failed_exit_hook_makes_the_exit_code_non_zero() {
     env.write("a", "a");
     let log = env.root.join("order.log");
     let exit = hook_exiting(&env, "exit", &log, 3);
-    let r = run_livesync(
-        &[
-            "-W",
-            &path_str(&env.src),
-            "-D",
-            &path_str(&env.dst),
-            "--exit-on-no-events",
-            "--exit-hook",
-            &path_str(&exit),
-        ],
+    let r = run_on(
+        &env,
+        &["--exit-on-no-events", "--exit-hook", &path_str(&exit)],
         LONG,
     );
     assert_eq!(r.code, Some(1), "{}", r.stderr);

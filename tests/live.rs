@@ -620,7 +620,7 @@ fn sigterm_flushes_pending(mode: Mode) {
         || !env.dst_has("pending"),
     );
     let st = d
-        .signal_and_wait(libc::SIGTERM, secs(10.0))
+        .signal_and_wait(Signal::SIGTERM, secs(10.0))
         .expect("no exit within 10 s of SIGTERM");
     assert_eq!(
         st.code(),
@@ -769,7 +769,7 @@ fn sigterm_exits_cleanly() {
     env.write("f", "f");
     let mut d = start_now(&env, Mode::Mirror);
     let st = d
-        .signal_and_wait(libc::SIGTERM, secs(5.0))
+        .signal_and_wait(Signal::SIGTERM, secs(5.0))
         .expect("no exit within 5 s of SIGTERM");
     assert_eq!(
         st.code(),
@@ -785,7 +785,7 @@ fn sigint_exits_cleanly() {
     env.write("f", "f");
     let mut d = start_now(&env, Mode::Mirror);
     let st = d
-        .signal_and_wait(libc::SIGINT, secs(5.0))
+        .signal_and_wait(Signal::SIGINT, secs(5.0))
         .expect("no exit within 5 s of SIGINT");
     assert_eq!(
         st.code(),

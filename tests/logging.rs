@@ -131,7 +131,7 @@ fn background_says_where_its_log_lines_go() {
                 .ok()
                 .and_then(|p| p.trim().parse::<i32>().ok())
             {
-                unsafe { libc::kill(pid, libc::SIGKILL) };
+                let _ = kill(pid, Signal::SIGKILL);
             }
         }
     }
@@ -180,7 +180,7 @@ fn background_says_where_its_log_lines_go() {
             assert!(warned, "the warning did not reach syslog");
             assert!(got.contains(&format!("livesync[{pid}]: ")), "{got}");
         }
-        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let _ = kill(pid, Signal::SIGTERM);
         wait_until(LONG, "exited", || !alive(pid));
     }
 }

@@ -322,16 +322,7 @@ fn progress_bar_on_a_terminal() {
 fn no_progress_bar_when_stderr_is_not_a_terminal() {
     let env = TestEnv::new();
     big_source(&env);
-    let r = run_livesync(
-        &[
-            "-W",
-            &path_str(&env.src),
-            "-D",
-            &path_str(&env.dst),
-            "--only-initialsync",
-        ],
-        secs(60.0),
-    );
+    let r = run_on(&env, &["--only-initialsync"], secs(60.0));
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     assert_eq!(tree_diff(&env.src, &env.dst), None);
     assert!(!r.stderr.contains("files,"), "{}", r.stderr);

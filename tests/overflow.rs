@@ -78,11 +78,10 @@ fn overflow_case(mode: &str) {
         eprintln!("SKIPPED: {SYSCTL} is not writable");
         return;
     };
-    let mut d = Daemon::start_with(
-        &env,
-        &["-M", mode, "-t0", "-w0"],
-        Locking::CallerHoldsExclusive,
-    );
+    let mut d = Daemon::builder(&env)
+        .args(["-M", mode, "-t0", "-w0"])
+        .locking(Locking::CallerHoldsExclusive)
+        .start();
     // Restore as soon as the daemon's inotify instance certainly exists:
     // it watches before the initial sync, so a finished initial sync proves it.
     let synced = d.try_wait_synced(&env, Duration::from_secs(20));

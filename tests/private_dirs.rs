@@ -63,7 +63,7 @@ fn a_killed_daemons_lists_dir_is_swept_by_the_next_one_and_a_live_one_is_not() {
     assert!(stale.exists(), "a live daemon's dir was swept");
     second.stop();
     // Killed, the first cannot clean up.
-    first.signal_and_wait(libc::SIGKILL, T).expect("killed");
+    first.signal_and_wait(Signal::SIGKILL, T).expect("killed");
     assert!(stale.exists());
     age(&stale, Duration::from_secs(120));
     env.write("c", "3");

@@ -1,4 +1,4 @@
-//! Privilege dropping and hardening (issue #5), tested on the running
+//! Privilege dropping and hardening, tested on the running
 //! processes: the daemon's, the privileged helper's and a handler's
 //! `/proc/PID/status` (Uid, Gid, CapEff, CapPrm, CapBnd, CapAmb, NoNewPrivs,
 //! Seccomp) for the default run and for each option; a root-owned 0700 tree
@@ -15,7 +15,7 @@ use common::*;
 use livesync::daemon::split::{self, Checker, HelperConfig, Reply, Request};
 use livesync::exec::Outcome;
 use std::collections::BTreeMap;
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -267,17 +267,7 @@ fn u_0_keeps_root_and_an_unknown_user_is_refused() {
     assert_eq!(s.id("Uid"), 0);
     assert_eq!(s.caps("CapEff"), s.caps("CapBnd"), "root keeps its caps");
     drop(d);
-    let r = run_livesync(
-        &[
-            "-W",
-            &path_str(&env.src),
-            "-D",
-            &path_str(&env.dst),
-            "-u",
-            "no-such-livesync-user",
-        ],
-        T,
-    );
+    let r = run_on(&env, &["-u", "no-such-livesync-user"], T);
     assert_eq!(r.code, Some(2), "{}", r.stderr);
     assert!(
         r.stderr
@@ -316,6 +306,17 @@ fn u_g_and_c_choose_the_daemons_identity_and_extra_caps() {
     assert_eq!(groups, "65534", "supplementary groups are dropped");
 }
 
+/// `livesync -t0 -w0 -M rsyncdirect -S SCRIPT EXTRA...`, the daemon most
+/// tests here start (the script records the handler's credentials, or is
+/// `/bin/true`).
+fn rsyncdirect(env: &TestEnv, script: &Path, extra: &[&OsStr]) -> Daemon {
+    Daemon::builder(env)
+        .args(["-t0", "-w0", "-M", "rsyncdirect", "-S"])
+        .arg(script)
+        .args(extra)
+        .start()
+}
+
 #[test]
 fn the_helper_runs_as_the_privileged_user_and_template_argv_passes_the_check() {
     if !require_root("privilege dropping") {
@@ -325,15 +326,10 @@ fn the_helper_runs_as_the_privileged_user_and_template_argv_passes_the_check() {
     let public = Public::new();
     let script = public.status_script("tpl");
     env.write("a b", "x");
-    let mut d = Daemon::start(
+    let mut d = rsyncdirect(
         &env,
+        &script,
         &[
-            "-t0".as_ref(),
-            "-w0".as_ref(),
-            "-M".as_ref(),
-            "rsyncdirect".as_ref(),
-            "-S".as_ref(),
-            script.as_os_str(),
             "--splitting".as_ref(),
             "process".as_ref(),
             "--check-execvp-arguments".as_ref(),
@@ -370,17 +366,7 @@ fn rsyncdirect_handler_runs_as_root_with_no_new_privs_and_bounded_caps() {
     let public = Public::new();
     let script = public.status_script("handler");
     env.write("a", "a");
-    let mut d = Daemon::start(
-        &env,
-        &[
-            "-t0".as_ref(),
-            "-w0".as_ref(),
-            "-M".as_ref(),
-            "rsyncdirect".as_ref(),
-            "-S".as_ref(),
-            script.as_os_str(),
-        ],
-    );
+    let mut d = rsyncdirect(&env, &script, &[]);
     let h = public.wait_status(&mut d, "handler");
     let kept = caps(&WRITER) | caps(&[DAC_READ_SEARCH, SETUID, SETGID, KILL]);
     Status::of(d.pid()).expect("daemon", 65534, kept, Some(kept), 1);
@@ -402,15 +388,10 @@ fn handler_as_nobody_inherits_what_it_is_told_to() {
         ("clsync", caps(&[DAC_READ_SEARCH])),
     ] {
         let script = public.status_script(inherit);
-        let mut d = Daemon::start(
+        let mut d = rsyncdirect(
             &env,
+            &script,
             &[
-                "-t0".as_ref(),
-                "-w0".as_ref(),
-                "-M".as_ref(),
-                "rsyncdirect".as_ref(),
-                "-S".as_ref(),
-                script.as_os_str(),
                 "--sync-handler-uid".as_ref(),
                 "nobody".as_ref(),
                 "--sync-handler-gid".as_ref(),
@@ -428,15 +409,10 @@ fn handler_as_nobody_inherits_what_it_is_told_to() {
     }
     // --permit-new-privs: neither the daemon nor the handler has it.
     let script = public.status_script("nnp");
-    let mut d = Daemon::start(
+    let mut d = rsyncdirect(
         &env,
+        &script,
         &[
-            "-t0".as_ref(),
-            "-w0".as_ref(),
-            "-M".as_ref(),
-            "rsyncdirect".as_ref(),
-            "-S".as_ref(),
-            script.as_os_str(),
             "--sync-handler-uid".as_ref(),
             "nobody".as_ref(),
             "--permit-new-privs".as_ref(),
@@ -538,15 +514,10 @@ fn secure_splitting_confines_the_daemon_and_it_still_does_everything() {
     fs::create_dir(&run).expect("mkdir");
     fs::set_permissions(&run, fs::Permissions::from_mode(0o700)).expect("chmod");
     let (sock, status) = (run.join("sock"), run.join("status"));
-    let mut d = Daemon::start(
+    let mut d = rsyncdirect(
         &env,
+        &script,
         &[
-            "-t0".as_ref(),
-            "-w0".as_ref(),
-            "-M".as_ref(),
-            "rsyncdirect".as_ref(),
-            "-S".as_ref(),
-            script.as_os_str(),
             "--secure-splitting".as_ref(),
             "--socket".as_ref(),
             sock.as_os_str(),
@@ -567,7 +538,7 @@ fn secure_splitting_confines_the_daemon_and_it_still_does_everything() {
     // Under the filter: events, reload, the control socket, dumps.
     env.write("b", "b");
     d.wait_until(T, "a second handler run", || lines(&runs).len() >= 2);
-    unsafe { libc::kill(d.pid(), libc::SIGHUP) };
+    d.signal(Signal::SIGHUP);
     d.wait_for_log(T, "reloaded");
     d.wait_until(T, "the run after the reload", || lines(&runs).len() >= 3);
     let mut ctl = std::process::Command::new(BIN);
@@ -575,7 +546,7 @@ fn secure_splitting_confines_the_daemon_and_it_still_does_everything() {
     let r = run_command(ctl, T);
     assert_eq!(r.code, Some(0), "ctl status: {}", r.stderr);
     assert!(r.stdout.contains("running"), "{}", r.stdout);
-    unsafe { libc::kill(d.pid(), libc::SIGIO) };
+    d.signal(Signal::SIGIO);
     d.wait_until(T, "a dump file", || {
         fs::read_dir(&run)
             .map(|rd| {
@@ -690,22 +661,14 @@ fn a_dead_helper_stops_the_daemon_with_an_error() {
         return;
     }
     let env = TestEnv::new();
-    let mut d = Daemon::start(
+    let mut d = rsyncdirect(
         &env,
-        &[
-            "-t0",
-            "-w0",
-            "-M",
-            "rsyncdirect",
-            "-S",
-            "/bin/true",
-            "--splitting",
-            "process",
-        ],
+        Path::new("/bin/true"),
+        &["--splitting".as_ref(), "process".as_ref()],
     );
     d.wait_for_log(T, "synced 1 path");
     let helper = helper_of(d.pid()).expect("helper");
-    unsafe { libc::kill(helper, libc::SIGKILL) };
+    let _ = kill(helper, Signal::SIGKILL);
     env.write("after", "x");
     let st = d.wait_exit(T);
     assert_eq!(st.code(), Some(1), "{}", d.log());
@@ -759,7 +722,7 @@ fn under_splitting_a_stop_and_a_timeout_reach_the_handlers_through_the_helper() 
     d.wait_until(T, "a second run", || lines(&pids).len() >= 2);
     let second: i32 = lines(&pids)[1].parse().expect("pid");
     assert!(alive(second));
-    unsafe { libc::kill(d.pid(), libc::SIGTERM) };
+    d.signal(Signal::SIGTERM);
     // Well before its own -k timeout: the stop went through the helper.
     wait_until(
         Duration::from_secs(2),
@@ -803,7 +766,7 @@ fn split_mirror_writes_from_the_helper_and_the_daemon_holds_no_writer_caps() {
     d.wait_synced(&env, T);
     // A reload hands the helper the new rules.
     fs::write(&rules, "-f\\.tmp$\n").expect("rules");
-    unsafe { libc::kill(d.pid(), libc::SIGHUP) };
+    d.signal(Signal::SIGHUP);
     d.wait_for_log(T, "reloaded");
     env.write("x.tmp", "t");
     env.write("y.txt", "y");
@@ -854,22 +817,17 @@ fn detach_and_forbid_devices_give_the_daemon_its_own_namespaces() {
         return;
     }
     let env = TestEnv::new();
-    let mut d = Daemon::start(
+    let mut d = rsyncdirect(
         &env,
+        Path::new("/bin/true"),
         &[
-            "-t0",
-            "-w0",
-            "-M",
-            "rsyncdirect",
-            "-S",
-            "/bin/true",
-            "--detach-ipc",
-            "--detach-miscellanea",
-            "--detach-network",
-            "non-privileged",
-            "--splitting",
-            "process",
-            "--forbid-devices",
+            "--detach-ipc".as_ref(),
+            "--detach-miscellanea".as_ref(),
+            "--detach-network".as_ref(),
+            "non-privileged".as_ref(),
+            "--splitting".as_ref(),
+            "process".as_ref(),
+            "--forbid-devices".as_ref(),
         ],
     );
     d.wait_for_log(T, "synced 1 path");
@@ -1049,9 +1007,12 @@ fn hostile_names_are_plain_names_for_the_mirror_and_rsync() {
         let cwd_path = cwd.path().to_path_buf();
         let mut args = vec!["-t0", "-w0", "-M", mode, split];
         args.extend_from_slice(extra);
-        let mut d = Daemon::start_prepared(&env, &args, Locking::Shared, |c| {
-            c.current_dir(&cwd_path);
-        });
+        let mut d = Daemon::builder(&env)
+            .args(&args)
+            .prepare(|c| {
+                c.current_dir(&cwd_path);
+            })
+            .start();
         if mode == "direct" {
             // rsync in direct mode copies but never deletes (a sentinel's
             // removal would not arrive): the first sync is enough.
@@ -1128,15 +1089,10 @@ fn control_files_in_a_root_only_dir_still_work_after_the_drop() {
     fs::create_dir(&run).expect("mkdir");
     fs::set_permissions(&run, fs::Permissions::from_mode(0o700)).expect("chmod");
     let (pid, status) = (run.join("l.pid"), run.join("l.status"));
-    let mut d = Daemon::start(
+    let mut d = rsyncdirect(
         &env,
+        &script,
         &[
-            "-t0".as_ref(),
-            "-w0".as_ref(),
-            "-M".as_ref(),
-            "rsyncdirect".as_ref(),
-            "-S".as_ref(),
-            script.as_os_str(),
             "--sync-handler-uid".as_ref(),
             "nobody".as_ref(),
             "-z".as_ref(),
@@ -1458,8 +1414,7 @@ impl Bare {
     }
 
     fn stop(&mut self) -> bool {
-        // SAFETY: a signal to our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = kill(self.child.id() as i32, Signal::SIGTERM);
         let mut ok = false;
         wait_until(T, "livesync to stop", || match self.child.try_wait() {
             Ok(Some(st)) => {

@@ -33,6 +33,16 @@ impl Remote {
         Remote { env, dir }
     }
 
+    /// A destination `host:dir` served by a test sshd whose files live in
+    /// `work` (which must outlive the sshd).
+    fn over_ssh(work: &Path) -> (Remote, Sshd) {
+        let mut r = Remote::new();
+        let sshd = Sshd::start(work, &[]);
+        let dest = format!("{}:{}", sshd.host(), r.dir.display());
+        r.set_destination(&dest);
+        (r, sshd)
+    }
+
     /// Makes the daemon's `-D` `dest` (what `Daemon::start` passes).
     fn set_destination(&mut self, dest: &str) {
         self.env.dst = PathBuf::from(dest);
@@ -46,36 +56,25 @@ impl Remote {
         fs::symlink_metadata(self.dir.join(rel(rel_path))).is_ok()
     }
 
-    fn start(&self, args: &[&str], rsync_rsh: Option<String>) -> Daemon {
-        let mut argv = vec!["-M", "rsyncdirect", "-t0", "-w0"];
-        argv.extend_from_slice(args);
-        Daemon::start_prepared(&self.env, &argv, Locking::Shared, |cmd| {
-            match rsync_rsh {
-                Some(rsh) => cmd.env("RSYNC_RSH", rsh),
-                None => cmd.env_remove("RSYNC_RSH"),
-            };
-        })
+    /// `livesync -M rsyncdirect` to this destination, with `RSYNC_RSH`
+    /// set to `rsync_rsh` or removed; the test adds its arguments.
+    fn daemon(&self, rsync_rsh: Option<String>) -> DaemonBuilder {
+        let b = Daemon::builder(&self.env).args(["-M", "rsyncdirect", "-t0", "-w0"]);
+        match rsync_rsh {
+            Some(rsh) => b.env("RSYNC_RSH", rsh),
+            None => b.env_remove("RSYNC_RSH"),
+        }
     }
 
     fn wait_synced(&self, d: &mut Daemon, what: &str) {
         d.wait_until(T, what, || self.diff());
-    }
-
-    /// Like `Daemon::wait_live`, for a remote destination.
-    fn wait_live(&self, d: &mut Daemon) {
-        const SENTINEL: &[u8] = b".livesync-test-live";
-        self.wait_synced(d, "initial sync");
-        self.env.write(SENTINEL, "s");
-        d.wait_until(T, "sentinel arrives", || self.has(SENTINEL));
-        fs::remove_file(self.env.src_path(SENTINEL)).unwrap();
-        d.wait_until(T, "sentinel removal arrives", || !self.has(SENTINEL));
     }
 }
 
 /// The same life of a tree whatever the transport: initial sync, create,
 /// modify, delete, rename a directory, awkward names.
 fn exercise(r: &Remote, d: &mut Daemon) {
-    r.wait_live(d);
+    d.wait_live_in(&r.env, &r.dir, T);
 
     r.env.write("new.txt", "created");
     r.env.mkdir_p("dir/sub");
@@ -129,7 +128,7 @@ fn rsync_daemon_module_is_mirrored_live() {
     let rsyncd = Rsyncd::start(work.path(), &r.dir, "livesync");
     r.set_destination(&rsyncd.url(""));
     seed(&r);
-    let mut d = r.start(&[], None);
+    let mut d = r.daemon(None).start();
     exercise(&r, &mut d);
     let log = d.log();
     assert!(
@@ -156,7 +155,7 @@ fn rsync_daemon_subdirectory_of_a_module() {
     let rsyncd = Rsyncd::start(work.path(), &module_root, "m");
     r.set_destination(&rsyncd.url("sub"));
     r.env.write("a", "a");
-    let mut d = r.start(&[], None);
+    let mut d = r.daemon(None).start();
     r.wait_synced(&mut d, "initial sync into module/sub");
     r.env.write("b", "b");
     r.wait_synced(&mut d, "a new file in module/sub");
@@ -174,8 +173,8 @@ fn rsync_daemon_down_and_back_converges() {
     let mut rsyncd = Rsyncd::start(work.path(), &r.dir, "livesync");
     r.set_destination(&rsyncd.url(""));
     r.env.write("before", "1");
-    let mut d = r.start(&[], None);
-    r.wait_live(&mut d);
+    let mut d = r.daemon(None).start();
+    d.wait_live_in(&r.env, &r.dir, T);
 
     rsyncd.stop();
     r.env.write("while-down", "made while the daemon was down");
@@ -213,13 +212,10 @@ fn rsync_over_ssh_is_mirrored_live() {
     if !sshd_available() {
         return;
     }
-    let mut r = Remote::new();
     let work = tempfile::tempdir().unwrap();
-    let sshd = Sshd::start(work.path(), &[]);
-    let dest = format!("{}:{}", sshd.host(), r.dir.display());
-    r.set_destination(&dest);
+    let (r, sshd) = Remote::over_ssh(work.path());
     seed(&r);
-    let mut d = r.start(&[], Some(sshd.ssh_command()));
+    let mut d = r.daemon(Some(sshd.ssh_command())).start();
     exercise(&r, &mut d);
     assert!(!d.log().contains("giving up"), "{}", d.context());
 }
@@ -231,14 +227,11 @@ fn rsync_over_ssh_down_and_back_converges() {
     if !sshd_available() {
         return;
     }
-    let mut r = Remote::new();
     let work = tempfile::tempdir().unwrap();
-    let mut sshd = Sshd::start(work.path(), &[]);
-    let dest = format!("{}:{}", sshd.host(), r.dir.display());
-    r.set_destination(&dest);
+    let (r, mut sshd) = Remote::over_ssh(work.path());
     r.env.write("before", "1");
-    let mut d = r.start(&[], Some(sshd.ssh_command()));
-    r.wait_live(&mut d);
+    let mut d = r.daemon(Some(sshd.ssh_command())).start();
+    d.wait_live_in(&r.env, &r.dir, T);
 
     sshd.stop();
     r.env.write("while-down", "made while sshd was down");
@@ -257,11 +250,8 @@ fn rsync_over_ssh_to_a_closed_port_fails_and_retries() {
     if !sshd_available() {
         return;
     }
-    let mut r = Remote::new();
     let work = tempfile::tempdir().unwrap();
-    let sshd = Sshd::start(work.path(), &[]);
-    let dest = format!("{}:{}", sshd.host(), r.dir.display());
-    r.set_destination(&dest);
+    let (r, _sshd) = Remote::over_ssh(work.path());
     r.env.write("f", "f");
     // A port nothing listens on.
     let closed = servers::free_port();
@@ -269,7 +259,7 @@ fn rsync_over_ssh_to_a_closed_port_fails_and_retries() {
         "ssh -p {closed} -o BatchMode=yes -o ConnectTimeout=5 -o StrictHostKeyChecking=no \
          -o UserKnownHostsFile=/dev/null"
     );
-    let mut d = r.start(&[], Some(rsh));
+    let mut d = r.daemon(Some(rsh)).start();
     d.wait_for_log(T, "failed (try 1)");
     assert!(!r.has(b"f"), "synced through a closed port?");
 }
@@ -281,11 +271,8 @@ fn rsync_over_ssh_with_e_in_the_handler_arguments() {
     if !sshd_available() {
         return;
     }
-    let mut r = Remote::new();
     let work = tempfile::tempdir().unwrap();
-    let sshd = Sshd::start(work.path(), &[]);
-    let dest = format!("{}:{}", sshd.host(), r.dir.display());
-    r.set_destination(&dest);
+    let (r, sshd) = Remote::over_ssh(work.path());
     r.env.write("x y", "over ssh with -e");
     let e = sshd.ssh_command();
     let args = [
@@ -296,7 +283,7 @@ fn rsync_over_ssh_with_e_in_the_handler_arguments() {
         "%watch-dir%/",
         "%destination-dir%/",
     ];
-    let mut d = r.start(&args, None);
+    let mut d = r.daemon(None).args(args).start();
     r.wait_synced(&mut d, "initial sync with -e");
     r.env.write(b"z\xff", "second");
     r.wait_synced(&mut d, "a live change with -e");
@@ -376,11 +363,8 @@ fn no_usable_key(on_pty: bool, ssh_opts: &str, cause: &str) {
     if !sshd_available() {
         return;
     }
-    let mut r = Remote::new();
     let work = tempfile::tempdir().unwrap();
-    let sshd = Sshd::start(work.path(), &[]);
-    let dest = format!("{}:{}", sshd.host(), r.dir.display());
-    r.set_destination(&dest);
+    let (r, sshd) = Remote::over_ssh(work.path());
     r.env.write("f", "f");
     let status = r.env.outside_path("status");
     // Only a key that does not exist: nothing sshd accepts.
@@ -390,20 +374,17 @@ fn no_usable_key(on_pty: bool, ssh_opts: &str, cause: &str) {
         work.path().join("no-such-key").display()
     );
     let pty = on_pty.then(Pty::open);
-    let argv = [
-        "-M",
-        "rsyncdirect",
-        "-t0",
-        "-w0",
-        "--status-file",
-        &path_str(&status),
-    ];
-    let mut d = Daemon::start_prepared(&r.env, &argv, Locking::Shared, |cmd| {
-        cmd.env("RSYNC_RSH", &rsh).env_remove("SSH_AUTH_SOCK");
-        if let Some(p) = &pty {
-            p.attach(cmd);
-        }
-    });
+    let mut d = r
+        .daemon(Some(rsh))
+        .arg("--status-file")
+        .arg(&status)
+        .env_remove("SSH_AUTH_SOCK")
+        .prepare(|cmd| {
+            if let Some(p) = &pty {
+                p.attach(cmd);
+            }
+        })
+        .start();
     d.wait_for_log(T, cause);
     let log = d.log();
     let line = log.lines().find(|l| l.contains(cause)).unwrap_or_default();
@@ -426,7 +407,7 @@ fn no_usable_key(on_pty: bool, ssh_opts: &str, cause: &str) {
     assert!(!r.has(b"f"));
     // One SIGTERM ends it now, not after the 8 s backoff: the last try
     // fails at once, and the exit says what was left.
-    let st = d.signal_and_wait(libc::SIGTERM, secs(5.0));
+    let st = d.signal_and_wait(Signal::SIGTERM, secs(5.0));
     assert!(
         st.is_some(),
         "one SIGTERM did not end livesync\n{}",
@@ -469,17 +450,15 @@ fn rsync_gets_batch_mode_ssh_unless_rsync_rsh_is_set() {
             "rsync.sh",
             &format!("printf '%s' \"$RSYNC_RSH\" > '{}'", seen.display()),
         );
-        let mut d = Daemon::start_prepared(
-            &env,
-            &["-M", "rsyncdirect", "-S", &path_str(&h), "-t0", "-w0"],
-            Locking::Shared,
-            |cmd| {
-                match given {
-                    Some(rsh) => cmd.env("RSYNC_RSH", rsh),
-                    None => cmd.env_remove("RSYNC_RSH"),
-                };
-            },
-        );
+        let b = Daemon::builder(&env)
+            .args(["-M", "rsyncdirect", "-S"])
+            .arg(&h)
+            .args(["-t0", "-w0"]);
+        let mut d = match given {
+            Some(rsh) => b.env("RSYNC_RSH", rsh),
+            None => b.env_remove("RSYNC_RSH"),
+        }
+        .start();
         d.wait_until(T, "the handler ran", || seen.exists());
         d.wait_until(T, "what it saw", || {
             fs::read_to_string(&seen).unwrap_or_default() == want

@@ -25,12 +25,12 @@ fn hook(env: &TestEnv, tag: &str, log: &Path) -> PathBuf {
 
 #[test]
 fn term_syncs_a_pending_change_then_runs_the_exit_hook() {
-    for sig in [libc::SIGTERM, libc::SIGINT] {
+    for sig in [Signal::SIGTERM, Signal::SIGINT] {
         stop_syncs_a_pending_change_then_runs_the_exit_hook(sig);
     }
 }
 
-fn stop_syncs_a_pending_change_then_runs_the_exit_hook(sig: libc::c_int) {
+fn stop_syncs_a_pending_change_then_runs_the_exit_hook(sig: Signal) {
     let env = TestEnv::new();
     let (status, log) = (env.root.join("status"), env.root.join("hooks.log"));
     let (pre, exit) = (hook(&env, "pre", &log), hook(&env, "exit", &log));
@@ -85,7 +85,7 @@ fn term_stops_a_running_handler_and_syncs_its_batch_again() {
         .iter()
         .map(|l| l.trim().parse().expect("pid"))
         .collect();
-    let st = d.signal_and_wait(libc::SIGTERM, LONG).expect("exited");
+    let st = d.signal_and_wait(Signal::SIGTERM, LONG).expect("exited");
     assert_eq!(st.code(), Some(0), "{}", d.context());
     assert!(recorded.iter().all(|&p| !alive(p)), "handler group killed");
     assert_eq!(env.diff(), None, "the stopped batch was synced again");
@@ -113,10 +113,10 @@ fn a_second_term_exits_at_once() {
         &["-M", "rsyncdirect", "-S", &path_str(&h), "-t0", "-w0"],
     );
     d.wait_until(LONG, "handler running", || !lines(&pids).is_empty());
-    unsafe { libc::kill(d.pid(), libc::SIGTERM) };
+    d.signal(Signal::SIGTERM);
     d.wait_for_log(LONG, "stop signal");
     let t = Instant::now();
-    let st = d.signal_and_wait(libc::SIGTERM, LONG).expect("exited");
+    let st = d.signal_and_wait(Signal::SIGTERM, LONG).expect("exited");
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     assert_eq!(st.code(), Some(0), "{}", d.context());
     // The running batch (the initial sync: one op) is dropped too.
@@ -163,7 +163,7 @@ fn quit_finishes_then_pre_exit_hook_then_sync_on_quit_then_exit_hook() {
         let mut d = Daemon::start(&env, &args);
         d.wait_until(LONG, "status running", || read(&status) == "running\n");
         env.write("pending", "p");
-        let st = d.signal_and_wait(libc::SIGQUIT, LONG).expect("exited");
+        let st = d.signal_and_wait(Signal::SIGQUIT, LONG).expect("exited");
         assert_eq!(st.code(), Some(0), "{}", d.context());
         assert_eq!(lines(&log), ["pre q preexit", "exit q exiting"]);
         assert!(env.dst_has("pending"), "pending synced before the hook");
@@ -187,7 +187,7 @@ fn hup_reloads_the_rules() {
     d.wait_for_log(LONG, "initial sync done");
     assert!(!env.dst_has("a.tmp"), "excluded by the rules");
     fs::write(&rules, "+*\n").expect("rules");
-    unsafe { libc::kill(d.pid(), libc::SIGHUP) };
+    d.signal(Signal::SIGHUP);
     d.wait_until(LONG, "a.tmp synced under the new rules", || {
         env.dst_has("a.tmp")
     });
@@ -195,7 +195,7 @@ fn hup_reloads_the_rules() {
     d.wait_until(LONG, "new .tmp files synced live", || env.dst_has("b.tmp"));
     // A broken rules file is refused and the running rules stay.
     fs::write(&rules, "?bad\n").expect("rules");
-    unsafe { libc::kill(d.pid(), libc::SIGHUP) };
+    d.signal(Signal::SIGHUP);
     d.wait_for_log(LONG, "reload failed, keeping the running configuration");
     env.write("c.tmp", "c");
     d.wait_until(LONG, "still syncing", || env.dst_has("c.tmp"));
@@ -210,7 +210,7 @@ fn usr2_resyncs_what_changed_behind_the_daemons_back() {
     d.wait_live(&env, LONG);
     fs::remove_file(env.dst_path("d/f")).expect("rm dst file");
     fs::write(env.dst_path("extra"), "x").expect("dst extra");
-    unsafe { libc::kill(d.pid(), libc::SIGUSR2) };
+    d.signal(Signal::SIGUSR2);
     d.wait_synced(&env, LONG);
 }
 
@@ -221,12 +221,9 @@ fn background_daemon_writes_its_pid_file_and_cleans_up() {
     let pid_file = env.root.join("bg.pid");
     let status = env.root.join("status");
     let _lock = take_lock(libc::LOCK_SH);
-    let r = run_livesync(
+    let r = run_on(
+        &env,
         &[
-            "-W",
-            &path_str(&env.src),
-            "-D",
-            &path_str(&env.dst),
             "-t0",
             "-w0",
             "-b",
@@ -243,7 +240,7 @@ fn background_daemon_writes_its_pid_file_and_cleans_up() {
     struct Kill(i32);
     impl Drop for Kill {
         fn drop(&mut self) {
-            unsafe { libc::kill(self.0, libc::SIGKILL) };
+            let _ = kill(self.0, Signal::SIGKILL);
         }
     }
     let _guard = Kill(pid);
@@ -257,7 +254,7 @@ fn background_daemon_writes_its_pid_file_and_cleans_up() {
     wait_until(LONG, "synced", || env.diff());
     env.write("b", "b");
     wait_until(LONG, "live", || env.dst_has("b"));
-    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let _ = kill(pid, Signal::SIGTERM);
     wait_until(LONG, "exited", || !alive(pid));
     assert!(!pid_file.exists(), "pid file removed");
     assert!(!status.exists(), "status file removed");
@@ -273,18 +270,7 @@ fn background_startup_errors_reach_the_terminal_and_the_exit_code() {
     let mut holder = holder.arg("60").spawn().expect("sleep");
     let holder_pid = holder.id();
     fs::write(&pid_file, format!("{holder_pid}\n")).expect("write");
-    let r = run_livesync(
-        &[
-            "-W",
-            &path_str(&env.src),
-            "-D",
-            &path_str(&env.dst),
-            "-b",
-            "-z",
-            &path_str(&pid_file),
-        ],
-        LONG,
-    );
+    let r = run_on(&env, &["-b", "-z", &path_str(&pid_file)], LONG);
     let _ = holder.kill();
     let _ = holder.wait();
     assert_eq!(r.code, Some(1), "{}", r.stderr);
@@ -333,7 +319,7 @@ fn a_failing_last_sync_at_term_exits_1_without_the_exit_hook() {
     d.wait_until(LONG, "status running", || read(&status) == "running\n");
     fs::write(&broken, "").expect("marker");
     env.write("pending", "p");
-    let st = d.signal_and_wait(libc::SIGTERM, LONG).expect("exited");
+    let st = d.signal_and_wait(Signal::SIGTERM, LONG).expect("exited");
     assert_eq!(st.code(), Some(1), "{}", d.context());
     assert!(
         d.log().contains("the last sync before exiting failed"),
@@ -357,8 +343,7 @@ fn signal_29_dumps_the_state_to_the_dump_dir() {
     let dumps_arg = dumps.to_string_lossy().into_owned();
     let mut d = Daemon::start(&env, &["-t0", "-w0", "--dump-dir", &dumps_arg]);
     d.wait_live(&env, secs(20.0));
-    // SAFETY: kill(2) on our own child's pid.
-    assert_eq!(unsafe { libc::kill(d.pid(), libc::SIGIO) }, 0);
+    d.signal(Signal::SIGIO);
     let dumped = || -> Option<PathBuf> {
         fs::read_dir(&dumps)
             .ok()?

@@ -64,17 +64,13 @@ fn record_path(env: &TestEnv) -> PathBuf {
 
 /// Starts livesync with the recorder's environment.
 fn start(env: &TestEnv, args: &[&str], extra_env: &[(&str, &str)]) -> Daemon {
-    let record = record_path(env);
-    let extra: Vec<(String, String)> = extra_env
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    Daemon::start_prepared(env, args, Locking::Shared, move |cmd| {
-        cmd.env("LIVESYNC_SO_RECORD", &record);
-        for (k, v) in extra {
-            cmd.env(k, v);
-        }
-    })
+    let mut b = Daemon::builder(env)
+        .args(args)
+        .env("LIVESYNC_SO_RECORD", record_path(env));
+    for (k, v) in extra_env {
+        b = b.env(k, v);
+    }
+    b.start()
 }
 
 fn has_line(env: &TestEnv, line: &str) -> Option<String> {
@@ -412,7 +408,7 @@ fn a_reload_deinits_the_old_handler_before_the_new_init() {
     d.wait_until(secs(10.0), "initial sync", || {
         has_line(&env, "sync n=1 iteration=0")
     });
-    unsafe { libc::kill(d.pid(), libc::SIGHUP) };
+    d.signal(Signal::SIGHUP);
     d.wait_until(secs(10.0), "a second init after the reload", || {
         let rec = lines(&record_path(&env));
         (rec.iter().filter(|l| l.starts_with("init ")).count() == 2
@@ -480,6 +476,15 @@ fn assert_load_refusal(env: &TestEnv, mode: &str, so: &Path, msg: impl Fn(&str) 
     assert_eq!(code, Some(2), "{stderr}");
 }
 
+/// The refusal of an object with `mode`.
+fn mode_refusal(so: &Path, mode: u32) -> String {
+    format!(
+        "sync handler {} has mode {mode:04o}; group/other write, setuid, setgid and sticky \
+         bits are refused: chmod go-w,ug-s,o-t it",
+        s(so)
+    )
+}
+
 #[test]
 fn refuses_a_group_or_other_writable_object() {
     if !prerequisites() {
@@ -489,16 +494,7 @@ fn refuses_a_group_or_other_writable_object() {
     let so = recorder(&env, "h.so", &[]);
     for mode in [0o775, 0o757] {
         fs::set_permissions(&so, fs::Permissions::from_mode(mode)).unwrap();
-        assert_config_refusal(
-            &env,
-            "so",
-            &so,
-            &format!(
-                "sync handler {} has mode {mode:04o}; group/other write, setuid, setgid and \
-                 sticky bits are refused: chmod go-w,ug-s,o-t it",
-                s(&so)
-            ),
-        );
+        assert_config_refusal(&env, "so", &so, &mode_refusal(&so, mode));
     }
 }
 
@@ -512,16 +508,7 @@ fn refuses_setuid_setgid_and_sticky_objects() {
     for mode in [0o4755, 0o2755, 0o1755] {
         fs::set_permissions(&so, fs::Permissions::from_mode(mode)).unwrap();
         assert_eq!(fs::metadata(&so).unwrap().mode() & 0o7777, mode);
-        assert_config_refusal(
-            &env,
-            "rsyncso",
-            &so,
-            &format!(
-                "sync handler {} has mode {mode:04o}; group/other write, setuid, setgid and \
-                 sticky bits are refused: chmod go-w,ug-s,o-t it",
-                s(&so)
-            ),
-        );
+        assert_config_refusal(&env, "rsyncso", &so, &mode_refusal(&so, mode));
     }
 }
 

@@ -42,11 +42,12 @@ fn notify_ready_status_watchdog_stopping() {
     let env = TestEnv::new();
     let path = env.outside_path("notify.sock");
     let server = UnixDatagram::bind(&path).unwrap();
-    let mut d = Daemon::start_prepared(&env, &["-t0", "-w0"], Locking::Shared, |c| {
-        c.env("NOTIFY_SOCKET", &path)
-            .env("WATCHDOG_USEC", "400000") // pings every 200 ms
-            .env_remove("WATCHDOG_PID");
-    });
+    let mut d = Daemon::builder(&env)
+        .args(["-t0", "-w0"])
+        .env("NOTIFY_SOCKET", &path)
+        .env("WATCHDOG_USEC", "400000") // pings every 200 ms
+        .env_remove("WATCHDOG_PID")
+        .start();
     let got = collect(&server, secs(20.0), |g| {
         g.iter().filter(|m| *m == "WATCHDOG=1").count() >= 4
             && g.iter().any(|m| m.starts_with("READY=1"))
@@ -68,7 +69,7 @@ fn notify_ready_status_watchdog_stopping() {
         quiet.iter().filter(|m| *m == "WATCHDOG=1").count() >= 3,
         "{quiet:?}"
     );
-    let st = d.signal_and_wait(libc::SIGTERM, secs(10.0));
+    let st = d.signal_and_wait(Signal::SIGTERM, secs(10.0));
     assert_eq!(st.and_then(|s| s.code()), Some(0), "{}", d.log_tail(20));
     let rest = collect(&server, secs(2.0), |g| {
         g.iter().any(|m| m.starts_with("STOPPING=1"))
@@ -87,11 +88,12 @@ fn notify_abstract_socket_and_foreign_watchdog_pid() {
     let name = format!("livesync-notify-test-{}", std::process::id());
     let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
     let server = UnixDatagram::bind_addr(&addr).unwrap();
-    let mut d = Daemon::start_prepared(&env, &["-t0", "-w0"], Locking::Shared, |c| {
-        c.env("NOTIFY_SOCKET", format!("@{name}"))
-            .env("WATCHDOG_USEC", "200000")
-            .env("WATCHDOG_PID", "1"); // not us: no pings
-    });
+    let mut d = Daemon::builder(&env)
+        .args(["-t0", "-w0"])
+        .env("NOTIFY_SOCKET", format!("@{name}"))
+        .env("WATCHDOG_USEC", "200000")
+        .env("WATCHDOG_PID", "1") // not us: no pings
+        .start();
     let got = collect(&server, secs(20.0), |g| {
         g.iter().any(|m| m.starts_with("READY=1"))
     });
@@ -111,20 +113,11 @@ fn children_do_not_inherit_notify_socket() {
     let _server = UnixDatagram::bind(&path).unwrap();
     let out = env.outside_path("hook-env");
     let hook = script(&env, "hook.sh", &format!("env > '{}'", out.display()));
-    let mut d = Daemon::start_prepared(
-        &env,
-        &[
-            "-t0",
-            "-w0",
-            "--exit-on-no-events",
-            "--exit-hook",
-            &path_str(&hook),
-        ],
-        Locking::Shared,
-        |c| {
-            c.env("NOTIFY_SOCKET", &path);
-        },
-    );
+    let mut d = Daemon::builder(&env)
+        .args(["-t0", "-w0", "--exit-on-no-events", "--exit-hook"])
+        .arg(&hook)
+        .env("NOTIFY_SOCKET", &path)
+        .start();
     let st = d.wait_exit(secs(20.0));
     assert_eq!(st.code(), Some(0), "{}", d.log_tail(20));
     let env_text = read(&out);
@@ -368,7 +361,7 @@ fn units_start_and_sync_under_their_own_capability_settings() {
                 ),
             )
             .unwrap();
-            let mut d = Daemon::from_command(under_unit(&u, &conf_dir, &run_dir, instance));
+            let mut d = Daemon::command(under_unit(&u, &conf_dir, &run_dir, instance)).start();
             d.wait_live(&env, secs(30.0));
             env.write("b", "2");
             d.wait_synced(&env, secs(20.0));
@@ -386,7 +379,7 @@ fn units_start_and_sync_under_their_own_capability_settings() {
                 secs(10.0),
             );
             assert_eq!(st.code, Some(0), "{unit} {extra:?}: status: {}", st.stderr);
-            let st = d.signal_and_wait(libc::SIGTERM, secs(20.0));
+            let st = d.signal_and_wait(Signal::SIGTERM, secs(20.0));
             assert_eq!(
                 st.and_then(|s| s.code()),
                 Some(0),
@@ -424,7 +417,7 @@ fn a_bounding_set_already_cut_to_what_livesync_keeps_is_no_error() {
     .arg(&env.src)
     .arg("-D")
     .arg(&env.dst);
-    let mut d = Daemon::from_command(c);
+    let mut d = Daemon::command(c).start();
     d.wait_live(&env, secs(30.0));
     d.stop();
 

@@ -110,15 +110,23 @@ fn runs_of(log: &Path, p: &str) -> Vec<RunSpan> {
         .collect()
 }
 
+/// `livesync -M rsyncdirect -S HANDLER -t0 -w0 -p MODE --threads N`.
+fn parallel(env: &TestEnv, handler: &Path, mode: &str, threads: &str) -> DaemonBuilder {
+    Daemon::builder(env)
+        .args(["-M", "rsyncdirect", "-S"])
+        .arg(handler)
+        .args(["-t0", "-w0", "-p", mode, "--threads", threads])
+}
+
 /// Starts livesync with the slow handler over a source holding `init`,
 /// and waits until the initial sync's run has ended.
 fn start_slow(env: &TestEnv, handler: &Path, extra: &[&str]) -> Daemon {
     env.write("init", "init");
-    let mut args = vec!["-M", "rsyncdirect", "-t0", "-w0"];
-    let h = path_str(handler);
-    args.extend(["-S", &h]);
-    args.extend(extra);
-    let mut d = Daemon::start(env, &args);
+    let mut d = Daemon::builder(env)
+        .args(["-M", "rsyncdirect", "-t0", "-w0", "-S"])
+        .arg(handler)
+        .args(extra)
+        .start();
     let log = env.root.join("runs.log");
     d.wait_until(LONG, "the initial sync's run ended", || {
         env.diff().is_none() && !runs(&log).is_empty() && runs(&log).iter().all(|r| r.end.is_some())
@@ -357,20 +365,7 @@ fn term_stops_every_running_handler_and_syncs_their_batches() {
             p = pids.display()
         ),
     );
-    let h = path_str(&h);
-    let args = [
-        "-M",
-        "rsyncdirect",
-        "-S",
-        &h,
-        "-t0",
-        "-w0",
-        "-p",
-        "safe",
-        "--threads",
-        "2",
-    ];
-    let mut d = Daemon::start(&env, &args);
+    let mut d = parallel(&env, &h, "safe", "2").start();
     d.wait_synced(&env, LONG);
     fs::write(&flag, "").expect("flag");
     env.write("a", "a");
@@ -382,7 +377,7 @@ fn term_stops_every_running_handler_and_syncs_their_batches() {
         .iter()
         .map(|l| l.trim().parse().expect("pid"))
         .collect();
-    let st = d.signal_and_wait(libc::SIGTERM, LONG).expect("exited");
+    let st = d.signal_and_wait(Signal::SIGTERM, LONG).expect("exited");
     assert_eq!(st.code(), Some(0), "{}", d.context());
     for p in recorded {
         wait_until(LONG, "a hanging handler killed", || !alive(p));
@@ -407,20 +402,7 @@ fn full_retries_a_failed_run_while_others_go_on() {
             f = flag.display()
         ),
     );
-    let h = path_str(&h);
-    let args = [
-        "-M",
-        "rsyncdirect",
-        "-S",
-        &h,
-        "-t0",
-        "-w0",
-        "-p",
-        "full",
-        "--threads",
-        "2",
-    ];
-    let mut d = Daemon::start(&env, &args);
+    let mut d = parallel(&env, &h, "full", "2").start();
     d.wait_synced(&env, LONG);
     fs::write(&flag, "").expect("flag");
     env.write("a", "a");

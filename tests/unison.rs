@@ -51,28 +51,18 @@ impl Setup {
         fs::symlink_metadata(self.dir.join(rel(rel_path))).is_ok()
     }
 
-    fn start(&self, args: &[&str]) -> Daemon {
-        let mut argv = vec!["-M", "unison", "-t0", "-w0"];
-        argv.extend_from_slice(args);
-        let (home, tmp) = (self.home.clone(), self.tmp.clone());
-        Daemon::start_prepared(&self.env, &argv, Locking::Shared, move |cmd| {
-            cmd.env("HOME", &home)
-                .env("TMPDIR", &tmp)
-                .env_remove("UNISON");
-        })
+    /// `livesync -M unison` with this setup's HOME and TMPDIR; the test
+    /// adds its arguments.
+    fn daemon(&self) -> DaemonBuilder {
+        Daemon::builder(&self.env)
+            .args(["-M", "unison", "-t0", "-w0"])
+            .env("HOME", &self.home)
+            .env("TMPDIR", &self.tmp)
+            .env_remove("UNISON")
     }
 
     fn wait_synced(&self, d: &mut Daemon, what: &str) {
         d.wait_until(T, what, || self.diff());
-    }
-
-    fn wait_live(&self, d: &mut Daemon) {
-        const SENTINEL: &[u8] = b".livesync-test-live";
-        self.wait_synced(d, "initial sync");
-        self.env.write(SENTINEL, "s");
-        d.wait_until(T, "sentinel arrives", || self.has(SENTINEL));
-        fs::remove_file(self.env.src_path(SENTINEL)).unwrap();
-        d.wait_until(T, "sentinel removal arrives", || !self.has(SENTINEL));
     }
 
     fn assert_home_untouched(&self) {
@@ -95,7 +85,7 @@ fn seed(s: &Setup) {
 /// Initial sync, create, modify (also same size), delete, directory
 /// rename, awkward names.
 fn exercise(s: &Setup, d: &mut Daemon) {
-    s.wait_live(d);
+    d.wait_live_in(&s.env, &s.dir, T);
     assert!(!s.has(b"stale"), "the stale destination file survived");
 
     s.env.write("new.txt", "created");
@@ -158,7 +148,7 @@ fn unison_to_a_local_dir_is_a_live_mirror() {
     }
     let s = Setup::new();
     seed(&s);
-    let mut d = s.start(&[]);
+    let mut d = s.daemon().start();
     exercise(&s, &mut d);
     // unison kept its archives in one private 0700 dir under TMPDIR …
     let state: Vec<PathBuf> = fs::read_dir(&s.tmp)
@@ -188,8 +178,8 @@ fn unison_destination_changes_are_overwritten_by_default() {
     }
     let s = Setup::new();
     s.env.write("f", "source");
-    let mut d = s.start(&[]);
-    s.wait_live(&mut d);
+    let mut d = s.daemon().start();
+    d.wait_live_in(&s.env, &s.dir, T);
     fs::write(s.dir.join("f"), "edited at the destination").unwrap();
     s.env.write("f", "source, edited");
     s.wait_synced(&mut d, "the source's version wins");
@@ -206,15 +196,25 @@ fn unison_two_way_when_the_user_picks_the_direction() {
     }
     let s = Setup::new();
     s.env.mkdir_p("d");
-    let mut d = s.start(&["--", "-prefer", "%watch-dir%"]);
-    s.wait_live(&mut d);
+    let mut d = s.daemon().args(["--", "-prefer", "%watch-dir%"]).start();
+    d.wait_live_in(&s.env, &s.dir, T);
     fs::write(s.dir.join("d/from-dst"), "made at the destination").unwrap();
-    // SAFETY: plain syscall to our own child.
-    unsafe { libc::kill(d.pid(), libc::SIGUSR2) };
+    d.signal(Signal::SIGUSR2);
     d.wait_until(T, "the destination's file comes back", || {
         s.env.src_path("d/from-dst").exists()
     });
     s.wait_synced(&mut d, "both sides equal");
+}
+
+/// A test sshd (files in `work`) whose unison server keeps its archives
+/// in the directory returned, not in ~/.unison.
+fn unison_sshd(work: &Path) -> (Sshd, PathBuf) {
+    let remote_state = work.join("remote-unison");
+    fs::create_dir(&remote_state).unwrap();
+    (
+        Sshd::start(work, &[("UNISON", &remote_state)]),
+        remote_state,
+    )
 }
 
 #[test]
@@ -224,14 +224,13 @@ fn unison_over_ssh_is_a_live_mirror() {
     }
     let mut s = Setup::new();
     let work = tempfile::tempdir().unwrap();
-    // The server side of unison keeps its archives here, not in ~/.unison.
-    let remote_state = work.path().join("remote-unison");
-    fs::create_dir(&remote_state).unwrap();
-    let sshd = Sshd::start(work.path(), &[("UNISON", &remote_state)]);
+    let (sshd, remote_state) = unison_sshd(work.path());
     seed(&s);
     s.env.dst = PathBuf::from(format!("ssh://{}/{}", sshd.host(), s.dir.display()));
-    let sshargs = sshd.ssh_args();
-    let mut d = s.start(&["--", "-sshargs", &sshargs]);
+    let mut d = s
+        .daemon()
+        .args(["--", "-sshargs", &sshd.ssh_args()])
+        .start();
     exercise(&s, &mut d);
     assert!(
         fs::read_dir(&remote_state).unwrap().next().is_some(),
@@ -248,14 +247,14 @@ fn unison_over_ssh_down_and_back_converges() {
     }
     let mut s = Setup::new();
     let work = tempfile::tempdir().unwrap();
-    let remote_state = work.path().join("remote-unison");
-    fs::create_dir(&remote_state).unwrap();
-    let mut sshd = Sshd::start(work.path(), &[("UNISON", &remote_state)]);
+    let (mut sshd, _) = unison_sshd(work.path());
     s.env.write("before", "1");
     s.env.dst = PathBuf::from(format!("ssh://{}/{}", sshd.host(), s.dir.display()));
-    let sshargs = sshd.ssh_args();
-    let mut d = s.start(&["--", "-sshargs", &sshargs]);
-    s.wait_live(&mut d);
+    let mut d = s
+        .daemon()
+        .args(["--", "-sshargs", &sshd.ssh_args()])
+        .start();
+    d.wait_live_in(&s.env, &s.dir, T);
 
     sshd.stop();
     s.env.write("while-down", "made while sshd was down");
@@ -275,13 +274,13 @@ fn unison_over_ssh_with_host_colon_path() {
     }
     let mut s = Setup::new();
     let work = tempfile::tempdir().unwrap();
-    let remote_state = work.path().join("remote-unison");
-    fs::create_dir(&remote_state).unwrap();
-    let sshd = Sshd::start(work.path(), &[("UNISON", &remote_state)]);
+    let (sshd, _) = unison_sshd(work.path());
     s.env.write("a b", "x");
     s.env.dst = PathBuf::from(format!("{}:{}", sshd.host(), s.dir.display()));
-    let sshargs = sshd.ssh_args();
-    let mut d = s.start(&["--", "-sshargs", &sshargs]);
+    let mut d = s
+        .daemon()
+        .args(["--", "-sshargs", &sshd.ssh_args()])
+        .start();
     s.wait_synced(&mut d, "initial sync over host:path");
     s.env.write(b"c\xff", "y");
     s.wait_synced(&mut d, "a live change over host:path");
@@ -298,7 +297,7 @@ fn unison_failure_is_retried() {
     let closed = servers::free_port();
     s.env.dst = PathBuf::from(format!("ssh://127.0.0.1/{}", s.dir.display()));
     let sshargs = format!("-p {closed} -o BatchMode=yes -o ConnectTimeout=5");
-    let mut d = s.start(&["--", "-sshargs", &sshargs]);
+    let mut d = s.daemon().args(["--", "-sshargs", &sshargs]).start();
     d.wait_for_log(T, "failed (try 2)");
     assert!(
         d.log().contains("unison exited with code"),

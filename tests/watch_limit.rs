@@ -50,7 +50,10 @@ fn watch_limit_at_run_time_is_loud_and_the_subtree_still_syncs() {
 fn run_time_limit() {
     let env = TestEnv::new();
     env.write("before", "x");
-    let mut d = Daemon::start_prepared(&env, &["-t0", "-w0"], Locking::Shared, limited);
+    let mut d = Daemon::builder(&env)
+        .args(["-t0", "-w0"])
+        .prepare(limited)
+        .start();
     d.wait_synced(&env, Duration::from_secs(20));
     // Deeper than the limit allows; created while the daemon walks it, so
     // part of it only shows up in the periodic rescans.

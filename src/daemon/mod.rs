@@ -2472,7 +2472,7 @@ fn start_and_run(mut cfg: Config) -> Result<(), DaemonError> {
         if progress::wanted(cfg.progress, tty, cfg.background, cfg.mode.clone())
             && !cfg.skip_initialsync
         {
-            let counter = Arc::new(crate::handler::progress::Progress::default());
+            let counter = Arc::new(crate::handler::counts::Counts::default());
             let mut any = false;
             handlers = handlers
                 .into_iter()

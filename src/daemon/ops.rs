@@ -12,7 +12,7 @@ use super::metrics::{self, MetricsFile};
 use super::notify::{self, Notifier};
 use super::progress::InitialProgress;
 use super::socket;
-use crate::handler::progress::Progress;
+use crate::handler::counts::Counts;
 use crate::rules::Rules;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,7 +23,7 @@ use std::time::Instant;
 pub struct ProgressSetup {
     pub root: PathBuf,
     pub rules: Arc<Rules>,
-    pub counter: Arc<Progress>,
+    pub counter: Arc<Counts>,
 }
 
 pub struct Ops {

@@ -6,13 +6,13 @@
 //!
 //! One thread (`livesync-progress`) walks the source under the rules to
 //! find the totals, then keeps redrawing from the mirror's counter
-//! ([`crate::handler::progress::Progress`]) until the initial sync ends.
+//! ([`crate::handler::counts::Counts`]) until the initial sync ends.
 //! It only reads the source tree (lstat, never following symlinks) and
 //! never touches the destination; the log goes around the bar through
 //! [`super::log::set_progress_bar`].
 
 use crate::config;
-use crate::handler::progress::Progress;
+use crate::handler::counts::Counts;
 use crate::rules::{Action, Kind, Rules};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::os::unix::ffi::OsStrExt;
@@ -100,7 +100,7 @@ fn style(template: &str) -> ProgressStyle {
 impl InitialProgress {
     /// Starts the bar for an initial sync of `root` (under `rules`), fed by
     /// `counter` (reset here).
-    pub fn start(root: PathBuf, rules: Arc<Rules>, counter: Arc<Progress>) -> InitialProgress {
+    pub fn start(root: PathBuf, rules: Arc<Rules>, counter: Arc<Counts>) -> InitialProgress {
         counter.reset();
         let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
         bar.set_style(style(

@@ -10,14 +10,13 @@
 //! transferred": retrying cannot help until someone changes them.
 
 pub mod command;
+pub mod counts; // files/bytes a handler has put in place, read by the initial sync's progress bar
 pub mod csync2;
 pub mod lists;
 pub mod mirror;
-pub mod private; // private temp dirs: locked while used, stale ones swept
-pub mod progress; // files/bytes done, for the initial sync's progress bar (the operations issue)
 pub mod rsync;
-// clsync's so/rsyncso modes (C shared-object handlers).
-pub mod so;
+pub mod so; // clsync's so/rsyncso modes (C shared-object handlers)
+pub mod tempdir; // private temp dirs: locked while used, stale ones swept
 pub mod template;
 pub mod unison;
 

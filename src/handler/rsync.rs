@@ -125,7 +125,7 @@ pub(crate) enum ListDir {
     /// `-L`: the user's directory; left in place.
     Given(PathBuf),
     /// Made by us; removed on drop unless lists are kept.
-    Private(super::private::PrivateDir),
+    Private(super::tempdir::PrivateDir),
 }
 
 impl ListDir {
@@ -136,7 +136,7 @@ impl ListDir {
             None => {
                 let tmp = std::env::temp_dir();
                 ListDir::Private(
-                    super::private::PrivateDir::create(&tmp, "livesync-lists-")
+                    super::tempdir::PrivateDir::create(&tmp, "livesync-lists-")
                         .map_err(|e| list_error(&tmp, e))?,
                 )
             }
@@ -155,7 +155,7 @@ impl ListDir {
         if let ListDir::Private(d) = self {
             let dir = d.path();
             if keep_lists {
-                // Renamed out of the sweep's reach (see handler::private):
+                // Renamed out of the sweep's reach (see handler::tempdir):
                 // kept means kept.
                 let mut kept = dir.as_os_str().to_os_string();
                 kept.push(".kept");
@@ -1231,9 +1231,9 @@ mod tests {
         assert_eq!(fs::read(kept.join("x.include")).unwrap(), b"/a\n");
         // No sweep takes it: its name is not one a sweep looks at.
         let name = kept.file_name().unwrap().as_bytes();
-        assert!(!super::super::private::ours(name, "livesync-lists-"));
+        assert!(!super::super::tempdir::ours(name, "livesync-lists-"));
         let own = dir.file_name().unwrap().as_bytes();
-        assert!(super::super::private::ours(own, "livesync-lists-"));
+        assert!(super::super::tempdir::ours(own, "livesync-lists-"));
         fs::remove_dir_all(&kept).unwrap();
     }
 

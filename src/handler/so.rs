@@ -41,7 +41,14 @@
 //! masks can be used instead once batches carry them.
 //!
 //! This module must not touch process-global state beyond the dynamic
-//! loader, and never passes a path through a shell.
+//! loader, and never passes a path through a shell. It keeps one static,
+//! the set of objects whose init has run and whose deinit has not: the
+//! dynamic loader is itself process-wide (a second `dlopen` of the same
+//! file returns the same handle and the same copy of the object's globals),
+//! so whether an object is initialised is a property of the process, not
+//! of one handler. A reload builds the new handler while the old one still
+//! lives; only a process-wide record lets the new one see that the old
+//! one's deinit has not run yet and hold its own init back until it has.
 
 use super::lists::{self, Excludes, Includes, Separator, SourceKind};
 use super::rsync::{write_list, ListDir};

@@ -84,7 +84,7 @@ pub struct Unison {
     /// The second root as unison reads it.
     root2: OsString,
     /// The private UNISON directory; removed on drop.
-    state: super::private::PrivateDir,
+    state: super::tempdir::PrivateDir,
     /// Added to unison's environment (set by the daemon before each run).
     env: Vec<(OsString, OsString)>,
 }
@@ -325,8 +325,8 @@ fn remote_root(dst: &OsStr) -> Result<OsString, HandlerError> {
 
 /// Makes a fresh private state directory under `parent` (see
 /// [`super::private`]).
-pub(crate) fn private_dir(parent: &Path) -> Result<super::private::PrivateDir, HandlerError> {
-    super::private::PrivateDir::create(parent, "livesync-unison-").map_err(|e| {
+pub(crate) fn private_dir(parent: &Path) -> Result<super::tempdir::PrivateDir, HandlerError> {
+    super::tempdir::PrivateDir::create(parent, "livesync-unison-").map_err(|e| {
         HandlerError::Other(format!(
             "cannot create unison's state dir in {}: {e}; check TMPDIR",
             path::display_os(parent)

@@ -192,7 +192,8 @@ pub struct Snapshots {
     running: Option<SyncCheck>,
     /// Syncs that finished since the last rescan, to check at the next.
     finished: SyncCheck,
-    /// Paths step 4 of a rescan reported removed after a sync (see there),
+    /// Paths a rescan reported removed after a sync (see
+    /// [`Snapshots::report_after_sync`]),
     /// until a listing holds them again: the sync of that removal is not
     /// checked into another one (which looped forever).
     rereported: BTreeSet<Vec<u8>>,
@@ -332,8 +333,8 @@ impl Snapshots {
     }
 
     /// A sync of `paths` starts (`recursive`: each with everything below
-    /// it): remembers what to check once it is done (step 4 of
-    /// [`Snapshots::rescan`]).
+    /// it): remembers what to check once it is done
+    /// ([`Snapshots::report_after_sync`]).
     pub fn syncing(&mut self, paths: &[(Vec<u8>, bool)]) {
         let mut check = SyncCheck::default();
         for (p, recursive) in paths {
@@ -367,6 +368,12 @@ impl Snapshots {
 
     /// Lists the tracked directories `check` again (and any tracked
     /// directory found to have moved) and appends what changed.
+    ///
+    /// The phases, each its own function: list again (following moved
+    /// directories), diff the listings and pair removals with creations by
+    /// inode, then report 1. removals, 2. renames, 3. what appeared, 4. what
+    /// a finished sync may have missed, 5. changes in place; last, keep the
+    /// new listings under the new names.
     pub fn rescan(
         &mut self,
         check: impl IntoIterator<Item = Vec<u8>>,
@@ -374,14 +381,31 @@ impl Snapshots {
         out: &mut Vec<RawEvent>,
     ) {
         let first_event = out.len();
-        // Old key → where it is now, for the directories found moved.
-        let mut moved_to: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
-        let mut fresh: BTreeMap<Vec<u8>, (i64, Listing)> = BTreeMap::new();
-        let mut gone: BTreeSet<Vec<u8>> = BTreeSet::new();
-        let mut todo: Vec<Vec<u8>> = check
+        let todo: Vec<Vec<u8>> = check
             .into_iter()
             .filter(|k| self.dirs.contains_key(k))
             .collect();
+        let relisted = self.relist(todo, lister);
+        // The root itself went away: nothing below means anything now.
+        if relisted.gone.contains(&b""[..]) {
+            out.push(ev(Vec::new(), EventKind::WatchGone, true, 0));
+        }
+        let (diff, moves) = self.diff(&relisted);
+        diff.report_removals(out);
+        let resync = self.report_renames(moves, out);
+        let mut whole = diff.report_appeared(resync, out);
+        self.report_after_sync(&relisted, first_event, &mut whole, out);
+        diff.report_changes(&whole, out);
+        self.keep(relisted);
+    }
+
+    /// Lists the directories `todo` again. A tracked directory listed under
+    /// another name moved there: it is re-labelled, with everything tracked
+    /// below it, and listed under its new name, until no more turn up.
+    fn relist(&self, mut todo: Vec<Vec<u8>>, lister: &mut dyn Lister) -> Relisted {
+        let mut moved_to: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+        let mut fresh: BTreeMap<Vec<u8>, (i64, Listing)> = BTreeMap::new();
+        let mut gone: BTreeSet<Vec<u8>> = BTreeSet::new();
         let by_id: HashMap<Id, Vec<u8>> =
             self.dirs.iter().map(|(k, d)| (d.id, k.clone())).collect();
         // Bounded: every round re-labels at least one directory for good.
@@ -456,51 +480,56 @@ impl Snapshots {
             fresh.remove(&k);
             gone.insert(k);
         }
-        let now_of = |k: &Vec<u8>| moved_to.get(k).cloned().unwrap_or_else(|| k.clone());
-
-        // The root itself went away: nothing below means anything now.
-        if gone.contains(&b""[..]) {
-            out.push(RawEvent {
-                path: Vec::new(),
-                kind: EventKind::WatchGone,
-                is_dir: true,
-                cookie: 0,
-            });
+        Relisted {
+            moved_to,
+            fresh,
+            gone,
         }
+    }
 
-        // The diffed directories: (old name, new name).
-        let keys: Vec<(Vec<u8>, Vec<u8>)> = fresh.keys().map(|k| (k.clone(), now_of(k))).collect();
+    /// Diffs every directory listed again against its last listing, and
+    /// pairs what was removed with what was created by inode: a rename.
+    fn diff(&self, relisted: &Relisted) -> (Diff, Vec<Move>) {
+        let keys: Vec<(Vec<u8>, Vec<u8>)> = relisted
+            .fresh
+            .keys()
+            .map(|k| (k.clone(), relisted.now_of(k)))
+            .collect();
         let mut removed: Vec<Cand> = Vec::new();
         let mut created: Vec<Cand> = Vec::new();
         let mut changed: Vec<(usize, Vec<u8>, bool, EventKind)> = Vec::new();
-        for (k, (_, after)) in fresh.values().enumerate() {
+        for (k, (_, after)) in relisted.fresh.values().enumerate() {
             let before = &self.dirs[&keys[k].0].listing;
             diff_listing(k, before, after, &mut removed, &mut created, &mut changed);
         }
-        let old_path = |c: &Cand| path::join(&keys[c.k].0, &c.name);
-        let final_path = |c: &Cand| path::join(&keys[c.k].1, &c.name);
+        let mut diff = Diff {
+            keys,
+            paired: vec![false; removed.len()],
+            removed,
+            created,
+            changed,
+            unpaired_created: Vec::new(),
+        };
 
         // Pair by inode: a rename.
         let mut by_id: HashMap<Id, Vec<usize>> = HashMap::new();
-        for (i, r) in removed.iter().enumerate().rev() {
+        for (i, r) in diff.removed.iter().enumerate().rev() {
             by_id.entry(r.meta.id()).or_default().push(i);
         }
-        let mut paired = vec![false; removed.len()];
         let mut moves: Vec<Move> = Vec::new();
-        let mut unpaired_created: Vec<usize> = Vec::new();
-        for (ci, c) in created.iter().enumerate() {
+        for (ci, c) in diff.created.iter().enumerate() {
             let hit = by_id.get_mut(&c.meta.id()).and_then(|v| {
                 let pos = v
                     .iter()
-                    .rposition(|&ri| removed[ri].meta.is_dir() == c.meta.is_dir())?;
+                    .rposition(|&ri| diff.removed[ri].meta.is_dir() == c.meta.is_dir())?;
                 Some(v.remove(pos))
             });
             let Some(ri) = hit else {
-                unpaired_created.push(ci);
+                diff.unpaired_created.push(ci);
                 continue;
             };
-            paired[ri] = true;
-            let r = &removed[ri];
+            diff.paired[ri] = true;
+            let r = &diff.removed[ri];
             let then = if !c.meta.is_dir()
                 && (r.meta.size != c.meta.size || r.meta.mtime != c.meta.mtime)
             {
@@ -512,40 +541,27 @@ impl Snapshots {
                 None
             };
             moves.push(Move {
-                from_old: old_path(r),
-                to_dir_old: keys[c.k].0.clone(),
+                from_old: diff.old_path(r),
+                to_dir_old: diff.keys[c.k].0.clone(),
                 name: c.name.clone(),
-                to_final: final_path(c),
+                to_final: diff.final_path(c),
                 is_dir: c.meta.is_dir(),
                 then,
             });
         }
-        let ev = |path: Vec<u8>, kind, is_dir, cookie| RawEvent {
-            path,
-            kind,
-            is_dir,
-            cookie,
-        };
+        (diff, moves)
+    }
 
-        // 1. Removals, under the old names. A name vacated only to be filled
-        // by an entry of the same type needs none: the move or the re-sync
-        // of the name replaces it.
-        let filled: HashMap<(usize, &[u8]), bool> = created
-            .iter()
-            .map(|c| ((c.k, c.name.as_slice()), c.meta.is_dir()))
-            .collect();
-        for (ri, r) in removed.iter().enumerate() {
-            let same_type_fill = filled.get(&(r.k, r.name.as_slice())) == Some(&r.meta.is_dir());
-            if !(paired[ri] || r.name_taken && same_type_fill) {
-                out.push(ev(old_path(r), EventKind::Removed, r.meta.is_dir(), 0));
-            }
-        }
-
-        // 2. Renames, each under the names the ones before it left: a name
-        // is vacated before it is filled, and a directory never goes below
-        // itself. When no rename can go (a cycle), one source is removed and
-        // its target re-synced whole after the renames, and so is every
-        // rename from inside it.
+    /// Phase 2, renames, each under the names the ones before it left: a name
+    /// is vacated before it is filled, and a directory never goes below
+    /// itself. When no rename can go (a cycle), one source is removed and
+    /// its target re-synced whole after the renames, and so is every
+    /// rename from inside it. Returns those targets (path, is a directory).
+    fn report_renames(
+        &mut self,
+        mut moves: Vec<Move>,
+        out: &mut Vec<RawEvent>,
+    ) -> Vec<(Vec<u8>, bool)> {
         let mut renames: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
         let mut resync: Vec<(Vec<u8>, bool)> = Vec::new();
         while !moves.is_empty() {
@@ -598,57 +614,37 @@ impl Snapshots {
                 }
             }
         }
+        resync
+    }
 
-        // 3. What appeared, under the new names; parents first. Nothing
-        // below a directory that is re-synced whole needs saying.
-        let vacated: BTreeSet<(usize, &[u8])> = removed
-            .iter()
-            .enumerate()
-            .filter(|(ri, _)| paired[*ri])
-            .map(|(_, r)| (r.k, r.name.as_slice()))
-            .collect();
-        let mut appeared: Vec<(Vec<u8>, bool, bool)> =
-            resync.into_iter().map(|(p, d)| (p, d, false)).collect();
-        for ci in unpaired_created {
-            let c = &created[ci];
-            let replaces = c.name_taken && !vacated.contains(&(c.k, c.name.as_slice()));
-            appeared.push((final_path(c), c.meta.is_dir(), !replaces));
-        }
-        appeared.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut whole: Vec<Vec<u8>> = Vec::new();
-        for (p, is_dir, fresh) in appeared {
-            if whole.iter().any(|w| path::is_strictly_under(&p, w)) {
-                continue;
-            }
-            // Unpaired MovedTo: the tree takes it as "appeared, replacing
-            // whatever was there" and syncs a directory whole.
-            let kind = if fresh {
-                EventKind::Created
-            } else {
-                EventKind::MovedTo
-            };
-            if is_dir {
-                whole.push(p.clone());
-            }
-            out.push(ev(p, kind, is_dir, 0));
-        }
-
-        // 4. After a sync: it read the live state, which may have held a
-        // name that came and went between two scans (never in a listing)
-        // and is now copied. A directory it synced whole whose mtime moved
-        // since the sync started is synced whole again; a path it synced
-        // that is absent now is reported removed.
+    /// Phase 4, after a sync: it read the live state, which may have held a
+    /// name that came and went between two scans (never in a listing)
+    /// and is now copied. A directory it synced whole whose mtime moved
+    /// since the sync started is synced whole again (and added to
+    /// `whole`); a path it synced that is absent now is reported removed,
+    /// unless this rescan reported it already (the events from
+    /// `first_event` on).
+    fn report_after_sync(
+        &mut self,
+        relisted: &Relisted,
+        first_event: usize,
+        whole: &mut Vec<Vec<u8>>,
+        out: &mut Vec<RawEvent>,
+    ) {
         let check = std::mem::take(&mut self.finished);
-        for (k, (mtime, _)) in fresh.iter() {
-            let p = now_of(k);
+        for (k, (mtime, _)) in relisted.fresh.iter() {
+            let p = relisted.now_of(k);
             let moved_since = check.dirs.get(k).is_some_and(|m| m != mtime);
             if moved_since && !whole.iter().any(|w| path::is_under(&p, w)) {
                 out.push(ev(p.clone(), EventKind::MovedTo, true, 0));
                 whole.push(p);
             }
         }
-        let listed: HashMap<Vec<u8>, &Listing> =
-            fresh.iter().map(|(k, (_, l))| (now_of(k), l)).collect();
+        let listed: HashMap<Vec<u8>, &Listing> = relisted
+            .fresh
+            .iter()
+            .map(|(k, (_, l))| (relisted.now_of(k), l))
+            .collect();
         let reported: BTreeSet<Vec<u8>> =
             out[first_event..].iter().map(|e| e.path.clone()).collect();
         let absent = |p: &[u8]| {
@@ -668,16 +664,16 @@ impl Snapshots {
                 }
             }
         }
+    }
 
-        // 5. Changes in place.
-        for (k, name, is_dir, kind) in changed {
-            let p = path::join(&keys[k].1, &name);
-            if !whole.iter().any(|w| path::is_strictly_under(&p, w)) {
-                out.push(ev(p, kind, is_dir, 0));
-            }
-        }
-
-        // Keep the new listings, under the new names.
+    /// Keeps the new listings, under the new names, and forgets the
+    /// directories that are gone.
+    fn keep(&mut self, relisted: Relisted) {
+        let Relisted {
+            moved_to,
+            fresh,
+            gone,
+        } = relisted;
         let mut relabelled: Vec<(Vec<u8>, DirState)> = Vec::new();
         for k in &gone {
             self.dirs.remove(k);
@@ -688,11 +684,136 @@ impl Snapshots {
             };
             state.listing = listing;
             state.mtime = mtime;
-            relabelled.push((now_of(&k), state));
+            let now = moved_to.get(&k).cloned().unwrap_or(k);
+            relabelled.push((now, state));
         }
         for (k, state) in relabelled {
             self.dirs.insert(k, state);
         }
+    }
+}
+
+/// What listing the directories again found.
+struct Relisted {
+    /// Old key → where it is now, for the directories found moved.
+    moved_to: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// The directories listed again, by old key: their mtime and listing.
+    fresh: BTreeMap<Vec<u8>, (i64, Listing)>,
+    /// The directories that are gone (or moved where no rename can tell it).
+    gone: BTreeSet<Vec<u8>>,
+}
+
+impl Relisted {
+    /// Where the directory tracked as `k` is now.
+    fn now_of(&self, k: &[u8]) -> Vec<u8> {
+        self.moved_to.get(k).cloned().unwrap_or_else(|| k.to_vec())
+    }
+}
+
+/// The difference between the old and the new listings of the directories
+/// listed again.
+struct Diff {
+    /// The diffed directories: (old name, new name); a [`Cand`]'s `k`
+    /// indexes this.
+    keys: Vec<(Vec<u8>, Vec<u8>)>,
+    removed: Vec<Cand>,
+    created: Vec<Cand>,
+    /// (directory index, name, is a directory, what changed in place).
+    changed: Vec<(usize, Vec<u8>, bool, EventKind)>,
+    /// Which of `removed` were paired with a creation (a rename).
+    paired: Vec<bool>,
+    /// The indexes in `created` that no removal was paired with.
+    unpaired_created: Vec<usize>,
+}
+
+impl Diff {
+    fn old_path(&self, c: &Cand) -> Vec<u8> {
+        path::join(&self.keys[c.k].0, &c.name)
+    }
+
+    fn final_path(&self, c: &Cand) -> Vec<u8> {
+        path::join(&self.keys[c.k].1, &c.name)
+    }
+
+    /// Phase 1, removals, under the old names. A name vacated only to be filled
+    /// by an entry of the same type needs none: the move or the re-sync
+    /// of the name replaces it.
+    fn report_removals(&self, out: &mut Vec<RawEvent>) {
+        let filled: HashMap<(usize, &[u8]), bool> = self
+            .created
+            .iter()
+            .map(|c| ((c.k, c.name.as_slice()), c.meta.is_dir()))
+            .collect();
+        for (ri, r) in self.removed.iter().enumerate() {
+            let same_type_fill = filled.get(&(r.k, r.name.as_slice())) == Some(&r.meta.is_dir());
+            if !(self.paired[ri] || r.name_taken && same_type_fill) {
+                out.push(ev(self.old_path(r), EventKind::Removed, r.meta.is_dir(), 0));
+            }
+        }
+    }
+
+    /// Phase 3, what appeared, under the new names, with the targets `resync`
+    /// the renames could not make; parents first. Nothing below a
+    /// directory that is re-synced whole needs saying. Returns those
+    /// directories.
+    fn report_appeared(
+        &self,
+        resync: Vec<(Vec<u8>, bool)>,
+        out: &mut Vec<RawEvent>,
+    ) -> Vec<Vec<u8>> {
+        let vacated: BTreeSet<(usize, &[u8])> = self
+            .removed
+            .iter()
+            .enumerate()
+            .filter(|(ri, _)| self.paired[*ri])
+            .map(|(_, r)| (r.k, r.name.as_slice()))
+            .collect();
+        let mut appeared: Vec<(Vec<u8>, bool, bool)> =
+            resync.into_iter().map(|(p, d)| (p, d, false)).collect();
+        for &ci in &self.unpaired_created {
+            let c = &self.created[ci];
+            let replaces = c.name_taken && !vacated.contains(&(c.k, c.name.as_slice()));
+            appeared.push((self.final_path(c), c.meta.is_dir(), !replaces));
+        }
+        appeared.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut whole: Vec<Vec<u8>> = Vec::new();
+        for (p, is_dir, fresh) in appeared {
+            if whole.iter().any(|w| path::is_strictly_under(&p, w)) {
+                continue;
+            }
+            // Unpaired MovedTo: the tree takes it as "appeared, replacing
+            // whatever was there" and syncs a directory whole.
+            let kind = if fresh {
+                EventKind::Created
+            } else {
+                EventKind::MovedTo
+            };
+            if is_dir {
+                whole.push(p.clone());
+            }
+            out.push(ev(p, kind, is_dir, 0));
+        }
+        whole
+    }
+
+    /// Phase 5, changes in place, except below a directory synced `whole`.
+    fn report_changes(&self, whole: &[Vec<u8>], out: &mut Vec<RawEvent>) {
+        for (k, name, is_dir, kind) in &self.changed {
+            let p = path::join(&self.keys[*k].1, name);
+            if !whole.iter().any(|w| path::is_strictly_under(&p, w)) {
+                out.push(ev(p, *kind, *is_dir, 0));
+            }
+        }
+    }
+}
+
+/// One event, as the phases of a rescan report it.
+fn ev(path: Vec<u8>, kind: EventKind, is_dir: bool, cookie: u32) -> RawEvent {
+    RawEvent {
+        path,
+        kind,
+        is_dir,
+        cookie,
     }
 }
 

@@ -1,6 +1,8 @@
 //! Shared helpers for the integration tests: temporary source/destination
-//! trees (`TestEnv`), the real `livesync` binary as a child that is always
-//! killed (`Daemon`), condition polling with deadlines (`wait_until`,
+//! trees (`TestEnv`), the real `livesync` binary (or any command that execs
+//! it) as a child that is always killed (`Daemon`, started through a
+//! `DaemonBuilder` that takes any command line), signals sent with `nix`
+//! (`kill`, `Daemon::signal`), condition polling with deadlines (`wait_until`,
 //! `assert_stays`), a byte-exact tree comparison (`tree_diff`) and tool
 //! checks (`require_tool`, `require_root`).
 //!
@@ -23,6 +25,13 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
+
+pub use nix::sys::signal::Signal;
+
+/// Sends `sig` to process `pid` (a child the test started).
+pub fn kill(pid: i32, sig: Signal) -> nix::Result<()> {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig)
+}
 
 /// Path of the daemon binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_livesync");
@@ -85,7 +94,7 @@ pub fn require_tool(tool: &str) -> bool {
 
 /// Whether the tests run as root; same skip/fail policy as `require_tool`.
 pub fn require_root(why: &str) -> bool {
-    if unsafe { libc::geteuid() } == 0 {
+    if nix::unistd::geteuid().is_root() {
         return true;
     }
     if in_ci() {
@@ -327,90 +336,79 @@ fn spawn_reader(mut from: impl Read + Send + 'static, into: Arc<Mutex<Vec<u8>>>)
     });
 }
 
-impl Daemon {
-    /// Starts `livesync -W <src> -D <dst> ARGS...` holding the shared test lock.
-    pub fn start<S: AsRef<OsStr>>(env: &TestEnv, args: &[S]) -> Daemon {
-        Daemon::start_with(env, args, Locking::Shared)
+/// How a test starts a daemon: the command line, its environment, the test
+/// lock and any adjustment of the command before it is spawned. Made by
+/// [`Daemon::builder`] (`livesync -H /NULL/ -W SRC -D DST [backend]`, the
+/// usual case), [`Daemon::bare`] (`livesync` and nothing else: the test
+/// writes the whole command line) or [`Daemon::command`] (any program, such
+/// as a wrapper like setpriv or an example's script that execs livesync).
+/// Whatever it starts gets a death signal (it does not outlive the test
+/// process), stdin `/dev/null`, and stdout and stderr captured into the
+/// daemon's log.
+pub struct DaemonBuilder {
+    cmd: Command,
+    locking: Locking,
+}
+
+impl DaemonBuilder {
+    /// Appends one argument.
+    pub fn arg(mut self, a: impl AsRef<OsStr>) -> Self {
+        self.cmd.arg(a);
+        self
     }
 
-    pub fn start_with<S: AsRef<OsStr>>(env: &TestEnv, args: &[S], locking: Locking) -> Daemon {
-        Daemon::start_prepared(env, args, locking, |_| {})
+    /// Appends arguments.
+    pub fn args<S: AsRef<OsStr>>(mut self, args: impl IntoIterator<Item = S>) -> Self {
+        self.cmd.args(args);
+        self
     }
 
-    /// Like `start_with`, letting `prepare` adjust the command first (for
-    /// example a `pre_exec` that enters a namespace).
-    pub fn start_prepared<S: AsRef<OsStr>>(
-        env: &TestEnv,
-        args: &[S],
-        locking: Locking,
-        prepare: impl FnOnce(&mut Command),
-    ) -> Daemon {
+    /// Sets an environment variable of the daemon.
+    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
+        self.cmd.env(key, value);
+        self
+    }
+
+    /// Removes an environment variable from the daemon's environment.
+    pub fn env_remove(mut self, key: impl AsRef<OsStr>) -> Self {
+        self.cmd.env_remove(key);
+        self
+    }
+
+    /// Which test lock the daemon holds (shared unless told otherwise).
+    pub fn locking(mut self, locking: Locking) -> Self {
+        self.locking = locking;
+        self
+    }
+
+    /// Lets `f` adjust the command (for example a `pre_exec` that enters a
+    /// namespace, or a controlling terminal).
+    pub fn prepare(mut self, f: impl FnOnce(&mut Command)) -> Self {
+        f(&mut self.cmd);
+        self
+    }
+
+    /// Spawns it.
+    pub fn start(self) -> Daemon {
+        let DaemonBuilder { mut cmd, locking } = self;
         let lock = match locking {
             Locking::Shared => Some(take_lock(libc::LOCK_SH)),
             Locking::CallerHoldsExclusive => None,
         };
-        // -H /NULL/: no config file of the host may leak into a test.
-        let mut argv: Vec<OsString> = vec![
-            "-H".into(),
-            "/NULL/".into(),
-            "-W".into(),
-            env.src.clone().into(),
-            "-D".into(),
-            env.dst.clone().into(),
-        ];
-        argv.extend(backend_args());
-        argv.extend(args.iter().map(|a| a.as_ref().to_os_string()));
-        if std::env::var_os("LIVESYNC_TEST_DEBUG").is_some() {
-            argv.extend(["-d".into(), "-d".into()]);
-        }
-        let mut cmd = Command::new(BIN);
         // If the test process dies without running Drop (killed by a
         // timeout), its daemons must not live on.
-        // SAFETY: prctl in the forked child before exec, async-signal-safe.
+        // SAFETY: runs in the forked child before exec; prctl is
+        // async-signal-safe.
         #[cfg(target_os = "linux")] // PR_SET_PDEATHSIG is Linux's
         unsafe {
             std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                Ok(())
+                nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).map_err(io::Error::from)
             });
         }
-        prepare(&mut cmd);
-        let mut child = cmd
-            .args(&argv)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {BIN}: {e}"));
-        let log = Arc::new(Mutex::new(Vec::new()));
-        spawn_reader(child.stdout.take().expect("piped stdout"), log.clone());
-        spawn_reader(child.stderr.take().expect("piped stderr"), log.clone());
-        Daemon {
-            child: Some(child),
-            log,
-            argv,
-            _lock: lock,
+        let mut argv: Vec<OsString> = Vec::new();
+        if cmd.get_program() != OsStr::new(BIN) {
+            argv.push(cmd.get_program().to_os_string());
         }
-    }
-
-    /// Starts `cmd` as it is (its own program and arguments: livesync, or a
-    /// wrapper such as setpriv that execs it), holding the shared test lock,
-    /// with output captured and a death signal as in `start_prepared`.
-    pub fn from_command(mut cmd: Command) -> Daemon {
-        let lock = Some(take_lock(libc::LOCK_SH));
-        // SAFETY: prctl in the forked child before exec, async-signal-safe.
-        #[cfg(target_os = "linux")] // PR_SET_PDEATHSIG is Linux's
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let mut argv: Vec<OsString> = vec![cmd.get_program().to_os_string()];
         argv.extend(cmd.get_args().map(|a| a.to_os_string()));
         let mut child = cmd
             .stdin(Stdio::null())
@@ -426,6 +424,55 @@ impl Daemon {
             log,
             argv,
             _lock: lock,
+        }
+    }
+}
+
+/// `livesync -H /NULL/ -W <src> [-D <dst>] [backend] [-d -d]`.
+fn livesync_on(env: &TestEnv, dst: Option<&Path>) -> DaemonBuilder {
+    // -H /NULL/: no config file of the host may leak into a test.
+    let mut b = Daemon::bare().args(["-H", "/NULL/", "-W"]).arg(&env.src);
+    if let Some(dst) = dst {
+        b = b.arg("-D").arg(dst);
+    }
+    b = b.args(backend_args());
+    if std::env::var_os("LIVESYNC_TEST_DEBUG").is_some() {
+        b = b.args(["-d", "-d"]);
+    }
+    b
+}
+
+impl Daemon {
+    /// Starts `livesync -H /NULL/ -W <src> -D <dst> [backend] ARGS...`
+    /// holding the shared test lock.
+    pub fn start<S: AsRef<OsStr>>(env: &TestEnv, args: &[S]) -> Daemon {
+        Daemon::builder(env).args(args).start()
+    }
+
+    /// `livesync -H /NULL/ -W <src> -D <dst>`, the backend under test
+    /// (`LIVESYNC_TEST_MONITOR`) and, with `LIVESYNC_TEST_DEBUG`, `-d -d`;
+    /// the test adds its own arguments.
+    pub fn builder(env: &TestEnv) -> DaemonBuilder {
+        livesync_on(env, Some(&env.dst))
+    }
+
+    /// As [`Daemon::builder`], without `-D` (for the modes that have no
+    /// destination directory, such as csync2).
+    pub fn builder_without_destination(env: &TestEnv) -> DaemonBuilder {
+        livesync_on(env, None)
+    }
+
+    /// The livesync binary with no argument yet.
+    pub fn bare() -> DaemonBuilder {
+        Daemon::command(Command::new(BIN))
+    }
+
+    /// `cmd` as it is: its own program and arguments (livesync, or a
+    /// wrapper that execs it).
+    pub fn command(cmd: Command) -> DaemonBuilder {
+        DaemonBuilder {
+            cmd,
+            locking: Locking::Shared,
         }
     }
 
@@ -467,6 +514,11 @@ impl Daemon {
         )
     }
 
+    /// Whether the daemon still runs (false once it has exited).
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
     /// Panics if the daemon has exited.
     pub fn assert_running(&mut self) {
         if let Some(Ok(Some(st))) = self.child.as_mut().map(|c| c.try_wait()) {
@@ -505,7 +557,15 @@ impl Daemon {
 
     /// Waits until the destination equals the source (see `tree_diff`).
     pub fn wait_synced(&mut self, env: &TestEnv, timeout: Duration) {
-        self.wait_until(timeout, "destination equal to source", || env.diff());
+        self.wait_synced_in(env, &env.dst.clone(), timeout);
+    }
+
+    /// Waits until `dir` equals the source: for a test whose `-D` is not a
+    /// plain path (a remote spelling) or whose files arrive elsewhere.
+    pub fn wait_synced_in(&mut self, env: &TestEnv, dir: &Path, timeout: Duration) {
+        self.wait_until(timeout, "destination equal to source", || {
+            tree_diff(&env.src, dir)
+        });
     }
 
     /// Waits until the daemon is live: the destination equals the source (the
@@ -513,15 +573,19 @@ impl Daemon {
     /// arrives and its removal arrives too (so the daemon is watching; with
     /// an empty source, "equal" alone would hold before it even started).
     pub fn wait_live(&mut self, env: &TestEnv, timeout: Duration) {
+        self.wait_live_in(env, &env.dst.clone(), timeout);
+    }
+
+    /// As [`Daemon::wait_live`], with the files arriving in `dir`.
+    pub fn wait_live_in(&mut self, env: &TestEnv, dir: &Path, timeout: Duration) {
         const SENTINEL: &str = ".livesync-test-live";
-        self.wait_synced(env, timeout);
+        let arrived = || fs::symlink_metadata(dir.join(SENTINEL)).is_ok();
+        self.wait_synced_in(env, dir, timeout);
         env.write(SENTINEL, "sentinel");
-        self.wait_until(timeout, "sentinel file synced", || env.dst_has(SENTINEL));
+        self.wait_until(timeout, "sentinel file synced", arrived);
         fs::remove_file(env.src_path(SENTINEL)).unwrap_or_else(|e| panic!("remove sentinel: {e}"));
-        self.wait_until(timeout, "sentinel removal synced", || {
-            !env.dst_has(SENTINEL)
-        });
-        self.wait_synced(env, timeout);
+        self.wait_until(timeout, "sentinel removal synced", || !arrived());
+        self.wait_synced_in(env, dir, timeout);
     }
 
     /// Like `wait_synced` but returns the failure text instead of panicking.
@@ -554,13 +618,20 @@ impl Daemon {
         });
     }
 
+    /// Sends `sig` to the daemon; panics (with its log) if that fails.
+    pub fn signal(&mut self, sig: Signal) {
+        if let Err(e) = kill(self.pid(), sig) {
+            panic!("kill {sig}: {e}\n{}", self.context());
+        }
+    }
+
     /// Sends `sig` and waits (up to `timeout`) for the exit status.
-    pub fn signal_and_wait(&mut self, sig: libc::c_int, timeout: Duration) -> Option<ExitStatus> {
+    pub fn signal_and_wait(&mut self, sig: Signal, timeout: Duration) -> Option<ExitStatus> {
         let child = self.child.as_mut()?;
         if let Ok(Some(st)) = child.try_wait() {
             return Some(st);
         }
-        unsafe { libc::kill(child.id() as i32, sig) };
+        let _ = kill(child.id() as i32, sig);
         let deadline = Instant::now() + timeout;
         loop {
             if let Ok(Some(st)) = child.try_wait() {
@@ -594,7 +665,7 @@ impl Daemon {
 
     /// SIGTERM, wait up to 5 s, SIGKILL; returns the exit status of a clean stop.
     pub fn stop(&mut self) -> Option<ExitStatus> {
-        let st = self.signal_and_wait(libc::SIGTERM, secs(5.0));
+        let st = self.signal_and_wait(Signal::SIGTERM, secs(5.0));
         if let Some(mut child) = self.child.take() {
             if st.is_none() {
                 let _ = child.kill();
@@ -808,6 +879,15 @@ pub fn run_livesync<S: AsRef<OsStr>>(args: &[S], timeout: Duration) -> Run {
     // -H /NULL/: no config file of the host may leak into a test.
     cmd.args(["-H", "/NULL/"]).args(backend_args()).args(args);
     run_command(cmd, timeout)
+}
+
+/// Runs `livesync -W <src> -D <dst> ARGS...` to completion, as
+/// [`run_livesync`] does.
+pub fn run_on<S: AsRef<OsStr>>(env: &TestEnv, args: &[S], timeout: Duration) -> Run {
+    let mut argv: Vec<OsString> = vec!["-W".into(), env.src.clone().into()];
+    argv.extend(["-D".into(), env.dst.clone().into()]);
+    argv.extend(args.iter().map(|a| a.as_ref().to_os_string()));
+    run_livesync(&argv, timeout)
 }
 
 /// Runs a prepared command to completion with captured output (killing it

@@ -187,10 +187,8 @@ impl Side {
         #[cfg(target_os = "linux")] // PR_SET_PDEATHSIG is Linux's
         unsafe {
             std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                    .map_err(std::io::Error::from)
             });
         }
         let child = cmd
@@ -243,10 +241,10 @@ impl Side {
 
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            // SAFETY: signalling our own child by pid.
-            unsafe {
-                libc::kill(c.id() as i32, libc::SIGTERM);
-            }
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(c.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
             let deadline = Instant::now() + secs(5.0);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = c.try_wait() {

@@ -16,6 +16,8 @@
 
 #![allow(dead_code)] // each test binary uses a different subset
 
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
 use std::ffi::OsString;
 use std::fs;
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
@@ -71,10 +73,8 @@ impl Server {
         #[cfg(target_os = "linux")] // PR_SET_PDEATHSIG is Linux's
         unsafe {
             cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                    .map_err(std::io::Error::from)
             });
         }
         let child = cmd.spawn().map_err(|e| format!("spawn {what}: {e}"))?;
@@ -116,8 +116,8 @@ impl Server {
     /// Kills the server's process group and reaps the server.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
-            // SAFETY: plain syscall; the group id is our child's pid.
-            unsafe { libc::killpg(c.id() as i32, libc::SIGKILL) };
+            // The group id is our child's pid.
+            let _ = killpg(Pid::from_raw(c.id() as i32), Signal::SIGKILL);
             let _ = c.kill();
             let _ = c.wait();
         }

@@ -154,9 +154,9 @@ pub struct Mirror {
     xattrs: bool,
     /// `--acls`: copy POSIX ACLs.
     acls: bool,
-    /// Bumped for every regular file put in place (the operations issue's
-    /// progress bar).
-    progress: Option<Arc<super::progress::Progress>>,
+    /// Bumped for every regular file put in place (read by the initial
+    /// sync's progress bar).
+    progress: Option<Arc<super::counts::Counts>>,
     /// `--dry-run`: log what would be done, write nothing (`dry.rs`).
     dry_run: bool,
     /// Test hook: fail the copy of this path after the temporary is written.
@@ -225,7 +225,7 @@ impl Mirror {
 
     /// Count every regular file put in place (copied or found identical)
     /// in `p`.
-    pub fn with_progress(mut self, p: Arc<super::progress::Progress>) -> Self {
+    pub fn with_progress(mut self, p: Arc<super::counts::Counts>) -> Self {
         self.progress = Some(p);
         self
     }

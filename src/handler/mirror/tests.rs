@@ -960,7 +960,7 @@ fn hard_links_stay_links_and_edits_through_either_name_reach_both() {
     fs::hard_link(env.s(b"a"), env.s(b"b")).unwrap();
     fs::hard_link(env.s(b"a"), env.s(b"sub/c")).unwrap();
     write(&env.s(b"lone"), b"single");
-    let progress = Arc::new(crate::handler::progress::Progress::default());
+    let progress = Arc::new(crate::handler::counts::Counts::default());
     env.run_with(
         &mut env.mirror().with_progress(Arc::clone(&progress)),
         vec![rsync(b"")],

@@ -1,17 +1,17 @@
-//! A progress counter a handler bumps as it finishes files, read by
-//! whoever shows progress (the daemon's progress bar during the initial
-//! sync). Only counts; it knows nothing about terminals or totals, and
+//! Counts of the files and bytes a handler has put in place, bumped as it
+//! finishes each file and read by whoever shows progress (the daemon's
+//! progress bar during the initial sync). Only counts; it knows nothing about terminals or totals, and
 //! handlers that cannot count (rsync runs as a child) simply never bump it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 #[derive(Debug, Default)]
-pub struct Progress {
+pub struct Counts {
     files: AtomicU64,
     bytes: AtomicU64,
 }
 
-impl Progress {
+impl Counts {
     /// One regular file of `bytes` bytes is in place at the destination
     /// (copied, or found identical).
     pub fn add_file(&self, bytes: u64) {
@@ -40,7 +40,7 @@ mod tests {
 
     #[test]
     fn counts_and_resets() {
-        let p = Progress::default();
+        let p = Counts::default();
         p.add_file(10);
         p.add_file(5);
         assert_eq!((p.files(), p.bytes()), (2, 15));
