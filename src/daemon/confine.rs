@@ -167,7 +167,7 @@ pub fn forbid_devices() -> Result<(), String> {
 /// exist on the target; the rest are left out by `cfg`). Files: open,
 /// stat, read and write, list, rename and remove (status, dump and list
 /// files, the rules file on reload, the tree walk), flock (the private
-/// dirs' locks, see `handler::private`); inotify; poll; unix
+/// dirs' locks, see `handler::tempdir`); inotify; poll; unix
 /// sockets (control socket, helper, syslog); threads (clone with
 /// CLONE_THREAD only, see [`filters`]); signals to process groups (the
 /// helper is asked instead, but a stop still looks). Not: execve, fork,
