@@ -30,6 +30,11 @@
 //! this off with the other `lstat`s.
 //!
 //! The tree does no syncing and no batching, and it never follows symlinks.
+//! It keeps no per-directory state of its own: the backend holds the
+//! watched directories once, compactly ([`nodes`]: parent and name per
+//! directory, full paths rebuilt only for events).
+
+pub mod nodes;
 
 use crate::monitor::{EventKind, Monitor, MonitorError, RawEvent};
 use crate::path;
