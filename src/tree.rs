@@ -29,7 +29,20 @@
 //! (`IN_ATTRIB`) the old name reports. `--cancel-syscalls=mon_stat` turns
 //! this off with the other `lstat`s.
 //!
+//! A backend that sees every directory without a watch each (fanotify's
+//! filesystem mark, [`Monitor::sees_everything`]) is given only the root:
+//! the tree then checks per event that the event's directory is one it
+//! would have watched (the rules up the path, not the destination; the
+//! answers for recent directories are kept), and it walks the tree at start
+//! only to learn hard links, and not at all with
+//! [`Tree::walk_at_start`] off (`--skip-initialsync`).
+//!
 //! The tree does no syncing and no batching, and it never follows symlinks.
+//! It keeps no per-directory state of its own: the backend holds the
+//! watched directories once, compactly ([`nodes`]: parent and name per
+//! directory, full paths rebuilt only for events).
+
+pub mod nodes;
 
 use crate::monitor::{EventKind, Monitor, MonitorError, RawEvent};
 use crate::path;
@@ -103,7 +116,17 @@ pub struct Tree {
     links: Links,
     /// Whether to learn them at all (each costs an `lstat` per file).
     track_links: bool,
+    /// With a backend that sees everything: whether events in a directory
+    /// count (the rules and the destination, checked up the path), for
+    /// the directories events came from lately.
+    dir_counts: HashMap<Vec<u8>, bool>,
+    /// With such a backend, whether walking the whole tree at start (and
+    /// at a rescan of the root) to learn its hard links is worth it.
+    walk_at_start: bool,
 }
+
+/// How many directories [`Tree::dir_counts`] remembers before starting over.
+const DIR_COUNTS_MAX: usize = 4096;
 
 /// Source (dev, ino) of a file.
 type FileId = (u64, u64);
@@ -202,7 +225,45 @@ impl Tree {
             never_enter_reported: false,
             links: Links::default(),
             track_links: true,
+            dir_counts: HashMap::new(),
+            walk_at_start: true,
         }
+    }
+
+    /// With a backend that sees every directory (fanotify), whether to walk
+    /// the tree at start anyway, to learn the hard links that exist already
+    /// (on by default). `--skip-initialsync` turns it off: starting then
+    /// costs nothing per directory, and a file hard-linked before the start
+    /// syncs only through the name it was changed by, until a change of its
+    /// link count tells the tree about it.
+    pub fn walk_at_start(&mut self, on: bool) {
+        self.walk_at_start = on;
+    }
+
+    /// Whether events in directory `dir` count, for a backend that sees
+    /// every directory: it and every directory above it may be walked, it
+    /// may be monitored, and none of them is the destination; what the
+    /// tree would have watched, had it walked.
+    fn counts_in(&mut self, dir: &[u8]) -> bool {
+        if let Some(&yes) = self.dir_counts.get(dir) {
+            return yes;
+        }
+        let mut yes = self.monitorable(dir);
+        let mut end = 0;
+        while yes && end < dir.len() {
+            end = dir[end..]
+                .iter()
+                .position(|b| *b == b'/')
+                .map_or(dir.len(), |i| end + i);
+            let at = &dir[..end];
+            yes = self.walkable(at) && !self.is_destination(at);
+            end += 1;
+        }
+        if self.dir_counts.len() >= DIR_COUNTS_MAX {
+            self.dir_counts.clear();
+        }
+        self.dir_counts.insert(dir.to_vec(), yes);
+        yes
     }
 
     /// Never walk or watch the directory with this (device, inode): the
@@ -286,6 +347,7 @@ impl Tree {
 
     pub fn set_rules(&mut self, rules: Arc<Rules>) {
         self.rules = rules;
+        self.dir_counts.clear();
     }
 
     fn walkable(&self, rel: &[u8]) -> bool {
@@ -312,6 +374,18 @@ impl Tree {
         rel: &[u8],
         strict: bool,
     ) -> Result<usize, MonitorError> {
+        // A filesystem mark covers the tree: below the root nothing is
+        // registered (the rules are applied per event instead), and the
+        // tree is walked only to learn its hard links, when asked to.
+        let everything = mon.sees_everything();
+        let register_all = !(everything && rel.is_empty());
+        if !register_all {
+            self.dir_counts.clear();
+            if !(self.track_links && self.walk_at_start) {
+                mon.add_watch(rel)?;
+                return Ok(1);
+            }
+        }
         let mut stack = vec![rel.to_vec()];
         let mut visited = 0usize;
         while let Some(dir) = stack.pop() {
@@ -319,7 +393,7 @@ impl Tree {
                 continue;
             }
             visited += 1;
-            if self.monitorable(&dir) {
+            if self.monitorable(&dir) && (register_all || dir.is_empty()) {
                 match mon.add_watch(&dir) {
                     Ok(()) => {}
                     Err(MonitorError::Gone { .. }) => continue,
@@ -646,7 +720,20 @@ impl Tree {
         events: &[RawEvent],
         out: &mut Vec<Change>,
     ) -> Result<(), TreeError> {
+        let sees_everything = mon.sees_everything();
         for ev in events {
+            if sees_everything
+                && !matches!(ev.kind, EventKind::Rescan | EventKind::WatchGone)
+                && !ev.path.is_empty()
+            {
+                if ev.is_dir && matches!(ev.kind, EventKind::MovedFrom | EventKind::Removed) {
+                    // Names below it may mean something else from now on.
+                    self.dir_counts.clear();
+                }
+                if !self.counts_in(path::parent(&ev.path)) {
+                    continue;
+                }
+            }
             self.note_mask(ev);
             if let Some(held) = self.held.take() {
                 if ev.kind == EventKind::MovedTo && ev.cookie != 0 && ev.cookie == held.cookie {
@@ -710,9 +797,14 @@ mod tests {
         /// Directories it refuses to watch (as the kernel does one a
         /// daemon that is not root may not read).
         refuse: BTreeSet<Vec<u8>>,
+        /// Covers every directory, like fanotify's filesystem mark.
+        everything: bool,
     }
 
     impl Monitor for FakeMonitor {
+        fn sees_everything(&self) -> bool {
+            self.everything
+        }
         fn add_watch(&mut self, rel: &[u8]) -> Result<(), MonitorError> {
             if self.refuse.contains(rel) {
                 return Err(MonitorError::Watch {
@@ -922,6 +1014,34 @@ mod tests {
         )
         .expect("process");
         assert!(!mon.watched.iter().any(|p| p.starts_with(b"b/moved")));
+    }
+
+    #[test]
+    fn with_a_filesystem_mark_nothing_is_walked_and_events_are_filtered_by_the_rules() {
+        use std::os::unix::fs::MetadataExt;
+        let (dir, _, mut mon) = setup();
+        for d in ["a/b", "skip/in", "dst/in"] {
+            std::fs::create_dir_all(dir.path().join(d)).expect("mkdir");
+        }
+        let rules = Rules::parse(b"-d(^|/)skip$\n", "test").expect("rules");
+        let mut tree = Tree::new(mon.root.clone(), Arc::new(rules), 0);
+        let m = std::fs::metadata(dir.path().join("dst")).expect("stat");
+        tree.never_enter((m.dev(), m.ino()));
+        mon.everything = true;
+        // Walked for the hard links, but nothing registered below the root.
+        assert_eq!(tree.watch_subtree(&mut mon, b"", true).expect("walk"), 3);
+        let got: Vec<&[u8]> = mon.watched.iter().map(|p| p.as_slice()).collect();
+        assert_eq!(got, vec![&b""[..]], "only the root is registered");
+        // Not walked at all (--skip-initialsync).
+        tree.walk_at_start(false);
+        assert_eq!(tree.watch_subtree(&mut mon, b"", true).expect("walk"), 1);
+        let evs: Vec<RawEvent> = ["a/b/f", "a/g", "skip/f", "skip/in/f", "dst/f", "dst/in/f"]
+            .iter()
+            .map(|p| ev(p, EventKind::Modified, false, 0))
+            .collect();
+        let mut out = Vec::new();
+        tree.process(&mut mon, &evs, &mut out).expect("process");
+        assert_eq!(modified(&out), ["a/b/f", "a/g"]);
     }
 
     #[test]

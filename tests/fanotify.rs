@@ -299,6 +299,31 @@ fn moves_into_and_out_of_the_root() {
     assert_eq!(r.changes, vec![created("come/deep/marker", false)]);
 }
 
+/// The filesystem mark covers the tree: starting costs no walk and no
+/// per-directory entry, and a change deep in a directory never named to
+/// the backend is reported at its path (resolved from the handle).
+#[test]
+fn the_tree_is_not_walked_and_a_change_deep_in_it_is_seen() {
+    let Some(mut r) = rig(None) else { return };
+    for i in 0..50 {
+        fs::create_dir_all(r.root.join(format!("d{i}/e/f"))).expect("mkdir");
+    }
+    r.walk();
+    assert!(
+        r.mon.watch_count() <= 1,
+        "{} registered",
+        r.mon.watch_count()
+    );
+    fs::write(r.root.join("d37/e/f/new"), b"n").expect("write");
+    fs::rename(r.root.join("d12"), r.root.join("moved")).expect("rename");
+    fs::write(r.root.join("moved/e/f/after"), b"a").expect("write");
+    r.wait("changes deep in the tree", |c| {
+        c.contains(&created("d37/e/f/new", false))
+            && c.contains(&moved("d12", "moved", true))
+            && c.contains(&created("moved/e/f/after", false))
+    });
+}
+
 #[test]
 fn events_outside_the_root_are_ignored() {
     let Some(mut r) = rig(None) else { return };

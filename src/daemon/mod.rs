@@ -2439,6 +2439,8 @@ fn start_and_run(mut cfg: Config) -> Result<(), DaemonError> {
         }
     }
     tree.track_links(!cfg.cancel_mon_stat);
+    // (fanotify: no walk at start without an initial sync.)
+    tree.walk_at_start(!cfg.skip_initialsync);
     if cfg.only_initialsync {
         ::log::info!(
             "--only-initialsync: syncing {} once, watching nothing",

@@ -6,15 +6,19 @@
 //! the kernel keeps no per-directory state. The group reports file handles
 //! (`FAN_REPORT_DFID_NAME`, plus `FAN_REPORT_FID | FAN_REPORT_TARGET_FID`
 //! and `FAN_RENAME` on 5.17+, where a rename is one event; older kernels
-//! get `FAN_MOVED_FROM`/`FAN_MOVED_TO`, paired here). This module owns the
-//! cache from directory handle to path relative to the root: the tree fills
-//! it through [`Monitor::add_watch`] (one `name_to_handle_at` per
-//! directory, no kernel watch), renames and removals keep it right, and
-//! after a queue overflow every cached handle is resolved again with
-//! `open_by_handle_at`. An event counts only when its directory is in that
-//! cache, which is exactly the set of directories the tree chose to watch;
-//! everything else on the filesystem (outside the root, or in directories
-//! the rules exclude) is dropped with one hash lookup.
+//! get `FAN_MOVED_FROM`/`FAN_MOVED_TO`, paired here). Nothing is stored
+//! per directory and the tree is not walked ([`Monitor::sees_everything`]):
+//! the directory handle of an event is resolved to a path when the event
+//! comes (`open_by_handle_at` on a descriptor of its filesystem, then the
+//! descriptor's `/proc/self/fd` link), and a small bounded cache keeps the
+//! answers for the directories seen lately. Directory renames and removals
+//! the events report re-label or drop the cached entries below them; after
+//! a queue overflow the cache starts empty, so every entry is the kernel's
+//! answer again. A handle outside the root resolves to "not ours" (cached
+//! too, so the rest of the filesystem costs one lookup per event); which
+//! directories inside the root count is the tree's business (the rules).
+//! Directories deeper than `PATH_MAX` cannot be named through `/proc`, so
+//! their events are dropped (with one warning).
 //!
 //! What is ignored: events caused by this very process (the event pid is
 //! the daemon's tgid: its own threads, e.g. the built-in mirror's workers);
@@ -23,7 +27,9 @@
 //! on an object with no parent to name it (only a `FID` record) are
 //! dropped, as are events on the root directory itself other than its
 //! removal or rename. Filesystems mounted below the root get their own
-//! filesystem mark when the tree first adds a directory on them.
+//! filesystem mark: those in `/proc/self/mountinfo` when the root is
+//! registered (at start and at each rescan), and any the tree adds a
+//! directory on later.
 //!
 //! The kernel merges events that name the same object, so a mask is a set
 //! of things that happened in an unknown order; the current state is taken
@@ -35,10 +41,9 @@ pub mod records;
 use super::{EventKind, Monitor, MonitorError, RawEvent};
 use crate::path;
 use records::{Fid, InfoKind};
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::ffi::CString;
 use std::io;
-use std::ops::Bound;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
@@ -81,8 +86,18 @@ const MAX_PENDING_MOVES: usize = 1024;
 
 /// A directory handle as a map key: fsid (8 bytes), handle type (4), handle.
 type Key = Arc<[u8]>;
-/// A path relative to the root, shared by both maps (stored once).
+/// A path relative to the root.
 type Rel = Arc<[u8]>;
+/// How many directory handles the cache keeps (half are dropped, the
+/// least recently used, when it is full).
+const CACHE_MAX: usize = 4096;
+
+/// A cached answer: where the directory is (`None`: outside the root or
+/// gone), and when it was last used.
+struct Cached {
+    rel: Option<Rel>,
+    used: u64,
+}
 
 /// Which rename reporting the kernel gave us.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -257,6 +272,31 @@ pub fn classify(mask: u64, exists: bool) -> Option<EventKind> {
     }
 }
 
+/// A mount point as `/proc/self/mountinfo` writes it (`\ooo` for space,
+/// tab, newline and backslash).
+fn unescape_mountinfo(field: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(field.len());
+    let mut i = 0;
+    while i < field.len() {
+        if field[i] == b'\\'
+            && i + 3 < field.len()
+            && field[i + 1..i + 4]
+                .iter()
+                .all(|d| (b'0'..=b'7').contains(d))
+        {
+            let v = field[i + 1..i + 4]
+                .iter()
+                .fold(0u32, |acc, d| acc * 8 + u32::from(d - b'0'));
+            out.push(v as u8);
+            i += 4;
+        } else {
+            out.push(field[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
 /// A `FAN_MOVED_FROM` waiting for its `FAN_MOVED_TO`.
 struct PendingMove {
     /// The moved object's handle, when the kernel reports it.
@@ -271,8 +311,13 @@ pub struct Fanotify {
     mode: RenameMode,
     /// The mask of every filesystem mark.
     mask: u64,
-    by_handle: HashMap<Key, Rel>,
-    by_path: BTreeMap<Rel, Key>,
+    /// Directory handle → path, for the directories seen lately.
+    cache: HashMap<Key, Cached>,
+    /// The use counter for `cache`.
+    tick: u64,
+    /// Handles that could not be resolved for a reason other than being
+    /// gone (deeper than PATH_MAX, no /proc) were reported once.
+    unresolved_reported: bool,
     root_key: Key,
     /// fsid → a descriptor on that filesystem, for `open_by_handle_at`.
     mounts: HashMap<[u8; 8], OwnedFd>,
@@ -447,8 +492,9 @@ impl Fanotify {
             group,
             mode,
             mask,
-            by_handle: HashMap::new(),
-            by_path: BTreeMap::new(),
+            cache: HashMap::new(),
+            tick: 0,
+            unresolved_reported: false,
             root_key: root_key.clone(),
             mounts: HashMap::new(),
             mount_fsid: HashMap::new(),
@@ -480,38 +526,74 @@ impl Fanotify {
         self.ignore_pid = pid;
     }
 
-    fn keys_under(&self, rel: &[u8]) -> Vec<Rel> {
-        self.by_path
-            .range::<[u8], _>((Bound::Included(rel), Bound::Unbounded))
-            .take_while(|(k, _)| k.starts_with(rel))
-            .filter(|(k, _)| path::is_under(k, rel))
-            .map(|(k, _)| k.clone())
-            .collect()
-    }
-
-    fn drop_path(&mut self, rel: &[u8]) {
-        if let Some(key) = self.by_path.remove(rel) {
-            if self.by_handle.get(&key).is_some_and(|p| &**p == rel) {
-                self.by_handle.remove(&key);
+    /// Remembers where the directory `key` is (`None`: not ours).
+    fn remember(&mut self, key: &[u8], rel: Option<Rel>) {
+        if self.cache.len() >= CACHE_MAX && !self.cache.contains_key(key) {
+            // Drop the least recently used half.
+            let mut ages: Vec<u64> = self.cache.values().map(|c| c.used).collect();
+            let mid = ages.len() / 2;
+            let (_, cut, _) = ages.select_nth_unstable(mid);
+            let cut = *cut;
+            self.cache.retain(|_, c| c.used > cut);
+        }
+        self.tick += 1;
+        let used = self.tick;
+        match self.cache.get_mut(key) {
+            Some(c) => *c = Cached { rel, used },
+            None => {
+                self.cache.insert(key.into(), Cached { rel, used });
             }
         }
     }
 
-    /// Re-labels `from` and everything cached below it as `to`.
+    /// Drops every cached directory at or below `rel`, and every "not
+    /// ours" (a directory moved in from outside is ours now).
+    fn forget_under(&mut self, rel: &[u8]) {
+        self.cache
+            .retain(|_, c| c.rel.as_ref().is_some_and(|p| !path::is_under(p, rel)));
+    }
+
+    /// Re-labels the cached directories at or below `from` as `to`.
     fn relabel(&mut self, from: &[u8], to: &[u8]) {
         if from == to {
             return;
         }
-        for k in self.keys_under(to) {
-            if !path::is_under(&k, from) {
-                self.drop_path(&k);
+        self.cache.retain(|_, c| match &c.rel {
+            Some(p) => path::is_under(p, from) || !path::is_under(p, to),
+            // Maybe moved in from outside: asked again.
+            None => false,
+        });
+        for c in self.cache.values_mut() {
+            if let Some(p) = &c.rel {
+                if path::is_under(p, from) {
+                    c.rel = Some(path::rebase(p, from, to).into());
+                }
             }
         }
-        for k in self.keys_under(from) {
-            if let Some(key) = self.by_path.remove(&k) {
-                let new: Rel = path::rebase(&k, from, to).into();
-                self.by_handle.insert(key.clone(), new.clone());
-                self.by_path.insert(new, key);
+    }
+
+    /// Puts a filesystem mark on every filesystem mounted below the root
+    /// (from `/proc/self/mountinfo`), so that no walk is needed to find
+    /// them. Mounts that cannot be read are left to the tree.
+    fn mark_mounts_below(&mut self) {
+        let Ok(info) = std::fs::read("/proc/self/mountinfo") else {
+            return;
+        };
+        for line in info.split(|b| *b == b'\n') {
+            // The fifth field: the mount point, with \ooo escapes.
+            let Some(field) = line.split(|b| *b == b' ').nth(4) else {
+                continue;
+            };
+            let point = unescape_mountinfo(field);
+            let abs = Path::new(std::ffi::OsStr::from_bytes(&point));
+            if abs == self.root || !abs.starts_with(&self.root) {
+                continue;
+            }
+            let Ok((fd, _, mount_id)) = dir_handle(abs) else {
+                continue;
+            };
+            if let Err(e) = self.fsid_for(mount_id, fd, abs) {
+                log::warn!("{e}; changes on that filesystem are not seen");
             }
         }
     }
@@ -598,65 +680,46 @@ impl Fanotify {
         Ok(Some(link))
     }
 
-    /// After lost events: resolves every cached directory handle again, so
-    /// renames we missed re-label their paths and removed or moved-out
-    /// directories drop out. Handles that cannot be resolved for another
-    /// reason (no /proc) keep their old path; the tree's rescan lstat-checks
-    /// those.
+    /// After lost events: renames and removals may have been missed, so
+    /// every cached answer is dropped and asked of the kernel again.
     fn revalidate(&mut self) {
-        let entries: Vec<(Key, Rel)> = self
-            .by_handle
-            .iter()
-            .map(|(k, p)| (k.clone(), p.clone()))
-            .collect();
-        let mut fixed = 0usize;
-        for (key, old) in entries {
-            let now = match self.locate(&key) {
-                Ok(Some(abs)) => abs
-                    .strip_prefix(&self.root)
-                    .ok()
-                    .map(|r| r.as_os_str().as_bytes().to_vec()),
-                Ok(None) => None,
-                Err(_) => continue,
-            };
-            match now {
-                Some(rel) if *rel == *old => {}
-                Some(rel) => {
-                    fixed += 1;
-                    if self.by_path.get(&*old).is_some_and(|k| *k == key) {
-                        self.by_path.remove(&*old);
-                    }
-                    let rel: Rel = rel.into();
-                    if let Some(prev) = self.by_path.insert(rel.clone(), key.clone()) {
-                        if prev != key {
-                            self.by_handle.remove(&prev);
-                        }
-                    }
-                    self.by_handle.insert(key, rel);
-                }
-                None => {
-                    fixed += 1;
-                    self.by_handle.remove(&key);
-                    if self.by_path.get(&*old).is_some_and(|k| *k == key) {
-                        self.by_path.remove(&*old);
-                    }
-                }
-            }
-        }
-        if fixed > 0 {
-            log::debug!(
-                "fanotify: {fixed} cached directories moved or vanished while events were lost"
-            );
-        }
+        self.cache.clear();
     }
 
-    /// The cached path of the directory named by `f`.
+    /// The path of the directory named by `f` (`None`: not below the root,
+    /// or gone): from the cache, or else from the kernel.
     fn dir_of(&mut self, f: &Fid<'_>) -> Option<Vec<u8>> {
         let mut k = std::mem::take(&mut self.scratch);
         fid_key(&mut k, f);
-        let p = self.by_handle.get(k.as_slice()).map(|p| p.to_vec());
+        self.tick += 1;
+        let tick = self.tick;
+        if let Some(c) = self.cache.get_mut(k.as_slice()) {
+            c.used = tick;
+            let p = c.rel.as_ref().map(|p| p.to_vec());
+            self.scratch = k;
+            return p;
+        }
+        let rel = match self.locate(&k) {
+            Ok(Some(abs)) => abs
+                .strip_prefix(&self.root)
+                .ok()
+                .map(|r| Rel::from(r.as_os_str().as_bytes())),
+            Ok(None) => None,
+            Err(e) => {
+                // Not cached: it may work next time.
+                if !self.unresolved_reported {
+                    self.unresolved_reported = true;
+                    log::warn!(
+                        "fanotify: cannot tell where a changed directory is ({e}); its events are dropped (a directory deeper than PATH_MAX?)"
+                    );
+                }
+                self.scratch = k;
+                return None;
+            }
+        };
+        self.remember(&k, rel.clone());
         self.scratch = k;
-        p
+        rel.map(|p| p.to_vec())
     }
 
     fn child_key(ev: &records::Event<'_>) -> Option<Key> {
@@ -813,67 +876,9 @@ impl Fanotify {
     }
 }
 
-/// The backend as a trait object, for a `--monitor` factory. An
-/// [`MonitorError::Unavailable`] from here is the cue to fall back to
-/// inotify with a warning.
-pub fn open(root: &Path, _: &super::MonitorOptions) -> Result<Box<dyn Monitor>, MonitorError> {
-    Ok(Box::new(Fanotify::new(root)?))
-}
-
-impl Monitor for Fanotify {
-    /// Registers the directory's handle; the filesystem mark already
-    /// covers it. A directory on a filesystem not yet marked gets a mark.
-    fn add_watch(&mut self, rel: &[u8]) -> Result<(), MonitorError> {
-        let abs = path::abs(&self.root, rel);
-        let gone_or = |e: io::Error| match e.raw_os_error() {
-            Some(libc::ENOENT) | Some(libc::ENOTDIR) | Some(libc::ELOOP) => MonitorError::Gone {
-                path: path::display_os(&abs),
-            },
-            _ => MonitorError::Watch {
-                path: path::display_os(&abs),
-                source: e,
-            },
-        };
-        let (hb, mount_id) = path_handle(&abs).map_err(gone_or)?;
-        let fsid = match self.mount_fsid.get(&mount_id) {
-            Some(f) => *f,
-            None => {
-                // A mount we have not seen: open it to learn its fsid (and
-                // mark its filesystem if it is a new one).
-                let (fd, _, mount_id) = dir_handle(&abs).map_err(gone_or)?;
-                self.fsid_for(mount_id, fd, &abs)?
-            }
-        };
-        let mut k = std::mem::take(&mut self.scratch);
-        make_key(&mut k, &fsid, hb.handle_type, hb.bytes());
-        let key: Key = k.as_slice().into();
-        self.scratch = k;
-        if let Some(old) = self.by_handle.get(&key).cloned() {
-            if &*old != rel {
-                // The same directory known under another name: a move we
-                // did not see. Its subtree follows it.
-                self.relabel(&old, rel);
-            }
-        }
-        if let Some(prev) = self.by_path.get(rel) {
-            if *prev != key {
-                // A directory that was replaced at this path.
-                self.by_handle.remove(prev);
-            }
-        }
-        let rel: Rel = rel.into();
-        self.by_handle.insert(key.clone(), rel.clone());
-        self.by_path.insert(rel, key);
-        Ok(())
-    }
-
-    fn forget_subtree(&mut self, rel: &[u8]) {
-        for k in self.keys_under(rel) {
-            self.drop_path(&k);
-        }
-    }
-
-    fn read_events(&mut self, out: &mut Vec<RawEvent>) -> Result<(), MonitorError> {
+impl Fanotify {
+    /// Reads up to [`MAX_READS_PER_CALL`] buffers of records into `out`.
+    fn read_batch(&mut self, out: &mut Vec<RawEvent>) -> Result<(), MonitorError> {
         for _ in 0..MAX_READS_PER_CALL {
             let buf = std::mem::take(&mut self.buf);
             let n = loop {
@@ -931,30 +936,154 @@ impl Monitor for Fanotify {
         }
         Ok(())
     }
+}
+
+/// Moves each `MovedTo` right after the `MovedFrom` it pairs with (the
+/// same cookie) when other events came between them: those were resolved
+/// to where their directory is now, after the move, and the tree takes the
+/// halves of a move only back to back.
+fn pair_up(evs: &mut [RawEvent]) {
+    for i in 0..evs.len() {
+        if evs[i].kind != EventKind::MovedTo || evs[i].cookie == 0 {
+            continue;
+        }
+        let c = evs[i].cookie;
+        if let Some(j) = evs[..i]
+            .iter()
+            .rposition(|e| e.kind == EventKind::MovedFrom && e.cookie == c)
+        {
+            evs[j + 1..=i].rotate_right(1);
+        }
+    }
+}
+
+/// The backend as a trait object, for a `--monitor` factory. An
+/// [`MonitorError::Unavailable`] from here is the cue to fall back to
+/// inotify with a warning.
+pub fn open(root: &Path, _: &super::MonitorOptions) -> Result<Box<dyn Monitor>, MonitorError> {
+    Ok(Box::new(Fanotify::new(root)?))
+}
+
+impl Monitor for Fanotify {
+    /// Registers the directory's handle; the filesystem mark already
+    /// covers it. A directory on a filesystem not yet marked gets a mark.
+    fn add_watch(&mut self, rel: &[u8]) -> Result<(), MonitorError> {
+        let abs = path::abs(&self.root, rel);
+        let gone_or = |e: io::Error| match e.raw_os_error() {
+            Some(libc::ENOENT) | Some(libc::ENOTDIR) | Some(libc::ELOOP) => MonitorError::Gone {
+                path: path::display_os(&abs),
+            },
+            _ => MonitorError::Watch {
+                path: path::display_os(&abs),
+                source: e,
+            },
+        };
+        let (hb, mount_id) = path_handle(&abs).map_err(gone_or)?;
+        let fsid = match self.mount_fsid.get(&mount_id) {
+            Some(f) => *f,
+            None => {
+                // A mount we have not seen: open it to learn its fsid (and
+                // mark its filesystem if it is a new one).
+                let (fd, _, mount_id) = dir_handle(&abs).map_err(gone_or)?;
+                self.fsid_for(mount_id, fd, &abs)?
+            }
+        };
+        if rel.is_empty() {
+            self.mark_mounts_below();
+        }
+        // Fresh news of where it is: cached (replacing any older answer).
+        let mut k = std::mem::take(&mut self.scratch);
+        make_key(&mut k, &fsid, hb.handle_type, hb.bytes());
+        self.remember(&k, Some(rel.into()));
+        self.scratch = k;
+        Ok(())
+    }
+
+    fn forget_subtree(&mut self, rel: &[u8]) {
+        self.forget_under(rel);
+    }
+
+    fn read_events(&mut self, out: &mut Vec<RawEvent>) -> Result<(), MonitorError> {
+        let start = out.len();
+        let r = self.read_batch(out);
+        pair_up(&mut out[start..]);
+        r
+    }
 
     fn fd(&self) -> RawFd {
         self.group.as_raw_fd()
     }
 
+    /// The directories cached now (the mark covers them all).
     fn watch_count(&self) -> usize {
-        self.by_path.len()
+        self.cache.values().filter(|c| c.rel.is_some()).count()
     }
 
+    /// The cached directories at or below `rel`, sorted.
     fn watched_under(&self, rel: &[u8]) -> Vec<Vec<u8>> {
-        self.keys_under(rel)
-            .into_iter()
-            .map(|k| k.to_vec())
-            .collect()
+        let mut v: Vec<Vec<u8>> = self
+            .cache
+            .values()
+            .filter_map(|c| c.rel.as_ref())
+            .filter(|p| path::is_under(p, rel))
+            .map(|p| p.to_vec())
+            .collect();
+        v.sort();
+        v.dedup();
+        v
     }
 
+    /// Every directory below the root is covered: whether `rel` is one.
     fn is_watched(&self, rel: &[u8]) -> bool {
-        self.by_path.contains_key(rel)
+        std::fs::symlink_metadata(path::abs(&self.root, rel)).is_ok_and(|m| m.is_dir())
+    }
+
+    fn sees_everything(&self) -> bool {
+        true
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The cache of directory handles stays bounded, keeps what was used
+    /// lately, and follows renames and removals (root only: fanotify needs
+    /// CAP_SYS_ADMIN).
+    #[test]
+    fn the_handle_cache_is_bounded_and_follows_renames() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().canonicalize().expect("canonical");
+        let Ok(mut fan) = Fanotify::new(&root) else {
+            return; // a filesystem without handles: nothing to test here
+        };
+        fan.remember(b"hot", Some(Rel::from(&b"a/b"[..])));
+        for i in 0..3 * CACHE_MAX {
+            fan.remember(
+                format!("k{i}").as_bytes(),
+                Some(format!("d/{i}").as_bytes().into()),
+            );
+            if i % 100 == 0 {
+                fan.tick += 1;
+                fan.cache
+                    .get_mut(&b"hot"[..])
+                    .expect("kept while used")
+                    .used = fan.tick;
+            }
+        }
+        assert!(fan.cache.len() <= CACHE_MAX, "{} entries", fan.cache.len());
+        fan.remember(b"out", None);
+        fan.relabel(b"a", b"x");
+        let hot = fan.cache.get(&b"hot"[..]).and_then(|c| c.rel.clone());
+        assert_eq!(hot.as_deref(), Some(&b"x/b"[..]));
+        assert!(!fan.cache.contains_key(&b"out"[..]), "not-ours asked again");
+        fan.forget_subtree(b"x");
+        assert!(!fan.cache.contains_key(&b"hot"[..]));
+    }
 
     #[test]
     fn classify_reads_merged_masks_against_the_current_state() {

@@ -1,7 +1,10 @@
 //! The inotify backend (Linux).
 //!
 //! Owns one inotify instance and the two-way map between its watch
-//! descriptors and directory paths relative to the watch root. It turns the
+//! descriptors and directory paths relative to the watch root: the
+//! directories are [`Nodes`] (parent and name each, one arena of names, no
+//! full path stored), and a watch descriptor maps to its node; the path of
+//! an event is rebuilt from the names. It turns the
 //! kernel's records into [`RawEvent`]s and keeps that map right on its own
 //! when a watched directory is renamed inside the tree (a paired
 //! `IN_MOVED_FROM`/`IN_MOVED_TO` for a directory re-labels the whole
@@ -16,8 +19,9 @@
 
 use super::{EventKind, Monitor, MonitorError, RawEvent};
 use crate::path;
-use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
-use std::collections::{BTreeMap, HashMap};
+use crate::tree::nodes::{self, Nodes};
+use inotify::{EventMask, Inotify, WatchMask};
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
@@ -34,8 +38,10 @@ const MAX_PENDING_DIR_MOVES: usize = 1024;
 pub struct InotifyMonitor {
     root: PathBuf,
     inotify: Inotify,
-    by_wd: HashMap<i32, Vec<u8>>,
-    by_path: BTreeMap<Vec<u8>, WatchDescriptor>,
+    /// The watched directories; a node's value is its watch descriptor.
+    dirs: Nodes,
+    /// Watch descriptor → node (always the node whose value it is).
+    by_wd: HashMap<i32, nodes::Id>,
     /// cookie → source path of a directory whose move is half seen.
     dir_moves: Vec<(u32, Vec<u8>)>,
     buf: Vec<u8>,
@@ -81,21 +87,27 @@ impl InotifyMonitor {
         Ok(InotifyMonitor {
             root: root.to_path_buf(),
             inotify,
+            dirs: Nodes::new(),
             by_wd: HashMap::new(),
-            by_path: BTreeMap::new(),
             dir_moves: Vec::new(),
             buf: vec![0; READ_BUFFER],
         })
     }
 
-    /// Every watched path at or below `rel`.
+    /// Every watched path at or below `rel`, sorted.
     fn subtree_keys(&self, rel: &[u8]) -> Vec<Vec<u8>> {
-        self.by_path
-            .range(rel.to_vec()..)
-            .take_while(|(k, _)| k.starts_with(rel))
-            .filter(|(k, _)| path::is_under(k, rel))
-            .map(|(k, _)| k.clone())
-            .collect()
+        let Some(id) = self.dirs.lookup(rel) else {
+            return Vec::new();
+        };
+        let mut keys: Vec<Vec<u8>> = self
+            .dirs
+            .subtree(id)
+            .into_iter()
+            .filter(|&k| self.dirs.val(k) != nodes::NONE)
+            .map(|k| self.dirs.path(k))
+            .collect();
+        keys.sort();
+        keys
     }
 
     /// Re-labels `from` and everything below it as `to`.
@@ -109,23 +121,81 @@ impl InotifyMonitor {
                 self.drop_path(&k, false);
             }
         }
-        for k in self.subtree_keys(from) {
-            if let Some(wd) = self.by_path.remove(&k) {
-                let new = path::rebase(&k, from, to);
-                self.by_wd.insert(wd.get_watch_descriptor_id(), new.clone());
-                self.by_path.insert(new, wd);
+        let Some(id) = self.dirs.lookup(from) else {
+            return;
+        };
+        // The usual case: one node changes parent and name.
+        if id != 0
+            && !path::is_under(to, from)
+            && !path::is_under(from, to)
+            && self.dirs.lookup(to).is_none()
+        {
+            let (parent, name) = match to.iter().rposition(|b| *b == b'/') {
+                Some(i) => (&to[..i], &to[i + 1..]),
+                None => (&b""[..], to),
+            };
+            if let Ok(p) = self.dirs.ensure(parent) {
+                if self.dirs.move_to(id, p, name).is_ok() {
+                    return;
+                }
+                self.dirs.clear(p);
             }
         }
+        // Otherwise watch by watch.
+        let moved: Vec<(Vec<u8>, i32)> = self
+            .dirs
+            .subtree(id)
+            .into_iter()
+            .filter(|&k| self.dirs.val(k) != nodes::NONE)
+            .map(|k| (self.dirs.path(k), self.dirs.val(k)))
+            .collect();
+        for (k, _) in &moved {
+            self.drop_path(k, false);
+        }
+        for (k, wd) in moved {
+            self.put(&path::rebase(&k, from, to), wd);
+        }
+    }
+
+    /// Records `wd` as the watch of `rel` (replacing any other there).
+    fn put(&mut self, rel: &[u8], wd: i32) {
+        let Ok(id) = self.dirs.ensure(rel) else {
+            // Out of room for names: forget the watch rather than misfile it.
+            log::error!(
+                "cannot record the watch of {}: too many directory names; restart livesync",
+                path::display(rel)
+            );
+            self.rm_watch(wd);
+            return;
+        };
+        let prev = self.dirs.val(id);
+        if prev != nodes::NONE && prev != wd {
+            // A stale watch of a directory that was replaced at this path.
+            self.by_wd.remove(&prev);
+        }
+        self.dirs.set_val(id, wd);
+        self.by_wd.insert(wd, id);
+    }
+
+    fn rm_watch(&self, wd: i32) {
+        // SAFETY: removing a watch by number from our own inotify fd; EINVAL
+        // means the kernel already dropped it (the dir is gone).
+        let _ = unsafe { libc::inotify_rm_watch(self.inotify.as_raw_fd(), wd) };
     }
 
     /// Forgets one path; with `rm`, also tells the kernel.
     fn drop_path(&mut self, rel: &[u8], rm: bool) {
-        if let Some(wd) = self.by_path.remove(rel) {
-            self.by_wd.remove(&wd.get_watch_descriptor_id());
-            if rm {
-                // EINVAL means the kernel already dropped it (the dir is gone).
-                let _ = self.inotify.watches().remove(wd);
-            }
+        let Some(id) = self.dirs.lookup(rel) else {
+            return;
+        };
+        let wd = self.dirs.val(id);
+        if wd == nodes::NONE {
+            return;
+        }
+        self.by_wd.remove(&wd);
+        self.dirs.clear(id);
+        if rm {
+            self.rm_watch(wd);
         }
     }
 
@@ -150,7 +220,7 @@ impl InotifyMonitor {
             });
             return;
         }
-        let Some(dir) = self.by_wd.get(&wd) else {
+        let Some(&node) = self.by_wd.get(&wd) else {
             // A watch we already forgot (its IN_IGNORED, or late events of a
             // directory moved out of the tree).
             return;
@@ -158,15 +228,15 @@ impl InotifyMonitor {
         let is_dir = mask.contains(EventMask::ISDIR);
         if mask.contains(EventMask::IGNORED) {
             // The kernel removed this watch: the dir was deleted or its
-            // filesystem unmounted. Forget it only if the path still maps to
-            // this very watch (it may have been re-created and re-watched).
-            let dir = dir.clone();
-            if self.by_path.get(&dir).map(|w| w.get_watch_descriptor_id()) == Some(wd) {
-                self.by_path.remove(&dir);
-            }
+            // filesystem unmounted. (A path re-created and re-watched has
+            // another descriptor, and its node keeps that one.)
             self.by_wd.remove(&wd);
+            if self.dirs.val(node) == wd {
+                self.dirs.clear(node);
+            }
             return;
         }
+        let dir = &self.dirs.path(node);
         if mask.intersects(EventMask::DELETE_SELF | EventMask::MOVE_SELF | EventMask::UNMOUNT) {
             if dir.is_empty() || mask.contains(EventMask::UNMOUNT) {
                 out.push(RawEvent {
@@ -252,28 +322,25 @@ impl Monitor for InotifyMonitor {
             }
         };
         let id = wd.get_watch_descriptor_id();
-        if let Some(old) = self.by_wd.get(&id).cloned() {
+        if let Some(&node) = self.by_wd.get(&id) {
+            let old = self.dirs.path(node);
             if old != rel {
                 // The same directory was watched under another name: a move we
                 // could not pair. Its subtree follows it.
                 self.relabel(&old, rel);
             }
         }
-        if let Some(prev) = self.by_path.get(rel) {
-            let prev_id = prev.get_watch_descriptor_id();
-            if prev_id != id {
-                // A stale watch of a directory that was replaced at this path.
-                self.by_wd.remove(&prev_id);
-            }
-        }
-        self.by_wd.insert(id, rel.to_vec());
-        self.by_path.insert(rel.to_vec(), wd);
+        self.put(rel, id);
         Ok(())
     }
 
     fn forget_subtree(&mut self, rel: &[u8]) {
-        for k in self.subtree_keys(rel) {
-            self.drop_path(&k, true);
+        let Some(id) = self.dirs.lookup(rel) else {
+            return;
+        };
+        for wd in self.dirs.remove_subtree(id) {
+            self.by_wd.remove(&wd);
+            self.rm_watch(wd);
         }
     }
 
@@ -323,7 +390,7 @@ impl Monitor for InotifyMonitor {
     }
 
     fn watch_count(&self) -> usize {
-        self.by_path.len()
+        self.by_wd.len()
     }
 
     fn watched_under(&self, rel: &[u8]) -> Vec<Vec<u8>> {
@@ -331,7 +398,9 @@ impl Monitor for InotifyMonitor {
     }
 
     fn is_watched(&self, rel: &[u8]) -> bool {
-        self.by_path.contains_key(rel)
+        self.dirs
+            .lookup(rel)
+            .is_some_and(|id| self.dirs.val(id) != nodes::NONE)
     }
 }
 
@@ -339,6 +408,76 @@ impl Monitor for InotifyMonitor {
 mod tests {
     use super::*;
     use crate::monitor::testutil::*;
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
+    /// The test binary's allocator: counts, per thread, the heap memory held
+    /// as glibc's malloc charges it (size plus an 8-byte header, in 16-byte
+    /// steps, at least 32).
+    struct Counting;
+
+    thread_local! {
+        static HELD: Cell<isize> = const { Cell::new(0) };
+    }
+
+    fn charge(size: usize) -> isize {
+        ((size + 8).div_ceil(16) * 16).max(32) as isize
+    }
+
+    fn count(delta: isize) {
+        let _ = HELD.try_with(|h| h.set(h.get() + delta));
+    }
+
+    // SAFETY: every call is passed on to the system allocator unchanged.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+            count(charge(l.size()));
+            // SAFETY: the caller's contract, passed on.
+            unsafe { System.alloc(l) }
+        }
+        unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+            count(-charge(l.size()));
+            // SAFETY: as above.
+            unsafe { System.dealloc(p, l) }
+        }
+        unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+            count(charge(new) - charge(l.size()));
+            // SAFETY: as above.
+            unsafe { System.realloc(p, l, new) }
+        }
+    }
+
+    #[global_allocator]
+    static ALLOC: Counting = Counting;
+
+    /// The target: at most 100 bytes of heap per watched directory
+    /// (clsync needs about 104), whatever the paths' length.
+    #[test]
+    fn a_watched_directory_costs_under_100_bytes_of_heap() {
+        let (dir, mut mon) = setup();
+        let mut rels = Vec::new();
+        for i in 0..70 {
+            for j in 0..70 {
+                let rel = format!("t{i:04}/d{j:04}");
+                std::fs::create_dir_all(dir.path().join(&rel)).expect("mkdir");
+                rels.push(rel);
+            }
+        }
+        let before = HELD.with(|h| h.get());
+        mon.add_watch(b"").expect("watch root");
+        for i in 0..70 {
+            mon.add_watch(format!("t{i:04}").as_bytes()).expect("watch");
+        }
+        for rel in &rels {
+            mon.add_watch(rel.as_bytes()).expect("watch");
+        }
+        let held = HELD.with(|h| h.get()) - before;
+        let n = mon.watch_count() as isize;
+        assert_eq!(n, 1 + 70 + 70 * 70);
+        assert!(held / n <= 100, "{} bytes per watched directory", held / n);
+        // And every one still answers to its path.
+        assert!(rels.iter().all(|r| mon.is_watched(r.as_bytes())));
+    }
 
     fn setup() -> (tempfile::TempDir, InotifyMonitor) {
         let dir = tempfile::tempdir().expect("tempdir");

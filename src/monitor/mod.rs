@@ -13,7 +13,8 @@
 //! diff. The optional methods have no-op defaults: `next_deadline` (a
 //! backend without a descriptor says when to read it), `syncing`/`synced`
 //! (a listing backend checks what a sync may have read) and `catch_up`
-//! (read everything now, before a last sync). `deep` names directories
+//! (read everything now, before a last sync) and `sees_everything` (a
+//! filesystem mark: nothing to walk or register). `deep` names directories
 //! deeper than `PATH_MAX` for the calls that take a path.
 
 // Backends: the `cfg` sits on these lines and nowhere else. A backend that
@@ -233,6 +234,13 @@ pub trait Monitor {
     /// the next [`Monitor::read_events`] must report every change made up
     /// to now, even if a scan is not due.
     fn catch_up(&mut self) {}
+    /// Whether every directory below the root is covered without a watch
+    /// of its own (fanotify's filesystem mark): the tree then neither walks
+    /// the tree to watch it nor registers directories, and it applies the
+    /// rules (and the destination) to each event itself.
+    fn sees_everything(&self) -> bool {
+        false
+    }
 }
 
 /// What a batch makes equal, as (path, with everything below it), for
@@ -284,6 +292,9 @@ impl<M: Monitor + ?Sized> Monitor for Box<M> {
     }
     fn synced(&mut self) {
         (**self).synced()
+    }
+    fn sees_everything(&self) -> bool {
+        (**self).sees_everything()
     }
     fn catch_up(&mut self) {
         (**self).catch_up()
