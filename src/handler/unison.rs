@@ -3,7 +3,8 @@
 //!
 //! This module owns `-M unison`: it turns a batch into one unison run per
 //! chunk of paths, `unison SRC DST -batch -auto -silent … -path P …` (no
-//! `-path` at all when the whole tree is to be synced), with unison's state
+//! `-path` at all when the whole tree is to be synced; ssh gets
+//! `-sshargs -oBatchMode=yes` unless the arguments set their own), with unison's state
 //! (archives, `default.prf`) in a private 0700 directory made once per
 //! handler and named by the `UNISON` variable, so the user's `~/.unison` is
 //! never read or written. By default it adds `-force SRC`, which makes unison
@@ -255,15 +256,17 @@ pub fn run_argv(cfg: &UnisonConfig, root2: &OsStr, paths: &[&[u8]]) -> Vec<OsStr
         "-confirmbigdel=false".into(),
         "-log=false".into(),
     ];
-    let user_decides = cfg.args.iter().any(|x| {
-        let b = x.as_bytes();
-        DIRECTION_OPTIONS.iter().any(|o| {
-            b == o.as_bytes() || b.strip_prefix(o.as_bytes()).is_some_and(|r| r[0] == b'=')
-        })
-    });
+    let user_decides = user_sets(&cfg.args, &DIRECTION_OPTIONS);
     if !user_decides {
         a.push("-force".into());
         a.push(src.into());
+    }
+    // ssh must never ask anything (a passphrase, "add this host key?"):
+    // nobody can answer a daemon's handler, and an askpass program could pop
+    // up on a desktop. The user's own -sshargs or -sshcmd replace this.
+    if !user_sets(&cfg.args, &["-sshargs", "-sshcmd"]) {
+        a.push("-sshargs".into());
+        a.push("-oBatchMode=yes".into());
     }
     if !paths.is_empty() {
         // unison's quick check trusts size and whole-second mtimes, so a
@@ -279,6 +282,17 @@ pub fn run_argv(cfg: &UnisonConfig, root2: &OsStr, paths: &[&[u8]]) -> Vec<OsStr
     }
     a.extend(cfg.args.iter().cloned());
     a
+}
+
+/// Whether the user's arguments hold one of `options` (`-name` or
+/// `-name=value`).
+fn user_sets(args: &[OsString], options: &[&str]) -> bool {
+    args.iter().any(|x| {
+        let b = x.as_bytes();
+        options.iter().any(|o| {
+            b == o.as_bytes() || b.strip_prefix(o.as_bytes()).is_some_and(|r| r[0] == b'=')
+        })
+    })
 }
 
 /// The second root as unison reads it: a local destination as given, a
@@ -378,6 +392,19 @@ mod tests {
             assert!(s.contains(&o.to_string()), "{o} missing: {s:?}");
         }
         assert!(t.path().join("d").is_dir(), "local destination not created");
+    }
+
+    #[test]
+    fn ssh_gets_batch_mode_unless_the_user_sets_its_arguments() {
+        let (_t, h) = handler(&[]);
+        let s = strs(&h.argvs(&batch(vec![sync(b"a")]))[0]);
+        let i = s.iter().position(|x| x == "-sshargs").expect("-sshargs");
+        assert_eq!(s[i + 1], "-oBatchMode=yes");
+        for own in [&["-sshargs", "-p 2222"][..], &["-sshcmd=/usr/bin/myssh"]] {
+            let (_t, h) = handler(own);
+            let s = strs(&h.argvs(&batch(vec![sync(b"a")]))[0]);
+            assert!(!s.iter().any(|x| x == "-oBatchMode=yes"), "{own:?}: {s:?}");
+        }
     }
 
     #[test]
