@@ -16,6 +16,7 @@
 
 pub mod cli;
 pub mod file;
+pub mod privileges; // -u/-g, capabilities, splitting, namespaces, --chroot: read and checked
 
 use crate::path;
 use crate::queue::QueueConfig;
@@ -246,7 +247,7 @@ pub struct Config {
     /// `-X`: the same, the mount points themselves included.
     pub exclude_mount_points: bool,
     /// `--modification-signature`: the lstat fields compared (None = off).
-    pub modification_signature: Option<Vec<crate::daemon::signature::Field>>,
+    pub modification_signature: Option<Vec<crate::signature::Field>>,
     /// `--cancel-syscalls=mon_stat`: sizes are not looked at (the big-file
     /// lane is off: `queue.big_threshold` is 0).
     pub cancel_mon_stat: bool,
@@ -277,7 +278,7 @@ pub struct Config {
     pub warnings: Vec<String>,
     // ---- privileges and hardening (issue #5; src/daemon/privilege.rs) ----
     /// `-u`, `-g`, `--sync-handler-uid`, `-C`, `--splitting`, ….
-    pub privileges: crate::daemon::privilege::Settings,
+    pub privileges: privileges::Privileges,
 }
 
 /// What reading the config file gave besides option values.
@@ -946,7 +947,7 @@ impl Config {
 
         let modification_signature = match &a.modification_signature {
             None => None,
-            Some(m) => crate::daemon::signature::parse_mask(m).map_err(ConfigError::Invalid)?,
+            Some(m) => crate::signature::parse_mask(m).map_err(ConfigError::Invalid)?,
         };
         let mut cancel_mon_stat = false;
         for item in a
@@ -1135,7 +1136,7 @@ impl Config {
         }
 
         // ---- privileges and hardening (src/daemon/privilege.rs) ----
-        let privileges = crate::daemon::privilege::from_args(&a).map_err(ConfigError::Invalid)?;
+        let privileges = privileges::from_args(&a).map_err(ConfigError::Invalid)?;
 
         let debug: u32 = a.debug.iter().map(|&d| u32::from(d)).sum();
         let log_level = if a.quiet {

@@ -22,7 +22,7 @@
 //! forked, so that the helper and handlers are inside too).
 
 use super::privilege::{self, Ident};
-use crate::config::{cli, Config, Destination, Mode};
+use crate::config::{Config, Destination, Mode};
 use crate::path;
 use caps::{CapSet, Capability, CapsHashSet};
 use std::ffi::{OsStr, OsString};
@@ -32,77 +32,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-/// `--pivot-root`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PivotRoot {
-    /// chroot(2) only.
-    Off,
-    /// A mount namespace; DIR bind-mounted on itself; pivot_root into it.
-    Auto,
-    /// As `Auto`, the bind mount read-only (mounts below it keep theirs).
-    AutoRo,
-    /// A mount namespace; pivot_root into DIR, which must be a mount point.
-    Direct,
-}
-
-impl PivotRoot {
-    pub fn name(self) -> &'static str {
-        match self {
-            PivotRoot::Off => "off",
-            PivotRoot::Auto => "auto",
-            PivotRoot::AutoRo => "auto-ro",
-            PivotRoot::Direct => "direct",
-        }
-    }
-}
-
-/// The jail: where, and how it is entered.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Jail {
-    /// Canonical, absolute, not `/`.
-    pub root: PathBuf,
-    pub pivot: PivotRoot,
-}
-
-/// Reads `--chroot` and `--pivot-root`.
-pub fn from_args(a: &cli::Args) -> Result<Option<Jail>, String> {
-    let pivot = match a.pivot_root.as_str() {
-        "off" => PivotRoot::Off,
-        "auto" => PivotRoot::Auto,
-        "auto-ro" => PivotRoot::AutoRo,
-        "direct" => PivotRoot::Direct,
-        other => {
-            return Err(format!(
-                "--pivot-root {other:?}: use auto, auto-ro, direct or off"
-            ))
-        }
-    };
-    let Some(dir) = a.chroot.as_ref().filter(|d| !d.as_os_str().is_empty()) else {
-        if pivot != PivotRoot::Off {
-            return Err(format!(
-                "--pivot-root={} needs --chroot DIR (the new root); add it or drop --pivot-root",
-                pivot.name()
-            ));
-        }
-        return Ok(None);
-    };
-    let root = std::fs::canonicalize(dir).map_err(|e| {
-        format!(
-            "--chroot {}: {e}; create the directory or fix the path",
-            path::display_os(dir)
-        )
-    })?;
-    if !root.is_dir() {
-        return Err(format!(
-            "--chroot {}: not a directory",
-            path::display_os(dir)
-        ));
-    }
-    if root == Path::new("/") {
-        return Err("--chroot /: that is no jail; name the directory to confine livesync to, or drop --chroot".into());
-    }
-    Ok(Some(Jail { root, pivot }))
-}
+pub use crate::config::privileges::os::{Jail, PivotRoot};
 
 impl Jail {
     /// The jail's root, as seen from outside.

@@ -3,31 +3,15 @@
 //! and tested for Linux only). The same public items as `jail.rs`, with a
 //! [`Jail`] that cannot exist. It must not change the process.
 
-use crate::config::{cli, Config};
+use crate::config::Config;
 
-/// No jail can be configured here.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Jail {}
+pub use crate::config::privileges::Jail;
 
 /// What the keeper would remove (unused here).
 #[derive(Clone, Debug, Default)]
 pub struct Leftovers {
     pub pid_file: Option<(std::path::PathBuf, (u64, u64))>,
     pub socket: Option<(std::path::PathBuf, (u64, u64))>,
-}
-
-/// Refuses `--chroot` and `--pivot-root` other than off.
-pub fn from_args(a: &cli::Args) -> Result<Option<Jail>, String> {
-    if a.chroot.as_ref().is_some_and(|d| !d.as_os_str().is_empty()) {
-        return Err("--chroot: supported on Linux only so far; drop it".into());
-    }
-    if a.pivot_root != "off" {
-        return Err(format!(
-            "--pivot-root={}: Linux only (pivot_root(2)); drop it",
-            a.pivot_root
-        ));
-    }
-    Ok(None)
 }
 
 impl Jail {

@@ -140,15 +140,12 @@ pub mod privilege; // -u/-g and handler identity; the rest is Linux-only
 mod privilege_other; // its tests, run here too
 pub mod procs;
 pub mod progress; // the initial sync's progress bar (the operations issue)
-pub mod settings; // the privilege options, one struct for every system (issue #5)
-pub mod signature;
 pub mod socket;
 #[cfg(target_os = "linux")]
 pub mod split; // --splitting=process: the privileged helper (issue #5)
 #[cfg(not(target_os = "linux"))]
 #[path = "split_other.rs"]
 pub mod split; // no helper: --splitting=process is Linux-only
-pub mod users; // -u/-g and friends: names or numbers (portable)
 
 use crate::batch::{Batch, Lane, Op};
 use crate::config::{cli, Config, Destination, Mode, Threading};
@@ -163,6 +160,7 @@ use crate::handler::{Handler, HandlerError, Report};
 use crate::monitor::{Monitor, MonitorError, RawEvent};
 use crate::path;
 use crate::queue::{BatchId, Change, Queue};
+use crate::signature;
 use crate::tree::{Tree, TreeError, UNWATCHED_RESCAN};
 use clap::Parser;
 use files::{Status, StatusFile};
