@@ -14,5 +14,6 @@ pub mod monitor; // kernel change notifications → RawEvent (one module per bac
 pub mod path; // relative byte paths: joining, parents, rebasing, escaping for display
 pub mod queue; // coalescing per path and delay windows, on an injected clock
 pub mod rules; // clsync's rule grammar `[+-][fdwmsW*]regex`
+pub mod security; // privilege drop, namespaces, seccomp, --chroot, the helper (SECURITY.md)
 pub mod signature; // --modification-signature: skip paths whose lstat fields did not change
 pub mod tree; // which dirs are walked and watched; turns raw events into changes

@@ -553,8 +553,8 @@ still retried, never dropped. Use it only with a handler that tolerates that."
     #[arg(short = 'F', long = "full-initialsync", help_heading = "Command modes")]
     pub full_initialsync: bool,
 
-    // ---- Privileges and hardening (issue #5; src/daemon/privilege.rs,
-    // src/daemon/split.rs). Long help says what each protects against and
+    // ---- Privileges and hardening (read by src/config/privileges/, carried
+    // out by src/security/). Long help says what each protects against and
     // what it costs; SECURITY.md has the whole threat model.
     /// Run the daemon as USER (name or number) after its privileged setup.
     ///

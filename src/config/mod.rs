@@ -276,7 +276,7 @@ pub struct Config {
     /// line each, e.g. `file:line: removed trailing whitespace …`). The
     /// caller logs them once the logger is up.
     pub warnings: Vec<String>,
-    // ---- privileges and hardening (issue #5; src/daemon/privilege.rs) ----
+    // ---- privileges and hardening (config/privileges/; src/security/) ----
     /// `-u`, `-g`, `--sync-handler-uid`, `-C`, `--splitting`, ….
     pub privileges: privileges::Privileges,
 }
@@ -1135,7 +1135,7 @@ impl Config {
             }
         }
 
-        // ---- privileges and hardening (src/daemon/privilege.rs) ----
+        // ---- privileges and hardening (config/privileges/) ----
         let privileges = privileges::from_args(&a).map_err(ConfigError::Invalid)?;
 
         let debug: u32 = a.debug.iter().map(|&d| u32::from(d)).sum();

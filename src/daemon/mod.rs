@@ -113,39 +113,15 @@
 //! is dropped on time); its orders go through [`Control`] like the signals,
 //! and its `status` reply is built from [`Snapshot`] and the loop's counters.
 
-#[cfg(target_os = "linux")]
-pub mod argv_check; // --check-execvp-arguments: the argv patterns of every mode
 pub mod background;
 pub mod batchlog; // the per-batch info line: a few per interval, then a summary
-#[cfg(target_os = "linux")]
-pub mod confine; // namespaces and the seccomp allow-list (issue #5)
 pub mod files;
-#[cfg(target_os = "linux")]
-pub mod jail; // --chroot, --pivot-root and the keeper (issue #5)
-#[cfg(not(target_os = "linux"))]
-#[path = "jail_other.rs"]
-pub mod jail; // --chroot is Linux-only: refused
 pub mod log;
 pub mod metrics; // Prometheus text, --metrics-file (the operations issue)
 pub mod notify; // sd_notify (the operations issue)
 pub mod ops; // notifications and metrics file, driven by the loop (the operations issue)
-#[cfg(target_os = "linux")]
-pub mod privilege; // -u/-g, capabilities, handler identity (issue #5)
-#[cfg(not(target_os = "linux"))]
-#[path = "privilege_other.rs"]
-pub mod privilege; // -u/-g and handler identity; the rest is Linux-only
-#[cfg(all(test, target_os = "linux"))]
-#[path = "privilege_other.rs"]
-#[allow(dead_code)] // only its tests are used here
-mod privilege_other; // its tests, run here too
-pub mod procs;
 pub mod progress; // the initial sync's progress bar (the operations issue)
 pub mod socket;
-#[cfg(target_os = "linux")]
-pub mod split; // --splitting=process: the privileged helper (issue #5)
-#[cfg(not(target_os = "linux"))]
-#[path = "split_other.rs"]
-pub mod split; // no helper: --splitting=process is Linux-only
 
 use crate::batch::{Batch, Lane, Op};
 use crate::config::{cli, Config, Destination, Mode, Threading};
@@ -160,6 +136,7 @@ use crate::handler::{Handler, HandlerError, Report};
 use crate::monitor::{Monitor, MonitorError, RawEvent};
 use crate::path;
 use crate::queue::{BatchId, Change, Queue};
+use crate::security::{jail, privilege, procs, split};
 use crate::signature;
 use crate::tree::{Tree, TreeError, UNWATCHED_RESCAN};
 use clap::Parser;
@@ -203,6 +180,9 @@ pub enum DaemonError {
     Io { what: String, source: io::Error },
     #[error("{0}")]
     GaveUp(String),
+    /// A start-up security step (privilege drop, namespaces, jail, helper).
+    #[error("{0}")]
+    Security(#[from] crate::security::Error),
     /// so/rsyncso: the shared object was refused or failed to start (exit code 2).
     #[error("{0}")]
     SharedObject(#[from] crate::handler::so::SoError),
@@ -229,6 +209,17 @@ impl DaemonError {
     }
 }
 
+/// What the `--chroot` keeper does at the end: removes the pid file and
+/// the control socket, each only while it is still the one livesync made.
+fn remove_leftovers(left: &jail::Leftovers) {
+    if let Some((p, ident)) = &left.pid_file {
+        files::remove_pid_file(p, *ident);
+    }
+    if let Some((p, ident)) = &left.socket {
+        socket::remove_socket_file(p, *ident);
+    }
+}
+
 fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> DaemonError {
     let what = what.into();
     move |source| DaemonError::Io { what, source }
@@ -236,7 +227,7 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> DaemonError {
 
 /// The handler, as the worker owns it (concrete, so that the daemon can
 /// hand rsync its environment before each run).
-enum HandlerBox {
+pub(crate) enum HandlerBox {
     Mirror(Mirror),
     Rsync(Box<RsyncDirect>),
     /// so/rsyncso: a C shared object (src/handler/so.rs).
@@ -250,7 +241,7 @@ enum HandlerBox {
 }
 
 impl HandlerBox {
-    fn run(
+    pub(crate) fn run(
         &mut self,
         batch: &Batch,
         env: Vec<(OsString, OsString)>,
@@ -659,7 +650,7 @@ pub(crate) fn csync2_config(cfg: &Config) -> Csync2Config {
 }
 
 #[cfg(test)]
-fn build_handler(cfg: &Config) -> Result<HandlerBox, DaemonError> {
+pub(crate) fn build_handler(cfg: &Config) -> Result<HandlerBox, DaemonError> {
     build_handler_with(cfg, &mut None)
 }
 
@@ -768,7 +759,7 @@ fn build_handler_with(
                 .with_root(root)
                 .xattrs(cfg.xattrs, cfg.acls);
             // Dropped from root with the writer capabilities kept: owners
-            // are still copied (src/daemon/privilege.rs).
+            // are still copied (src/security/privilege.rs).
             Ok(HandlerBox::Mirror(if privilege::dropped_from_root() {
                 mirror.preserve_owner(true)
             } else {
@@ -1818,7 +1809,7 @@ impl Daemon {
         if new.queue != self.cfg.queue {
             ::log::warn!("reload: new -t/-T/-w/-B values take effect after a restart");
         }
-        // Privileges are dropped once, at start (src/daemon/privilege.rs).
+        // Privileges are dropped once, at start (src/security/privilege.rs).
         if new.privileges != self.cfg.privileges || new.mode != self.cfg.mode {
             ::log::warn!(
                 "reload: privilege options (and the capabilities a new -M needs) take effect after a restart"
@@ -2395,7 +2386,7 @@ fn start_and_run(mut cfg: Config) -> Result<(), DaemonError> {
             pid_file: pid_file.as_ref().map(files::PidFile::keeper_view),
             socket: socket.as_ref().map(socket::ControlSocket::keeper_view),
         };
-        jail::spawn_keeper(&cfg, left).map_err(DaemonError::GaveUp)?;
+        jail::spawn_keeper(&cfg, left, remove_leftovers)?;
         if let Some(p) = pid_file.take() {
             p.disown();
         }
@@ -2414,9 +2405,9 @@ fn start_and_run(mut cfg: Config) -> Result<(), DaemonError> {
     };
     // Privileges are dropped here, once, single-threaded: after what needs
     // root (pid file, status file, control socket), before the tree is
-    // walked and watched (src/daemon/privilege.rs). With --chroot, `cfg`'s
+    // walked and watched (src/security/privilege.rs). With --chroot, `cfg`'s
     // paths are the jail's from here on.
-    privilege::apply(&mut cfg).map_err(DaemonError::GaveUp)?;
+    privilege::apply(&mut cfg)?;
     if let (Some(f), Some(p)) = (status_file.as_mut(), &cfg.status_file) {
         f.moved_to(p);
     }

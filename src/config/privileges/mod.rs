@@ -7,7 +7,7 @@
 //! One struct for every system; reading the options into it is the
 //! platform's business (`linux.rs`, or `other.rs`, which refuses the
 //! Linux-only ones). What is done with it at start belongs to
-//! the privilege code (`privilege.rs` and its neighbours). This module only says what the settings are and
+//! `crate::security`. This module only says what the settings are and
 //! parses them; it must not touch the process, and (being part of the
 //! configuration) it imports nothing from the daemon or the security code.
 

@@ -14,21 +14,15 @@ pub struct Leftovers {
     pub socket: Option<(std::path::PathBuf, (u64, u64))>,
 }
 
-impl Jail {
-    pub fn root(&self) -> &std::path::Path {
-        match *self {}
-    }
-
-    pub fn check(&self, _cfg: &Config) -> Result<(), String> {
-        match *self {}
-    }
-}
-
 pub fn rebase(_cfg: &mut Config, jail: &Jail) {
     match *jail {}
 }
 
-pub fn spawn_keeper(_cfg: &Config, _left: Leftovers) -> Result<(), String> {
+pub fn spawn_keeper(
+    _cfg: &Config,
+    _left: Leftovers,
+    _remove: fn(&Leftovers),
+) -> Result<(), super::Error> {
     Ok(())
 }
 

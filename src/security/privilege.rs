@@ -17,6 +17,7 @@
 //! daemon does, once, while single-threaded) and it never raises anything.
 
 use super::confine;
+use super::Error;
 use crate::config::{Config, Mode};
 use crate::exec;
 use crate::path;
@@ -613,61 +614,63 @@ pub fn current() -> Ident {
 /// spawner (see the module docs). Called once, single-threaded, after the
 /// privileged setup (pid file, control socket) and before the watches.
 /// With `--chroot` the jail is entered first and `cfg`'s paths become the
-/// jail's (src/daemon/jail.rs); with `--splitting=process` the helper is
+/// jail's (src/security/jail.rs); with `--splitting=process` the helper is
 /// forked then, inside it.
-pub fn apply(cfg: &mut Config) -> Result<(), String> {
+pub fn apply(cfg: &mut Config) -> Result<(), Error> {
     let start = current();
-    let plan = Plan::new(cfg, start)?;
+    let plan = Plan::new(cfg, start).map_err(Error::Plan)?;
     let s = cfg.privileges.clone();
-    confine::before_split(s.detach_network, s.detach_ipc, s.detach_misc)?;
+    confine::before_split(s.detach_network, s.detach_ipc, s.detach_misc).map_err(Error::Confine)?;
     if let Some(jail) = &s.jail {
         if start.uid != 0 {
-            return Err(format!(
+            return Err(Error::Plan(format!(
                 "--chroot {}: entering a jail needs root (CAP_SYS_CHROOT); start livesync as root or drop --chroot",
                 path::display_os(&jail.root)
-            ));
+            )));
         }
         // The paths are resolved outside, then used inside.
         super::jail::rebase(cfg, jail);
-        super::jail::enter(jail)?;
-        super::jail::check_inside(cfg, jail)?;
+        super::jail::enter(jail).map_err(Error::Jail)?;
+        super::jail::check_inside(cfg, jail).map_err(Error::Jail)?;
     }
     let cfg: &Config = cfg;
     if s.splitting == Splitting::Process {
-        super::split::start(cfg, &plan)?;
+        super::split::start(cfg, &plan).map_err(Error::Helper)?;
     }
-    confine::daemon_only(s.detach_network, s.splitting == Splitting::Process)?;
+    confine::daemon_only(s.detach_network, s.splitting == Splitting::Process)
+        .map_err(Error::Confine)?;
     if s.forbid_devices {
         if start.uid != 0 {
-            return Err(
+            return Err(Error::Plan(
                 "--forbid-devices needs root (a mount namespace); drop it or start as root".into(),
-            );
+            ));
         }
         let mut paths = vec![cfg.watch_dir.clone()];
         paths.extend(cfg.destination.iter().map(|d| PathBuf::from(d.as_os_str())));
         paths.extend(written_dirs(cfg));
         if let Some(p) = paths.iter().find(|p| p.starts_with("/dev")) {
-            return Err(format!(
+            return Err(Error::Plan(format!(
                 "--forbid-devices hides /dev, and {} lies under it; move it or drop --forbid-devices",
                 path::display_os(p)
-            ));
+            )));
         }
-        confine::forbid_devices()?;
+        confine::forbid_devices().map_err(Error::Confine)?;
     }
-    plan.apply(s.inherit == Inherit::DontTouch)?;
+    plan.apply(s.inherit == Inherit::DontTouch)
+        .map_err(Error::Drop)?;
     if s.no_new_privs {
         // The daemon itself never needs to gain privileges either; its
         // handlers inherit this.
         // SAFETY: plain prctl on ourselves.
         if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-            return Err(format!(
+            return Err(Error::Drop(format!(
                 "cannot set no-new-privs: {}",
                 io::Error::last_os_error()
-            ));
+            )));
         }
     }
     if s.seccomp {
-        confine::apply_seccomp()?;
+        confine::apply_seccomp().map_err(Error::Confine)?;
     }
     if s.splitting == Splitting::Off {
         let permitted = match plan.daemon {

@@ -16,6 +16,7 @@
 //! here, so `--permit-new-privs` changes nothing. Like `privilege.rs`, it
 //! must not decide when privileges are dropped and never raises anything.
 
+use super::Error;
 use crate::config::{Config, Mode};
 use crate::exec;
 use std::io;
@@ -204,12 +205,14 @@ pub fn current() -> Ident {
 /// Changes the daemon's identity as `cfg` says and, when handlers run as
 /// someone else, installs the spawner that switches to them. Called once,
 /// single-threaded, before the watches.
-pub fn apply(cfg: &mut Config) -> Result<(), String> {
+pub fn apply(cfg: &mut Config) -> Result<(), Error> {
     let cfg: &Config = cfg;
-    let plan = Plan::new(cfg, current())?;
+    let plan = Plan::new(cfg, current()).map_err(Error::Plan)?;
     if let Some(target) = plan.daemon {
         drop_to(target).map_err(|e| {
-            format!("cannot drop privileges to {target}: {e}; run with -u 0 to stay root")
+            Error::Drop(format!(
+                "cannot drop privileges to {target}: {e}; run with -u 0 to stay root"
+            ))
         })?;
         log::info!("running as {target}");
     }

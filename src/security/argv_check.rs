@@ -1,5 +1,5 @@
 //! `--check-execvp-arguments`: the argv patterns a configuration can
-//! produce, and the matcher the privileged helper (src/daemon/split.rs)
+//! produce, and the matcher the privileged helper (src/security/split.rs)
 //! runs on every argv the daemon asks it to start.
 //!
 //! The patterns are not a second copy of the handlers' argv: [`patterns`]
@@ -260,7 +260,7 @@ pub fn patterns(cfg: &Config) -> Result<Vec<Vec<Pat>>, String> {
                 Mode::Direct => CommandMode::Direct,
                 _ => CommandMode::Shell,
             };
-            let h = CommandHandler::new(super::command_config(cfg, mode)).map_err(err)?;
+            let h = CommandHandler::new(crate::daemon::command_config(cfg, mode)).map_err(err)?;
             let ilp = os(SENTINEL_ILP);
             let mask = os(SENTINEL_MASK);
             // simple: one run per path, absolute; direct and shell: the
@@ -283,7 +283,7 @@ pub fn patterns(cfg: &Config) -> Result<Vec<Vec<Pat>>, String> {
             }
         }
         Mode::RsyncDirect | Mode::RsyncShell => {
-            let rc = super::rsync_config(cfg);
+            let rc = crate::daemon::rsync_config(cfg);
             let tpl = if rc.args.is_empty() {
                 None
             } else {
@@ -303,7 +303,7 @@ pub fn patterns(cfg: &Config) -> Result<Vec<Vec<Pat>>, String> {
             }
         }
         Mode::Unison => {
-            let Some(mut u) = super::unison_config(cfg) else {
+            let Some(mut u) = crate::daemon::unison_config(cfg) else {
                 return Err("-M unison needs -D".into());
             };
             // As Unison::new renders them (without making its state dir).
@@ -320,7 +320,7 @@ pub fn patterns(cfg: &Config) -> Result<Vec<Vec<Pat>>, String> {
             runs.push((unison::run_argv(&u, &root2, &refs), paths));
         }
         Mode::Csync2 => {
-            let h = Csync2::new(super::csync2_config(cfg)).map_err(err)?;
+            let h = Csync2::new(crate::daemon::csync2_config(cfg)).map_err(err)?;
             // The watch dir itself stands for the whole tree.
             let paths = Paths::Many {
                 kind: under.clone(),
@@ -648,7 +648,7 @@ mod tests {
     /// every batch and returns what it ran, each argv checked to pass.
     fn real_argvs(w: &World, cfg: &Config) -> Vec<Vec<OsString>> {
         let c = checker(cfg);
-        let mut h = super::super::build_handler(cfg).unwrap();
+        let mut h = crate::daemon::build_handler(cfg).unwrap();
         let mut all = Vec::new();
         for (b, status) in batches() {
             h.run(&b, vec![(o("CLSYNC_STATUS"), o(status))]).unwrap();
