@@ -126,16 +126,11 @@ pub mod socket;
 use crate::batch::{Batch, Lane, Op};
 use crate::config::{cli, Config, Destination, Mode, Threading};
 use crate::exec;
-use crate::handler::command::{CommandConfig, CommandHandler, CommandMode};
-use crate::handler::csync2::{Csync2, Csync2Config};
-use crate::handler::mirror::{DstRoot, Mirror};
-use crate::handler::rsync::{RsyncConfig, RsyncDirect};
-use crate::handler::so::{SoConfig, SoHandler, SoMode};
-use crate::handler::unison::{Unison, UnisonConfig};
-use crate::handler::{Handler, HandlerError, Report};
+use crate::handler::{self, build, BuildError, Handler, HandlerError, Report};
 use crate::monitor::{Monitor, MonitorError, RawEvent};
 use crate::path;
 use crate::queue::{BatchId, Change, Queue};
+use crate::rules::Rules;
 use crate::security::{jail, privilege, procs, split};
 use crate::signature;
 use crate::tree::{Tree, TreeError, UNWATCHED_RESCAN};
@@ -225,51 +220,6 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> DaemonError {
     move |source| DaemonError::Io { what, source }
 }
 
-/// The handler, as the worker owns it (concrete, so that the daemon can
-/// hand rsync its environment before each run).
-pub(crate) enum HandlerBox {
-    Mirror(Mirror),
-    Rsync(Box<RsyncDirect>),
-    /// so/rsyncso: a C shared object (src/handler/so.rs).
-    So(Box<SoHandler>),
-    Unison(Box<Unison>),
-    Csync2(Box<Csync2>),
-    /// clsync's simple, direct and shell modes.
-    Command(Box<CommandHandler>),
-    /// The mirror, run by the privileged helper (`--splitting=process`).
-    SplitMirror(split::MirrorClient),
-}
-
-impl HandlerBox {
-    pub(crate) fn run(
-        &mut self,
-        batch: &Batch,
-        env: Vec<(OsString, OsString)>,
-    ) -> Result<Report, HandlerError> {
-        match self {
-            HandlerBox::Mirror(m) => m.run(batch),
-            HandlerBox::SplitMirror(m) => m.run(batch),
-            HandlerBox::Rsync(r) => {
-                r.set_env(env);
-                r.run(batch)
-            }
-            HandlerBox::So(h) => h.run(batch),
-            HandlerBox::Unison(u) => {
-                u.set_env(env);
-                u.run(batch)
-            }
-            HandlerBox::Csync2(c) => {
-                c.set_env(env);
-                c.run(batch)
-            }
-            HandlerBox::Command(c) => {
-                c.set_env(env);
-                c.run(batch)
-            }
-        }
-    }
-}
-
 /// Which hook a hook job runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Hook {
@@ -300,7 +250,7 @@ enum Job {
         spec: exec::Spec,
     },
     /// Use this handler from the next batch on (SIGHUP).
-    Replace(Box<HandlerBox>),
+    Replace(Box<dyn Handler>),
 }
 
 /// Finished work, sent back from a worker thread.
@@ -341,7 +291,7 @@ struct Slot {
 
 impl Worker {
     /// Starts one thread per handler.
-    fn spawn(handlers: Vec<HandlerBox>) -> Result<Worker, DaemonError> {
+    fn spawn(handlers: Vec<Box<dyn Handler>>) -> Result<Worker, DaemonError> {
         let (wake, wake_tx) =
             UnixStream::pair().map_err(io_err("cannot create the worker wake-up socket"))?;
         wake.set_nonblocking(true)
@@ -364,7 +314,7 @@ impl Worker {
                     for job in jobs {
                         let done = match job {
                             Job::Replace(h) => {
-                                handler = *h;
+                                handler = h;
                                 continue;
                             }
                             Job::Batch {
@@ -374,7 +324,8 @@ impl Worker {
                                 initial,
                             } => {
                                 let start = Instant::now();
-                                let result = handler.run(&batch, env);
+                                handler.set_env(env);
+                                let result = handler.run(&batch);
                                 Done::Batch {
                                     id,
                                     batch,
@@ -436,10 +387,10 @@ impl Worker {
     }
 
     /// SIGHUP: one new handler per thread, used from its next batch on.
-    fn replace(&mut self, handlers: Vec<HandlerBox>) -> Result<(), DaemonError> {
+    fn replace(&mut self, handlers: Vec<Box<dyn Handler>>) -> Result<(), DaemonError> {
         for (slot, h) in self.slots.iter().zip(handlers) {
             slot.to_worker
-                .send(Job::Replace(Box::new(h)))
+                .send(Job::Replace(h))
                 .map_err(|_| DaemonError::GaveUp("a worker thread stopped unexpectedly".into()))?;
         }
         Ok(())
@@ -562,227 +513,35 @@ fn wait_readable(fds: &[RawFd], timeout: Option<Duration>) -> io::Result<Vec<boo
     Ok(pfds.iter().map(|p| p.revents != 0).collect())
 }
 
-/// The command-mode handler's settings for `cfg` (also used by
-/// `argv_check` to derive the argv the helper allows, so both agree).
-pub(crate) fn command_config(cfg: &Config, mode: CommandMode) -> CommandConfig {
-    let program = cfg.handler_program.clone().unwrap_or_default();
-    let mut cc = CommandConfig::new(mode, program, cfg.watch_dir.clone());
-    cc.args = cfg.handler_args.clone();
-    cc.initial_args = cfg.initial_handler_args.clone();
-    // clsync's command modes may run without -D (%destination-dir% is
-    // empty then).
-    cc.dst = cfg
-        .destination
-        .as_ref()
-        .map(|d| d.as_os_str().to_os_string());
-    cc.lists_dir = cfg.lists_dir.clone();
-    cc.keep_lists = cfg.keep_lists;
-    cc.ignore_exit = cfg.ignore_exit.clone();
-    cc.label = cfg.label.clone();
-    cc.rules = Arc::clone(&cfg.rules);
-    cc.timeout = cfg.timeout_sync;
-    cc.synclist_simplify = cfg.synclist_simplify;
-    cc.have_recursive_sync = cfg.have_recursive_sync;
-    cc.full_initialsync = cfg.full_initialsync;
-    cc
-}
-
-/// The rsync handler's settings for `cfg` (rsyncdirect, or rsyncshell
-/// with the user's program); see [`command_config`].
-pub(crate) fn rsync_config(cfg: &Config) -> RsyncConfig {
-    let shell = cfg.mode == Mode::RsyncShell;
-    let program = match &cfg.handler_program {
-        Some(p) => p.clone(),
-        None if shell => OsString::new(),
-        None => "rsync".into(),
-    };
-    let dst = cfg
-        .destination
-        .as_ref()
-        .map(|d| d.as_os_str().to_os_string())
-        .unwrap_or_default();
-    let mut rc = RsyncConfig::new(program, cfg.watch_dir.clone(), dst);
-    rc.shell = shell;
-    rc.args = cfg.handler_args.clone();
-    rc.lists_dir = cfg.lists_dir.clone();
-    rc.keep_lists = cfg.keep_lists;
-    rc.ignore_exit = cfg.ignore_exit.clone();
-    rc.label = cfg.label.clone();
-    rc.rules = Arc::clone(&cfg.rules);
-    rc.timeout = cfg.timeout_sync;
-    rc.prefer_include = cfg.rsync_prefer_include;
-    rc.inclimit = cfg.rsync_inclimit;
-    rc.full_initialsync = cfg.full_initialsync;
-    rc.xattrs = cfg.xattrs;
-    rc.acls = cfg.acls;
-    rc
-}
-
-/// The unison handler's settings for `cfg` (None without -D); see
-/// [`command_config`].
-pub(crate) fn unison_config(cfg: &Config) -> Option<UnisonConfig> {
-    let dest = cfg.destination.as_ref()?;
-    let program = cfg
-        .handler_program
-        .clone()
-        .unwrap_or_else(|| "unison".into());
-    let local = matches!(dest, Destination::Local(_));
-    let mut u = UnisonConfig::new(program, cfg.watch_dir.clone(), dest.as_os_str(), local);
-    u.args = cfg.handler_args.clone();
-    u.ignore_exit = cfg.ignore_exit.clone();
-    u.timeout = cfg.timeout_sync;
-    u.label = cfg.label.clone();
-    Some(u)
-}
-
-/// The csync2 handler's settings for `cfg`; see [`command_config`].
-pub(crate) fn csync2_config(cfg: &Config) -> Csync2Config {
-    let program = cfg
-        .handler_program
-        .clone()
-        .unwrap_or_else(|| "csync2".into());
-    let mut c = Csync2Config::new(program, cfg.watch_dir.clone());
-    c.args = cfg.handler_args.clone();
-    c.ignore_exit = cfg.ignore_exit.clone();
-    c.timeout = cfg.timeout_sync;
-    c.label = cfg.label.clone();
-    c
-}
-
-#[cfg(test)]
-pub(crate) fn build_handler(cfg: &Config) -> Result<HandlerBox, DaemonError> {
-    build_handler_with(cfg, &mut None)
-}
-
-/// [`build_handler`], with the built-in mirror's destination root: opened
-/// into `dst_root` the first time, then shared by every engine built later
-/// (worker threads, reloads), so that all of them write through the
-/// directory livesync started with.
-fn build_handler_with(
-    cfg: &Config,
-    dst_root: &mut Option<Arc<DstRoot>>,
-) -> Result<HandlerBox, DaemonError> {
-    let command = |mode: CommandMode| -> Result<HandlerBox, DaemonError> {
-        Ok(HandlerBox::Command(Box::new(CommandHandler::new(
-            command_config(cfg, mode),
-        )?)))
-    };
-    let dest_os = cfg
-        .destination
-        .as_ref()
-        .map(|d| d.as_os_str().to_os_string());
-    match cfg.mode {
-        // csync2 has no -D: its peers come from its own config.
-        Mode::Csync2 => Ok(HandlerBox::Csync2(Box::new(Csync2::new(csync2_config(
-            cfg,
-        ))?))),
-        Mode::Simple => command(CommandMode::Simple),
-        Mode::Direct => command(CommandMode::Direct),
-        Mode::Shell => command(CommandMode::Shell),
-        Mode::RsyncShell | Mode::RsyncDirect => {
-            if cfg.mode == Mode::RsyncDirect && cfg.destination.is_none() {
-                return Err(DaemonError::GaveUp("no destination given".into()));
-            }
-            Ok(HandlerBox::Rsync(Box::new(RsyncDirect::new(
-                rsync_config(cfg),
-            )?)))
-        }
-        // so/rsyncso: load the shared object (checks, dlopen, init).
-        Mode::So | Mode::RsyncSo => {
-            let mode = if cfg.mode == Mode::So {
-                SoMode::Sync
-            } else {
-                SoMode::Rsync
-            };
-            let Some(object) = cfg.handler_program.clone() else {
-                return Err(DaemonError::GaveUp(
-                    "-M so/rsyncso need -S /path/to/handler.so".into(),
-                ));
-            };
-            let mut sc = SoConfig::new(
-                mode,
-                object,
-                cfg.watch_dir.clone(),
-                dest_os.unwrap_or_default(),
-            );
-            sc.label = cfg.label.clone();
-            sc.lists_dir = cfg.lists_dir.clone();
-            sc.keep_lists = cfg.keep_lists;
-            sc.rules = Arc::clone(&cfg.rules);
-            sc.prefer_include = cfg.rsync_prefer_include;
-            sc.inclimit = cfg.rsync_inclimit;
-            sc.recursive_sync = cfg.have_recursive_sync;
-            sc.timeout_secs = cfg
-                .timeout_sync
-                .map_or(0, |t| u32::try_from(t.as_secs()).unwrap_or(u32::MAX));
-            sc.debug = match cfg.log_level {
-                ::log::LevelFilter::Debug => 1,
-                ::log::LevelFilter::Trace => 2,
-                _ => 0,
-            };
-            Ok(HandlerBox::So(Box::new(SoHandler::new(sc)?)))
-        }
-        Mode::Unison => {
-            let u = unison_config(cfg)
-                .ok_or_else(|| DaemonError::GaveUp("no destination given".into()))?;
-            Ok(HandlerBox::Unison(Box::new(Unison::new(u)?)))
-        }
-        Mode::Mirror => {
-            let Some(dest) = &cfg.destination else {
-                return Err(DaemonError::GaveUp("no destination given".into()));
-            };
-            let Destination::Local(dst) = dest else {
-                return Err(DaemonError::GaveUp(
-                    "the built-in mirror needs a local destination".into(),
-                ));
-            };
-            if cfg.dry_run {
-                // --dry-run only reads: no helper, and the destination is
-                // not created.
-                let mirror =
-                    Mirror::new(cfg.watch_dir.clone(), dst.clone(), Arc::clone(&cfg.rules))
-                        .dry_run(true);
-                return Ok(HandlerBox::Mirror(if privilege::dropped_from_root() {
-                    mirror.preserve_owner(true)
-                } else {
-                    mirror
-                }));
-            }
-            if let Some(client) = split::mirror_client(&cfg.rules) {
-                return Ok(HandlerBox::SplitMirror(client?));
-            }
-            let root = match dst_root {
-                Some(r) => Arc::clone(r),
-                None => Arc::clone(dst_root.insert(Arc::new(DstRoot::open(dst, true)?))),
-            };
-            let mirror = Mirror::new(cfg.watch_dir.clone(), dst.clone(), Arc::clone(&cfg.rules))
-                .with_root(root)
-                .xattrs(cfg.xattrs, cfg.acls);
-            // Dropped from root with the writer capabilities kept: owners
-            // are still copied (src/security/privilege.rs).
-            Ok(HandlerBox::Mirror(if privilege::dropped_from_root() {
-                mirror.preserve_owner(true)
-            } else {
-                mirror
-            }))
-        }
-    }
-}
-
 /// Whether the mode hands event bits (`%EVENT-MASK%`, shell lists) to its
 /// program: only clsync's command modes do.
 fn reports_masks(mode: &Mode) -> bool {
     matches!(mode, Mode::Simple | Mode::Direct | Mode::Shell)
 }
 
-/// One handler per worker thread (`--threads` with `-p safe|full`).
-fn build_handlers(
-    cfg: &Config,
-    dst_root: &mut Option<Arc<DstRoot>>,
-) -> Result<Vec<HandlerBox>, DaemonError> {
-    (0..cfg.threads.max(1))
-        .map(|_| build_handler_with(cfg, dst_root))
-        .collect()
+/// What building handlers needs from the daemon (see
+/// `handler::build::Context`); called after the privileges are dropped.
+fn build_context() -> build::Context {
+    build::Context {
+        dst_root: None,
+        preserve_owner: privilege::dropped_from_root(),
+        helper_mirror: Some(helper_mirror),
+    }
+}
+
+/// The client of the mirror the `--splitting=process` helper runs.
+fn helper_mirror(rules: &Rules) -> Option<Result<Box<dyn Handler>, HandlerError>> {
+    split::mirror_client(rules).map(|r| r.map(|c| Box::new(c) as Box<dyn Handler>))
+}
+
+impl From<BuildError> for DaemonError {
+    fn from(e: BuildError) -> Self {
+        match e {
+            BuildError::Handler(e) => DaemonError::Handler(e),
+            BuildError::SharedObject(e) => DaemonError::SharedObject(e),
+            BuildError::Invalid(why) => DaemonError::GaveUp(why),
+        }
+    }
 }
 
 /// One step of the way out. Each waits for the worker to be idle.
@@ -844,9 +603,10 @@ pub struct Snapshot {
 /// The state of one run: everything the loop owns.
 struct Daemon {
     cfg: Config,
-    /// The built-in mirror's destination root, held for the daemon's life
-    /// (handlers built on reload write through it too).
-    dst_root: Option<Arc<DstRoot>>,
+    /// What handlers are built with; it holds the built-in mirror's
+    /// destination root for the daemon's life (handlers built on reload
+    /// write through it too).
+    build: build::Context,
     /// The backend `--monitor` chose (src/monitor/mod.rs `open`).
     monitor: Box<dyn Monitor>,
     tree: Tree,
@@ -1795,7 +1555,7 @@ impl Daemon {
             new.monitor = self.cfg.monitor;
             new.monitor_options = self.cfg.monitor_options.clone();
         }
-        let handlers = match build_handlers(&new, &mut self.dst_root) {
+        let handlers = match handler::build_all(&new, &mut self.build) {
             Ok(h) => h,
             Err(e) => {
                 ::log::error!("reload failed, keeping the running configuration: {e}");
@@ -2450,8 +2210,8 @@ fn start_and_run(mut cfg: Config) -> Result<(), DaemonError> {
             started.elapsed().as_secs_f64() * 1000.0
         );
     }
-    let mut dst_root = None;
-    let mut handlers = build_handlers(&cfg, &mut dst_root)?;
+    let mut build = build_context();
+    let mut handlers = handler::build_all(&cfg, &mut build)?;
     // The initial sync's progress bar (the operations issue): every mirror
     // handler counts into one bar; only one of them runs the initial sync.
     let mut ops = ops::Ops::new(notifier, cfg.metrics_file.as_deref());
@@ -2463,16 +2223,9 @@ fn start_and_run(mut cfg: Config) -> Result<(), DaemonError> {
         {
             let counter = Arc::new(crate::handler::progress::Progress::default());
             let mut any = false;
-            handlers = handlers
-                .into_iter()
-                .map(|h| match h {
-                    HandlerBox::Mirror(m) => {
-                        any = true;
-                        HandlerBox::Mirror(m.with_progress(Arc::clone(&counter)))
-                    }
-                    other => other,
-                })
-                .collect();
+            for h in &mut handlers {
+                any |= h.count_progress(Arc::clone(&counter));
+            }
             if any {
                 ops = ops.with_progress(ops::ProgressSetup {
                     root: cfg.watch_dir.clone(),
@@ -2502,7 +2255,7 @@ fn start_and_run(mut cfg: Config) -> Result<(), DaemonError> {
     made_dst.keep();
     let mut daemon = Daemon {
         cfg,
-        dst_root,
+        build,
         monitor,
         tree,
         queue,

@@ -162,6 +162,10 @@ impl Unison {
 }
 
 impl Handler for Unison {
+    fn set_env(&mut self, env: Vec<(OsString, OsString)>) {
+        Unison::set_env(self, env);
+    }
+
     fn name(&self) -> &str {
         "unison"
     }
