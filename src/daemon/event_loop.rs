@@ -20,32 +20,9 @@ pub(super) const MAX_READS_PER_TURN: usize = 64;
 impl Daemon {
     pub(super) fn run(&mut self) -> Result<(), DaemonError> {
         loop {
-            if self.signals.stop.swap(false, Ordering::SeqCst) && self.control(Control::Stop) {
+            if self.act_on_signals() {
                 return Ok(());
             }
-            if self.signals.quit.swap(false, Ordering::SeqCst) {
-                self.control(Control::Quit);
-            }
-            if self.signals.resync.swap(false, Ordering::SeqCst) {
-                self.control(Control::Resync);
-            }
-            if self.signals.reload.swap(false, Ordering::SeqCst) {
-                self.reload(None);
-            }
-            if self.signals.dump.swap(false, Ordering::SeqCst) {
-                self.dump();
-            }
-            let blocks: Vec<String> = self
-                .signals
-                .custom
-                .iter()
-                .filter(|(_, flag, _)| flag.swap(false, Ordering::SeqCst))
-                .map(|(_, _, block)| block.clone())
-                .collect();
-            for block in blocks {
-                self.reload(Some(&block));
-            }
-
             // Collect finished batches first and only then read the kernel:
             // every event the handlers' runs could have raced with is queued
             // by then, and the queue must see it before `finished()`.
@@ -54,143 +31,187 @@ impl Daemon {
             for done in dones {
                 self.finish(done)?;
             }
-
             let now = Instant::now();
-            if let Some(t) = self.kill_deadline {
-                if !self.worker.busy {
-                    self.kill_deadline = None;
-                } else if now >= t {
-                    ::log::warn!("running handlers ignored SIGTERM: killing them");
-                    privilege::signal_handlers(libc::SIGKILL);
-                    self.kill_deadline = None;
-                }
-            }
-            if self.tree.has_unwatched() && now >= self.last_unwatched_rescan + UNWATCHED_RESCAN {
-                self.last_unwatched_rescan = now;
-                self.tree
-                    .rescan_unwatched(&mut self.monitor, &mut self.changes);
-                for c in self.changes.drain(..) {
-                    self.queue.push(now, c);
-                }
-            }
-            self.check_standby(now);
-            if self.ending.is_none() {
-                self.retry_skipped(now);
-            }
-            if self.retry_at.is_some_and(|t| t <= now) && self.worker.has_idle() {
-                // Due: the retry itself is what runs next.
-                self.retry_at = None;
-            }
-
+            self.keep_house(now);
             self.check_soft_end();
             if self.ending.is_some() {
                 if self.advance_ending(now)? {
                     return Ok(());
                 }
             } else {
-                // One batch per free worker thread (one thread with -p off).
-                while self.worker.has_idle() && !self.held(now) && self.below_max_iterations() {
-                    let all = self.cfg.exit_on_no_events && self.initial_done;
-                    let due = if all {
-                        self.queue.next_ready(now).is_some_and(|t| t <= now)
-                    } else {
-                        self.queue.next_due().is_some_and(|t| t <= now)
-                    };
-                    if !due || self.standby_before_sync(now) {
-                        break;
-                    }
-                    let popped = if all {
-                        // Sync until nothing is pending, without windows
-                        // (failed paths still wait for their retries).
-                        self.queue.pop_ready_with_id(now)
-                    } else {
-                        self.queue.pop_due_with_id(now)
-                    };
-                    let Some((id, batch)) = popped else { break };
-                    self.start_batch(id, batch)?;
-                }
+                self.start_due_batches(now)?;
             }
             self.set_status(self.derived_status());
-
-            let idle = self.worker.has_idle();
-            let batch_due = if !idle || self.held(now) || !self.below_max_iterations() {
-                None
-            } else if self.ending.as_ref().is_some_and(|e| e.hard) {
-                (!self.queue.is_empty()).then_some(now)
-            } else if self.ending.is_some() || (self.cfg.exit_on_no_events && self.initial_done) {
-                self.queue.next_ready(now)
-            } else {
-                self.queue.next_due()
-            };
-            // -p safe: what is due may all wait for a batch in flight; the
-            // end of that batch wakes the loop.
-            let batch_due = batch_due.filter(|&t| t > now || self.queue.in_flight() == 0);
-            let rescan_due = self
-                .tree
-                .has_unwatched()
-                .then(|| self.last_unwatched_rescan + UNWATCHED_RESCAN);
-            let standby_due = self.cfg.standby_file.as_ref().map(|_| {
-                if self.standby {
-                    now + STANDBY_POLL
-                } else {
-                    self.next_standby_check
-                }
-            });
-            let retry_due = self.retry_at.filter(|_| idle);
-            let skipped_due = self.next_skipped_retry.filter(|_| self.ending.is_none());
-            // Batches logged at debug under load: their summary, when due.
-            if let Some(summary) = self.batch_log.flush(now) {
-                ::log::info!("{summary}");
-            }
-            // The watchdog and the metrics file (the operations issue).
-            {
-                let mut ops = std::mem::replace(&mut self.ops, ops::Ops::new(None, None));
-                ops.tick(now, &|| self.socket_status());
-                self.ops = ops;
-            }
-            // A backend without a descriptor (poll) says when to read it.
-            let monitor_due = self.monitor.next_deadline();
-            // A control socket client that stays silent is dropped on time.
-            let socket_due = self.socket.as_ref().and_then(|s| s.next_deadline());
-            let timeout = [
-                batch_due,
-                rescan_due,
-                standby_due,
-                retry_due,
-                skipped_due,
-                self.kill_deadline,
-                self.batch_log.due(),
-                self.ops.next_due(),
-                monitor_due,
-                socket_due,
-            ]
-            .into_iter()
-            .flatten()
-            .min()
-            .map(|due| due.saturating_duration_since(Instant::now()));
-            // The control socket (src/daemon/socket.rs) plugs in here: its
-            // listener and client fds join `fds`, and after the poll each
-            // complete command maps onto `self.control(Control::…)` (resync,
-            // pause, resume, die, quit; `Control::Die` returning true means
-            // return Ok(()) now) and a status request answers from
-            // `self.snapshot()`.
-            let mut fds = vec![
-                self.monitor.fd(),
-                self.worker.wake.as_raw_fd(),
-                self.signals.wake.as_raw_fd(),
-            ];
-            if let Some(sock) = &self.socket {
-                fds.extend(sock.fds());
-            }
-            let ready = wait_readable(&fds, timeout).map_err(io_err("poll"))?;
-            if ready[2] {
-                self.signals.drain();
-            }
-            let socket_timed_out = socket_due.is_some_and(|t| t <= Instant::now());
-            if (ready[3..].iter().any(|&r| r) || socket_timed_out) && self.serve_socket() {
+            if self.wait(now)? {
                 return Ok(());
             }
         }
+    }
+
+    /// Acts on the signals caught since the last turn; true: leave now.
+    fn act_on_signals(&mut self) -> bool {
+        if self.signals.stop.swap(false, Ordering::SeqCst) && self.control(Control::Stop) {
+            return true;
+        }
+        if self.signals.quit.swap(false, Ordering::SeqCst) {
+            self.control(Control::Quit);
+        }
+        if self.signals.resync.swap(false, Ordering::SeqCst) {
+            self.control(Control::Resync);
+        }
+        if self.signals.reload.swap(false, Ordering::SeqCst) {
+            self.reload(None);
+        }
+        if self.signals.dump.swap(false, Ordering::SeqCst) {
+            self.dump();
+        }
+        let blocks: Vec<String> = self
+            .signals
+            .custom
+            .iter()
+            .filter(|(_, flag, _)| flag.swap(false, Ordering::SeqCst))
+            .map(|(_, _, block)| block.clone())
+            .collect();
+        for block in blocks {
+            self.reload(Some(&block));
+        }
+        false
+    }
+
+    /// What is due each turn besides batches: killing handlers that
+    /// ignored SIGTERM, rescanning unwatched dirs, the standby file,
+    /// retrying skipped paths, a retry whose backoff is over.
+    fn keep_house(&mut self, now: Instant) {
+        if let Some(t) = self.kill_deadline {
+            if !self.worker.busy {
+                self.kill_deadline = None;
+            } else if now >= t {
+                ::log::warn!("running handlers ignored SIGTERM: killing them");
+                privilege::signal_handlers(libc::SIGKILL);
+                self.kill_deadline = None;
+            }
+        }
+        if self.tree.has_unwatched() && now >= self.last_unwatched_rescan + UNWATCHED_RESCAN {
+            self.last_unwatched_rescan = now;
+            self.tree
+                .rescan_unwatched(&mut self.monitor, &mut self.changes);
+            for c in self.changes.drain(..) {
+                self.queue.push(now, c);
+            }
+        }
+        self.check_standby(now);
+        if self.ending.is_none() {
+            self.retry_skipped(now);
+        }
+        if self.retry_at.is_some_and(|t| t <= now) && self.worker.has_idle() {
+            // Due: the retry itself is what runs next.
+            self.retry_at = None;
+        }
+    }
+
+    /// One batch per free worker thread (one thread with -p off).
+    fn start_due_batches(&mut self, now: Instant) -> Result<(), DaemonError> {
+        while self.worker.has_idle() && !self.held(now) && self.below_max_iterations() {
+            let all = self.cfg.exit_on_no_events && self.initial_done;
+            let due = if all {
+                self.queue.next_ready(now).is_some_and(|t| t <= now)
+            } else {
+                self.queue.next_due().is_some_and(|t| t <= now)
+            };
+            if !due || self.standby_before_sync(now) {
+                break;
+            }
+            let popped = if all {
+                // Sync until nothing is pending, without windows
+                // (failed paths still wait for their retries).
+                self.queue.pop_ready_with_id(now)
+            } else {
+                self.queue.pop_due_with_id(now)
+            };
+            let Some((id, batch)) = popped else { break };
+            self.start_batch(id, batch)?;
+        }
+        Ok(())
+    }
+
+    /// Every deadline the loop must wake for (the poll's timeout is the
+    /// earliest); the control socket's own deadline separately too.
+    fn deadlines(&mut self, now: Instant) -> (Vec<Option<Instant>>, Option<Instant>) {
+        let idle = self.worker.has_idle();
+        let state = BatchState {
+            may_start: idle && !self.held(now) && self.below_max_iterations(),
+            hard_ending: self.ending.as_ref().is_some_and(|e| e.hard),
+            without_windows: self.ending.is_some()
+                || (self.cfg.exit_on_no_events && self.initial_done),
+            pending: !self.queue.is_empty(),
+            in_flight: self.queue.in_flight(),
+        };
+        let queue = &self.queue;
+        let batch_due = batch_due(&state, now, || queue.next_ready(now), || queue.next_due());
+        let rescan_due = self
+            .tree
+            .has_unwatched()
+            .then(|| self.last_unwatched_rescan + UNWATCHED_RESCAN);
+        let standby_due = self.cfg.standby_file.as_ref().map(|_| {
+            if self.standby {
+                now + STANDBY_POLL
+            } else {
+                self.next_standby_check
+            }
+        });
+        let retry_due = self.retry_at.filter(|_| idle);
+        let skipped_due = self.next_skipped_retry.filter(|_| self.ending.is_none());
+        // Batches logged at debug under load: their summary, when due.
+        if let Some(summary) = self.batch_log.flush(now) {
+            ::log::info!("{summary}");
+        }
+        // The watchdog and the metrics file.
+        {
+            let mut ops = std::mem::replace(&mut self.ops, ops::Ops::new(None, None));
+            ops.tick(now, &|| self.socket_status());
+            self.ops = ops;
+        }
+        // A backend without a descriptor (poll) says when to read it.
+        let monitor_due = self.monitor.next_deadline();
+        // A control socket client that stays silent is dropped on time.
+        let socket_due = self.socket.as_ref().and_then(|s| s.next_deadline());
+        let all = vec![
+            batch_due,
+            rescan_due,
+            standby_due,
+            retry_due,
+            skipped_due,
+            self.kill_deadline,
+            self.batch_log.due(),
+            self.ops.next_due(),
+            monitor_due,
+            socket_due,
+        ];
+        (all, socket_due)
+    }
+
+    /// Waits (poll) on the backend's fd, the worker's wake pipe, the
+    /// signal pipe and the control socket until the next deadline, and
+    /// serves the socket; true: leave now (a control request said so).
+    fn wait(&mut self, now: Instant) -> Result<bool, DaemonError> {
+        let (deadlines, socket_due) = self.deadlines(now);
+        let timeout = poll_timeout(deadlines, Instant::now());
+        let mut fds = vec![
+            self.monitor.fd(),
+            self.worker.wake.as_raw_fd(),
+            self.signals.wake.as_raw_fd(),
+        ];
+        if let Some(sock) = &self.socket {
+            fds.extend(sock.fds());
+        }
+        let ready = wait_readable(&fds, timeout).map_err(io_err("poll"))?;
+        if ready[2] {
+            self.signals.drain();
+        }
+        // Each complete command on the control socket maps onto
+        // `self.control(…)`; a status request answers from the counters.
+        let socket_timed_out = socket_due.is_some_and(|t| t <= Instant::now());
+        Ok((ready[3..].iter().any(|&r| r) || socket_timed_out) && self.serve_socket())
     }
 
     /// Reads every ready kernel event into the queue.

@@ -305,7 +305,7 @@ impl Daemon {
 
     /// The first wait after a failure: max(-w, 0.5 s).
     pub(super) fn backoff_base(&self) -> Duration {
-        self.cfg.queue.interval.max(Duration::from_millis(500))
+        first_backoff(self.cfg.queue.interval)
     }
 
     /// Keeps the source paths the handler skipped as unreadable: each is
