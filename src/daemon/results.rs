@@ -34,63 +34,84 @@ pub(super) fn is_full_sync(batch: &Batch) -> bool {
 }
 
 impl Daemon {
+    /// Takes in what a worker finished: a hook or a batch.
     pub(super) fn finish(&mut self, done: Done) -> Result<(), DaemonError> {
-        let (id, batch, result, elapsed, was_initial) = match done {
-            Done::Hook { which, result } => {
-                let program = match which {
-                    Hook::PreExit => self.cfg.pre_exit_hook.as_ref(),
-                    Hook::Exit => self.cfg.exit_hook.as_ref(),
-                }
-                .map(|p| path::display(p.as_bytes()))
-                .unwrap_or_default();
-                let failure = match result {
-                    Ok(o) if o.success(&[]) => {
-                        ::log::info!("{} finished", which.option());
-                        None
-                    }
-                    Ok(o) => Some(format!("{} {program} {o}", which.option())),
-                    Err(e) => Some(format!("{}: {e}", which.option())),
-                };
-                if let Some(failure) = failure {
-                    if self.cfg.ignore_hook_failures {
-                        ::log::warn!("{failure} (ignored: --ignore-hook-failures)");
-                    } else if which == Hook::PreExit {
-                        // A server move: "stop the old one" failed, so
-                        // "start the new one" must not run.
-                        let left = self.queue.len();
-                        return Err(DaemonError::GaveUp(format!(
-                            "{failure}: {}{}",
-                            if self.cfg.exit_hook.is_some() {
-                                "not running --exit-hook, exiting"
-                            } else {
-                                "exiting"
-                            },
-                            if left > 0 {
-                                format!(" ({left} pending op(s) not synced)")
-                            } else {
-                                String::new()
-                            }
-                        )));
-                    } else {
-                        return Err(DaemonError::GaveUp(failure));
-                    }
-                }
-                if let Some(e) = self.ending.as_mut() {
-                    if e.hook_started {
-                        e.hook_started = false;
-                        e.steps.pop_front();
-                    }
-                }
-                return Ok(());
-            }
+        match done {
+            Done::Hook { which, result } => self.hook_finished(which, result),
             Done::Batch {
                 id,
                 batch,
                 result,
                 elapsed,
                 initial,
-            } => (id, batch, result, elapsed, initial),
+            } => self.batch_finished(id, batch, result, elapsed, initial),
+        }
+    }
+
+    /// A hook ended: a failed pre-exit hook ends livesync at once (unless
+    /// `--ignore-hook-failures`); otherwise the way out goes on.
+    fn hook_finished(
+        &mut self,
+        which: Hook,
+        result: Result<exec::Outcome, exec::ExecError>,
+    ) -> Result<(), DaemonError> {
+        let program = match which {
+            Hook::PreExit => self.cfg.pre_exit_hook.as_ref(),
+            Hook::Exit => self.cfg.exit_hook.as_ref(),
+        }
+        .map(|p| path::display(p.as_bytes()))
+        .unwrap_or_default();
+        let failure = match result {
+            Ok(o) if o.success(&[]) => {
+                ::log::info!("{} finished", which.option());
+                None
+            }
+            Ok(o) => Some(format!("{} {program} {o}", which.option())),
+            Err(e) => Some(format!("{}: {e}", which.option())),
         };
+        if let Some(failure) = failure {
+            if self.cfg.ignore_hook_failures {
+                ::log::warn!("{failure} (ignored: --ignore-hook-failures)");
+            } else if which == Hook::PreExit {
+                // A server move: "stop the old one" failed, so
+                // "start the new one" must not run.
+                let left = self.queue.len();
+                return Err(DaemonError::GaveUp(format!(
+                    "{failure}: {}{}",
+                    if self.cfg.exit_hook.is_some() {
+                        "not running --exit-hook, exiting"
+                    } else {
+                        "exiting"
+                    },
+                    if left > 0 {
+                        format!(" ({left} pending op(s) not synced)")
+                    } else {
+                        String::new()
+                    }
+                )));
+            } else {
+                return Err(DaemonError::GaveUp(failure));
+            }
+        }
+        if let Some(e) = self.ending.as_mut() {
+            if e.hook_started {
+                e.hook_started = false;
+                e.steps.pop_front();
+            }
+        }
+        Ok(())
+    }
+
+    /// A batch ended: the bookkeeping every result shares, then success,
+    /// some paths failed, or the whole batch failed.
+    fn batch_finished(
+        &mut self,
+        id: BatchId,
+        batch: Batch,
+        result: Result<Report, HandlerError>,
+        elapsed: Duration,
+        was_initial: bool,
+    ) -> Result<(), DaemonError> {
         let now = Instant::now();
         self.monitor.synced();
         let n = batch.len();
@@ -125,47 +146,7 @@ impl Daemon {
             ok: result.is_ok(),
         });
         match result {
-            Ok(report) => {
-                self.counters.paths_synced += n as u64;
-                self.retry_at = None;
-                if was_initial {
-                    self.initial_done = true;
-                    ::log::info!("initial sync done");
-                }
-                let how = match report.exit_code {
-                    Some(code) => format!("exit code {code}"),
-                    None => format!(
-                        "copied {}, deleted {}, renamed {}",
-                        report.copied, report.deleted, report.renamed
-                    ),
-                };
-                let line = format!(
-                    "synced {n} path{} ({} lane) with {} in {:.1} ms: {how}",
-                    if n == 1 { "" } else { "s" },
-                    batch.lane.name(),
-                    self.worker_name(),
-                    elapsed.as_secs_f64() * 1000.0
-                );
-                let (level, summary) = self.batch_log.finished(
-                    now,
-                    batchlog::Finished {
-                        paths: n as u64,
-                        mirror: report.exit_code.is_none().then_some((
-                            report.copied,
-                            report.deleted,
-                            report.renamed,
-                        )),
-                        elapsed,
-                    },
-                );
-                if let Some(s) = summary {
-                    ::log::info!("{s}");
-                }
-                match level {
-                    batchlog::Level::Info => ::log::info!("{line}"),
-                    batchlog::Level::Debug => ::log::debug!("{line}"),
-                }
-            }
+            Ok(report) => self.batch_succeeded(&batch, &report, elapsed, was_initial, now),
             Err(e) if self.killed => {
                 // We stopped it (shutting down): not the destination's fault.
                 ::log::info!("stopped a running sync of {n} op(s) ({e}); syncing them again");
@@ -180,122 +161,200 @@ impl Daemon {
                 return Err(DaemonError::DestinationChanged(why));
             }
             Err(HandlerError::Paths { failed, report }) => {
-                // Everything else was done: only the failed paths come
-                // back, each with its own backoff, and the rest flows on.
-                let paths: Vec<(Vec<u8>, bool)> = failed
-                    .iter()
-                    .map(|f| (f.path.clone(), f.recursive))
-                    .collect();
-                let base = self.backoff_base();
-                let tries = self
-                    .queue
-                    .requeue_failed_id(id, now, paths, |attempt| now + backoff(base, attempt));
-                let hard_end = self.ending.as_ref().is_some_and(|e| e.hard);
-                let exhausted = self.cfg.retries != 0 && tries >= self.cfg.retries;
-                let first = HandlerError::Paths {
-                    failed: failed.clone(),
-                    report: Report::default(),
-                };
-                if hard_end || (exhausted && !self.cfg.ignore_failures) {
-                    let why = if hard_end {
-                        "the last sync before exiting failed".to_string()
-                    } else {
-                        format!(
-                            "a path failed {tries} time(s) (-r {}), giving up",
-                            self.cfg.retries
-                        )
-                    };
-                    if self.worker.busy {
-                        procs::signal_child_groups(libc::SIGTERM);
-                    }
-                    return Err(DaemonError::GaveUp(format!(
-                        "{why}: {first}; {} op(s) not synced; a restart resyncs everything",
-                        self.queue.len()
-                    )));
-                }
-                self.counters.paths_synced += n.saturating_sub(failed.len()) as u64;
-                self.counters.failures += 1;
-                self.counters.retries += 1;
-                if was_initial {
-                    self.initial_done = true;
-                    ::log::info!(
-                        "initial sync done, but for {} path(s) that are retried",
-                        failed.len()
-                    );
-                }
-                ::log::error!(
-                    "sync of {n} path{} ({} lane) with {}: {} path(s) failed (try {tries}{}): {first}{}; retrying {} in {:.1} s, the rest is done (copied {}, deleted {}, renamed {})",
-                    if n == 1 { "" } else { "s" },
-                    batch.lane.name(),
-                    self.worker_name(),
-                    failed.len(),
-                    if exhausted {
-                        ", --ignore-failures keeps it"
-                    } else {
-                        ""
-                    },
-                    privilege::failure_hint().unwrap_or_default(),
-                    if failed.len() == 1 { "it" } else { "them" },
-                    backoff(base, tries).as_secs_f64(),
-                    report.copied,
-                    report.deleted,
-                    report.renamed
-                );
+                self.paths_failed(id, &batch, &failed, &report, was_initial, now)?;
             }
-            Err(e) => {
-                let tries = batch.attempt + 1;
-                let hard_end = self.ending.as_ref().is_some_and(|e| e.hard);
-                let exhausted = self.cfg.retries != 0 && tries >= self.cfg.retries;
-                if hard_end || (exhausted && !self.cfg.ignore_failures) {
-                    let paths: Vec<String> = batch
-                        .ops
-                        .iter()
-                        .flat_map(|op| op.paths())
-                        .take(10)
-                        .map(path::display)
-                        .collect();
-                    let why = if hard_end {
-                        "the last sync before exiting failed".to_string()
-                    } else {
-                        format!(
-                            "sync failed {tries} time(s) (-r {}), giving up",
-                            self.cfg.retries
-                        )
-                    };
-                    if self.worker.busy {
-                        // -p safe|full: other runs must not outlive us.
-                        procs::signal_child_groups(libc::SIGTERM);
-                    }
-                    return Err(DaemonError::GaveUp(format!(
-                        "{why}: {e}; {} op(s) not synced, e.g. {}; a restart resyncs everything",
-                        n + self.queue.len(),
-                        paths.join(", ")
-                    )));
-                }
-                let backoff = backoff(self.backoff_base(), tries);
-                ::log::error!(
-                    "sync of {n} path{} failed (try {tries}{}): {e}{}; retrying in {:.1} s",
-                    if n == 1 { "" } else { "s" },
-                    if exhausted {
-                        ", --ignore-failures keeps it"
-                    } else {
-                        ""
-                    },
-                    privilege::failure_hint().unwrap_or_default(),
-                    backoff.as_secs_f64()
-                );
-                self.counters.failures += 1;
-                self.counters.retries += 1;
-                // `requeue` counts this failure in the batch's attempt.
-                self.retry_at = Some(now + backoff);
-                self.queue.requeue_id(id, now, batch, now + backoff);
-            }
+            Err(e) => self.batch_failed(id, batch, e, now)?,
         }
         // The status snapshot costs a walk over the queue: only for a file.
         if self.ops.writes_metrics() {
             let snapshot = self.socket_status();
             self.ops.after_batch(&snapshot);
         }
+        Ok(())
+    }
+
+    fn batch_succeeded(
+        &mut self,
+        batch: &Batch,
+        report: &Report,
+        elapsed: Duration,
+        was_initial: bool,
+        now: Instant,
+    ) {
+        let n = batch.len();
+        self.counters.paths_synced += n as u64;
+        self.retry_at = None;
+        if was_initial {
+            self.initial_done = true;
+            ::log::info!("initial sync done");
+        }
+        let how = match report.exit_code {
+            Some(code) => format!("exit code {code}"),
+            None => format!(
+                "copied {}, deleted {}, renamed {}",
+                report.copied, report.deleted, report.renamed
+            ),
+        };
+        let line = format!(
+            "synced {n} path{} ({} lane) with {} in {:.1} ms: {how}",
+            if n == 1 { "" } else { "s" },
+            batch.lane.name(),
+            self.worker_name(),
+            elapsed.as_secs_f64() * 1000.0
+        );
+        let (level, summary) = self.batch_log.finished(
+            now,
+            batchlog::Finished {
+                paths: n as u64,
+                mirror: report.exit_code.is_none().then_some((
+                    report.copied,
+                    report.deleted,
+                    report.renamed,
+                )),
+                elapsed,
+            },
+        );
+        if let Some(s) = summary {
+            ::log::info!("{s}");
+        }
+        match level {
+            batchlog::Level::Info => ::log::info!("{line}"),
+            batchlog::Level::Debug => ::log::debug!("{line}"),
+        }
+    }
+
+    /// Everything else was done: only the failed paths come back, each
+    /// with its own backoff, and the rest flows on.
+    fn paths_failed(
+        &mut self,
+        id: BatchId,
+        batch: &Batch,
+        failed: &[crate::handler::PathIssue],
+        report: &Report,
+        was_initial: bool,
+        now: Instant,
+    ) -> Result<(), DaemonError> {
+        let n = batch.len();
+        // Everything else was done: only the failed paths come
+        // back, each with its own backoff, and the rest flows on.
+        let paths: Vec<(Vec<u8>, bool)> = failed
+            .iter()
+            .map(|f| (f.path.clone(), f.recursive))
+            .collect();
+        let base = self.backoff_base();
+        let tries = self
+            .queue
+            .requeue_failed_id(id, now, paths, |attempt| now + backoff(base, attempt));
+        let hard_end = self.ending.as_ref().is_some_and(|e| e.hard);
+        let exhausted = self.cfg.retries != 0 && tries >= self.cfg.retries;
+        let first = HandlerError::Paths {
+            failed: failed.to_vec(),
+            report: Report::default(),
+        };
+        if hard_end || (exhausted && !self.cfg.ignore_failures) {
+            let why = if hard_end {
+                "the last sync before exiting failed".to_string()
+            } else {
+                format!(
+                    "a path failed {tries} time(s) (-r {}), giving up",
+                    self.cfg.retries
+                )
+            };
+            if self.worker.busy {
+                procs::signal_child_groups(libc::SIGTERM);
+            }
+            return Err(DaemonError::GaveUp(format!(
+                "{why}: {first}; {} op(s) not synced; a restart resyncs everything",
+                self.queue.len()
+            )));
+        }
+        self.counters.paths_synced += n.saturating_sub(failed.len()) as u64;
+        self.counters.failures += 1;
+        self.counters.retries += 1;
+        if was_initial {
+            self.initial_done = true;
+            ::log::info!(
+                "initial sync done, but for {} path(s) that are retried",
+                failed.len()
+            );
+        }
+        ::log::error!(
+            "sync of {n} path{} ({} lane) with {}: {} path(s) failed (try {tries}{}): {first}{}; retrying {} in {:.1} s, the rest is done (copied {}, deleted {}, renamed {})",
+            if n == 1 { "" } else { "s" },
+            batch.lane.name(),
+            self.worker_name(),
+            failed.len(),
+            if exhausted {
+                ", --ignore-failures keeps it"
+            } else {
+                ""
+            },
+            privilege::failure_hint().unwrap_or_default(),
+            if failed.len() == 1 { "it" } else { "them" },
+            backoff(base, tries).as_secs_f64(),
+            report.copied,
+            report.deleted,
+            report.renamed
+        );
+        Ok(())
+    }
+
+    /// The whole batch failed: back to the queue with backoff, or the end
+    /// (`-r` used up, or the last sync of a TERM).
+    fn batch_failed(
+        &mut self,
+        id: BatchId,
+        batch: Batch,
+        e: HandlerError,
+        now: Instant,
+    ) -> Result<(), DaemonError> {
+        let n = batch.len();
+        let tries = batch.attempt + 1;
+        let hard_end = self.ending.as_ref().is_some_and(|e| e.hard);
+        let exhausted = self.cfg.retries != 0 && tries >= self.cfg.retries;
+        if hard_end || (exhausted && !self.cfg.ignore_failures) {
+            let paths: Vec<String> = batch
+                .ops
+                .iter()
+                .flat_map(|op| op.paths())
+                .take(10)
+                .map(path::display)
+                .collect();
+            let why = if hard_end {
+                "the last sync before exiting failed".to_string()
+            } else {
+                format!(
+                    "sync failed {tries} time(s) (-r {}), giving up",
+                    self.cfg.retries
+                )
+            };
+            if self.worker.busy {
+                // -p safe|full: other runs must not outlive us.
+                procs::signal_child_groups(libc::SIGTERM);
+            }
+            return Err(DaemonError::GaveUp(format!(
+                "{why}: {e}; {} op(s) not synced, e.g. {}; a restart resyncs everything",
+                n + self.queue.len(),
+                paths.join(", ")
+            )));
+        }
+        let backoff = backoff(self.backoff_base(), tries);
+        ::log::error!(
+            "sync of {n} path{} failed (try {tries}{}): {e}{}; retrying in {:.1} s",
+            if n == 1 { "" } else { "s" },
+            if exhausted {
+                ", --ignore-failures keeps it"
+            } else {
+                ""
+            },
+            privilege::failure_hint().unwrap_or_default(),
+            backoff.as_secs_f64()
+        );
+        self.counters.failures += 1;
+        self.counters.retries += 1;
+        // `requeue` counts this failure in the batch's attempt.
+        self.retry_at = Some(now + backoff);
+        self.queue.requeue_id(id, now, batch, now + backoff);
         Ok(())
     }
 
