@@ -185,21 +185,7 @@ pub(super) fn start_and_run(mut cfg: Config) -> Result<(), DaemonError> {
     } else {
         background::Ready::none()
     };
-    // A missing -L or --dump-dir is created (clsync does: /dev/shm is empty
-    // after a reboot), before the privilege drop, for the user the daemon
-    // becomes.
-    let owner = privilege::Plan::new(&cfg, privilege::current())
-        .ok()
-        .and_then(|p| p.daemon)
-        .map(|who| (who.uid, who.gid));
-    for (dir, what) in [
-        (&cfg.lists_dir, "lists dir (-L)"),
-        (&cfg.dump_dir, "dump dir"),
-    ] {
-        if let Some(d) = dir {
-            files::ensure_dir(d, what, owner).map_err(DaemonError::GaveUp)?;
-        }
-    }
+    make_work_dirs(&cfg)?;
     // Guards: dropped (files removed) however this function returns.
     let mut pid_file = match &cfg.pid_file {
         Some(p) => Some(files::PidFile::create(p).map_err(DaemonError::GaveUp)?),
@@ -218,19 +204,7 @@ pub(super) fn start_and_run(mut cfg: Config) -> Result<(), DaemonError> {
         None => None,
     };
     if cfg.privileges.jail.is_some() {
-        // --chroot: the pid file and the socket may lie outside the jail;
-        // the keeper, which stays outside, removes them at the end.
-        let left = jail::Leftovers {
-            pid_file: pid_file.as_ref().map(files::PidFile::keeper_view),
-            socket: socket.as_ref().map(socket::ControlSocket::keeper_view),
-        };
-        jail::spawn_keeper(&cfg, left, remove_leftovers)?;
-        if let Some(p) = pid_file.take() {
-            p.disown();
-        }
-        if let Some(s) = socket.as_mut() {
-            s.disown_file();
-        }
+        hand_to_keeper(&cfg, &mut pid_file, &mut socket)?;
     }
     // The mirror's destination and its missing parents are made now, by
     // the invoking user: made after the drop they would belong to nobody,
@@ -249,86 +223,16 @@ pub(super) fn start_and_run(mut cfg: Config) -> Result<(), DaemonError> {
     if let (Some(f), Some(p)) = (status_file.as_mut(), &cfg.status_file) {
         f.moved_to(p);
     }
-    check_watch_dir_readable(&cfg.watch_dir)?;
-    let mut monitor = crate::monitor::open(cfg.monitor, &cfg.watch_dir, &cfg.monitor_options)?;
-    let mut tree = Tree::new(
-        cfg.watch_dir.clone(),
-        Arc::clone(&cfg.rules),
-        cfg.queue.big_threshold,
-    );
-    tree.record_masks(reports_masks(&cfg.mode));
-    if let Some(Destination::Local(dst)) = &cfg.destination {
-        // A local destination is never walked from the source side, even
-        // when a bind mount puts it below the watch dir.
-        use std::os::unix::fs::MetadataExt;
-        if let Ok(m) = std::fs::metadata(dst) {
-            tree.never_enter((m.dev(), m.ino()));
-        }
-    }
-    tree.track_links(!cfg.cancel_mon_stat);
-    if cfg.only_initialsync {
-        ::log::info!(
-            "--only-initialsync: syncing {} once, watching nothing",
-            path::display_os(&cfg.watch_dir)
-        );
-    } else {
-        let started = Instant::now();
-        let dirs = tree
-            .watch_subtree(&mut monitor, b"", true)
-            .map_err(|e| match e {
-                e @ MonitorError::WatchLimit { .. } => DaemonError::WatchLimit(e),
-                e => DaemonError::Monitor(e),
-            })?;
-        ::log::info!(
-            "watching {} director{} under {} with {} ({:.0} ms)",
-            monitor.watch_count(),
-            if dirs == 1 { "y" } else { "ies" },
-            path::display_os(&cfg.watch_dir),
-            cfg.monitor.name(),
-            started.elapsed().as_secs_f64() * 1000.0
-        );
-    }
+    let (monitor, tree) = watch(&cfg)?;
     let mut build = build_context();
     let mut handlers = handler::build_all(&cfg, &mut build)?;
-    // The initial sync's progress bar (the operations issue): every mirror
-    // handler counts into one bar; only one of them runs the initial sync.
-    let mut ops = ops::Ops::new(notifier, cfg.metrics_file.as_deref());
-    {
-        use std::io::IsTerminal;
-        let tty = std::io::stderr().is_terminal();
-        if progress::wanted(cfg.progress, tty, cfg.background, cfg.mode.clone())
-            && !cfg.skip_initialsync
-        {
-            let counter = Arc::new(crate::handler::progress::Progress::default());
-            let mut any = false;
-            for h in &mut handlers {
-                any |= h.count_progress(Arc::clone(&counter));
-            }
-            if any {
-                ops = ops.with_progress(ops::ProgressSetup {
-                    root: cfg.watch_dir.clone(),
-                    rules: Arc::clone(&cfg.rules),
-                    counter,
-                });
-            }
-        }
-    }
+    let ops = with_progress(
+        &cfg,
+        &mut handlers,
+        ops::Ops::new(notifier, cfg.metrics_file.as_deref()),
+    );
     let worker = Worker::spawn(handlers)?;
-    let mut queue = Queue::new(cfg.queue.clone());
-    // -p safe: batches in flight never share a path.
-    queue.set_exclusive(cfg.threading == Threading::Safe);
-    if cfg.skip_initialsync {
-        ::log::info!("--skip-initialsync: syncing only what changes from now on");
-    } else {
-        // The initial sync: the whole tree, no window.
-        queue.push(
-            Instant::now(),
-            Change::Subtree {
-                path: Vec::new(),
-                instant: true,
-            },
-        );
-    }
+    let queue = first_queue(&cfg);
     let initial_done = cfg.skip_initialsync;
     made_dst.keep();
     let mut daemon = Daemon {
@@ -421,4 +325,137 @@ pub(super) fn at_once(cfg: &Config, c: Change) -> Change {
         }
         c => c,
     }
+}
+
+/// A missing -L or --dump-dir is created (clsync does: /dev/shm is empty
+/// after a reboot), before the privilege drop, for the user the daemon
+/// becomes.
+fn make_work_dirs(cfg: &Config) -> Result<(), DaemonError> {
+    let owner = privilege::Plan::new(cfg, privilege::current())
+        .ok()
+        .and_then(|p| p.daemon)
+        .map(|who| (who.uid, who.gid));
+    for (dir, what) in [
+        (&cfg.lists_dir, "lists dir (-L)"),
+        (&cfg.dump_dir, "dump dir"),
+    ] {
+        if let Some(d) = dir {
+            files::ensure_dir(d, what, owner).map_err(DaemonError::GaveUp)?;
+        }
+    }
+    Ok(())
+}
+
+/// --chroot: the pid file and the socket may lie outside the jail; the
+/// keeper, which stays outside, removes them at the end (and the daemon's
+/// own guards no longer do).
+fn hand_to_keeper(
+    cfg: &Config,
+    pid_file: &mut Option<files::PidFile>,
+    socket: &mut Option<socket::ControlSocket>,
+) -> Result<(), DaemonError> {
+    let left = jail::Leftovers {
+        pid_file: pid_file.as_ref().map(files::PidFile::keeper_view),
+        socket: socket.as_ref().map(socket::ControlSocket::keeper_view),
+    };
+    jail::spawn_keeper(cfg, left, remove_leftovers)?;
+    if let Some(p) = pid_file.take() {
+        p.disown();
+    }
+    if let Some(s) = socket.as_mut() {
+        s.disown_file();
+    }
+    Ok(())
+}
+
+/// Checks the watch dir, opens the backend and walks and watches the tree
+/// (nothing is watched with `--only-initialsync`).
+fn watch(cfg: &Config) -> Result<(Box<dyn Monitor>, Tree), DaemonError> {
+    check_watch_dir_readable(&cfg.watch_dir)?;
+    let mut monitor = crate::monitor::open(cfg.monitor, &cfg.watch_dir, &cfg.monitor_options)?;
+    let mut tree = Tree::new(
+        cfg.watch_dir.clone(),
+        Arc::clone(&cfg.rules),
+        cfg.queue.big_threshold,
+    );
+    tree.record_masks(reports_masks(&cfg.mode));
+    if let Some(Destination::Local(dst)) = &cfg.destination {
+        // A local destination is never walked from the source side, even
+        // when a bind mount puts it below the watch dir.
+        use std::os::unix::fs::MetadataExt;
+        if let Ok(m) = std::fs::metadata(dst) {
+            tree.never_enter((m.dev(), m.ino()));
+        }
+    }
+    tree.track_links(!cfg.cancel_mon_stat);
+    if cfg.only_initialsync {
+        ::log::info!(
+            "--only-initialsync: syncing {} once, watching nothing",
+            path::display_os(&cfg.watch_dir)
+        );
+    } else {
+        let started = Instant::now();
+        let dirs = tree
+            .watch_subtree(&mut monitor, b"", true)
+            .map_err(|e| match e {
+                e @ MonitorError::WatchLimit { .. } => DaemonError::WatchLimit(e),
+                e => DaemonError::Monitor(e),
+            })?;
+        ::log::info!(
+            "watching {} director{} under {} with {} ({:.0} ms)",
+            monitor.watch_count(),
+            if dirs == 1 { "y" } else { "ies" },
+            path::display_os(&cfg.watch_dir),
+            cfg.monitor.name(),
+            started.elapsed().as_secs_f64() * 1000.0
+        );
+    }
+    Ok((monitor, tree))
+}
+
+/// The initial sync's progress bar, when wanted: every handler that can
+/// (the mirror) counts into one bar; only one of them runs the initial
+/// sync.
+fn with_progress(cfg: &Config, handlers: &mut [Box<dyn Handler>], mut ops: ops::Ops) -> ops::Ops {
+    {
+        use std::io::IsTerminal;
+        let tty = std::io::stderr().is_terminal();
+        if progress::wanted(cfg.progress, tty, cfg.background, cfg.mode.clone())
+            && !cfg.skip_initialsync
+        {
+            let counter = Arc::new(crate::handler::progress::Progress::default());
+            let mut any = false;
+            for h in handlers.iter_mut() {
+                any |= h.count_progress(Arc::clone(&counter));
+            }
+            if any {
+                ops = ops.with_progress(ops::ProgressSetup {
+                    root: cfg.watch_dir.clone(),
+                    rules: Arc::clone(&cfg.rules),
+                    counter,
+                });
+            }
+        }
+    }
+    ops
+}
+
+/// The queue, with the initial sync in it unless `--skip-initialsync`.
+fn first_queue(cfg: &Config) -> Queue {
+    let mut queue = Queue::new(cfg.queue.clone());
+    // -p safe: batches in flight never share a path.
+    queue.set_exclusive(cfg.threading == Threading::Safe);
+    if cfg.skip_initialsync {
+        ::log::info!("--skip-initialsync: syncing only what changes from now on");
+    } else {
+        // The initial sync: the whole tree, no window.
+        queue.push(
+            Instant::now(),
+            Change::Subtree {
+                path: Vec::new(),
+                instant: true,
+            },
+        );
+    }
+    queue
 }
