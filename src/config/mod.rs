@@ -36,7 +36,7 @@ pub enum Mode {
     Mirror,
     /// rsync with clsync's argv.
     RsyncDirect,
-    // ---- clsync's command modes (issue #3): src/handler/command.rs ----
+    // ---- clsync's command modes: src/handler/command.rs ----
     /// The -S program once per path: `sync LABEL MASK ABSPATH`.
     Simple,
     /// The -S program once per batch with the relative paths as arguments.
@@ -89,8 +89,7 @@ pub enum Output {
     Syslog,
 }
 
-/// When the initial sync shows a progress bar (`--progress`; the
-/// operations issue).
+/// When the initial sync shows a progress bar (`--progress`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Progress {
     /// When stderr is a terminal and livesync stays in front.
@@ -186,7 +185,7 @@ pub struct Config {
     pub label: String,
     pub lists_dir: Option<PathBuf>,
     pub keep_lists: bool,
-    // ---- clsync's command modes (issue #3) ----
+    // ---- clsync's command modes ----
     /// `--synclist-simplify`.
     pub synclist_simplify: bool,
     /// `--have-recursive-sync`.
@@ -253,7 +252,7 @@ pub struct Config {
     pub cancel_mon_stat: bool,
     /// `-Y`.
     pub output: Output,
-    // ---- Operations (the operations issue) ----
+    // ---- Operations: metrics, syslog socket, progress ----
     /// `--metrics-file`: where Prometheus text metrics are written.
     pub metrics_file: Option<PathBuf>,
     /// `--syslog-socket`: where `-Y syslog` datagrams go.
@@ -992,7 +991,7 @@ impl Config {
             check_control_dir(l, "lists dir", "-L")?;
         }
 
-        // clsync's command modes (issue #3): -F is for the modes that run
+        // clsync's command modes: -F is for the modes that run
         // a handler; the built-in mirror always follows the rules.
         let mut mode_warnings = Vec::new();
         if a.full_initialsync && mode == Mode::Mirror {
@@ -1204,7 +1203,7 @@ impl Config {
             cancel_mon_stat,
             exclude_mount_points: a.exclude_mount_points,
             output,
-            // Operations (the operations issue).
+            // Operations: metrics, syslog socket, progress.
             metrics_file: control_file("--metrics-file", &a.metrics_file)?,
             syslog_socket: a.syslog_socket,
             progress: match a.progress.as_str() {
@@ -1933,7 +1932,7 @@ mod tests {
                 |c| format!("{:?}", c.threading),
                 [s("Off"), s("Full"), s("Safe")],
             ),
-            // Operations (the operations issue).
+            // Operations: metrics, syslog socket, progress.
             case(
                 "metrics-file",
                 format!("metrics-file = {}", fx.p("a.prom")),
@@ -1963,7 +1962,7 @@ mod tests {
                 |c| format!("{:?}", c.progress),
                 [s("Auto"), s("Never"), s("Auto")],
             ),
-            // ---- privileges and hardening (issue #5) ----
+            // ---- privileges and hardening ----
             case(
                 "uid",
                 s("uid = 1"),
@@ -2175,7 +2174,7 @@ mod tests {
                 |c| c.threads.to_string(),
                 [s("1"), s("3"), s("5")],
             ),
-            // ---- clsync's command modes (issue #3) ----
+            // ---- clsync's command modes ----
             Case {
                 file_under_cli: Some(s("synclist-simplify = 0")),
                 ..case(

@@ -167,9 +167,10 @@ impl Daemon {
         }
         // The watchdog and the metrics file.
         {
-            let mut ops = std::mem::replace(&mut self.ops, ops::Ops::new(None, None));
-            ops.tick(now, &|| self.socket_status());
-            self.ops = ops;
+            let mut telemetry =
+                std::mem::replace(&mut self.telemetry, telemetry::Telemetry::new(None, None));
+            telemetry.tick(now, &|| self.socket_status());
+            self.telemetry = telemetry;
         }
         // A backend without a descriptor (poll) says when to read it.
         let monitor_due = self.monitor.next_deadline();
@@ -183,7 +184,7 @@ impl Daemon {
             skipped_due,
             self.kill_deadline,
             self.batch_log.due(),
-            self.ops.next_due(),
+            self.telemetry.next_due(),
             monitor_due,
             socket_due,
         ];
@@ -249,7 +250,7 @@ impl Daemon {
             }
             self.tree
                 .process(&mut self.monitor, &self.raw, &mut self.changes)?;
-            // Event bits for the command modes' %EVENT-MASK% (issue #3).
+            // Event bits for the command modes' %EVENT-MASK%.
             for (p, m) in self.tree.take_masks() {
                 self.queue.note_mask(&p, m);
             }
@@ -294,7 +295,7 @@ impl Daemon {
         let initial = !self.initial_done && is_full_sync(&batch);
         self.initial_running |= initial;
         if initial {
-            self.ops.initial_sync_started();
+            self.telemetry.initial_sync_started();
         }
         // The status file says what runs before the handler can look.
         let status = self.derived_status();
@@ -337,7 +338,7 @@ impl Daemon {
         if let Some(f) = self.status_file.as_mut() {
             f.set(s);
         }
-        self.ops.on_status(s);
+        self.telemetry.on_status(s);
     }
 
     /// The status that follows from the state of the loop.
@@ -476,10 +477,10 @@ impl Daemon {
     }
 
     /// The `status` reply of the control socket.
-    pub(super) fn socket_status(&self) -> socket::Status {
+    pub(super) fn socket_status(&self) -> socket::StatusReport {
         let snap = self.snapshot();
         let now = Instant::now();
-        socket::Status {
+        socket::StatusReport {
             state: snap.status.as_str().to_string(),
             queue: Lane::ALL
                 .iter()

@@ -1,5 +1,5 @@
 //! Prometheus text metrics (exposition format 0.0.4): rendering a
-//! [`Status`] snapshot as metric lines, and the `--metrics-file` writer
+//! [`StatusReport`] snapshot as metric lines, and the `--metrics-file` writer
 //! that replaces a file atomically (temp file in the same directory, then
 //! rename) so a collector such as node_exporter's textfile collector never
 //! reads half a file. The control socket's `metrics` command replies with
@@ -28,7 +28,7 @@
 //! | `destination_last_sync_timestamp_seconds` | gauge | destination | when the last sync finished |
 //! | `destination_last_sync_duration_seconds` | gauge | destination | how long it took |
 
-use super::socket::Status;
+use super::socket::StatusReport;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -71,7 +71,7 @@ fn head(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# TYPE livesync_{name} {kind}");
 }
 
-fn counter(s: &Status, name: &str) -> u64 {
+fn counter(s: &StatusReport, name: &str) -> u64 {
     s.counters
         .iter()
         .find(|(n, _)| n == name)
@@ -84,7 +84,7 @@ fn secs_ms(ms: u64) -> String {
 }
 
 /// The metrics of `s` in Prometheus text format, every line ending in `\n`.
-pub fn render(s: &Status) -> String {
+pub fn render(s: &StatusReport) -> String {
     let mut o = String::with_capacity(2048);
     head(
         &mut o,
@@ -278,8 +278,8 @@ mod tests {
     use std::collections::BTreeMap;
     use std::fs;
 
-    fn status() -> Status {
-        Status {
+    fn status() -> StatusReport {
+        StatusReport {
             state: "running".into(),
             queue: vec![
                 ("normal".into(), 3),

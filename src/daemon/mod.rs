@@ -117,11 +117,11 @@ pub mod background;
 pub mod batchlog; // the per-batch info line: a few per interval, then a summary
 pub mod files;
 pub mod log;
-pub mod metrics; // Prometheus text, --metrics-file (the operations issue)
-pub mod notify; // sd_notify (the operations issue)
-pub mod ops; // notifications and metrics file, driven by the loop (the operations issue)
-pub mod progress; // the initial sync's progress bar (the operations issue)
+pub mod metrics; // Prometheus text for the control socket and --metrics-file
+pub mod progress; // the initial sync's progress bar on a terminal
+pub mod sd_notify; // systemd's notify socket: READY, STATUS, WATCHDOG, STOPPING
 pub mod socket;
+pub mod telemetry; // what the outside sees, driven by the loop: sd_notify, metrics file, progress bar
 
 mod ending; // the way out: last syncs, pre-exit hook, exit hook, soft ends
 mod event_loop; // the loop itself, and the status it derives
@@ -300,8 +300,8 @@ struct Daemon {
     /// When the skipped paths are tried again, changed or not.
     next_skipped_retry: Option<Instant>,
     last_sync: Option<socket::LastSync>,
-    /// systemd notifications and the metrics file (the operations issue).
-    ops: ops::Ops,
+    /// systemd notifications, the metrics file and the progress bar.
+    telemetry: telemetry::Telemetry,
     /// Which batch lines go out at info (a few per interval, then a summary).
     batch_log: batchlog::BatchLog,
 }

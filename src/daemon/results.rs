@@ -118,7 +118,7 @@ impl Daemon {
         self.ops_in_flight = self.ops_in_flight.saturating_sub(n);
         if was_initial {
             self.initial_running = false;
-            self.ops.initial_sync_ended();
+            self.telemetry.initial_sync_ended();
         }
         if self.initial_done && !was_initial {
             self.iterations += 1;
@@ -166,9 +166,9 @@ impl Daemon {
             Err(e) => self.batch_failed(id, batch, e, now)?,
         }
         // The status snapshot costs a walk over the queue: only for a file.
-        if self.ops.writes_metrics() {
+        if self.telemetry.writes_metrics() {
             let snapshot = self.socket_status();
-            self.ops.after_batch(&snapshot);
+            self.telemetry.after_batch(&snapshot);
         }
         Ok(())
     }

@@ -175,7 +175,7 @@ impl Drop for MadeDirs {
 
 pub(super) fn start_and_run(mut cfg: Config) -> Result<(), DaemonError> {
     // Before any thread starts: it edits the environment.
-    let notifier = ops::notifier_from_env();
+    let notifier = telemetry::notifier_from_env();
     batch_mode_ssh();
     raise_open_file_limit();
     let argv: Vec<OsString> = std::env::args_os().collect();
@@ -226,10 +226,10 @@ pub(super) fn start_and_run(mut cfg: Config) -> Result<(), DaemonError> {
     let (monitor, tree) = watch(&cfg)?;
     let mut build = build_context();
     let mut handlers = handler::build_all(&cfg, &mut build)?;
-    let ops = with_progress(
+    let telemetry = with_progress(
         &cfg,
         &mut handlers,
-        ops::Ops::new(notifier, cfg.metrics_file.as_deref()),
+        telemetry::Telemetry::new(notifier, cfg.metrics_file.as_deref()),
     );
     let worker = Worker::spawn(handlers)?;
     let queue = first_queue(&cfg);
@@ -267,7 +267,7 @@ pub(super) fn start_and_run(mut cfg: Config) -> Result<(), DaemonError> {
         skipped: std::collections::BTreeMap::new(),
         next_skipped_retry: None,
         last_sync: None,
-        ops,
+        telemetry,
         batch_log: batchlog::BatchLog::default(),
     };
     daemon.signatures = daemon
@@ -276,13 +276,13 @@ pub(super) fn start_and_run(mut cfg: Config) -> Result<(), DaemonError> {
         .clone()
         .map(|m| signature::Signatures::new(&daemon.cfg.watch_dir, m));
     ready.notify();
-    daemon.ops.ready(daemon.status, Instant::now());
+    daemon.telemetry.ready(daemon.status, Instant::now());
     let result = daemon.run();
     if result.is_ok() {
         daemon.set_status(Status::Exiting);
     }
     let snapshot = daemon.socket_status();
-    daemon.ops.finish(&snapshot);
+    daemon.telemetry.finish(&snapshot);
     result
 }
 
@@ -313,8 +313,8 @@ pub(super) fn helper_mirror(rules: &Rules) -> Option<Result<Box<dyn Handler>, Ha
 }
 
 /// Shell mode with `--have-recursive-sync` hands a new directory to
-/// `initialsync` at once, as clsync does: its subtree skips the `-t` window
-/// (issue #3).
+/// `initialsync` at once, as clsync does: its subtree skips the `-t`
+/// window.
 pub(super) fn at_once(cfg: &Config, c: Change) -> Change {
     match c {
         Change::Subtree { path, .. } if cfg.mode == Mode::Shell && cfg.have_recursive_sync => {
@@ -416,7 +416,11 @@ fn watch(cfg: &Config) -> Result<(Box<dyn Monitor>, Tree), DaemonError> {
 /// The initial sync's progress bar, when wanted: every handler that can
 /// (the mirror) counts into one bar; only one of them runs the initial
 /// sync.
-fn with_progress(cfg: &Config, handlers: &mut [Box<dyn Handler>], mut ops: ops::Ops) -> ops::Ops {
+fn with_progress(
+    cfg: &Config,
+    handlers: &mut [Box<dyn Handler>],
+    mut telemetry: telemetry::Telemetry,
+) -> telemetry::Telemetry {
     {
         use std::io::IsTerminal;
         let tty = std::io::stderr().is_terminal();
@@ -429,7 +433,7 @@ fn with_progress(cfg: &Config, handlers: &mut [Box<dyn Handler>], mut ops: ops::
                 any |= h.count_progress(Arc::clone(&counter));
             }
             if any {
-                ops = ops.with_progress(ops::ProgressSetup {
+                telemetry = telemetry.with_progress(telemetry::ProgressSetup {
                     root: cfg.watch_dir.clone(),
                     rules: Arc::clone(&cfg.rules),
                     counter,
@@ -437,7 +441,7 @@ fn with_progress(cfg: &Config, handlers: &mut [Box<dyn Handler>], mut ops: ops::
             }
         }
     }
-    ops
+    telemetry
 }
 
 /// The queue, with the initial sync in it unless `--skip-initialsync`.
