@@ -18,6 +18,7 @@ pub mod cli;
 pub mod file;
 pub mod privileges; // -u/-g, capabilities, splitting, namespaces, --chroot: read and checked
 mod resolve; // one resolver per option group: Args → the parts of a Config
+pub mod so_object; // -M so/rsyncso: clsync's checks on the shared object
 
 use crate::path;
 use crate::queue::QueueConfig;

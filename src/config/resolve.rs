@@ -172,7 +172,7 @@ pub(super) fn handler_program(a: &cli::Args, mode: &Mode) -> Result<Option<OsStr
     match (mode, &handler_program) {
         // so/rsyncso: clsync's checks on the object instead of PATH lookup.
         (Mode::So | Mode::RsyncSo, Some(p)) => {
-            crate::handler::so::check_object(Path::new(p))
+            so_object::check_object(Path::new(p))
                 .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         }
         (_, Some(p)) => {
