@@ -87,6 +87,60 @@ pub struct Plan {
     pub reasons: Vec<(Capability, String)>,
 }
 
+/// Why each capability is kept by a daemon that came down from root to
+/// `target` (its handlers running as `handler`): what its work needs, and
+/// what `-C` adds.
+fn reasons(cfg: &Config, handler: Ident, target: Ident) -> Vec<(Capability, String)> {
+    let s = &cfg.privileges;
+    let mut reasons: Vec<(Capability, String)> = vec![(
+        Capability::CAP_DAC_READ_SEARCH,
+        "to read and watch the whole tree".into(),
+    )];
+    let split = s.splitting == Splitting::Process;
+    // The mirror runs in the helper when split; a shared object never;
+    // --dry-run writes nothing.
+    if writes_in_process(&cfg.mode) && !(split && cfg.mode == Mode::Mirror) && !cfg.dry_run {
+        for c in WRITER_CAPS {
+            reasons.push((
+                c,
+                format!("the {} handler writes the destination", cfg.mode.name()),
+            ));
+        }
+    }
+    let runs_programs =
+        runs_handler_programs(&cfg.mode) || cfg.pre_exit_hook.is_some() || cfg.exit_hook.is_some();
+    if runs_programs && !split {
+        if handler != target {
+            for c in SWITCH_CAPS {
+                reasons.push((c, format!("to start handlers as {handler}")));
+            }
+        }
+        if handler.uid == 0 {
+            for c in WRITER_CAPS {
+                reasons.push((c, "handlers run as root (--sync-handler-uid)".into()));
+            }
+        }
+    }
+    for d in written_dirs(cfg) {
+        if !may_write_dir(&d, target) {
+            reasons.push((
+                Capability::CAP_DAC_OVERRIDE,
+                format!("{target} cannot write {}", path::display_os(&d)),
+            ));
+        }
+    }
+    if cfg.monitor == crate::monitor::MonitorKind::Fanotify {
+        reasons.push((
+            Capability::CAP_SYS_ADMIN,
+            "--monitor fanotify marks filesystems (also ones mounted later below the root)".into(),
+        ));
+    }
+    for c in &s.preserve {
+        reasons.push((*c, "-C".into()));
+    }
+    reasons
+}
+
 fn nobody() -> u32 {
     nix::unistd::User::from_name("nobody")
         .ok()
@@ -199,30 +253,7 @@ impl Plan {
             gid: s.handler_gid.or(primary).unwrap_or(privileged.gid),
         };
         if !root {
-            let asked = [
-                ("-u", s.uid, start.uid),
-                ("-g", s.gid, start.gid),
-                ("--privileged-uid", s.privileged_uid, start.uid),
-                ("--privileged-gid", s.privileged_gid, start.gid),
-                ("--sync-handler-uid", s.handler_uid, start.uid),
-                ("--sync-handler-gid", s.handler_gid, start.gid),
-            ];
-            for (opt, v, now) in asked {
-                if v.is_some_and(|v| v != now) {
-                    return Err(format!(
-                        "{opt} {}: changing identity needs root, and livesync runs as uid {}; start it as root or drop {opt}",
-                        v.unwrap_or(now),
-                        start.uid
-                    ));
-                }
-            }
-            return Ok(Plan {
-                start,
-                daemon: None,
-                handler,
-                kept: Vec::new(),
-                reasons: Vec::new(),
-            });
+            return Plan::unprivileged(cfg, start, handler);
         }
         // A non-root handler user is also the daemon's default user: list
         // files (0600, the daemon's) must be readable by the handler.
@@ -266,54 +297,7 @@ impl Plan {
                 reasons: Vec::new(),
             });
         }
-        let mut reasons: Vec<(Capability, String)> = vec![(
-            Capability::CAP_DAC_READ_SEARCH,
-            "to read and watch the whole tree".into(),
-        )];
-        let split = s.splitting == Splitting::Process;
-        // The mirror runs in the helper when split; a shared object never;
-        // --dry-run writes nothing.
-        if writes_in_process(&cfg.mode) && !(split && cfg.mode == Mode::Mirror) && !cfg.dry_run {
-            for c in WRITER_CAPS {
-                reasons.push((
-                    c,
-                    format!("the {} handler writes the destination", cfg.mode.name()),
-                ));
-            }
-        }
-        let runs_programs = runs_handler_programs(&cfg.mode)
-            || cfg.pre_exit_hook.is_some()
-            || cfg.exit_hook.is_some();
-        if runs_programs && !split {
-            if handler != target {
-                for c in SWITCH_CAPS {
-                    reasons.push((c, format!("to start handlers as {handler}")));
-                }
-            }
-            if handler.uid == 0 {
-                for c in WRITER_CAPS {
-                    reasons.push((c, "handlers run as root (--sync-handler-uid)".into()));
-                }
-            }
-        }
-        for d in written_dirs(cfg) {
-            if !may_write_dir(&d, target) {
-                reasons.push((
-                    Capability::CAP_DAC_OVERRIDE,
-                    format!("{target} cannot write {}", path::display_os(&d)),
-                ));
-            }
-        }
-        if cfg.monitor == crate::monitor::MonitorKind::Fanotify {
-            reasons.push((
-                Capability::CAP_SYS_ADMIN,
-                "--monitor fanotify marks filesystems (also ones mounted later below the root)"
-                    .into(),
-            ));
-        }
-        for c in &s.preserve {
-            reasons.push((*c, "-C".into()));
-        }
+        let reasons = reasons(cfg, handler, target);
         let mut kept: Vec<Capability> = Vec::new();
         for (c, _) in &reasons {
             if !kept.contains(c) {
@@ -327,6 +311,35 @@ impl Plan {
             handler,
             kept,
             reasons,
+        })
+    }
+
+    /// Not started as root: no identity can change; the plan is to stay.
+    fn unprivileged(cfg: &Config, start: Ident, handler: Ident) -> Result<Plan, String> {
+        let s = &cfg.privileges;
+        let asked = [
+            ("-u", s.uid, start.uid),
+            ("-g", s.gid, start.gid),
+            ("--privileged-uid", s.privileged_uid, start.uid),
+            ("--privileged-gid", s.privileged_gid, start.gid),
+            ("--sync-handler-uid", s.handler_uid, start.uid),
+            ("--sync-handler-gid", s.handler_gid, start.gid),
+        ];
+        for (opt, v, now) in asked {
+            if v.is_some_and(|v| v != now) {
+                return Err(format!(
+                    "{opt} {}: changing identity needs root, and livesync runs as uid {}; start it as root or drop {opt}",
+                    v.unwrap_or(now),
+                    start.uid
+                ));
+            }
+        }
+        Ok(Plan {
+            start,
+            daemon: None,
+            handler,
+            kept: Vec::new(),
+            reasons: Vec::new(),
         })
     }
 
