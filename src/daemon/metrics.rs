@@ -177,6 +177,13 @@ pub fn render(s: &StatusReport) -> String {
         secs_ms(s.oldest_pending_age_ms.unwrap_or(0))
     );
 
+    destination(&mut o, s);
+    o
+}
+
+/// The destination's metrics: up, state, and the last sync's time and
+/// duration.
+fn destination(o: &mut String, s: &StatusReport) {
     let dest = |o: &mut String, name: &str| {
         let _ = write!(o, "livesync_{name}{{destination=");
         label(o, &s.destination);
@@ -187,44 +194,43 @@ pub fn render(s: &StatusReport) -> String {
         Some(_) => "failing",
     };
     head(
-        &mut o,
+        o,
         "destination_up",
         "gauge",
         "0 while the last sync to the destination failed, else 1.",
     );
-    dest(&mut o, "destination_up");
+    dest(o, "destination_up");
     let _ = writeln!(o, "}} {}", u8::from(state != "failing"));
     head(
-        &mut o,
+        o,
         "destination_state",
         "gauge",
         "State of the destination: ok, failing or unknown (no sync yet); 1 for the current one.",
     );
     for st in ["ok", "failing", "unknown"] {
-        dest(&mut o, "destination_state");
+        dest(o, "destination_state");
         o.push_str(",state=");
-        label(&mut o, st);
+        label(o, st);
         let _ = writeln!(o, "}} {}", u8::from(st == state));
     }
     if let Some(l) = &s.last_sync {
         head(
-            &mut o,
+            o,
             "destination_last_sync_timestamp_seconds",
             "gauge",
             "When the last sync to the destination finished (Unix time).",
         );
-        dest(&mut o, "destination_last_sync_timestamp_seconds");
+        dest(o, "destination_last_sync_timestamp_seconds");
         let _ = writeln!(o, "}} {}", secs_ms(l.finished_unix_ms));
         head(
-            &mut o,
+            o,
             "destination_last_sync_duration_seconds",
             "gauge",
             "How long the last sync to the destination took.",
         );
-        dest(&mut o, "destination_last_sync_duration_seconds");
+        dest(o, "destination_last_sync_duration_seconds");
         let _ = writeln!(o, "}} {}", secs_ms(l.duration_ms));
     }
-    o
 }
 
 /// `--metrics-file`: rewrites one file atomically (see `files.rs`: a temp
