@@ -371,6 +371,56 @@ fn trim_end(b: &[u8]) -> &[u8] {
     &b[..b.len() - n]
 }
 
+/// A `[name]` line: the block it opens (a name used once, without
+/// brackets or control characters).
+fn block_header(path: &Path, line: usize, t: &[u8], blocks: &[Block]) -> Result<Block, FileError> {
+    let at = |line: usize, kind: ErrorKind| FileError {
+        file: path.to_path_buf(),
+        line: Some(line),
+        kind: Box::new(kind),
+    };
+    let syntax = |line: usize, msg: String| at(line, ErrorKind::Syntax(msg));
+    let t = trim_end(t);
+    let Some(inner) = t.strip_prefix(b"[").and_then(|x| x.strip_suffix(b"]")) else {
+        return Err(syntax(
+            line,
+            format!(
+                "a block header is `[name]` alone on its line, not {}; fix the header",
+                shown(t)
+            ),
+        ));
+    };
+    let name = std::str::from_utf8(trim_start(trim_end(inner))).map_err(|_| {
+        syntax(
+            line,
+            format!("block name {} is not UTF-8; rename the block", shown(inner)),
+        )
+    })?;
+    if name.is_empty() || name.contains(['[', ']']) || name.chars().any(char::is_control) {
+        return Err(syntax(
+            line,
+            format!(
+                "block name {} is empty or has brackets or control characters; rename the block",
+                shown(inner)
+            ),
+        ));
+    }
+    if let Some(b) = blocks.iter().find(|b| b.name == name) {
+        return Err(at(
+            line,
+            ErrorKind::DuplicateBlock {
+                block: name.to_string(),
+                first: b.line,
+            },
+        ));
+    }
+    Ok(Block {
+        name: name.to_string(),
+        line,
+        entries: Vec::new(),
+    })
+}
+
 impl ConfigFile {
     /// Reads and parses `path`. A missing, unreadable or non-regular file
     /// is an error ([`ErrorKind::Read`]).
@@ -419,48 +469,7 @@ impl ConfigFile {
                 continue;
             }
             if t[0] == b'[' {
-                let t = trim_end(t);
-                let Some(inner) = t.strip_prefix(b"[").and_then(|x| x.strip_suffix(b"]")) else {
-                    return Err(syntax(
-                        line,
-                        format!(
-                            "a block header is `[name]` alone on its line, not {}; fix the header",
-                            shown(t)
-                        ),
-                    ));
-                };
-                let name = std::str::from_utf8(trim_start(trim_end(inner))).map_err(|_| {
-                    syntax(
-                        line,
-                        format!("block name {} is not UTF-8; rename the block", shown(inner)),
-                    )
-                })?;
-                if name.is_empty()
-                    || name.contains(['[', ']'])
-                    || name.chars().any(char::is_control)
-                {
-                    return Err(syntax(
-                        line,
-                        format!(
-                            "block name {} is empty or has brackets or control characters; rename the block",
-                            shown(inner)
-                        ),
-                    ));
-                }
-                if let Some(b) = blocks.iter().find(|b| b.name == name) {
-                    return Err(at(
-                        line,
-                        ErrorKind::DuplicateBlock {
-                            block: name.to_string(),
-                            first: b.line,
-                        },
-                    ));
-                }
-                blocks.push(Block {
-                    name: name.to_string(),
-                    line,
-                    entries: Vec::new(),
-                });
+                blocks.push(block_header(path, line, t, &blocks)?);
                 continue;
             }
             let Some(eq) = t.iter().position(|&b| b == b'=') else {
