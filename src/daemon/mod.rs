@@ -215,12 +215,6 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> DaemonError {
     move |source| DaemonError::Io { what, source }
 }
 
-/// Whether the mode hands event bits (`%EVENT-MASK%`, shell lists) to its
-/// program: only clsync's command modes do.
-fn reports_masks(mode: &Mode) -> bool {
-    matches!(mode, Mode::Simple | Mode::Direct | Mode::Shell)
-}
-
 impl From<BuildError> for DaemonError {
     fn from(e: BuildError) -> Self {
         match e {

@@ -96,7 +96,7 @@ impl Daemon {
             ::log::warn!("{w}");
         }
         self.tree.set_rules(Arc::clone(&new.rules));
-        self.tree.record_masks(reports_masks(&new.mode));
+        self.tree.record_masks(build::reports_masks(&new.mode));
         let queue = self.cfg.queue.clone();
         let (pid, status) = (self.cfg.pid_file.clone(), self.cfg.status_file.clone());
         let privileges = self.cfg.privileges.clone();

@@ -312,17 +312,14 @@ pub(super) fn helper_mirror(rules: &Rules) -> Option<Result<Box<dyn Handler>, Ha
     split::mirror_client(rules).map(|r| r.map(|c| Box::new(c) as Box<dyn Handler>))
 }
 
-/// Shell mode with `--have-recursive-sync` hands a new directory to
-/// `initialsync` at once, as clsync does: its subtree skips the `-t`
-/// window.
+/// A new directory's subtree skips the `-t` window when the handler asks
+/// for that (see `handler::build::new_dirs_at_once`).
 pub(super) fn at_once(cfg: &Config, c: Change) -> Change {
     match c {
-        Change::Subtree { path, .. } if cfg.mode == Mode::Shell && cfg.have_recursive_sync => {
-            Change::Subtree {
-                path,
-                instant: true,
-            }
-        }
+        Change::Subtree { path, .. } if build::new_dirs_at_once(cfg) => Change::Subtree {
+            path,
+            instant: true,
+        },
         c => c,
     }
 }
@@ -378,7 +375,7 @@ fn watch(cfg: &Config) -> Result<(Box<dyn Monitor>, Tree), DaemonError> {
         Arc::clone(&cfg.rules),
         cfg.queue.big_threshold,
     );
-    tree.record_masks(reports_masks(&cfg.mode));
+    tree.record_masks(build::reports_masks(&cfg.mode));
     if let Some(Destination::Local(dst)) = &cfg.destination {
         // A local destination is never walked from the source side, even
         // when a bind mount puts it below the watch dir.

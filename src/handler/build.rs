@@ -89,6 +89,19 @@ fn command(cfg: &Config, mode: CommandMode) -> Result<Box<dyn Handler>, BuildErr
     Ok(Box::new(CommandHandler::new(command_config(cfg, mode))?))
 }
 
+/// Whether the mode hands event bits (`%EVENT-MASK%`, shell lists) to its
+/// program, so the tree must record them: only clsync's command modes do.
+pub fn reports_masks(mode: &Mode) -> bool {
+    matches!(mode, Mode::Simple | Mode::Direct | Mode::Shell)
+}
+
+/// Whether a new directory goes to the handler at once, without its `-t`
+/// window: shell mode with `--have-recursive-sync` hands it to
+/// `initialsync` at once, as clsync does.
+pub fn new_dirs_at_once(cfg: &Config) -> bool {
+    cfg.mode == Mode::Shell && cfg.have_recursive_sync
+}
+
 /// The so/rsyncso handler's settings for `cfg`.
 pub fn so_config(cfg: &Config) -> Result<SoConfig, BuildError> {
     let mode = if cfg.mode == Mode::So {
