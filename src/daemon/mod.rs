@@ -118,7 +118,7 @@ pub mod batchlog; // the per-batch info line: a few per interval, then a summary
 pub mod files;
 pub mod log;
 pub mod metrics; // Prometheus text for the control socket and --metrics-file
-pub mod progress; // the initial sync's progress bar on a terminal
+pub mod progress_bar; // the initial sync's progress bar on a terminal (indicatif)
 pub mod sd_notify; // systemd's notify socket: READY, STATUS, WATCHDOG, STOPPING
 pub mod socket;
 pub mod telemetry; // what the outside sees, driven by the loop: sd_notify, metrics file, progress bar

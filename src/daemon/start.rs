@@ -421,7 +421,7 @@ fn with_progress(
     {
         use std::io::IsTerminal;
         let tty = std::io::stderr().is_terminal();
-        if progress::wanted(cfg.progress, tty, cfg.background, cfg.mode.clone())
+        if progress_bar::wanted(cfg.progress, tty, cfg.background, cfg.mode.clone())
             && !cfg.skip_initialsync
         {
             let counter = Arc::new(crate::handler::progress::Progress::default());

@@ -1,7 +1,7 @@
 //! What the event loop reports to the outside while it runs: systemd
 //! notifications ([`super::sd_notify`]), the `--metrics-file`
 //! ([`super::metrics`]), the watchdog's and the metrics file's timers, and
-//! the initial sync's progress bar ([`super::progress`]).
+//! the initial sync's progress bar ([`super::progress_bar`]).
 //! The loop calls in at a handful of points (state changes, finished
 //! batches, every turn, exit) and adds [`Telemetry::next_due`] to its poll
 //! timeout; this module never decides anything about syncing and never
@@ -9,7 +9,7 @@
 
 use super::files::Status;
 use super::metrics::{self, MetricsFile};
-use super::progress::InitialProgress;
+use super::progress_bar::InitialProgress;
 use super::sd_notify::{self, Notifier};
 use super::socket;
 use crate::handler::progress::Progress;
@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// What the progress bar needs: the source, its rules and the handler's
-/// counter (None: no bar, see [`super::progress::wanted`]).
+/// counter (None: no bar, see [`super::progress_bar::wanted`]).
 pub struct ProgressSetup {
     pub root: PathBuf,
     pub rules: Arc<Rules>,
@@ -85,7 +85,7 @@ impl Telemetry {
     }
 
     /// Show a progress bar during the initial sync (only called when
-    /// [`super::progress::wanted`]).
+    /// [`super::progress_bar::wanted`]).
     pub fn with_progress(mut self, setup: ProgressSetup) -> Telemetry {
         self.progress_setup = Some(setup);
         self
