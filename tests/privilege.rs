@@ -12,8 +12,8 @@
 mod common;
 
 use common::*;
-use livesync::daemon::split::{self, Checker, HelperConfig, Reply, Request};
 use livesync::exec::Outcome;
+use livesync::security::split::{self, Checker, HelperConfig, Reply, Request};
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::fs;

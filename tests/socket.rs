@@ -4,7 +4,7 @@
 //! checks the refusal of another uid (as root only: the client runs as
 //! `nobody`). It does not test the daemon's wiring of the socket.
 
-use livesync::daemon::socket::{Command, ControlSocket, LastSync, Status, DEFAULT_MODE};
+use livesync::daemon::socket::{Command, ControlSocket, LastSync, StatusReport, DEFAULT_MODE};
 use std::fs;
 use std::io::{Read, Write};
 use std::os::fd::RawFd;
@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_livesync");
 
-fn status() -> Status {
-    Status {
+fn status() -> StatusReport {
+    StatusReport {
         state: "running".into(),
         queue: vec![("normal".into(), 2)],
         oldest_pending_age_ms: None,

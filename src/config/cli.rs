@@ -589,8 +589,8 @@ still retried, never dropped. Use it only with a handler that tolerates that."
     #[arg(long = "cancel-syscalls", value_name = "LIST", help_heading = "How")]
     pub cancel_syscalls: Option<String>,
 
-    // ---- Operations: metrics, syslog socket, progress (the operations
-    // issue; keep new options of other areas out of this block) ----
+    // ---- Operations: metrics, syslog socket, progress (keep new options
+    // of other areas out of this block) ----
     /// Write Prometheus text metrics to FILE (replaced atomically every
     /// 10 s and after each batch), e.g. for node_exporter's textfile
     /// collector; the control socket's `metrics` command gives the same.
@@ -622,7 +622,7 @@ still retried, never dropped. Use it only with a handler that tolerates that."
     )]
     pub progress: String,
     // ---- end of Operations ----
-    // ---- clsync's command modes (issue #3) ----
+    // ---- clsync's command modes ----
     /// Shell mode: list lines are the bare relative path instead of
     /// `sync LABEL MASK PATH`.
     #[arg(long = "synclist-simplify", help_heading = "Command modes")]
@@ -654,8 +654,8 @@ still retried, never dropped. Use it only with a handler that tolerates that."
     #[arg(short = 'F', long = "full-initialsync", help_heading = "Command modes")]
     pub full_initialsync: bool,
 
-    // ---- Privileges and hardening (issue #5; src/daemon/privilege.rs,
-    // src/daemon/split.rs). Long help says what each protects against and
+    // ---- Privileges and hardening (read by src/config/privileges/, carried
+    // out by src/security/). Long help says what each protects against and
     // what it costs; SECURITY.md has the whole threat model.
     /// Run the daemon as USER (name or number) after its privileged setup.
     ///

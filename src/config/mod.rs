@@ -16,6 +16,9 @@
 
 pub mod cli;
 pub mod file;
+pub mod privileges; // -u/-g, capabilities, splitting, namespaces, --chroot: read and checked
+mod resolve; // one resolver per option group: Args → the parts of a Config
+pub mod so_object; // -M so/rsyncso: clsync's checks on the shared object
 
 use crate::path;
 use crate::queue::QueueConfig;
@@ -35,7 +38,7 @@ pub enum Mode {
     Mirror,
     /// rsync with clsync's argv.
     RsyncDirect,
-    // ---- clsync's command modes (issue #3): src/handler/command.rs ----
+    // ---- clsync's command modes: src/handler/command.rs ----
     /// The -S program once per path: `sync LABEL MASK ABSPATH`.
     Simple,
     /// The -S program once per batch with the relative paths as arguments.
@@ -88,8 +91,7 @@ pub enum Output {
     Syslog,
 }
 
-/// When the initial sync shows a progress bar (`--progress`; the
-/// operations issue).
+/// When the initial sync shows a progress bar (`--progress`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Progress {
     /// When stderr is a terminal and livesync stays in front.
@@ -185,7 +187,7 @@ pub struct Config {
     pub label: String,
     pub lists_dir: Option<PathBuf>,
     pub keep_lists: bool,
-    // ---- clsync's command modes (issue #3) ----
+    // ---- clsync's command modes ----
     /// `--synclist-simplify`.
     pub synclist_simplify: bool,
     /// `--have-recursive-sync`.
@@ -246,13 +248,13 @@ pub struct Config {
     /// `-X`: the same, the mount points themselves included.
     pub exclude_mount_points: bool,
     /// `--modification-signature`: the lstat fields compared (None = off).
-    pub modification_signature: Option<Vec<crate::daemon::signature::Field>>,
+    pub modification_signature: Option<Vec<crate::signature::Field>>,
     /// `--cancel-syscalls=mon_stat`: sizes are not looked at (the big-file
     /// lane is off: `queue.big_threshold` is 0).
     pub cancel_mon_stat: bool,
     /// `-Y`.
     pub output: Output,
-    // ---- Operations (the operations issue) ----
+    // ---- Operations: metrics, syslog socket, progress ----
     /// `--metrics-file`: where Prometheus text metrics are written.
     pub metrics_file: Option<PathBuf>,
     /// `--syslog-socket`: where `-Y syslog` datagrams go.
@@ -275,9 +277,9 @@ pub struct Config {
     /// line each, e.g. `file:line: removed trailing whitespace …`). The
     /// caller logs them once the logger is up.
     pub warnings: Vec<String>,
-    // ---- privileges and hardening (issue #5; src/daemon/privilege.rs) ----
+    // ---- privileges and hardening (config/privileges/; src/security/) ----
     /// `-u`, `-g`, `--sync-handler-uid`, `-C`, `--splitting`, ….
-    pub privileges: crate::daemon::privilege::Settings,
+    pub privileges: privileges::Privileges,
 }
 
 /// What reading the config file gave besides option values.
@@ -734,428 +736,33 @@ impl Config {
         })
     }
 
-    /// Validates the merged arguments into a Config.
+    /// Validates the merged arguments into a Config: each option group's
+    /// resolver (config/resolve.rs), in a fixed order, then the jail check.
     fn resolve(a: cli::Args, from_file: FromFile) -> Result<Config, ConfigError> {
         let custom_signals = custom_signals(&a, from_file.file.as_ref())?;
-        let Some(watch_dir_arg) = a.watch_dir.clone() else {
-            return Err(ConfigError::Invalid(
-                "no watch dir: give -W DIR, or set watch-dir in the config file".to_string(),
-            ));
-        };
-        let watch_dir = watch_dir_arg
-            .canonicalize()
-            .map_err(|e| ConfigError::WatchDir {
-                path: path::display_os(&watch_dir_arg),
-                reason: match e.kind() {
-                    std::io::ErrorKind::NotFound => {
-                        "does not exist; create it or fix -W".to_string()
-                    }
-                    _ => format!("{e}; check the path and its permissions"),
-                },
-            })?;
-        if !watch_dir.is_dir() {
-            return Err(ConfigError::WatchDir {
-                path: path::display_os(&watch_dir_arg),
-                reason: "is not a directory; -W takes the directory to mirror".to_string(),
-            });
-        }
-
-        let mode = match a.mode.as_deref() {
-            None | Some("mirror") => Mode::Mirror,
-            Some("rsyncdirect") => Mode::RsyncDirect,
-            Some("simple") => Mode::Simple,
-            Some("direct") => Mode::Direct,
-            Some("shell") => Mode::Shell,
-            Some("rsyncshell") => Mode::RsyncShell,
-            // so/rsyncso: the handler is a shared object (src/handler/so.rs).
-            Some("so") => Mode::So,
-            Some("rsyncso") => Mode::RsyncSo,
-            Some("unison") => Mode::Unison,
-            Some("csync2") => Mode::Csync2,
-            Some(other) => return Err(ConfigError::Mode(other.to_string())),
-        };
-
-        // A local destination inside the watch dir: (display, path below it).
-        let mut dst_inside: Option<(String, Vec<u8>)> = None;
-        let destination = match &a.destination {
-            // csync2 sends to the peers of its own config.
-            Some(_) if mode == Mode::Csync2 => {
-                return Err(ConfigError::Invalid(
-                    "-M csync2 sends to the peers named in csync2's config, not to -D; drop -D"
-                        .to_string(),
-                ));
-            }
-            None => None,
-            Some(d) if d.is_empty() => {
-                return Err(ConfigError::Invalid("-D must not be empty".to_string()));
-            }
-            Some(d) if is_remote(d) => {
-                if mode == Mode::Mirror {
-                    return Err(ConfigError::Destination {
-                        path: path::display(d.as_bytes()),
-                        reason: "is remote; the built-in mirror writes local dirs only: use -M rsyncdirect".to_string(),
-                    });
-                }
-                Some(Destination::Remote(d.clone()))
-            }
-            Some(d) => {
-                let shown = path::display(d.as_bytes());
-                let resolved =
-                    resolve_maybe_missing(Path::new(d)).map_err(|e| ConfigError::Destination {
-                        path: shown.clone(),
-                        reason: format!("{e}; check the path"),
-                    })?;
-                match overlap(&watch_dir, &resolved) {
-                    Overlap::Apart => {}
-                    // Accepted only when the rules keep livesync out of it;
-                    // checked below, once the rules are read.
-                    Overlap::Inside(rel) => dst_inside = Some((shown.clone(), rel)),
-                    Overlap::Same => {
-                        return Err(ConfigError::Destination {
-                            path: shown,
-                            reason: format!(
-                                "is the watch dir {} itself (the same device and inode, e.g. through a bind mount): give a destination outside it",
-                                path::display_os(&watch_dir)
-                            ),
-                        });
-                    }
-                    Overlap::Around => {
-                        return Err(ConfigError::Destination {
-                            path: shown,
-                            reason: format!(
-                                "contains the watch dir {} (the same device and inode, e.g. through a bind mount): mirroring would delete the source; choose a destination outside it",
-                                path::display_os(&watch_dir)
-                            ),
-                        });
-                    }
-                }
-                if watch_dir.starts_with(&resolved) {
-                    return Err(ConfigError::Destination {
-                        path: shown,
-                        reason: format!(
-                            "contains the watch dir {}: mirroring would delete the source; choose a destination outside it",
-                            path::display_os(&watch_dir)
-                        ),
-                    });
-                }
-                if resolved.exists() && !resolved.is_dir() {
-                    return Err(ConfigError::Destination {
-                        path: shown,
-                        reason: "exists and is not a directory".to_string(),
-                    });
-                }
-                Some(Destination::Local(resolved))
-            }
-        };
-        if destination.is_none() && mode.needs_destination() {
-            return Err(ConfigError::Invalid(format!(
-                "no destination: give -D DIR (-M {} needs one)",
-                mode.name()
-            )));
-        }
-
-        let handler_program = match (&mode, &a.sync_handler) {
-            // so/rsyncso: always a file path (dlopen would search the
-            // library path for a bare name; the checks look at this file).
-            (Mode::So | Mode::RsyncSo, Some(p)) => Some(absolute(Path::new(p)).into_os_string()),
-            (_, Some(p)) => Some(program_path(p)),
-            (Mode::RsyncDirect, None) => Some(OsString::from("rsync")),
-            (Mode::Unison, None) => Some(OsString::from("unison")),
-            (Mode::Csync2, None) => Some(OsString::from("csync2")),
-            (Mode::Mirror, None) => None,
-            (Mode::So | Mode::RsyncSo, None) => {
-                return Err(ConfigError::Invalid(
-                    "-M so and -M rsyncso need -S /path/to/handler.so (the shared object to load)"
-                        .to_string(),
-                ))
-            }
-            (other, None) => {
-                return Err(ConfigError::Invalid(format!(
-                    "-M {}: give the handler program with -S",
-                    other.name()
-                )))
-            }
-        };
-        match (&mode, &handler_program) {
-            // so/rsyncso: clsync's checks on the object instead of PATH lookup.
-            (Mode::So | Mode::RsyncSo, Some(p)) => {
-                crate::handler::so::check_object(Path::new(p))
-                    .map_err(|e| ConfigError::Invalid(e.to_string()))?;
-            }
-            (_, Some(p)) => {
-                find_program(p)?;
-            }
-            (_, None) => {}
-        }
-        if mode == Mode::Mirror && a.sync_handler.is_some() {
-            return Err(ConfigError::Invalid(
-                "-S names a handler program, which the built-in mirror does not use; add -M rsyncdirect or drop -S".to_string(),
-            ));
-        }
-
-        let mut rules = match &a.rules_file {
-            Some(f) => Rules::from_file(f)?,
-            None => Rules::allow_all(),
-        };
-        // --exclude/--include: rsync-style globs, in the order given, in
-        // front of the rules file's rules.
-        if !a.given.filters().is_empty() {
-            let mut text = Vec::new();
-            for (include, glob) in a.given.filters() {
-                let line =
-                    crate::rules::glob::rule_line(*include, glob.as_bytes()).map_err(|why| {
-                        ConfigError::Invalid(format!(
-                            "--{} {}: {why}; fix the glob",
-                            if *include { "include" } else { "exclude" },
-                            path::display(glob.as_bytes())
-                        ))
-                    })?;
-                text.extend_from_slice(line.as_bytes());
-                text.push(b'\n');
-            }
-            text.extend_from_slice(&rules.to_text());
-            rules = Rules::parse(&text, "the --exclude/--include globs and the rules file")?;
-        }
-        if a.one_file_system || a.exclude_mount_points {
-            let mountinfo = std::fs::read("/proc/self/mountinfo").map_err(|e| {
-                ConfigError::Invalid(format!(
-                    "--one-file-system/-X: cannot read /proc/self/mountinfo: {e}"
-                ))
-            })?;
-            let points = mount_points_under(&watch_dir, &mountinfo);
-            if !points.is_empty() {
-                let mut text = mount_rules(&points, a.exclude_mount_points);
-                text.extend_from_slice(&rules.to_text());
-                rules = Rules::parse(&text, "the rules file with mount point exclusions")?;
-            }
-        }
-
-        if let Some((shown, rel)) = dst_inside {
-            if !keeps_out(&rules, &rel) {
-                let shown_rel = path::display(&rel);
-                return Err(ConfigError::Destination {
-                    path: shown,
-                    reason: format!(
-                        "is inside the watch dir {} (as {shown_rel}): it would mirror into itself; exclude it with a rule such as -d^{}$ in -R, or choose a destination outside it",
-                        path::display_os(&watch_dir),
-                        regex::escape(&shown_rel),
-                    ),
-                });
-            }
-        }
-
-        let modification_signature = match &a.modification_signature {
-            None => None,
-            Some(m) => crate::daemon::signature::parse_mask(m).map_err(ConfigError::Invalid)?,
-        };
-        let mut cancel_mon_stat = false;
-        for item in a
-            .cancel_syscalls
-            .as_deref()
-            .unwrap_or("")
-            .split(',')
-            .map(str::trim)
-            .filter(|i| !i.is_empty())
-        {
-            match item {
-                "mon_stat" => cancel_mon_stat = true,
-                other => {
-                    return Err(ConfigError::Invalid(format!(
-                        "--cancel-syscalls: unknown value {other:?}; the only one is mon_stat"
-                    )))
-                }
-            }
-        }
-        if cancel_mon_stat && modification_signature.is_some() {
-            return Err(ConfigError::Invalid(
-                "--cancel-syscalls=mon_stat and --modification-signature exclude each other (the signature needs lstat); drop one".to_string(),
-            ));
-        }
-        let queue = QueueConfig {
-            delay: seconds("-t", a.delay_collect)?,
-            delay_big: seconds("-T", a.delay_collect_bigfile)?,
-            big_threshold: if cancel_mon_stat {
-                0
-            } else {
-                a.threshold_bigfile
-            },
-            interval: seconds("-w", a.delay_sync)?,
-        };
-
+        let watch_dir = resolve::watch_dir(&a)?;
+        let mode = resolve::mode(&a)?;
+        let (destination, dst_inside) = resolve::destination(&a, &watch_dir, &mode)?;
+        let handler_program = resolve::handler_program(&a, &mode)?;
+        let rules = resolve::rules(&a, &watch_dir, dst_inside)?;
+        let (modification_signature, cancel_mon_stat) = resolve::syscalls(&a)?;
+        let queue = resolve::queue(&a, cancel_mon_stat)?;
         let mut ignore_exit = a.ignore_exitcode.clone();
         if mode == Mode::RsyncDirect && !ignore_exit.contains(&24) {
             ignore_exit.push(24);
         }
-
         if let Some(l) = &a.lists_dir {
             check_control_dir(l, "lists dir", "-L")?;
         }
-
-        // clsync's command modes (issue #3): -F is for the modes that run
-        // a handler; the built-in mirror always follows the rules.
-        let mut mode_warnings = Vec::new();
-        if a.full_initialsync && mode == Mode::Mirror {
-            mode_warnings.push(
-                "-F (--full-initialsync) has no effect with the built-in mirror, which always \
-                 follows the rules; drop -F or use an rsync or command mode"
-                    .to_string(),
-            );
-        }
-        if a.synclist_simplify && mode != Mode::Shell {
-            mode_warnings.push(format!(
-                "--synclist-simplify only changes -M shell; it does nothing with -M {}",
-                mode.name()
-            ));
-        }
-        // so hands a subtree over as one flagged entry; rsyncso passes the
-        // flag on to the object in its ctx.
-        if a.have_recursive_sync && !matches!(mode, Mode::Shell | Mode::So | Mode::RsyncSo) {
-            mode_warnings.push(format!(
-                "--have-recursive-sync only changes -M shell and the so modes; it does \
-                 nothing with -M {}",
-                mode.name()
-            ));
-        }
-        if (a.xattrs || a.acls)
-            && !matches!(mode, Mode::Mirror | Mode::RsyncDirect | Mode::RsyncShell)
-        {
-            mode_warnings.push(format!(
-                "--xattrs and --acls only change -M mirror and the rsync modes; they do \
-                 nothing with -M {}",
-                mode.name()
-            ));
-        }
-        if a.rules_file.is_some() && matches!(mode, Mode::Unison | Mode::Csync2) {
-            mode_warnings.push(format!(
-                "-R rules choose which changes start a -M {0} run, but {0} syncs a directory \
-                 whole: rule-excluded files inside one are synced too; exclude them with {0}'s \
-                 own means ({1})",
-                mode.name(),
-                if mode == Mode::Unison {
-                    "-ignore after --"
-                } else {
-                    "exclude in its config"
-                }
-            ));
-        }
-        if a.dry_run && mode != Mode::Mirror {
-            return Err(ConfigError::Invalid(format!(
-                "--dry-run works with the built-in mirror only, not -M {}; drop it (a handler program may have its own, such as rsync's --dry-run)",
-                mode.name()
-            )));
-        }
-        if a.only_initialsync && a.skip_initialsync {
-            return Err(ConfigError::Invalid(
-                "--only-initialsync and --skip-initialsync together would sync nothing; drop one"
-                    .to_string(),
-            ));
-        }
-        if a.only_initialsync && a.exit_on_no_events {
-            return Err(ConfigError::Invalid(
-                "--only-initialsync and --exit-on-no-events are two ways to end; choose one"
-                    .to_string(),
-            ));
-        }
-        // Parallel handler runs (-p, --threads).
-        let threading = match a.threading.as_str() {
-            "off" => Threading::Off,
-            "safe" => Threading::Safe,
-            "full" => Threading::Full,
-            other => {
-                return Err(ConfigError::Invalid(format!(
-                    "-p {other:?}: unknown threading mode; use off, safe or full"
-                )))
-            }
-        };
-        let threads = match threading {
-            Threading::Off => 1,
-            _ if a.threads > 0 => a.threads as usize,
-            _ => std::thread::available_parallelism().map_or(2, |n| n.get().max(2)),
-        };
-        for (name, hook) in [
-            ("--pre-exit-hook", &a.pre_exit_hook),
-            ("--exit-hook", &a.exit_hook),
-        ] {
-            if let Some(h) = hook {
-                if h.is_empty() {
-                    return Err(ConfigError::Invalid(format!("{name} must name a program")));
-                }
-                if find_program(h).is_err() {
-                    return Err(ConfigError::Invalid(format!(
-                        "{name} {}: not an executable file (or not in PATH); fix {name}",
-                        path::display(h.as_bytes())
-                    )));
-                }
-            }
-        }
-        let control_file =
-            |name: &str, p: &Option<PathBuf>| -> Result<Option<PathBuf>, ConfigError> {
-                match p {
-                    None => Ok(None),
-                    Some(p) if p.as_os_str().is_empty() => {
-                        Err(ConfigError::Invalid(format!("{name} must name a file")))
-                    }
-                    Some(p) => resolve_control_file(p).map(Some).map_err(|e| {
-                        ConfigError::Invalid(format!(
-                            "{name} {}: {e}; check the path",
-                            path::display_os(p)
-                        ))
-                    }),
-                }
-            };
-        let pid_file = control_file("--pid-file", &a.pid_file)?;
-        let status_file = control_file("--status-file", &a.status_file)?;
-        let standby_file = control_file("--standby-file", &a.standby_file)?;
-        let dump_dir = a.dump_dir.as_deref().map(absolute);
-        if let Some(d) = &dump_dir {
-            check_control_dir(d, "dump dir", "--dump-dir")?;
-        }
-        let socket = control_file("--socket", &a.socket)?;
-        let socket_owner = a.socket_own.as_deref().map(resolve_owner).transpose()?;
-        let socket_mode = u32::from_str_radix(&a.socket_mod, 8)
-            .ok()
-            .filter(|m| *m <= 0o777)
-            .ok_or_else(|| {
-                ConfigError::Invalid(format!(
-                    "--socket-mod {:?} is not an octal mode like 600 or 660",
-                    a.socket_mod
-                ))
-            })?;
-        let mut output = match a.output.as_str() {
-            "stdout" => Output::Stdout,
-            "syslog" => Output::Syslog,
-            _ => Output::Stderr,
-        };
-        // -b: stdout and stderr lead to /dev/null once livesync is up.
-        if a.background == Some(true) && output != Output::Syslog {
-            if a.given.gave("output") {
-                mode_warnings.push(format!(
-                    "-b with -Y {}: once livesync is in the background its {} is /dev/null, so every later log line is lost; use -Y syslog",
-                    a.output, a.output
-                ));
-            } else {
-                output = Output::Syslog;
-                mode_warnings.push(format!(
-                    "-b: once livesync is in the background stderr is /dev/null, so log lines go to syslog ({}) instead; give -Y syslog to say so",
-                    path::display_os(&a.syslog_socket)
-                ));
-            }
-        }
-
-        // ---- privileges and hardening (src/daemon/privilege.rs) ----
-        let privileges = crate::daemon::privilege::from_args(&a).map_err(ConfigError::Invalid)?;
-
-        let debug: u32 = a.debug.iter().map(|&d| u32::from(d)).sum();
-        let log_level = if a.quiet {
-            log::LevelFilter::Error
-        } else {
-            match debug {
-                0 => log::LevelFilter::Info,
-                1 => log::LevelFilter::Debug,
-                _ => log::LevelFilter::Trace,
-            }
-        };
-
+        let mut mode_warnings = resolve::mode_warnings(&a, &mode);
+        resolve::conflicts(&a, &mode)?;
+        let (threading, threads) = resolve::threading(&a)?;
+        resolve::hooks(&a)?;
+        let files = resolve::control_files(&a)?;
+        let output = resolve::output(&a, &mut mode_warnings);
+        let privileges = privileges::from_args(&a).map_err(ConfigError::Invalid)?;
+        let log_level = resolve::log_level(&a);
+        let metrics_file = resolve::control_file("--metrics-file", &a.metrics_file)?;
         let cfg = Config {
             watch_dir,
             destination,
@@ -1188,13 +795,13 @@ impl Config {
                 .into_iter()
                 .chain(mode_warnings)
                 .collect(),
-            pid_file,
-            status_file,
-            standby_file,
-            dump_dir,
-            socket,
-            socket_owner,
-            socket_mode,
+            pid_file: files.pid_file,
+            status_file: files.status_file,
+            standby_file: files.standby_file,
+            dump_dir: files.dump_dir,
+            socket: files.socket,
+            socket_owner: files.socket_owner,
+            socket_mode: files.socket_mode,
             exit_on_no_events: a.exit_on_no_events,
             only_initialsync: a.only_initialsync,
             skip_initialsync: a.skip_initialsync,
@@ -1211,8 +818,8 @@ impl Config {
             cancel_mon_stat,
             exclude_mount_points: a.exclude_mount_points,
             output,
-            // Operations (the operations issue).
-            metrics_file: control_file("--metrics-file", &a.metrics_file)?,
+            // Operations: metrics, syslog socket, progress.
+            metrics_file,
             syslog_socket: a.syslog_socket,
             progress: match a.progress.as_str() {
                 "never" => Progress::Never,
@@ -1960,7 +1567,7 @@ mod tests {
                 |c| format!("{:?}", c.threading),
                 [s("Off"), s("Full"), s("Safe")],
             ),
-            // Operations (the operations issue).
+            // Operations: metrics, syslog socket, progress.
             case(
                 "metrics-file",
                 format!("metrics-file = {}", fx.p("a.prom")),
@@ -1990,7 +1597,7 @@ mod tests {
                 |c| format!("{:?}", c.progress),
                 [s("Auto"), s("Never"), s("Auto")],
             ),
-            // ---- privileges and hardening (issue #5) ----
+            // ---- privileges and hardening ----
             case(
                 "uid",
                 s("uid = 1"),
@@ -2202,7 +1809,7 @@ mod tests {
                 |c| c.threads.to_string(),
                 [s("1"), s("3"), s("5")],
             ),
-            // ---- clsync's command modes (issue #3) ----
+            // ---- clsync's command modes ----
             Case {
                 file_under_cli: Some(s("synclist-simplify = 0")),
                 ..case(

@@ -1,5 +1,5 @@
 //! Prometheus text metrics (exposition format 0.0.4): rendering a
-//! [`Status`] snapshot as metric lines, and the `--metrics-file` writer
+//! [`StatusReport`] snapshot as metric lines, and the `--metrics-file` writer
 //! that replaces a file atomically (temp file in the same directory, then
 //! rename) so a collector such as node_exporter's textfile collector never
 //! reads half a file. The control socket's `metrics` command replies with
@@ -28,7 +28,7 @@
 //! | `destination_last_sync_timestamp_seconds` | gauge | destination | when the last sync finished |
 //! | `destination_last_sync_duration_seconds` | gauge | destination | how long it took |
 
-use super::socket::Status;
+use super::socket::StatusReport;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -71,7 +71,7 @@ fn head(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# TYPE livesync_{name} {kind}");
 }
 
-fn counter(s: &Status, name: &str) -> u64 {
+fn counter(s: &StatusReport, name: &str) -> u64 {
     s.counters
         .iter()
         .find(|(n, _)| n == name)
@@ -84,7 +84,7 @@ fn secs_ms(ms: u64) -> String {
 }
 
 /// The metrics of `s` in Prometheus text format, every line ending in `\n`.
-pub fn render(s: &Status) -> String {
+pub fn render(s: &StatusReport) -> String {
     let mut o = String::with_capacity(2048);
     head(
         &mut o,
@@ -177,6 +177,13 @@ pub fn render(s: &Status) -> String {
         secs_ms(s.oldest_pending_age_ms.unwrap_or(0))
     );
 
+    destination(&mut o, s);
+    o
+}
+
+/// The destination's metrics: up, state, and the last sync's time and
+/// duration.
+fn destination(o: &mut String, s: &StatusReport) {
     let dest = |o: &mut String, name: &str| {
         let _ = write!(o, "livesync_{name}{{destination=");
         label(o, &s.destination);
@@ -187,44 +194,43 @@ pub fn render(s: &Status) -> String {
         Some(_) => "failing",
     };
     head(
-        &mut o,
+        o,
         "destination_up",
         "gauge",
         "0 while the last sync to the destination failed, else 1.",
     );
-    dest(&mut o, "destination_up");
+    dest(o, "destination_up");
     let _ = writeln!(o, "}} {}", u8::from(state != "failing"));
     head(
-        &mut o,
+        o,
         "destination_state",
         "gauge",
         "State of the destination: ok, failing or unknown (no sync yet); 1 for the current one.",
     );
     for st in ["ok", "failing", "unknown"] {
-        dest(&mut o, "destination_state");
+        dest(o, "destination_state");
         o.push_str(",state=");
-        label(&mut o, st);
+        label(o, st);
         let _ = writeln!(o, "}} {}", u8::from(st == state));
     }
     if let Some(l) = &s.last_sync {
         head(
-            &mut o,
+            o,
             "destination_last_sync_timestamp_seconds",
             "gauge",
             "When the last sync to the destination finished (Unix time).",
         );
-        dest(&mut o, "destination_last_sync_timestamp_seconds");
+        dest(o, "destination_last_sync_timestamp_seconds");
         let _ = writeln!(o, "}} {}", secs_ms(l.finished_unix_ms));
         head(
-            &mut o,
+            o,
             "destination_last_sync_duration_seconds",
             "gauge",
             "How long the last sync to the destination took.",
         );
-        dest(&mut o, "destination_last_sync_duration_seconds");
+        dest(o, "destination_last_sync_duration_seconds");
         let _ = writeln!(o, "}} {}", secs_ms(l.duration_ms));
     }
-    o
 }
 
 /// `--metrics-file`: rewrites one file atomically (see `files.rs`: a temp
@@ -278,8 +284,8 @@ mod tests {
     use std::collections::BTreeMap;
     use std::fs;
 
-    fn status() -> Status {
-        Status {
+    fn status() -> StatusReport {
+        StatusReport {
             state: "running".into(),
             queue: vec![
                 ("normal".into(), 3),

@@ -3,7 +3,7 @@
 //! daemon questions and give it orders. This module owns the socket file, the
 //! connected clients, the line protocol and the `status` JSON; it never blocks
 //! and never acts on an order itself: [`ControlSocket::service`] answers
-//! queries from a [`Status`] snapshot and hands every order back to the event
+//! queries from a [`StatusReport`] snapshot and hands every order back to the event
 //! loop as a [`Command`]. It touches no process-global state (no umask, no
 //! signal dispositions): the socket is created in a private 0700 directory,
 //! given its owner and mode there, and only then linked to its public path.
@@ -22,7 +22,7 @@
 //! |-------------------|---------------------------------------------------------------|
 //! | `version`         | `ok livesync VERSION`                                         |
 //! | `info`            | `ok livesync VERSION pid N label "…" state "…" …` (one line)  |
-//! | `status`          | `{"state":"running","pid":…,"queue":{…},…}` (see [`Status::to_json`]) |
+//! | `status`          | `{"state":"running","pid":…,"queue":{…},…}` (see [`StatusReport::to_json`]) |
 //! | `metrics`         | Prometheus text (several lines, see `metrics.rs`), then a `# EOF` line |
 //! | `help`            | `ok commands: …`                                              |
 //! | `resync`          | `ok resync requested`: a full rescan and sync of the tree     |
@@ -128,7 +128,7 @@ pub struct LastSync {
 
 /// A snapshot of the daemon, taken by the loop when a client asks.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Status {
+pub struct StatusReport {
     /// clsync's words: `starting`, `initsync`, `running`, `synchandler error`,
     /// `hold on`, `rehashing`, `preexit`, `terminating`, `exiting`.
     pub state: String,
@@ -150,7 +150,7 @@ pub struct Status {
     pub version: String,
 }
 
-impl Status {
+impl StatusReport {
     /// The one-line JSON object `status` replies with:
     ///
     /// `{"state":S,"pid":N,"version":S,"label":S,"watch_dir":S,"destination":S,`
@@ -281,7 +281,7 @@ enum Request {
     Version,
     Info,
     Status,
-    /// Prometheus text, ended by `# EOF` (added for the metrics issue).
+    /// Prometheus text, ended by `# EOF`.
     Metrics,
     Help,
     Order(Command),
@@ -634,9 +634,9 @@ impl ControlSocket {
     /// every client, replies to each, and returns the orders the loop must
     /// act on, in the order they came. Never blocks. `state` is called at
     /// most once, and only when a client asks for `status`, `info` or `metrics`.
-    pub fn service(&mut self, state: &dyn Fn() -> Status) -> Vec<Command> {
+    pub fn service(&mut self, state: &dyn Fn() -> StatusReport) -> Vec<Command> {
         self.accept();
-        let mut snapshot: Option<Status> = None;
+        let mut snapshot: Option<StatusReport> = None;
         let mut orders = Vec::new();
         let mut i = 0;
         while i < self.clients.len() {
@@ -735,8 +735,8 @@ impl ControlSocket {
     fn serve_client(
         &mut self,
         i: usize,
-        state: &dyn Fn() -> Status,
-        snapshot: &mut Option<Status>,
+        state: &dyn Fn() -> StatusReport,
+        snapshot: &mut Option<StatusReport>,
         orders: &mut Vec<Command>,
     ) -> bool {
         let mut buf = [0u8; 4096];
@@ -777,8 +777,8 @@ impl ControlSocket {
     fn answer_lines(
         &mut self,
         i: usize,
-        state: &dyn Fn() -> Status,
-        snapshot: &mut Option<Status>,
+        state: &dyn Fn() -> StatusReport,
+        snapshot: &mut Option<StatusReport>,
         orders: &mut Vec<Command>,
     ) -> bool {
         loop {
@@ -817,8 +817,8 @@ impl ControlSocket {
         &mut self,
         i: usize,
         line: &[u8],
-        state: &dyn Fn() -> Status,
-        snapshot: &mut Option<Status>,
+        state: &dyn Fn() -> StatusReport,
+        snapshot: &mut Option<StatusReport>,
         orders: &mut Vec<Command>,
     ) -> bool {
         let mut reply = match parse(line) {
@@ -943,8 +943,8 @@ mod tests {
 
     const DEADLINE: Duration = Duration::from_secs(5);
 
-    fn status() -> Status {
-        Status {
+    fn status() -> StatusReport {
+        StatusReport {
             state: "running".into(),
             queue: vec![("normal".into(), 3), ("big".into(), 1)],
             oldest_pending_age_ms: Some(1500),
@@ -1091,9 +1091,9 @@ mod tests {
                 r#""counters":{"events":10,"failures":0}}"#
             )
         );
-        let empty = Status {
+        let empty = StatusReport {
             state: "starting".into(),
-            ..Status::default()
+            ..StatusReport::default()
         };
         assert_eq!(
             empty.to_json(),
@@ -1102,7 +1102,7 @@ mod tests {
                 r#""queue":{},"queue_total":0,"oldest_pending_age_ms":null,"last_sync":null,"counters":{}}"#
             )
         );
-        let failed = Status {
+        let failed = StatusReport {
             label: "we\"ird\nlabel".into(),
             watch_dir: "/a\\b".into(),
             last_sync: Some(LastSync {
@@ -1110,7 +1110,7 @@ mod tests {
                 ok: false,
                 ..LastSync::default()
             }),
-            ..Status::default()
+            ..StatusReport::default()
         };
         let j = failed.to_json();
         assert!(
@@ -1303,7 +1303,7 @@ mod tests {
     }
 
     /// Services with `state` until `c` has something to read.
-    fn wait_for_data(env: &mut Env, c: &UnixStream, state: &dyn Fn() -> Status) {
+    fn wait_for_data(env: &mut Env, c: &UnixStream, state: &dyn Fn() -> StatusReport) {
         let start = Instant::now();
         loop {
             env.sock.service(state);

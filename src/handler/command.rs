@@ -501,6 +501,10 @@ fn walk(src: &std::path::Path, root: &[u8], visit: &mut dyn FnMut(&[u8], bool) -
 }
 
 impl Handler for CommandHandler {
+    fn set_env(&mut self, env: Vec<(OsString, OsString)>) {
+        CommandHandler::set_env(self, env);
+    }
+
     fn name(&self) -> &str {
         self.cfg.mode.name()
     }

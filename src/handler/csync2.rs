@@ -151,6 +151,10 @@ impl Csync2 {
 }
 
 impl Handler for Csync2 {
+    fn set_env(&mut self, env: Vec<(OsString, OsString)>) {
+        Csync2::set_env(self, env);
+    }
+
     fn name(&self) -> &str {
         "csync2"
     }

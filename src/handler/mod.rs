@@ -9,6 +9,7 @@
 //! listed in [`Report::skipped`], as rsync's "some files could not be
 //! transferred": retrying cannot help until someone changes them.
 
+pub mod build; // Config → Box<dyn Handler>: one settings function per mode
 pub mod command;
 pub mod counts; // files/bytes a handler has put in place, read by the initial sync's progress bar
 pub mod csync2;
@@ -154,9 +155,21 @@ pub struct Report {
     pub skipped: Vec<PathIssue>,
 }
 
+pub use build::{build, build_all, BuildError};
+
 pub trait Handler: Send {
     /// Short name for logs: "mirror", "rsyncdirect", ….
     fn name(&self) -> &str;
     /// Makes the destination equal to the source for every op in `batch`.
     fn run(&mut self, batch: &Batch) -> Result<Report, HandlerError>;
+    /// The environment the next [`Handler::run`]'s programs get on top of
+    /// livesync's own (`CLSYNC_STATUS`, `CLSYNC_ITERATION`, …); handlers
+    /// that run no program ignore it.
+    fn set_env(&mut self, _env: Vec<(std::ffi::OsString, std::ffi::OsString)>) {}
+    /// Counts the files this handler puts in place into `p`, for the
+    /// initial sync's progress bar; false when it cannot (only the
+    /// built-in mirror counts).
+    fn count_progress(&mut self, _p: std::sync::Arc<counts::Counts>) -> bool {
+        false
+    }
 }

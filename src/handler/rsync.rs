@@ -362,6 +362,10 @@ impl RsyncDirect {
 }
 
 impl Handler for RsyncDirect {
+    fn set_env(&mut self, env: Vec<(OsString, OsString)>) {
+        RsyncDirect::set_env(self, env);
+    }
+
     fn name(&self) -> &str {
         if self.cfg.shell {
             "rsyncshell"

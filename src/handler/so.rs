@@ -54,6 +54,7 @@ use super::lists::{self, Excludes, Includes, Separator, SourceKind};
 use super::rsync::{write_list, ListDir};
 use super::{Handler, HandlerError, Report};
 use crate::batch::{Batch, Op};
+pub use crate::config::so_object::{check_object, ObjectError};
 use crate::path;
 use crate::rules::{Action, Kind, Rules};
 use std::collections::HashSet;
@@ -61,7 +62,6 @@ use std::ffi::{c_char, c_int, c_short, c_uint, c_void, CStr, CString, OsString};
 use std::fs;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -201,20 +201,9 @@ impl SoConfig {
 /// the fix.
 #[derive(Debug, thiserror::Error)]
 pub enum SoError {
-    #[error("sync handler {path}: {source}; -S must name the handler's shared object")]
-    Stat { path: String, source: io::Error },
-    #[error("sync handler {path} is not a regular file; -S must name a shared object (.so)")]
-    NotRegular { path: String },
-    #[error(
-        "sync handler {path} belongs to uid {owner}; it must belong to root or to the user \
-         running livesync (uid {me}): chown it"
-    )]
-    Owner { path: String, owner: u32, me: u32 },
-    #[error(
-        "sync handler {path} has mode {mode:04o}; group/other write, setuid, setgid and sticky \
-         bits are refused: chmod go-w,ug-s,o-t it"
-    )]
-    Mode { path: String, mode: u32 },
+    /// The object failed clsync's checks (see [`check_object`]).
+    #[error("{0}")]
+    Object(#[from] ObjectError),
     #[error("sync handler {path} cannot be loaded: {reason}; build it with cc -shared -fPIC and link what it needs")]
     Load { path: String, reason: String },
     #[error(
@@ -238,40 +227,6 @@ pub enum SoError {
     },
     #[error("{0}")]
     Setup(String),
-}
-
-/// clsync's checks on a handler object before it is loaded: a regular file
-/// (symlinks are followed, as `dlopen` does), owned by root or the current
-/// user, no group/other write, setuid, setgid or sticky bit.
-pub fn check_object(object: &Path) -> Result<(), SoError> {
-    let shown = path::display_os(object);
-    let m = fs::metadata(object).map_err(|source| SoError::Stat {
-        path: shown.clone(),
-        source,
-    })?;
-    if !m.is_file() {
-        return Err(SoError::NotRegular { path: shown });
-    }
-    // SAFETY: getuid cannot fail and touches no memory of ours.
-    let me = unsafe { libc::getuid() };
-    if m.uid() != 0 && m.uid() != me {
-        return Err(SoError::Owner {
-            path: shown,
-            owner: m.uid(),
-            me,
-        });
-    }
-    // `as u32`: mode_t is u16 on the BSDs (the same type on Linux).
-    #[allow(clippy::unnecessary_cast)]
-    let bad =
-        (libc::S_ISUID | libc::S_ISGID | libc::S_ISVTX | libc::S_IWGRP | libc::S_IWOTH) as u32;
-    if m.mode() & bad != 0 {
-        return Err(SoError::Mode {
-            path: shown,
-            mode: m.mode() & 0o7777,
-        });
-    }
-    Ok(())
 }
 
 type InitFn = unsafe extern "C" fn(*mut Ctx, *mut c_void) -> c_int;
@@ -1315,11 +1270,11 @@ mod tests {
         }
         assert!(matches!(
             check_object(dir.path()),
-            Err(SoError::NotRegular { .. })
+            Err(ObjectError::NotRegular { .. })
         ));
         assert!(matches!(
             check_object(&dir.path().join("missing.so")),
-            Err(SoError::Stat { .. })
+            Err(ObjectError::Stat { .. })
         ));
     }
 

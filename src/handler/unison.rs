@@ -163,6 +163,10 @@ impl Unison {
 }
 
 impl Handler for Unison {
+    fn set_env(&mut self, env: Vec<(OsString, OsString)>) {
+        Unison::set_env(self, env);
+    }
+
     fn name(&self) -> &str {
         "unison"
     }

@@ -297,6 +297,11 @@ impl DstRoot {
 }
 
 impl Handler for Mirror {
+    fn count_progress(&mut self, p: Arc<super::counts::Counts>) -> bool {
+        self.progress = Some(p);
+        true
+    }
+
     fn name(&self) -> &str {
         "mirror"
     }

@@ -22,227 +22,16 @@
 //! forked, so that the helper and handlers are inside too).
 
 use super::privilege::{self, Ident};
-use crate::config::{cli, Config, Destination, Mode};
+use super::Error;
+use crate::config::{Config, Destination};
 use crate::path;
 use caps::{CapSet, Capability, CapsHashSet};
-use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-/// `--pivot-root`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PivotRoot {
-    /// chroot(2) only.
-    Off,
-    /// A mount namespace; DIR bind-mounted on itself; pivot_root into it.
-    Auto,
-    /// As `Auto`, the bind mount read-only (mounts below it keep theirs).
-    AutoRo,
-    /// A mount namespace; pivot_root into DIR, which must be a mount point.
-    Direct,
-}
-
-impl PivotRoot {
-    pub fn name(self) -> &'static str {
-        match self {
-            PivotRoot::Off => "off",
-            PivotRoot::Auto => "auto",
-            PivotRoot::AutoRo => "auto-ro",
-            PivotRoot::Direct => "direct",
-        }
-    }
-}
-
-/// The jail: where, and how it is entered.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Jail {
-    /// Canonical, absolute, not `/`.
-    pub root: PathBuf,
-    pub pivot: PivotRoot,
-}
-
-/// Reads `--chroot` and `--pivot-root`.
-pub fn from_args(a: &cli::Args) -> Result<Option<Jail>, String> {
-    let pivot = match a.pivot_root.as_str() {
-        "off" => PivotRoot::Off,
-        "auto" => PivotRoot::Auto,
-        "auto-ro" => PivotRoot::AutoRo,
-        "direct" => PivotRoot::Direct,
-        other => {
-            return Err(format!(
-                "--pivot-root {other:?}: use auto, auto-ro, direct or off"
-            ))
-        }
-    };
-    let Some(dir) = a.chroot.as_ref().filter(|d| !d.as_os_str().is_empty()) else {
-        if pivot != PivotRoot::Off {
-            return Err(format!(
-                "--pivot-root={} needs --chroot DIR (the new root); add it or drop --pivot-root",
-                pivot.name()
-            ));
-        }
-        return Ok(None);
-    };
-    let root = std::fs::canonicalize(dir).map_err(|e| {
-        format!(
-            "--chroot {}: {e}; create the directory or fix the path",
-            path::display_os(dir)
-        )
-    })?;
-    if !root.is_dir() {
-        return Err(format!(
-            "--chroot {}: not a directory",
-            path::display_os(dir)
-        ));
-    }
-    if root == Path::new("/") {
-        return Err("--chroot /: that is no jail; name the directory to confine livesync to, or drop --chroot".into());
-    }
-    Ok(Some(Jail { root, pivot }))
-}
-
-impl Jail {
-    /// The jail's root, as seen from outside.
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
-    /// `p` (absolute, as seen from outside) as seen inside, if it lies in
-    /// the jail.
-    pub fn inner(&self, p: &Path) -> Option<PathBuf> {
-        let rest = p.strip_prefix(&self.root).ok()?;
-        Some(Path::new("/").join(rest))
-    }
-
-    /// `p` as seen from inside, as a path outside (for checks made before
-    /// entering).
-    pub fn outer(&self, inside: &Path) -> PathBuf {
-        let rel = inside.strip_prefix("/").unwrap_or(inside);
-        self.root.join(rel)
-    }
-
-    fn must_be_inside(&self, what: &str, p: &Path) -> Result<PathBuf, String> {
-        // What does not exist yet is checked through its directory.
-        let abs = match std::fs::canonicalize(p) {
-            Ok(c) => c,
-            Err(_) => match (p.parent(), p.file_name()) {
-                (Some(d), Some(n)) if !d.as_os_str().is_empty() => std::fs::canonicalize(d)
-                    .map(|d| d.join(n))
-                    .unwrap_or_else(|_| p.to_path_buf()),
-                _ => p.to_path_buf(),
-            },
-        };
-        self.inner(&abs).ok_or_else(|| {
-            format!(
-                "--chroot {}: {what} {} lies outside it; move it inside (or bind-mount it there) and name it by its path under {}",
-                path::display_os(&self.root),
-                path::display_os(p),
-                path::display_os(&self.root)
-            )
-        })
-    }
-
-    /// Where `program` (a handler, a hook) is found inside the jail: an
-    /// absolute path must lie inside; a bare name is looked up in `PATH`
-    /// under the jail's root. Returns the name to run inside.
-    fn program(&self, what: &str, program: &OsStr) -> Result<OsString, String> {
-        if program.as_bytes().starts_with(b"/") {
-            let p = Path::new(program);
-            let inner = self.must_be_inside(what, p)?;
-            if !p.is_file() {
-                return Err(format!(
-                    "{what} {}: not found; the handler must exist inside --chroot {}",
-                    path::display_os(p),
-                    path::display_os(&self.root)
-                ));
-            }
-            return Ok(inner.into_os_string());
-        }
-        if program.as_bytes().contains(&b'/') {
-            // Relative to the watch dir (handlers run there): inside.
-            return Ok(program.to_os_string());
-        }
-        let search = std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into());
-        let found = std::env::split_paths(&search)
-            .filter(|d| d.is_absolute())
-            .map(|d| self.outer(&d).join(program))
-            .any(|p| {
-                p.metadata()
-                    .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-            });
-        if found {
-            Ok(program.to_os_string())
-        } else {
-            Err(format!(
-                "--chroot {}: {what} {} is not found in PATH ({}) inside it; copy or bind-mount it (and the libraries it needs) into {}",
-                path::display_os(&self.root),
-                path::display(program.as_bytes()),
-                path::display(search.as_bytes()),
-                path::display_os(&self.root)
-            ))
-        }
-    }
-
-    /// Checks `cfg` against the jail: what livesync uses while running lies
-    /// inside, and the handler can be found there. One line per problem.
-    pub fn check(&self, cfg: &Config) -> Result<(), String> {
-        let r = path::display_os(&self.root);
-        if cfg.monitor == crate::monitor::MonitorKind::Fanotify {
-            return Err(format!(
-                "--chroot {r} and --monitor fanotify do not mix: fanotify marks whole file systems and names files through /proc, which the jail has not; use --monitor inotify"
-            ));
-        }
-        if cfg.privileges.forbid_devices {
-            return Err(format!(
-                "--chroot {r} and --forbid-devices do not mix: inside the jail only the devices you put in {r}/dev exist; drop --forbid-devices"
-            ));
-        }
-        self.must_be_inside("the watch dir", &cfg.watch_dir)?;
-        if let Some(Destination::Local(d)) = &cfg.destination {
-            self.must_be_inside("the destination", d)?;
-        }
-        let named: [(&str, &Option<PathBuf>); 5] = [
-            ("-L", &cfg.lists_dir),
-            ("--status-file", &cfg.status_file),
-            ("--standby-file", &cfg.standby_file),
-            ("--dump-dir", &cfg.dump_dir),
-            ("--metrics-file", &cfg.metrics_file),
-        ];
-        for (what, p) in named {
-            if let Some(p) = p {
-                self.must_be_inside(what, p)?;
-            }
-        }
-        if let Some(p) = &cfg.handler_program {
-            self.program("the handler", p)?;
-        }
-        for (what, hook) in [
-            ("--pre-exit-hook", &cfg.pre_exit_hook),
-            ("--exit-hook", &cfg.exit_hook),
-        ] {
-            if let Some(h) = hook {
-                self.program(what, h)?;
-            }
-        }
-        let tmp_needed = cfg.mode == Mode::Unison
-            || (cfg.lists_dir.is_none() && !matches!(cfg.mode, Mode::Mirror | Mode::Csync2));
-        if tmp_needed {
-            let tmp = std::env::temp_dir();
-            if !self.outer(&tmp).is_dir() {
-                return Err(format!(
-                    "--chroot {r}: -M {} keeps private files in {} inside the jail, and {} is missing; create it (mode 1777) or give -L with a directory inside {r}",
-                    cfg.mode.name(),
-                    path::display_os(&tmp),
-                    path::display_os(&self.outer(&tmp)),
-                ));
-            }
-        }
-        Ok(())
-    }
-}
+pub use crate::config::privileges::os::{Jail, PivotRoot};
 
 /// `cfg`'s paths as seen inside the jail (see [`Jail::check`], which made
 /// sure they are inside).
@@ -414,20 +203,25 @@ fn keeper_identity(cfg: &Config, left: &Leftovers) -> Option<(Ident, bool)> {
 
 /// Forks the keeper (see the module docs). Root or not, single-threaded,
 /// before the jail is entered and before the privileges are dropped.
-pub fn spawn_keeper(cfg: &Config, left: Leftovers) -> Result<(), String> {
+///
+/// `remove` is what the keeper calls at the end to remove the files (the
+/// daemon's own removal, which checks device and inode first).
+pub fn spawn_keeper(cfg: &Config, left: Leftovers, remove: fn(&Leftovers)) -> Result<(), Error> {
     if left.pid_file.is_none() && left.socket.is_none() {
         return Ok(());
     }
     let who = keeper_identity(cfg, &left);
     let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-        .map_err(|e| format!("--chroot: cannot make the keeper's pipe: {e}"))?;
+        .map_err(|e| Error::Keeper(format!("--chroot: cannot make the keeper's pipe: {e}")))?;
     // SAFETY: single-threaded here (privileges are not dropped yet and no
     // thread was started); the child only makes plain syscalls and exits.
     match unsafe { nix::unistd::fork() } {
-        Err(e) => Err(format!("--chroot: cannot fork the keeper: {e}")),
+        Err(e) => Err(Error::Keeper(format!(
+            "--chroot: cannot fork the keeper: {e}"
+        ))),
         Ok(nix::unistd::ForkResult::Child) => {
             drop(write);
-            keep(read.as_raw_fd(), left, who)
+            keep(read.as_raw_fd(), left, who, remove)
         }
         Ok(nix::unistd::ForkResult::Parent { child }) => {
             drop(read);
@@ -453,7 +247,7 @@ pub fn finish() {
 }
 
 /// The keeper's life: outside the jail, holding nothing but the pipe.
-fn keep(fd: RawFd, left: Leftovers, who: Option<(Ident, bool)>) -> ! {
+fn keep(fd: RawFd, left: Leftovers, who: Option<(Ident, bool)>, remove: fn(&Leftovers)) -> ! {
     // SAFETY: only this process's own state is changed; fd numbers are ours.
     unsafe {
         libc::prctl(
@@ -515,63 +309,7 @@ fn keep(fd: RawFd, left: Leftovers, who: Option<(Ident, bool)>) -> ! {
             Err(_) => break,
         }
     }
-    if let Some((p, ident)) = &left.pid_file {
-        super::files::remove_pid_file(p, *ident);
-    }
-    if let Some((p, ident)) = &left.socket {
-        super::socket::remove_socket_file(p, *ident);
-    }
+    remove(&left);
     // SAFETY: ends this process without running the parent's destructors.
     unsafe { libc::_exit(0) }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn paths_move_in_and_out_of_the_jail() {
-        let j = Jail {
-            root: PathBuf::from("/srv/jail"),
-            pivot: PivotRoot::Off,
-        };
-        assert_eq!(
-            j.inner(Path::new("/srv/jail/www")),
-            Some(PathBuf::from("/www"))
-        );
-        assert_eq!(j.inner(Path::new("/srv/jail")), Some(PathBuf::from("/")));
-        assert_eq!(j.inner(Path::new("/srv/jailbreak/x")), None);
-        assert_eq!(j.inner(Path::new("/etc")), None);
-        assert_eq!(
-            j.outer(Path::new("/usr/bin")),
-            PathBuf::from("/srv/jail/usr/bin")
-        );
-    }
-
-    #[test]
-    fn programs_are_found_inside_the_jail_only() {
-        let t = tempfile::tempdir().expect("tempdir");
-        let root = std::fs::canonicalize(t.path()).expect("canonical");
-        let j = Jail {
-            root: root.clone(),
-            pivot: PivotRoot::Off,
-        };
-        std::fs::create_dir_all(root.join("usr/bin")).expect("mkdir");
-        let tool = root.join("usr/bin/tool");
-        std::fs::write(&tool, "#!/bin/sh\n").expect("write");
-        std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-        assert_eq!(
-            j.program("the handler", tool.as_os_str()),
-            Ok(OsString::from("/usr/bin/tool"))
-        );
-        let e = j
-            .program("the handler", OsStr::new("/bin/sh"))
-            .expect_err("outside");
-        assert!(e.contains("lies outside it"), "{e}");
-        // A bare name: PATH is looked up under the root.
-        let e = j
-            .program("the handler", OsStr::new("livesync-no-such-tool"))
-            .expect_err("missing");
-        assert!(e.contains("is not found in PATH"), "{e}");
-    }
 }

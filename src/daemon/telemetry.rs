@@ -1,16 +1,16 @@
 //! What the event loop reports to the outside while it runs: systemd
-//! notifications ([`super::notify`]), the `--metrics-file`
+//! notifications ([`super::sd_notify`]), the `--metrics-file`
 //! ([`super::metrics`]), the watchdog's and the metrics file's timers, and
-//! the initial sync's progress bar ([`super::progress`]).
+//! the initial sync's progress bar ([`super::progress_bar`]).
 //! The loop calls in at a handful of points (state changes, finished
-//! batches, every turn, exit) and adds [`Ops::next_due`] to its poll
+//! batches, every turn, exit) and adds [`Telemetry::next_due`] to its poll
 //! timeout; this module never decides anything about syncing and never
 //! blocks (every write here is small and local).
 
 use super::files::Status;
 use super::metrics::{self, MetricsFile};
-use super::notify::{self, Notifier};
-use super::progress::InitialProgress;
+use super::progress_bar::InitialProgress;
+use super::sd_notify::{self, Notifier};
 use super::socket;
 use crate::handler::counts::Counts;
 use crate::rules::Rules;
@@ -19,14 +19,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// What the progress bar needs: the source, its rules and the handler's
-/// counter (None: no bar, see [`super::progress::wanted`]).
+/// counter (None: no bar, see [`super::progress_bar::wanted`]).
 pub struct ProgressSetup {
     pub root: PathBuf,
     pub rules: Arc<Rules>,
     pub counter: Arc<Counts>,
 }
 
-pub struct Ops {
+pub struct Telemetry {
     notifier: Option<Notifier>,
     metrics: Option<MetricsFile>,
     next_metrics: Option<Instant>,
@@ -49,9 +49,9 @@ pub fn notifier_from_env() -> Option<Notifier> {
         }
     };
     for var in [
-        notify::ENV_SOCKET,
-        notify::ENV_WATCHDOG_USEC,
-        notify::ENV_WATCHDOG_PID,
+        sd_notify::ENV_SOCKET,
+        sd_notify::ENV_WATCHDOG_USEC,
+        sd_notify::ENV_WATCHDOG_PID,
     ] {
         // Single-threaded here (see above), so changing the environment
         // cannot race with a reader.
@@ -65,14 +65,14 @@ fn stopping(s: Status) -> bool {
     matches!(s, Status::PreExit | Status::Terminating | Status::Exiting)
 }
 
-impl Ops {
-    pub fn new(notifier: Option<Notifier>, metrics_file: Option<&Path>) -> Ops {
+impl Telemetry {
+    pub fn new(notifier: Option<Notifier>, metrics_file: Option<&Path>) -> Telemetry {
         if let Some(n) = &notifier {
             if let Some(wd) = n.watchdog() {
                 ::log::debug!("systemd watchdog: pinging every {:.1} s", wd.as_secs_f64());
             }
         }
-        Ops {
+        Telemetry {
             notifier,
             metrics: metrics_file.map(MetricsFile::new),
             next_metrics: None,
@@ -85,8 +85,8 @@ impl Ops {
     }
 
     /// Show a progress bar during the initial sync (only called when
-    /// [`super::progress::wanted`]).
-    pub fn with_progress(mut self, setup: ProgressSetup) -> Ops {
+    /// [`super::progress_bar::wanted`]).
+    pub fn with_progress(mut self, setup: ProgressSetup) -> Telemetry {
         self.progress_setup = Some(setup);
         self
     }
@@ -136,7 +136,7 @@ impl Ops {
     }
 
     /// Every turn of the loop: the watchdog, and the metrics file when due.
-    pub fn tick(&mut self, now: Instant, snapshot: &dyn Fn() -> socket::Status) {
+    pub fn tick(&mut self, now: Instant, snapshot: &dyn Fn() -> socket::StatusReport) {
         if let (Some(n), Some(due)) = (&self.notifier, self.next_watchdog) {
             if now >= due {
                 n.watchdog_ping();
@@ -149,19 +149,19 @@ impl Ops {
     }
 
     /// Whether there is a metrics file (so whether a batch's end needs a
-    /// status snapshot for [`Ops::after_batch`]).
+    /// status snapshot for [`Telemetry::after_batch`]).
     pub fn writes_metrics(&self) -> bool {
         self.metrics.is_some()
     }
 
     /// A batch finished: the numbers moved, write them out now.
-    pub fn after_batch(&mut self, snapshot: &socket::Status) {
+    pub fn after_batch(&mut self, snapshot: &socket::StatusReport) {
         if self.metrics.is_some() {
             self.write_metrics(snapshot, Instant::now());
         }
     }
 
-    fn write_metrics(&mut self, snapshot: &socket::Status, now: Instant) {
+    fn write_metrics(&mut self, snapshot: &socket::StatusReport, now: Instant) {
         if let Some(f) = self.metrics.as_mut() {
             f.write(&metrics::render(snapshot));
             self.next_metrics = Some(now + metrics::FILE_INTERVAL);
@@ -177,7 +177,7 @@ impl Ops {
     }
 
     /// livesync is leaving: last metrics, and STOPPING=1 if not sent yet.
-    pub fn finish(&mut self, snapshot: &socket::Status) {
+    pub fn finish(&mut self, snapshot: &socket::StatusReport) {
         self.initial_sync_ended();
         self.write_metrics(snapshot, Instant::now());
         if let Some(n) = &self.notifier {

@@ -1,5 +1,5 @@
 //! `--check-execvp-arguments`: the argv patterns a configuration can
-//! produce, and the matcher the privileged helper (src/daemon/split.rs)
+//! produce, and the matcher the privileged helper (src/security/split.rs)
 //! runs on every argv the daemon asks it to start.
 //!
 //! The patterns are not a second copy of the handlers' argv: [`patterns`]
@@ -19,6 +19,7 @@
 //! It must not allow an argv that no handler run or hook could produce.
 
 use crate::config::{Config, Destination, Mode};
+use crate::handler::build;
 use crate::handler::command::{CommandHandler, CommandMode};
 use crate::handler::csync2::{self, Csync2};
 use crate::handler::lists::Separator;
@@ -254,13 +255,13 @@ pub fn patterns(cfg: &Config) -> Result<Vec<Vec<Pat>>, String> {
     match cfg.mode {
         Mode::Mirror | Mode::So | Mode::RsyncSo => {}
         Mode::Simple | Mode::Direct | Mode::Shell => {
-            // As daemon::build_handler makes it.
+            // As handler::build makes it.
             let mode = match cfg.mode {
                 Mode::Simple => CommandMode::Simple,
                 Mode::Direct => CommandMode::Direct,
                 _ => CommandMode::Shell,
             };
-            let h = CommandHandler::new(super::command_config(cfg, mode)).map_err(err)?;
+            let h = CommandHandler::new(build::command_config(cfg, mode)).map_err(err)?;
             let ilp = os(SENTINEL_ILP);
             let mask = os(SENTINEL_MASK);
             // simple: one run per path, absolute; direct and shell: the
@@ -283,7 +284,7 @@ pub fn patterns(cfg: &Config) -> Result<Vec<Vec<Pat>>, String> {
             }
         }
         Mode::RsyncDirect | Mode::RsyncShell => {
-            let rc = super::rsync_config(cfg);
+            let rc = build::rsync_config(cfg);
             let tpl = if rc.args.is_empty() {
                 None
             } else {
@@ -303,7 +304,7 @@ pub fn patterns(cfg: &Config) -> Result<Vec<Vec<Pat>>, String> {
             }
         }
         Mode::Unison => {
-            let Some(mut u) = super::unison_config(cfg) else {
+            let Some(mut u) = build::unison_config(cfg) else {
                 return Err("-M unison needs -D".into());
             };
             // As Unison::new renders them (without making its state dir).
@@ -320,7 +321,7 @@ pub fn patterns(cfg: &Config) -> Result<Vec<Vec<Pat>>, String> {
             runs.push((unison::run_argv(&u, &root2, &refs), paths));
         }
         Mode::Csync2 => {
-            let h = Csync2::new(super::csync2_config(cfg)).map_err(err)?;
+            let h = Csync2::new(build::csync2_config(cfg)).map_err(err)?;
             // The watch dir itself stands for the whole tree.
             let paths = Paths::Many {
                 kind: under.clone(),
@@ -644,14 +645,15 @@ mod tests {
         }
     }
 
-    /// Runs the real handler `daemon::build_handler` makes for `cfg` on
+    /// Runs the real handler `handler::build` makes for `cfg` on
     /// every batch and returns what it ran, each argv checked to pass.
     fn real_argvs(w: &World, cfg: &Config) -> Vec<Vec<OsString>> {
         let c = checker(cfg);
-        let mut h = super::super::build_handler(cfg).unwrap();
+        let mut h = crate::handler::build(cfg, &mut build::Context::default()).unwrap();
         let mut all = Vec::new();
         for (b, status) in batches() {
-            h.run(&b, vec![(o("CLSYNC_STATUS"), o(status))]).unwrap();
+            h.set_env(vec![(o("CLSYNC_STATUS"), o(status))]);
+            h.run(&b).unwrap();
             for argv in w.runs() {
                 assert!(
                     c.allows(&argv),

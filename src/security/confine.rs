@@ -17,15 +17,7 @@ use seccompiler::{
 use std::collections::BTreeMap;
 use std::io;
 
-/// `--detach-network`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DetachNetwork {
-    Off,
-    /// The daemon, the helper and the handlers: no network at all.
-    Everywhere,
-    /// The daemon only (with `--splitting=process`; otherwise nothing).
-    NonPrivileged,
-}
+pub use crate::config::privileges::DetachNetwork;
 
 fn unshare(flags: libc::c_int, what: &str) -> Result<(), String> {
     // SAFETY: plain syscall; the process is single-threaded here.

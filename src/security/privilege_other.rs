@@ -2,9 +2,9 @@
 //! `privilege.rs`, for a system without capabilities, seccomp or
 //! namespaces.
 //!
-//! It owns reading the privilege options into [`Settings`] and, at start,
-//! the identity change: with `-u`/`-g` a root-started daemon becomes that
-//! user (setgroups/setgid/setuid, no way back) and keeps nothing, since
+//! It owns, at start, the identity change (the options are read, and the
+//! Linux-only ones refused, by `crate::config::privileges`): with
+//! `-u`/`-g` a root-started daemon becomes that user (setgroups/setgid/setuid, no way back) and keeps nothing, since
 //! there are no capabilities to keep; without them it stays who it is (no
 //! default drop to nobody: nobody could not read the tree). Handlers run
 //! as `--sync-handler-uid/-gid` (or `--privileged-uid/-gid`) only while the
@@ -16,80 +16,14 @@
 //! here, so `--permit-new-privs` changes nothing. Like `privilege.rs`, it
 //! must not decide when privileges are dropped and never raises anything.
 
-use crate::config::{cli, Config, Mode};
+use super::Error;
+use crate::config::{Config, Mode};
 use crate::exec;
 use std::io;
 use std::sync::{Arc, OnceLock};
 
 /// uid and gid of `nobody`/`nogroup` when the names are unknown.
 const NOBODY: u32 = 65534;
-
-/// A capability; there are none on this system, so no value exists.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Capability {}
-
-/// `--detach-network` (only `off` is accepted here).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DetachNetwork {
-    Off,
-    Everywhere,
-    NonPrivileged,
-}
-
-pub use super::settings::Settings;
-
-pub use super::users::{resolve_group, resolve_user};
-
-/// Reads the privilege options; refuses the Linux-only ones.
-pub fn from_args(a: &cli::Args) -> Result<Settings, String> {
-    let linux_only = |opt: &str| Err(format!("{opt} is Linux-only; drop it"));
-    if a.preserve_capabilities
-        .as_deref()
-        .is_some_and(|c| !c.trim().is_empty())
-    {
-        return linux_only("-C (capabilities)");
-    }
-    if a.inherit_capabilities != "empty" {
-        return linux_only("--inherit-capabilities");
-    }
-    if a.secure_splitting {
-        return linux_only("--secure-splitting");
-    }
-    if a.splitting != "off" {
-        return linux_only(&format!("--splitting={}", a.splitting));
-    }
-    if a.check_execvp_arguments {
-        return linux_only("--check-execvp-arguments");
-    }
-    if a.seccomp_filter {
-        return linux_only("--seccomp-filter");
-    }
-    if a.detach_network != "off" {
-        return linux_only(&format!("--detach-network={}", a.detach_network));
-    }
-    if a.detach_ipc {
-        return linux_only("--detach-ipc");
-    }
-    if a.detach_miscellanea {
-        return linux_only("--detach-miscellanea");
-    }
-    if a.forbid_devices {
-        return linux_only("--forbid-devices");
-    }
-    let user = |opt: &str, v: &Option<String>| v.as_deref().map(|s| resolve_user(opt, s));
-    let group = |opt: &str, v: &Option<String>| v.as_deref().map(|s| resolve_group(opt, s));
-    Ok(Settings {
-        uid: user("-u", &a.uid).transpose()?,
-        gid: group("-g", &a.gid).transpose()?,
-        privileged_uid: user("--privileged-uid", &a.privileged_uid).transpose()?,
-        privileged_gid: group("--privileged-gid", &a.privileged_gid).transpose()?,
-        handler_uid: user("--sync-handler-uid", &a.sync_handler_uid).transpose()?,
-        handler_gid: group("--sync-handler-gid", &a.sync_handler_gid).transpose()?,
-        no_new_privs: !a.permit_new_privs,
-        jail: super::jail::from_args(a)?,
-        ..Settings::default()
-    })
-}
 
 /// A user and group.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -271,12 +205,14 @@ pub fn current() -> Ident {
 /// Changes the daemon's identity as `cfg` says and, when handlers run as
 /// someone else, installs the spawner that switches to them. Called once,
 /// single-threaded, before the watches.
-pub fn apply(cfg: &mut Config) -> Result<(), String> {
+pub fn apply(cfg: &mut Config) -> Result<(), Error> {
     let cfg: &Config = cfg;
-    let plan = Plan::new(cfg, current())?;
+    let plan = Plan::new(cfg, current()).map_err(Error::Plan)?;
     if let Some(target) = plan.daemon {
         drop_to(target).map_err(|e| {
-            format!("cannot drop privileges to {target}: {e}; run with -u 0 to stay root")
+            Error::Drop(format!(
+                "cannot drop privileges to {target}: {e}; run with -u 0 to stay root"
+            ))
         })?;
         log::info!("running as {target}");
     }
@@ -316,46 +252,18 @@ pub fn signal_handlers(sig: libc::c_int) -> usize {
 }
 
 // These run on Linux too: daemon/mod.rs compiles this file a second time
-// under `cfg(test)`, where `Config::privileges` is Linux's `Settings`, whose
+// under `cfg(test)`, where `Config::privileges` is Linux's `Privileges`, whose
 // fields have the same names.
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::cli;
     use clap::Parser;
 
     fn args(extra: &[&str]) -> cli::Args {
         let mut v = vec!["livesync", "-H", "/NULL/"];
         v.extend_from_slice(extra);
         cli::Args::try_parse_from(v).expect("clap")
-    }
-
-    #[test]
-    fn linux_only_options_are_refused_in_one_line() {
-        assert_eq!(from_args(&args(&[])), Ok(Settings::default()));
-        for (given, named) in [
-            (&["-C", "CAP_KILL"][..], "-C (capabilities)"),
-            (
-                &["--inherit-capabilities", "permitted"],
-                "--inherit-capabilities",
-            ),
-            (&["--splitting", "process"], "--splitting=process"),
-            (&["--secure-splitting"], "--secure-splitting"),
-            (&["--check-execvp-arguments"], "--check-execvp-arguments"),
-            (&["--seccomp-filter"], "--seccomp-filter"),
-            (
-                &["--detach-network", "everywhere"],
-                "--detach-network=everywhere",
-            ),
-            (&["--detach-ipc"], "--detach-ipc"),
-            (&["--detach-miscellanea"], "--detach-miscellanea"),
-            (&["--forbid-devices"], "--forbid-devices"),
-        ] {
-            let e = from_args(&args(given)).expect_err(named);
-            assert_eq!(e, format!("{named} is Linux-only; drop it"));
-        }
-        let s = from_args(&args(&["-u", "0", "-g", "root", "--permit-new-privs"]))
-            .expect("portable options");
-        assert_eq!((s.uid, s.gid, s.no_new_privs), (Some(0), Some(0), false));
     }
 
     fn config(extra: &[&str]) -> (tempfile::TempDir, Config) {

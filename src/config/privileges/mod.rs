@@ -1,15 +1,39 @@
-//! The privilege options, validated (`-u/-g`, `--privileged-uid/-gid`,
-//! `--sync-handler-uid/-gid`, `-C`, `--inherit-capabilities`,
-//! `--permit-new-privs`, `--splitting`, `--check-execvp-arguments`,
-//! `--seccomp-filter`, `--detach-*`, `--forbid-devices`, `--chroot`).
+//! The privilege options, read and validated (`-u/-g`,
+//! `--privileged-uid/-gid`, `--sync-handler-uid/-gid`, `-C`,
+//! `--inherit-capabilities`, `--permit-new-privs`, `--splitting`,
+//! `--check-execvp-arguments`, `--seccomp-filter`, `--detach-*`,
+//! `--forbid-devices`, `--chroot`, `--pivot-root`) into [`Privileges`].
 //!
-//! One struct for every system: reading the options into it is the
-//! platform's business (`privilege.rs` on Linux, `privilege_other.rs`
-//! elsewhere, which refuses the Linux-only ones), and so is what is done
-//! with it at start. This module only says what the settings are; it must
-//! not touch the process.
+//! One struct for every system; reading the options into it is the
+//! platform's business (`linux.rs`, or `other.rs`, which refuses the
+//! Linux-only ones). What is done with it at start belongs to
+//! `crate::security`. This module only says what the settings are and
+//! parses them; it must not touch the process, and (being part of the
+//! configuration) it imports nothing from the daemon or the security code.
 
-use super::privilege::{Capability, DetachNetwork};
+#[cfg(target_os = "linux")]
+#[path = "linux.rs"]
+pub mod os; // every option
+#[cfg(not(target_os = "linux"))]
+#[path = "other.rs"]
+pub mod os; // the portable options; the Linux-only ones are refused
+#[cfg(all(test, target_os = "linux"))]
+#[path = "other.rs"]
+#[allow(dead_code)] // only its tests are used here
+mod other; // its tests, run here too
+pub mod users; // -u/-g and friends: names or numbers (portable)
+
+pub use os::{from_args, jail_from_args, Capability, Jail};
+
+/// `--detach-network`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DetachNetwork {
+    Off,
+    /// The daemon, the helper and the handlers: no network at all.
+    Everywhere,
+    /// The daemon only (with `--splitting=process`; otherwise nothing).
+    NonPrivileged,
+}
 
 /// `--inherit-capabilities`: what a handler inherits of the daemon's
 /// capabilities (clsync's words).
@@ -35,7 +59,7 @@ pub enum Splitting {
 
 /// The privilege options, validated.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Settings {
+pub struct Privileges {
     /// `-u`/`-g`: None = nobody/nogroup when started as root.
     pub uid: Option<u32>,
     pub gid: Option<u32>,
@@ -60,13 +84,13 @@ pub struct Settings {
     pub detach_misc: bool,
     /// `--forbid-devices`.
     pub forbid_devices: bool,
-    /// `--chroot`, `--pivot-root` (src/daemon/jail.rs).
-    pub jail: Option<super::jail::Jail>,
+    /// `--chroot`, `--pivot-root` (entered by src/security/jail.rs).
+    pub jail: Option<Jail>,
 }
 
-impl Default for Settings {
+impl Default for Privileges {
     fn default() -> Self {
-        Settings {
+        Privileges {
             uid: None,
             gid: None,
             privileged_uid: None,

@@ -2,8 +2,9 @@
 //! capabilities (`-u/-g`, `--privileged-uid/-gid`, `--sync-handler-uid/-gid`,
 //! `-C`, `--inherit-capabilities`, `--permit-new-privs`).
 //!
-//! This module owns turning those options into [`Settings`] (validated
-//! once, with the rest of the configuration) and, at start, into a [`Plan`]
+//! The options are read into [`Privileges`] with the rest of the
+//! configuration (`crate::config::privileges`); this module owns turning
+//! them, at start, into a [`Plan`]
 //! that it applies to the process: clear the bounding set down to the kept
 //! capabilities, keep-caps, `setgroups`/`setresgid`/`setresuid`, re-raise
 //! only the kept set. It also builds what every handler child does between
@@ -16,11 +17,10 @@
 //! daemon does, once, while single-threaded) and it never raises anything.
 
 use super::confine;
-pub use super::confine::DetachNetwork;
-use crate::config::{cli, Config, Mode};
+use super::Error;
+use crate::config::{Config, Mode};
 use crate::exec;
 use crate::path;
-pub use caps::Capability;
 use caps::{CapSet, CapsHashSet};
 use std::io;
 use std::os::unix::fs::MetadataExt;
@@ -49,111 +49,7 @@ pub const SWITCH_CAPS: [Capability; 3] = [
     Capability::CAP_KILL,
 ];
 
-pub use super::settings::{Inherit, Settings, Splitting};
-pub use super::users::{resolve_group, resolve_user};
-
-/// `-C`'s list: capability names, with or without `CAP_`, any case,
-/// separated by commas.
-pub fn parse_caps(spec: &str) -> Result<Vec<Capability>, String> {
-    let mut out = Vec::new();
-    for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let upper = item.to_ascii_uppercase();
-        let name = if upper.starts_with("CAP_") {
-            upper
-        } else {
-            format!("CAP_{upper}")
-        };
-        let cap: Capability = name.parse().map_err(|_| {
-            format!("-C: {item:?} is not a capability name (e.g. CAP_DAC_READ_SEARCH,CAP_KILL)")
-        })?;
-        if !out.contains(&cap) {
-            out.push(cap);
-        }
-    }
-    Ok(out)
-}
-
-/// Reads and checks the privilege options of the command line.
-pub fn from_args(a: &cli::Args) -> Result<Settings, String> {
-    let user = |opt: &str, v: &Option<String>| v.as_deref().map(|s| resolve_user(opt, s));
-    let group = |opt: &str, v: &Option<String>| v.as_deref().map(|s| resolve_group(opt, s));
-    let secure = a.secure_splitting;
-    let splitting = match (a.splitting.as_str(), secure) {
-        (_, true) | ("process", _) => Splitting::Process,
-        ("off", false) => Splitting::Off,
-        ("thread", false) => {
-            return Err("--splitting=thread: not offered: threads share one address space and capabilities are per thread, so a compromised unprivileged thread could take over the privileged one; use --splitting=process".into())
-        }
-        (other, false) => {
-            return Err(format!(
-                "--splitting {other:?}: unknown; use off or process"
-            ))
-        }
-    };
-    let check_execvp = a.check_execvp_arguments || secure;
-    if check_execvp && splitting == Splitting::Off {
-        return Err(
-            "--check-execvp-arguments needs --splitting=process (the helper does the check); add it"
-                .into(),
-        );
-    }
-    let inherit = match a.inherit_capabilities.as_str() {
-        "permitted" => Inherit::Permitted,
-        "dont-touch" => Inherit::DontTouch,
-        "clsync" => Inherit::Clsync,
-        "empty" => Inherit::Empty,
-        other => {
-            return Err(format!(
-                "--inherit-capabilities {other:?}: use permitted, dont-touch, clsync or empty"
-            ))
-        }
-    };
-    let seccomp = a.seccomp_filter || secure;
-    if seccomp && splitting == Splitting::Off {
-        return Err(
-            "--seccomp-filter needs --splitting=process (the filtered daemon cannot start handlers itself); add it"
-                .into(),
-        );
-    }
-    if seccomp && a.permit_new_privs {
-        return Err("--seccomp-filter needs no-new-privs; drop --permit-new-privs".into());
-    }
-    if seccomp && a.monitor == Some(crate::monitor::MonitorKind::Notify) {
-        return Err(
-            "--seccomp-filter and --monitor notify do not mix: the notify crate starts a thread the allow-list forbids; use --monitor inotify, fanotify or poll"
-                .into(),
-        );
-    }
-    let detach_network = match a.detach_network.as_str() {
-        "off" => DetachNetwork::Off,
-        "everywhere" => DetachNetwork::Everywhere,
-        "non-privileged" => DetachNetwork::NonPrivileged,
-        other => {
-            return Err(format!(
-                "--detach-network {other:?}: use everywhere, non-privileged or off"
-            ))
-        }
-    };
-    Ok(Settings {
-        seccomp,
-        detach_network,
-        detach_ipc: a.detach_ipc,
-        detach_misc: a.detach_miscellanea,
-        forbid_devices: a.forbid_devices,
-        uid: user("-u", &a.uid).transpose()?,
-        gid: group("-g", &a.gid).transpose()?,
-        privileged_uid: user("--privileged-uid", &a.privileged_uid).transpose()?,
-        privileged_gid: group("--privileged-gid", &a.privileged_gid).transpose()?,
-        handler_uid: user("--sync-handler-uid", &a.sync_handler_uid).transpose()?,
-        handler_gid: group("--sync-handler-gid", &a.sync_handler_gid).transpose()?,
-        preserve: parse_caps(a.preserve_capabilities.as_deref().unwrap_or(""))?,
-        inherit,
-        no_new_privs: !a.permit_new_privs,
-        splitting,
-        check_execvp,
-        jail: super::jail::from_args(a)?,
-    })
-}
+pub use crate::config::privileges::{Capability, DetachNetwork, Inherit, Privileges, Splitting};
 
 /// A user and group.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -189,6 +85,60 @@ pub struct Plan {
     pub kept: Vec<Capability>,
     /// Why each kept capability is kept, for the log.
     pub reasons: Vec<(Capability, String)>,
+}
+
+/// Why each capability is kept by a daemon that came down from root to
+/// `target` (its handlers running as `handler`): what its work needs, and
+/// what `-C` adds.
+fn reasons(cfg: &Config, handler: Ident, target: Ident) -> Vec<(Capability, String)> {
+    let s = &cfg.privileges;
+    let mut reasons: Vec<(Capability, String)> = vec![(
+        Capability::CAP_DAC_READ_SEARCH,
+        "to read and watch the whole tree".into(),
+    )];
+    let split = s.splitting == Splitting::Process;
+    // The mirror runs in the helper when split; a shared object never;
+    // --dry-run writes nothing.
+    if writes_in_process(&cfg.mode) && !(split && cfg.mode == Mode::Mirror) && !cfg.dry_run {
+        for c in WRITER_CAPS {
+            reasons.push((
+                c,
+                format!("the {} handler writes the destination", cfg.mode.name()),
+            ));
+        }
+    }
+    let runs_programs =
+        runs_handler_programs(&cfg.mode) || cfg.pre_exit_hook.is_some() || cfg.exit_hook.is_some();
+    if runs_programs && !split {
+        if handler != target {
+            for c in SWITCH_CAPS {
+                reasons.push((c, format!("to start handlers as {handler}")));
+            }
+        }
+        if handler.uid == 0 {
+            for c in WRITER_CAPS {
+                reasons.push((c, "handlers run as root (--sync-handler-uid)".into()));
+            }
+        }
+    }
+    for d in written_dirs(cfg) {
+        if !may_write_dir(&d, target) {
+            reasons.push((
+                Capability::CAP_DAC_OVERRIDE,
+                format!("{target} cannot write {}", path::display_os(&d)),
+            ));
+        }
+    }
+    if cfg.monitor == crate::monitor::MonitorKind::Fanotify {
+        reasons.push((
+            Capability::CAP_SYS_ADMIN,
+            "--monitor fanotify marks filesystems (also ones mounted later below the root)".into(),
+        ));
+    }
+    for c in &s.preserve {
+        reasons.push((*c, "-C".into()));
+    }
+    reasons
 }
 
 fn nobody() -> u32 {
@@ -303,30 +253,7 @@ impl Plan {
             gid: s.handler_gid.or(primary).unwrap_or(privileged.gid),
         };
         if !root {
-            let asked = [
-                ("-u", s.uid, start.uid),
-                ("-g", s.gid, start.gid),
-                ("--privileged-uid", s.privileged_uid, start.uid),
-                ("--privileged-gid", s.privileged_gid, start.gid),
-                ("--sync-handler-uid", s.handler_uid, start.uid),
-                ("--sync-handler-gid", s.handler_gid, start.gid),
-            ];
-            for (opt, v, now) in asked {
-                if v.is_some_and(|v| v != now) {
-                    return Err(format!(
-                        "{opt} {}: changing identity needs root, and livesync runs as uid {}; start it as root or drop {opt}",
-                        v.unwrap_or(now),
-                        start.uid
-                    ));
-                }
-            }
-            return Ok(Plan {
-                start,
-                daemon: None,
-                handler,
-                kept: Vec::new(),
-                reasons: Vec::new(),
-            });
+            return Plan::unprivileged(cfg, start, handler);
         }
         // A non-root handler user is also the daemon's default user: list
         // files (0600, the daemon's) must be readable by the handler.
@@ -370,54 +297,7 @@ impl Plan {
                 reasons: Vec::new(),
             });
         }
-        let mut reasons: Vec<(Capability, String)> = vec![(
-            Capability::CAP_DAC_READ_SEARCH,
-            "to read and watch the whole tree".into(),
-        )];
-        let split = s.splitting == Splitting::Process;
-        // The mirror runs in the helper when split; a shared object never;
-        // --dry-run writes nothing.
-        if writes_in_process(&cfg.mode) && !(split && cfg.mode == Mode::Mirror) && !cfg.dry_run {
-            for c in WRITER_CAPS {
-                reasons.push((
-                    c,
-                    format!("the {} handler writes the destination", cfg.mode.name()),
-                ));
-            }
-        }
-        let runs_programs = runs_handler_programs(&cfg.mode)
-            || cfg.pre_exit_hook.is_some()
-            || cfg.exit_hook.is_some();
-        if runs_programs && !split {
-            if handler != target {
-                for c in SWITCH_CAPS {
-                    reasons.push((c, format!("to start handlers as {handler}")));
-                }
-            }
-            if handler.uid == 0 {
-                for c in WRITER_CAPS {
-                    reasons.push((c, "handlers run as root (--sync-handler-uid)".into()));
-                }
-            }
-        }
-        for d in written_dirs(cfg) {
-            if !may_write_dir(&d, target) {
-                reasons.push((
-                    Capability::CAP_DAC_OVERRIDE,
-                    format!("{target} cannot write {}", path::display_os(&d)),
-                ));
-            }
-        }
-        if cfg.monitor == crate::monitor::MonitorKind::Fanotify {
-            reasons.push((
-                Capability::CAP_SYS_ADMIN,
-                "--monitor fanotify marks filesystems (also ones mounted later below the root)"
-                    .into(),
-            ));
-        }
-        for c in &s.preserve {
-            reasons.push((*c, "-C".into()));
-        }
+        let reasons = reasons(cfg, handler, target);
         let mut kept: Vec<Capability> = Vec::new();
         for (c, _) in &reasons {
             if !kept.contains(c) {
@@ -431,6 +311,35 @@ impl Plan {
             handler,
             kept,
             reasons,
+        })
+    }
+
+    /// Not started as root: no identity can change; the plan is to stay.
+    fn unprivileged(cfg: &Config, start: Ident, handler: Ident) -> Result<Plan, String> {
+        let s = &cfg.privileges;
+        let asked = [
+            ("-u", s.uid, start.uid),
+            ("-g", s.gid, start.gid),
+            ("--privileged-uid", s.privileged_uid, start.uid),
+            ("--privileged-gid", s.privileged_gid, start.gid),
+            ("--sync-handler-uid", s.handler_uid, start.uid),
+            ("--sync-handler-gid", s.handler_gid, start.gid),
+        ];
+        for (opt, v, now) in asked {
+            if v.is_some_and(|v| v != now) {
+                return Err(format!(
+                    "{opt} {}: changing identity needs root, and livesync runs as uid {}; start it as root or drop {opt}",
+                    v.unwrap_or(now),
+                    start.uid
+                ));
+            }
+        }
+        Ok(Plan {
+            start,
+            daemon: None,
+            handler,
+            kept: Vec::new(),
+            reasons: Vec::new(),
         })
     }
 
@@ -662,7 +571,7 @@ pub fn mask(caps: &[Capability]) -> u64 {
 
 /// The child setup for handlers started by a process holding `permitted`
 /// as `current`.
-pub fn child_setup(s: &Settings, current: Ident, handler: Ident, permitted: u64) -> ChildSetup {
+pub fn child_setup(s: &Privileges, current: Ident, handler: Ident, permitted: u64) -> ChildSetup {
     let (inheritable, ambient) = match s.inherit {
         Inherit::Permitted | Inherit::Clsync => (Some(permitted), permitted),
         Inherit::DontTouch => (None, 0),
@@ -718,61 +627,63 @@ pub fn current() -> Ident {
 /// spawner (see the module docs). Called once, single-threaded, after the
 /// privileged setup (pid file, control socket) and before the watches.
 /// With `--chroot` the jail is entered first and `cfg`'s paths become the
-/// jail's (src/daemon/jail.rs); with `--splitting=process` the helper is
+/// jail's (src/security/jail.rs); with `--splitting=process` the helper is
 /// forked then, inside it.
-pub fn apply(cfg: &mut Config) -> Result<(), String> {
+pub fn apply(cfg: &mut Config) -> Result<(), Error> {
     let start = current();
-    let plan = Plan::new(cfg, start)?;
+    let plan = Plan::new(cfg, start).map_err(Error::Plan)?;
     let s = cfg.privileges.clone();
-    confine::before_split(s.detach_network, s.detach_ipc, s.detach_misc)?;
+    confine::before_split(s.detach_network, s.detach_ipc, s.detach_misc).map_err(Error::Confine)?;
     if let Some(jail) = &s.jail {
         if start.uid != 0 {
-            return Err(format!(
+            return Err(Error::Plan(format!(
                 "--chroot {}: entering a jail needs root (CAP_SYS_CHROOT); start livesync as root or drop --chroot",
                 path::display_os(&jail.root)
-            ));
+            )));
         }
         // The paths are resolved outside, then used inside.
         super::jail::rebase(cfg, jail);
-        super::jail::enter(jail)?;
-        super::jail::check_inside(cfg, jail)?;
+        super::jail::enter(jail).map_err(Error::Jail)?;
+        super::jail::check_inside(cfg, jail).map_err(Error::Jail)?;
     }
     let cfg: &Config = cfg;
     if s.splitting == Splitting::Process {
-        super::split::start(cfg, &plan)?;
+        super::split::start(cfg, &plan).map_err(Error::Helper)?;
     }
-    confine::daemon_only(s.detach_network, s.splitting == Splitting::Process)?;
+    confine::daemon_only(s.detach_network, s.splitting == Splitting::Process)
+        .map_err(Error::Confine)?;
     if s.forbid_devices {
         if start.uid != 0 {
-            return Err(
+            return Err(Error::Plan(
                 "--forbid-devices needs root (a mount namespace); drop it or start as root".into(),
-            );
+            ));
         }
         let mut paths = vec![cfg.watch_dir.clone()];
         paths.extend(cfg.destination.iter().map(|d| PathBuf::from(d.as_os_str())));
         paths.extend(written_dirs(cfg));
         if let Some(p) = paths.iter().find(|p| p.starts_with("/dev")) {
-            return Err(format!(
+            return Err(Error::Plan(format!(
                 "--forbid-devices hides /dev, and {} lies under it; move it or drop --forbid-devices",
                 path::display_os(p)
-            ));
+            )));
         }
-        confine::forbid_devices()?;
+        confine::forbid_devices().map_err(Error::Confine)?;
     }
-    plan.apply(s.inherit == Inherit::DontTouch)?;
+    plan.apply(s.inherit == Inherit::DontTouch)
+        .map_err(Error::Drop)?;
     if s.no_new_privs {
         // The daemon itself never needs to gain privileges either; its
         // handlers inherit this.
         // SAFETY: plain prctl on ourselves.
         if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-            return Err(format!(
+            return Err(Error::Drop(format!(
                 "cannot set no-new-privs: {}",
                 io::Error::last_os_error()
-            ));
+            )));
         }
     }
     if s.seccomp {
-        confine::apply_seccomp()?;
+        confine::apply_seccomp().map_err(Error::Confine)?;
     }
     if s.splitting == Splitting::Off {
         let permitted = match plan.daemon {
@@ -835,63 +746,17 @@ mod tests {
     }
 
     #[test]
-    fn seccomp_refuses_the_notify_backend_at_start() {
-        use clap::Parser;
-        let parse = |extra: &[&str]| {
-            let mut v = vec![
-                "livesync",
-                "-W",
-                "/tmp",
-                "-D",
-                "/nonexistent",
-                "--secure-splitting",
-            ];
-            v.extend_from_slice(extra);
-            from_args(&cli::Args::try_parse_from(v).expect("clap"))
-        };
-        let e = parse(&["--monitor", "notify"]).expect_err("notify under seccomp");
-        assert!(e.contains("--monitor notify"), "{e}");
-        assert!(parse(&["--monitor", "poll"]).is_ok());
-    }
-
-    #[test]
-    fn capability_lists_parse() {
-        assert_eq!(
-            parse_caps("CAP_KILL, dac_read_search,cap_setuid,KILL").expect("ok"),
-            vec![
-                Capability::CAP_KILL,
-                Capability::CAP_DAC_READ_SEARCH,
-                Capability::CAP_SETUID
-            ]
-        );
-        assert!(parse_caps("").expect("empty").is_empty());
-        let e = parse_caps("CAP_NOPE").expect_err("bad");
-        assert!(e.contains("\"CAP_NOPE\" is not a capability"), "{e}");
-    }
-
-    #[test]
-    fn users_and_groups_resolve() {
-        assert_eq!(resolve_user("-u", "0"), Ok(0));
-        assert_eq!(resolve_user("-u", "root"), Ok(0));
-        assert!(resolve_user("-u", "no-such-livesync-user")
-            .expect_err("bad")
-            .contains("-u \"no-such-livesync-user\": no such user"));
-        assert_eq!(resolve_group("-g", "12"), Ok(12));
-        assert!(resolve_group("-g", "no-such-livesync-group").is_err());
-    }
-
-    #[test]
     fn child_setup_follows_the_inherit_mode() {
-        let s = Settings::default();
+        let s = Privileges::default();
         let me = Ident { uid: 1, gid: 1 };
         let other = Ident { uid: 2, gid: 2 };
         let c = child_setup(&s, me, me, 0b110);
         assert_eq!((c.ident, c.inheritable, c.ambient), (None, Some(0), 0));
         assert!(c.no_new_privs);
-        let s2 = Settings {
+        let s2 = Privileges {
             inherit: Inherit::Permitted,
             no_new_privs: false,
-            ..Settings::default()
+            ..Privileges::default()
         };
         let c = child_setup(&s2, me, other, 0b110);
         assert_eq!(
@@ -899,9 +764,9 @@ mod tests {
             (Some(other), Some(0b110), 0b110)
         );
         assert!(!c.no_new_privs);
-        let s3 = Settings {
+        let s3 = Privileges {
             inherit: Inherit::DontTouch,
-            ..Settings::default()
+            ..Privileges::default()
         };
         let c = child_setup(&s3, me, me, 0b110);
         assert_eq!((c.inheritable, c.ambient), (None, 0));

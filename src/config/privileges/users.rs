@@ -27,3 +27,19 @@ pub fn resolve_group(option: &str, spec: &str) -> Result<u32, String> {
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn users_and_groups_resolve() {
+        assert_eq!(resolve_user("-u", "0"), Ok(0));
+        assert_eq!(resolve_user("-u", "root"), Ok(0));
+        assert!(resolve_user("-u", "no-such-livesync-user")
+            .expect_err("bad")
+            .contains("-u \"no-such-livesync-user\": no such user"));
+        assert_eq!(resolve_group("-g", "12"), Ok(12));
+        assert!(resolve_group("-g", "no-such-livesync-group").is_err());
+    }
+}
