@@ -34,7 +34,8 @@ pub const CODES: [(u8, &str); 4] = [
     (
         USAGE,
         "bad usage or input, found before anything was touched (an option, a rule, a \
-         path, a refused so/rsyncso object), with one line on stderr; or the \
+         path, a refused so/rsyncso object, a privilege drop this start cannot \
+         carry out), with one line on stderr; or the \
          destination was moved or replaced while running (not restarted by the \
          systemd units)",
     ),

@@ -161,14 +161,27 @@ fn server_move_example_keeps_up_until_told_to_cut_over() {
     assert_eq!(tree_diff(&env.src, &env.dst), None);
 }
 
-/// The `batches` counter of the instance behind `sock`.
-fn batches(sock: &Path) -> u64 {
+/// The status of the instance behind `sock`, as JSON.
+fn status_json(sock: &Path) -> serde_json::Value {
     let mut c = Command::new(BIN);
     c.args(["status", "--json", "--socket"]).arg(sock);
     let r = run_command(c, secs(10.0));
     assert_eq!(r.code, Some(0), "status {}: {}", sock.display(), r.stderr);
-    let v: serde_json::Value = serde_json::from_str(r.stdout.trim()).expect("json");
-    v["counters"]["batches"].as_u64().expect("batches")
+    serde_json::from_str(r.stdout.trim()).expect("json")
+}
+
+/// The instance behind `sock` is past its initial sync with nothing queued
+/// and nothing running.
+fn idle(sock: &Path) -> bool {
+    let v = status_json(sock);
+    v["state"] == "running" && v["queue_total"] == 0 && v["counters"]["running"] == 0
+}
+
+/// The `batches` counter of the instance behind `sock`.
+fn batches(sock: &Path) -> u64 {
+    status_json(sock)["counters"]["batches"]
+        .as_u64()
+        .expect("batches")
 }
 
 #[test]
@@ -185,9 +198,14 @@ fn two_way_example_converges_and_goes_quiet() {
             .env("TWO_WAY_STATE", &state),
     );
     let (ab, ba) = (state.join("ab.sock"), state.join("ba.sock"));
-    wait_until(secs(20.0), "both instances up, initial sync done", || {
-        ab.exists() && ba.exists() && tree_diff(a, b).is_none()
-    });
+    // Up, the initial sync done and nothing left in flight on either side:
+    // a change made while A -> B still runs its whole-tree initial sync
+    // would race it (A is the reference then; the example's README says so).
+    wait_until(
+        secs(20.0),
+        "both instances up, initial sync done, idle",
+        || ab.exists() && ba.exists() && tree_diff(a, b).is_none() && idle(&ab) && idle(&ba),
+    );
     // Changes on both sides, files and directories, and a delete.
     std::fs::write(a.join("one"), "from a").unwrap();
     std::fs::create_dir_all(b.join("dir/sub")).unwrap();

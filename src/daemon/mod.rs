@@ -204,7 +204,8 @@ impl DaemonError {
             DaemonError::WatchLimit(_) => crate::exit::WATCH_LIMIT.into(),
             DaemonError::SharedObject(_)
             | DaemonError::DestinationChanged(_)
-            | DaemonError::WatchDirUnreadable(_) => crate::exit::USAGE.into(),
+            | DaemonError::WatchDirUnreadable(_)
+            | DaemonError::Security(crate::security::Error::Plan(_)) => crate::exit::USAGE.into(),
             _ => crate::exit::FAILURE.into(),
         }
     }

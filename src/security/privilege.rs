@@ -350,13 +350,18 @@ impl Plan {
 
     /// Applies the plan to this process (see the module docs). Must be
     /// called while the process has one thread.
-    pub fn apply(&self, keep_inheritable: bool) -> Result<(), String> {
+    pub fn apply(&self, keep_inheritable: bool) -> Result<(), Error> {
         let Some(target) = self.daemon else {
             return Ok(());
         };
         let kept: CapsHashSet = self.kept.iter().copied().collect();
         drop_to(target, &kept, keep_inheritable).map_err(|e| {
-            format!("cannot drop privileges to {target}: {e}; run with -u 0 to stay root")
+            let m = format!("cannot drop privileges to {target}: {e}; run with -u 0 to stay root");
+            match e {
+                // A configuration the start cannot carry out (exit code 2).
+                DropError::Unmet(_) => Error::Plan(m),
+                DropError::Failed(_) => Error::Drop(m),
+            }
         })?;
         for c in &self.kept {
             let why: Vec<&str> = self
@@ -383,6 +388,31 @@ impl Plan {
     }
 }
 
+/// Why [`drop_to`] did not drop.
+#[derive(Debug, thiserror::Error)]
+pub enum DropError {
+    /// This process lacks what the change needs (capabilities that a
+    /// bounding set took away): nothing was changed, and only a change of
+    /// the configuration helps, not a restart.
+    #[error("{0}")]
+    Unmet(String),
+    /// A step of the change failed.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<String> for DropError {
+    fn from(s: String) -> Self {
+        DropError::Failed(s)
+    }
+}
+
+impl From<&str> for DropError {
+    fn from(s: &str) -> Self {
+        DropError::Failed(s.to_string())
+    }
+}
+
 /// Bounding set down to `kept`, then the identity, then permitted and
 /// effective exactly `kept`, nothing inheritable (unless `keep_inheritable`:
 /// `--inherit-capabilities=dont-touch`) and nothing ambient.
@@ -392,7 +422,8 @@ impl Plan {
 /// out of the bounding set is not dropped again (that would need
 /// CAP_SETPCAP for nothing), and what is missing for the change is named
 /// before anything changes.
-pub fn drop_to(target: Ident, kept: &CapsHashSet, keep_inheritable: bool) -> Result<(), String> {
+pub fn drop_to(target: Ident, kept: &CapsHashSet, keep_inheritable: bool) -> Result<(), DropError> {
+    let missing = |m: String| DropError::Unmet(m);
     let names = |set: &mut Vec<Capability>| {
         set.sort_by_key(|c| c.index());
         set.iter()
@@ -406,22 +437,22 @@ pub fn drop_to(target: Ident, kept: &CapsHashSet, keep_inheritable: bool) -> Res
         .map_err(|e| format!("reading the effective set: {e}"))?;
     let permitted = caps::read(None, CapSet::Permitted)
         .map_err(|e| format!("reading the permitted set: {e}"))?;
-    let mut missing: Vec<Capability> = kept.difference(&permitted).copied().collect();
-    if !missing.is_empty() {
-        return Err(format!(
+    let mut missing_caps: Vec<Capability> = kept.difference(&permitted).copied().collect();
+    if !missing_caps.is_empty() {
+        return Err(missing(format!(
             "it needs {}, which this process was started without (a CapabilityBoundingSet= or \
              setpriv took it): \
              add it there",
-            names(&mut missing)
-        ));
+            names(&mut missing_caps)
+        )));
     }
     let mut extra: Vec<Capability> = bounding.difference(kept).copied().collect();
     if !extra.is_empty() && !effective.contains(&Capability::CAP_SETPCAP) {
-        return Err(format!(
+        return Err(missing(format!(
             "cutting the bounding set (it holds {} too) needs CAP_SETPCAP: add CAP_SETPCAP \
              to CapabilityBoundingSet=, or leave those out of it",
             names(&mut extra)
-        ));
+        )));
     }
     let me = current();
     let mut switch: Vec<Capability> = Vec::new();
@@ -432,10 +463,10 @@ pub fn drop_to(target: Ident, kept: &CapsHashSet, keep_inheritable: bool) -> Res
         switch.push(Capability::CAP_SETGID);
     }
     if !switch.is_empty() {
-        return Err(format!(
+        return Err(missing(format!(
             "changing the user needs {}: add them to CapabilityBoundingSet=",
             names(&mut switch)
-        ));
+        )));
     }
     for c in &extra {
         caps::drop(None, CapSet::Bounding, *c).map_err(|e| format!("bounding set: {e}"))?;
@@ -669,8 +700,7 @@ pub fn apply(cfg: &mut Config) -> Result<(), Error> {
         }
         confine::forbid_devices().map_err(Error::Confine)?;
     }
-    plan.apply(s.inherit == Inherit::DontTouch)
-        .map_err(Error::Drop)?;
+    plan.apply(s.inherit == Inherit::DontTouch)?;
     if s.no_new_privs {
         // The daemon itself never needs to gain privileges either; its
         // handlers inherit this.

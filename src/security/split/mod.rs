@@ -593,7 +593,7 @@ fn helper_main(
         None => None,
     };
     if privilege::current().uid == 0 {
-        privilege::drop_to(me, &set, setup.inheritable.is_none())?;
+        privilege::drop_to(me, &set, setup.inheritable.is_none()).map_err(|e| e.to_string())?;
     }
     // The helper is never ptrace-able or dumpable by the daemon's user.
     // SAFETY: plain prctl on ourselves.
