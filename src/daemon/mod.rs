@@ -15,7 +15,7 @@
 //! The worker is a pool: one thread with `-p off`, `--threads` with `safe`
 //! and `full`, each with its own handler (SIGHUP gives each a new one).
 //! The loop pops one batch per free thread; with `safe` the queue is
-//! exclusive, so batches in flight never share a path (see `queue.rs`).
+//! exclusive, so batches in flight never share a path (see `queue`).
 //! Results come back on one channel and are collected before the kernel
 //! is read, as with one thread. Hooks and every step of the way out run
 //! only when all threads are idle; TERM signals every running handler's

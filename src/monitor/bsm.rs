@@ -303,6 +303,19 @@ fn token(c: &mut Cur<'_>, id: u8, r: &mut Record) -> Option<bool> {
             c.u32()?;
             return Some(true);
         }
+        AUT_PATH | AUT_TEXT | AUT_ATTR32 | AUT_ATTR64 | AUT_ARG32 | AUT_ARG64 | AUT_RETURN32
+        | AUT_RETURN64 => file_token(c, id, r)?,
+        AUT_SUBJECT32 | AUT_SUBJECT64 | AUT_SUBJECT32_EX | AUT_SUBJECT64_EX | AUT_PROCESS32
+        | AUT_PROCESS64 | AUT_PROCESS32_EX | AUT_PROCESS64_EX => subject(c, id, r)?,
+        _ => skip(c, id)?,
+    }
+    Some(false)
+}
+
+/// The tokens of a file event that land in `r` as they are: the paths,
+/// texts, attributes, arguments and the return value.
+fn file_token(c: &mut Cur<'_>, id: u8, r: &mut Record) -> Option<()> {
+    match id {
         AUT_PATH => {
             let n = c.u16()? as usize;
             r.paths.push(c.counted(n)?);
@@ -310,10 +323,6 @@ fn token(c: &mut Cur<'_>, id: u8, r: &mut Record) -> Option<bool> {
         AUT_TEXT => {
             let n = c.u16()? as usize;
             r.texts.push(c.counted(n)?);
-        }
-        AUT_ZONENAME | AUT_OPAQUE => {
-            let n = c.u16()? as usize;
-            c.take(n)?;
         }
         AUT_ATTR32 | AUT_ATTR64 => {
             let mode = c.u32()?;
@@ -346,42 +355,6 @@ fn token(c: &mut Cur<'_>, id: u8, r: &mut Record) -> Option<bool> {
             let text = c.counted(n)?;
             r.args.push(Arg { num, value, text });
         }
-        AUT_SUBJECT32 | AUT_SUBJECT64 | AUT_SUBJECT32_EX | AUT_SUBJECT64_EX | AUT_PROCESS32
-        | AUT_PROCESS64 | AUT_PROCESS32_EX | AUT_PROCESS64_EX => {
-            let mut s = Subject {
-                auid: c.u32()?,
-                euid: c.u32()?,
-                egid: c.u32()?,
-                ruid: c.u32()?,
-                rgid: c.u32()?,
-                pid: c.u32()?,
-                sid: c.u32()?,
-                ..Subject::default()
-            };
-            s.port = if matches!(
-                id,
-                AUT_SUBJECT64 | AUT_SUBJECT64_EX | AUT_PROCESS64 | AUT_PROCESS64_EX
-            ) {
-                c.u64()?
-            } else {
-                c.u32()? as u64
-            };
-            s.addr = if matches!(
-                id,
-                AUT_SUBJECT32_EX | AUT_SUBJECT64_EX | AUT_PROCESS32_EX | AUT_PROCESS64_EX
-            ) {
-                c.addr()?
-            } else {
-                c.take(4)?.to_vec()
-            };
-            // A process token names the target of a signal, not the caller.
-            if matches!(
-                id,
-                AUT_SUBJECT32 | AUT_SUBJECT64 | AUT_SUBJECT32_EX | AUT_SUBJECT64_EX
-            ) {
-                r.subject = Some(s);
-            }
-        }
         AUT_RETURN32 | AUT_RETURN64 => {
             let status = c.u8()?;
             let value = if id == AUT_RETURN32 {
@@ -391,7 +364,58 @@ fn token(c: &mut Cur<'_>, id: u8, r: &mut Record) -> Option<bool> {
             };
             r.ret = Some(Return { status, value });
         }
-        // Tokens stepped over: only their size matters here.
+        _ => return None,
+    }
+    Some(())
+}
+
+/// A subject or process token (32/64-bit, with or without an extended
+/// address); only a subject names the caller and lands in `r`.
+fn subject(c: &mut Cur<'_>, id: u8, r: &mut Record) -> Option<()> {
+    let mut s = Subject {
+        auid: c.u32()?,
+        euid: c.u32()?,
+        egid: c.u32()?,
+        ruid: c.u32()?,
+        rgid: c.u32()?,
+        pid: c.u32()?,
+        sid: c.u32()?,
+        ..Subject::default()
+    };
+    s.port = if matches!(
+        id,
+        AUT_SUBJECT64 | AUT_SUBJECT64_EX | AUT_PROCESS64 | AUT_PROCESS64_EX
+    ) {
+        c.u64()?
+    } else {
+        c.u32()? as u64
+    };
+    s.addr = if matches!(
+        id,
+        AUT_SUBJECT32_EX | AUT_SUBJECT64_EX | AUT_PROCESS32_EX | AUT_PROCESS64_EX
+    ) {
+        c.addr()?
+    } else {
+        c.take(4)?.to_vec()
+    };
+    // A process token names the target of a signal, not the caller.
+    if matches!(
+        id,
+        AUT_SUBJECT32 | AUT_SUBJECT64 | AUT_SUBJECT32_EX | AUT_SUBJECT64_EX
+    ) {
+        r.subject = Some(s);
+    }
+    Some(())
+}
+
+/// Steps over a token whose content livesync does not use (only its size
+/// matters here). None for a token it does not know.
+fn skip(c: &mut Cur<'_>, id: u8) -> Option<()> {
+    match id {
+        AUT_ZONENAME | AUT_OPAQUE => {
+            let n = c.u16()? as usize;
+            c.take(n)?;
+        }
         AUT_OTHER_FILE32 => {
             c.take(8)?;
             let n = c.u16()? as usize;
@@ -465,7 +489,7 @@ fn token(c: &mut Cur<'_>, id: u8, r: &mut Record) -> Option<bool> {
         }
         _ => return None,
     }
-    Some(false)
+    Some(())
 }
 
 /// Iterates over the records in a byte stream (a trail file, or what
