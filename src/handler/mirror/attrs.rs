@@ -2,7 +2,14 @@
 //! ACLs (when asked), and the directory metadata fixed up after their
 //! contents are done.
 
-use super::*;
+use super::sys::{self, errno, is_gone, raw, FileType, Meta};
+use super::{differs, At, Run, R};
+use crate::rules::Action;
+use crate::rules::Kind;
+use nix::errno::Errno;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::fd::RawFd;
 
 /// Says what to do when the destination cannot take an attribute.
 fn xattr_hint(e: io::Error, name: &[u8]) -> io::Error {

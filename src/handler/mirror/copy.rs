@@ -3,7 +3,14 @@
 //! given its metadata and renamed over the target; and the same-content
 //! check that spares a copy.
 
-use super::*;
+use super::sys::{self, errno, is_gone, FileType, Meta};
+use super::{At, Outcome, Run, R};
+use crate::handler::HandlerError;
+use crate::path;
+use nix::errno::Errno;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::fd::RawFd;
 
 /// Reads until `buf` is full or the file ends; returns how many bytes.
 pub(super) fn read_full(f: &mut impl io::Read, buf: &mut [u8]) -> io::Result<usize> {

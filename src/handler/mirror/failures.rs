@@ -2,7 +2,13 @@
 //! batch ([`Scope`]), and how a failed entry is recorded so that the batch
 //! goes on and the queue retries only that entry.
 
-use super::*;
+use super::sys::errno;
+use super::{Run, Side, MAX_FAILED, R};
+use crate::handler::HandlerError;
+use crate::path;
+use nix::errno::Errno;
+use std::io;
+use std::path::Path;
 
 /// What an error says about the rest of the batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,7 +1,9 @@
 //! Hard links: the first name of a multi-link source file placed in a
 //! batch is remembered, and its other names become links to it.
 
-use super::*;
+use super::sys::{self, raw, FileType, Meta};
+use super::{At, Outcome, Run, R};
+use crate::path;
 
 impl Run<'_> {
     /// Remembers where the multi-link source file `src` (at `at`) now is in

@@ -118,18 +118,18 @@ mod tests;
 mod walk; // one entry by type; the recursive sync
 
 use super::{Handler, HandlerError, Report};
-use crate::batch::{Batch, Op};
+use crate::batch::Batch;
 use crate::path;
 use crate::rules::{Action, Kind, Rules};
 use nix::errno::Errno;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use sys::{errno, is_gone, raw, FileType, Meta};
+use sys::{errno, is_gone, raw, Meta};
 
 use copy::read_full;
 use failures::{scope, Scope};
@@ -176,7 +176,7 @@ pub struct Mirror {
     /// Test hook: called with the source file's absolute path just before it
     /// is opened for copying (to change the source "mid-copy").
     #[cfg(test)]
-    before_copy: Option<fn(&Path)>,
+    before_copy: Option<fn(&std::path::Path)>,
 }
 
 impl Mirror {

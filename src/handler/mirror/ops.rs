@@ -1,7 +1,14 @@
 //! One batch's ops in order (renames, then deletions, then copies) and what
 //! each op does to the destination path it names.
 
-use super::*;
+use super::sys::{self, errno, raw};
+use super::{kind_of, scope, well_formed, At, How, Outcome, Run, Scope, ATTEMPTS, MAX_FAILED, R};
+use crate::batch::Op;
+use crate::handler::HandlerError;
+use crate::path;
+use crate::rules::Action;
+use nix::errno::Errno;
+use std::io;
 
 impl Run<'_> {
     /// Runs a batch's ops: renames in order, then the paths the source no

@@ -2,7 +2,15 @@
 //! once and tells, before each batch, whether the configured path still
 //! leads to it (device and inode).
 
-use super::*;
+use super::sys::{self, errno, raw};
+use super::with_hint;
+use crate::handler::HandlerError;
+use crate::path;
+use nix::errno::Errno;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::path::Path;
+use std::path::PathBuf;
 
 /// The destination root directory, opened once and held: the mirror writes
 /// only through this descriptor, and [`DstRoot::check`] tells whether the

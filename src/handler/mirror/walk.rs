@@ -2,7 +2,14 @@
 //! walking both sides, deleting what the source lost, removing entries
 //! bottom-up while keeping what the rules exclude.
 
-use super::*;
+use super::sys::{self, errno, is_gone, raw, FileType, Meta};
+use super::{kind_of, At, How, Outcome, Run, ATTEMPTS, R};
+use crate::path;
+use crate::rules::Action;
+use crate::rules::Kind;
+use nix::errno::Errno;
+use std::collections::HashSet;
+use std::os::fd::RawFd;
 
 impl Run<'_> {
     /// Makes the destination entry `at` equal to the source entry whose
