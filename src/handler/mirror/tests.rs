@@ -3,6 +3,7 @@
 //! and nowhere else.
 
 use super::*;
+use crate::batch::Op;
 use nix::sys::time::TimeSpec;
 use proptest::prelude::*;
 use std::collections::BTreeMap;
@@ -10,6 +11,7 @@ use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 // ----- helpers ------------------------------------------------------------
