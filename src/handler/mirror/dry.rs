@@ -479,6 +479,17 @@ mod tests {
             w(d, "moved/in", "i");
             w(d, "same", "same");
         }
+        // The same file on both sides: the same mtime too (two writes fall
+        // into different timestamp ticks under load, and a differing mtime
+        // rightly plans a copy).
+        let same_mtime = fs::metadata(t.src.join("same"))
+            .and_then(|m| m.modified())
+            .expect("mtime");
+        fs::File::options()
+            .write(true)
+            .open(t.dst.join("same"))
+            .and_then(|f| f.set_modified(same_mtime))
+            .expect("same mtime");
         fs::rename(t.src.join("moved"), t.src.join("moved-to")).expect("rename");
         w(&t.src, "new", "new!");
         w(&t.dst, "gone", "g");
