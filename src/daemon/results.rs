@@ -245,24 +245,12 @@ impl Daemon {
         let tries = self
             .queue
             .requeue_failed_id(id, now, paths, |attempt| now + backoff(base, attempt));
-        let hard_end = self.ending.as_ref().is_some_and(|e| e.hard);
         let exhausted = self.cfg.retries != 0 && tries >= self.cfg.retries;
         let first = HandlerError::Paths {
             failed: failed.to_vec(),
             report: Report::default(),
         };
-        if hard_end || (exhausted && !self.cfg.ignore_failures) {
-            let why = if hard_end {
-                "the last sync before exiting failed".to_string()
-            } else {
-                format!(
-                    "a path failed {tries} time(s) (-r {}), giving up",
-                    self.cfg.retries
-                )
-            };
-            if self.worker.busy {
-                procs::signal_child_groups(libc::SIGTERM);
-            }
+        if let Some(why) = self.give_up(tries, "a path failed") {
             return Err(DaemonError::GaveUp(format!(
                 "{why}: {first}; {} op(s) not synced; a restart resyncs everything",
                 self.queue.len()
@@ -299,6 +287,30 @@ impl Daemon {
         Ok(())
     }
 
+    /// Whether a failure at try `tries` ends the run: the last sync of a
+    /// TERM failed, or `-r` is used up (unless `--ignore-failures`). Then
+    /// the running handlers of other workers are stopped too (`-p
+    /// safe|full`: they must not outlive us) and the reason is returned,
+    /// starting with `what` ("sync failed", "a path failed").
+    fn give_up(&self, tries: u32, what: &str) -> Option<String> {
+        let hard_end = self.ending.as_ref().is_some_and(|e| e.hard);
+        let exhausted = self.cfg.retries != 0 && tries >= self.cfg.retries;
+        if !hard_end && (!exhausted || self.cfg.ignore_failures) {
+            return None;
+        }
+        if self.worker.busy {
+            procs::signal_child_groups(libc::SIGTERM);
+        }
+        Some(if hard_end {
+            "the last sync before exiting failed".to_string()
+        } else {
+            format!(
+                "{what} {tries} time(s) (-r {}), giving up",
+                self.cfg.retries
+            )
+        })
+    }
+
     /// The whole batch failed: back to the queue with backoff, or the end
     /// (`-r` used up, or the last sync of a TERM).
     fn batch_failed(
@@ -310,9 +322,8 @@ impl Daemon {
     ) -> Result<(), DaemonError> {
         let n = batch.len();
         let tries = batch.attempt + 1;
-        let hard_end = self.ending.as_ref().is_some_and(|e| e.hard);
         let exhausted = self.cfg.retries != 0 && tries >= self.cfg.retries;
-        if hard_end || (exhausted && !self.cfg.ignore_failures) {
+        if let Some(why) = self.give_up(tries, "sync failed") {
             let paths: Vec<String> = batch
                 .ops
                 .iter()
@@ -320,18 +331,6 @@ impl Daemon {
                 .take(10)
                 .map(path::display)
                 .collect();
-            let why = if hard_end {
-                "the last sync before exiting failed".to_string()
-            } else {
-                format!(
-                    "sync failed {tries} time(s) (-r {}), giving up",
-                    self.cfg.retries
-                )
-            };
-            if self.worker.busy {
-                // -p safe|full: other runs must not outlive us.
-                procs::signal_child_groups(libc::SIGTERM);
-            }
             return Err(DaemonError::GaveUp(format!(
                 "{why}: {e}; {} op(s) not synced, e.g. {}; a restart resyncs everything",
                 n + self.queue.len(),
