@@ -858,55 +858,6 @@ fn hard_links_edited_through_either_name(mode: Mode) {
     }
 }
 
-#[cfg(target_os = "linux")]
-fn xattr(p: &Path, name: &str) -> Option<Vec<u8>> {
-    use std::os::unix::ffi::OsStrExt;
-    let path = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
-    let name = std::ffi::CString::new(name).unwrap();
-    let mut buf = vec![0u8; 1024];
-    // SAFETY: NUL-terminated strings and a buffer of buf.len() bytes.
-    let n = unsafe {
-        libc::lgetxattr(
-            path.as_ptr(),
-            name.as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
-    (n >= 0).then(|| {
-        buf.truncate(n as usize);
-        buf
-    })
-}
-
-/// Sets (`Some`) or removes (`None`) a user xattr; false when the file
-/// system refuses.
-#[cfg(target_os = "linux")]
-fn set_xattr(p: &Path, name: &str, value: Option<&[u8]>) -> bool {
-    use std::os::unix::ffi::OsStrExt;
-    let path = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
-    let name = std::ffi::CString::new(name).unwrap();
-    // SAFETY: NUL-terminated strings and a buffer of value.len() bytes.
-    let rc = unsafe {
-        match value {
-            Some(v) => libc::lsetxattr(path.as_ptr(), name.as_ptr(), v.as_ptr().cast(), v.len(), 0),
-            None => libc::lremovexattr(path.as_ptr(), name.as_ptr()),
-        }
-    };
-    rc == 0
-}
-
-// Elsewhere the mirror copies no xattrs: the scenario skips.
-#[cfg(not(target_os = "linux"))]
-fn xattr(_p: &Path, _name: &str) -> Option<Vec<u8>> {
-    None
-}
-
-#[cfg(not(target_os = "linux"))]
-fn set_xattr(_p: &Path, _name: &str, _value: Option<&[u8]>) -> bool {
-    false
-}
-
 /// `--xattrs`: user xattrs of files and directories reach the destination
 /// at the initial sync and when they change or go later.
 fn xattrs_follow_with_the_option(mode: Mode) {

@@ -563,43 +563,6 @@ fn secure_splitting_confines_the_daemon_and_it_still_does_everything() {
     assert!(!sock.exists() && !status.exists());
 }
 
-/// Sets the xattr `name` of `p`; false when the file system refuses.
-fn set_xattr(p: &Path, name: &str, value: &[u8]) -> bool {
-    use std::os::unix::ffi::OsStrExt;
-    let path = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
-    let name = std::ffi::CString::new(name).unwrap();
-    // SAFETY: NUL-terminated strings and a buffer of value.len() bytes.
-    unsafe {
-        libc::lsetxattr(
-            path.as_ptr(),
-            name.as_ptr(),
-            value.as_ptr().cast(),
-            value.len(),
-            0,
-        ) == 0
-    }
-}
-
-fn get_xattr(p: &Path, name: &str) -> Option<Vec<u8>> {
-    use std::os::unix::ffi::OsStrExt;
-    let path = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
-    let name = std::ffi::CString::new(name).unwrap();
-    let mut buf = vec![0u8; 1024];
-    // SAFETY: NUL-terminated strings and a buffer of buf.len() bytes.
-    let n = unsafe {
-        libc::lgetxattr(
-            path.as_ptr(),
-            name.as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
-    (n >= 0).then(|| {
-        buf.truncate(n as usize);
-        buf
-    })
-}
-
 /// The mirror's fidelity options work where it really writes: as nobody
 /// with the writer capabilities, and in the root helper under
 /// `--secure-splitting`: xattrs, ACLs, a root-owned read-only file's
@@ -628,13 +591,13 @@ fn mirror_copies_xattrs_acls_and_hard_links_with_dropped_privileges_and_in_the_h
         env.write("ro", "read-only");
         fs::hard_link(env.src_path("f"), env.src_path("g")).expect("link");
         fs::set_permissions(env.src_path("ro"), fs::Permissions::from_mode(0o444)).expect("chmod");
-        if !set_xattr(&env.src_path("f"), "user.x", b"1")
-            || !set_xattr(&env.src_path("f"), "system.posix_acl_access", &acl)
+        if !set_xattr(&env.src_path("f"), "user.x", Some(b"1"))
+            || !set_xattr(&env.src_path("f"), "system.posix_acl_access", Some(&acl))
         {
             eprintln!("skipping: the temp dir's file system has no xattrs or ACLs");
             return;
         }
-        assert!(set_xattr(&env.src_path("ro"), "user.ro", b"2"));
+        assert!(set_xattr(&env.src_path("ro"), "user.ro", Some(b"2")));
         let mut d = Daemon::start(
             &env,
             &["-t0", "-w0", "-M", "mirror", split, "--xattrs", "--acls"],
@@ -642,9 +605,9 @@ fn mirror_copies_xattrs_acls_and_hard_links_with_dropped_privileges_and_in_the_h
         d.wait_synced(&env, T);
         let ino = |rel: &str| fs::metadata(env.dst_path(rel)).expect("dst").ino();
         d.wait_until(T, "xattrs and the ACL at the destination", || {
-            get_xattr(&env.dst_path("f"), "user.x").as_deref() == Some(b"1")
-                && get_xattr(&env.dst_path("f"), "system.posix_acl_access").as_ref() == Some(&acl)
-                && get_xattr(&env.dst_path("ro"), "user.ro").as_deref() == Some(b"2")
+            xattr(&env.dst_path("f"), "user.x").as_deref() == Some(b"1")
+                && xattr(&env.dst_path("f"), "system.posix_acl_access").as_ref() == Some(&acl)
+                && xattr(&env.dst_path("ro"), "user.ro").as_deref() == Some(b"2")
         });
         assert_eq!(ino("f"), ino("g"), "{split}: f and g are one file");
         assert!(
