@@ -69,3 +69,24 @@ pub enum Error {
     #[error("{0}")]
     Drop(String),
 }
+
+/// A user and group (uid, gid): who livesync, its helper or its handlers run
+/// as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ident {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl std::fmt::Display for Ident {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let user = nix::unistd::User::from_uid(self.uid.into())
+            .ok()
+            .flatten()
+            .map(|u| u.name);
+        match user {
+            Some(name) => write!(f, "{name} (uid {}, gid {})", self.uid, self.gid),
+            None => write!(f, "uid {}, gid {}", self.uid, self.gid),
+        }
+    }
+}

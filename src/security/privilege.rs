@@ -51,25 +51,7 @@ pub const SWITCH_CAPS: [Capability; 3] = [
 
 pub use crate::config::privileges::{Capability, DetachNetwork, Inherit, Privileges, Splitting};
 
-/// A user and group.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Ident {
-    pub uid: u32,
-    pub gid: u32,
-}
-
-impl std::fmt::Display for Ident {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let user = nix::unistd::User::from_uid(self.uid.into())
-            .ok()
-            .flatten()
-            .map(|u| u.name);
-        match user {
-            Some(name) => write!(f, "{name} (uid {}, gid {})", self.uid, self.gid),
-            None => write!(f, "uid {}, gid {}", self.uid, self.gid),
-        }
-    }
-}
+pub use super::Ident;
 
 /// What the daemon does to itself at start, and what its handlers get.
 #[derive(Clone, Debug, PartialEq, Eq)]

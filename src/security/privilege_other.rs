@@ -25,25 +25,7 @@ use std::sync::{Arc, OnceLock};
 /// uid and gid of `nobody`/`nogroup` when the names are unknown.
 const NOBODY: u32 = 65534;
 
-/// A user and group.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Ident {
-    pub uid: u32,
-    pub gid: u32,
-}
-
-impl std::fmt::Display for Ident {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let user = nix::unistd::User::from_uid(self.uid.into())
-            .ok()
-            .flatten()
-            .map(|u| u.name);
-        match user {
-            Some(name) => write!(f, "{name} (uid {}, gid {})", self.uid, self.gid),
-            None => write!(f, "uid {}, gid {}", self.uid, self.gid),
-        }
-    }
-}
+pub use super::Ident;
 
 /// Who the daemon becomes and who its handlers run as.
 #[derive(Clone, Debug, PartialEq, Eq)]
